@@ -1,0 +1,91 @@
+"""One exception hierarchy for everything batchit reports to a user.
+
+Each class carries the exit code the command ends with (SPEC section 4), so `main()` never holds an
+exit-code literal, and a `hint` that tells the user how to fix the problem.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class BatchitError(Exception):
+    """Root of batchit's errors: a message, a hint for the fix, and the exit code it maps to."""
+
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
+
+
+class UsageError(BatchitError):
+    """A command line that cannot be carried out as given (exit 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """`batchit.yaml` (or an included preset) is invalid; names the file, line, rule and fix (exit 2)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        rule: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.file = file
+        self.line = line
+        self.column = column
+        self.rule = rule
+
+    def __str__(self) -> str:
+        where = self.file or "batchit.yaml"
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        rule = f" rule '{self.rule}':" if self.rule else ""
+        text = f"{where}:{rule} {self.message}"
+        return text if not self.hint else f"{text}\n  fix: {self.hint}"
+
+
+class OutputConflictError(UsageError):
+    """An output path holds a file batchit did not write; it is never overwritten silently (exit 2)."""
+
+
+class LockHeldError(BatchitError):
+    """Another batchit run holds the project's lock (exit 3)."""
+
+    exit_code = 3
+
+
+class BuildInterrupted(BatchitError):
+    """The run was stopped by SIGINT or SIGTERM (exit 130)."""
+
+    exit_code = 130
+
+
+class JobError(BatchitError):
+    """A job's failure, raised by an operator; the build records it and goes on (exit 1 at the end)."""
+
+    transient: ClassVar[bool] = False
+
+
+class TransientError(JobError):
+    """A failure that may succeed when retried: a timeout, a refused connection, HTTP 429 or 5xx."""
+
+    transient = True
+
+
+class PermanentError(JobError):
+    """A failure that retrying cannot fix: undecodable or invalid input, a failed validation."""

@@ -1,0 +1,83 @@
+"""File-system helpers every layer needs: atomic writes and project-relative path checks.
+
+Every file batchit writes goes to a temporary name beside its destination and is renamed into place,
+so a reader (or a crash) never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path, PurePosixPath
+
+TEMP_MARK = ".batchit-tmp-"
+"""Temporary files carry this in their name so a later run can recognise and remove leftovers."""
+
+
+def temp_path_for(dest: Path) -> Path:
+    """A fresh temporary path in `dest`'s directory (same file system, so the rename is atomic)."""
+    return dest.with_name(f"{TEMP_MARK}{secrets.token_hex(6)}-{dest.name}")
+
+
+def atomic_write_bytes(dest: Path, data: bytes, *, fsync: bool = False) -> None:
+    """Write `data` to `dest` so that `dest` holds either its old content or all of `data`."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(dest)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_dir(dest.parent)
+
+
+def atomic_write_text(dest: Path, text: str, *, fsync: bool = False) -> None:
+    """`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(dest, text.encode("utf-8"), fsync=fsync)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside `directory` durable against power loss."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_relative_clean(path: str) -> bool:
+    """True for a relative POSIX path with no `..`, no empty or `.` segment trickery, no drive."""
+    if not path or path.startswith("/") or "\\" in path:
+        return False
+    return ".." not in PurePosixPath(path).parts
+
+
+def normalise_relative(path: str) -> str:
+    """Collapse empty and `.` segments of a relative POSIX path (`a//./b` -> `a/b`)."""
+    return "/".join(part for part in path.split("/") if part not in ("", "."))
+
+
+def resolves_inside(root: Path, candidate: Path) -> bool:
+    """True when `candidate`, with every symlink followed, stays inside `root` (itself resolved)."""
+    try:
+        candidate.resolve().relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def remove_empty_parents(path: Path, stop: Path) -> None:
+    """Remove `path`'s empty parent directories up to, but not including, `stop`."""
+    parent = path.parent
+    while parent != stop and stop in parent.parents:
+        try:
+            parent.rmdir()
+        except OSError:
+            return
+        parent = parent.parent

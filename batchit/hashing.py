@@ -1,0 +1,74 @@
+"""Content hashes and canonical JSON: the two things every key, record and signature is built from.
+
+Files are hashed by reading them (never mmap: a file truncated while mapped kills the process with
+SIGBUS); large files use BLAKE3's multithreaded mode, which pays off only above a few MiB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from blake3 import blake3
+
+from batchit.errors import PermanentError
+
+CHUNK = 1 << 20
+"""Read size for hashing: large enough that syscalls are noise, small enough to stay in cache."""
+
+THREADED_ABOVE = 16 << 20
+"""Files larger than this are hashed with BLAKE3's thread pool."""
+
+
+def blake3_hex(data: bytes) -> str:
+    """The BLAKE3 hex digest of `data`."""
+    return blake3(data).hexdigest()
+
+
+def hash_file(path: str | os.PathLike[str], expected_size: int | None = None) -> str:
+    """The BLAKE3 hex digest of a file's content.
+
+    When `expected_size` is given (the size stat reported), a file that shrinks or grows while it is
+    read raises PermanentError instead of yielding a hash of bytes that never existed together.
+    """
+    size = 0
+    with open(path, "rb", buffering=0) as handle:
+        if expected_size is not None and expected_size <= CHUNK:
+            data = handle.read(CHUNK + 1)
+            size = len(data)
+            hasher = blake3(data)
+        else:
+            threads = blake3.AUTO if (expected_size or 0) > THREADED_ABOVE else 1
+            hasher = blake3(max_threads=threads)
+            while chunk := handle.read(CHUNK):
+                size += len(chunk)
+                hasher.update(chunk)
+    if expected_size is not None and size != expected_size:
+        raise PermanentError(f"{os.fspath(path)} changed size while it was being hashed")
+    return hasher.hexdigest()
+
+
+def hash_file_pair(path: Path) -> tuple[str, str, int]:
+    """BLAKE3 and SHA-256 hex digests and the size of a file, read once."""
+    b3 = blake3()
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb", buffering=0) as handle:
+        while chunk := handle.read(CHUNK):
+            size += len(chunk)
+            b3.update(chunk)
+            sha.update(chunk)
+    return b3.hexdigest(), sha.hexdigest(), size
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys, no whitespace and UTF-8 text: equal values give equal strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def json_string(text: str) -> str:
+    """One string as a canonical JSON literal (for building canonical documents by concatenation)."""
+    return json.dumps(text, ensure_ascii=False)

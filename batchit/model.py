@@ -1,0 +1,107 @@
+"""The validated configuration: frozen records that every layer past the config boundary can trust.
+
+`batchit.config.load_config` is the only producer of these; nothing downstream re-validates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Resources = Literal["cpu", "io"]
+Durability = Literal["fast", "fsync"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One operator call in a rule's pipeline, with its parameters as written (placeholders intact)."""
+
+    operator: str
+    params: dict[str, Any]
+    when: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """How an aggregate rule groups its inputs: all in one job, by a placeholder expression, or by regex."""
+
+    by: str | None = None
+    partition: str | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry policy for transient failures; `attempts` counts every attempt, the first included."""
+
+    attempts: int = 1
+    backoff: float = 0.2
+    max_backoff: float = 10.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of `batchit.yaml`: which inputs, which outputs, through which steps."""
+
+    name: str
+    globs: tuple[str, ...]
+    """Project-relative glob patterns (`**` crosses directories)."""
+    from_rules: tuple[str, ...]
+    """Upstream rules whose outputs are inputs of this one (`inputs: {rule: NAME}`)."""
+    exclude: tuple[str, ...]
+    output: str
+    """Output path template, relative to `out`."""
+    steps: tuple[Step, ...]
+    matrix: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    deps: tuple[str, ...] = ()
+    """Extra files (globs) whose content enters every job's key."""
+    resources: Resources = "cpu"
+    concurrency: int | None = None
+    aggregate: Aggregate | None = None
+    expect: dict[str, Any] | None = None
+    retry: Retry = field(default_factory=Retry)
+    validate: dict[str, Any] | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """Where and when a run's summary is POSTed."""
+
+    webhook: str
+    when: Literal["failure", "always"] = "failure"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded and validated project configuration."""
+
+    root: Path
+    """Absolute, resolved project root (the directory holding the config file)."""
+    file: str
+    """The config file's path as the user named it, for messages."""
+    out: str
+    """Output root, relative to `root`, normalised POSIX."""
+    rules: dict[str, Rule]
+    """Rules in an order where every rule comes after the rules it reads from."""
+    jobs: int | None = None
+    """Default worker count; None means the CPU count."""
+    durability: Durability = "fast"
+    cache_max_size: int = 2_000_000_000
+    runs_keep: int = 20
+    flags: dict[str, Any] = field(default_factory=dict)
+    alerts: Alerts | None = None
+    provenance: bool = True
+    config_hash: str = ""
+    """BLAKE3 of the config file and every included file, in load order."""
+
+    @property
+    def out_dir(self) -> Path:
+        """The absolute output root."""
+        return self.root / self.out
+
+    @property
+    def state_dir(self) -> Path:
+        """The absolute `.batchit` directory."""
+        return self.root / ".batchit"

@@ -1,0 +1,1 @@
+"""Operators: the steps of a rule's pipeline, one module per family."""

@@ -1,0 +1,130 @@
+"""What an operator is: a named, versioned, schema-checked step of a pipeline.
+
+An operator is a class with class attributes describing it (what enters the action key, which pool
+runs it, which parameters it takes) and one method, `run(value, ctx, **params)`, which takes the value
+the step before produced and returns the next. Operators hold no state between calls: the same class
+is called from worker processes, threads and Dask workers.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from batchit.errors import PermanentError
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A pipeline's starting value: one input file, read only when a step asks for its bytes."""
+
+    path: str
+    """Project-relative POSIX path."""
+    absolute: Path
+
+    def read_bytes(self) -> bytes:
+        """The file's content."""
+        return self.absolute.read_bytes()
+
+    def read_text(self) -> str:
+        """The file's content decoded as UTF-8 (an undecodable file is a permanent error)."""
+        try:
+            return self.absolute.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise PermanentError(f"{self.path} is not valid UTF-8: {exc}") from exc
+
+
+@dataclass
+class JobContext:
+    """What a step may know about its job besides its value (SPEC section 12)."""
+
+    input: str | list[str]
+    """The input's project-relative path, or the list of them for an aggregate."""
+    output: str
+    """The output's path relative to `out`."""
+    rule: str
+    key: str
+    """The job's action key: a deterministic seed for any randomness."""
+    root: Path
+    """Absolute project root; operators read project files through `read_project_file`."""
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("batchit.job"))
+    discovered: set[str] = field(default_factory=set)
+    """Project-relative files this job read beyond its inputs; they enter its next action key."""
+
+    def project_path(self, relative: str) -> Path:
+        """The absolute path of a project-relative file."""
+        return self.root / relative
+
+    def note_read(self, relative: str) -> None:
+        """Record that the job read `relative`, so a change to it makes the job stale."""
+        self.discovered.add(relative)
+
+
+class Operator:
+    """Base class of all operators; subclasses set the class attributes and implement `run`."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    """Bump when the operator's output for the same input and parameters changes."""
+    params_schema: ClassVar[dict[str, Any]] = {"type": "object", "additionalProperties": False}
+    """JSON Schema of the step's parameters, checked when the config loads."""
+    resources: ClassVar[Literal["cpu", "io"]] = "cpu"
+    file_params: ClassVar[tuple[str, ...]] = ()
+    """Parameters naming project files whose content enters the action key (a template, a logo)."""
+    path_aware: ClassVar[bool] = False
+    """True when the operator can see paths: then input paths and the output template enter the key."""
+    runtime_placeholders: ClassVar[frozenset[str]] = frozenset()
+    """Placeholders the operator fills itself at run time (`{in}`, `{out}` for `shell`)."""
+    libraries: ClassVar[tuple[str, ...]] = ()
+    """Distributions whose versions enter the action key."""
+
+    def library_versions(self) -> dict[str, str]:
+        """Versions of the libraries whose behaviour shapes this operator's output."""
+        versions: dict[str, str] = {}
+        for dist in self.libraries:
+            try:
+                versions[dist] = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                versions[dist] = "missing"
+        return versions
+
+    def key_files(self, params: Mapping[str, Any], root: Path) -> dict[str, Path]:
+        """Files whose content enters the action key, by a label that is stable across machines."""
+        return {
+            f"{name}:{params[name]}": root / str(params[name])
+            for name in self.file_params
+            if isinstance(params.get(name), str)
+        }
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        """Transform `value` (what the previous step returned) into the next step's value."""
+        raise NotImplementedError
+
+
+def as_bytes(value: Any, step: str) -> bytes:
+    """Coerce a pipeline value to bytes (an InputFile is read, str is UTF-8 encoded)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, InputFile):
+        return value.read_bytes()
+    raise PermanentError(f"step {step} needs bytes or text, got {type(value).__name__}")
+
+
+def as_text(value: Any, step: str) -> str:
+    """Coerce a pipeline value to text (bytes and files are decoded as UTF-8)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, InputFile):
+        return value.read_text()
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PermanentError(f"step {step}: input is not valid UTF-8: {exc}") from exc
+    raise PermanentError(f"step {step} needs text, got {type(value).__name__}")

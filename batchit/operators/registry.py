@@ -1,0 +1,72 @@
+"""Where operator names resolve to classes: the built-ins and the `batchit.operators` entry points.
+
+A registry holds only names and import targets ("module:Class") and imports a class the first time
+it is asked for, so `batchit --help` imports no operator, and a registry pickles into worker
+processes as a handful of strings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from dataclasses import dataclass, field
+
+from batchit.operators.base import Operator
+
+ENTRY_POINT_GROUP = "batchit.operators"
+
+BUILTIN_OPERATORS: dict[str, str] = {
+    "file.copy": "batchit.operators.files:FileCopy",
+    "text.load": "batchit.operators.text:TextLoad",
+    "text.replace": "batchit.operators.text:TextReplace",
+    "markdown.render": "batchit.operators.text:MarkdownRender",
+    "template.render": "batchit.operators.template:TemplateRender",
+    "python": "batchit.operators.code:PythonCall",
+    "shell": "batchit.operators.code:ShellCommand",
+}
+"""Built-in operator names and the classes that implement them."""
+
+
+def load_target(target: str) -> type[Operator]:
+    """Import the operator class named by a "module:Class" target."""
+    module_name, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Operator)):
+        raise TypeError(f"{target} is not a batchit Operator subclass")
+    return cls
+
+
+@dataclass
+class OperatorRegistry:
+    """Operator names mapped to import targets, with classes imported lazily and remembered."""
+
+    targets: dict[str, str]
+    _loaded: dict[str, type[Operator]] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def default(cls) -> OperatorRegistry:
+        """The built-ins plus every operator installed through the `batchit.operators` entry points."""
+        targets = dict(BUILTIN_OPERATORS)
+        for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            targets.setdefault(entry.name, entry.value)
+        return cls(targets)
+
+    def names(self) -> list[str]:
+        """Every known operator name, sorted."""
+        return sorted(self.targets)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.targets
+
+    def get(self, name: str) -> type[Operator]:
+        """The operator class registered as `name` (KeyError when there is none)."""
+        if name not in self._loaded:
+            self._loaded[name] = load_target(self.targets[name])
+        return self._loaded[name]
+
+    def __getstate__(self) -> dict[str, dict[str, str]]:
+        return {"targets": self.targets}
+
+    def __setstate__(self, state: dict[str, dict[str, str]]) -> None:
+        self.targets = state["targets"]
+        self._loaded = {}

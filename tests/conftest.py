@@ -1,0 +1,98 @@
+"""Shared fixtures: a throwaway project on disk and a way to run the real `batchit` command in it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class Project:
+    """A project directory with helpers to write files and run `python -m batchit` inside it."""
+
+    root: Path
+
+    def write(self, files: dict[str, str | bytes]) -> None:
+        """Write files (text is dedented) at project-relative paths, creating directories."""
+        for rel, content in files.items():
+            path = self.root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(textwrap.dedent(content), encoding="utf-8")
+
+    def config(self, text: str) -> None:
+        """Write `batchit.yaml`."""
+        self.write({"batchit.yaml": text})
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+        """Run `python -m batchit ARGS` in the project, without a progress bar, and capture output."""
+        full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+        proc = subprocess.run(
+            [sys.executable, "-m", "batchit", *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+            check=False,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def build(self, *args: str, expect: int = 0) -> Result:
+        """Run `batchit build ARGS --no-progress` and assert its exit code."""
+        result = self.run("build", "--no-progress", *args)
+        assert result.code == expect, result.describe()
+        return result
+
+    def manifest(self) -> dict[str, Any]:
+        """The latest run's manifest."""
+        runs = self.root / ".batchit" / "runs"
+        latest = (runs / "LATEST").read_text().strip()
+        return json.loads((runs / latest / "manifest.json").read_text())  # type: ignore[no-any-return]
+
+    def read(self, rel: str) -> str:
+        """A project file's text."""
+        return (self.root / rel).read_text(encoding="utf-8")
+
+    def snapshot(self, *dirs: str) -> dict[str, bytes]:
+        """Every file under the given project directories with its bytes, to prove nothing changed."""
+        found: dict[str, bytes] = {}
+        for top in dirs:
+            base = self.root / top
+            if base.exists():
+                for path in sorted(base.rglob("*")):
+                    if path.is_file():
+                        found[path.relative_to(self.root).as_posix()] = path.read_bytes()
+        return found
+
+
+@dataclass
+class Result:
+    """A finished command: exit code and captured streams."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    def describe(self) -> str:
+        """Everything about the run, for assertion messages."""
+        return f"exit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    """An empty project directory; tests write a config and files into it and run the CLI there."""
+    root = tmp_path / "project"
+    root.mkdir()
+    yield Project(root)
