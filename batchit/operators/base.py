@@ -50,7 +50,9 @@ class JobContext:
     key: str
     """The job's action key: a deterministic seed for any randomness."""
     root: Path
-    """Absolute project root; operators read project files through `read_project_file`."""
+    """Absolute project root."""
+    out: str = "_build"
+    """The output root, relative to `root` (inputs of an aggregate that reads another rule live there)."""
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("batchit.job"))
     discovered: set[str] = field(default_factory=set)
     """Project-relative files this job read beyond its inputs; they enter its next action key."""

@@ -1,0 +1,256 @@
+"""Operators that run the user's own code: a Python function (`python`) or a command (`shell`)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
+from types import ModuleType
+from typing import Any, ClassVar
+
+from batchit.errors import PermanentError, TransientError
+from batchit.operators.base import InputFile, JobContext, Operator, as_bytes
+from batchit.placeholders import names_in, names_in_value, substitute
+
+IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+FUNCTION_PATTERN = rf"^{IDENTIFIER}(\.{IDENTIFIER})*:{IDENTIFIER}$"
+"""`package.module:name`, as entry points write it."""
+
+STDERR_TAIL = 2000
+"""How many characters of a failed command's stderr its error message quotes."""
+
+
+class PythonCall(Operator):
+    """`python`: call `function(value, ctx, **params)` from a module importable from the project root.
+
+    The first step's value is the input's bytes (an aggregate's list of `InputFile` is passed as it
+    is); every step key but `function` and `version` becomes a keyword argument. The module's source
+    enters the action key through `key_files`, so editing the function rebuilds its outputs; bump
+    `version` when something the module imports changes what it computes. A module is imported once
+    per process and then reused from `sys.modules`.
+    """
+
+    name = "python"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "description": "Call a Python function; every other key is passed to it as a keyword argument.",
+        "properties": {
+            "function": {
+                "type": "string",
+                "pattern": FUNCTION_PATTERN,
+                "description": (
+                    "package.module:name of a function taking (value, ctx, **params), importable from "
+                    "the project root. Its module's source is part of the job's key."
+                ),
+            },
+            "version": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Your function's version: change it to rebuild when its behaviour changes.",
+            },
+        },
+        "required": ["function", "version"],
+        "additionalProperties": True,
+    }
+    path_aware = True
+
+    def key_files(self, params: Mapping[str, Any], root: Path) -> dict[str, Path]:
+        """The function's module source, labelled `python:<module>`.
+
+        Nothing when the module cannot be found: its jobs then fail with the reason, and become stale
+        once it exists.
+        """
+        function = params.get("function")
+        if not isinstance(function, str):
+            return {}
+        module = function.partition(":")[0]
+        _put_on_path(root)
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):  # a parent package is missing or broken
+            return {}
+        if spec is None or not spec.has_location or spec.origin is None:
+            return {}
+        return {f"python:{module}": Path(spec.origin)}
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        """The function's result for the value, the job's context and the step's other keys."""
+        function = _load_function(params["function"], ctx.root)
+        kwargs = {key: arg for key, arg in params.items() if key not in ("function", "version")}
+        return function(value.read_bytes() if isinstance(value, InputFile) else value, ctx, **kwargs)
+
+
+def _put_on_path(root: Path) -> None:
+    """Make the project's modules importable, ahead of installed ones as a script's directory is."""
+    entry = str(root)
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+
+
+def _load_function(target: str, root: Path) -> Callable[..., Any]:
+    """The callable named by `module:name`, importing its module from the project root if needed."""
+    module_name, _, attr = target.partition(":")
+    _put_on_path(root)
+    module: ModuleType | None = sys.modules.get(module_name)
+    if module is None:
+        importlib.invalidate_caches()  # the module may have been written after this process started
+        try:
+            module = importlib.import_module(module_name)
+        except (ImportError, SyntaxError) as exc:
+            raise PermanentError(
+                f"python step: cannot import module {module_name}: {exc}",
+                hint=f"put {module_name.replace('.', '/')}.py under the project root, or install it",
+            ) from exc
+    function: object = getattr(module, attr, None)
+    if not callable(function):
+        raise PermanentError(
+            f"python step: module {module_name} has no function {attr}",
+            hint=f"define `def {attr}(value, ctx, **params)` in {module.__file__ or module_name}",
+        )
+    return function
+
+
+class ShellCommand(Operator):
+    """`shell`: run `argv` (a list, no shell) and take what it writes as the step's value.
+
+    - `{in}` is the input file: an input file's absolute path, or, for a value an earlier step
+      produced, a temporary file holding it (named like the input). In an aggregate job an argument
+      that is exactly `{in}` becomes one argument per input file.
+    - `{out}` is a temporary file (named like the output, so tools that pick a format by extension
+      work) that the command must write; its bytes are the value. Without `{out}`, the command's
+      stdout is the value.
+    - Without `{in}`, the value's bytes are the command's stdin (an aggregate's stdin is empty).
+    - The command runs in the project root, with `env` added to batchit's environment. `{{`/`}}` are
+      literal braces. Its stderr (and stdout, unless that is the value) goes to the job's log at
+      debug level.
+    - A non-zero exit is a permanent error quoting the end of stderr, unless `transient_exit_codes`
+      lists it (a command killed by signal N exits -N); a timeout is transient. Temporary files are
+      always removed.
+    """
+
+    name = "shell"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "description": "Run a command (no shell); {in} is the input file, {out} the file it must write.",
+        "properties": {
+            "argv": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "description": (
+                    "Program and arguments. {in}: the input file; {out}: the file the command writes "
+                    "(without {out}, its stdout is the result). {{ and }} are literal braces."
+                ),
+            },
+            "transient_exit_codes": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "uniqueItems": True,
+                "description": "Exit codes that mean 'retry later'; other non-zero codes are permanent.",
+            },
+            "timeout": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "description": "Seconds before the command is killed; a timeout is a transient failure.",
+            },
+            "env": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Environment variables added to batchit's own for the command.",
+            },
+        },
+        "required": ["argv"],
+        "additionalProperties": False,
+    }
+    # The work happens in the child process, outside the GIL: a thread is enough to wait for it, and
+    # a process-pool worker would only add a second process per job.
+    resources = "io"
+    path_aware = True
+    runtime_placeholders = frozenset({"in", "out"})
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        """The bytes the command wrote to `{out}`, or its stdout."""
+        argv: list[str] = params["argv"]
+        used = names_in_value(argv)
+        with tempfile.TemporaryDirectory(prefix="batchit-shell-") as tmp:
+            inputs = _input_paths(value, ctx, Path(tmp)) if "in" in used else []
+            out = Path(tmp, "out", PurePosixPath(ctx.output).name)
+            out.parent.mkdir()
+            command = _fill(argv, inputs, str(out))
+            stdin = b"" if "in" in used or isinstance(value, list) else as_bytes(value, self.name)
+            stdout = self._execute(command, stdin, ctx, params)
+            if "out" not in used:
+                return stdout
+            if not out.is_file():
+                raise PermanentError(f"{argv[0]} exited 0 but did not write its {{out}} file")
+            return out.read_bytes()
+
+    def _execute(self, command: list[str], stdin: bytes, ctx: JobContext, params: Mapping[str, Any]) -> bytes:
+        """Run the command in the project root; its stdout, or the job error its failure means."""
+        env: Mapping[str, str] | None = params.get("env")
+        timeout: float | None = params.get("timeout")
+        try:
+            done = subprocess.run(
+                command,
+                input=stdin,
+                capture_output=True,
+                cwd=ctx.root,
+                env={**os.environ, **env} if env else None,
+                timeout=timeout,
+                check=False,
+            )
+        except OSError as exc:  # not found, not executable
+            raise PermanentError(
+                f"cannot run {command[0]!r}: {exc.strerror or exc}",
+                hint="install it, or give its path in argv",
+            ) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise TransientError(f"{command[0]} did not finish within {timeout} s and was killed") from exc
+        if done.stdout and "out" in names_in_value(params["argv"]):  # else stdout is the value
+            ctx.log.debug("%s stdout:\n%s", command[0], done.stdout.decode("utf-8", errors="replace"))
+        if done.stderr:
+            ctx.log.debug("%s stderr:\n%s", command[0], done.stderr.decode("utf-8", errors="replace"))
+        if done.returncode != 0:
+            tail = done.stderr.decode("utf-8", errors="replace")[-STDERR_TAIL:].strip()
+            message = f"{command[0]} exited with code {done.returncode}" + (f": {tail}" if tail else "")
+            if done.returncode in params.get("transient_exit_codes", []):
+                raise TransientError(message)
+            raise PermanentError(message)
+        return done.stdout
+
+
+def _input_paths(value: Any, ctx: JobContext, tmp: Path) -> list[str]:
+    """The files `{in}` stands for: the input files themselves, or a temporary copy of the value."""
+    if isinstance(value, InputFile):
+        return [str(value.absolute)]
+    if isinstance(value, list) and all(isinstance(item, InputFile) for item in value):
+        return [str(item.absolute) for item in value]
+    name = PurePosixPath(ctx.input).name if isinstance(ctx.input, str) else "input"
+    path = tmp / "in" / name
+    path.parent.mkdir()
+    path.write_bytes(as_bytes(value, ShellCommand.name))
+    return [str(path)]
+
+
+def _fill(argv: list[str], inputs: list[str], out: str) -> list[str]:
+    """`argv` with `{in}` and `{out}` filled; a whole `{in}` argument expands to every input."""
+    values = {"out": out, **({"in": inputs[0]} if len(inputs) == 1 else {})}
+    command: list[str] = []
+    for arg in argv:
+        if arg == "{in}":
+            command.extend(inputs)
+        elif "in" in names_in(arg) and len(inputs) != 1:
+            raise PermanentError(
+                f"shell argument {arg!r} embeds {{in}}, but this job has {len(inputs)} input files",
+                hint="in an aggregate job, write {in} as an argument of its own: it becomes one per input",
+            )
+        else:
+            command.append(str(substitute(arg, values)))
+    return command

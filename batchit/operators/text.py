@@ -1,0 +1,152 @@
+"""Text operators: decode (`text.load`), regex replace (`text.replace`), Markdown to HTML."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from batchit.errors import PermanentError
+from batchit.operators.base import InputFile, JobContext, Operator, as_text
+
+DEFAULT_MARKDOWN_EXTENSIONS = ("extra", "toc", "sane_lists")
+"""Python-Markdown's tables, fenced code, footnotes, ...; heading ids; list parsing without surprises."""
+
+
+class TextLoad(Operator):
+    """`text.load`: the value decoded as text, so later steps can work on a `str`.
+
+    Decoding is strict: a file that is not valid in the declared encoding is a permanent error naming
+    it, never silently repaired with replacement characters.
+    """
+
+    name = "text.load"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "description": "Decode the input as text.",
+        "properties": {
+            "encoding": {
+                "type": "string",
+                "minLength": 1,
+                "default": "utf-8",
+                "description": "Python codec name: utf-8, utf-8-sig (drops a BOM), latin-1, ...",
+            },
+        },
+        "additionalProperties": False,
+    }
+    resources = "io"
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        """Decode an input file or bytes with `encoding`; text passes through unchanged."""
+        if isinstance(value, str):
+            return value
+        encoding: str = params.get("encoding", "utf-8")
+        if isinstance(value, InputFile):
+            data, source = value.read_bytes(), value.path
+        elif isinstance(value, bytes):
+            data, source = value, f"the value read from {ctx.input}"
+        else:
+            raise PermanentError(f"step {self.name} needs a file, bytes or text, got {type(value).__name__}")
+        try:
+            return data.decode(encoding)
+        except LookupError as exc:
+            raise PermanentError(
+                f"step {self.name}: unknown encoding {encoding!r}",
+                hint="use a Python codec name such as utf-8",
+            ) from exc
+        except UnicodeDecodeError as exc:
+            raise PermanentError(
+                f"{source} is not valid {encoding}: {exc.reason} at byte {exc.start}",
+                hint="fix the file, or set the step's `encoding` to the one it is written in",
+            ) from exc
+
+
+class TextReplace(Operator):
+    """`text.replace`: replace the matches of a regular expression, as `re.sub` does.
+
+    The pattern is checked when the config loads (`format: regex`) and again here, so a bad pattern
+    reaching a worker fails the job with a clear message instead of an `re.error` traceback.
+    """
+
+    name = "text.replace"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "description": "Replace the matches of a regular expression in the text.",
+        "properties": {
+            "pattern": {
+                "type": "string",
+                "format": "regex",
+                "description": "Python regular expression (re syntax; inline flags such as (?m) work).",
+            },
+            "replacement": {
+                "type": "string",
+                "description": r"Replacement text; \1 and \g<name> insert the pattern's groups.",
+            },
+            "count": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 0,
+                "description": "Replace at most this many matches, first to last; 0 replaces them all.",
+            },
+        },
+        "required": ["pattern", "replacement"],
+        "additionalProperties": False,
+    }
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        """The text with the first `count` (or all) matches of `pattern` replaced."""
+        text = as_text(value, self.name)
+        try:
+            compiled = re.compile(params["pattern"])
+            return compiled.sub(params["replacement"], text, count=params.get("count", 0))
+        except re.error as exc:
+            raise PermanentError(
+                f"step {self.name}: bad pattern or replacement: {exc}",
+                hint="check the regular expression and the group references in `replacement`",
+            ) from exc
+
+
+class MarkdownRender(Operator):
+    """`markdown.render`: Markdown to an HTML fragment with Python-Markdown.
+
+    A fresh `Markdown` instance per call keeps the output independent of what was converted before
+    (heading ids, footnote numbers), so the same text always gives the same bytes.
+    """
+
+    name = "markdown.render"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "description": "Convert Markdown to an HTML fragment (no <html> or <body>).",
+        "properties": {
+            "extensions": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "default": list(DEFAULT_MARKDOWN_EXTENSIONS),
+                "description": (
+                    "Python-Markdown extensions, by name (extra, toc, sane_lists, codehilite, ...) or "
+                    "import path (pymdownx.tasklist). Default: extra (tables, fenced code, footnotes, "
+                    "attribute lists, abbreviations, definition lists), toc (ids on headings) and "
+                    "sane_lists."
+                ),
+            },
+        },
+        "additionalProperties": False,
+    }
+    libraries = ("markdown",)
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        """The HTML fragment for the Markdown text."""
+        import markdown  # heavy: imported only by a job that renders Markdown
+
+        text = as_text(value, self.name)
+        extensions: list[str] = params.get("extensions", list(DEFAULT_MARKDOWN_EXTENSIONS))
+        try:
+            converter = markdown.Markdown(extensions=extensions)
+        except (ImportError, AttributeError) as exc:
+            raise PermanentError(
+                f"step {self.name}: cannot load Markdown extension from {extensions}: {exc}",
+                hint="use a built-in extension name or install the package that provides it",
+            ) from exc
+        return converter.convert(text)
