@@ -1,0 +1,138 @@
+"""`when:` conditions: Jinja2 sandbox expressions over `flags`, matrix values and `input` (SPEC section 2).
+
+A condition is compiled by `SandboxedEnvironment.compile_expression`, never by Python's `eval`, and
+its syntax tree tells which flags it reads: those flags' values enter the action key of the jobs
+whose steps it guards, so flipping an unrelated flag rebuilds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Mapping
+from functools import cache
+from typing import Any, TypeVar
+
+from jinja2 import TemplateError, nodes
+from jinja2.parser import Parser
+from jinja2.sandbox import SandboxedEnvironment
+
+from batchit.config.hints import did_you_mean
+
+_N = TypeVar("_N", bound=nodes.Node)
+
+CONDITION_VARIABLES = frozenset({"flags", "input"})
+"""What every condition may read, besides the rule's matrix keys."""
+
+
+class ConditionError(ValueError):
+    """A condition that cannot be compiled or reads something that does not exist."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@cache
+def _environment() -> SandboxedEnvironment:
+    """One sandbox for every condition (an environment is costly to build and safe to share)."""
+    return SandboxedEnvironment()
+
+
+def _parse(expr: str) -> nodes.Expr:
+    """The expression's syntax tree, parsed exactly as `compile_expression` parses it."""
+    parser = Parser(_environment(), expr, state="variable")
+    try:
+        tree = parser.parse_expression()
+        if not parser.stream.eos:
+            parser.fail("unexpected text after the expression")
+    except TemplateError as exc:
+        raise ConditionError(
+            f"invalid condition {expr!r}: {exc.message}", "write a Jinja2 expression"
+        ) from None
+    return tree
+
+
+def _nodes(tree: nodes.Expr, kinds: type[_N] | tuple[type[_N], ...]) -> Iterator[_N]:
+    """The nodes of the given kinds in the tree, its root included (`find_all` skips the root)."""
+    if isinstance(tree, kinds):
+        yield tree
+    yield from tree.find_all(kinds)
+
+
+def _flag_reads(tree: nodes.Expr) -> tuple[set[str], bool]:
+    """The flag names read as `flags.NAME` or `flags["NAME"]`, and whether `flags` is used otherwise."""
+    read: set[str] = set()
+    constant_reads = 0
+    for node in _nodes(tree, (nodes.Getattr, nodes.Getitem)):
+        key: str | None = None
+        if isinstance(node, nodes.Getattr):
+            key = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            key = node.arg.value if isinstance(node.arg.value, str) else None
+        target = getattr(node, "node", None)
+        if isinstance(target, nodes.Name) and target.name == "flags" and key is not None:
+            read.add(key)
+            constant_reads += 1
+    uses = sum(1 for name in _nodes(tree, nodes.Name) if name.name == "flags")
+    return read, uses > constant_reads
+
+
+def flags_read(expr: str) -> set[str]:
+    """The names of the flags a condition reads, so exactly their values enter the action key.
+
+    Exact for every condition `load_config` accepted (it refuses a condition that reads `flags` in
+    any other way than `flags.NAME` or `flags["NAME"]`).
+    """
+    return _flag_reads(_parse(expr))[0]
+
+
+def check_condition(expr: str, variables: Collection[str], flags: Collection[str]) -> None:
+    """Refuse a condition that does not parse, or reads an unknown variable or flag.
+
+    `variables` are the names it may read besides `flags` and `input` (the rule's matrix keys);
+    `flags` are the declared flag names. Jinja2 would quietly treat an unknown name as undefined,
+    so a typo would switch a step off without a word: here it is a config error instead.
+    """
+    tree = _parse(expr)
+    read, dynamic = _flag_reads(tree)
+    if dynamic:
+        raise ConditionError(
+            f"condition {expr!r} reads flags indirectly",
+            "read each flag as flags.NAME, so batchit knows which flags a step depends on",
+        )
+    unknown_flags = sorted(read - set(flags))
+    if unknown_flags:
+        flag = unknown_flags[0]
+        raise ConditionError(
+            f"condition reads unknown flag '{flag}'",
+            did_you_mean(flag, flags, f"declare '{flag}' under flags:"),
+        )
+    allowed = CONDITION_VARIABLES | set(variables) | set(_environment().globals)
+    unknown_names = sorted({node.name for node in _nodes(tree, nodes.Name)} - allowed)
+    if unknown_names:
+        name = unknown_names[0]
+        raise ConditionError(
+            f"condition reads unknown name '{name}'",
+            did_you_mean(name, allowed, f"declare '{name}' under matrix:"),
+        )
+    compile_condition(expr)
+
+
+def compile_condition(expr: str) -> Callable[[Mapping[str, Any]], bool]:
+    """A function that evaluates the condition in Jinja2's sandbox over a mapping of variables.
+
+    The mapping holds `flags` (a dict), the matrix values by name and `input` (with `.size`,
+    `.path`, `.ext`); the result is the expression's truth value. Raises ConditionError when the
+    expression does not compile.
+    """
+    try:
+        compiled = _environment().compile_expression(expr)
+    except TemplateError as exc:
+        raise ConditionError(
+            f"invalid condition {expr!r}: {exc.message}", "write a Jinja2 expression"
+        ) from None
+
+    def condition(values: Mapping[str, Any]) -> bool:
+        return bool(compiled(**values))
+
+    return condition

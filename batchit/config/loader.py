@@ -1,0 +1,160 @@
+"""`load_config`: the one entry point from `batchit.yaml` to a trusted `Config` (SPEC section 2).
+
+Parsing and validation happen together, so every error names the file, the line, the rule and the
+fix, and raises ConfigError before anything is built or written. The steps, in order: read the YAML,
+check its shape, settle `out`, load the included presets, apply `--flag` overrides, build each rule
+(expanding its preset), and order the rules so each comes after the rules it reads from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from batchit.config.hints import did_you_mean, listing
+from batchit.config.paths import escapes, normalise
+from batchit.config.presets import expand, load_presets
+from batchit.config.rules import RuleContext, build_rule
+from batchit.config.schema_errors import check, validator
+from batchit.config.steps import Operators
+from batchit.config.structure import RULE, structure_schema
+from batchit.config.units import parse_size
+from batchit.config.yaml12 import Document, Marks, error_at, marks_under, nearest, parse_scalar, read_document
+from batchit.errors import ConfigError
+from batchit.hashing import blake3_hex
+from batchit.model import Alerts, Config, Rule
+from batchit.operators.registry import OperatorRegistry
+
+STATE_DIR = ".batchit"
+
+
+def load_config(
+    root: Path,
+    file: str = "batchit.yaml",
+    flag_overrides: Mapping[str, str] | None = None,
+    registry: OperatorRegistry | None = None,
+) -> Config:
+    """Load and validate the project's config; every mistake in it raises ConfigError.
+
+    `root` is the project root; `file` is relative to it or absolute. `flag_overrides` are the raw
+    values of `--flag NAME=VALUE`, read as YAML 1.2 scalars. `registry` defaults to the built-in
+    and installed operators.
+    """
+    root = root.resolve()
+    path = root / file
+    shown = _shown(path, root)
+    config = read_document(
+        path,
+        shown,
+        missing_hint="run batchit in the project directory (or -C DIR), or name the file with -f FILE",
+    )
+    data = config.data
+    if isinstance(data, dict) and "presets" in data:
+        raise error_at(
+            config.marks.get(("presets",)),
+            "presets are allowed only in included files",
+            hint="move them to a file listed under include:",
+        )
+    check(data, validator(structure_schema()), config.marks)
+    out = _out(data.get("out", "_build"), config)
+    presets, included = load_presets(root, config)
+    flags = _flags(data.get("flags", {}), flag_overrides or {}, config)
+    context = RuleContext(
+        Operators(registry if registry is not None else OperatorRegistry.default()),
+        frozenset(data["rules"]),
+        frozenset(flags),
+    )
+    rule_marks = marks_under(config.marks, "rules")
+    rules: dict[str, Rule] = {}
+    for name, raw in data["rules"].items():
+        marks = rule_marks[name]
+        if "preset" in raw:
+            raw, marks = expand(name, raw, marks, presets)
+            check(raw, validator(RULE), marks, rule=name)
+        rules[name] = build_rule(name, raw, marks, context)
+    jobs = data.get("jobs", "auto")
+    return Config(
+        root=root,
+        file=shown,
+        out=out,
+        rules=_ordered(rules, rule_marks),
+        jobs=None if jobs == "auto" else jobs,
+        durability=data.get("durability", "fast"),
+        cache_max_size=parse_size(data.get("cache", {}).get("max_size", "2GB")),
+        runs_keep=data.get("runs", {}).get("keep", 20),
+        flags=flags,
+        alerts=Alerts(**data["alerts"]) if "alerts" in data else None,
+        provenance=data.get("provenance", True),
+        config_hash=blake3_hex(b"".join(document.raw for document in (config, *included))),
+    )
+
+
+def _shown(path: Path, root: Path) -> str:
+    """The config file's path as the user knows it: relative to the root when inside it."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _out(value: str, config: Document) -> str:
+    """`out`, normalised: a directory inside the project, neither the root itself nor in `.batchit`."""
+    mark = config.marks.get(("out",))
+    if escapes(value):
+        raise error_at(mark, f"out {value!r} is outside the project", hint="write a directory such as _build")
+    out = normalise(value)
+    if not out:
+        raise error_at(mark, "out may not be the project root", hint="write a directory such as _build")
+    if out.split("/")[0] == STATE_DIR:
+        raise error_at(mark, f"out may not be inside {STATE_DIR}", hint="write a directory such as _build")
+    return out
+
+
+def _flags(declared: Mapping[str, Any], overrides: Mapping[str, str], config: Document) -> dict[str, Any]:
+    """The declared flags with `--flag NAME=VALUE` overrides applied; an unknown name is an error."""
+    flags = dict(declared)
+    for name, text in overrides.items():
+        mark = nearest(config.marks, ("flags", name))
+        if name not in flags:
+            hint = did_you_mean(name, flags, f"known flags: {listing(flags)}")
+            raise ConfigError(f"--flag {name}: unknown flag", file=config.file, hint=hint)
+        value = parse_scalar(text)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise error_at(mark, f"--flag {name}={text}: not a finite number", hint="write a finite number")
+        if isinstance(flags[name], bool) and not isinstance(value, bool):
+            raise error_at(
+                mark,
+                f"--flag {name}={text}: '{name}' is true or false, and {text!r} is neither",
+                hint=f"write --flag {name}=true or --flag {name}=false (on, off, yes, no are strings)",
+            )
+        flags[name] = value
+    return flags
+
+
+def _ordered(rules: dict[str, Rule], marks: Mapping[str, Marks]) -> dict[str, Rule]:
+    """The rules with each after those it reads from, otherwise in file order; a cycle is an error."""
+    ordered: dict[str, Rule] = {}
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in ordered:
+            return
+        if name in visiting:
+            cycle = [*visiting[visiting.index(name) :], name]
+            raise error_at(
+                nearest(marks[cycle[0]], ("inputs",)),
+                f"rules read each other's outputs in a cycle: {' -> '.join(cycle)}",
+                rule=cycle[0],
+                hint="remove one of the {rule: ...} inputs in this cycle",
+            )
+        visiting.append(name)
+        for upstream in rules[name].from_rules:
+            visit(upstream)
+        visiting.pop()
+        ordered[name] = rules[name]
+
+    for name in rules:
+        visit(name)
+    return ordered

@@ -1,0 +1,159 @@
+"""Presets: rule skeletons in included files, filled in from a rule's `with:` (SPEC section 2).
+
+`include: [path, batchit:NAME]` loads files that hold only `presets:`. A rule saying `preset: NAME`
+gets the skeleton with every `${param}` replaced (a string that is exactly `${param}` takes the
+value's own type; `$${` is a literal `${`), and its own keys replace the skeleton's.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchit.config.hints import did_you_mean, listing
+from batchit.config.paths import escapes, normalise
+from batchit.config.schema_errors import check, validator
+from batchit.config.structure import PRESET_FILE
+from batchit.config.yaml12 import Document, Mark, Marks, error_at, marks_under, read_document
+
+BUNDLED_PREFIX = "batchit:"
+PARAM = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+"""`${name}` is a preset parameter; `$${` is a literal `${`."""
+
+
+def bundled_preset_dir() -> Path:
+    """Where `batchit:NAME` presets live: `rules/` of a source checkout, else the installed package's."""
+    checkout = Path(__file__).resolve().parents[2] / "rules"
+    if checkout.is_dir():
+        return checkout
+    return Path(str(importlib.resources.files("batchit") / "presets"))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A rule skeleton from an included file."""
+
+    name: str
+    skeleton: dict[str, Any]
+    """Rule keys, `${param}` placeholders unreplaced, without `params`."""
+    defaults: dict[str, Any]
+    marks: Marks
+    """Positions in the included file, relative to the skeleton."""
+
+
+def load_presets(root: Path, config: Document) -> tuple[dict[str, Preset], list[Document]]:
+    """The presets of every included file, and those files in load order (for the config hash)."""
+    presets: dict[str, Preset] = {}
+    origin: dict[str, str] = {}
+    documents = []
+    against = validator(PRESET_FILE)
+    for index, spec in enumerate(config.data.get("include", [])):
+        document = read_document(*_locate(root, spec, config.marks.get(("include", index))))
+        check(document.data, against, document.marks)
+        marks = marks_under(document.marks, "presets")
+        for name, skeleton in document.data["presets"].items():
+            if name in presets:
+                raise error_at(
+                    marks[name][()],
+                    f"preset '{name}' is also defined in {origin[name]}",
+                    hint="rename one of them",
+                )
+            body = {key: value for key, value in skeleton.items() if key != "params"}
+            presets[name] = Preset(name, body, dict(skeleton.get("params", {})), marks[name])
+            origin[name] = document.file
+        documents.append(document)
+    return presets, documents
+
+
+def _locate(root: Path, spec: str, mark: Mark | None) -> tuple[Path, str]:
+    """The file an `include:` item names, and how messages show it."""
+    if spec.startswith(BUNDLED_PREFIX):
+        directory = bundled_preset_dir()
+        path = directory / f"{spec[len(BUNDLED_PREFIX) :]}.yaml"
+        available = {f"{BUNDLED_PREFIX}{found.stem}" for found in directory.glob("*.yaml")}
+        if spec not in available:
+            hint = did_you_mean(spec, available, f"bundled: {listing(available)}")
+            raise error_at(mark, f"unknown bundled preset file {spec!r}", hint=hint)
+        return path, str(path)
+    if escapes(spec):
+        raise error_at(
+            mark, f"include {spec!r} escapes the project", hint="write it relative to the project root"
+        )
+    if not (root / spec).is_file():
+        raise error_at(
+            mark, f"included file {spec!r} not found", hint="include paths are relative to the project root"
+        )
+    return root / spec, normalise(spec)
+
+
+def expand(
+    rule: str, raw: Mapping[str, Any], marks: Marks, presets: Mapping[str, Preset]
+) -> tuple[dict[str, Any], Marks]:
+    """The rule a `preset:` rule stands for, and the marks of its values (in whichever file they are)."""
+    name = raw["preset"]
+    if name not in presets:
+        hint = did_you_mean(name, presets, "include the file that defines it (include: [...])")
+        raise error_at(marks.get(("preset",)), f"unknown preset '{name}'", rule=rule, hint=hint)
+    preset = presets[name]
+    given: dict[str, Any] = raw.get("with", {})
+    used = _params_in(preset.skeleton)
+    known = used | set(preset.defaults)
+    extra = sorted(set(given) - known)
+    if extra:
+        hint = did_you_mean(extra[0], known, f"its parameters: {listing(known)}")
+        raise error_at(
+            marks.get(("with", extra[0])),
+            f"preset '{name}' has no parameter '{extra[0]}'",
+            rule=rule,
+            hint=hint,
+        )
+    values = {**preset.defaults, **given}
+    missing = sorted(used - set(values))
+    if missing:
+        raise error_at(
+            marks.get(("preset",)),
+            f"preset '{name}' needs a value for ${{{missing[0]}}}",
+            rule=rule,
+            hint=f"add it to the rule: with: {{{missing[0]}: ...}}",
+        )
+    own = {key: value for key, value in raw.items() if key not in ("preset", "with")}
+    filled = {key: _fill(value, values) for key, value in preset.skeleton.items() if key not in own}
+    merged_marks = {path: mark for path, mark in preset.marks.items() if path and path[0] in filled}
+    merged_marks.update((path, mark) for path, mark in marks.items() if not path or path[0] in own)
+    return {**filled, **own}, merged_marks
+
+
+def _params_in(value: Any) -> set[str]:
+    """The `${param}` names used anywhere in a skeleton value."""
+    if isinstance(value, str):
+        return {match.group(1) for match in PARAM.finditer(value) if match.group(1)}
+    if isinstance(value, Mapping):
+        return set().union(*(_params_in(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_params_in(item) for item in value))
+    return set()
+
+
+def _fill(value: Any, values: Mapping[str, Any]) -> Any:
+    """`value` with its `${param}` placeholders replaced; an exact `${param}` keeps the value's type."""
+    if isinstance(value, str):
+        whole = PARAM.fullmatch(value)
+        if whole and whole.group(1):
+            return values[whole.group(1)]
+        return PARAM.sub(lambda match: _text(values[match.group(1)]) if match.group(1) else "${", value)
+    if isinstance(value, Mapping):
+        return {key: _fill(item, values) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fill(item, values) for item in value]
+    return value
+
+
+def _text(value: Any) -> str:
+    """A parameter value inside a longer string: strings as they are, others as YAML writes them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)

@@ -1,0 +1,232 @@
+"""One rule of `batchit.yaml`, from a schema-checked mapping to a trusted `Rule` (SPEC section 2).
+
+The schema has already checked shapes and types; this module checks what a schema cannot: paths
+that would leave the project or `out`, placeholders without a value, outputs that two jobs would
+share, references to rules that do not exist, and it applies the defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from batchit.config.hints import did_you_mean, listing
+from batchit.config.paths import escapes, normalise
+from batchit.config.steps import Operators, RuleScope, build_steps
+from batchit.config.units import parse_size
+from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
+from batchit.errors import ConfigError
+from batchit.model import Aggregate, Resources, Retry, Rule
+from batchit.placeholders import PATH_PLACEHOLDERS, names_in
+
+RESERVED_NAMES = PATH_PLACEHOLDERS | {"key8", "flags", "input"}
+"""Names a matrix key or partition group may not take: they already mean something.
+
+A partition group named like a matrix key is refused too: one name, one value.
+"""
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What building one rule needs to know about the rest of the config."""
+
+    operators: Operators
+    rule_names: frozenset[str]
+    flags: frozenset[str]
+
+
+def build_rule(name: str, raw: Mapping[str, Any], marks: Marks, context: RuleContext) -> Rule:
+    """A validated Rule from its schema-checked mapping; `marks` are relative to the rule."""
+    return _RuleBuilder(name, marks).build(raw, context)
+
+
+@dataclass(frozen=True)
+class _RuleBuilder:
+    """The checks of one rule, each raising a ConfigError at the line of what it checks."""
+
+    name: str
+    marks: Marks
+
+    def fail(self, path: YamlPath, message: str, hint: str | None = None) -> ConfigError:
+        """An error about this rule at `path` (or the nearest value above it that has a mark)."""
+        return error_at(nearest(self.marks, path), message, rule=self.name, hint=hint)
+
+    def build(self, raw: Mapping[str, Any], context: RuleContext) -> Rule:
+        """Every part of the rule checked, with defaults applied."""
+        globs, upstream = self.inputs(raw["inputs"], context.rule_names)
+        matrix = self.matrix(raw.get("matrix", {}))
+        aggregate, groups = self.aggregate(raw.get("aggregate", False), {key for key, _ in matrix})
+        per_job = groups if aggregate else frozenset(PATH_PLACEHOLDERS)
+        scope = RuleScope(self.name, self.marks, matrix, per_job, aggregate is not None, context.flags)
+        steps = build_steps(raw["steps"], scope, context.operators)
+        all_io = all(context.operators.get(step.operator).resources == "io" for step in steps)
+        resources: Resources = raw.get("resources", "io" if all_io else "cpu")
+        mark = self.marks.get(())
+        return Rule(
+            name=self.name,
+            globs=globs,
+            from_rules=upstream,
+            exclude=self.project_paths(raw.get("exclude", []), "exclude"),
+            output=self.output(raw["output"], matrix, aggregate, groups),
+            steps=steps,
+            matrix=matrix,
+            deps=self.project_paths(raw.get("deps", []), "deps"),
+            resources=resources,
+            concurrency=raw.get("concurrency"),
+            aggregate=aggregate,
+            expect=self.checks(raw["expect"], "expect", "schema") if "expect" in raw else None,
+            retry=self.retry(raw.get("retry", {})),
+            validate=self.checks(raw["validate"], "validate", "checksums") if "validate" in raw else None,
+            line=mark.line if mark else None,
+        )
+
+    def inputs(self, raw: Any, rule_names: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Glob patterns and upstream rule names; `inputs: {rule: NAME}` alone is one upstream."""
+        items = raw if isinstance(raw, list) else [raw]
+        globs, upstream = [], []
+        for index, item in enumerate(items):
+            path: YamlPath = ("inputs", index) if isinstance(raw, list) else ("inputs",)
+            if isinstance(item, str):
+                if escapes(item):
+                    raise self.fail(
+                        path,
+                        f"input {item!r} escapes the project",
+                        "write globs relative to the project root",
+                    )
+                globs.append(normalise(item))
+            elif item["rule"] == self.name:
+                raise self.fail(
+                    path, "the rule reads its own outputs", "read another rule's outputs, or files"
+                )
+            elif item["rule"] not in rule_names:
+                hint = did_you_mean(item["rule"], rule_names, f"rules: {listing(rule_names)}")
+                raise self.fail(path, f"inputs name unknown rule '{item['rule']}'", hint)
+            else:
+                upstream.append(item["rule"])
+        return tuple(globs), tuple(upstream)
+
+    def project_paths(self, paths: list[str], key: str) -> tuple[str, ...]:
+        """Project-relative paths or globs, normalised; one that could leave the project is an error."""
+        for index, path in enumerate(paths):
+            if escapes(path):
+                raise self.fail(
+                    (key, index),
+                    f"{key} {path!r} escapes the project",
+                    "write it relative to the project root",
+                )
+        return tuple(normalise(path) for path in paths)
+
+    def matrix(self, raw: Mapping[str, list[Any]]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        """The matrix in file order; a key may not shadow a built-in placeholder or condition variable."""
+        for key in raw:
+            if key in RESERVED_NAMES:
+                raise self.fail(("matrix", key), f"matrix key '{key}' is reserved", "rename it, e.g. 'size'")
+        return tuple((key, tuple(values)) for key, values in raw.items())
+
+    def aggregate(self, raw: Any, matrix_keys: set[str]) -> tuple[Aggregate | None, frozenset[str]]:
+        """The aggregate setting and the partition names it makes available as placeholders."""
+        if raw is False:
+            return None, frozenset()
+        if raw is True:
+            return Aggregate(), frozenset()
+        if "by" in raw:
+            names = names_in(raw["by"])
+            unknown = [name for name in names if name not in PATH_PLACEHOLDERS]
+            if not names or unknown:
+                raise self.fail(
+                    ("aggregate", "by"),
+                    f"aggregate.by {raw['by']!r} must group by path placeholders",
+                    "use {path}, {dir}, {name}, {stem} or {ext}, e.g. by: '{dir}'",
+                )
+            return Aggregate(by=raw["by"]), frozenset(names)
+        try:
+            groups = frozenset(re.compile(raw["partition"]).groupindex)
+        except re.error as exc:
+            raise self.fail(
+                ("aggregate", "partition"), f"aggregate.partition is not a valid regex: {exc}"
+            ) from None
+        if not groups:
+            raise self.fail(
+                ("aggregate", "partition"),
+                "aggregate.partition has no named group",
+                "name the parts that make a partition, e.g. (?P<day>\\d{4}-\\d{2}-\\d{2})",
+            )
+        clash = sorted(groups & (matrix_keys | RESERVED_NAMES))
+        if clash:
+            raise self.fail(
+                ("aggregate", "partition"),
+                f"partition group '{clash[0]}' is reserved or a matrix key",
+                "rename the group",
+            )
+        return Aggregate(partition=raw["partition"]), groups
+
+    def output(
+        self,
+        template: str,
+        matrix: tuple[tuple[str, tuple[Any, ...]], ...],
+        aggregate: Aggregate | None,
+        groups: frozenset[str],
+    ) -> str:
+        """The output template, normalised; it must stay in `out` and give each job its own path."""
+        where: YamlPath = ("output",)
+        if escapes(template):
+            raise self.fail(
+                where, f"output {template!r} escapes out", "write a path relative to out, without '..'"
+            )
+        if not normalise(template):
+            raise self.fail(where, f"output {template!r} names no file", "write a file path relative to out")
+        used = set(names_in(template))
+        keys = [key for key, _ in matrix]
+        allowed = set(keys) | {"key8"} | (groups if aggregate else PATH_PLACEHOLDERS)
+        for name in names_in(template):
+            if name not in allowed:
+                if aggregate and name in PATH_PLACEHOLDERS:
+                    hint = "an aggregate job has no single input; group it with aggregate: {by: '{dir}'}"
+                else:
+                    hint = did_you_mean(name, allowed, "write {{ for a literal {", braces=True)
+                raise self.fail(where, f"unknown placeholder {{{name}}} in output", hint)
+        needed = [(key, "matrix key", "two jobs") for key in keys]
+        needed += [(group, "partition name", "two partitions") for group in sorted(groups)]
+        for name, kind, writers in needed:
+            if name not in used:
+                raise self.fail(
+                    where,
+                    f"output does not use {kind} {{{name}}}: {writers} would write one output",
+                    f"add {{{name}}} to output",
+                )
+        if aggregate is None and not used & (PATH_PLACEHOLDERS | {"key8"}):
+            raise self.fail(
+                where,
+                "output uses no input placeholder: every input would write one output",
+                "add {path} to output (e.g. 'img/{path}.webp'), or make the rule an aggregate",
+            )
+        return normalise(template)
+
+    @staticmethod
+    def retry(raw: Mapping[str, Any]) -> Retry:
+        """The retry policy; delays are floats whichever way they were written."""
+        defaults = Retry()
+        return Retry(
+            attempts=raw.get("attempts", defaults.attempts),
+            backoff=float(raw.get("backoff", defaults.backoff)),
+            max_backoff=float(raw.get("max_backoff", defaults.max_backoff)),
+        )
+
+    def checks(self, raw: Mapping[str, Any], key: str, path_key: str) -> dict[str, Any]:
+        """`validate:` or `expect:` with sizes in bytes, its file inside the project, text as lists."""
+        checked = dict(raw)
+        for size in ("max_size", "min_size"):
+            if size in checked:
+                checked[size] = parse_size(checked[size])
+        if isinstance(checked.get(path_key), str) and escapes(checked[path_key]):
+            raise self.fail(
+                (key, path_key),
+                f"{key}.{path_key} escapes the project",
+                "write it relative to the project root",
+            )
+        for text in ("contains", "not_contains"):
+            if isinstance(checked.get(text), str):
+                checked[text] = [checked[text]]
+        return checked

@@ -1,0 +1,186 @@
+"""A rule's steps: operator names, `when:` conditions, placeholders and parameters (SPEC sections 2, 11).
+
+Parameters are checked against the operator's schema the way jobs will see them: once per matrix
+combination, with matrix values substituted by type (`width: "{width}"` is the integer 320) and
+placeholders known only per job (an input's path, an aggregate's partition) replaced by a sample.
+A Step keeps its parameters as written; the planner substitutes them per job.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema import ValidationError
+from jsonschema.protocols import Validator
+
+from batchit.config.conditions import ConditionError, check_condition
+from batchit.config.hints import did_you_mean, listing
+from batchit.config.paths import escapes
+from batchit.config.schema_errors import check, validator
+from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
+from batchit.errors import ConfigError
+from batchit.model import Step
+from batchit.operators.base import Operator
+from batchit.operators.registry import OperatorRegistry
+from batchit.placeholders import PATH_PLACEHOLDERS, names_in, names_in_value, substitute_value
+
+SAMPLE = "sample"
+"""Stands in for a placeholder whose value is known only per job, while parameters are checked."""
+
+_VALUE_KEYWORDS = frozenset({"enum", "const", "pattern", "format", "minLength", "maxLength"})
+"""Schema keywords that judge a string's content, which a sample cannot stand in for."""
+
+
+@dataclass
+class Operators:
+    """The registry's operator classes and their parameter validators, each built once per load."""
+
+    registry: OperatorRegistry
+    _validators: dict[str, Validator] = field(default_factory=dict)
+
+    def get(self, name: str) -> type[Operator]:
+        """The operator class; a name the registry cannot import is a config error naming it."""
+        try:
+            return self.registry.get(name)
+        except (ImportError, AttributeError, TypeError) as exc:
+            raise ConfigError(
+                f"operator '{name}' cannot be loaded: {exc}",
+                hint="reinstall the package that provides it, or remove the steps that use it",
+            ) from None
+
+    def validator(self, name: str) -> Validator:
+        """The validator of the operator's parameters."""
+        if name not in self._validators:
+            self._validators[name] = validator(self.get(name).params_schema)
+        return self._validators[name]
+
+
+@dataclass(frozen=True)
+class RuleScope:
+    """What a rule's steps may refer to."""
+
+    rule: str
+    marks: Marks
+    """The rule's marks, relative to the rule."""
+    matrix: tuple[tuple[str, tuple[Any, ...]], ...]
+    per_job: frozenset[str]
+    """Placeholders with a value only per job: path placeholders, or an aggregate's partition names."""
+    aggregate: bool
+    flags: frozenset[str]
+
+
+def build_steps(
+    raw_steps: Sequence[Mapping[str, Any]], scope: RuleScope, operators: Operators
+) -> tuple[Step, ...]:
+    """The rule's steps, each checked: operator, condition, placeholders, file parameters, parameters."""
+    steps = []
+    for index, item in enumerate(raw_steps):
+        ((name, raw_params),) = item.items()
+        where: YamlPath = ("steps", index, name)
+        if name not in operators.registry:
+            names = operators.registry.names()
+            hint = did_you_mean(name, names, f"known operators: {listing(names)}")
+            raise _fail(scope, where, f"step {index + 1}: unknown operator '{name}'", hint)
+        try:
+            operator = operators.get(name)
+        except ConfigError as exc:
+            raise _fail(scope, where, f"step {index + 1}: {exc.message}", exc.hint) from None
+        params = dict(raw_params or {})
+        when = params.pop("when", None)
+        if when is not None:
+            _check_when(when, scope, (*where, "when"))
+        _check_placeholders(params, operator, scope, where)
+        _check_file_params(params, operator, scope, where)
+        _check_params(params, operator, operators.validator(name), scope, where)
+        mark = scope.marks.get(("steps", index))
+        steps.append(Step(name, params, when, mark.line if mark else None))
+    return tuple(steps)
+
+
+def _fail(scope: RuleScope, path: YamlPath, message: str, hint: str | None) -> ConfigError:
+    return error_at(nearest(scope.marks, path), message, rule=scope.rule, hint=hint)
+
+
+def _step_label(where: YamlPath) -> str:
+    return f"step {int(where[1]) + 1} ({where[2]})"
+
+
+def _check_when(when: Any, scope: RuleScope, where: YamlPath) -> None:
+    """A condition must be a string that compiles and reads only known flags and variables."""
+    if not isinstance(when, str):
+        raise _fail(
+            scope, where, f"{_step_label(where[:3])}: 'when' must be a string", "quote the expression"
+        )
+    try:
+        check_condition(when, [key for key, _ in scope.matrix], scope.flags)
+    except ConditionError as exc:
+        raise _fail(scope, where, f"{_step_label(where[:3])}: {exc.message}", exc.hint) from None
+
+
+def _check_placeholders(
+    params: Mapping[str, Any], operator: type[Operator], scope: RuleScope, where: YamlPath
+) -> None:
+    """Every placeholder in the parameters must have a value when the job runs."""
+    allowed = {key for key, _ in scope.matrix} | scope.per_job
+    for param, value in params.items():
+        for name in sorted(names_in_value(value) - operator.runtime_placeholders - allowed):
+            if name == "key8":
+                hint = "{key8} names an output after its job's key: it is available only in output"
+            elif name in PATH_PLACEHOLDERS and scope.aggregate:
+                hint = "an aggregate job has no single input; use its partition names (aggregate: {by: ...})"
+            else:
+                known = allowed | operator.runtime_placeholders
+                listed = listing(f"{{{known_name}}}" for known_name in known)
+                hint = did_you_mean(name, known, f"placeholders here: {listed}", braces=True)
+            message = f"{_step_label(where)}: unknown placeholder {{{name}}}"
+            raise _fail(scope, (*where, param), message, hint)
+
+
+def _check_file_params(
+    params: Mapping[str, Any], operator: type[Operator], scope: RuleScope, where: YamlPath
+) -> None:
+    """Parameters that name project files must stay inside the project."""
+    for param in operator.file_params:
+        value = params.get(param)
+        if isinstance(value, str) and escapes(value):
+            raise _fail(
+                scope,
+                (*where, param),
+                f"{_step_label(where)} parameter '{param}' escapes the project: {value!r}",
+                "write a path relative to the project root, without '..'",
+            )
+
+
+def _check_params(
+    params: Mapping[str, Any], operator: type[Operator], against: Validator, scope: RuleScope, where: YamlPath
+) -> None:
+    """Validate the parameters once per combination of the matrix values they use."""
+    used = names_in_value(params)
+    matrix = [(key, values) for key, values in scope.matrix if key in used]
+    samples = dict.fromkeys(scope.per_job, SAMPLE)
+
+    def sampled(error: ValidationError) -> bool:
+        return error.validator in _VALUE_KEYWORDS and _uses_per_job(
+            params, error.absolute_path, scope.per_job
+        )
+
+    for combination in itertools.product(*(values for _, values in matrix)):
+        values = {**samples, **dict(zip((key for key, _ in matrix), combination, strict=True))}
+        concrete = substitute_value(params, values, keep=operator.runtime_placeholders)
+        check(concrete, against, scope.marks, prefix=where, rule=scope.rule, skip=sampled)
+
+
+def _uses_per_job(params: Any, path: Sequence[str | int], per_job: frozenset[str]) -> bool:
+    """True when the value written at `path` (or a string above it) holds a per-job placeholder."""
+    value = params
+    for part in path:
+        if isinstance(value, str):
+            break
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return isinstance(value, str) and bool(set(names_in(value)) & per_job)

@@ -1,0 +1,328 @@
+"""`batchit.yaml` errors through the real command: exit 2, file:line, the rule, a fix, nothing written."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from conftest import Project
+
+from batchit.config import load_config
+from batchit.errors import ConfigError
+
+RULE_HEAD = """\
+version: 1
+rules:
+  pages:
+    inputs: ["pages/**/*.md"]
+"""
+
+
+def rule(body: str) -> str:
+    """A config whose rule `pages` reads Markdown files and has `body` as its other keys."""
+    return RULE_HEAD + textwrap.indent(textwrap.dedent(body), "    ")
+
+
+ONE_RULE = "rules:\n  pages: {inputs: ['*.md'], output: '{path}', steps: [file.copy: {}]}\n"
+"""A valid `rules:` section, for cases about the top-level keys."""
+
+
+class Case(NamedTuple):
+    id: str
+    config: str
+    where: str
+    """`file:line[:column]` the message must start with."""
+    message: str
+    fix: str
+    rule: str | None = "pages"
+
+
+CASES = [
+    Case("bad_yaml_syntax", "version: 1\nrules: [\n", "batchit.yaml:3", "invalid YAML", "YAML syntax", None),
+    Case(
+        "duplicate_key",
+        rule('output: "{path}.html"\nsteps: [text.load: {}]\noutput: "{path}.htm"\n'),
+        "batchit.yaml:7:5",
+        "duplicate key 'output' (lines 5 and 7)",
+        "remove one",
+        None,
+    ),
+    Case(
+        "unknown_top_level_key",
+        "version: 1\nruels: {}\n",
+        "batchit.yaml:2:1",
+        "unknown key 'ruels'",
+        "did you mean 'rules'?",
+        None,
+    ),
+    Case(
+        "unknown_rule_key_suggests",
+        rule('ouput: "{path}.html"\nsteps: [text.load: {}]\n'),
+        "batchit.yaml:5:5",
+        "unknown key 'ouput'",
+        "did you mean 'output'?",
+    ),
+    Case(
+        "wrong_type",
+        rule('output: "{path}.html"\nsteps: [text.load: {}]\nconcurrency: four\n'),
+        "batchit.yaml:7:5",
+        "'concurrency' must be an integer, not a string ('four')",
+        "At most this many",
+    ),
+    Case(
+        "missing_required_key",
+        rule("steps: [text.load: {}]\n"),
+        "batchit.yaml:3:3",
+        "missing required key 'output'",
+        "add 'output:'",
+    ),
+    Case(
+        "version_not_1",
+        "version: 2\nrules: {}\n",
+        "batchit.yaml:1:1",
+        "'version' must be 1, not 2",
+        "format version",
+        None,
+    ),
+    Case(
+        "unknown_operator_suggests",
+        rule('output: "{path}.html"\nsteps:\n  - text.lod: {}\n'),
+        "batchit.yaml:7:9",
+        "step 1: unknown operator 'text.lod'",
+        "did you mean 'text.load'?",
+    ),
+    Case(
+        "bad_operator_param_type",
+        rule('output: "{path}.html"\nsteps:\n  - text.replace: {pattern: a, replacement: b, count: many}\n'),
+        "batchit.yaml:7:",
+        "step 1 (text.replace) parameter 'count' must be an integer, not a string ('many')",
+        "at most this many matches",
+    ),
+    Case(
+        "missing_operator_param",
+        rule('output: "{path}.html"\nsteps:\n  - text.replace: {pattern: a}\n'),
+        "batchit.yaml:7:",
+        "step 1 (text.replace): missing required parameter 'replacement'",
+        "add 'replacement:'",
+    ),
+    Case(
+        "unknown_operator_param_suggests",
+        rule('output: "{path}.html"\nsteps:\n  - text.replace: {patern: a, replacement: b}\n'),
+        "batchit.yaml:7:",
+        "step 1 (text.replace): unknown parameter 'patern'",
+        "did you mean 'pattern'?",
+    ),
+    Case(
+        "bad_regex_param",
+        rule('output: "{path}.html"\nsteps:\n  - text.replace: {pattern: "(", replacement: b}\n'),
+        "batchit.yaml:7:",
+        "parameter 'pattern' is not a valid regex",
+        "Python regular expression",
+    ),
+    Case(
+        "cycle_between_rules",
+        "version: 1\nrules:\n  a:\n    inputs: {rule: b}\n    aggregate: true\n    output: a.txt\n"
+        "    steps: [file.copy: {}]\n  b:\n    inputs: {rule: a}\n    aggregate: true\n    output: b.txt\n"
+        "    steps: [file.copy: {}]\n",
+        "batchit.yaml:4:5",
+        "cycle: a -> b -> a",
+        "remove one of the {rule: ...} inputs",
+        "a",
+    ),
+    Case(
+        "rule_reads_itself",
+        "version: 1\nrules:\n  pages:\n    inputs: [{rule: pages}]\n    output: '{path}.x'\n"
+        "    steps: [file.copy: {}]\n",
+        "batchit.yaml:4:14",
+        "the rule reads its own outputs",
+        "another rule",
+    ),
+    Case(
+        "unknown_upstream_rule",
+        "version: 1\nrules:\n  pages:\n    inputs: {rule: thumb}\n    output: '{path}.x'\n"
+        "    steps: [file.copy: {}]\n  thumbs:\n    inputs: ['*.jpg']\n    output: '{path}.x'\n"
+        "    steps: [file.copy: {}]\n",
+        "batchit.yaml:4:5",
+        "inputs name unknown rule 'thumb'",
+        "did you mean 'thumbs'?",
+    ),
+    Case(
+        "output_escapes_out_by_parent",
+        rule('output: "../{path}.html"\nsteps: [text.load: {}]\n'),
+        "batchit.yaml:5:5",
+        "output '../{path}.html' escapes out",
+        "relative to out",
+    ),
+    Case(
+        "output_escapes_out_absolute",
+        rule('output: "/tmp/{path}.html"\nsteps: [text.load: {}]\n'),
+        "batchit.yaml:5:5",
+        "output '/tmp/{path}.html' escapes out",
+        "relative to out",
+    ),
+    Case(
+        "input_escapes_project",
+        "version: 1\nrules:\n  pages:\n    inputs: ['pages/*.md', '../secrets/*.txt']\n"
+        "    output: '{path}.x'\n    steps: [file.copy: {}]\n",
+        "batchit.yaml:4:28",
+        "input '../secrets/*.txt' escapes the project",
+        "relative to the project root",
+    ),
+    Case(
+        "unknown_placeholder_in_output",
+        rule('output: "{pth}.html"\nsteps: [text.load: {}]\n'),
+        "batchit.yaml:5:5",
+        "unknown placeholder {pth} in output",
+        "did you mean {path}?",
+    ),
+    Case(
+        "unknown_placeholder_in_params",
+        rule(
+            'matrix: {width: [1, 2]}\noutput: "{path}-{width}.txt"\nsteps:\n'
+            '  - text.load: {}\n  - text.replace: {pattern: x, replacement: "{widht}"}\n'
+        ),
+        "batchit.yaml:9:36",
+        "step 2 (text.replace): unknown placeholder {widht}",
+        "did you mean {width}?",
+    ),
+    Case(
+        "key8_in_params",
+        rule('output: "{key8}.txt"\nsteps:\n  - text.replace: {pattern: x, replacement: "{key8}"}\n'),
+        "batchit.yaml:7:",
+        "unknown placeholder {key8}",
+        "only in output",
+    ),
+    Case(
+        "matrix_key_missing_from_output",
+        rule('matrix: {width: [320, 640]}\noutput: "{path}.webp"\nsteps: [file.copy: {}]\n'),
+        "batchit.yaml:6:5",
+        "output does not use matrix key {width}: two jobs would write one output",
+        "add {width} to output",
+    ),
+    Case(
+        "output_without_input_placeholder",
+        rule("output: all.html\nsteps: [file.copy: {}]\n"),
+        "batchit.yaml:5:5",
+        "every input would write one output",
+        "add {path}",
+    ),
+    Case(
+        "path_placeholder_in_aggregate_output",
+        rule('aggregate: true\noutput: "{dir}/index.html"\nsteps: [file.copy: {}]\n'),
+        "batchit.yaml:6:5",
+        "unknown placeholder {dir} in output",
+        "aggregate: {by: '{dir}'}",
+    ),
+    Case(
+        "out_outside_project",
+        "version: 1\nout: ../site\n" + ONE_RULE,
+        "batchit.yaml:2:1",
+        "out '../site' is outside the project",
+        "_build",
+        None,
+    ),
+    Case(
+        "out_inside_state_dir",
+        "version: 1\nout: .batchit/out\n" + ONE_RULE,
+        "batchit.yaml:2:1",
+        "out may not be inside .batchit",
+        "_build",
+        None,
+    ),
+    Case(
+        "when_syntax_error",
+        rule('output: "{path}.x"\nsteps:\n  - file.copy: {when: "flags.a and"}\n'),
+        "batchit.yaml:7:",
+        "step 1 (file.copy): invalid condition",
+        "Jinja2 expression",
+    ),
+    Case(
+        "when_reads_unknown_flag",
+        "flags: {watermark: true}\n"
+        + rule('output: "{path}.x"\nsteps:\n  - file.copy: {when: "flags.watermak"}\n'),
+        "batchit.yaml:8:",
+        "condition reads unknown flag 'watermak'",
+        "did you mean 'watermark'?",
+    ),
+    Case(
+        "presets_in_main_file",
+        "version: 1\npresets: {}\nrules: {}\n",
+        "batchit.yaml:2:1",
+        "presets are allowed only in included files",
+        "include:",
+        None,
+    ),
+    Case(
+        "unknown_preset",
+        "version: 1\ninclude: [batchit:pages]\nrules:\n  pages: {preset: markdown_page}\n",
+        "batchit.yaml:4:",
+        "unknown preset 'markdown_page'",
+        "did you mean 'markdown_pages'?",
+    ),
+    Case(
+        "missing_include",
+        "version: 1\ninclude: [presets/mine.yaml]\nrules:\n  pages: {preset: x}\n",
+        "batchit.yaml:2:11",
+        "included file 'presets/mine.yaml' not found",
+        "relative to the project root",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_config_error_exits_2_with_location_rule_and_fix(project: Project, case: Case) -> None:
+    project.write({"batchit.yaml": case.config, "pages/a.md": "# A\n"})
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert f"error: {case.where}" in result.stderr, result.describe()
+    assert case.message in result.stderr, result.describe()
+    assert "fix:" in result.stderr and case.fix in result.stderr.split("fix:", 1)[1], result.describe()
+    if case.rule:
+        assert f"rule '{case.rule}':" in result.stderr, result.describe()
+    assert project.snapshot(".batchit", "_build") == {}
+
+
+def test_missing_config_file_exits_2_with_a_fix(project: Project) -> None:
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert f"batchit.yaml: not found in {project.root}" in result.stderr
+    assert "fix: run batchit in the project directory" in result.stderr
+    assert project.snapshot(".batchit", "_build") == {}
+
+
+def test_error_leaves_previous_build_untouched(project: Project) -> None:
+    project.write(
+        {"pages/a.md": "# A\n", "batchit.yaml": rule('output: "{path}.txt"\nsteps: [file.copy: {}]\n')}
+    )
+    project.build()
+    before = project.snapshot(".batchit", "_build")
+    project.config(rule('output: "{path}.txt"\nsteps: [file.cpy: {}]\n'))
+    assert project.run("build", "--no-progress").code == 2
+    assert project.snapshot(".batchit", "_build") == before
+
+
+def test_error_in_included_file_names_that_file(tmp_path: Path) -> None:
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "mine.yaml").write_text("presets:\n  copy:\n    ouput: x\n")
+    (tmp_path / "batchit.yaml").write_text(
+        "version: 1\ninclude: [presets/mine.yaml]\nrules:\n  pages: {preset: copy}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert str(caught.value).startswith("presets/mine.yaml:3:5: preset 'copy': unknown key 'ouput'")
+    assert "did you mean 'output'?" in str(caught.value)
+
+
+def test_operator_that_cannot_be_imported_is_a_config_error(tmp_path: Path) -> None:
+    from batchit.operators.registry import OperatorRegistry
+
+    (tmp_path / "batchit.yaml").write_text(rule('output: "{path}"\nsteps: [x.broken: {}]\n'))
+    registry = OperatorRegistry({"x.broken": "no_such_module_anywhere:Broken"})
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, registry=registry)
+    assert str(caught.value).startswith(
+        "batchit.yaml:6:13: rule 'pages': step 1: operator 'x.broken' cannot be loaded"
+    )
