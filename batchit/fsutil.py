@@ -81,3 +81,15 @@ def remove_empty_parents(path: Path, stop: Path) -> None:
         except OSError:
             return
         parent = parent.parent
+
+
+def sweep_temp_files(directory: Path) -> list[Path]:
+    """Remove temporary files a killed run left under `directory`; return what was removed."""
+    removed: list[Path] = []
+    for parent, _, names in os.walk(directory):
+        for name in names:
+            if name.startswith(TEMP_MARK):
+                path = Path(parent, name)
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed

@@ -83,6 +83,9 @@ class Operator:
     """Placeholders the operator fills itself at run time (`{in}`, `{out}` for `shell`)."""
     libraries: ClassVar[tuple[str, ...]] = ()
     """Distributions whose versions enter the action key."""
+    cheap: ClassVar[bool] = False
+    """True when re-running costs no more than restoring a copy: a pipeline of only cheap steps is
+    not kept in the cache (its result would just duplicate bytes already on disk)."""
 
     def library_versions(self) -> dict[str, str]:
         """Versions of the libraries whose behaviour shapes this operator's output."""

@@ -17,6 +17,7 @@ class FileCopy(Operator):
 
     name = "file.copy"
     version = "1"
+    cheap = True
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "description": "Copy the input's bytes unchanged. Takes no parameters.",

@@ -21,6 +21,7 @@ class TextLoad(Operator):
 
     name = "text.load"
     version = "1"
+    cheap = True
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "description": "Decode the input as text.",

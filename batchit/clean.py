@@ -1,0 +1,68 @@
+"""`batchit clean`: remove batchit's outputs, or (`--orphans`) files in `out` that no rule produces."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from batchit.engine import BuildOptions, plan_build
+from batchit.fsutil import remove_empty_parents
+from batchit.model import Config
+from batchit.operators.registry import OperatorRegistry
+from batchit.plan import RESERVED_OUTPUTS
+from batchit.plan.jobs import UNKNOWN
+from batchit.state.lock import ProjectLock
+from batchit.state.store import StateStore
+
+
+def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run: bool) -> list[str]:
+    """Remove (or with `dry_run` only list) outputs; return their paths relative to `out`."""
+    store_path = config.state_dir / "state.db"
+    if orphans:
+        doomed = _orphans(config, registry)
+    else:
+        store = StateStore.open_readonly(store_path)
+        records = store.load_outputs() if store else {}
+        if store:
+            store.close()
+        doomed = sorted(records)
+        doomed += [p for p in sorted(RESERVED_OUTPUTS) if (config.out_dir / p).exists()]
+    if dry_run or not doomed:
+        return doomed
+    with ProjectLock(config.state_dir / "lock"):
+        for path in doomed:
+            target = config.out_dir / path
+            target.unlink(missing_ok=True)
+            remove_empty_parents(target, config.out_dir)
+        if store_path.exists():
+            store = StateStore.open(store_path)
+            try:
+                with store.transaction():
+                    store.forget_outputs(doomed)
+                    store.drop_stats(f"{config.out}/{p}" for p in doomed)
+            finally:
+                store.close()
+    return doomed
+
+
+def _orphans(config: Config, registry: OperatorRegistry) -> list[str]:
+    """Files under `out` that no current job produces.
+
+    A job whose key is not known yet (its upstream is stale) keeps the output it recorded last time.
+    """
+    jobs = plan_build(config, registry, BuildOptions(overwrite=True)).jobs
+    produced = {job.output for job in jobs if job.key != UNKNOWN} | set(RESERVED_OUTPUTS)
+    pending = {job.job_id for job in jobs if job.key == UNKNOWN}
+    if pending:
+        store = StateStore.open_readonly(config.state_dir / "state.db")
+        if store:
+            produced |= {r.path for r in store.load_outputs().values() if r.job_id in pending}
+            store.close()
+    found: list[str] = []
+    out_dir = config.out_dir
+    for directory, _, files in os.walk(out_dir):
+        for name in files:
+            rel = Path(directory, name).relative_to(out_dir).as_posix()
+            if rel not in produced:
+                found.append(rel)
+    return sorted(found)

@@ -1,0 +1,131 @@
+"""The command handlers: each takes the parsed arguments and returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+
+from batchit.cli import console, print_json, project_root
+from batchit.config import load_config
+from batchit.engine import BuildOptions, BuildOutcome, plan_build, run_build
+from batchit.errors import UsageError
+from batchit.model import Config
+from batchit.operators.registry import OperatorRegistry
+
+
+def _flags(pairs: list[str]) -> dict[str, str]:
+    flags: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--flag {pair!r} is not NAME=VALUE", hint="write it as --flag watermark=false")
+        flags[name] = value
+    return flags
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, OperatorRegistry]:
+    registry = OperatorRegistry.default()
+    return load_config(project_root(), args.file, _flags(getattr(args, "flag", [])), registry), registry
+
+
+def _options(args: argparse.Namespace) -> BuildOptions:
+    return BuildOptions(
+        rules=tuple(args.rules),
+        jobs=args.jobs,
+        executor=args.executor,
+        fail_fast=args.fail_fast,
+        dry_run=args.dry_run,
+        force=args.force,
+        use_cache=args.use_cache,
+        overwrite=args.overwrite,
+        batch_size=args.batch_size,
+    )
+
+
+def build(args: argparse.Namespace) -> int:
+    """`batchit build`: run every stale job, commit, prune, write the run's manifest."""
+    if args.dry_run:
+        return plan(args)
+    config, registry = _load(args)
+    with console.Console(log_format=args.log_format, progress=args.progress) as screen:
+        outcome = run_build(config, registry, _options(args), screen.emit)
+        screen.summary(outcome, config.out)
+    return outcome.exit_code
+
+
+def plan(args: argparse.Namespace) -> int:
+    """`batchit plan`: what a build would do and why, changing nothing."""
+    config, registry = _load(args)
+    outcome = plan_build(config, registry, _options(args))
+    if getattr(args, "json", False):
+        print_json(_plan_json(outcome, config.out))
+    else:
+        _print_plan(outcome, config.out)
+    return 0
+
+
+def _plan_json(outcome: BuildOutcome, out: str) -> dict[str, object]:
+    return {
+        "summary": outcome.counts,
+        "jobs": [
+            {
+                "rule": j.rule,
+                "output": f"{out}/{j.output}",
+                "action": j.action,
+                "reasons": j.reasons,
+                "inputs": list(j.inputs),
+                "action_key": j.key,
+            }
+            for j in outcome.jobs
+        ],
+    }
+
+
+def _print_plan(outcome: BuildOutcome, out: str) -> None:
+    by_rule: dict[str, list[str]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for job in outcome.jobs:
+        tally = counts.setdefault(job.rule, {})
+        tally[job.action] = tally.get(job.action, 0) + 1
+        if job.action != "skip":
+            why = "; ".join(job.reasons)
+            by_rule.setdefault(job.rule, []).append(f"  {job.action:<8} {out}/{job.output}  ({why})")
+    for rule, tally in counts.items():
+        words = {"run": "to run", "restore": "to restore from cache", "skip": "up to date"}
+        print(f"{rule}: " + ", ".join(f"{n} {words.get(a, a)}" for a, n in sorted(tally.items())))
+        for line in by_rule.get(rule, []):
+            print(line)
+    todo = outcome.counts.get("run", 0) + outcome.counts.get("restore", 0)
+    print(f"plan: {todo} of {len(outcome.jobs)} jobs to do" if outcome.jobs else "plan: no jobs")
+
+
+def explain(args: argparse.Namespace) -> int:
+    """`batchit explain PATH`: why an output is or is not up to date."""
+    from batchit.explain import explain as explain_output
+
+    config, registry = _load(args)
+    result = explain_output(config, registry, args.path)
+    if args.json:
+        print_json(result.as_json())
+        return 0
+    verdict = "up to date" if result.action == "skip" else f"stale ({result.action})"
+    print(f"{result.output}: {verdict}")
+    print(f"  rule {result.rule}, job {result.job_id}")
+    for reason in result.reasons:
+        print(f"  - {reason}")
+    print(f"  action key {result.key or '(not known until upstream jobs run)'}")
+    if result.recorded_key and result.recorded_key != result.key:
+        print(f"  recorded   {result.recorded_key}")
+    return 0
+
+
+def clean(args: argparse.Namespace) -> int:
+    """`batchit clean [--orphans] [--dry-run]`: remove outputs."""
+    from batchit.clean import clean as clean_outputs
+
+    config, registry = _load(args)
+    removed = clean_outputs(config, registry, orphans=args.orphans, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for path in removed:
+        print(f"{verb} {config.out}/{path}")
+    print(f"clean: {verb} {len(removed)} file(s)")
+    return 0

@@ -1,0 +1,54 @@
+"""Worker pools: a process pool for `cpu` rules, a thread pool for `io` rules (SPEC section 10).
+
+Jobs travel in batches (`run_batch`), so thousands of tiny jobs pay one process round-trip per batch
+instead of one each. The process pool starts through a forkserver that has already imported the worker
+module, so a fresh worker costs a fork, not an interpreter start.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Literal
+
+from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_batch
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+ExecutorKind = Literal["local", "thread"]
+
+
+class Pools:
+    """The executors of one build, created on first use and shut down together."""
+
+    def __init__(self, settings: WorkerSettings, workers: int, kind: ExecutorKind = "local") -> None:
+        self.settings = settings
+        self.workers = workers
+        self.kind = kind
+        self._process: ProcessPoolExecutor | None = None
+        self._thread: ThreadPoolExecutor | None = None
+
+    def submit(self, resources: str, batch: list[JobSpec]) -> Future[list[JobResult]]:
+        """Run a batch of jobs on the pool their resource class belongs to."""
+        return self._pool(resources).submit(run_batch, self.settings, batch)
+
+    def _pool(self, resources: str) -> Executor:
+        if resources == "cpu" and self.kind == "local" and self.workers > 1:
+            if self._process is None:
+                import multiprocessing  # only builds with cpu rules and several workers pay for it
+                from concurrent.futures import ProcessPoolExecutor
+
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["batchit.execute.worker"])
+                self._process = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            return self._process
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="batchit-io")
+        return self._thread
+
+    def shutdown(self, *, cancel: bool = False) -> None:
+        """Stop the pools; with `cancel`, queued batches are dropped instead of run."""
+        for pool in (self._process, self._thread):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=cancel)
+        self._process = self._thread = None

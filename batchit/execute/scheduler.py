@@ -1,0 +1,95 @@
+"""Dispatching ready jobs to the pools in batches, honouring per-rule concurrency caps.
+
+Batches are sized from the queue: large when thousands of jobs wait (per-job overhead vanishes), one
+job each when few do (no worker idles while another holds a batch). A bounded number of batches is in
+flight per pool, so results stream back steadily and `--fail-fast` stops quickly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+
+from batchit.execute.pools import Pools
+from batchit.execute.worker import JobResult, JobSpec
+
+MAX_BATCH = 64
+
+
+@dataclass
+class Scheduler:
+    """Queues of ready jobs per resource class, and the batches currently running."""
+
+    pools: Pools
+    caps: dict[str, int | None]
+    """Per-rule `concurrency:` limits (None: no limit)."""
+    batch_size: int | None = None
+    """A fixed batch size, or None to size batches from the queue."""
+    _queues: dict[str, deque[JobSpec]] = field(default_factory=lambda: {"cpu": deque(), "io": deque()})
+    _running: dict[Future[list[JobResult]], tuple[str, list[JobSpec]]] = field(default_factory=dict)
+    _per_rule: dict[str, int] = field(default_factory=dict)
+    stopped: bool = False
+
+    def add(self, spec: JobSpec, resources: str) -> None:
+        """Queue a ready job."""
+        self._queues[resources].append(spec)
+
+    def busy(self) -> bool:
+        """True while anything is queued or running."""
+        return bool(self._running) or (not self.stopped and any(self._queues.values()))
+
+    def stop(self) -> list[JobSpec]:
+        """Dispatch nothing more; return what was still queued."""
+        self.stopped = True
+        dropped = [spec for queue in self._queues.values() for spec in queue]
+        for queue in self._queues.values():
+            queue.clear()
+        return dropped
+
+    def next_results(self, timeout: float | None = None) -> Iterator[JobResult]:
+        """Dispatch what fits, wait until a batch finishes (or `timeout` passes), yield its results."""
+        self._dispatch()
+        if not self._running:
+            return
+        done, _ = wait(list(self._running), timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in done:
+            _, batch = self._running.pop(future)
+            for spec in batch:
+                self._per_rule[spec.rule] -= 1
+            yield from future.result()
+
+    def _dispatch(self) -> None:
+        if self.stopped:
+            return
+        workers = self.pools.workers
+        for resources, queue in self._queues.items():
+            limit = workers * 2
+            while queue and self._in_flight(resources) < limit:
+                size = self.batch_size or max(1, min(MAX_BATCH, len(queue) // (workers * 4)))
+                batch = self._take(queue, size)
+                if not batch:
+                    break
+                for spec in batch:
+                    self._per_rule[spec.rule] = self._per_rule.get(spec.rule, 0) + 1
+                future = self.pools.submit(resources, batch)
+                self._running[future] = (resources, batch)
+
+    def _take(self, queue: deque[JobSpec], size: int) -> list[JobSpec]:
+        batch: list[JobSpec] = []
+        skipped: list[JobSpec] = []
+        taken: dict[str, int] = {}
+        while queue and len(batch) < size:
+            spec = queue.popleft()
+            cap = self.caps.get(spec.rule)
+            if cap is not None and self._per_rule.get(spec.rule, 0) + taken.get(spec.rule, 0) >= cap:
+                skipped.append(spec)
+                continue
+            taken[spec.rule] = taken.get(spec.rule, 0) + 1
+            batch.append(spec)
+        queue.extendleft(reversed(skipped))
+        return batch
+
+    def _in_flight(self, resources: str) -> int:
+        return sum(1 for kind, _ in self._running.values() if kind == resources)

@@ -1,0 +1,271 @@
+"""What runs inside a worker: a job's pipeline, its atomic output write, and nothing else.
+
+Only plain data crosses the executor boundary: `JobSpec`s in, `JobResult`s out; every exception
+becomes a result here, so nothing unpicklable travels back and one bad job never kills a batch.
+Workers never touch the state store; they write the output (temp file, verify, rename) and link it
+into the content-addressed cache.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import random
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blake3 import blake3
+
+from batchit.errors import JobError, PermanentError, TransientError
+from batchit.execute.contracts import check_contracts, check_input
+from batchit.fsutil import fsync_dir, temp_path_for
+from batchit.hashing import CHUNK, hash_file_pair
+from batchit.model import Retry
+from batchit.operators.base import InputFile, JobContext, Operator
+from batchit.operators.registry import load_target
+from batchit.plan.keys import StepCall
+
+TRANSIENT_ERRNOS = frozenset(
+    {errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ECONNREFUSED, errno.ECONNRESET}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """Per-build settings every worker needs."""
+
+    root: str
+    out: str
+    cache_dir: str | None
+    """Where finished outputs are linked by action key; None with --no-cache."""
+    fsync: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A job as a worker sees it."""
+
+    job_id: str
+    rule: str
+    inputs: tuple[str, ...]
+    aggregate: bool
+    output: str
+    steps: tuple[StepCall, ...]
+    key: str
+    expect: dict[str, Any] | None = None
+    validate: dict[str, Any] | None = None
+    retry: Retry = field(default_factory=Retry)
+    cache: bool = True
+    """Keep a copy of the output in the content-addressed cache (when the build uses one)."""
+    restore_from: str | None = None
+    """An absolute path holding the output's bytes already (a cache entry or a twin job's output)."""
+    restore_blake3: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """How a job ended: the output's hashes, or the failure's class and message."""
+
+    job_id: str
+    ok: bool
+    blake3: str = ""
+    sha256: str = ""
+    size: int = 0
+    discovered: tuple[str, ...] = ()
+    error_class: str = ""
+    message: str = ""
+    transient: bool = False
+    attempts: int = 1
+    duration: float = 0.0
+    cached: bool = False
+
+
+def run_batch(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]:
+    """Run several jobs in this worker, one after another, and return one result each."""
+    operators: dict[str, Operator] = {}
+    return [run_job(settings, spec, operators) for spec in specs]
+
+
+def run_job(
+    settings: WorkerSettings, spec: JobSpec, operators: dict[str, Operator] | None = None
+) -> JobResult:
+    """Run one job to a result; never raises (but for KeyboardInterrupt and SystemExit).
+
+    `operators` shares operator instances between the jobs of a batch (they hold no state).
+    """
+    started = time.perf_counter()
+    root = Path(settings.root)
+    dest = Path(f"{settings.root}/{settings.out}/{spec.output}")
+    attempts = 1
+    try:
+        if spec.restore_from is not None:
+            digest, sha, size = _restore(Path(spec.restore_from), dest, spec.restore_blake3, settings.fsync)
+            return JobResult(spec.job_id, True, digest, sha, size, duration=time.perf_counter() - started)
+        if spec.validate:
+            check_input(spec.validate, [root / p for p in spec.inputs])
+        ctx = JobContext(
+            input=list(spec.inputs) if spec.aggregate else spec.inputs[0],
+            output=spec.output,
+            rule=spec.rule,
+            key=spec.key,
+            root=root,
+            out=settings.out,
+        )
+        rng: random.Random | None = None
+        while True:
+            try:
+                value = _pipeline(spec, ctx, root, operators if operators is not None else {})
+                break
+            except Exception as exc:
+                transient, _ = classify(exc)
+                if not transient or attempts >= spec.retry.attempts:
+                    raise
+                rng = rng or random.Random(spec.key)  # noqa: S311 - backoff jitter, seeded for replay
+                ceiling = min(spec.retry.max_backoff, spec.retry.backoff * 2 ** (attempts - 1))
+                time.sleep(rng.uniform(0, ceiling))
+                attempts += 1
+        digest, sha, size = _write(value, dest, spec, settings)
+        cached = _copy_into_cache(settings, spec, dest)
+        return JobResult(
+            spec.job_id,
+            True,
+            digest,
+            sha,
+            size,
+            tuple(sorted(ctx.discovered)),
+            attempts=attempts,
+            duration=time.perf_counter() - started,
+            cached=cached,
+        )
+    except Exception as exc:
+        transient, name = classify(exc)
+        message = str(exc) or name
+        if not isinstance(exc, JobError | OSError):
+            message += "\n" + "".join(traceback.format_exception(exc)[-3:]).rstrip()
+        return JobResult(
+            spec.job_id,
+            False,
+            error_class=name,
+            message=message,
+            transient=transient,
+            attempts=attempts,
+            duration=time.perf_counter() - started,
+        )
+
+
+def classify(exc: BaseException) -> tuple[bool, str]:
+    """(transient?, class name) of a failure: timeouts, refused connections and EAGAIN/EBUSY retry."""
+    name = type(exc).__name__
+    if isinstance(exc, JobError):
+        return exc.transient, name
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True, name
+    if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
+        return True, name
+    return False, name
+
+
+def _pipeline(spec: JobSpec, ctx: JobContext, root: Path, operators: dict[str, Operator]) -> Any:
+    value: Any
+    if spec.aggregate:
+        value = [InputFile(p, root / p) for p in spec.inputs]
+    else:
+        value = InputFile(spec.inputs[0], root / spec.inputs[0])
+    for number, call in enumerate(spec.steps, start=1):
+        operator = operators.get(call.target)
+        if operator is None:
+            operator = operators[call.target] = load_target(call.target)()
+        try:
+            value = operator.run(value, ctx, **call.params)
+        except JobError as exc:
+            exc.message = f"step {number} ({call.operator}): {exc.message}"
+            exc.args = (exc.message,)
+            raise
+    if not isinstance(value, bytes | str | InputFile):
+        last = spec.steps[-1].operator if spec.steps else "input"
+        raise PermanentError(
+            f"the last step ({last}) returned {type(value).__name__}; a pipeline must end in bytes or str"
+        )
+    return value
+
+
+def _write(
+    value: bytes | str | InputFile, dest: Path, spec: JobSpec, settings: WorkerSettings
+) -> tuple[str, str, int]:
+    """Write the output beside its destination, check it, then rename it into place."""
+    if not dest.parent.is_dir():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(dest)
+    b3, sha = blake3(), hashlib.sha256()
+    size = 0
+    try:
+        with open(tmp, "wb") as handle:
+            if isinstance(value, InputFile):
+                with open(value.absolute, "rb") as source:
+                    while chunk := source.read(CHUNK):
+                        handle.write(chunk)
+                        b3.update(chunk)
+                        sha.update(chunk)
+                        size += len(chunk)
+            else:
+                data = value.encode("utf-8") if isinstance(value, str) else value
+                handle.write(data)
+                b3.update(data)
+                sha.update(data)
+                size = len(data)
+            if settings.fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        if spec.expect:
+            check_contracts(spec.expect, tmp, size, Path(settings.root))
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if settings.fsync:
+        fsync_dir(dest.parent)
+    return b3.hexdigest(), sha.hexdigest(), size
+
+
+def _restore(source: Path, dest: Path, expected: str | None, fsync: bool) -> tuple[str, str, int]:
+    """Put a known copy of the output in place, refusing it if its bytes are not the expected ones."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(dest)
+    try:
+        shutil.copyfile(source, tmp)
+        digest, sha, size = hash_file_pair(tmp)
+        if expected is not None and digest != expected:
+            raise CacheMiss(f"{source} does not hold the recorded bytes")
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_dir(dest.parent)
+    return digest, sha, size
+
+
+class CacheMiss(TransientError):
+    """A cache entry (or a twin output) was missing or corrupted; the job must be run instead."""
+
+
+def _copy_into_cache(settings: WorkerSettings, spec: JobSpec, dest: Path) -> bool:
+    """Keep a copy (never a hard link: an output edited in place must not corrupt its cache entry)."""
+    if settings.cache_dir is None or not spec.cache:
+        return False
+    entry = Path(settings.cache_dir) / spec.key[:2] / spec.key
+    if not entry.exists():
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path_for(entry)
+        try:
+            shutil.copyfile(dest, tmp)
+            os.replace(tmp, entry)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return True

@@ -1,0 +1,108 @@
+"""Deciding whether a job is up to date, and saying why not (SPEC section 3).
+
+An output is up to date when it exists, its content hash equals the recorded one and its job's
+action key equals the recorded key. The reasons given here are what `plan`, `explain` and the run
+report show, so they name the input, dep, parameter or operator that changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batchit.plan.files import Hasher
+from batchit.plan.jobs import UNKNOWN, Job
+from batchit.plan.keys import recipe_differences
+from batchit.state.store import Owned, StatTuple
+
+
+@dataclass
+class Decider:
+    """Compares planned jobs with what the state store recorded and with the files in `out`."""
+
+    out_dir: Path
+    out: str
+    records: dict[str, Owned]
+    hasher: Hasher
+    recipe_doc: Callable[[str], str | None]
+    recorded: Callable[[str], tuple[str, str]]
+    """An output's recorded inputs and discovered dependencies (JSON), read only when needed."""
+    cache_keys: set[str]
+    force: bool = False
+    use_cache: bool = True
+    strangers: list[str] = field(default_factory=list)
+    """Output paths holding files batchit did not record (never overwritten without --overwrite)."""
+    _diff_cache: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    _prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._prefix = f"{self.out_dir}/"
+
+    def decide(self, job: Job) -> None:
+        """Set `job.action` and `job.reasons`."""
+        record = self.records.get(job.output)
+        on_disk = self._stat(job.output)
+        if record is None and on_disk is not None:
+            self.strangers.append(job.output)
+        reasons = self._stale_reasons(job, record, on_disk)
+        if self.force:
+            reasons = reasons or ["forced (--force)"]
+        elif not reasons:
+            job.action = "skip"
+            return
+        job.reasons = reasons
+        cached = self.use_cache and not self.force and job.key and job.key in self.cache_keys
+        job.action = "restore" if cached else "run"
+
+    def _stale_reasons(self, job: Job, record: Owned | None, on_disk: StatTuple | None) -> list[str]:
+        if record is None or record.action_key is None or record.blake3 is None:
+            return ["new output" if record is None else "not built yet"]
+        if job.key == UNKNOWN:
+            return ["an upstream input will be rebuilt first"]
+        if job.key != record.action_key:
+            return self._key_reasons(job, record) or ["action key changed"]
+        if on_disk is None:
+            return ["output missing"]
+        rel = f"{self.out}/{job.output}"
+        digest = self.hasher.known(rel, on_disk)
+        if digest is None:
+            digest = self.hasher.hash_many([(rel, on_disk)])[rel]
+        if digest != record.blake3:
+            return ["output modified"]
+        return []
+
+    def _key_reasons(self, job: Job, record: Owned) -> list[str]:
+        reasons: list[str] = []
+        inputs_json, discovered_json = self.recorded(job.output)
+        before = {item["path"]: item["blake3"] for item in json.loads(inputs_json)}
+        now = dict(zip(job.inputs, job.input_hashes, strict=True))
+        for path in sorted(set(before) | set(now)):
+            if path not in before:
+                reasons.append(f"input added: {path}")
+            elif path not in now:
+                reasons.append(f"input removed: {path}")
+            elif before[path] != now[path]:
+                reasons.append(f"input changed: {path}")
+        if record.recipe and record.recipe != job.recipe.hash:
+            pair = (record.recipe, job.recipe.hash)
+            if pair not in self._diff_cache:
+                old_doc = self.recipe_doc(record.recipe)
+                self._diff_cache[pair] = (
+                    recipe_differences(old_doc, job.recipe.doc) if old_doc else ["recipe changed"]
+                ) or ["recipe changed"]
+            reasons.extend(self._diff_cache[pair])
+        old_discovered: dict[str, str] = json.loads(discovered_json)
+        for path, digest in sorted(old_discovered.items()):
+            if job.discovered.get(path, digest) != digest:
+                reasons.append(f"discovered dependency changed: {path}")
+        return reasons
+
+    def _stat(self, output: str) -> StatTuple | None:
+        try:
+            st = os.stat(self._prefix + output)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)

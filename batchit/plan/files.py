@@ -1,0 +1,198 @@
+"""Finding input files and knowing their content hashes without re-reading unchanged ones.
+
+Globs compile to one regular expression each and are matched against project-relative paths found
+by one `os.scandir` walk per glob base, so 100,000 inputs cost one walk and no per-file objects. The
+stat cache maps (size, mtime_ns, ctime_ns, inode) to a BLAKE3 hash: a checkout that moves mtimes
+backwards or a copy that preserves them still changes ctime or inode, so it is re-hashed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batchit.errors import ConfigError
+from batchit.hashing import hash_file
+from batchit.state.store import StatTuple
+
+SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".batchit", "__pycache__"})
+"""Directories no glob descends into (version control, batchit's own state, bytecode)."""
+
+MISSING = "missing"
+"""The hash recorded for a file that does not exist (a deleted discovered dependency)."""
+
+WILDCARDS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class Glob:
+    """A compiled glob: its literal base directory and a regex over project-relative paths."""
+
+    pattern: str
+    base: str
+    regex: re.Pattern[str]
+
+
+def compile_glob(pattern: str) -> Glob:
+    """Compile a glob where `**` spans directories, `*` and `?` stay within one, `[...]` is a class."""
+    segments = pattern.split("/")
+    base_parts: list[str] = []
+    for segment in segments[:-1]:
+        if WILDCARDS.search(segment):
+            break
+        base_parts.append(segment)
+    parts: list[str] = []
+    rest = segments[len(base_parts) :]
+    for index, segment in enumerate(rest):
+        last = index == len(rest) - 1
+        if segment == "**":
+            parts.append(".*" if last else "(?:[^/]+/)*")
+            continue
+        parts.append(_segment_regex(segment) + ("" if last else "/"))
+    prefix = "".join(re.escape(p) + "/" for p in base_parts)
+    return Glob(pattern, "/".join(base_parts), re.compile(prefix + "".join(parts)))
+
+
+def _segment_regex(segment: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(segment):
+        char = segment[i]
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[" and (end := segment.find("]", i + 2)) != -1:
+            body = segment[i + 1 : end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+@dataclass
+class FileTree:
+    """Project files under the glob bases asked for, with their stat results, found lazily."""
+
+    root: Path
+    skip: frozenset[str]
+    """Project-relative directories never entered (the output root and batchit's state)."""
+    stats: dict[str, StatTuple] = field(default_factory=dict)
+    _walked: list[str] = field(default_factory=list)
+
+    def files_under(self, base: str) -> list[str]:
+        """Project-relative paths of every file under `base` (walked once, then remembered)."""
+        if not any(_is_under(base, done) for done in self._walked):
+            self._walk(base)
+            self._walked.append(base)
+        if not base:
+            return list(self.stats)
+        prefix = f"{base}/"
+        return [p for p in self.stats if p.startswith(prefix)]
+
+    def match(self, globs: Iterable[Glob], exclude: Iterable[Glob]) -> list[tuple[str, str]]:
+        """Sorted (path, glob base) pairs of files matching a glob and no exclude pattern."""
+        excluded = [g.regex for g in exclude]
+        found: dict[str, str] = {}
+        for glob in globs:
+            for path in filter(glob.regex.fullmatch, self.files_under(glob.base)):
+                if path not in found and not any(rx.fullmatch(path) for rx in excluded):
+                    found[path] = glob.base
+        return sorted(found.items())
+
+    def _walk(self, base: str) -> None:
+        start = self.root / base if base else self.root
+        if not start.is_dir():
+            return
+        stack = [(str(start), f"{base}/" if base else "")]
+        root_resolved = self.root.resolve()
+        while stack:
+            directory, prefix = stack.pop()
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    rel = prefix + entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.name not in SKIPPED_DIRS and rel not in self.skip:
+                            stack.append((entry.path, rel + "/"))
+                    elif entry.is_file():
+                        if entry.is_symlink() and not _inside(Path(entry.path), root_resolved):
+                            raise ConfigError(
+                                f"input {rel} is a symlink leading outside the project",
+                                hint="copy the file into the project or exclude it",
+                            )
+                        st = entry.stat()
+                        self.stats[rel] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _is_under(path: str, base: str) -> bool:
+    return not base or path == base or path.startswith(base + "/")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def stat_tuple(st: os.stat_result) -> StatTuple:
+    """The stat fields that identify a file version."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+@dataclass
+class Hasher:
+    """Content hashes through the stat cache; files whose stat changed are re-read (in parallel)."""
+
+    root: Path
+    cache: dict[str, tuple[int, int, int, int, str]]
+    updates: dict[str, tuple[int, int, int, int, str]] = field(default_factory=dict)
+    """New stat-cache rows found while hashing, for the engine to store."""
+
+    def known(self, path: str, stat: StatTuple) -> str | None:
+        """The hash of `path` if the stat cache vouches for it, else None."""
+        entry = self.cache.get(path)
+        if entry is not None and entry[:4] == stat:
+            return entry[4]
+        return None
+
+    def hash_many(self, items: list[tuple[str, StatTuple]]) -> dict[str, str]:
+        """Hashes of several files, reading only those the stat cache cannot vouch for."""
+        result: dict[str, str] = {}
+        todo: list[tuple[str, StatTuple]] = []
+        cache = self.cache
+        for path, stat in items:
+            entry = cache.get(path)
+            if entry is not None and entry[:4] == stat:
+                result[path] = entry[4]
+            else:
+                todo.append((path, stat))
+        if len(todo) > 32:
+            with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+                digests = list(pool.map(self._read, todo))
+        else:
+            digests = [self._read(item) for item in todo]
+        for (path, stat), digest in zip(todo, digests, strict=True):
+            row = (*stat, digest)
+            self.updates[path] = cache[path] = row
+            result[path] = digest
+        return result
+
+    def hash_path(self, path: str) -> str:
+        """The hash of one file by path (project-relative or absolute); MISSING if it is gone."""
+        try:
+            st = os.stat(self.root / path)
+        except FileNotFoundError:
+            return MISSING
+        return self.hash_many([(path, stat_tuple(st))])[path]
+
+    def _read(self, item: tuple[str, StatTuple]) -> str:
+        path, stat = item
+        return hash_file(self.root / path, expected_size=stat[0])

@@ -1,0 +1,314 @@
+"""Expanding rules into jobs: inputs x matrix (or partitions), with steps, output paths and action keys.
+
+A rule's jobs are expanded once the outputs of the rules it reads from are known, so a downstream key
+is computed from the bytes its upstream jobs really produced (a rebuilt upstream output with the same
+bytes leaves its dependants up to date: early cutoff).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+from batchit.config import compile_condition, flags_read
+from batchit.errors import ConfigError
+from batchit.fsutil import normalise_relative
+from batchit.model import Config, Rule, Step
+from batchit.operators.registry import OperatorRegistry
+from batchit.placeholders import (
+    PATH_PLACEHOLDERS,
+    PLACEHOLDER,
+    names_in_value,
+    path_values,
+    substitute,
+    substitute_value,
+)
+from batchit.plan.files import FileTree, Hasher, compile_glob
+from batchit.plan.keys import Recipe, StepCall, action_key, make_recipe
+
+UNKNOWN = ""
+"""The hash of an upstream output that is not built yet (only seen in dry runs)."""
+
+NOTHING_DISCOVERED: Mapping[str, str] = MappingProxyType({})
+"""Shared by every job that discovered no dependencies (most of them): one object, not 100,000."""
+
+
+@dataclass(slots=True)
+class Job:
+    """One unit of work: some inputs, one output, a recipe, and what the planner decided about it."""
+
+    job_id: str
+    rule: str
+    inputs: tuple[str, ...]
+    """Project-relative input paths (for an aggregate, all of them in path order)."""
+    input_hashes: tuple[str, ...]
+    output: str
+    """Path relative to `out`."""
+    recipe: Recipe
+    key: str
+    discovered: Mapping[str, str]
+    aggregate: bool
+    action: str = "skip"
+    """`skip` (up to date), `run`, `restore` (from the cache) or `blocked` (an upstream job failed)."""
+    reasons: list[str] = field(default_factory=list)
+
+    def inputs_json(self) -> str:
+        """The canonical `[{"blake3", "path"}]` list the manifest and state store keep."""
+        return json.dumps(
+            [{"blake3": h, "path": p} for p, h in zip(self.inputs, self.input_hashes, strict=True)],
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+
+class Unit(NamedTuple):
+    """What one job consumes before the matrix multiplies it: inputs and their placeholder values."""
+
+    label: str
+    inputs: tuple[str, ...]
+    hashes: tuple[str, ...]
+    values: dict[str, Any]
+    size: int
+
+
+class JobExpander:
+    """Turns rules into jobs; shares recipe and library-version work across the jobs of a rule."""
+
+    def __init__(
+        self,
+        config: Config,
+        registry: OperatorRegistry,
+        tree: FileTree,
+        hasher: Hasher,
+        discovered_of: Callable[[str], Mapping[str, str]],
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.tree = tree
+        self.hasher = hasher
+        self.discovered_of = discovered_of
+        self._libraries: dict[str, dict[str, str]] = {}
+        self._deps: dict[str, dict[str, str]] = {}
+
+    def expand(self, rule: Rule, upstream: Mapping[str, list[tuple[str, str]]]) -> list[Job]:
+        """Every job of `rule`, given (output path, blake3) of each upstream rule's jobs."""
+        units = self._units(rule, upstream)
+        combos = [dict(zip([k for k, _ in rule.matrix], c, strict=True)) for c in _product(rule)]
+        conditions = {i: compile_condition(s.when) for i, s in enumerate(rule.steps) if s.when}
+        per_job = any(re.search(r"\binput\b", s.when or "") for s in rule.steps) or any(
+            names_in_value(s.params) & PATH_PLACEHOLDERS for s in rule.steps
+        )
+        recipes: dict[tuple[int, tuple[bool, ...]], Recipe] = {}
+        render_output = output_renderer(rule.output)
+        aggregate = rule.aggregate is not None
+        every_step = (True,) * len(rule.steps)
+        combo_ids = [f":{json.dumps(combo, sort_keys=True)}" if combo else "" for combo in combos]
+        jobs: list[Job] = []
+        for unit in units:
+            for index, combo in enumerate(combos):
+                values = {**unit.values, **combo}
+                chosen = self._chosen(conditions, combo, unit, len(every_step)) if conditions else every_step
+                cache_key = (index, chosen)
+                recipe = None if per_job else recipes.get(cache_key)
+                if recipe is None:
+                    recipe = self._recipe(rule, values, chosen)
+                    if not per_job:
+                        recipes[cache_key] = recipe
+                job_id = f"{rule.name}:{unit.label}{combo_ids[index]}"
+                discovered = self.discovered_of(job_id)
+                known = UNKNOWN not in unit.hashes
+                key = (
+                    action_key(recipe, unit.hashes, discovered, unit.inputs, rule.output)
+                    if known
+                    else UNKNOWN
+                )
+                values["key8"] = key[:8] if key else "00000000"
+                output = render_output(values)
+                jobs.append(
+                    Job(
+                        job_id,
+                        rule.name,
+                        unit.inputs,
+                        unit.hashes,
+                        output,
+                        recipe,
+                        key,
+                        discovered,
+                        aggregate,
+                    )
+                )
+        return jobs
+
+    def _chosen(
+        self,
+        conditions: dict[int, Callable[[Mapping[str, Any]], bool]],
+        combo: dict[str, Any],
+        unit: Unit,
+        steps: int,
+    ) -> tuple[bool, ...]:
+        """Which steps run for this job: those without `when:` and those whose condition holds."""
+        scope = {"flags": self.config.flags, **combo, "input": _InputView(unit)}
+        return tuple(i not in conditions or bool(conditions[i](scope)) for i in range(steps))
+
+    def _units(self, rule: Rule, upstream: Mapping[str, list[tuple[str, str]]]) -> list[Unit]:
+        found: list[tuple[str, str, str, int]] = []  # path, base, hash, size
+        matches = self.tree.match(
+            [compile_glob(g) for g in rule.globs], [compile_glob(g) for g in rule.exclude]
+        )
+        stats = self.tree.stats
+        hashes = self.hasher.hash_many([(p, stats[p]) for p, _ in matches])
+        found.extend((p, base, hashes[p], stats[p][0]) for p, base in matches)
+        out = self.config.out
+        excludes = [compile_glob(g).regex for g in rule.exclude]
+        for name in rule.from_rules:
+            for path, digest in upstream.get(name, []):
+                full = f"{out}/{path}"
+                if not any(rx.fullmatch(full) for rx in excludes):
+                    found.append((full, out, digest, 0))
+        found.sort()
+        if rule.aggregate is None:
+            return [
+                Unit(path, (path,), (digest,), path_values(path[len(base) + 1 :] if base else path), size)
+                for path, base, digest, size in found
+            ]
+        groups: dict[str, list[tuple[str, str, str, int]]] = {}
+        group_values: dict[str, dict[str, Any]] = {}
+        for item in found:
+            values = self._partition(rule, item[0], item[1])
+            if values is None:
+                continue
+            label = json.dumps(values, sort_keys=True) if values else "*"
+            groups.setdefault(label, []).append(item)
+            group_values[label] = values
+        return [
+            Unit(
+                label,
+                tuple(i[0] for i in items),
+                tuple(i[2] for i in items),
+                group_values[label],
+                sum(i[3] for i in items),
+            )
+            for label, items in sorted(groups.items())
+        ]
+
+    def _partition(self, rule: Rule, path: str, base: str) -> dict[str, Any] | None:
+        assert rule.aggregate is not None
+        if rule.aggregate.by:
+            relative = path[len(base) + 1 :] if base else path
+            return {"by": substitute(rule.aggregate.by, path_values(relative)), **_by_names(rule, relative)}
+        if rule.aggregate.partition:
+            match = re.search(rule.aggregate.partition, path)
+            return None if match is None else {k: v or "" for k, v in match.groupdict().items()}
+        return {}
+
+    def _recipe(self, rule: Rule, values: Mapping[str, Any], chosen: tuple[bool, ...]) -> Recipe:
+        calls: list[StepCall] = []
+        libraries: dict[str, dict[str, str]] = {}
+        files: dict[str, str] = {}
+        flags: dict[str, Any] = {}
+        path_aware = False
+        for number, (step, keep) in enumerate(zip(rule.steps, chosen, strict=True), start=1):
+            if step.when:
+                flags.update({f: self.config.flags.get(f) for f in flags_read(step.when)})
+            if not keep:
+                continue
+            op_class = self.registry.get(step.operator)
+            op = op_class()
+            params = substitute_value(step.params, values, op.runtime_placeholders)
+            calls.append(StepCall(step.operator, self.registry.targets[step.operator], op.version, params))
+            if step.operator not in self._libraries:
+                self._libraries[step.operator] = op.library_versions()
+            libraries[step.operator] = self._libraries[step.operator]
+            path_aware = path_aware or op.path_aware or bool(names_in_value(step.params) & PATH_PLACEHOLDERS)
+            for label, path in op.key_files(params, self.config.root).items():
+                files[label] = self._file_hash(rule, step, number, path)
+        expect = rule.expect
+        if expect and isinstance(expect.get("schema"), str):
+            files[f"expect.schema:{expect['schema']}"] = self.hasher.hash_path(expect["schema"])
+        return make_recipe(
+            calls,
+            libraries=libraries,
+            deps=self._rule_deps(rule),
+            files=files,
+            expect=expect,
+            flags=flags,
+            path_aware=path_aware,
+        )
+
+    def _file_hash(self, rule: Rule, step: Step, number: int, path: Path) -> str:
+        try:
+            relative = path.resolve().relative_to(self.config.root).as_posix()
+        except ValueError:
+            relative = str(path)
+        digest = self.hasher.hash_path(relative)
+        if digest == "missing":
+            raise ConfigError(
+                f"step {number} ({step.operator}) names {relative}, which does not exist",
+                file=self.config.file,
+                line=step.line,
+                rule=rule.name,
+                hint="create the file or correct the parameter",
+            )
+        return digest
+
+    def _rule_deps(self, rule: Rule) -> dict[str, str]:
+        if rule.name not in self._deps:
+            deps: dict[str, str] = {}
+            for pattern in rule.deps:
+                matches = self.tree.match([compile_glob(pattern)], [])
+                if not matches:
+                    raise ConfigError(
+                        f"deps pattern {pattern!r} matches no file",
+                        file=self.config.file,
+                        line=rule.line,
+                        rule=rule.name,
+                        hint="correct the path or remove it from deps",
+                    )
+                stats = self.tree.stats
+                deps.update(self.hasher.hash_many([(p, stats[p]) for p, _ in matches]))
+            self._deps[rule.name] = dict(sorted(deps.items()))
+        return self._deps[rule.name]
+
+
+def output_renderer(template: str) -> Callable[[Mapping[str, Any]], str]:
+    """A function filling `template` from placeholder values into a normalised path relative to `out`.
+
+    Templates holding only `{name}` placeholders and escapes render with `str.format_map` (which
+    treats `{{`/`}}` the same way), several times faster than the general substitution.
+    """
+    rest = PLACEHOLDER.sub("", template)
+    simple = "{" not in rest and "}" not in rest
+
+    def render(values: Mapping[str, Any]) -> str:
+        text = template.format_map(values) if simple else str(substitute(template, values))
+        if "//" in text or text.startswith("/") or text.endswith("/") or "./" in text:
+            return normalise_relative(text)
+        return text
+
+    return render
+
+
+def _product(rule: Rule) -> list[tuple[Any, ...]]:
+    return list(itertools.product(*[vals for _, vals in rule.matrix]))
+
+
+def _by_names(rule: Rule, relative: str) -> dict[str, Any]:
+    """Path placeholders named in `aggregate.by` are available in the output template too."""
+    assert rule.aggregate is not None and rule.aggregate.by is not None
+    names = set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", rule.aggregate.by))
+    return {k: v for k, v in path_values(relative).items() if k in names}
+
+
+class _InputView:
+    """`input` inside a `when:` condition: the job's input path, extension and size."""
+
+    def __init__(self, unit: Unit) -> None:
+        self.path = unit.inputs[0] if len(unit.inputs) == 1 else ""
+        self.ext = self.path.rpartition(".")[2] if "." in self.path else ""
+        self.size = unit.size

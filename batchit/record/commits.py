@@ -1,0 +1,234 @@
+"""Committing job results to the state store as they arrive, pruning, and keeping the cache in bounds.
+
+Claims (an output path recorded as batchit's own) are committed before any worker may rename into
+the path; results are committed in batched transactions, so a build killed with SIGKILL loses at most
+the last half second of results and redoes only those jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from batchit.execute.worker import JobResult
+from batchit.fsutil import remove_empty_parents
+from batchit.model import Config
+from batchit.plan import Planner
+from batchit.plan.files import stat_tuple
+from batchit.plan.jobs import Job
+from batchit.plan.keys import action_key
+from batchit.state.store import Failure, OutputRecord, StateStore
+
+FLUSH_EVERY = 0.5
+"""Seconds between result commits while a build runs."""
+FLUSH_COUNT = 1000
+
+
+class Committer:
+    """Writes a build's claims, results, stat updates and prunes to the state store."""
+
+    def __init__(
+        self, store: StateStore, planner: Planner, config: Config, run_id: str, warn: Callable[[str], None]
+    ) -> None:
+        self.store = store
+        self.warn = warn
+        self.planner = planner
+        self.config = config
+        self.run_id = run_id
+        self._claims: list[tuple[str, str, str]] = []
+        self._results: list[tuple[Job, JobResult]] = []
+        self._last_flush = time.monotonic()
+        self._cache = store.cache_entries()
+        self._failed = set(store.load_failures())
+        self._recipes: set[str] = set()
+
+    def stat_updates(self, rows: list[tuple[str, int, int, int, int, str]]) -> None:
+        """Store stat-cache rows learned while planning (a touched file re-hashed, no job run)."""
+        if rows:
+            with self.store.transaction():
+                self.store.put_stats(rows)
+            self.planner.hasher.cache.update({row[0]: row[1:] for row in rows})
+            self.planner.hasher.updates.clear()
+
+    def claim(self, job: Job) -> None:
+        """Mark a job's output path as batchit's own; `flush_claims` commits before dispatch."""
+        self._claims.append((job.output, job.job_id, job.rule))
+
+    def flush_claims(self) -> None:
+        """Commit pending claims (called before any batch that contains them is dispatched)."""
+        if self._claims:
+            with self.store.transaction():
+                self.store.claim_outputs(self._claims)
+            self._claims.clear()
+
+    def add(self, job: Job, result: JobResult) -> None:
+        """Queue a finished job's result for the next commit."""
+        self._results.append((job, result))
+
+    def flush_if_due(self) -> None:
+        """Commit queued results when enough have piled up or enough time has passed."""
+        if len(self._results) >= FLUSH_COUNT or time.monotonic() - self._last_flush >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit every queued result in one transaction."""
+        self.flush_claims()
+        self._last_flush = time.monotonic()
+        if not self._results:
+            return
+        records: list[OutputRecord] = []
+        stats: list[tuple[str, int, int, int, int, str]] = []
+        with self.store.transaction():
+            for job, result in self._results:
+                if result.ok:
+                    records.append(self._output_record(job, result, stats))
+                else:
+                    self._failed.add(job.job_id)
+                    self.store.put_failure(
+                        Failure(
+                            job.job_id,
+                            job.rule,
+                            _input_label(job),
+                            job.output,
+                            result.error_class,
+                            result.message,
+                            self.run_id,
+                        )
+                    )
+            self.store.commit_outputs(records)
+            self.store.put_stats(stats)
+            self.store.put_stats(self.planner.stat_updates())
+            self.planner.hasher.updates.clear()
+        self._results.clear()
+
+    def _output_record(
+        self, job: Job, result: JobResult, stats: list[tuple[str, int, int, int, int, str]]
+    ) -> OutputRecord:
+        """The record of a finished output (stat and cache rows are gathered on the side)."""
+        out = self.config.out
+        key, discovered_json = job.key, "{}"
+        if result.discovered or job.discovered:
+            discovered = {path: self.planner.hasher.hash_path(path) for path in result.discovered}
+            template = self.config.rules[job.rule].output
+            key = action_key(job.recipe, job.input_hashes, discovered, job.inputs, template)
+            discovered_json = json.dumps(discovered, sort_keys=True)
+            if key != job.key and result.cached:
+                _move_cache_entry(self.config.state_dir / "cache", job.key, key)
+        if job.recipe.hash not in self._recipes:
+            self.store.put_recipe(job.recipe.hash, job.recipe.doc)
+            self._recipes.add(job.recipe.hash)
+        recorded_key: str | None = key
+        if self._inputs_changed(job):
+            self.warn(
+                f"an input of {out}/{job.output} changed while its job ran; "
+                "the output is kept but not recorded as up to date, so the next build redoes it"
+            )
+            recorded_key = None
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(f"{self.config.out_dir}/{job.output}")
+            stats.append((f"{out}/{job.output}", *stat_tuple(st), result.blake3))
+        if job.job_id in self._failed:
+            self.store.clear_failures([job.job_id])
+            self._failed.discard(job.job_id)
+        if result.cached or job.action == "restore":
+            self.store.put_cache(key, result.blake3, result.size, time.time_ns())
+            self._cache[key] = (result.blake3, result.size)
+        return OutputRecord(
+            job.output,
+            job.job_id,
+            job.rule,
+            recorded_key,
+            result.blake3,
+            result.sha256,
+            result.size,
+            job.inputs_json(),
+            discovered_json,
+            job.recipe.hash,
+            "restored" if job.action == "restore" else "built",
+            self.run_id,
+        )
+
+    def _inputs_changed(self, job: Job) -> bool:
+        """True when an input's stat differs from when it was hashed: the result may mix versions."""
+        stats = self.planner.expander.tree.stats
+        for path in job.inputs:
+            planned = stats.get(path)
+            if planned is None:
+                continue
+            try:
+                now = os.stat(f"{self.config.root}/{path}")
+            except FileNotFoundError:
+                return True
+            if stat_tuple(now) != planned:
+                return True
+        return False
+
+    def cached_blake3(self, key: str) -> str | None:
+        """The recorded content hash of a cache entry."""
+        entry = self._cache.get(key)
+        return entry[0] if entry else None
+
+    def drop_cache(self, key: str) -> None:
+        """Forget a cache entry that turned out missing or corrupted."""
+        self._cache.pop(key, None)
+        with self.store.transaction():
+            self.store.drop_cache([key])
+        (self.config.state_dir / "cache" / key[:2] / key).unlink(missing_ok=True)
+
+    def prune(self, by_rule: dict[str, list[Job]], finished: list[str], *, full: bool) -> list[str]:
+        """Remove recorded outputs no current job produces (SPEC section 3); return their paths.
+
+        Only rules that finished are considered, and on a full build also rules that no longer exist:
+        a build of some rules prunes nothing outside what it built.
+        """
+        done = set(finished)
+        current = {job.output for name in done for job in by_rule[name]}
+        doomed = [  # outputs claimed during this build are all current: the planned records suffice
+            path
+            for path, record in self.planner.records.items()
+            if (record.rule in done and path not in current)
+            or (full and record.rule not in self.config.rules)
+        ]
+        out_dir = self.config.out_dir
+        for path in doomed:
+            target = out_dir / path
+            target.unlink(missing_ok=True)
+            remove_empty_parents(target, out_dir)
+        with self.store.transaction():
+            self.store.forget_outputs(doomed)
+            self.store.drop_stats(f"{self.config.out}/{p}" for p in doomed)
+            if full:
+                live = {job.job_id for jobs in by_rule.values() for job in jobs}
+                self.store.clear_failures(j for j in self.store.load_failures() if j not in live)
+        return doomed
+
+    def evict_cache(self, cache_dir: Path, max_size: int) -> list[str]:
+        """Delete the least recently used cache entries until the cache fits `cache.max_size`."""
+        total = self.store.cache_size()
+        evicted: list[str] = []
+        if total <= max_size:
+            return evicted
+        for key, size in list(self.store.cache_by_age()):
+            if total <= max_size:
+                break
+            (cache_dir / key[:2] / key).unlink(missing_ok=True)
+            evicted.append(key)
+            total -= size
+        with self.store.transaction():
+            self.store.drop_cache(evicted)
+        return evicted
+
+
+def _input_label(job: Job) -> str:
+    return job.inputs[0] if len(job.inputs) == 1 else f"{len(job.inputs)} inputs"
+
+
+def _move_cache_entry(cache_dir: Path, old: str, new: str) -> None:
+    target = cache_dir / new[:2] / new
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(cache_dir / old[:2] / old, target)

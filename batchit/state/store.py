@@ -1,0 +1,251 @@
+"""The SQLite state store (`.batchit/state.db`): what batchit knows between runs.
+
+It holds the stat cache (stat tuple -> content hash), one row per output batchit owns (its job, action
+key, content hashes and inputs), the recipe documents behind action keys (for `explain`), the current
+failures, and the content-addressed cache's index. The planner reads it; only the coordinating
+process writes it, in batched transactions, as job results arrive.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+SCHEMA_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stats (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, blake3 TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outputs (
+    path TEXT PRIMARY KEY,          -- relative to `out`
+    job_id TEXT NOT NULL, rule TEXT NOT NULL,
+    action_key TEXT,                -- NULL while claimed and not yet committed
+    blake3 TEXT, sha256 TEXT, size INTEGER,
+    inputs TEXT NOT NULL DEFAULT '[]',      -- canonical JSON [{"blake3":..,"path":..}]
+    discovered TEXT NOT NULL DEFAULT '{}',  -- canonical JSON {path: blake3}
+    recipe TEXT,                    -- hash of the recipe document in `recipes`
+    status TEXT NOT NULL, run_id TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outputs_job ON outputs (job_id);
+CREATE TABLE IF NOT EXISTS recipes (hash TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS failures (
+    job_id TEXT PRIMARY KEY, rule TEXT NOT NULL, input TEXT NOT NULL, output TEXT,
+    class TEXT NOT NULL, message TEXT NOT NULL, run_id TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cache (
+    action_key TEXT PRIMARY KEY, blake3 TEXT NOT NULL, size INTEGER NOT NULL, used INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+StatTuple = tuple[int, int, int, int]
+"""(size, mtime_ns, ctime_ns, inode): the cheap identity of a file version."""
+
+
+class Owned(NamedTuple):
+    """The part of an output's record that planning needs (loaded for every output, so kept small)."""
+
+    job_id: str
+    rule: str
+    action_key: str | None
+    blake3: str | None
+    recipe: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    """What batchit recorded about one output it owns."""
+
+    path: str
+    job_id: str
+    rule: str
+    action_key: str | None
+    blake3: str | None
+    sha256: str | None
+    size: int | None
+    inputs: str
+    discovered: str
+    recipe: str | None
+    status: str
+    run_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A job that failed in its latest attempt and has not succeeded since."""
+
+    job_id: str
+    rule: str
+    input: str
+    output: str | None
+    error_class: str
+    message: str
+    run_id: str
+
+
+class StateStore:
+    """A connection to `.batchit/state.db` with the queries batchit needs, and nothing else."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.db = connection
+
+    @classmethod
+    def open(cls, path: Path, *, fsync: bool = False) -> StateStore:
+        """Open (creating if needed) the store in WAL mode."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.executescript(SCHEMA)
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+        return cls(db)
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> StateStore | None:
+        """Open an existing store for reading only (for `plan`), or None when there is none."""
+        if not path.exists():
+            return None
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        db.execute("PRAGMA busy_timeout=30000")
+        return cls(db)
+
+    def close(self) -> None:
+        """Close the connection (a WAL checkpoint happens on the last close)."""
+        self.db.close()
+
+    def transaction(self) -> _Transaction:
+        """A context manager grouping writes into one commit (each commit bumps the generation)."""
+        return _Transaction(self.db)
+
+    def generation(self) -> int:
+        """A counter every write transaction increments: equal values mean nothing changed between."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- stat cache -------------------------------------------------------------------------------
+    def load_stats(self) -> dict[str, tuple[int, int, int, int, str]]:
+        """The whole stat cache: path -> (size, mtime_ns, ctime_ns, inode, blake3)."""
+        rows = self.db.execute("SELECT path, size, mtime_ns, ctime_ns, inode, blake3 FROM stats")
+        return {p: (size, mtime, ctime, inode, digest) for p, size, mtime, ctime, inode, digest in rows}
+
+    def put_stats(self, rows: Iterable[tuple[str, int, int, int, int, str]]) -> None:
+        """Record (path, size, mtime_ns, ctime_ns, inode, blake3) rows."""
+        self.db.executemany("INSERT OR REPLACE INTO stats VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def drop_stats(self, paths: Iterable[str]) -> None:
+        """Forget the stat cache entries of files that are gone."""
+        self.db.executemany("DELETE FROM stats WHERE path = ?", ((p,) for p in paths))
+
+    # -- outputs ----------------------------------------------------------------------------------
+    def load_outputs(self) -> dict[str, OutputRecord]:
+        """Every output batchit owns, by path relative to `out`, with everything recorded about it."""
+        rows = self.db.execute("SELECT * FROM outputs")
+        return {row[0]: OutputRecord(*row) for row in rows}
+
+    def load_owned(self) -> dict[str, Owned]:
+        """Every output batchit owns, with just what planning compares."""
+        rows = self.db.execute("SELECT path, job_id, rule, action_key, blake3, recipe FROM outputs")
+        return {path: Owned(job, rule, key, digest, recipe) for path, job, rule, key, digest, recipe in rows}
+
+    def load_discovered(self) -> dict[str, str]:
+        """Discovered dependencies by job id (JSON text), for the jobs that have any."""
+        rows = self.db.execute("SELECT job_id, discovered FROM outputs WHERE discovered != '{}'")
+        return dict(rows.fetchall())
+
+    def output_inputs(self, path: str) -> str:
+        """The recorded inputs (canonical JSON) of one output."""
+        row = self.db.execute("SELECT inputs FROM outputs WHERE path = ?", (path,)).fetchone()
+        return "[]" if row is None else str(row[0])
+
+    def output_discovered(self, path: str) -> str:
+        """The recorded discovered dependencies (JSON) of one output."""
+        row = self.db.execute("SELECT discovered FROM outputs WHERE path = ?", (path,)).fetchone()
+        return "{}" if row is None else str(row[0])
+
+    def claim_outputs(self, claims: Iterable[tuple[str, str, str]]) -> None:
+        """Record (path, job_id, rule) as batchit's own before anything is renamed into the path."""
+        self.db.executemany(
+            "INSERT INTO outputs (path, job_id, rule, status) VALUES (?, ?, ?, 'claimed') "
+            "ON CONFLICT (path) DO UPDATE SET job_id = excluded.job_id, rule = excluded.rule",
+            claims,
+        )
+
+    def commit_outputs(self, records: Iterable[OutputRecord]) -> None:
+        """Store finished outputs' keys, hashes and inputs."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", map(_fields, records)
+        )
+
+    def forget_outputs(self, paths: Iterable[str]) -> None:
+        """Drop outputs that were pruned or cleaned."""
+        self.db.executemany("DELETE FROM outputs WHERE path = ?", ((p,) for p in paths))
+
+    def put_recipe(self, recipe_hash: str, doc: str) -> None:
+        """Keep a recipe document so `explain` can say which part of a key changed."""
+        self.db.execute("INSERT OR IGNORE INTO recipes VALUES (?, ?)", (recipe_hash, doc))
+
+    def recipe(self, recipe_hash: str) -> str | None:
+        """A recipe document by its hash."""
+        row = self.db.execute("SELECT doc FROM recipes WHERE hash = ?", (recipe_hash,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- failures ---------------------------------------------------------------------------------
+    def load_failures(self) -> dict[str, Failure]:
+        """Current failures by job id."""
+        return {row[0]: Failure(*row) for row in self.db.execute("SELECT * FROM failures")}
+
+    def put_failure(self, failure: Failure) -> None:
+        """Record a job's failure (replacing its previous one)."""
+        self.db.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?,?,?)", _fields(failure))
+
+    def clear_failures(self, job_ids: Iterable[str]) -> None:
+        """Forget the failures of jobs that have since succeeded or no longer exist."""
+        self.db.executemany("DELETE FROM failures WHERE job_id = ?", ((j,) for j in job_ids))
+
+    # -- content-addressed cache index ------------------------------------------------------------
+    def cache_entries(self) -> dict[str, tuple[str, int]]:
+        """The cache index: action key -> (blake3, size)."""
+        rows = self.db.execute("SELECT action_key, blake3, size FROM cache")
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    def put_cache(self, action_key: str, blake3: str, size: int, used: int) -> None:
+        """Index a cached output (or refresh its last use)."""
+        self.db.execute("INSERT OR REPLACE INTO cache VALUES (?, ?, ?, ?)", (action_key, blake3, size, used))
+
+    def drop_cache(self, keys: Iterable[str]) -> None:
+        """Remove cache entries from the index."""
+        self.db.executemany("DELETE FROM cache WHERE action_key = ?", ((k,) for k in keys))
+
+    def cache_by_age(self) -> Iterator[tuple[str, int]]:
+        """Cache entries (key, size), least recently used first, for eviction."""
+        yield from self.db.execute("SELECT action_key, size FROM cache ORDER BY used, action_key")
+
+    def cache_size(self) -> int:
+        """Total bytes the cache index accounts for."""
+        return int(self.db.execute("SELECT COALESCE(SUM(size), 0) FROM cache").fetchone()[0])
+
+
+def _fields(record: OutputRecord | Failure) -> tuple[object, ...]:
+    return tuple(getattr(record, name) for name in record.__slots__)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")

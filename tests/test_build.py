@@ -1,0 +1,368 @@
+"""Up-to-date semantics (SPEC section 3), each rule one test, through the real `batchit` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import Project
+
+COPY_AND_UPPER = """\
+version: 1
+out: _build
+rules:
+  copy:
+    inputs: ["src/**/*.txt"]
+    output: "copy/{path}.txt"
+    steps:
+      - file.copy: {}
+  upper:
+    inputs: ["src/**/*.txt"]
+    output: "upper/{path}.txt"
+    steps:
+      - text.load: {}
+      - text.replace: {pattern: "a", replacement: "A"}
+  index:
+    inputs: {rule: upper}
+    aggregate: true
+    output: index.txt
+    steps:
+      - python: {function: "tools:join", version: "1"}
+"""
+
+TOOLS = """\
+def join(value, ctx, **params):
+    return "".join(item.read_text() for item in value)
+"""
+
+
+@pytest.fixture
+def texts(project: Project) -> Project:
+    """A project with three text inputs, a 1:1 copy rule, a 1:1 transform and an aggregate over it."""
+    project.config(COPY_AND_UPPER)
+    project.write(
+        {
+            "tools.py": TOOLS,
+            "src/a.txt": "alpha\n",
+            "src/b.txt": "beta\n",
+            "src/sub/c.txt": "gamma\n",
+        }
+    )
+    return project
+
+
+def summary(project: Project) -> dict[str, int]:
+    """The latest run's summary counts."""
+    counts: dict[str, int] = project.manifest()["summary"]
+    return counts
+
+
+def test_first_build_writes_every_output(texts: Project) -> None:
+    texts.build()
+    assert texts.read("_build/copy/sub/c.txt") == "gamma\n"
+    assert texts.read("_build/upper/a.txt") == "AlphA\n"
+    assert texts.read("_build/index.txt") == "AlphA\nbetA\ngAmmA\n"
+    assert summary(texts)["built"] == 7
+
+
+def test_noop_build_runs_no_job(texts: Project) -> None:
+    texts.build()
+    texts.build()
+    assert summary(texts) == {
+        "built": 0,
+        "restored": 0,
+        "up_to_date": 7,
+        "failed": 0,
+        "quarantined": 0,
+        "deferred": 0,
+        "pruned": 0,
+    }
+
+
+def test_touch_only_runs_no_job(texts: Project) -> None:
+    texts.build()
+    for path in (texts.root / "src").rglob("*.txt"):
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    texts.build()
+    assert summary(texts)["built"] == 0
+    assert summary(texts)["up_to_date"] == 7
+
+
+def test_changed_input_rebuilds_exactly_its_dependants(texts: Project) -> None:
+    texts.build()
+    texts.write({"src/b.txt": "bravo\n"})
+    texts.build()
+    outputs = {o["path"]: o["status"] for o in texts.manifest()["outputs"]}
+    assert outputs["copy/b.txt"] == "built"
+    assert outputs["upper/b.txt"] == "built"
+    assert outputs["index.txt"] == "built"
+    assert outputs["copy/a.txt"] == outputs["upper/sub/c.txt"] == "up_to_date"
+    assert summary(texts)["built"] == 3
+
+
+def test_upstream_rebuilt_to_same_bytes_leaves_dependants_up_to_date(texts: Project) -> None:
+    texts.build()
+    texts.write({"src/a.txt": "Alpha\n"})  # upper/a.txt is "AlphA\n" either way
+    texts.build()
+    outputs = {o["path"]: o["status"] for o in texts.manifest()["outputs"]}
+    assert outputs["upper/a.txt"] == "built"
+    assert outputs["index.txt"] == "up_to_date"
+
+
+def test_changed_parameter_rebuilds_only_that_rules_jobs(texts: Project) -> None:
+    texts.build()
+    texts.config(COPY_AND_UPPER.replace('replacement: "A"', 'replacement: "4"'))
+    texts.build()
+    outputs = {o["path"]: o["status"] for o in texts.manifest()["outputs"]}
+    assert {p for p, s in outputs.items() if s == "built"} == {
+        "upper/a.txt",
+        "upper/b.txt",
+        "upper/sub/c.txt",
+        "index.txt",
+    }
+    assert texts.read("_build/upper/a.txt") == "4lph4\n"
+
+
+def test_plan_names_the_changed_parameter(texts: Project) -> None:
+    texts.build()
+    texts.config(COPY_AND_UPPER.replace('replacement: "A"', 'replacement: "4"'))
+    result = texts.run("plan", "--json")
+    assert result.code == 0, result.describe()
+    jobs = {j["output"]: j for j in json.loads(result.stdout)["jobs"]}
+    assert jobs["_build/upper/a.txt"]["action"] == "run"
+    assert any("parameter replacement" in r for r in jobs["_build/upper/a.txt"]["reasons"])
+    assert jobs["_build/copy/a.txt"]["action"] == "skip"
+
+
+def test_deleted_input_prunes_its_outputs(texts: Project) -> None:
+    texts.build()
+    (texts.root / "src/sub/c.txt").unlink()
+    texts.build()
+    assert not (texts.root / "_build/copy/sub").exists()
+    assert not (texts.root / "_build/upper/sub/c.txt").exists()
+    assert summary(texts)["pruned"] == 2
+    assert "copy/sub/c.txt" not in {o["path"] for o in texts.manifest()["outputs"]}
+    assert texts.read("_build/index.txt") == "AlphA\nbetA\n"
+
+
+def test_build_of_one_rule_prunes_nothing_elsewhere(texts: Project) -> None:
+    texts.build()
+    (texts.root / "src/a.txt").unlink()
+    texts.build("copy")
+    assert not (texts.root / "_build/copy/a.txt").exists()
+    assert (texts.root / "_build/upper/a.txt").exists()
+
+
+@pytest.mark.parametrize("damage", ["edit", "delete"])
+def test_damaged_output_is_restored_from_the_cache(texts: Project, damage: str) -> None:
+    texts.build()
+    target = texts.root / "_build/upper/b.txt"
+    if damage == "edit":
+        target.write_text("scribbled\n")
+    else:
+        target.unlink()
+    texts.build()
+    assert texts.read("_build/upper/b.txt") == "betA\n"
+    assert summary(texts)["restored"] == 1
+    assert summary(texts)["built"] == 0
+
+
+def test_damaged_output_is_rebuilt_without_the_cache(texts: Project) -> None:
+    texts.build()
+    (texts.root / "_build/copy/a.txt").write_text("scribbled\n")
+    texts.build("--no-cache")
+    assert texts.read("_build/copy/a.txt") == "alpha\n"
+    assert summary(texts)["built"] == 1
+
+
+def test_copied_checkout_with_its_state_rebuilds_nothing(texts: Project, tmp_path: Path) -> None:
+    texts.build()
+    moved = Project(tmp_path / "elsewhere")
+    shutil.copytree(texts.root, moved.root, copy_function=shutil.copy2)  # new inodes, same mtimes
+    moved.build()
+    assert summary(moved)["built"] == 0
+    assert summary(moved)["up_to_date"] == 7
+
+
+def test_duplicate_inputs_compute_once(project: Project) -> None:
+    project.config(
+        """\
+        version: 1
+        rules:
+          shout:
+            inputs: ["in/*.txt"]
+            output: "{stem}.txt"
+            steps:
+              - text.load: {}
+              - text.replace: {pattern: "s", replacement: "S"}
+        """
+    )
+    project.write({"in/one.txt": "same\n", "in/two.txt": "same\n", "in/three.txt": "other\n"})
+    project.build("-j", "1")
+    assert project.read("_build/one.txt") == project.read("_build/two.txt") == "Same\n"
+    assert summary(project)["built"] == 2
+    assert summary(project)["restored"] == 1
+
+
+def test_python_steps_see_paths_so_paths_enter_their_key(project: Project) -> None:
+    project.config(
+        """\
+        version: 1
+        rules:
+          label:
+            inputs: ["in/*.txt"]
+            output: "{stem}.txt"
+            steps:
+              - python: {function: "labels:label", version: "1"}
+        """
+    )
+    project.write(
+        {
+            "labels.py": "def label(value, ctx):\n    return ctx.input + ': ' + value.decode()\n",
+            "in/one.txt": "same\n",
+            "in/two.txt": "same\n",
+        }
+    )
+    project.build()
+    assert project.read("_build/one.txt") == "in/one.txt: same\n"
+    assert project.read("_build/two.txt") == "in/two.txt: same\n"
+
+
+def test_edited_included_template_rebuilds_the_page(project: Project) -> None:
+    project.config(
+        """\
+        version: 1
+        rules:
+          pages:
+            inputs: ["pages/*.md"]
+            output: "{stem}.html"
+            steps:
+              - text.load: {}
+              - markdown.render: {}
+              - template.render: {template: t/page.html.j2}
+        """
+    )
+    project.write(
+        {
+            "pages/home.md": "# Home\n",
+            "t/page.html.j2": "{% include 't/footer.html' %}{{ content | safe }}",
+            "t/footer.html": "<footer>v1</footer>",
+        }
+    )
+    project.build()
+    project.write({"t/footer.html": "<footer>v2</footer>"})
+    explained = project.run("explain", "home.html")
+    assert "discovered dependency changed: t/footer.html" in explained.stdout, explained.describe()
+    project.build()
+    assert "<footer>v2</footer>" in project.read("_build/home.html")
+
+
+def test_key8_rename_prunes_the_old_name(project: Project) -> None:
+    project.config(
+        """\
+        version: 1
+        rules:
+          hashed:
+            inputs: ["*.css"]
+            output: "{stem}.{key8}.css"
+            steps:
+              - file.copy: {}
+        """
+    )
+    project.write({"site.css": "a{}"})
+    project.build()
+    first = [p.name for p in (project.root / "_build").glob("site.*.css")]
+    project.write({"site.css": "b{}"})
+    project.build()
+    second = [p.name for p in (project.root / "_build").glob("site.*.css")]
+    assert len(first) == len(second) == 1
+    assert first != second
+    assert summary(project)["pruned"] == 1
+
+
+def test_file_batchit_did_not_write_is_never_overwritten(texts: Project) -> None:
+    texts.write({"_build/copy/a.txt": "mine\n"})
+    result = texts.build(expect=2)
+    assert "_build/copy/a.txt" in result.stderr
+    assert "--overwrite" in result.stderr
+    assert texts.read("_build/copy/a.txt") == "mine\n"
+    assert not (texts.root / "_build/copy/b.txt").exists()
+    texts.build("--overwrite")
+    assert texts.read("_build/copy/a.txt") == "alpha\n"
+
+
+def test_force_rebuilds_the_selected_jobs(texts: Project) -> None:
+    texts.build()
+    texts.build("--force", "copy")
+    assert summary(texts)["built"] == 3
+
+
+def test_process_pool_builds_the_same_bytes(texts: Project, tmp_path: Path) -> None:
+    texts.build("-j", "2")
+    serial = Project(tmp_path / "serial")
+    shutil.copytree(texts.root, serial.root, ignore=shutil.ignore_patterns("_build", ".batchit"))
+    serial.build("-j", "1", "--executor", "thread")
+    assert texts.snapshot("_build/copy", "_build/upper") == {
+        k: v for k, v in serial.snapshot("_build/copy", "_build/upper").items()
+    }
+
+
+def test_failed_job_exits_1_and_keeps_building_the_rest(project: Project) -> None:
+    project.config(
+        """\
+        version: 1
+        rules:
+          parse:
+            inputs: ["in/*.txt"]
+            output: "{stem}.txt"
+            steps:
+              - python: {function: "picky:parse", version: "1"}
+        """
+    )
+    project.write(
+        {
+            "picky.py": """\
+                from batchit.errors import PermanentError
+
+                def parse(value, ctx):
+                    if value.startswith(b"bad"):
+                        raise PermanentError("cannot parse " + ctx.input)
+                    return value
+                """,
+            "in/good.txt": "fine\n",
+            "in/broken.txt": "bad\n",
+        }
+    )
+    result = project.build(expect=1)
+    assert "cannot parse in/broken.txt" in result.stderr + result.stdout
+    assert project.read("_build/good.txt") == "fine\n"
+    assert not (project.root / "_build/broken.txt").exists()
+    failures = project.manifest()["failures"]
+    assert [(f["input"], f["class"]) for f in failures] == [("in/broken.txt", "PermanentError")]
+
+
+def test_json_log_format_writes_one_object_per_line(texts: Project) -> None:
+    result = texts.build("--log-format", "json")
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    jobs = [e for e in events if e["event"] == "job"]
+    assert len(jobs) == 7
+    assert {"rule", "input", "output", "duration", "status"} <= set(jobs[0])
+    assert events[-1]["event"] == "summary"
+
+
+def test_clean_removes_outputs_and_orphans_only_on_request(texts: Project) -> None:
+    texts.build()
+    texts.write({"_build/stray.txt": "not from a rule\n"})
+    dry = texts.run("clean", "--orphans", "--dry-run")
+    assert "_build/stray.txt" in dry.stdout
+    assert (texts.root / "_build/stray.txt").exists()
+    assert texts.run("clean", "--orphans").code == 0
+    assert not (texts.root / "_build/stray.txt").exists()
+    assert (texts.root / "_build/copy/a.txt").exists()
+    assert texts.run("clean").code == 0
+    assert not (texts.root / "_build/copy/a.txt").exists()
+    texts.build()
+    assert summary(texts)["built"] + summary(texts)["restored"] == 7

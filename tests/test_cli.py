@@ -1,0 +1,178 @@
+"""The command-line contract (SPEC section 4): entry points, global flags, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Project
+
+PAGES = """\
+version: 1
+rules:
+  pages:
+    inputs: ["pages/*.md"]
+    output: "{stem}.html"
+    steps:
+      - text.load: {}
+      - markdown.render: {}
+"""
+
+
+@pytest.fixture
+def pages(project: Project) -> Project:
+    """Two Markdown pages rendered to HTML fragments."""
+    project.config(PAGES)
+    project.write({"pages/a.md": "# A\n", "pages/b.md": "# B\n"})
+    return project
+
+
+def test_console_script_and_python_m_are_the_same_program(pages: Project) -> None:
+    script = Path(sys.executable).parent / "batchit"
+    via_script = subprocess.run([script, "plan"], cwd=pages.root, capture_output=True, text=True, check=False)
+    via_module = pages.run("plan")
+    assert via_script.returncode == via_module.code == 0
+    assert via_script.stdout == via_module.stdout
+
+
+def test_dash_c_changes_into_the_project_first(pages: Project, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "batchit", "-C", str(pages.root), "build", "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (pages.root / "_build/a.html").exists()
+
+
+def test_dash_f_names_another_config_file(pages: Project) -> None:
+    (pages.root / "batchit.yaml").rename(pages.root / "other.yaml")
+    assert pages.run("-f", "other.yaml", "build", "--no-progress").code == 0
+    assert (pages.root / "_build/b.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["build", "--no-progress", "pagez"], "did you mean 'pages'?"),
+        (["-C", "no-such-dir", "plan"], "cannot change into no-such-dir"),
+        (["build", "--flag", "novalue"], "is not NAME=VALUE"),
+        (["explain", "nothing.html"], "no rule produces 'nothing.html'"),
+    ],
+    ids=["unknown-rule", "bad-directory", "bad-flag", "unknown-output"],
+)
+def test_usage_errors_exit_2_with_a_message(pages: Project, args: list[str], message: str) -> None:
+    result = pages.run(*args)
+    assert result.code == 2, result.describe()
+    assert message in result.stderr
+
+
+def test_two_jobs_writing_one_output_exits_2_and_writes_nothing(project: Project) -> None:
+    project.config(PAGES.replace('output: "{stem}.html"', 'output: "{ext}.html"'))
+    project.write({"pages/a.md": "# A\n", "pages/b.md": "# B\n"})
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert "two jobs write one output _build/md.html" in result.stderr
+    assert "rule 'pages'" in result.stderr
+    assert not (project.root / ".batchit").exists()
+    assert not (project.root / "_build").exists()
+
+
+def test_plan_changes_nothing(pages: Project) -> None:
+    result = pages.run("plan")
+    assert result.code == 0
+    assert "pages: 2 to run" in result.stdout
+    assert not (pages.root / ".batchit").exists()
+    assert not (pages.root / "_build").exists()
+
+
+def test_build_dry_run_is_plan(pages: Project) -> None:
+    assert pages.run("build", "--dry-run").stdout == pages.run("plan").stdout
+
+
+def test_explain_json_of_an_up_to_date_output(pages: Project) -> None:
+    pages.build()
+    result = pages.run("explain", "a.html", "--json")
+    explained = json.loads(result.stdout)
+    assert explained["up_to_date"] is True
+    assert explained["output"] == "_build/a.html"
+    assert explained["action_key"] == explained["recorded_key"]
+    assert [i["path"] for i in explained["inputs"]] == ["pages/a.md"]
+
+
+def test_explain_accepts_the_path_with_the_out_prefix(pages: Project) -> None:
+    pages.build()
+    pages.write({"pages/a.md": "# A, edited\n"})
+    result = pages.run("explain", "_build/a.html")
+    assert result.code == 0, result.describe()
+    assert "stale" in result.stdout
+    assert "input changed: pages/a.md" in result.stdout
+
+
+def test_manifest_records_every_output_with_hashes_and_inputs(pages: Project) -> None:
+    pages.build()
+    runs = pages.root / ".batchit" / "runs"
+    run_id = (runs / "LATEST").read_text().strip()
+    assert re.fullmatch(r"\d{8}T\d{9}Z-[0-9a-f]{6}", run_id)
+    manifest = pages.manifest()
+    assert manifest["format"] == "batchit-manifest"
+    assert manifest["run_id"] == run_id
+    entry = next(o for o in manifest["outputs"] if o["path"] == "a.html")
+    assert set(entry) == {"path", "blake3", "sha256", "size", "rule", "action_key", "status", "inputs"}
+    assert entry["inputs"][0]["path"] == "pages/a.md"
+    assert entry["size"] == (pages.root / "_build/a.html").stat().st_size
+    assert (pages.root / "_build/batchit-manifest.json").read_bytes() == (
+        runs / run_id / "manifest.json"
+    ).read_bytes()
+
+
+def test_manifest_is_canonical_and_repeats_across_no_op_runs(pages: Project) -> None:
+    pages.build()
+    pages.build()
+    second_raw = (pages.root / "_build/batchit-manifest.json").read_text()
+    pages.build()
+    third_raw = (pages.root / "_build/batchit-manifest.json").read_text()
+    second, third = json.loads(second_raw), json.loads(third_raw)
+    assert second_raw == json.dumps(second, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+    volatile = {"run_id", "started", "finished", "summary"}
+    assert second["run_id"] != third["run_id"]
+    assert {k: v for k, v in second.items() if k not in volatile} == {
+        k: v for k, v in third.items() if k not in volatile
+    }
+
+
+def test_progress_bar_with_eta_on_a_terminal_only(pages: Project) -> None:
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchit", "build"],
+        cwd=pages.root,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "100"},
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closes when the build exits
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    assert b"eta" in seen and b"2/2" in seen
+
+    pages.build("--force")
+    plain = pages.run("build", "--force")
+    assert "eta" not in plain.stderr

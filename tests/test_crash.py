@@ -1,0 +1,140 @@
+"""Crash safety and the project lock (SPEC section 7): SIGKILL loses nothing, one build at a time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from blake3 import blake3
+from conftest import Project
+
+GATED = """\
+version: 1
+rules:
+  work:
+    inputs: ["in/*.txt"]
+    output: "{stem}.txt"
+    steps:
+      - python: {function: "gated:work", version: "1"}
+"""
+
+GATE_MODULE = """\
+import os
+
+def work(value, ctx):
+    if value.startswith(b"block") and os.path.exists("gate"):
+        open("started", "w").close()
+        with open("gate") as gate:  # a FIFO: blocks until the test opens it for writing
+            gate.read()
+    return value.upper()
+"""
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Wait for an observable condition (a file, a committed row), failing after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def committed_blake3(project: Project, output: str) -> str | None:
+    """The content hash the state store has committed for an output (what a restarted build trusts)."""
+    db = sqlite3.connect(f"file:{project.root / '.batchit/state.db'}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT blake3 FROM outputs WHERE path = ?", (output,)).fetchone()
+    finally:
+        db.close()
+    return None if row is None else str(row[0])
+
+
+@pytest.fixture
+def gated(project: Project) -> Iterator[Project]:
+    """Five inputs; `c` blocks its job on a FIFO named `gate` while that FIFO exists."""
+    project.config(GATED)
+    project.write(
+        {"gated.py": GATE_MODULE, **{f"in/{n}.txt": f"{n}\n" for n in "abde"}, "in/c.txt": "block\n"}
+    )
+    yield project
+
+
+def start_build(project: Project) -> subprocess.Popen[str]:
+    """Start `batchit build` in the background: one worker thread, so jobs run in input order."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchit", "build", "--no-progress", "-j", "1", "--executor", "thread"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def open_gate(project: Project) -> None:
+    """Let the blocked job go on."""
+    with open(project.root / "gate", "w") as gate:
+        gate.write("go")
+
+
+def test_second_concurrent_build_exits_3_naming_the_holder(gated: Project) -> None:
+    os.mkfifo(gated.root / "gate")
+    first = start_build(gated)
+    try:
+        wait_until(lambda: (gated.root / "started").exists(), "the blocking job to start")
+        second = gated.run("build", "--no-progress")
+        assert second.code == 3, second.describe()
+        assert f"pid {first.pid}" in second.stderr
+    finally:
+        open_gate(gated)
+        first.communicate(timeout=60)
+    assert first.returncode == 0
+
+
+def test_sigkill_mid_build_loses_nothing_and_resumes_with_the_rest(gated: Project) -> None:
+    gated.build()  # a complete first build: every output exists
+    gated.write({"in/a.txt": "a2\n", "in/b.txt": "b2\n", "in/c.txt": "block v2\n", "in/d.txt": "d2\n"})
+    os.mkfifo(gated.root / "gate")
+    build = start_build(gated)
+    wait_until(lambda: (gated.root / "started").exists(), "the blocking job to start")
+    wait_until(lambda: committed_blake3(gated, "b.txt") == blake3(b"B2\n").hexdigest(), "b to commit")
+    build.send_signal(signal.SIGKILL)
+    build.communicate(timeout=60)
+
+    assert gated.read("_build/c.txt") == "BLOCK\n", "the killed job's previous output is intact"
+    assert gated.read("_build/d.txt") == "D\n", "a job that never ran keeps its previous output"
+    assert not [p for p in (gated.root / "_build").rglob("*") if ".batchit-tmp-" in p.name]
+
+    (gated.root / "gate").unlink()
+    gated.build()
+    statuses = {o["path"]: o["status"] for o in gated.manifest()["outputs"]}
+    assert statuses == {
+        "a.txt": "up_to_date",
+        "b.txt": "up_to_date",
+        "c.txt": "built",
+        "d.txt": "built",
+        "e.txt": "up_to_date",
+    }
+    assert gated.read("_build/c.txt") == "BLOCK V2\n"
+
+
+def test_input_changed_while_its_job_ran_is_not_recorded_up_to_date(gated: Project) -> None:
+    os.mkfifo(gated.root / "gate")
+    build = start_build(gated)
+    wait_until(lambda: (gated.root / "started").exists(), "the blocking job to start")
+    gated.write({"in/c.txt": "block, edited while its job ran\n"})
+    open_gate(gated)
+    _, stderr = build.communicate(timeout=60)
+    assert build.returncode == 0
+    assert "an input of _build/c.txt changed while its job ran" in stderr
+
+    (gated.root / "gate").unlink()
+    gated.build()
+    statuses = {o["path"]: o["status"] for o in gated.manifest()["outputs"]}
+    assert statuses["c.txt"] == "built"
+    assert gated.read("_build/c.txt") == "BLOCK, EDITED WHILE ITS JOB RAN\n"
