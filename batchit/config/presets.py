@@ -7,7 +7,6 @@ value's own type; `$${` is a literal `${`), and its own keys replace the skeleto
 
 from __future__ import annotations
 
-import importlib.resources
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from batchit.config.paths import escapes, normalise
 from batchit.config.schema_errors import check, validator
 from batchit.config.structure import PRESET_FILE
 from batchit.config.yaml12 import Document, Mark, Marks, error_at, marks_under, read_document
+from batchit.resources import bundled_dir
 
 BUNDLED_PREFIX = "batchit:"
 PARAM = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -26,11 +26,8 @@ PARAM = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def bundled_preset_dir() -> Path:
-    """Where `batchit:NAME` presets live: `rules/` of a source checkout, else the installed package's."""
-    checkout = Path(__file__).resolve().parents[2] / "rules"
-    if checkout.is_dir():
-        return checkout
-    return Path(str(importlib.resources.files("batchit") / "presets"))
+    """Where `batchit:NAME` presets live."""
+    return bundled_dir("rules")
 
 
 @dataclass(frozen=True)

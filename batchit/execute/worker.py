@@ -83,6 +83,8 @@ class JobResult:
     attempts: int = 1
     duration: float = 0.0
     cached: bool = False
+    step_seconds: tuple[tuple[str, float], ...] = ()
+    """(operator, seconds) of each step of the last attempt, then ("write", seconds) for the output."""
 
 
 def run_batch(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]:
@@ -117,9 +119,11 @@ def run_job(
             out=settings.out,
         )
         rng: random.Random | None = None
+        timings: list[tuple[str, float]] = []
         while True:
             try:
-                value = _pipeline(spec, ctx, root, operators if operators is not None else {})
+                timings.clear()
+                value = _pipeline(spec, ctx, root, operators if operators is not None else {}, timings)
                 break
             except Exception as exc:
                 transient, _ = classify(exc)
@@ -129,8 +133,10 @@ def run_job(
                 ceiling = min(spec.retry.max_backoff, spec.retry.backoff * 2 ** (attempts - 1))
                 time.sleep(rng.uniform(0, ceiling))
                 attempts += 1
+        written = time.perf_counter()
         digest, sha, size = _write(value, dest, spec, settings)
         cached = _copy_into_cache(settings, spec, dest)
+        timings.append(("write", time.perf_counter() - written))
         return JobResult(
             spec.job_id,
             True,
@@ -141,6 +147,7 @@ def run_job(
             attempts=attempts,
             duration=time.perf_counter() - started,
             cached=cached,
+            step_seconds=tuple(timings),
         )
     except Exception as exc:
         transient, name = classify(exc)
@@ -170,7 +177,13 @@ def classify(exc: BaseException) -> tuple[bool, str]:
     return False, name
 
 
-def _pipeline(spec: JobSpec, ctx: JobContext, root: Path, operators: dict[str, Operator]) -> Any:
+def _pipeline(
+    spec: JobSpec,
+    ctx: JobContext,
+    root: Path,
+    operators: dict[str, Operator],
+    timings: list[tuple[str, float]],
+) -> Any:
     value: Any
     if spec.aggregate:
         value = [InputFile(p, root / p) for p in spec.inputs]
@@ -180,12 +193,14 @@ def _pipeline(spec: JobSpec, ctx: JobContext, root: Path, operators: dict[str, O
         operator = operators.get(call.target)
         if operator is None:
             operator = operators[call.target] = load_target(call.target)()
+        step_started = time.perf_counter()
         try:
             value = operator.run(value, ctx, **call.params)
         except JobError as exc:
             exc.message = f"step {number} ({call.operator}): {exc.message}"
             exc.args = (exc.message,)
             raise
+        timings.append((call.operator, time.perf_counter() - step_started))
     if not isinstance(value, bytes | str | InputFile):
         last = spec.steps[-1].operator if spec.steps else "input"
         raise PermanentError(
