@@ -4,9 +4,9 @@
     .venv/bin/python -m doit lint typecheck
 
 `lint` has one sub-task per Python file, so doit re-lints only the files that changed, as doit's own
-dodo.py lints itself. The `site` task runs the `batchit` CLI for now; it moves to
-`task_site = batchit.doit.tasks("site")` (one doit sub-task per batchit job, sharing batchit's state)
-when that integration lands.
+dodo.py lints itself; `Blake3Checker` makes doit compare file contents by BLAKE3, as batchit does.
+`site` is `batchit.doit.tasks("site")`: one doit sub-task per batchit job of the demo site, sharing
+batchit's state, so `batchit -C site build` and `doit site` each find what the other built.
 """
 
 from __future__ import annotations
@@ -16,17 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from doit.action import CmdAction
+from batchit.doit import Blake3Checker, tasks
 
 ROOT = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 """The tools of the environment doit runs in (the project's .venv)."""
 SKIP_DIRS = frozenset({".venv", ".git", "build", "dist", "node_modules", "_build", ".batchit", ".work"})
 
-SITE_BUILD = [str(BIN / "batchit"), "-C", "site", "build", "--no-progress"]
-"""The demo site's build: the README's main command, without a progress bar."""
-
-DOIT_CONFIG: dict[str, Any] = {"default_tasks": ["site"], "verbosity": 2}
+DOIT_CONFIG: dict[str, Any] = {
+    "default_tasks": ["site"],
+    "verbosity": 2,
+    "check_file_uptodate": Blake3Checker,
+}
 
 
 def python_files() -> list[Path]:
@@ -58,10 +59,5 @@ def task_typecheck() -> dict[str, Any]:
     }
 
 
-def task_site() -> dict[str, Any]:
-    """Build the demo site in site/ with the batchit CLI (batchit decides what is up to date)."""
-    return {
-        "actions": [CmdAction(SITE_BUILD, cwd=str(ROOT), shell=False)],
-        "uptodate": [False],
-        "verbosity": 2,
-    }
+task_site = tasks("site")
+"""The demo site: one sub-task per batchit job (`doit list --all`), then `site:_record`."""

@@ -11,6 +11,7 @@ from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan import RESERVED_OUTPUTS
 from batchit.plan.jobs import UNKNOWN
+from batchit.record.audit import append_audit
 from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
 
@@ -34,30 +35,21 @@ def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run:
             target = config.out_dir / path
             target.unlink(missing_ok=True)
             remove_empty_parents(target, config.out_dir)
-        if store_path.exists():
-            store = StateStore.open(store_path)
-            try:
-                with store.transaction():
-                    store.forget_outputs(doomed)
-                    store.drop_stats(f"{config.out}/{p}" for p in doomed)
-            finally:
-                store.close()
+        store = StateStore.open(store_path)
+        try:
+            with store.transaction():
+                store.forget_outputs(doomed)
+                store.drop_stats(f"{config.out}/{p}" for p in doomed)
+            details = {"orphans": orphans, "removed": len(doomed), "first": doomed[:20]}
+            append_audit(config.state_dir, store, "clean", details, fsync=config.durability == "fsync")
+        finally:
+            store.close()
     return doomed
 
 
 def _orphans(config: Config, registry: OperatorRegistry) -> list[str]:
-    """Files under `out` that no current job produces.
-
-    A job whose key is not known yet (its upstream is stale) keeps the output it recorded last time.
-    """
-    jobs = plan_build(config, registry, BuildOptions(overwrite=True)).jobs
-    produced = {job.output for job in jobs if job.key != UNKNOWN} | set(RESERVED_OUTPUTS)
-    pending = {job.job_id for job in jobs if job.key == UNKNOWN}
-    if pending:
-        store = StateStore.open_readonly(config.state_dir / "state.db")
-        if store:
-            produced |= {r.path for r in store.load_outputs().values() if r.job_id in pending}
-            store.close()
+    """Files under `out` that no current job produces."""
+    produced = produced_outputs(config, registry) | set(RESERVED_OUTPUTS)
     found: list[str] = []
     out_dir = config.out_dir
     for directory, _, files in os.walk(out_dir):
@@ -66,3 +58,19 @@ def _orphans(config: Config, registry: OperatorRegistry) -> list[str]:
             if rel not in produced:
                 found.append(rel)
     return sorted(found)
+
+
+def produced_outputs(config: Config, registry: OperatorRegistry) -> set[str]:
+    """The outputs (relative to `out`) the current jobs produce, planned read-only.
+
+    A job whose key is not known yet (its upstream is stale) keeps the output it recorded last time.
+    """
+    jobs = plan_build(config, registry, BuildOptions(overwrite=True)).jobs
+    produced = {job.output for job in jobs if job.key != UNKNOWN}
+    pending = {job.job_id for job in jobs if job.key == UNKNOWN}
+    if pending:
+        store = StateStore.open_readonly(config.state_dir / "state.db")
+        if store:
+            produced |= {r.path for r in store.load_outputs().values() if r.job_id in pending}
+            store.close()
+    return produced

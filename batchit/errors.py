@@ -82,9 +82,16 @@ class JobError(BatchitError):
 
 
 class TransientError(JobError):
-    """A failure that may succeed when retried: a timeout, a refused connection, HTTP 429 or 5xx."""
+    """A failure that may succeed when retried: a timeout, a refused connection, HTTP 429 or 5xx.
+
+    `retry_after` (seconds) is the least wait before the next attempt, as a server's Retry-After says.
+    """
 
     transient = True
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
 
 
 class PermanentError(JobError):

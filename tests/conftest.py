@@ -96,3 +96,27 @@ def project(tmp_path: Path) -> Iterator[Project]:
     root = tmp_path / "project"
     root.mkdir()
     yield Project(root)
+
+
+COPY_CONFIG = """\
+version: 1
+out: _build
+rules:
+  copy:
+    inputs: ["src/**/*.txt"]
+    output: "{path}.txt"
+    steps:
+      - file.copy: {}
+"""
+"""One 1:1 copy rule: the smallest config whose build leaves a full run record."""
+
+THREE_SOURCES = {"src/a.txt": "alpha\n", "src/b.txt": "beta\n", "src/sub/c.txt": "gamma\n"}
+"""Three small inputs, one in a subfolder."""
+
+
+@pytest.fixture
+def copies(project: Project) -> Project:
+    """Three text files copied into `_build` by COPY_CONFIG, not yet built."""
+    project.config(COPY_CONFIG)
+    project.write(THREE_SOURCES)
+    return project

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -26,6 +27,7 @@ rules:
 
 GATE_MODULE = """\
 import os
+import select
 
 def work(value, ctx):
     if value.startswith(b"block") and os.path.exists("gate"):
@@ -138,3 +140,42 @@ def test_input_changed_while_its_job_ran_is_not_recorded_up_to_date(gated: Proje
     statuses = {o["path"]: o["status"] for o in gated.manifest()["outputs"]}
     assert statuses["c.txt"] == "built"
     assert gated.read("_build/c.txt") == "BLOCK, EDITED WHILE ITS JOB RAN\n"
+
+
+def read_stderr_until(process: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
+    """Read a running process's stderr until `text` appears (or fail after `timeout`)."""
+    assert process.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + timeout
+    fd = process.stderr.fileno()
+    while text not in seen:
+        remaining = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(remaining, 0))
+        if not ready:
+            raise AssertionError(f"timed out waiting for {text!r}; stderr so far:\n{seen}")
+        chunk = os.read(fd, 4096).decode()
+        if not chunk:
+            raise AssertionError(f"stderr closed before {text!r}:\n{seen}")
+        seen += chunk
+    return seen
+
+
+def test_sigint_stops_scheduling_lets_running_jobs_finish_and_exits_130(gated: Project) -> None:
+    os.mkfifo(gated.root / "gate")
+    build = start_build(gated)
+    wait_until(lambda: (gated.root / "started").exists(), "the blocking job to start")
+    build.send_signal(signal.SIGINT)
+    read_stderr_until(build, "interrupted (SIGINT)")
+    open_gate(gated)  # the running job finishes within the grace period
+    build.communicate(timeout=60)
+    assert build.returncode == 130
+
+    manifest = gated.manifest()
+    assert manifest["status"] == "interrupted"
+    assert {o["path"] for o in manifest["outputs"]} == {"a.txt", "b.txt", "c.txt"}
+    assert not (gated.root / "_build/d.txt").exists()
+
+    (gated.root / "gate").unlink()
+    gated.build()
+    assert gated.manifest()["summary"]["built"] == 2
+    assert gated.manifest()["summary"]["up_to_date"] == 3

@@ -14,8 +14,17 @@ README = ROOT / "README.md"
 CI_RUN = ROOT / ".ci" / "run"
 
 MAIN_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/batchit -C site build"
-SITE_PAGES = {"index.html", "about.html", "guide/incremental.html", "guide/rules.html", "sitemap.html"}
-"""The demo site's HTML outputs: four pages and the aggregate listing (plus one stylesheet)."""
+SITE_PAGES = {
+    "index.html",
+    "about.html",
+    "guide/incremental.html",
+    "guide/rules.html",
+    "sitemap.html",
+    "gallery.html",
+}
+"""The demo site's HTML outputs: four pages, the aggregate listing and the photo gallery."""
+SITE_OUTPUTS = len(SITE_PAGES) + 1 + 6 * 3 + 1
+"""Every output: the pages, one stylesheet, six photos in three widths, the CDN manifest."""
 TEST_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest"
 
 
@@ -78,4 +87,4 @@ def test_demo_site_builds_and_a_second_build_does_nothing(tmp_path: Path) -> Non
     assert second.returncode == 0, f"{second.stdout}\n{second.stderr}"
     summary = latest_summary(site)
     assert summary["built"] == 0, summary
-    assert summary["up_to_date"] == len(SITE_PAGES) + 1, summary
+    assert summary["up_to_date"] == SITE_OUTPUTS, summary

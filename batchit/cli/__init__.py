@@ -28,18 +28,24 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as exc:
                 raise UsageError(f"cannot change into {args.directory}: {exc.strerror}") from exc
         code: int = args.handler(args)
-        return code
     except BatchitError as exc:
         print(f"batchit: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        code = exc.exit_code
     except KeyboardInterrupt:
         print("batchit: interrupted", file=sys.stderr)
-        return INTERRUPTED
+        code = INTERRUPTED
+    if code == INTERRUPTED:
+        # Jobs abandoned after the grace period may still occupy worker threads, which an ordinary
+        # exit would wait for; everything committed is already durable, so leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command (SPEC section 4)."""
-    from batchit.cli import commands
+    from batchit.cli import commands, records, watch
 
     parser = argparse.ArgumentParser(prog="batchit", description="Declarative, incremental batch processing.")
     parser.add_argument("--version", action="version", version=f"batchit {__version__}")
@@ -63,10 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true", help="machine-readable output")
     explain.set_defaults(handler=commands.explain)
 
+    quarantine = sub.add_parser("quarantine", help="inputs set aside after a permanent failure")
+    actions = quarantine.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="show quarantined inputs and why")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(handler=commands.quarantine_list)
+    release = actions.add_parser("release", help="let quarantined inputs be built again")
+    release.add_argument("path", nargs="?", help="input path relative to the project root (default: all)")
+    release.set_defaults(handler=commands.quarantine_release)
+
+    replay = sub.add_parser("replay", help="re-run a past run's jobs with its seed and settings")
+    replay.add_argument("run_id", metavar="RUN_ID")
+    replay.add_argument("--failed", action="store_true", help="only the jobs that failed in that run")
+    replay.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    replay.add_argument("--log-format", choices=["text", "json"], default="text")
+    replay.set_defaults(handler=commands.replay)
+
     clean = sub.add_parser("clean", help="remove batchit's outputs")
     clean.add_argument("--orphans", action="store_true", help="only files in `out` that no rule produces")
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed")
     clean.set_defaults(handler=commands.clean)
+    records.register(sub)
+    watch.register(sub)
     return parser
 
 
@@ -86,6 +110,7 @@ def _build_flags(parser: argparse.ArgumentParser) -> None:
         "--keep-going", dest="fail_fast", action="store_false", help="finish every job (default)"
     )
     going.add_argument("--fail-fast", dest="fail_fast", action="store_true", help="stop at the first failure")
+    parser.set_defaults(fail_fast=False)  # keep going unless asked (both flags share the destination)
     parser.add_argument("--force", action="store_true", help="rebuild the selected jobs")
     parser.add_argument(
         "--no-cache", dest="use_cache", action="store_false", help="neither use nor fill the cache"
@@ -102,6 +127,13 @@ def _build_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N|auto",
         help="jobs sent to a worker at once (default: auto)",
+    )
+    parser.add_argument("--only-failed", action="store_true", help="retry only failed and quarantined jobs")
+    parser.add_argument(
+        "--strict", action="store_true", help="deferred jobs and a newly minted key fail the build"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, metavar="N", help="seed for retry jitter (default: fresh)"
     )
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -122,9 +154,13 @@ def _batch_size(text: str) -> int | None:
 
 
 def print_json(value: object) -> None:
-    """Write a JSON document to stdout."""
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    """Write a JSON document to stdout (a reader that stops early, like `| head`, is no error)."""
+    try:
+        json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def project_root() -> Path:

@@ -38,6 +38,9 @@ def _options(args: argparse.Namespace) -> BuildOptions:
         use_cache=args.use_cache,
         overwrite=args.overwrite,
         batch_size=args.batch_size,
+        only_failed=args.only_failed,
+        strict=args.strict,
+        seed=args.seed,
     )
 
 
@@ -129,3 +132,68 @@ def clean(args: argparse.Namespace) -> int:
         print(f"{verb} {config.out}/{path}")
     print(f"clean: {verb} {len(removed)} file(s)")
     return 0
+
+
+def quarantine_list(args: argparse.Namespace) -> int:
+    """`batchit quarantine list`: inputs set aside, with the reason."""
+    from batchit.record.quarantine import quarantined
+    from batchit.state.store import StateStore
+
+    config, _ = _load(args)
+    store = StateStore.open_readonly(config.state_dir / "state.db")
+    held = quarantined(store)
+    if store:
+        store.close()
+    if args.json:
+        print_json(
+            [
+                {
+                    "rule": f.rule,
+                    "input": f.input,
+                    "class": f.error_class,
+                    "message": f.message,
+                    "quarantine": f.quarantine,
+                    "run_id": f.run_id,
+                }
+                for f in held
+            ]
+        )
+        return 0
+    for failure in held:
+        print(f"{failure.input}  ({failure.rule}, run {failure.run_id})")
+        print(f"  {failure.error_class}: {failure.message.splitlines()[0] if failure.message else ''}")
+        print(f"  copy: {failure.quarantine}")
+    print(f"quarantine: {len(held)} input(s)")
+    return 0
+
+
+def quarantine_release(args: argparse.Namespace) -> int:
+    """`batchit quarantine release [PATH]`: let quarantined inputs be built again."""
+    from batchit.record.quarantine import release
+    from batchit.state.lock import ProjectLock
+    from batchit.state.store import StateStore
+
+    config, _ = _load(args)
+    if not (config.state_dir / "state.db").exists():
+        raise UsageError("nothing is quarantined: this project has never been built")
+    with ProjectLock(config.state_dir / "lock"):
+        store = StateStore.open(config.state_dir / "state.db")
+        try:
+            released = release(config.root, config.state_dir, store, args.path)
+        finally:
+            store.close()
+    for failure in released:
+        print(f"released {failure.input} ({failure.rule})")
+    print(f"quarantine: released {len(released)} input(s); the next build tries them again")
+    return 0
+
+
+def replay(args: argparse.Namespace) -> int:
+    """`batchit replay RUN_ID [--failed]`: re-run that run's jobs on the current files."""
+    from batchit.replay import replay_run
+
+    config, registry = _load(args)
+    with console.Console(log_format=args.log_format, progress=args.progress) as screen:
+        outcome = replay_run(config, registry, args.run_id, failed_only=args.failed, emit=screen.emit)
+        screen.summary(outcome, config.out)
+    return outcome.exit_code

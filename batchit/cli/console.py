@@ -87,6 +87,8 @@ class Console:
                     "run_id": outcome.run_id,
                     "seconds": round(outcome.seconds, 3),
                     "manifest": str(outcome.manifest) if outcome.manifest else None,
+                    "report": str(outcome.record.report) if outcome.record else None,
+                    "key_id": outcome.record.key_id if outcome.record else None,
                     **counts,
                 }
             )
@@ -99,12 +101,21 @@ class Console:
             for k in ("built", "restored", "up_to_date", "failed", "quarantined", "deferred", "pruned")
             if counts.get(k)
         ]
-        status = "FAILED" if counts.get("failed") else "ok"
+        status = "INTERRUPTED" if outcome.interrupted else "FAILED" if outcome.exit_code else "ok"
         print(f"batchit: {status}: {', '.join(parts) or 'nothing to do'} in {outcome.seconds:.2f}s")
         if outcome.manifest is not None:
             print(f"  outputs: {out}/   manifest: {outcome.manifest}")
+        if outcome.record is not None:
+            print(f"  report: {outcome.record.report}   key id: {outcome.record.key_id}")
+            if outcome.record.key_created:
+                print("  created a signing key (.batchit/keys/); verifiers need .batchit/keys/batchit.pub")
         for job, result in outcome.failures[:10]:
             first_line = result.message.splitlines()[0]
             print(f"  failed: {job.rule}: {out}/{job.output}: {result.error_class}: {first_line}")
         if len(outcome.failures) > 10:
             print(f"  ... and {len(outcome.failures) - 10} more failures (see the manifest)")
+        if counts.get("quarantined"):
+            print(
+                f"  {counts['quarantined']} input(s) stay quarantined and exit 1 until they change or are "
+                "released: `batchit quarantine list`"
+            )

@@ -142,7 +142,7 @@ def read_document(path: Path, file: str, *, missing_hint: str | None = None) -> 
     except OSError as exc:
         raise ConfigError(f"cannot read {file}: {exc.strerror}", file=file) from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"not valid UTF-8 at byte {exc.start}", file=file, hint="save it as UTF-8"
@@ -188,6 +188,7 @@ class _Walker:
         return self.marks
 
     def visit(self, node: yaml.Node, path: YamlPath) -> None:
+        """Check one node and everything under it; `path` is where it sits."""
         self.visited += 1
         if self.visited > MAX_NODES or id(node) in self.active:
             raise self.fail(
@@ -208,6 +209,7 @@ class _Walker:
         self.active.discard(id(node))
 
     def visit_mapping(self, node: yaml.MappingNode, path: YamlPath) -> None:
+        """Mark each entry at its key; keys must be strings, each written once."""
         seen: dict[str, Mark] = {}
         for key_node, value_node in node.value:
             if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == f"{_TAG}str"):

@@ -6,19 +6,25 @@ its contract is never renamed into place, so the previous output stays.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from batchit.errors import PermanentError
+from batchit.hashing import blake3_hex
 
 
-def check_input(validate: dict[str, Any] | None, paths: Sequence[Path]) -> None:
-    """Apply a rule's `validate:` size and extension limits before anything decodes the input."""
+def check_input(validate: dict[str, Any] | None, paths: Sequence[Path], root: Path) -> None:
+    """Apply a rule's `validate:` limits and checksums before anything decodes the input."""
     if not validate:
         return
+    listed = _checksums(root / validate["checksums"]) if "checksums" in validate else None
     for path in paths:
+        if listed is not None:
+            _check_listed(path, listed, root / validate["checksums"])
         size = path.stat().st_size
         if "max_size" in validate and size > validate["max_size"]:
             raise PermanentError(
@@ -31,6 +37,33 @@ def check_input(validate: dict[str, Any] | None, paths: Sequence[Path]) -> None:
         allowed = validate.get("extensions")
         if allowed and path.suffix.lstrip(".").lower() not in {e.lstrip(".").lower() for e in allowed}:
             raise PermanentError(f"{path.name}: extension not in validate.extensions {allowed}")
+
+
+def _checksums(listing: Path) -> dict[str, str]:
+    """A SHA256SUMS or b3sum file as {absolute path: hex digest}; paths are relative to its folder."""
+    stat = listing.stat()
+    return _parse_checksums(str(listing), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_checksums(listing: str, size: int, mtime_ns: int) -> dict[str, str]:
+    base = Path(listing).parent
+    found: dict[str, str] = {}
+    for line in Path(listing).read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.strip().partition(" ")
+        if digest and name:
+            found[str((base / name.strip().lstrip("*")).resolve())] = digest.lower()
+    return found
+
+
+def _check_listed(path: Path, listed: dict[str, str], listing: Path) -> None:
+    """The input's SHA-256 or BLAKE3 must equal its line in the checksums file (both formats are read)."""
+    expected = listed.get(str(path.resolve()))
+    if expected is None:
+        raise PermanentError(f"{path.name} is not listed in {listing.name} (validate.checksums)")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != expected and blake3_hex(data) != expected:
+        raise PermanentError(f"{path.name} does not match its checksum in {listing.name}")
 
 
 def check_contracts(expect: dict[str, Any] | None, path: Path, size: int, root: Path) -> None:

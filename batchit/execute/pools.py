@@ -40,7 +40,9 @@ class Pools:
 
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload(["batchit.execute.worker"])
-                self._process = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+                self._process = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=context, initializer=_ignore_interrupts
+                )
             return self._process
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="batchit-io")
@@ -52,3 +54,21 @@ class Pools:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=cancel)
         self._process = self._thread = None
+
+    def abandon(self) -> None:
+        """Stop without waiting: worker processes are terminated, worker threads are left behind
+        (the caller then exits the process, which ends them)."""
+        if self._process is not None:
+            for process in list(getattr(self._process, "_processes", {}).values()):
+                process.terminate()  # ProcessPoolExecutor has no public way to stop a running call
+            self._process.shutdown(wait=False, cancel_futures=True)
+        if self._thread is not None:
+            self._thread.shutdown(wait=False, cancel_futures=True)
+        self._process = self._thread = None
+
+
+def _ignore_interrupts() -> None:
+    """Worker processes leave Ctrl-C to the coordinator, which stops the build in order."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -7,10 +7,14 @@ flight per pool, so results stream back steadily and `--fail-fast` stops quickly
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 from batchit.execute.pools import Pools
 from batchit.execute.worker import JobResult, JobSpec
@@ -30,31 +34,64 @@ class Scheduler:
     _queues: dict[str, deque[JobSpec]] = field(default_factory=lambda: {"cpu": deque(), "io": deque()})
     _running: dict[Future[list[JobResult]], tuple[str, list[JobSpec]]] = field(default_factory=dict)
     _per_rule: dict[str, int] = field(default_factory=dict)
+    _later: list[tuple[float, int, JobSpec, str]] = field(default_factory=list)
+    _order: itertools.count[int] = field(default_factory=itertools.count)
+    _wakeup: Future[None] = field(default_factory=Future)
     stopped: bool = False
+
+    def wake(self) -> None:
+        """Make a waiting `next_results` return now (safe to call from a signal handler)."""
+        if not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     def add(self, spec: JobSpec, resources: str) -> None:
         """Queue a ready job."""
         self._queues[resources].append(spec)
 
+    def add_later(self, spec: JobSpec, resources: str, delay: float) -> None:
+        """Queue a job after `delay` seconds (a retry's backoff); no worker waits meanwhile."""
+        heapq.heappush(self._later, (time.monotonic() + delay, next(self._order), spec, resources))
+
     def busy(self) -> bool:
-        """True while anything is queued or running."""
-        return bool(self._running) or (not self.stopped and any(self._queues.values()))
+        """True while anything is queued, waiting for its retry, or running."""
+        return bool(self._running) or (not self.stopped and (any(self._queues.values()) or bool(self._later)))
 
     def stop(self) -> list[JobSpec]:
-        """Dispatch nothing more; return what was still queued."""
+        """Dispatch nothing more; return what was still queued or waiting."""
         self.stopped = True
+        self._wakeup = Future()
         dropped = [spec for queue in self._queues.values() for spec in queue]
+        dropped.extend(item[2] for item in self._later)
+        for future, (_, batch) in list(self._running.items()):
+            if future.cancel():  # submitted but not started: it never runs
+                del self._running[future]
+                dropped.extend(batch)
+                for spec in batch:
+                    self._per_rule[spec.rule] -= 1
         for queue in self._queues.values():
             queue.clear()
+        self._later.clear()
         return dropped
 
     def next_results(self, timeout: float | None = None) -> Iterator[JobResult]:
         """Dispatch what fits, wait until a batch finishes (or `timeout` passes), yield its results."""
+        now = time.monotonic()
+        while self._later and self._later[0][0] <= now and not self.stopped:
+            _, _, spec, resources = heapq.heappop(self._later)
+            self._queues[resources].append(spec)
         self._dispatch()
+        if self._later:
+            due = max(0.0, self._later[0][0] - now)
+            timeout = due if timeout is None else min(timeout, due)
         if not self._running:
+            if timeout:
+                time.sleep(timeout)  # nothing runs: wait for the next retry to fall due
             return
-        done, _ = wait(list(self._running), timeout=timeout, return_when=FIRST_COMPLETED)
+        waiting: list[Future[Any]] = [*self._running, self._wakeup]
+        done, _ = wait(waiting, timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
+            if future is self._wakeup:
+                continue
             _, batch = self._running.pop(future)
             for spec in batch:
                 self._per_rule[spec.rule] -= 1

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
+import logging
 import os
-import random
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,7 @@ from batchit.errors import JobError, PermanentError, TransientError
 from batchit.execute.contracts import check_contracts, check_input
 from batchit.fsutil import fsync_dir, temp_path_for
 from batchit.hashing import CHUNK, hash_file_pair
-from batchit.model import Retry
-from batchit.operators.base import InputFile, JobContext, Operator
+from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource
 from batchit.operators.registry import load_target
 from batchit.plan.keys import StepCall
 
@@ -59,12 +59,15 @@ class JobSpec:
     key: str
     expect: dict[str, Any] | None = None
     validate: dict[str, Any] | None = None
-    retry: Retry = field(default_factory=Retry)
     cache: bool = True
     """Keep a copy of the output in the content-addressed cache (when the build uses one)."""
+    attempt: int = 1
+    """Which attempt this is; the coordinator schedules the next after a transient failure."""
     restore_from: str | None = None
     """An absolute path holding the output's bytes already (a cache entry or a twin job's output)."""
     restore_blake3: str | None = None
+    sources: dict[str, UpstreamSource] | None = None
+    """For an aggregate over other rules' outputs: which job produced each input (`ctx.sources`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,10 @@ class JobResult:
     cached: bool = False
     step_seconds: tuple[tuple[str, float], ...] = ()
     """(operator, seconds) of each step of the last attempt, then ("write", seconds) for the output."""
+    retry_after: float | None = None
+    """For a transient failure: the least wait before trying again (a server's Retry-After)."""
+    log: str = ""
+    """What the job's `python`/`shell` steps printed and logged (kept under the run's logs/)."""
 
 
 def run_batch(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]:
@@ -103,13 +110,14 @@ def run_job(
     started = time.perf_counter()
     root = Path(settings.root)
     dest = Path(f"{settings.root}/{settings.out}/{spec.output}")
-    attempts = 1
+    buffer: io.StringIO | None = None
     try:
         if spec.restore_from is not None:
             digest, sha, size = _restore(Path(spec.restore_from), dest, spec.restore_blake3, settings.fsync)
             return JobResult(spec.job_id, True, digest, sha, size, duration=time.perf_counter() - started)
         if spec.validate:
-            check_input(spec.validate, [root / p for p in spec.inputs])
+            check_input(spec.validate, [root / p for p in spec.inputs], root)
+        operators = operators if operators is not None else {}
         ctx = JobContext(
             input=list(spec.inputs) if spec.aggregate else spec.inputs[0],
             output=spec.output,
@@ -117,22 +125,11 @@ def run_job(
             key=spec.key,
             root=root,
             out=settings.out,
+            sources=spec.sources or {},
         )
-        rng: random.Random | None = None
+        buffer = _capture_log(spec, operators, ctx)
         timings: list[tuple[str, float]] = []
-        while True:
-            try:
-                timings.clear()
-                value = _pipeline(spec, ctx, root, operators if operators is not None else {}, timings)
-                break
-            except Exception as exc:
-                transient, _ = classify(exc)
-                if not transient or attempts >= spec.retry.attempts:
-                    raise
-                rng = rng or random.Random(spec.key)  # noqa: S311 - backoff jitter, seeded for replay
-                ceiling = min(spec.retry.max_backoff, spec.retry.backoff * 2 ** (attempts - 1))
-                time.sleep(rng.uniform(0, ceiling))
-                attempts += 1
+        value = _pipeline(spec, ctx, root, operators, timings)
         written = time.perf_counter()
         digest, sha, size = _write(value, dest, spec, settings)
         cached = _copy_into_cache(settings, spec, dest)
@@ -144,10 +141,11 @@ def run_job(
             sha,
             size,
             tuple(sorted(ctx.discovered)),
-            attempts=attempts,
+            attempts=spec.attempt,
             duration=time.perf_counter() - started,
             cached=cached,
             step_seconds=tuple(timings),
+            log=buffer.getvalue() if buffer else "",
         )
     except Exception as exc:
         transient, name = classify(exc)
@@ -160,9 +158,27 @@ def run_job(
             error_class=name,
             message=message,
             transient=transient,
-            attempts=attempts,
+            attempts=spec.attempt,
             duration=time.perf_counter() - started,
+            retry_after=getattr(exc, "retry_after", None),
+            log=buffer.getvalue() if buffer else "",
         )
+
+
+def _capture_log(spec: JobSpec, operators: dict[str, Operator], ctx: JobContext) -> io.StringIO | None:
+    """Give a job whose steps run user code or commands a private debug-level log, and return it."""
+    for call in spec.steps:
+        if call.target not in operators:
+            operators[call.target] = load_target(call.target)()
+    if not any(operators[call.target].logs_output for call in spec.steps):
+        return None
+    buffer = io.StringIO()
+    logger = logging.Logger(f"batchit.job.{spec.rule}", logging.DEBUG)  # not registered: dies with the job
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    ctx.log = logger
+    return buffer
 
 
 def classify(exc: BaseException) -> tuple[bool, str]:

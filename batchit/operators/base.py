@@ -38,6 +38,17 @@ class InputFile:
             raise PermanentError(f"{self.path} is not valid UTF-8: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class UpstreamSource:
+    """Where an input produced by another rule came from: that rule's job, its inputs, its matrix values."""
+
+    rule: str
+    inputs: tuple[str, ...]
+    """The upstream job's project-relative inputs (one path, unless it is an aggregate)."""
+    matrix: Mapping[str, Any]
+    """The upstream job's matrix values (`{"width": 320}`); empty without a matrix."""
+
+
 @dataclass
 class JobContext:
     """What a step may know about its job besides its value (SPEC section 12)."""
@@ -56,6 +67,9 @@ class JobContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("batchit.job"))
     discovered: set[str] = field(default_factory=set)
     """Project-relative files this job read beyond its inputs; they enter its next action key."""
+    sources: Mapping[str, UpstreamSource] = field(default_factory=dict)
+    """For an aggregate over other rules' outputs (`inputs: {rule: NAME}`): each such input's path
+    -> the job that produced it. Empty for every other job."""
 
     def project_path(self, relative: str) -> Path:
         """The absolute path of a project-relative file."""
@@ -83,6 +97,9 @@ class Operator:
     """Placeholders the operator fills itself at run time (`{in}`, `{out}` for `shell`)."""
     libraries: ClassVar[tuple[str, ...]] = ()
     """Distributions whose versions enter the action key."""
+    logs_output: ClassVar[bool] = False
+    """True for operators that run user code or commands: their job's log (stdout, stderr and
+    `ctx.log` at debug level) is kept under the run's `logs/`."""
     cheap: ClassVar[bool] = False
     """True when re-running costs no more than restoring a copy: a pipeline of only cheap steps is
     not kept in the cache (its result would just duplicate bytes already on disk)."""

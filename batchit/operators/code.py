@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import io
 import os
 import subprocess
 import sys
@@ -37,6 +39,7 @@ class PythonCall(Operator):
 
     name = "python"
     version = "1"
+    logs_output = True
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "description": "Call a Python function; every other key is passed to it as a keyword argument.",
@@ -83,7 +86,14 @@ class PythonCall(Operator):
         """The function's result for the value, the job's context and the step's other keys."""
         function = _load_function(params["function"], ctx.root)
         kwargs = {key: arg for key, arg in params.items() if key not in ("function", "version")}
-        return function(value.read_bytes() if isinstance(value, InputFile) else value, ctx, **kwargs)
+        printed, complained = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(complained):
+                return function(value.read_bytes() if isinstance(value, InputFile) else value, ctx, **kwargs)
+        finally:
+            for stream, text in (("stdout", printed.getvalue()), ("stderr", complained.getvalue())):
+                if text:
+                    ctx.log.debug("%s %s:\n%s", params["function"], stream, text.rstrip("\n"))
 
 
 def _put_on_path(root: Path) -> None:
@@ -136,6 +146,7 @@ class ShellCommand(Operator):
 
     name = "shell"
     version = "1"
+    logs_output = True
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "description": "Run a command (no shell); {in} is the input file, {out} the file it must write.",

@@ -23,6 +23,13 @@ BUILTIN_OPERATORS: dict[str, str] = {
     "template.render": "batchit.operators.template:TemplateRender",
     "python": "batchit.operators.code:PythonCall",
     "shell": "batchit.operators.code:ShellCommand",
+    "image.load": "batchit.operators.image:ImageLoad",
+    "image.resize": "batchit.operators.image_resize:ImageResize",
+    "image.crop": "batchit.operators.image_resize:ImageCrop",
+    "image.watermark": "batchit.operators.image_paint:ImageWatermark",
+    "image.strip_metadata": "batchit.operators.image_save:ImageStripMetadata",
+    "image.save": "batchit.operators.image_save:ImageSave",
+    "cdn.manifest": "batchit.operators.cdn:CdnManifest",
 }
 """Built-in operator names and the classes that implement them."""
 

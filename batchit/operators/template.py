@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import jinja2
 from jinja2.loaders import split_template_path
 
 from batchit.errors import PermanentError
-from batchit.operators.base import InputFile, JobContext, Operator, as_text
+from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource, as_text
 from batchit.placeholders import path_values
 
 AUTOESCAPE_EXTENSIONS = tuple(
@@ -37,6 +37,25 @@ class TemplateItem:
     file: InputFile
     url: str
     """The input's path relative to the output's directory (POSIX), ready for `href` and `src`."""
+    origin: UpstreamSource | None = None
+    """The job of another rule that produced this input, if one did."""
+    on_read: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def source(self) -> str:
+        """The file this input was made from by another rule (its own path otherwise).
+
+        Looking at it records the source as read, so moving it makes the page stale."""
+        if self.origin is None or len(self.origin.inputs) != 1:
+            return self.file.path
+        if self.on_read is not None:
+            self.on_read(self.origin.inputs[0])
+        return self.origin.inputs[0]
+
+    @property
+    def matrix(self) -> Mapping[str, Any]:
+        """The matrix values of the job that produced this input (`{"width": 320}`), else empty."""
+        return self.origin.matrix if self.origin is not None else {}
 
     @property
     def path(self) -> str:
@@ -163,7 +182,10 @@ class TemplateRender(Operator):
         if not all(isinstance(item, InputFile) for item in value):
             raise PermanentError(f"step {self.name} takes an aggregate's input files, not a transformed list")
         here = posixpath.join(ctx.out, posixpath.dirname(ctx.output))
-        items = [TemplateItem(item, posixpath.relpath(item.path, here)) for item in value]
+        items = [
+            TemplateItem(item, posixpath.relpath(item.path, here), ctx.sources.get(item.path), ctx.note_read)
+            for item in value
+        ]
         return {**variables, "items": items}
 
 

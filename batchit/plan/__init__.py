@@ -32,6 +32,10 @@ class PlanOptions:
 
     force: bool = False
     use_cache: bool = True
+    only_failed: bool = False
+    """Run only the jobs whose last attempt failed or was quarantined; hold every other job."""
+    only_jobs: frozenset[str] | None = None
+    """Run exactly these jobs, forced (a replay), and hold every other job."""
 
 
 @dataclass
@@ -54,12 +58,17 @@ class Planner:
         cls, config: Config, registry: OperatorRegistry, store: StateStore | None, options: PlanOptions
     ) -> Planner:
         """Read the state store (None: a project never built) and get ready to plan."""
+        tree = FileTree(config.root, frozenset({config.out, ".batchit"}))
         stats = store.load_stats() if store else {}
         records = store.load_owned() if store else {}
         cache_keys = set(store.cache_entries()) if store else set()
         by_job = store.load_discovered() if store else {}
+        failed = (
+            {f.job_id: f.inputs_key if f.quarantine else None for f in store.load_failures().values()}
+            if store
+            else {}
+        )
         hasher = Hasher(config.root, stats)
-        tree = FileTree(config.root, frozenset({config.out, ".batchit"}))
         view = StoreView(store)
 
         def discovered_of(job_id: str) -> Mapping[str, str]:
@@ -76,8 +85,11 @@ class Planner:
             view.recipe,
             view.recorded,
             cache_keys,
+            failed=failed,
             force=options.force,
             use_cache=options.use_cache,
+            only_failed=options.only_failed,
+            only_jobs=options.only_jobs,
         )
         expander = JobExpander(config, registry, tree, hasher, discovered_of)
         return cls(config, records, expander, decider, hasher, store.generation() if store else 0, view)
@@ -96,13 +108,15 @@ class Planner:
         planned: list[Job] = []
         for rule in rules:
             jobs = self.plan_rule(rule, outputs)
-            outputs[rule.name] = [(j.output, self._predicted_hash(j)) for j in jobs]
+            outputs[rule.name] = [
+                (j.output, self._predicted_hash(j)) for j in jobs if j.action != "quarantined"
+            ]
             planned.extend(jobs)
         return planned
 
     def _predicted_hash(self, job: Job) -> str:
         record = self.records.get(job.output)
-        if job.action == "skip" and record is not None and record.blake3:
+        if job.action in ("skip", "held") and record is not None and record.blake3:
             return record.blake3
         return UNKNOWN
 

@@ -31,8 +31,12 @@ class Decider:
     recorded: Callable[[str], tuple[str, str]]
     """An output's recorded inputs and discovered dependencies (JSON), read only when needed."""
     cache_keys: set[str]
+    failed: dict[str, str | None] = field(default_factory=dict)
+    """Jobs whose last attempt failed: job id -> the input hashes of a quarantine (None: not quarantined)."""
     force: bool = False
     use_cache: bool = True
+    only_failed: bool = False
+    only_jobs: frozenset[str] | None = None
     strangers: list[str] = field(default_factory=list)
     """Output paths holding files batchit did not record (never overwritten without --overwrite)."""
     _diff_cache: dict[tuple[str, str], list[str]] = field(default_factory=dict)
@@ -43,18 +47,33 @@ class Decider:
 
     def decide(self, job: Job) -> None:
         """Set `job.action` and `job.reasons`."""
+        retrying = self.only_failed or self.only_jobs is not None
+        if (self.only_failed and job.job_id not in self.failed) or (
+            self.only_jobs is not None and job.job_id not in self.only_jobs
+        ):
+            job.action = "held"
+            return
+        held_key = self.failed.get(job.job_id)
+        if held_key is not None and not retrying and held_key == "|".join(job.input_hashes):
+            job.action = "quarantined"
+            job.reasons = ["its input is quarantined and unchanged (batchit quarantine release)"]
+            return
         record = self.records.get(job.output)
         on_disk = self._stat(job.output)
         if record is None and on_disk is not None:
             self.strangers.append(job.output)
         reasons = self._stale_reasons(job, record, on_disk)
+        if self.only_failed:
+            reasons = ["retrying a failed job (--only-failed)"]
+        elif self.only_jobs is not None:
+            reasons = ["replayed"]
         if self.force:
             reasons = reasons or ["forced (--force)"]
         elif not reasons:
             job.action = "skip"
             return
         job.reasons = reasons
-        cached = self.use_cache and not self.force and job.key and job.key in self.cache_keys
+        cached = self.use_cache and not self.force and not retrying and job.key in self.cache_keys
         job.action = "restore" if cached else "run"
 
     def _stale_reasons(self, job: Job, record: Owned | None, on_disk: StatTuple | None) -> list[str]:

@@ -57,6 +57,8 @@ class Job:
     action: str = "skip"
     """`skip` (up to date), `run`, `restore` (from the cache) or `blocked` (an upstream job failed)."""
     reasons: list[str] = field(default_factory=list)
+    matrix: Mapping[str, Any] = field(default_factory=dict)
+    """The job's matrix values (`{"width": 320}`), told to aggregates that read its output."""
 
     def inputs_json(self) -> str:
         """The canonical `[{"blake3", "path"}]` list the manifest and state store keep."""
@@ -141,6 +143,7 @@ class JobExpander:
                         key,
                         discovered,
                         aggregate,
+                        matrix=combo,
                     )
                 )
         return jobs
@@ -221,6 +224,8 @@ class JobExpander:
             op_class = self.registry.get(step.operator)
             op = op_class()
             params = substitute_value(step.params, values, op.runtime_placeholders)
+            if step.operator == "image.load" and rule.validate and "image" in rule.validate:
+                params = {**rule.validate["image"], **params}  # the rule's guard, unless the step says more
             calls.append(StepCall(step.operator, self.registry.targets[step.operator], op.version, params))
             if step.operator not in self._libraries:
                 self._libraries[step.operator] = op.library_versions()
@@ -228,6 +233,12 @@ class JobExpander:
             path_aware = path_aware or op.path_aware or bool(names_in_value(step.params) & PATH_PLACEHOLDERS)
             for label, path in op.key_files(params, self.config.root).items():
                 files[label] = self._file_hash(rule, step, number, path)
+        if rule.validate and ("checksums" in rule.validate or "extensions" in rule.validate):
+            path_aware = True  # these checks read the input's path: twins by content may differ
+        if rule.validate and isinstance(rule.validate.get("checksums"), str):
+            files[f"validate.checksums:{rule.validate['checksums']}"] = self.hasher.hash_path(
+                rule.validate["checksums"]
+            )
         expect = rule.expect
         if expect and isinstance(expect.get("schema"), str):
             files[f"expect.schema:{expect['schema']}"] = self.hasher.hash_path(expect["schema"])
@@ -239,6 +250,7 @@ class JobExpander:
             expect=expect,
             flags=flags,
             path_aware=path_aware,
+            validate=rule.validate,
         )
 
     def _file_hash(self, rule: Rule, step: Step, number: int, path: Path) -> str:

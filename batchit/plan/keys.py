@@ -49,6 +49,7 @@ def make_recipe(
     expect: Mapping[str, Any] | None,
     flags: Mapping[str, Any],
     path_aware: bool,
+    validate: Mapping[str, Any] | None = None,
 ) -> Recipe:
     """Serialise a recipe canonically and hash it."""
     doc = canonical_json(
@@ -59,6 +60,7 @@ def make_recipe(
             "flags": dict(flags),
             "libraries": {name: dict(v) for name, v in libraries.items()},
             "steps": [{"op": s.operator, "params": s.params, "version": s.version} for s in steps],
+            "validate": validate,
         }
     )
     return Recipe(doc, blake3_hex(doc.encode()), tuple(steps), path_aware)
@@ -112,7 +114,7 @@ def recipe_differences(old_doc: str, new_doc: str) -> list[str]:
                         f"step {index} ({b['op']}): parameter {name}: "
                         f"{json.dumps(a['params'].get(name))} -> {json.dumps(b['params'].get(name))}"
                     )
-    for field in ("libraries", "expect", "flags"):
+    for field in ("libraries", "expect", "validate", "flags"):
         if old.get(field) != new.get(field):
             changes.append(f"{field} changed: {json.dumps(old.get(field))} -> {json.dumps(new.get(field))}")
     return changes

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from batchit.execute.worker import JobResult
@@ -21,6 +22,8 @@ from batchit.plan import Planner
 from batchit.plan.files import stat_tuple
 from batchit.plan.jobs import Job
 from batchit.plan.keys import action_key
+from batchit.record.audit import append_audit
+from batchit.record.quarantine import quarantine_input
 from batchit.state.store import Failure, OutputRecord, StateStore
 
 FLUSH_EVERY = 0.5
@@ -88,22 +91,36 @@ class Committer:
                     records.append(self._output_record(job, result, stats))
                 else:
                     self._failed.add(job.job_id)
-                    self.store.put_failure(
-                        Failure(
-                            job.job_id,
-                            job.rule,
-                            _input_label(job),
-                            job.output,
-                            result.error_class,
-                            result.message,
-                            self.run_id,
-                        )
-                    )
+                    self.store.put_failure(self._failure(job, result))
             self.store.commit_outputs(records)
             self.store.put_stats(stats)
             self.store.put_stats(self.planner.stat_updates())
             self.planner.hasher.updates.clear()
         self._results.clear()
+
+    def _failure(self, job: Job, result: JobResult) -> Failure:
+        """The failure row of a job; a permanent failure of a one-input job quarantines its input."""
+        failure = Failure(
+            job.job_id,
+            job.rule,
+            _input_label(job),
+            job.output,
+            result.error_class,
+            result.message,
+            self.run_id,
+        )
+        if not quarantines(job, result):
+            return failure
+        place = quarantine_input(self.config.root, self.config.state_dir, failure, job.input_hashes[0])
+        details = {
+            "rule": job.rule,
+            "input": job.inputs[0],
+            "blake3": job.input_hashes[0],
+            "class": result.error_class,
+        }
+        append_audit(self.config.state_dir, self.store, "quarantine", {**details, "run_id": self.run_id})
+        self.warn(f"quarantined {job.inputs[0]} ({job.rule}): {result.error_class}; copy at {place}")
+        return replace(failure, quarantine=place, inputs_key="|".join(job.input_hashes))
 
     def _output_record(
         self, job: Job, result: JobResult, stats: list[tuple[str, int, int, int, int, str]]
@@ -206,21 +223,11 @@ class Committer:
                 self.store.clear_failures(j for j in self.store.load_failures() if j not in live)
         return doomed
 
-    def evict_cache(self, cache_dir: Path, max_size: int) -> list[str]:
-        """Delete the least recently used cache entries until the cache fits `cache.max_size`."""
-        total = self.store.cache_size()
-        evicted: list[str] = []
-        if total <= max_size:
-            return evicted
-        for key, size in list(self.store.cache_by_age()):
-            if total <= max_size:
-                break
-            (cache_dir / key[:2] / key).unlink(missing_ok=True)
-            evicted.append(key)
-            total -= size
-        with self.store.transaction():
-            self.store.drop_cache(evicted)
-        return evicted
+
+def quarantines(job: Job, result: JobResult) -> bool:
+    """True when a failed job's input goes to quarantine: a permanent failure of a one-input job
+    (an aggregate that fails is failed, never quarantined)."""
+    return not result.ok and not result.transient and not job.aggregate
 
 
 def _input_label(job: Job) -> str:

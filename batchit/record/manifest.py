@@ -7,22 +7,22 @@ are already canonical JSON text, which keeps 100,000 outputs fast.
 
 from __future__ import annotations
 
-import json
+import re
 import secrets
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from batchit import __version__
-from batchit.fsutil import atomic_write_bytes, atomic_write_text
 from batchit.hashing import canonical_json, json_string
 from batchit.state.store import Failure, OutputRecord
 
 FORMAT = "batchit-manifest"
 FORMAT_VERSION = 1
 MANIFEST_COPY = "batchit-manifest.json"
+PLAIN_TEXT = re.compile(r'[^"\\\x00-\x1f]*')
+"""Text that JSON writes as it is, between quotes: no quote, backslash or control character."""
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -55,7 +55,13 @@ def render_manifest(
     """The canonical manifest bytes; `statuses` maps output paths to what this run did to them."""
     entries = ",".join(_output_entry(record, statuses.get(record.path, "unchanged")) for record in outputs)
     failure_list = [
-        {"class": f.error_class, "input": f.input, "message": f.message, "quarantine": None, "rule": f.rule}
+        {
+            "class": f.error_class,
+            "input": f.input,
+            "message": f.message,
+            "quarantine": f.quarantine,
+            "rule": f.rule,
+        }
         for f in sorted(failures, key=lambda f: (f.rule, f.input))
     ]
     head: dict[str, Any] = {
@@ -77,24 +83,17 @@ def render_manifest(
     return (text[:cut] + ',"outputs":[' + entries + "]" + text[cut:] + "\n").encode("utf-8")
 
 
+def json_text(text: str) -> str:
+    """`json_string`, with a fast path for the common text that needs no escaping (most paths)."""
+    return f'"{text}"' if PLAIN_TEXT.fullmatch(text) else json_string(text)
+
+
 def _output_entry(record: OutputRecord, status: str) -> str:
     return (
-        f'{{"action_key":{json_string(record.action_key or "")},"blake3":"{record.blake3}",'
-        f'"inputs":{record.inputs},"path":{json_string(record.path)},"rule":{json_string(record.rule)},'
+        f'{{"action_key":{json_text(record.action_key or "")},"blake3":"{record.blake3}",'
+        f'"inputs":{record.inputs},"path":{json_text(record.path)},"rule":{json_text(record.rule)},'
         f'"sha256":"{record.sha256}","size":{record.size},"status":"{status}"}}'
     )
-
-
-def write_run(runs_dir: Path, out_dir: Path | None, run_id: str, manifest: bytes, *, fsync: bool) -> Path:
-    """Write the run's manifest, its copy in `out`, and point `LATEST` at the run."""
-    run_dir = runs_dir / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "manifest.json"
-    atomic_write_bytes(path, manifest, fsync=fsync)
-    if out_dir is not None:
-        atomic_write_bytes(out_dir / MANIFEST_COPY, manifest, fsync=fsync)
-    atomic_write_text(runs_dir / "LATEST", run_id + "\n", fsync=fsync)
-    return path
 
 
 def latest_run(runs_dir: Path) -> str | None:
@@ -103,17 +102,3 @@ def latest_run(runs_dir: Path) -> str | None:
         return (runs_dir / "LATEST").read_text(encoding="utf-8").strip() or None
     except FileNotFoundError:
         return None
-
-
-def load_manifest(path: Path) -> dict[str, Any]:
-    """A manifest file's content."""
-    return json.loads(path.read_bytes())  # type: ignore[no-any-return]
-
-
-def apply_retention(runs_dir: Path, keep: int) -> list[str]:
-    """Remove all but the newest `keep` run directories; return the ids removed."""
-    runs = sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.exists() else []
-    removed = runs[: max(0, len(runs) - keep)]
-    for run_id in removed:
-        shutil.rmtree(runs_dir / run_id, ignore_errors=True)
-    return removed

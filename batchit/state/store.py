@@ -36,7 +36,9 @@ CREATE INDEX IF NOT EXISTS outputs_job ON outputs (job_id);
 CREATE TABLE IF NOT EXISTS recipes (hash TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS failures (
     job_id TEXT PRIMARY KEY, rule TEXT NOT NULL, input TEXT NOT NULL, output TEXT,
-    class TEXT NOT NULL, message TEXT NOT NULL, run_id TEXT NOT NULL
+    class TEXT NOT NULL, message TEXT NOT NULL, run_id TEXT NOT NULL,
+    quarantine TEXT,                -- project-relative copy of the input, for permanent failures
+    inputs_key TEXT                 -- the failed job's input hashes: a quarantine holds while they do
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cache (
     action_key TEXT PRIMARY KEY, blake3 TEXT NOT NULL, size INTEGER NOT NULL, used INTEGER NOT NULL
@@ -86,6 +88,10 @@ class Failure:
     error_class: str
     message: str
     run_id: str
+    quarantine: str | None = None
+    """Where the input was copied (project-relative) when the failure is permanent."""
+    inputs_key: str | None = None
+    """The input hashes the job failed on, joined: the quarantine holds while they are unchanged."""
 
 
 class StateStore:
@@ -203,7 +209,7 @@ class StateStore:
 
     def put_failure(self, failure: Failure) -> None:
         """Record a job's failure (replacing its previous one)."""
-        self.db.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?,?,?)", _fields(failure))
+        self.db.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?,?,?,?,?)", _fields(failure))
 
     def clear_failures(self, job_ids: Iterable[str]) -> None:
         """Forget the failures of jobs that have since succeeded or no longer exist."""

@@ -1,0 +1,218 @@
+"""The commands about run records: keygen, verify, reconcile, runs, report, gc and audit verify.
+
+`register` adds their subparsers to the `batchit` parser; each handler takes the parsed arguments and
+returns an exit code (0, or 1 when the command ran and found something wrong; usage errors raise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from batchit.cli import print_json, project_root
+from batchit.config import load_config
+from batchit.errors import UsageError
+from batchit.model import Config
+from batchit.operators.registry import OperatorRegistry
+from batchit.record.manifest import MANIFEST_COPY, latest_run
+from batchit.record.recorder import MANIFEST
+from batchit.record.signing import PUBLIC_NAME, TrustedKey, generate_keys, keys_dir, load_public_key
+
+STATE_DIR = ".batchit"
+
+
+def register(sub: Any) -> None:
+    """Add this module's commands to the `batchit` subparsers."""
+    keygen_parser = sub.add_parser("keygen", help="create the Ed25519 signing key pair")
+    keygen_parser.add_argument("--force", action="store_true", help="replace an existing key pair")
+    keygen_parser.set_defaults(handler=keygen)
+
+    verify_parser = sub.add_parser("verify", help="check a run's signature and re-hash its outputs")
+    verify_parser.add_argument("manifest", nargs="?", metavar="MANIFEST", help="default: the latest run's")
+    verify_parser.add_argument(
+        "--key", action="append", default=[], metavar="PUBKEY", help="trusted public key (repeatable)"
+    )
+    verify_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    verify_parser.set_defaults(handler=verify)
+
+    reconcile_parser = sub.add_parser("reconcile", help="sources vs the last manifest vs the files in out")
+    reconcile_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    reconcile_parser.set_defaults(handler=reconcile)
+
+    runs_parser = sub.add_parser("runs", help="list past runs")
+    runs_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    runs_parser.set_defaults(handler=runs)
+
+    report_parser = sub.add_parser("report", help="re-render a run's report and print its path")
+    report_parser.add_argument("run_id", nargs="?", metavar="RUN_ID", help="default: the latest run")
+    report_parser.set_defaults(handler=report)
+
+    gc_parser = sub.add_parser("gc", help="apply runs.keep and cache.max_size now")
+    gc_parser.set_defaults(handler=gc)
+
+    audit_parser = sub.add_parser("audit", help="the audit log")
+    audit_actions = audit_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    audit_verify = audit_actions.add_parser("verify", help="check the audit log's hash chain")
+    audit_verify.set_defaults(handler=audit)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(project_root(), args.file, {}, OperatorRegistry.default())
+
+
+def keygen(args: argparse.Namespace) -> int:
+    """`batchit keygen [--force]`: write `.batchit/keys/batchit.key` (0600) and `batchit.pub`."""
+    key = generate_keys(project_root() / STATE_DIR, force=args.force)
+    public = keys_dir(Path(STATE_DIR)) / PUBLIC_NAME
+    print(f"keygen: key id {key.key_id}")
+    print(f"  private key: {keys_dir(Path(STATE_DIR))}/batchit.key (mode 0600; keep it secret)")
+    print(f"  public key:  {public} (give it to whoever verifies: batchit verify --key {public})")
+    return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    """`batchit verify [MANIFEST] [--key PUBKEY ...] [--json]`."""
+    from batchit.record.verify import verify_manifest
+
+    manifest, base = _manifest_and_base(args.manifest, lambda: _config(args))
+    result = verify_manifest(manifest, base, _trusted(args.key))
+    if args.json:
+        print_json(result.as_json())
+        return result.exit_code
+    print(f"verify: {manifest} (outputs under {base})")
+    for problem in result.problems:
+        print(f"  {problem.kind}: {problem.path + ': ' if problem.path else ''}{problem.detail}")
+    if result.problems:
+        print(f"verify: FAILED: {len(result.problems)} problem(s), {result.outputs} output(s) listed")
+    else:
+        print(f"verify: ok: signed by key {result.key_id}, {result.outputs} output(s) match")
+    return result.exit_code
+
+
+def _manifest_and_base(named: str | None, config: Callable[[], Config]) -> tuple[Path, Path]:
+    """The manifest to check and the folder its outputs resolve against (SPEC section 4)."""
+    if named is None:
+        runs = project_root() / STATE_DIR / "runs"
+        run_id = latest_run(runs)
+        if run_id is None or not (runs / run_id / MANIFEST).is_file():
+            raise UsageError(
+                "no manifest to check: no run is recorded here", hint="run `batchit build` first"
+            )
+        return runs / run_id / MANIFEST, config().out_dir
+    path = Path(named)
+    if path.is_dir():
+        path = path / MANIFEST_COPY
+    if not path.is_file():
+        raise UsageError(f"no manifest to check: {path} does not exist", hint="name a manifest.json file")
+    base = path.parent if path.name == MANIFEST_COPY else config().out_dir
+    return path, base
+
+
+def _trusted(paths: list[str]) -> list[TrustedKey]:
+    if paths:
+        return [load_public_key(Path(p)) for p in paths]
+    own = keys_dir(project_root() / STATE_DIR) / PUBLIC_NAME
+    if not own.is_file():
+        raise UsageError(
+            f"no public key to verify with: {own.relative_to(project_root())} does not exist",
+            hint="pass the signer's public key with --key PUBKEY",
+        )
+    return [load_public_key(own)]
+
+
+def reconcile(args: argparse.Namespace) -> int:
+    """`batchit reconcile [--json]`: missing, orphaned and modified outputs (exit 1), duplicates."""
+    from batchit.clean import produced_outputs
+    from batchit.record.reconcile import reconcile as compare
+
+    config = _config(args)
+    runs = config.state_dir / "runs"
+    run_id = latest_run(runs)
+    manifest_path = runs / run_id / MANIFEST if run_id else None
+    manifest = json.loads(manifest_path.read_bytes()) if manifest_path and manifest_path.is_file() else None
+    result = compare(config.out_dir, produced_outputs(config, OperatorRegistry.default()), manifest)
+    if args.json:
+        print_json(result.as_json())
+        return result.exit_code
+    against = f"run {result.manifest_run}" if result.manifest_run else "no manifest"
+    print(f"reconcile: sources vs {against} vs {config.out}/")
+    for kind, findings in (
+        ("missing", result.missing),
+        ("orphan", result.orphans),
+        ("modified", result.modified),
+    ):
+        for finding in findings:
+            print(f"  {kind}: {config.out}/{finding.path}: {finding.detail}")
+    for digest, paths in result.duplicates:
+        print(f"  same content ({digest[:16]}...): {', '.join(f'{config.out}/{p}' for p in paths)}")
+    counts = f"{len(result.missing)} missing, {len(result.orphans)} orphaned, {len(result.modified)} modified"
+    print(
+        f"reconcile: {'FAILED' if result.exit_code else 'ok'}: {counts}, {len(result.duplicates)} duplicated"
+    )
+    return result.exit_code
+
+
+def runs(args: argparse.Namespace) -> int:
+    """`batchit runs [--json]`: the runs still kept, oldest first."""
+    from batchit.record.runs import list_runs
+
+    found = list_runs(project_root() / STATE_DIR / "runs")
+    if args.json:
+        print_json([r.as_json() for r in found])
+        return 0
+    names = ("built", "restored", "up_to_date", "failed", "quarantined", "deferred", "pruned")
+    print(
+        f"{'run':<28} {'status':<12}"
+        + "".join(f"{n.replace('_', ' '):>12}" for n in names)
+        + f"{'seconds':>10}"
+    )
+    for run in found:
+        counts = "".join(f"{run.summary.get(n, 0):>12}" for n in names)
+        seconds = "" if run.seconds is None else f"{run.seconds:.2f}"
+        print(f"{run.run_id:<28} {run.status:<12}{counts}{seconds:>10}")
+    print(f"runs: {len(found)} kept")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    """`batchit report [RUN_ID]`: render the run's report again and print its path."""
+    from batchit.record.report import write_report
+    from batchit.record.rundata import RUN_FILE
+    from batchit.record.runs import find_run
+
+    run_dir = find_run(project_root() / STATE_DIR / "runs", args.run_id)
+    if not (run_dir / RUN_FILE).is_file():
+        raise UsageError(f"run {run_dir.name} kept no report data ({RUN_FILE})", hint="pick another run")
+    print(write_report(run_dir))
+    return 0
+
+
+def gc(args: argparse.Namespace) -> int:
+    """`batchit gc`: apply `runs.keep` and `cache.max_size` now."""
+    from batchit.record.runs import collect_garbage
+
+    done = collect_garbage(_config(args))
+    cache = f"{done.cache_entries} cache entries ({done.cache_bytes} bytes)"
+    print(f"gc: removed {len(done.runs)} run record(s) and {cache}")
+    return 0
+
+
+def audit(args: argparse.Namespace) -> int:
+    """`batchit audit verify`: check the audit log's chain against the head in the state store."""
+    from batchit.record.audit import audit_head, verify_audit
+    from batchit.state.store import StateStore
+
+    state_dir = project_root() / STATE_DIR
+    store = StateStore.open_readonly(state_dir / "state.db")
+    head = audit_head(store) if store else None
+    if store:
+        store.close()
+    check = verify_audit(state_dir, head)
+    if check.broken is not None:
+        print(f"audit: BROKEN at line {check.broken.line}: {check.broken.reason}")
+    else:
+        print(f"audit: ok: {check.entries} entries, head {head or 'none'}")
+    return check.exit_code

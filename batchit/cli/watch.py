@@ -1,0 +1,86 @@
+"""`batchit watch`: build, then rebuild after every burst of changes until Ctrl-C (which exits 0).
+
+Each rebuild is a plain `batchit build` with the same flags, so its summary lines are the ones a
+build prints; a line before each names what changed. A config error during a rebuild is reported
+and the watch goes on: fixing the file triggers the next rebuild.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from batchit.cli import INTERRUPTED, _build_flags, commands, project_root
+from batchit.config import load_config
+from batchit.errors import BatchitError
+from batchit.operators.registry import OperatorRegistry
+from batchit.watch import watch
+
+SHOWN_CHANGES = 3
+"""How many changed paths the line before a rebuild names."""
+
+
+def register(sub: Any) -> None:
+    """Add `watch` to the `batchit` subparsers: the build flags plus `--debounce MS`."""
+    parser = sub.add_parser("watch", help="rebuild on every change, debounced; Ctrl-C stops")
+    _build_flags(parser)
+    parser.add_argument(
+        "--debounce",
+        type=_milliseconds,
+        default=200,
+        metavar="MS",
+        help="wait until no change arrived for MS milliseconds before rebuilding (default: 200)",
+    )
+    parser.set_defaults(handler=run, dry_run=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build once, then watch the project and rebuild on change; exit 0 on Ctrl-C."""
+    root = project_root()
+    config = load_config(root, args.file, {}, OperatorRegistry.default())
+    count = 0
+
+    def rebuild(changed: list[str]) -> bool:
+        nonlocal count
+        count += 1
+        more = f" and {len(changed) - SHOWN_CHANGES} more" if len(changed) > SHOWN_CHANGES else ""
+        _say(f"batchit watch: rebuild {count} after changes to {', '.join(changed[:SHOWN_CHANGES])}{more}")
+        return _build(args) != INTERRUPTED
+
+    def ready() -> None:
+        _say(f"batchit watch: watching {root} (debounce {args.debounce} ms); Ctrl-C to stop")
+
+    try:
+        if _build(args) != INTERRUPTED:
+            watch(root, [config.out, ".batchit"], args.debounce / 1000, rebuild, ready)
+    except KeyboardInterrupt:
+        pass
+    _say("batchit watch: stopped")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    """One `batchit build` with the watch's flags; an error is printed, not raised."""
+    try:
+        code = commands.build(args)
+    except BatchitError as exc:
+        print(f"batchit: error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return code
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _milliseconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value

@@ -1,0 +1,46 @@
+"""batchit inside doit (SPEC section 9): one doit sub-task per batchit job, one shared state.
+
+In a `dodo.py`, beside the tasks it already has:
+
+    import batchit.doit
+    task_site = batchit.doit.tasks("site")
+
+`doit list --all` then shows `site:<output>` for every job (named by its output path relative to
+`out`) and `site:_record`. doit creates every task before it runs any, so a sub-task carries only
+its job's identity: its `uptodate` check and its action plan that job again when doit reaches it,
+after the sub-tasks it depends on (`task_dep`) ran, so a key that depends on upstream outputs is
+computed from their real bytes. There is no `file_dep`: batchit's state store alone says what is up
+to date, so `doit` after `batchit build` runs nothing, and the other way round.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from batchit.doit.checker import Blake3Checker
+from batchit.doit.session import Session, TaskDict
+
+__all__ = ["Blake3Checker", "tasks"]
+
+
+def tasks(
+    project_dir: str | os.PathLike[str], *, basename: str | None = None, config_file: str = "batchit.yaml"
+) -> Callable[[], Iterator[TaskDict]]:
+    """A doit task creator for the batchit project in `project_dir`: `task_site = tasks("site")`.
+
+    The sub-tasks are grouped under `basename` (default: the project folder's name, so `site` for
+    `tasks("site")`); name the dodo.py attribute after it. The config is read when doit loads the
+    tasks (`doit list`, `doit run`); `project_dir` is relative to the directory doit runs in (the
+    dodo.py's folder unless `doit -d DIR` says otherwise).
+    """
+    root = Path(project_dir).resolve()
+    group = basename or root.name
+
+    def task_creator() -> Iterator[TaskDict]:
+        session = Session.open(root, config_file, group)
+        yield from session.tasks()
+
+    task_creator.__doc__ = f"batchit jobs of {os.fspath(project_dir)}/{config_file}, one sub-task per output"
+    return task_creator

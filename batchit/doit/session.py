@@ -1,0 +1,310 @@
+"""A doit invocation's view of a batchit project: its sub-tasks, their checks and actions, `_record`.
+
+Every check and action plans again from the state store: doit may run them in other processes
+(`-P process`), long after the tasks were created, and batchit's state is the only truth.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import TaskFailed
+
+from batchit.config import load_config
+from batchit.engine import run_planned_job
+from batchit.errors import BatchitError
+from batchit.model import Config
+from batchit.operators.registry import OperatorRegistry
+from batchit.plan import Planner, PlanOptions, select_rules
+from batchit.plan.jobs import UNKNOWN, Job
+from batchit.record.commits import Committer
+from batchit.record.manifest import RunInfo, latest_run, new_run_id
+from batchit.record.recorder import Recorder
+from batchit.record.rundata import JobRow
+from batchit.state.lock import ProjectLock
+from batchit.state.store import Failure, OutputRecord, StateStore
+
+TaskDict = dict[str, Any]
+RECORD = "_record"
+SUMMARY = ("built", "restored", "up_to_date", "failed", "quarantined", "deferred", "pruned")
+
+
+@dataclass
+class Session:
+    """One doit invocation's view of a batchit project: its config, and the run id its jobs commit as."""
+
+    config: Config
+    registry: OperatorRegistry
+    basename: str
+    run_id: str
+    started: datetime
+    _predicted: tuple[int, dict[str, str], frozenset[str]] | None = field(default=None, repr=False)
+    """(store generation, job id -> action, outputs) of the last plan the checks made."""
+
+    @classmethod
+    def open(cls, root: Path, config_file: str, basename: str) -> Session:
+        """Load the project's config (a config error stops doit with batchit's message)."""
+        registry = OperatorRegistry.default()
+        config = load_config(root, config_file, {}, registry)
+        started = datetime.now(UTC)
+        return cls(config, registry, basename, new_run_id(started), started)
+
+    @property
+    def state_db(self) -> Path:
+        """`.batchit/state.db`."""
+        return self.config.state_dir / "state.db"
+
+    def tasks(self) -> Iterator[TaskDict]:
+        """A sub-task per job of the current plan, then `_record` depending on all of them."""
+        store = StateStore.open_readonly(self.state_db)
+        try:
+            _, jobs = self._plan(store)
+        finally:
+            if store is not None:
+                store.close()
+        names = {f"{self.config.out}/{job.output}": self._name(job) for job in jobs}
+        by_rule: dict[str, list[str]] = {}
+        for job in jobs:
+            by_rule.setdefault(job.rule, []).append(f"{self.basename}:{self._name(job)}")
+        for job in jobs:
+            upstream = self.config.rules[job.rule].from_rules
+            if job.aggregate or any(
+                path not in names for path in job.inputs if path.startswith(f"{self.config.out}/")
+            ):
+                depends = [name for rule in upstream for name in by_rule.get(rule, [])]
+            else:
+                depends = [f"{self.basename}:{names[path]}" for path in job.inputs if path in names]
+            known = job.key != UNKNOWN or "{key8}" not in self.config.rules[job.rule].output
+            yield {
+                "basename": self.basename,
+                "name": self._name(job),
+                "doc": f"{job.rule}: {_label(job)}",
+                "actions": [(self.run, (job.job_id, job.rule))],
+                "targets": [str(self.config.out_dir / job.output)] if known else [],
+                "task_dep": depends,
+                "uptodate": [UpToDate(self, job.job_id)],
+            }
+        yield {
+            "basename": self.basename,
+            "name": RECORD,
+            "doc": "write the run's signed manifest and report when a job ran or the last one is stale",
+            "actions": [self.record],
+            "task_dep": [name for names_of_rule in by_rule.values() for name in names_of_rule],
+            "uptodate": [self.record_is_current],
+        }
+
+    def _name(self, job: Job) -> str:
+        """The sub-task name: the output path, with `{key8}` kept when the key is not known yet."""
+        if job.key == UNKNOWN and "{key8}" in self.config.rules[job.rule].output:
+            return job.output.replace("00000000", "{key8}")
+        return job.output
+
+    def _plan(self, store: StateStore | None, rule: str | None = None) -> tuple[Planner, list[Job]]:
+        """Plan every rule, or `rule` and the rules it reads, as `batchit plan` does."""
+        planner = Planner.open(self.config, self.registry, store, PlanOptions())
+        return planner, planner.predict(select_rules(self.config, [rule] if rule else []))
+
+    def is_up_to_date(self, job_id: str) -> bool:
+        """True exactly when `batchit plan` would say `skip` for the job now.
+
+        A project never built gets its empty state store here, in doit's main process, before any
+        sub-task runs: parallel sub-tasks then never race to create it.
+        """
+        if not self.state_db.exists():
+            with ProjectLock(self.config.state_dir / "lock", shared=True):
+                StateStore.open(self.state_db).close()
+            return False
+        return self._predict()[1].get(job_id) == "skip"
+
+    def _predict(self) -> tuple[int, dict[str, str], frozenset[str]]:
+        """The current plan's actions and outputs, planned again only when the state store moved on.
+
+        doit asks every sub-task in turn; between two commits the answer cannot change, so one plan
+        serves them all.
+        """
+        store = StateStore.open_readonly(self.state_db)
+        try:
+            generation = store.generation() if store is not None else 0
+            if self._predicted is None or self._predicted[0] != generation:
+                _, jobs = self._plan(store)
+                actions = {job.job_id: job.action for job in jobs}
+                self._predicted = (generation, actions, frozenset(job.output for job in jobs))
+        finally:
+            if store is not None:
+                store.close()
+        return self._predicted
+
+    def run(self, job_id: str, rule: str) -> TaskFailed | None:
+        """The sub-task's action: plan the job again, run it here and commit it, under the shared lock."""
+        try:
+            with ProjectLock(self.config.state_dir / "lock", shared=True):
+                store = StateStore.open(self.state_db, fsync=self.config.durability == "fsync")
+                try:
+                    return self._run(store, job_id, rule)
+                finally:
+                    store.close()
+        except BatchitError as exc:
+            return TaskFailed(f"batchit: {exc}")
+
+    def _run(self, store: StateStore, job_id: str, rule: str) -> TaskFailed | None:
+        planner, jobs = self._plan(store, rule)
+        job = next((j for j in jobs if j.job_id == job_id), None)
+        if job is None:
+            return TaskFailed(f"batchit: job {job_id} no longer exists (its input is gone); run doit again")
+        if job.output in planner.decider.strangers:
+            return TaskFailed(
+                f"batchit: {self.config.out}/{job.output} holds a file batchit did not write; "
+                "move it away, or run `batchit build --overwrite` once"
+            )
+        if job.action == "skip":
+            return None
+        if job.action not in ("run", "restore"):
+            return TaskFailed(f"batchit: {job.job_id} is {job.action}: {'; '.join(job.reasons)}")
+        by_rule: dict[str, list[Job]] = {}
+        for planned in jobs:
+            by_rule.setdefault(planned.rule, []).append(planned)
+        result = run_planned_job(self.config, self.registry, store, planner, job, self.run_id, by_rule, _warn)
+        if not result.ok:
+            return TaskFailed(
+                f"batchit: {job.rule}: {self.config.out}/{job.output}: {result.error_class}: {result.message}"
+            )
+        return None
+
+    def record_is_current(self) -> bool:
+        """`_record`'s check: no job ran in this doit run, nothing is left to prune, and the latest
+        manifest matches the state."""
+        if not self._predict()[2].issuperset(self._recorded_outputs()):
+            return False
+        store = StateStore.open_readonly(self.state_db)
+        if store is None:
+            return True  # nothing was ever built: nothing to record
+        try:
+            outputs, failures = store.load_outputs(), store.load_failures()
+        finally:
+            store.close()
+        if any(r.run_id == self.run_id for r in outputs.values()) or any(
+            f.run_id == self.run_id for f in failures.values()
+        ):
+            return False
+        runs = self.config.state_dir / "runs"
+        latest = latest_run(runs)
+        try:
+            manifest = json.loads((runs / latest / "manifest.json").read_bytes()) if latest else None
+        except (OSError, ValueError):
+            manifest = None
+        if manifest is None or manifest.get("config_hash") != self.config.config_hash:
+            return False
+        recorded = {(o["path"], o["blake3"], o["action_key"]) for o in manifest.get("outputs", [])}
+        current = {(r.path, r.blake3, r.action_key or "") for r in outputs.values() if r.blake3}
+        recorded_failures = {
+            (f["rule"], f["input"], f["class"], f["message"]) for f in manifest.get("failures", [])
+        }
+        current_failures = {(f.rule, f.input, f.error_class, f.message) for f in failures.values()}
+        return recorded == current and recorded_failures == current_failures
+
+    def record(self) -> TaskFailed | None:
+        """`_record`'s action: the signed manifest and report of this doit run, under the exclusive lock."""
+        try:
+            with ProjectLock(self.config.state_dir / "lock"):
+                store = StateStore.open(self.state_db, fsync=self.config.durability == "fsync")
+                try:
+                    self._record(store)
+                finally:
+                    store.close()
+        except BatchitError as exc:
+            return TaskFailed(f"batchit: {exc}")
+        return None
+
+    def _recorded_outputs(self) -> set[str]:
+        store = StateStore.open_readonly(self.state_db)
+        if store is None:
+            return set()
+        try:
+            return set(store.load_owned())
+        finally:
+            store.close()
+
+    def _record(self, store: StateStore) -> None:
+        planner, jobs = self._plan(store)
+        by_rule: dict[str, list[Job]] = {name: [] for name in self.config.rules}
+        for job in jobs:
+            by_rule[job.rule].append(job)
+        committer = Committer(store, planner, self.config, self.run_id, _warn)
+        pruned = committer.prune(by_rule, list(by_rule), full=True)  # every job ran before _record
+        outputs, failures = store.load_outputs(), store.load_failures()
+        rows = [self._row(job, outputs.get(job.output), failures.get(job.job_id)) for job in jobs]
+        statuses = {row.output: "stale" if row.status == "not_run" else row.status for row in rows}
+        counts = dict.fromkeys(SUMMARY, 0)
+        counts["pruned"] = len(pruned)
+        for row in rows:
+            if row.status in counts:
+                counts[row.status] += 1
+        troubled = counts["failed"] or counts["quarantined"]
+        info = RunInfo(
+            self.run_id,
+            self.started,
+            datetime.now(UTC),
+            self.config.config_hash,
+            "failed" if troubled else "ok",
+            counts,
+        )
+        Recorder(self.config, self.run_id, _say).write(store, info, statuses, rows, ())
+
+    def _row(self, job: Job, record: OutputRecord | None, failure: Failure | None) -> JobRow:
+        """The report's row for a job: what this doit run did to it, read back from the state store."""
+        message = ""
+        if failure is not None and failure.run_id == self.run_id:
+            status = "quarantined" if failure.quarantine else "failed"
+            message = failure.message
+        elif record is not None and record.run_id == self.run_id and record.job_id == job.job_id:
+            status = record.status
+        else:
+            status = "up_to_date" if job.action == "skip" else "not_run"
+        error = failure.error_class if message and failure else ""
+        return JobRow(
+            job.job_id,
+            job.rule,
+            job.output,
+            _label(job),
+            status,
+            tuple(job.reasons),
+            error_class=error,
+            message=message,
+        )
+
+
+@dataclass(frozen=True)
+class UpToDate:
+    """A job sub-task's `uptodate` check: asks batchit's state store, never doit's database."""
+
+    session: Session
+    job_id: str
+
+    def __call__(self) -> bool:
+        """True when the job is up to date; an error in batchit's state counts as stale."""
+        try:
+            return self.session.is_up_to_date(self.job_id)
+        except BatchitError:
+            return False
+
+
+def _label(job: Job) -> str:
+    return job.inputs[0] if len(job.inputs) == 1 else f"{len(job.inputs)} inputs"
+
+
+def _warn(text: str) -> None:
+    print(f"batchit: warning: {text}", file=sys.stderr)
+
+
+def _say(event: dict[str, Any]) -> None:
+    """Show the events a recorded run emits that a person should see (warnings, a new key)."""
+    if event.get("event") == "warning":
+        _warn(str(event["message"]))
+    elif event.get("event") == "key_created":
+        print(f"batchit: created signing key {event['key_id']} ({event['path']})", file=sys.stderr)

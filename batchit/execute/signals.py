@@ -1,0 +1,54 @@
+"""SIGINT/SIGTERM during a build (SPEC section 7): the first stops scheduling, the second exits at once.
+
+The build loop polls `requested`; the handler only sets it and says what happens next, so no job is
+cut off between its rename and its commit. A second signal exits immediately: everything committed
+so far is already durable in the state store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType, TracebackType
+
+GRACE_SECONDS = 10.0
+"""How long running jobs get to finish after the first signal."""
+
+INTERRUPTED_EXIT = 130
+
+
+class StopSignals:
+    """Turns SIGINT and SIGTERM into a flag for the duration of a `with` block; `wake` interrupts
+    the build loop's wait so the flag is seen at once, before a free worker starts queued work."""
+
+    def __init__(self, announce: Callable[[str], None], wake: Callable[[], None]) -> None:
+        self.announce = announce
+        self.wake = wake
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            os._exit(INTERRUPTED_EXIT)
+        self.requested = True
+        self.wake()
+        name = signal.Signals(signum).name
+        self.announce(
+            f"interrupted ({name}): no new jobs; running jobs get {GRACE_SECONDS:.0f} s to finish; "
+            "interrupt again to exit at once"
+        )

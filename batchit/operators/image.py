@@ -1,0 +1,276 @@
+"""Image operators on Pillow: what they share (`Picture`, the decoding guard) and `image.load`.
+
+An image travels between image steps as a `Picture`: a Pillow image that `image.load` opens without
+decoding, with the metadata it carried and its EXIF orientation. The first step that needs pixels
+decodes it; `image.resize` first asks a JPEG decoder for a reduced scale (`draft`, DCT scaling) when
+the target size allows it, so a 1600x1200 photo resized to 320 px is decoded at 800x600 and never
+at full size. Geometry lives in `image_resize.py`, painting in `image_paint.py`, metadata and
+encoding in `image_save.py`.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+from PIL import Image, UnidentifiedImageError
+
+from batchit.errors import PermanentError
+from batchit.operators.base import InputFile, JobContext, Operator
+
+CODECS = {"libjpeg": "jpg", "libwebp": "webp", "libavif": "avif", "zlib": "zlib", "freetype2": "freetype2"}
+"""Pillow features whose versions shape decoded pixels or encoded bytes, by the label in the key."""
+
+ORIENTATION = 0x0112
+TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""EXIF orientation -> the transposition that shows the image upright (as ImageOps.exif_transpose)."""
+
+
+class ImageOperator(Operator):
+    """Base of the image operators: Pillow's version and its codecs' versions enter the key."""
+
+    libraries = ("pillow",)
+
+    def library_versions(self) -> dict[str, str]:
+        """Pillow's version plus libjpeg, libwebp, libavif, zlib and FreeType as Pillow reports them."""
+        from PIL import features
+
+        versions = super().library_versions()
+        for label, feature in CODECS.items():
+            versions[label] = features.version(feature) or "missing"
+        return versions
+
+
+@dataclass(eq=False)
+class Picture:
+    """An image between image steps: opened, maybe not yet decoded, with its metadata kept apart.
+
+    `size` is always the upright size in the picture's own pixels. Until `pixels()` is called the
+    Pillow image holds only the file's header, and `draft()` may still lower the decoding scale.
+    """
+
+    image: Image.Image
+    source: str
+    """The input path, for messages."""
+    format: str
+    size: tuple[int, int]
+    orientation: int = 1
+    metadata: dict[str, bytes] = field(default_factory=dict)
+    """`exif` (without the orientation, which is applied), `icc_profile`, `xmp`, `comment`."""
+    allow_draft: bool = True
+    decoded: bool = False
+    draft_scale: int = 1
+    """1, 2, 4 or 8: the JPEG decoder produced 1/draft_scale of each dimension (kept afterwards, so
+    a test or a log can tell how the picture was decoded)."""
+
+    def draft(self, needed: tuple[int, int]) -> None:
+        """Let the JPEG decoder produce a smaller image, no smaller than `needed` (upright pixels)."""
+        if self.decoded or not self.allow_draft or self.format != "JPEG" or min(needed) < 1:
+            return
+        raw = (needed[1], needed[0]) if self.orientation in (5, 6, 7, 8) else needed
+        before = self.image.size
+        with decoding(self.source):
+            drafted = self.image.draft(None, raw)
+        if drafted is not None:  # box = the whole image in decoded pixels: (0, 0, width / s, height / s)
+            self.draft_scale = max(1, round(before[0] / drafted[1][2]))
+
+    def pixels(self) -> Image.Image:
+        """The decoded, upright image in a working mode (L, RGB or RGBA); decodes on first use.
+
+        The file is closed once decoded: Pillow closes a single-frame file itself, and keeps a
+        multi-frame one (or a stream it was given) open for seeking, so that frame is copied out.
+        """
+        if not self.decoded:
+            opened = self.image
+            try:
+                with decoding(self.source):
+                    opened.load()
+            except BaseException:
+                opened.close()
+                raise
+            image = opened
+            if self.orientation in TRANSPOSES:
+                image = image.transpose(TRANSPOSES[self.orientation])
+            image = working_mode(image)
+            if getattr(opened, "fp", None) is not None or getattr(opened, "_fp", None) is not None:
+                image = opened.copy() if image is opened else image
+                opened.close()
+            self.image, self.decoded = image, True
+        return self.image
+
+    def replace(self, image: Image.Image) -> Picture:
+        """This picture with new pixels (the result of a transformation)."""
+        self.image, self.size, self.decoded = image, image.size, True
+        return self
+
+
+def working_mode(image: Image.Image) -> Image.Image:
+    """L, RGB or RGBA: CMYK and YCbCr become RGB, palettes RGB(A), 16-bit grey 8-bit, LA RGBA."""
+    mode = image.mode
+    if mode in ("L", "RGB", "RGBA"):
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
+    if mode in ("1", "I", "F"):
+        return image.convert("L")
+    if mode == "P":
+        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if mode in ("LA", "La", "PA", "RGBa"):
+        return image.convert("RGBA")
+    return image.convert("RGB")
+
+
+@contextmanager
+def decoding(source: str) -> Iterator[None]:
+    """Turn Pillow's complaints about an input into permanent errors that name it.
+
+    Pillow's decompression-bomb warning becomes an error here, inside this block only (the global
+    `Image.MAX_IMAGE_PIXELS` is never changed); a truncated or undecodable file is a permanent error.
+    An OSError with an errno is a real I/O failure and passes through for the worker to classify.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            yield
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise PermanentError(
+                f"{source}: refused as a possible decompression bomb: {exc}",
+                hint="shrink the image, or raise the step's max_pixels if it is genuine",
+            ) from exc
+        except UnidentifiedImageError as exc:
+            raise PermanentError(f"{source} is not an image Pillow can read") from exc
+        except OSError as exc:
+            if exc.errno is not None:
+                raise
+            raise PermanentError(f"{source}: cannot decode the image: {exc}") from exc
+        except (SyntaxError, ValueError, EOFError) as exc:
+            raise PermanentError(f"{source}: cannot decode the image: {exc}") from exc
+
+
+def picture_of(value: Any, step: str) -> Picture:
+    """The value as a Picture, or a permanent error saying `image.load` must come first."""
+    if isinstance(value, Picture):
+        return value
+    raise PermanentError(
+        f"step {step} needs an image, got {type(value).__name__}",
+        hint="put image.load before the other image steps",
+    )
+
+
+class ImageLoad(ImageOperator):
+    """`image.load`: open an image without decoding it; check its format and size from the header.
+
+    EXIF orientation is applied when the pixels are decoded, so later steps see the image upright.
+    An animated GIF or WebP gives its first frame (`animated: first`, the default) or is refused
+    (`animated: error`). Pillow's decompression-bomb limit always applies; `max_pixels` is a tighter
+    one of your own, checked before a single pixel is decoded.
+    """
+
+    name = "image.load"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "description": "Open an image lazily (decoded by the first step that needs pixels), upright.",
+        "properties": {
+            "max_pixels": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Refuse an image whose width x height is larger (checked before decoding).",
+            },
+            "formats": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "description": "Accepted Pillow formats (JPEG, PNG, WEBP, GIF, AVIF, ...); others are "
+                "refused.",
+            },
+            "draft": {
+                "type": "boolean",
+                "default": True,
+                "description": "Let a later image.resize decode a JPEG at a reduced scale (never below "
+                "twice the target size). false decodes every pixel.",
+            },
+            "animated": {
+                "enum": ["first", "error"],
+                "default": "first",
+                "description": "An animated GIF or WebP: keep its first frame, or refuse it.",
+            },
+        },
+        "additionalProperties": False,
+    }
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        """A Picture of the input (a file or the bytes of an earlier step), not yet decoded."""
+        if isinstance(value, Picture):
+            return value
+        opened: Path | BinaryIO
+        if isinstance(value, InputFile):
+            source, opened = value.path, value.absolute
+        elif isinstance(value, bytes):
+            source, opened = f"the image from {ctx.input}", io.BytesIO(value)
+        else:
+            raise PermanentError(f"step {self.name} needs an image file or bytes, got {type(value).__name__}")
+        with decoding(source):
+            image = Image.open(opened)
+        try:
+            picture = self._checked(image, source, params)
+        except BaseException:
+            image.close()
+            raise
+        picture.allow_draft = params.get("draft", True)
+        return picture
+
+    def _checked(self, image: Image.Image, source: str, params: dict[str, Any]) -> Picture:
+        kind = image.format or ""
+        formats = [f.upper() for f in params.get("formats", [])]
+        if formats and kind.upper() not in formats:
+            raise PermanentError(f"{source} is {kind or 'of unknown format'}, not one of {formats}")
+        width, height = image.size
+        limit = params.get("max_pixels")
+        if limit is not None and width * height > limit:
+            raise PermanentError(f"{source} has {width}x{height} = {width * height} pixels, over {limit}")
+        frames = int(getattr(image, "n_frames", 1))
+        if frames > 1 and params.get("animated", "first") == "error":
+            raise PermanentError(f"{source} is animated ({frames} frames)", hint="use animated: first")
+        with decoding(source):
+            exif = image.getexif()
+        orientation = int(exif.pop(ORIENTATION, 1) or 1)
+        upright = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        return Picture(image, source, kind, upright, orientation, _metadata(image, exif))
+
+
+def _metadata(image: Image.Image, exif: Image.Exif) -> dict[str, bytes]:
+    """The metadata an image carries that image.save can write again: EXIF, ICC, XMP, comment."""
+    found: dict[str, bytes] = {}
+    if len(exif):
+        found["exif"] = exif.tobytes()
+    for key, names in (("icc_profile", ("icc_profile",)), ("xmp", ("xmp", "XML:com.adobe.xmp"))):
+        for name in names:
+            if image.info.get(name):
+                item = image.info[name]
+                found[key] = item.encode("utf-8") if isinstance(item, str) else bytes(item)
+                break
+    comment = image.info.get("comment")
+    if comment:
+        found["comment"] = comment.encode("utf-8") if isinstance(comment, str) else bytes(comment)
+    return found
+
+
+def place(outer: tuple[int, int], inner: tuple[int, int], where: str, margin: int) -> tuple[int, int]:
+    """Top-left corner of an `inner` box put at `where` (a gravity or position name) inside `outer`."""
+    spare_w, spare_h = outer[0] - inner[0], outer[1] - inner[1]
+    x = margin if "left" in where else spare_w - margin if "right" in where else spare_w // 2
+    y = margin if "top" in where else spare_h - margin if "bottom" in where else spare_h // 2
+    return x, y

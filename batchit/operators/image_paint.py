@@ -1,0 +1,129 @@
+"""`image.watermark`: composite a text or a logo onto a picture.
+
+The mark is drawn on a transparent layer of its own size and alpha-composited at its place, so the
+pixels outside its box are left exactly as they were. The logo and the font are project files
+(`file_params`): editing either rebuilds every watermarked output.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from PIL import Image, ImageDraw, ImageFont
+
+from batchit.errors import PermanentError
+from batchit.operators.base import JobContext
+from batchit.operators.image import ImageOperator, decoding, picture_of, place
+
+POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")
+
+
+class ImageWatermark(ImageOperator):
+    """`image.watermark`: put a `text` (bundled or configured font) or an `image` at a `position`.
+
+    `opacity` scales the mark's own alpha (0 invisible, 1 opaque); `margin` is the distance in pixels
+    from the picked edges (ignored for `center`). A text's default size is 1/20 of the picture's
+    height (at least 12 px); a logo keeps its size unless `scale` sets its width as a fraction of the
+    picture's width. Use `when:` to skip small variants (`when: "width > 320"`).
+    """
+
+    name = "image.watermark"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "description": "Composite a text or a logo onto the image.",
+        "properties": {
+            "text": {"type": "string", "minLength": 1, "description": "The text to draw."},
+            "image": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Project-relative path of a logo (PNG with transparency works best); "
+                "its content is part of the job's key.",
+            },
+            "font": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Project-relative TrueType/OpenType font for `text` (default: Pillow's "
+                "bundled font); its content is part of the job's key.",
+            },
+            "size": {"type": "integer", "minimum": 1, "description": "Text height in pixels."},
+            "color": {
+                "type": "string",
+                "minLength": 1,
+                "default": "white",
+                "description": "Text colour: a CSS-style name or #rrggbb.",
+            },
+            "position": {
+                "enum": list(POSITIONS),
+                "default": "bottom-right",
+                "description": "Where the mark goes.",
+            },
+            "opacity": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "default": 0.5,
+                "description": "0 (invisible) to 1 (opaque), multiplied with the mark's own alpha.",
+            },
+            "margin": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 16,
+                "description": "Distance in pixels between the mark and the edges it sits at.",
+            },
+            "scale": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1,
+                "description": "A logo's width as a fraction of the picture's width (default: its own size).",
+            },
+        },
+        "oneOf": [{"required": ["text"]}, {"required": ["image"]}],
+        "additionalProperties": False,
+    }
+    file_params = ("image", "font")
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        """The picture with the mark composited onto it."""
+        picture = picture_of(value, self.name)
+        base = picture.pixels()
+        mark = self._logo(ctx, params, base.width) if "image" in params else self._text(ctx, params, base)
+        opacity: float = params.get("opacity", 0.5)
+        mark.putalpha(mark.getchannel("A").point(lambda alpha: alpha * opacity))
+        corner = place(base.size, mark.size, params.get("position", "bottom-right"), params.get("margin", 16))
+        layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
+        layer.paste(mark, corner)
+        painted = Image.alpha_composite(base.convert("RGBA"), layer)
+        return picture.replace(painted if base.mode == "RGBA" else painted.convert(base.mode))
+
+    def _logo(self, ctx: JobContext, params: dict[str, Any], width: int) -> Image.Image:
+        path = ctx.project_path(params["image"])
+        with decoding(params["image"]), Image.open(path) as logo:
+            mark = logo.convert("RGBA")
+        scale = params.get("scale")
+        if scale is not None:
+            target = max(1, round(width * scale))
+            height = max(1, round(mark.height * target / mark.width))
+            mark = mark.resize((target, height), Image.Resampling.LANCZOS)
+        return mark
+
+    def _text(self, ctx: JobContext, params: dict[str, Any], base: Image.Image) -> Image.Image:
+        size = params.get("size") or max(12, base.height // 20)
+        try:
+            if "font" in params:
+                font: ImageFont.FreeTypeFont | ImageFont.ImageFont = ImageFont.truetype(
+                    str(ctx.project_path(params["font"])), size
+                )
+            else:
+                font = ImageFont.load_default(size=size)
+        except OSError as exc:
+            raise PermanentError(f"cannot load font {params.get('font', '(bundled)')}: {exc}") from exc
+        left, top, right, bottom = font.getbbox(params["text"])
+        mark = Image.new("RGBA", (max(1, int(right - left)), max(1, int(bottom - top))), (0, 0, 0, 0))
+        try:
+            ImageDraw.Draw(mark).text(
+                (-left, -top), params["text"], font=font, fill=params.get("color", "white")
+            )
+        except ValueError as exc:
+            raise PermanentError(f"step {self.name}: bad color {params.get('color')!r}: {exc}") from exc
+        return mark

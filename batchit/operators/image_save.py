@@ -1,0 +1,188 @@
+"""Image operators that decide what leaves the pipeline: `image.strip_metadata` and `image.save`.
+
+`image.save` writes only the metadata still on the picture (EXIF without its orientation, which was
+applied, the ICC profile, XMP and a comment), never whatever else Pillow kept in `Image.info`, so
+`image.strip_metadata` before it is a guarantee: no EXIF, GPS, XMP or comment reaches the output.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, ClassVar
+
+from PIL import Image, PngImagePlugin
+
+from batchit.errors import PermanentError
+from batchit.operators.base import JobContext
+from batchit.operators.image import ImageOperator, decoding, picture_of
+
+QUALITY = {
+    "jpeg": {"low": 60, "medium": 75, "high": 88},
+    "webp": {"low": 55, "medium": 75, "high": 88},
+    "avif": {"low": 40, "medium": 55, "high": 70},
+}
+"""`quality: low|medium|high` per format: each codec's scale means something different (AVIF at 55
+looks about like JPEG at 75)."""
+
+PILLOW_FORMAT = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "png": "PNG"}
+
+
+def _format_is(*names: str) -> dict[str, Any]:
+    """A JSON Schema condition: `format` is one of `names`."""
+    return {"properties": {"format": {"enum": list(names)}}, "required": ["format"]}
+
+
+class ImageStripMetadata(ImageOperator):
+    """`image.strip_metadata`: drop EXIF (GPS included), XMP and comments; `keep: [icc]` keeps the profile.
+
+    It works on the picture's metadata, not its pixels, so it costs nothing and can come anywhere
+    between image.load and image.save.
+    """
+
+    name = "image.strip_metadata"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "description": "Remove EXIF (with GPS), XMP and comments from the image written by image.save.",
+        "properties": {
+            "keep": {
+                "type": "array",
+                "items": {"enum": ["icc"]},
+                "uniqueItems": True,
+                "default": [],
+                "description": "Metadata to keep: icc keeps the colour profile (recommended for wide-gamut "
+                "photos). Default: drop everything.",
+            },
+        },
+        "additionalProperties": False,
+    }
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        """The same picture, with only the metadata named in `keep`."""
+        picture = picture_of(value, self.name)
+        kept = {"icc_profile"} if "icc" in params.get("keep", []) else set()
+        picture.metadata = {key: data for key, data in picture.metadata.items() if key in kept}
+        return picture
+
+
+class ImageSave(ImageOperator):
+    """`image.save`: encode to WebP, AVIF, JPEG or PNG and return the bytes.
+
+    The bytes are decoded again before they are returned, so an output that would not open never
+    reaches the atomic rename. AVIF needs a Pillow built with libavif; without it a job fails with a
+    permanent error saying so. Encoders run single-threaded, so the bytes are the same on every run.
+    """
+
+    name = "image.save"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "description": "Encode the image; the result is the output's bytes.",
+        "properties": {
+            "format": {
+                "enum": list(PILLOW_FORMAT),
+                "description": "webp, avif (only where Pillow was built with libavif: otherwise each job "
+                "fails with a permanent error), jpeg or png.",
+            },
+            "quality": {
+                "anyOf": [
+                    {"type": "integer", "minimum": 1, "maximum": 100},
+                    {"enum": ["low", "medium", "high"]},
+                ],
+                "default": "medium",
+                "description": "1-100, or low|medium|high tuned per format (jpeg 60/75/88, webp 55/75/88, "
+                "avif 40/55/70). Not for png, which is lossless.",
+            },
+            "lossless": {
+                "type": "boolean",
+                "default": False,
+                "description": "webp: lossless compression (quality then sets the effort). png is always "
+                "lossless; jpeg and avif cannot be.",
+            },
+            "progressive": {
+                "type": "boolean",
+                "default": False,
+                "description": "jpeg only: a progressive JPEG (renders coarse-to-fine while loading).",
+            },
+            "optimize": {
+                "type": "boolean",
+                "default": False,
+                "description": "Spend more time for smaller files: optimal Huffman tables (jpeg), "
+                "maximum compression (png), method 6 (webp), a slower speed (avif).",
+            },
+        },
+        "required": ["format"],
+        "allOf": [
+            {"if": _format_is("png"), "then": {"not": {"required": ["quality"]}}},
+            {"if": _format_is("jpeg", "avif"), "then": {"properties": {"lossless": {"const": False}}}},
+            {"if": {"not": _format_is("jpeg")}, "then": {"properties": {"progressive": {"const": False}}}},
+        ],
+        "additionalProperties": False,
+    }
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        """The encoded image's bytes, checked to decode to the same size."""
+        picture = picture_of(value, self.name)
+        kind: str = params["format"]
+        if kind == "avif":
+            from PIL import features
+
+            if not features.check("avif"):
+                raise PermanentError(
+                    "this Pillow has no AVIF support (built without libavif)",
+                    hint="install a Pillow wheel with AVIF support, or save as webp",
+                )
+        image = picture.pixels()
+        data = encode(image, kind, params, picture.metadata)
+        with decoding(f"the {kind} encoding of {picture.source}"), Image.open(io.BytesIO(data)) as check:
+            check.load()
+            if check.size != image.size:
+                raise PermanentError(f"the encoded image is {check.size}, not {image.size}")
+        return data
+
+
+def encode(image: Image.Image, kind: str, params: dict[str, Any], metadata: dict[str, bytes]) -> bytes:
+    """`image` encoded as `kind` with the step's options and the given metadata."""
+    options: dict[str, Any] = {}
+    optimize = bool(params.get("optimize", False))
+    if "exif" in metadata:
+        options["exif"] = metadata["exif"]
+    if "icc_profile" in metadata:
+        options["icc_profile"] = metadata["icc_profile"]
+    if kind == "png":
+        options["optimize"] = optimize
+        text = PngImagePlugin.PngInfo()
+        if "xmp" in metadata:
+            text.add_itxt("XML:com.adobe.xmp", metadata["xmp"].decode("utf-8", errors="replace"))
+        if "comment" in metadata:
+            text.add_text("Comment", metadata["comment"].decode("utf-8", errors="replace"))
+        options["pnginfo"] = text
+    else:
+        quality = params.get("quality", "medium")
+        options["quality"] = QUALITY[kind][quality] if isinstance(quality, str) else quality
+        if "xmp" in metadata:
+            options["xmp"] = metadata["xmp"]
+    if kind == "jpeg":
+        image = _flatten(image)
+        options.update(optimize=optimize, progressive=bool(params.get("progressive", False)))
+        if "comment" in metadata:
+            options["comment"] = metadata["comment"]
+    elif kind == "webp":
+        image = image if image.mode in ("RGB", "RGBA") else image.convert("RGB")
+        options.update(lossless=bool(params.get("lossless", False)), method=6 if optimize else 4)
+    elif kind == "avif":
+        image = image if image.mode in ("RGB", "RGBA") else image.convert("RGB")
+        options.update(speed=4 if optimize else 6, max_threads=1)
+    image.info = {}  # nothing Pillow remembers from the input may slip into the output
+    buffer = io.BytesIO()
+    image.save(buffer, PILLOW_FORMAT[kind], **options)
+    return buffer.getvalue()
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """JPEG has no alpha: transparent pixels are composited onto white."""
+    if image.mode != "RGBA":
+        return image
+    background = Image.new("RGB", image.size, (255, 255, 255))
+    background.paste(image, mask=image.getchannel("A"))
+    return background

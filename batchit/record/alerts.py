@@ -1,0 +1,50 @@
+"""Run alerts (SPEC section 6): POST a run's summary to `alerts.webhook`.
+
+The request carries `Idempotency-Key: <run id>` so a receiver can drop duplicates of a retried
+delivery. Delivery is retried with backoff for at most 30 s; an alert that cannot be delivered is
+reported to the caller and never changes the build's exit code.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from batchit.model import Alerts
+
+DEADLINE = 30.0
+"""Seconds spent trying to deliver one alert, retries included."""
+
+
+def should_alert(alerts: Alerts | None, failed: bool) -> bool:
+    """True when the config asks for an alert about a run with (or, `when: always`, without) failures."""
+    return alerts is not None and (failed or alerts.when == "always")
+
+
+def send_alert(webhook: str, run_id: str, payload: dict[str, Any], deadline: float = DEADLINE) -> str | None:
+    """POST `payload` as JSON; return None when delivered, else why not (after retrying to `deadline`)."""
+    import httpx
+
+    headers = {"Idempotency-Key": run_id, "User-Agent": "batchit"}
+    give_up = time.monotonic() + deadline
+    attempt = 0
+    problem = "not attempted"
+    while True:
+        attempt += 1
+        remaining = give_up - time.monotonic()
+        try:
+            response = httpx.post(
+                webhook, json=payload, headers=headers, timeout=min(10.0, max(remaining, 0.1))
+            )
+            if response.status_code < 300:
+                return None
+            problem = f"HTTP {response.status_code}"
+            if 400 <= response.status_code < 500 and response.status_code != 429:
+                return problem  # the receiver refuses this alert; retrying cannot help
+        except httpx.HTTPError as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        pause = random.uniform(0, min(5.0, 0.25 * 2**attempt))  # noqa: S311 - jitter, not crypto
+        if time.monotonic() + pause >= give_up:
+            return f"{problem} (gave up after {attempt} attempts)"
+        time.sleep(pause)

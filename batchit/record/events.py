@@ -1,0 +1,44 @@
+"""A run's structured event log, `.batchit/runs/<RUN_ID>/events.jsonl`: every engine event, one line each.
+
+`EventLog` stands between the engine and whatever shows events to the user (the console): it writes
+each event as a JSON line, then passes it on. The file is opened on the first event, so a command that
+fails before doing anything (a config error, a held lock) leaves no run directory behind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+EVENTS_FILE = "events.jsonl"
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+class EventLog:
+    """An event sink that appends every event to a run's `events.jsonl` and forwards it."""
+
+    def __init__(self, run_dir: Path, forward: EventSink) -> None:
+        self.path = run_dir / EVENTS_FILE
+        self.forward = forward
+        self._handle: IO[str] | None = None
+        self.warnings: list[str] = []
+        """The run's warning messages, for the report."""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        """Log one event (line-buffered, so a killed run keeps every line it wrote), then forward it."""
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - open for the run
+        self._handle.write(json.dumps(event, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+        if event.get("event") == "warning":
+            self.warnings.append(str(event.get("message")))
+        self.forward(event)
+
+    def close(self) -> None:
+        """Close the file (further events open it again and append)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None

@@ -1,0 +1,132 @@
+"""Writing one run's record: manifest, signature, provenance, run data, report, copies, audit entry.
+
+`Recorder` is made when a build starts: it checks the signing key then (so a bad
+`BATCHIT_SIGNING_KEY` stops the build before any work) and logs every event to `events.jsonl`. Its
+`write` is the build's last step. The manifest's signature covers a Statement naming the manifest's
+sha256 (computed from the bytes, never by serialising outputs again), and the run's audit entry
+records that sha256, so the audit log keeps every run's hash after retention removes the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from batchit.fsutil import atomic_write_bytes, atomic_write_text
+from batchit.model import Config
+from batchit.record.audit import append_audit, audit_head
+from batchit.record.events import EventLog, EventSink
+from batchit.record.manifest import MANIFEST_COPY, RunInfo, render_manifest
+from batchit.record.provenance import BuildRequest, manifest_statement, provenance_statement
+from batchit.record.report import write_report
+from batchit.record.rundata import RUN_FILE, JobRow, run_document
+from batchit.record.runs import apply_retention, runs_dir
+from batchit.record.signing import SigningKey, generate_keys, load_signing_key, sign_envelope
+from batchit.state.store import StateStore
+
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.json.sig"
+PROVENANCE = "provenance.intoto.json"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Where a run's record went, and which key signed it."""
+
+    run_id: str
+    manifest: Path
+    report: Path
+    key_id: str
+    key_created: bool
+    """The project had no key, so this run minted one (an error under `build --strict`)."""
+
+
+class Recorder:
+    """Records one run: events as they happen, everything else when the run ends."""
+
+    def __init__(self, config: Config, run_id: str, emit: EventSink) -> None:
+        self.config = config
+        self.run_id = run_id
+        self.run_dir = runs_dir(config) / run_id
+        self.key: SigningKey | None = load_signing_key(config.state_dir, os.environ)
+        self.events = EventLog(self.run_dir, emit)
+        """The event sink to hand the engine: it logs, then forwards to `emit`."""
+
+    def write(
+        self,
+        store: StateStore,
+        info: RunInfo,
+        statuses: dict[str, str],
+        rows: list[JobRow],
+        rules: tuple[str, ...],
+    ) -> RunRecord:
+        """Write the run's record from the state store and the run's jobs; call under the project lock.
+
+        `statuses` maps output paths to what the run did to them (the manifest's `status`), `rows`
+        are the report's jobs, and `rules` are the rules named on the command line (none: all).
+        """
+        config = self.config
+        fsync = config.durability == "fsync"
+        key = self.key or self._mint()
+        info = replace(info, audit_head=audit_head(store))
+        outputs = sorted((r for r in store.load_outputs().values() if r.blake3), key=lambda r: r.path)
+        failures = list(store.load_failures().values())
+        manifest = render_manifest(info, outputs, statuses, failures)
+        digest = hashlib.sha256(manifest).hexdigest()
+        files = {
+            MANIFEST: manifest,
+            SIGNATURE: sign_envelope(
+                key, manifest_statement(digest, info.run_id, key.key_id, info.audit_head)
+            ),
+        }
+        if config.provenance:
+            request = BuildRequest(config.file, config.config_hash, config.out, rules, config.flags)
+            files[PROVENANCE] = sign_envelope(key, provenance_statement(info, request, config.root, outputs))
+        document = run_document(
+            info, rows, (key.key_id, key.created), config.out, failures, self.events.warnings
+        )
+        document["provenance"] = config.provenance
+        files[RUN_FILE] = json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        for name, data in files.items():
+            atomic_write_bytes(self.run_dir / name, data, fsync=fsync)
+        removed = apply_retention(self.run_dir.parent, config.runs_keep)
+        report = write_report(self.run_dir)
+        atomic_write_bytes(config.out_dir / MANIFEST_COPY, manifest, fsync=fsync)
+        atomic_write_bytes(config.out_dir / f"{MANIFEST_COPY}.sig", files[SIGNATURE], fsync=fsync)
+        atomic_write_text(self.run_dir.parent / "LATEST", self.run_id + "\n", fsync=fsync)
+        entry = {
+            "run_id": info.run_id,
+            "status": info.status,
+            "summary": info.summary,
+            "manifest_sha256": digest,
+            "key_id": key.key_id,
+            "removed_runs": removed,
+        }
+        append_audit(config.state_dir, store, "run", entry, fsync=fsync)
+        self.events.close()
+        return RunRecord(info.run_id, self.run_dir / MANIFEST, report, key.key_id, key.created)
+
+    def _mint(self) -> SigningKey:
+        """Create the project's key pair (it had none) and say so once, as an event."""
+        key = generate_keys(self.config.state_dir)
+        self.key = key
+        public = Path(key.source).with_name("batchit.pub")
+        self.events(
+            {
+                "event": "key_created",
+                "key_id": key.key_id,
+                "path": _shown(self.config.root, Path(key.source)),
+                "public_key": _shown(self.config.root, public),
+            }
+        )
+        return key
+
+
+def _shown(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)

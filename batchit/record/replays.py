@@ -1,0 +1,50 @@
+"""What `batchit replay` needs from a past run: its jobs with their input hashes, seed and settings.
+
+Written as `replay.json` in the run's directory; job logs of `python` and `shell` steps go to its
+`logs/` folder, one file per job, named after the output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from batchit.errors import UsageError
+from batchit.fsutil import atomic_write_text
+
+REPLAY_FILE = "replay.json"
+LOGS = "logs"
+
+
+def log_name(output: str) -> str:
+    """The log file name of a job, from its output path relative to `out`."""
+    return output.replace("/", "__") + ".log"
+
+
+def write_job_log(run_dir: Path, output: str, text: str) -> Path:
+    """Keep what a job printed and logged."""
+    path = run_dir / LOGS / log_name(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+    return path
+
+
+def write_replay_record(run_dir: Path, record: dict[str, Any]) -> None:
+    """Store the run's jobs, seed and settings (a JSON document; see `batchit.replay`)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / REPLAY_FILE, json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def load_replay_record(runs_dir: Path, run_id: str) -> dict[str, Any]:
+    """A past run's replay record; a run that is unknown or kept no record is a usage error."""
+    path = runs_dir / run_id / REPLAY_FILE
+    try:
+        record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        known = sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.exists() else []
+        raise UsageError(
+            f"no run {run_id!r} with a replay record in {runs_dir}",
+            hint=f"recent runs: {', '.join(known[-5:]) or 'none'} (`batchit runs` lists them)",
+        ) from None
+    return record

@@ -1,0 +1,145 @@
+"""Past runs in `.batchit/runs/`: listing them, finding one by id, retention, and `batchit gc`.
+
+A run directory holds `run.json` (the report's data, small) beside the manifest, so listing runs
+and drawing the report's trend never parse a manifest of 100,000 outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchit.errors import UsageError
+from batchit.model import Config
+from batchit.record.audit import append_audit
+from batchit.record.manifest import latest_run
+from batchit.record.rundata import RUN_FILE
+from batchit.state.lock import ProjectLock
+from batchit.state.store import StateStore
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One past run, as `batchit runs` lists it and the report's trend draws it."""
+
+    run_id: str
+    status: str
+    started: str
+    seconds: float | None
+    summary: dict[str, int]
+    key_id: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The summary as a JSON object."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "started": self.started,
+            "seconds": self.seconds,
+            "summary": self.summary,
+            "key_id": self.key_id,
+        }
+
+
+def runs_dir(config: Config) -> Path:
+    """`.batchit/runs`."""
+    return config.state_dir / "runs"
+
+
+def list_runs(directory: Path) -> list[RunSummary]:
+    """Every run still kept, oldest first (run ids sort by start time)."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for run_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
+        summary = _summary(run_dir)
+        if summary is not None:
+            found.append(summary)
+    return found
+
+
+def _summary(run_dir: Path) -> RunSummary | None:
+    """A run's summary from its `run.json`, else from its manifest; None for a run with neither."""
+    for name in (RUN_FILE, "manifest.json"):
+        try:
+            doc = json.loads((run_dir / name).read_bytes())
+        except (OSError, ValueError):
+            continue
+        return RunSummary(
+            run_dir.name,
+            str(doc.get("status", "unknown")),
+            str(doc.get("started", "")),
+            doc.get("seconds"),
+            dict(doc.get("summary", {})),
+            doc.get("key_id"),
+        )
+    return None
+
+
+def find_run(directory: Path, run_id: str | None) -> Path:
+    """The directory of run `run_id` (a unique prefix will do), or of the latest run for None."""
+    wanted = run_id or latest_run(directory)
+    if wanted is None:
+        raise UsageError(f"no run recorded in {directory}", hint="run `batchit build` first")
+    if (directory / wanted).is_dir():
+        return directory / wanted
+    matches = sorted(p for p in directory.glob(f"{wanted}*") if p.is_dir()) if directory.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    kept = [r.run_id for r in list_runs(directory)]
+    raise UsageError(
+        f"no run {wanted!r} in {directory}" if not matches else f"run id {wanted!r} is ambiguous",
+        hint=f"recent runs: {', '.join(kept[-5:]) or 'none'} (`batchit runs` lists them all)",
+    )
+
+
+def apply_retention(directory: Path, keep: int) -> list[str]:
+    """Remove all but the newest `keep` run directories; return the ids removed."""
+    runs = sorted(p.name for p in directory.iterdir() if p.is_dir()) if directory.exists() else []
+    removed = runs[: max(0, len(runs) - keep)]
+    for run_id in removed:
+        shutil.rmtree(directory / run_id, ignore_errors=True)
+    return removed
+
+
+def evict_cache(store: StateStore, cache_dir: Path, max_size: int) -> tuple[int, int]:
+    """Delete least recently used cache entries until the cache fits; return (entries, bytes) freed."""
+    total = store.cache_size()
+    evicted: list[str] = []
+    freed = 0
+    for key, size in list(store.cache_by_age()):
+        if total - freed <= max_size:
+            break
+        (cache_dir / key[:2] / key).unlink(missing_ok=True)
+        evicted.append(key)
+        freed += size
+    if evicted:
+        with store.transaction():
+            store.drop_cache(evicted)
+    return len(evicted), freed
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What `batchit gc` removed."""
+
+    runs: list[str]
+    cache_entries: int
+    cache_bytes: int
+
+
+def collect_garbage(config: Config) -> Collected:
+    """Apply `runs.keep` and `cache.max_size` now, under the project lock, and audit what went."""
+    with ProjectLock(config.state_dir / "lock"):
+        store = StateStore.open(config.state_dir / "state.db", fsync=config.durability == "fsync")
+        try:
+            removed = apply_retention(runs_dir(config), config.runs_keep)
+            entries, freed = evict_cache(store, config.state_dir / "cache", config.cache_max_size)
+            details = {"removed_runs": removed, "cache_entries": entries, "cache_bytes": freed}
+            append_audit(config.state_dir, store, "gc", details, fsync=config.durability == "fsync")
+        finally:
+            store.close()
+    return Collected(removed, entries, freed)

@@ -1,0 +1,225 @@
+"""Ed25519 signing keys and DSSE envelopes: how a run's record is signed and checked.
+
+A DSSE envelope (the one in-toto and Sigstore use) signs the pre-authentication encoding of the
+payload type and the payload, so a signature made for one kind of document never verifies as another.
+The private key lives in `.batchit/keys/batchit.key` (mode 0600) or comes from `BATCHIT_SIGNING_KEY`;
+no function here ever puts its bytes into a message, a log line or a return value meant for display.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
+
+from batchit.errors import BatchitError, UsageError
+from batchit.fsutil import atomic_write_bytes, temp_path_for
+from batchit.hashing import blake3_hex
+
+KEY_ENV = "BATCHIT_SIGNING_KEY"
+"""A PEM private key, or the path of one, that overrides the project's key (for CI)."""
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+PRIVATE_NAME = "batchit.key"
+PUBLIC_NAME = "batchit.pub"
+
+
+class BadSignature(BatchitError):
+    """A signature envelope that does not verify; the message names the cause (exit 1)."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A private key ready to sign, with its key id and where it came from (never its bytes)."""
+
+    private: Ed25519PrivateKey = field(repr=False)
+    key_id: str
+    source: str
+    """`$BATCHIT_SIGNING_KEY` or the key file's path, for messages."""
+    created: bool = False
+    """True when this run minted the key because the project had none."""
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A public key a verifier trusts, with its key id and the file it came from."""
+
+    public: Ed25519PublicKey
+    key_id: str
+    source: str
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    """The first 16 hex digits of the BLAKE3 hash of the raw 32-byte public key (SPEC section 5)."""
+    return blake3_hex(public.public_bytes(Encoding.Raw, PublicFormat.Raw))[:16]
+
+
+def keys_dir(state_dir: Path) -> Path:
+    """Where the project's key pair lives: `.batchit/keys/`."""
+    return state_dir / "keys"
+
+
+def generate_keys(state_dir: Path, *, force: bool = False) -> SigningKey:
+    """Write a new key pair into `.batchit/keys/`; refuse to replace one unless `force`.
+
+    With `force`, the old public key is kept as `batchit.<KEYID>.pub`, so manifests it signed can
+    still be verified with `--key` after the rotation.
+    """
+    directory = keys_dir(state_dir)
+    private_path, public_path = directory / PRIVATE_NAME, directory / PUBLIC_NAME
+    if private_path.exists() and not force:
+        raise UsageError(
+            f"{private_path} exists already",
+            hint="pass --force to replace it (manifests signed with the old key then verify with "
+            "`batchit verify --key` and the old public key, which keygen keeps beside the new one)",
+        )
+    if public_path.exists():
+        old = load_public_key(public_path)
+        os.replace(public_path, directory / f"batchit.{old.key_id}.pub")
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    private = Ed25519PrivateKey.generate()
+    _write_private(private_path, private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    public_pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    atomic_write_bytes(public_path, public_pem)
+    return _signing_key(private, str(private_path), created=True)
+
+
+def _write_private(path: Path, pem: bytes) -> None:
+    """Write a private key readable by its owner only, from the first byte on (no chmod race)."""
+    tmp = temp_path_for(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_signing_key(state_dir: Path, environ: Mapping[str, str]) -> SigningKey | None:
+    """The key a run signs with: `BATCHIT_SIGNING_KEY` (PEM text or a path), else the project's key.
+
+    None when the project has no key yet. A key that cannot be read is a usage error naming where it
+    came from, never its content.
+    """
+    value = environ.get(KEY_ENV, "").strip()
+    if value:
+        if value.startswith("-----BEGIN"):
+            return _signing_key(_parse_private(value.encode(), f"${KEY_ENV}"), f"${KEY_ENV}")
+        path = Path(value)
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(
+                f"${KEY_ENV} names {path}, which cannot be read: {exc.strerror}",
+                hint="set it to a PEM private key or to the path of one",
+            ) from exc
+        return _signing_key(_parse_private(pem, f"${KEY_ENV} ({path})"), str(path))
+    path = keys_dir(state_dir) / PRIVATE_NAME
+    if not path.exists():
+        return None
+    return _signing_key(_parse_private(path.read_bytes(), str(path)), str(path))
+
+
+def _parse_private(pem: bytes, where: str) -> Ed25519PrivateKey:
+    try:
+        key = load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        key = None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise UsageError(
+            f"{where} is not an unencrypted Ed25519 private key in PEM",
+            hint="create one with `batchit keygen`",
+        )
+    return key
+
+
+def _signing_key(private: Ed25519PrivateKey, source: str, *, created: bool = False) -> SigningKey:
+    return SigningKey(private, key_id(private.public_key()), source, created)
+
+
+def load_public_key(path: Path) -> TrustedKey:
+    """A PEM public key (SubjectPublicKeyInfo) to verify with; a usage error when it is not one."""
+    try:
+        key = load_pem_public_key(path.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read the public key {path}: {exc.strerror}") from exc
+    except (ValueError, TypeError):
+        key = None
+    if not isinstance(key, Ed25519PublicKey):
+        raise UsageError(
+            f"{path} is not an Ed25519 public key in PEM",
+            hint="pass the `.pub` file that `batchit keygen` wrote (never the private key)",
+        )
+    return TrustedKey(key, key_id(key), str(path))
+
+
+def pae(payload_type: str, body: bytes) -> bytes:
+    """DSSE's pre-authentication encoding: `DSSEv1 SP LEN(type) SP type SP LEN(body) SP body`."""
+    kind = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(body), body)
+
+
+def sign_envelope(key: SigningKey, body: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
+    """A canonical-JSON DSSE envelope holding `body`, signed by `key`.
+
+    Built by concatenation: base64 text needs no escaping, and the body may be megabytes.
+    """
+    signature = key.private.sign(pae(payload_type, body))
+    return (
+        f'{{"payload":"{_b64(body)}","payloadType":{json.dumps(payload_type)},'
+        f'"signatures":[{{"keyid":"{key.key_id}","sig":"{_b64(signature)}"}}]}}\n'
+    ).encode("ascii")
+
+
+def open_envelope(data: bytes, trusted: list[TrustedKey]) -> tuple[bytes, str]:
+    """The payload of a DSSE envelope and the key id that signed it; BadSignature names what is wrong.
+
+    Every trusted key is tried against every signature (a key id is only a hint), so several keys can
+    be trusted at once while keys rotate.
+    """
+    try:
+        envelope = json.loads(data)
+        payload_type = envelope["payloadType"]
+        body = base64.b64decode(envelope["payload"], validate=True)
+        signatures = [
+            (s.get("keyid", ""), base64.b64decode(s["sig"], validate=True)) for s in envelope["signatures"]
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        raise BadSignature(f"the signature file is not a DSSE envelope ({exc})") from exc
+    if payload_type != PAYLOAD_TYPE:
+        raise BadSignature(f"the envelope's payloadType is {payload_type!r}, not {PAYLOAD_TYPE!r}")
+    message = pae(payload_type, body)
+    for _, signature in signatures:
+        for key in trusted:
+            try:
+                key.public.verify(signature, message)
+            except InvalidSignature:
+                continue
+            return body, key.key_id
+    named = ", ".join(sorted({signer for signer, _ in signatures if signer})) or "no key id"
+    keys = ", ".join(f"{k.key_id} ({k.source})" for k in trusted)
+    raise BadSignature(
+        f"the signature (by {named}) does not verify with any trusted key: {keys}",
+        hint="pass the signer's public key with --key (several --key are all trusted)",
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

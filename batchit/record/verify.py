@@ -1,0 +1,147 @@
+"""`batchit verify`: check a manifest's signature, then re-hash every output it lists.
+
+The signature is a DSSE envelope over an in-toto Statement naming the manifest's sha256, so the
+manifest's bytes are checked first; only then are its outputs trusted as the list to re-hash. Outputs
+are hashed in a thread pool (BLAKE3 releases the GIL while it hashes), a size check first so a file of
+the wrong length is reported without reading it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchit.errors import PermanentError
+from batchit.fsutil import is_relative_clean
+from batchit.hashing import hash_file
+from batchit.record.provenance import MANIFEST_SUBJECT, STATEMENT_TYPE
+from batchit.record.signing import BadSignature, TrustedKey, open_envelope
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that did not verify: `kind` is signature, manifest, missing or modified."""
+
+    kind: str
+    detail: str
+    path: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The problem as a JSON object."""
+        return {"kind": self.kind, "path": self.path, "detail": self.detail}
+
+
+@dataclass
+class Verification:
+    """What `verify` found about one manifest."""
+
+    manifest: Path
+    base: Path
+    """The folder the manifest's output paths resolve against."""
+    run_id: str | None = None
+    key_id: str | None = None
+    """The trusted key whose signature verified, if one did."""
+    outputs: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the signature and every output hold, else 1 (SPEC section 4)."""
+        return 1 if self.problems else 0
+
+    def as_json(self) -> dict[str, Any]:
+        """The verification as a JSON object."""
+        return {
+            "ok": not self.problems,
+            "manifest": str(self.manifest),
+            "base": str(self.base),
+            "run_id": self.run_id,
+            "key_id": self.key_id,
+            "outputs": self.outputs,
+            "problems": [p.as_json() for p in self.problems],
+        }
+
+
+def verify_manifest(manifest: Path, base: Path, trusted: list[TrustedKey], workers: int = 0) -> Verification:
+    """Check `manifest` (and `manifest.sig` beside it) against `trusted` keys and the files under `base`."""
+    result = Verification(manifest, base)
+    data = manifest.read_bytes()
+    _check_signature(result, data, Path(f"{manifest}.sig"), trusted)
+    try:
+        document = json.loads(data)
+        entries = list(document["outputs"])
+        result.run_id = document.get("run_id")
+    except (ValueError, KeyError, TypeError) as exc:
+        result.problems.append(Problem("manifest", f"{manifest} is not a batchit manifest ({exc})"))
+        return result
+    result.outputs = len(entries)
+    threads = workers or min(32, (os.cpu_count() or 1) * 2)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for problem in pool.map(lambda entry: _check_output(base, entry), entries):
+            if problem is not None:
+                result.problems.append(problem)
+    return result
+
+
+def _check_signature(result: Verification, data: bytes, signature: Path, trusted: list[TrustedKey]) -> None:
+    try:
+        envelope = signature.read_bytes()
+    except FileNotFoundError:
+        result.problems.append(Problem("signature", f"no signature: {signature} is missing"))
+        return
+    try:
+        payload, result.key_id = open_envelope(envelope, trusted)
+    except BadSignature as exc:
+        result.problems.append(Problem("signature", str(exc)))
+        return
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        statement = json.loads(payload)
+        subject = statement["subject"][0]
+        signed = subject["digest"]["sha256"]
+        kind, name = statement["_type"], subject["name"]
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        result.problems.append(
+            Problem("signature", f"the signed payload is not an in-toto Statement ({exc})")
+        )
+        return
+    if kind != STATEMENT_TYPE or name != MANIFEST_SUBJECT:
+        result.problems.append(
+            Problem("signature", f"the signed Statement is about {name!r}, not a manifest")
+        )
+    elif signed != digest:
+        result.problems.append(
+            Problem(
+                "manifest",
+                f"the manifest was modified after it was signed: its sha256 is {digest}, "
+                f"the signature covers {signed}",
+                result.manifest.name,
+            )
+        )
+
+
+def _check_output(base: Path, entry: dict[str, Any]) -> Problem | None:
+    path = str(entry.get("path", ""))
+    if not is_relative_clean(path):
+        return Problem("manifest", f"output path {path!r} leaves the output folder", path)
+    target = base / path
+    try:
+        size = os.stat(target).st_size
+    except FileNotFoundError:
+        return Problem("missing", "missing", path)
+    if size != entry.get("size"):
+        return Problem("modified", f"modified: {size} bytes, the manifest says {entry.get('size')}", path)
+    try:
+        digest = hash_file(target, size)
+    except (OSError, PermanentError) as exc:  # unreadable, or changed while read: a finding, not a crash
+        return Problem("modified", f"cannot be read: {exc}", path)
+    if digest != entry.get("blake3"):
+        return Problem(
+            "modified", f"modified: blake3 {digest[:16]}..., the manifest says {entry.get('blake3')}", path
+        )
+    return None

@@ -1,0 +1,90 @@
+"""Watching a project for changes and rebuilding after a quiet spell (`batchit watch`).
+
+watchdog reports file events from its own thread; they are filtered (nothing under `out`, `.batchit`,
+version control or bytecode) and queued. The main thread waits for the first event, then for
+`debounce` seconds without a new one, so saving ten files or a checkout triggers one rebuild, not
+ten. Events that arrive during a rebuild start the next one.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+IGNORED_DIRS = frozenset(
+    {".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+)
+"""Directories whose changes never trigger a rebuild, wherever they are (besides `out` and `.batchit`)."""
+
+
+class _Collector(FileSystemEventHandler):
+    """Queues the project-relative paths of relevant events (watchdog calls it from its thread)."""
+
+    def __init__(self, root: Path, ignored: Iterable[str], changes: queue.Queue[str]) -> None:
+        self.root = root
+        self.ignored = tuple(ignored)
+        """Project-relative directories (`out`, `.batchit`) whose contents do not count."""
+        self.changes = changes
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        """Queue each path an event names, unless it is ignored or only a directory's mtime moved."""
+        if event.event_type in ("opened", "closed_no_write") or (
+            event.is_directory and event.event_type == "modified"
+        ):
+            return
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            path = raw.decode() if isinstance(raw, bytes) else raw
+            if path and (relative := self._relative(path)) is not None:
+                self.changes.put(relative)
+
+    def _relative(self, path: str) -> str | None:
+        try:
+            relative = Path(path).relative_to(self.root)
+        except ValueError:
+            return None
+        text = relative.as_posix()
+        if not relative.parts or IGNORED_DIRS.intersection(relative.parts):
+            return None
+        if any(text == top or text.startswith(f"{top}/") for top in self.ignored):
+            return None
+        return text
+
+
+def watch(
+    root: Path,
+    ignored: Iterable[str],
+    debounce: float,
+    rebuild: Callable[[list[str]], bool],
+    ready: Callable[[], None],
+) -> None:
+    """Call `rebuild(changed paths)` after each burst of changes under `root`, until it returns False.
+
+    `ignored` are project-relative directories (`out`, `.batchit`) whose changes do not count;
+    `ready()` is called once the watch is in place. KeyboardInterrupt (Ctrl-C) propagates to the
+    caller after the observer is stopped.
+    """
+    changes: queue.Queue[str] = queue.Queue()
+    observer = Observer()
+    observer.schedule(_Collector(root, ignored, changes), str(root), recursive=True)
+    observer.start()
+    try:
+        ready()
+        while True:
+            burst = {changes.get()}
+            quiet_until = time.monotonic() + debounce
+            while (left := quiet_until - time.monotonic()) > 0:
+                try:
+                    burst.add(changes.get(timeout=left))
+                    quiet_until = time.monotonic() + debounce
+                except queue.Empty:
+                    break
+            if not rebuild(sorted(burst)):
+                return
+    finally:
+        observer.stop()
+        observer.join()

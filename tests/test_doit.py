@@ -1,0 +1,198 @@
+"""`batchit.doit` with the real `doit` command (SPEC section 9), on a project with a rule graph.
+
+Each test writes a batchit project and a `dodo.py` that says `task_site = batchit.doit.tasks("site")`,
+then runs `python -m doit ...` in a subprocess, as a user's terminal or CI would.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import Project, Result
+from PIL import Image
+
+from batchit.state.lock import ProjectLock
+
+pytestmark = pytest.mark.slow  # each doit and batchit run is a fresh interpreter
+
+CONFIG = """\
+version: 1
+out: _build
+rules:
+  thumbs:
+    inputs: ["images/*.png"]
+    matrix: {width: [16, 32]}
+    output: "img/{stem}-{width}-{key8}.webp"
+    steps:
+      - image.load: {}
+      - image.resize: {width: "{width}"}
+      - image.save: {format: webp, quality: high}
+  cdn:
+    inputs: {rule: thumbs}
+    aggregate: true
+    output: cdn.json
+    steps:
+      - cdn.manifest: {}
+"""
+
+DODO = """\
+import batchit.doit
+
+DOIT_CONFIG = {"verbosity": 2}
+task_site = batchit.doit.tasks("site")
+"""
+
+
+def png(colour: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def make_project(top: Path) -> Project:
+    """`top/dodo.py` and the batchit project `top/site` with three images."""
+    top.mkdir(parents=True, exist_ok=True)
+    (top / "dodo.py").write_text(DODO, encoding="utf-8")
+    site = Project(top / "site")
+    site.root.mkdir(parents=True)
+    site.config(CONFIG)
+    site.write({f"images/{name}.png": png(name) for name in ("red", "green", "blue")})
+    return site
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Project:
+    """A batchit project in `site/` beside a dodo.py that exposes it to doit."""
+    return make_project(tmp_path)
+
+
+def doit(site: Project | Path, *args: str) -> Result:
+    """Run `python -m doit ARGS` in the folder holding dodo.py (the project's parent, or the path)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "doit", *args],
+        cwd=site.root.parent if isinstance(site, Project) else site,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def executed(result: Result) -> list[str]:
+    """The tasks doit ran (its reporter prints `.  NAME` for those, `-- NAME` for up-to-date ones)."""
+    return [line[3:] for line in result.stdout.splitlines() if line.startswith(".  ")]
+
+
+def outputs(site: Project) -> dict[str, bytes]:
+    """Every output but the manifest copies, whose run ids differ between runs."""
+    return {k: v for k, v in site.snapshot("_build").items() if "batchit-manifest" not in k}
+
+
+def test_doit_list_shows_one_sub_task_per_job_and_record(site: Project) -> None:
+    result = doit(site, "list", "--all", "--private")
+    assert result.code == 0, result.describe()
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    thumbs = [n for n in names if n.startswith("site:img/")]
+    assert len(thumbs) == 6 and all(n.endswith(".webp") for n in thumbs)
+    assert {"site", "site:cdn.json", "site:_record"} <= set(names)
+
+
+def test_doit_builds_and_a_second_doit_runs_nothing(site: Project) -> None:
+    first = doit(site)
+    assert first.code == 0, first.describe()
+    assert len(executed(first)) == 6 + 1 + 1  # thumbnails, the aggregate, _record
+    assert len(list((site.root / "_build" / "img").iterdir())) == 6
+    assert site.manifest()["summary"]["built"] == 7
+    second = doit(site)
+    assert second.code == 0, second.describe()
+    assert executed(second) == []
+
+
+def test_batchit_build_after_doit_builds_nothing(site: Project) -> None:
+    assert doit(site).code == 0
+    site.build()
+    summary = site.manifest()["summary"]
+    assert (summary["built"], summary["restored"], summary["up_to_date"]) == (0, 0, 7)
+
+
+def test_doit_after_batchit_build_runs_nothing(site: Project) -> None:
+    site.build()
+    result = doit(site)
+    assert result.code == 0, result.describe()
+    assert executed(result) == []
+
+
+def test_a_changed_input_reruns_its_jobs_and_the_aggregate_only(site: Project) -> None:
+    assert doit(site).code == 0
+    site.write({"images/red.png": png("orange")})
+    result = doit(site)
+    assert result.code == 0, result.describe()
+    ran = executed(result)
+    assert sorted(n.split("/")[-1].rsplit("-", 1)[0] for n in ran if "img/" in n) == ["red-16", "red-32"]
+    assert "site:cdn.json" in ran and "site:_record" in ran
+    assert len(list((site.root / "_build" / "img").iterdir())) == 6  # _record pruned the old names
+    assert site.manifest()["summary"]["built"] == 3
+
+
+def test_parallel_doit_builds_the_same_bytes_as_a_serial_run(tmp_path: Path) -> None:
+    serial, parallel = make_project(tmp_path / "serial"), make_project(tmp_path / "parallel")
+    assert doit(serial).code == 0
+    result = doit(parallel, "-n", "2", "-P", "process")
+    assert result.code == 0, result.describe()
+    assert outputs(parallel) == outputs(serial)
+    assert len(outputs(serial)) == 7
+
+
+def test_a_sub_task_fails_while_a_batchit_build_holds_the_lock(site: Project) -> None:
+    with ProjectLock(site.root / ".batchit" / "lock"):
+        result = doit(site)
+    assert result.code != 0
+    assert "another batchit run" in result.stdout + result.stderr
+
+
+def test_a_failing_job_fails_its_sub_task_with_batchits_message(site: Project) -> None:
+    site.write({"images/broken.png": b"\x89PNG\r\n\x1a\n not really"})
+    result = doit(site)
+    assert result.code != 0
+    assert "PermanentError" in result.stdout + result.stderr
+
+
+def test_blake3_checker_ignores_a_touch_and_sees_a_change(tmp_path: Path) -> None:
+    (tmp_path / "src.txt").write_text("one", encoding="utf-8")
+    (tmp_path / "dodo.py").write_text(
+        textwrap.dedent(
+            """\
+            import shutil
+            import batchit.doit
+
+            DOIT_CONFIG = {"check_file_uptodate": batchit.doit.Blake3Checker, "verbosity": 2}
+
+            def task_copy():
+                return {
+                    "actions": [lambda: shutil.copyfile("src.txt", "dst.txt")],
+                    "file_dep": ["src.txt"],
+                    "targets": ["dst.txt"],
+                }
+            """
+        ),
+        encoding="utf-8",
+    )
+
+    def ran() -> list[str]:
+        result = doit(tmp_path)
+        assert result.code == 0, result.describe()
+        return executed(result)
+
+    assert ran() == ["copy"]
+    os.utime(tmp_path / "src.txt", ns=(1, 1))
+    assert ran() == []
+    (tmp_path / "src.txt").write_text("two", encoding="utf-8")
+    assert ran() == ["copy"]

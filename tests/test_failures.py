@@ -1,0 +1,376 @@
+"""Failure handling (SPEC section 6): quarantine, retries, alerts, replay, through the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+from conftest import Project
+
+PICKY = """\
+version: 1
+rules:
+  parse:
+    inputs: ["in/*.txt"]
+    output: "{stem}.txt"
+    steps:
+      - python: {function: "picky:parse", version: "1"}
+"""
+
+PICKY_MODULE = """\
+from batchit.errors import PermanentError
+
+def parse(value, ctx):
+    if value.startswith(b"bad"):
+        raise PermanentError("cannot parse " + ctx.input)
+    print("parsed", ctx.input)
+    return value.upper()
+"""
+
+
+@pytest.fixture
+def picky(project: Project) -> Project:
+    """Three inputs, one of which the `parse` step rejects permanently."""
+    project.config(PICKY)
+    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "bad\n", "in/c.txt": "c\n"})
+    return project
+
+
+def test_permanent_failure_quarantines_the_input_and_the_rest_build(picky: Project) -> None:
+    result = picky.build(expect=1)
+    assert picky.read("_build/a.txt") == "A\n"
+    assert picky.read("_build/c.txt") == "C\n"
+    copy = picky.root / ".batchit/quarantine/parse/in/b.txt"
+    assert copy.read_text() == "bad\n"
+    reason = json.loads((copy.parent / "b.txt.reason.json").read_text())
+    assert reason["class"] == "PermanentError"
+    assert "cannot parse in/b.txt" in reason["message"]
+    assert reason["run_id"] == picky.manifest()["run_id"]
+    assert "quarantined" in result.stdout
+    failure = picky.manifest()["failures"][0]
+    assert failure["quarantine"] == ".batchit/quarantine/parse/in/b.txt"
+    assert picky.manifest()["summary"]["quarantined"] == 1
+
+
+def test_quarantined_input_is_not_retried_while_unchanged(picky: Project) -> None:
+    picky.build(expect=1)
+    again = picky.build(expect=1)
+    assert picky.manifest()["summary"]["quarantined"] == 1
+    assert picky.manifest()["summary"]["built"] == 0
+    assert "stay quarantined" in again.stdout
+
+
+def test_fixing_a_quarantined_input_rebuilds_it(picky: Project) -> None:
+    picky.build(expect=1)
+    picky.write({"in/b.txt": "better\n"})
+    picky.build()
+    assert picky.read("_build/b.txt") == "BETTER\n"
+    assert picky.manifest()["failures"] == []
+    listed = json.loads(picky.run("quarantine", "list", "--json").stdout)
+    assert listed == []
+
+
+def test_release_lets_the_input_run_again(picky: Project) -> None:
+    picky.build(expect=1)
+    listed = json.loads(picky.run("quarantine", "list", "--json").stdout)
+    assert [(q["rule"], q["input"], q["class"]) for q in listed] == [("parse", "in/b.txt", "PermanentError")]
+    assert picky.run("quarantine", "release", "in/b.txt").code == 0
+    assert not (picky.root / ".batchit/quarantine/parse/in/b.txt").exists()
+    picky.build(expect=1)  # still bad: tried again, quarantined again
+    assert picky.manifest()["summary"]["quarantined"] == 1
+    assert picky.run("quarantine", "release", "in/nope.txt").code == 2
+
+
+def test_only_failed_retries_just_the_failed_jobs(picky: Project) -> None:
+    picky.build(expect=1)
+    picky.write({"in/a.txt": "a changed\n"})  # stale, but not a failed job
+    picky.build("--only-failed", expect=1)
+    statuses = {o["path"]: o["status"] for o in picky.manifest()["outputs"]}
+    assert statuses["a.txt"] == "unchanged"
+    assert picky.read("_build/a.txt") == "A\n"
+    assert picky.manifest()["summary"]["quarantined"] == 1
+
+
+FLAKY = """\
+version: 1
+rules:
+  fetch:
+    inputs: ["in/*.txt"]
+    output: "{stem}.txt"
+    retry: {attempts: ATTEMPTS, backoff: 0.01, max_backoff: 0.05}
+    steps:
+      - python: {function: "flaky:fetch", version: "1"}
+"""
+
+FLAKY_MODULE = """\
+from pathlib import Path
+from batchit.errors import TransientError
+
+def fetch(value, ctx):
+    log = Path("attempts.log")
+    tries = len(log.read_text().splitlines()) + 1 if log.exists() else 1
+    log.write_text("x\\n" * tries)
+    if tries < 3:
+        raise TransientError(f"service busy (attempt {tries})")
+    return value
+"""
+
+
+@pytest.mark.parametrize(
+    ("attempts", "expect", "calls"), [(3, 0, 3), (2, 1, 2)], ids=["succeeds", "gives-up"]
+)
+def test_transient_errors_are_retried_up_to_the_attempts(
+    project: Project, attempts: int, expect: int, calls: int
+) -> None:
+    project.config(FLAKY.replace("ATTEMPTS", str(attempts)))
+    project.write({"flaky.py": FLAKY_MODULE, "in/one.txt": "payload\n"})
+    result = project.build("--log-format", "json", expect=expect)
+    assert len(project.read("attempts.log").splitlines()) == calls
+    retries = [json.loads(line) for line in result.stderr.splitlines() if '"retry"' in line]
+    assert [r["attempt"] for r in retries] == list(range(1, min(attempts, 3)))
+    if expect:
+        assert project.manifest()["failures"][0]["class"] == "TransientError"
+        assert project.manifest()["failures"][0]["quarantine"] is None
+        assert not (project.root / ".batchit/quarantine").exists()
+    else:
+        assert project.read("_build/one.txt") == "payload\n"
+
+
+def test_python_job_output_is_kept_in_the_run_logs(picky: Project) -> None:
+    picky.build(expect=1)
+    run_id = picky.manifest()["run_id"]
+    log = picky.root / ".batchit/runs" / run_id / "logs" / "a.txt.log"
+    assert "parsed in/a.txt" in log.read_text()
+
+
+class Hooks(BaseHTTPRequestHandler):
+    """Records every POST it receives."""
+
+    received: ClassVar[list[tuple[dict[str, str], dict[str, object]]]] = []
+    status: ClassVar[int] = 200
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Hooks.received.append((dict(self.headers), json.loads(body)))
+        self.send_response(Hooks.status)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test reads what was received, not the server's log."""
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 that records the alerts POSTed to it."""
+    Hooks.received = []
+    Hooks.status = 200
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+def test_failed_run_posts_an_alert_with_the_run_id_as_idempotency_key(picky: Project, webhook: str) -> None:
+    picky.config(PICKY + f'alerts: {{webhook: "{webhook}", when: failure}}\n')
+    picky.build(expect=1)
+    assert len(Hooks.received) == 1
+    headers, body = Hooks.received[0]
+    assert headers["Idempotency-Key"] == picky.manifest()["run_id"] == body["run_id"]
+    assert body["status"] == "failed"
+
+
+def test_successful_run_alerts_only_with_when_always(project: Project, webhook: str) -> None:
+    project.config(f'version: 1\nalerts: {{webhook: "{webhook}", when: failure}}\n' + PICKY.split("\n", 1)[1])
+    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n"})
+    project.build()
+    assert Hooks.received == []
+    project.config(project.read("batchit.yaml").replace("when: failure", "when: always"))
+    project.build()
+    assert [body["status"] for _, body in Hooks.received] == ["ok"]
+
+
+def test_refused_alert_leaves_the_exit_code_alone(picky: Project, webhook: str) -> None:
+    Hooks.status = 400
+    picky.config(PICKY + f'alerts: {{webhook: "{webhook}"}}\n')
+    result = picky.build(expect=1)
+    assert "not delivered: HTTP 400" in result.stderr
+
+
+@pytest.mark.slow
+def test_unreachable_webhook_leaves_the_exit_code_alone(project: Project) -> None:
+    project.config(
+        'version: 1\nalerts: {webhook: "http://127.0.0.1:9/hook", when: always}\n' + PICKY.split("\n", 1)[1]
+    )
+    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n"})
+    result = project.build()
+    assert "not delivered" in result.stderr
+
+
+def test_replay_of_a_failed_run_reproduces_its_failures(picky: Project) -> None:
+    picky.build(expect=1)
+    failed_run = picky.manifest()["run_id"]
+    replayed = picky.run("replay", failed_run, "--failed", "--no-progress")
+    assert replayed.code == 1, replayed.describe()
+    assert picky.manifest()["failures"][0]["input"] == "in/b.txt"
+    assert picky.manifest()["summary"]["built"] == 0
+
+    picky.write({"in/b.txt": "bad, but differently\n"})
+    again = picky.run("replay", failed_run, "--failed", "--no-progress")
+    assert f"input changed since run {failed_run}: in/b.txt" in again.stderr
+
+
+def test_replay_of_an_unknown_run_exits_2(picky: Project) -> None:
+    picky.build(expect=1)
+    assert picky.run("replay", "20000101T000000000Z-000000").code == 2
+
+
+VALIDATED = """\
+version: 1
+rules:
+  copy:
+    inputs: ["in/*"]
+    output: "{name}"
+    validate: {max_size: 10B, extensions: [txt], checksums: SHA256SUMS}
+    steps:
+      - file.copy: {}
+"""
+
+
+def test_pre_flight_validation_quarantines_before_any_step_runs(project: Project) -> None:
+    good, bad = b"fine\n", b"tampered\n"
+    project.config(VALIDATED)
+    project.write(
+        {
+            "in/ok.txt": good,
+            "in/big.txt": b"x" * 11,
+            "in/image.png": b"png?",
+            "in/altered.txt": bad,
+            "in/unlisted.txt": good,
+            "SHA256SUMS": "".join(
+                f"{hashlib.sha256(data).hexdigest()}  in/{name}\n"
+                for name, data in [
+                    ("ok.txt", good),
+                    ("big.txt", b"x" * 11),
+                    ("image.png", b"png?"),
+                    ("altered.txt", b"original\n"),
+                ]
+            ),
+        }
+    )
+    project.build(expect=1)
+    reasons = {f["input"]: f["message"] for f in project.manifest()["failures"]}
+    assert project.read("_build/ok.txt") == "fine\n"
+    assert "over validate.max_size 10" in reasons["in/big.txt"]
+    assert "extension not in validate.extensions" in reasons["in/image.png"]
+    assert "does not match its checksum" in reasons["in/altered.txt"]
+    assert "not listed in SHA256SUMS" in reasons["in/unlisted.txt"]
+    assert project.manifest()["summary"]["quarantined"] == 4
+
+
+@pytest.mark.parametrize(
+    ("flag", "last_built"), [(None, True), ("--keep-going", True), ("--fail-fast", False)]
+)
+def test_builds_keep_going_by_default_and_stop_with_fail_fast(
+    project: Project, flag: str | None, last_built: bool
+) -> None:
+    project.config(PICKY)
+    inputs = {f"in/{n}.txt": f"{n}\n" for n in "bcdef"}
+    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "bad\n", **inputs})
+    project.build("-j", "1", "--batch-size", "1", *([flag] if flag else []), expect=1)
+    # one worker takes jobs in input order; fail-fast stops scheduling once `a` fails
+    assert (project.root / "_build/f.txt").exists() is last_built
+
+
+def test_jobs_downstream_of_a_quarantined_input_go_on_without_it(picky: Project) -> None:
+    picky.config(
+        PICKY
+        + """\
+  joined:
+    inputs: {rule: parse}
+    aggregate: true
+    output: all.txt
+    steps:
+      - python: {function: "joiner:join", version: "1"}
+"""
+    )
+    picky.write({"joiner.py": "def join(items, ctx):\n    return ''.join(i.read_text() for i in items)\n"})
+    picky.build(expect=1)
+    assert picky.read("_build/all.txt") == "A\nC\n"
+
+
+def test_strict_fails_a_run_that_minted_its_signing_key(picky: Project) -> None:
+    picky.write({"in/b.txt": "fine\n"})
+    first = picky.run("build", "--no-progress", "--strict")
+    assert first.code == 1, first.describe()
+    picky.build("--strict")
+
+
+def test_quarantine_and_release_enter_the_audit_trail(picky: Project) -> None:
+    picky.build(expect=1)
+    picky.run("quarantine", "release")
+    audit = (picky.root / ".batchit/audit.log").read_text().splitlines()
+    kinds = [json.loads(line)["kind"] for line in audit]
+    assert kinds.count("quarantine") == 1
+    assert kinds[-1] == "release"
+    assert picky.run("audit", "verify").code == 0
+
+
+THUMBS = """\
+version: 1
+rules:
+  thumbs:
+    inputs: ["photos/*"]
+    output: "{name}.webp"
+    validate: {image: {max_pixels: 1000000, formats: [JPEG, PNG]}}
+    steps:
+      - image.load: {}
+      - image.resize: {width: 32}
+      - image.save: {format: webp, quality: low}
+"""
+
+
+def encoded(kind: str, size: tuple[int, int] = (64, 48)) -> bytes:
+    """A real image of `size`, made with Pillow, encoded as `kind` (JPEG or PNG)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 80, 40)).save(buffer, kind)
+    return buffer.getvalue()
+
+
+def test_broken_image_files_are_quarantined_and_the_rest_build(project: Project) -> None:
+    jpeg, png = encoded("JPEG"), encoded("PNG")
+    project.config(THUMBS)
+    project.write(
+        {
+            "photos/good.jpg": jpeg,
+            "photos/truncated.jpg": jpeg[: len(jpeg) // 2],
+            "photos/truncated.png": png[: len(png) // 2],
+            "photos/empty.jpg": b"",
+            "photos/text.jpg": b"this is not a picture\n",
+            "photos/bomb.png": encoded("PNG", (1200, 1000)),  # 1.2 MP, over the rule's max_pixels
+        }
+    )
+    project.build(expect=1)
+    assert (project.root / "_build/good.jpg.webp").read_bytes()[:4] == b"RIFF"
+    quarantined = {f["input"] for f in project.manifest()["failures"] if f["quarantine"]}
+    assert quarantined == {
+        f"photos/{n}" for n in ("truncated.jpg", "truncated.png", "empty.jpg", "text.jpg", "bomb.png")
+    }
+    assert all(f["class"] == "PermanentError" for f in project.manifest()["failures"])
+
+    project.build(expect=1)
+    assert project.manifest()["summary"] == {**project.manifest()["summary"], "built": 0, "quarantined": 5}
+
+    project.write({"photos/truncated.jpg": jpeg})
+    project.build(expect=1)
+    assert (project.root / "_build/truncated.jpg.webp").exists()
+    assert project.manifest()["summary"]["quarantined"] == 4

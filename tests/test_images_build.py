@@ -1,0 +1,181 @@
+"""Image builds through the real `batchit` command: guards, permanent errors, the bundled preset.
+
+The inputs are drawn in the test; a bomb is a few hundred bytes of PNG that only declare a huge size,
+a truncated JPEG is half of a real one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+
+import pytest
+from conftest import Project
+from PIL import ExifTags, Image
+
+RESIZE_RULE = """\
+version: 1
+out: _build
+rules:
+  thumbs:
+    inputs: ["images/*"]
+    output: "{stem}.webp"
+    steps:
+      - image.load: {}
+      - image.resize: {width: 64}
+      - image.save: {format: webp}
+"""
+
+
+def jpeg(size: tuple[int, int] = (320, 240), colour: str = "navy", **options: object) -> bytes:
+    """A real JPEG of one colour, with a gradient so it has some content to cut in half."""
+    image = Image.linear_gradient("L").resize(size).convert("RGB")
+    image.paste(colour, (0, 0, size[0] // 2, size[1]))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90, **options)
+    return buffer.getvalue()
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A valid little PNG whose header claims `width` x `height` pixels (it holds one row of zeros)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\x00" * (width + 1))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def failures_by_input(project: Project) -> dict[str, dict[str, object]]:
+    """The latest manifest's failures, by input path."""
+    return {str(f["input"]): f for f in project.manifest()["failures"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("bomb.png", png_declaring(100_000, 100_000), "decompression bomb"),
+        ("almost.png", png_declaring(10_000, 9_000), "decompression bomb"),
+        ("cut.jpg", jpeg()[:1500], "cannot decode"),
+    ],
+    ids=["over-twice-pillows-limit", "over-pillows-limit-a-warning-made-an-error", "truncated-jpeg"],
+)
+def test_a_bad_image_is_a_permanent_failure_and_the_rest_is_built(
+    project: Project, name: str, data: bytes, message: str
+) -> None:
+    project.config(RESIZE_RULE)
+    project.write({"images/good.jpg": jpeg(), f"images/{name}": data})
+    result = project.build(expect=1)
+    assert "Warning" not in result.stderr, result.stderr
+    assert (project.root / "_build" / "good.webp").is_file()
+    failure = failures_by_input(project)[f"images/{name}"]
+    assert failure["class"] == "PermanentError"
+    assert message in str(failure["message"])
+    assert [o["path"] for o in project.manifest()["outputs"]] == ["good.webp"]
+
+
+def test_max_pixels_refuses_an_image_before_decoding_it(project: Project) -> None:
+    project.config(RESIZE_RULE.replace("image.load: {}", "image.load: {max_pixels: 10000}"))
+    project.write({"images/small.jpg": jpeg((80, 80)), "images/large.jpg": jpeg((200, 200))})
+    project.build(expect=1)
+    assert "40000 pixels, over 10000" in str(failures_by_input(project)["images/large.jpg"]["message"])
+    assert (project.root / "_build" / "small.webp").is_file()
+
+
+def test_a_quality_for_png_is_a_config_error(project: Project) -> None:
+    project.config(RESIZE_RULE.replace("{format: webp}", "{format: png, quality: 80}"))
+    project.write({"images/a.jpg": jpeg()})
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert "image.save" in result.stderr
+
+
+def photo_with_gps() -> bytes:
+    """A black 1600x1200 photo that says where it was taken."""
+    exif = Image.Exif()
+    exif[ExifTags.IFD.GPSInfo] = {1: "N", 2: (52.0, 22.0, 0.0)}
+    buffer = io.BytesIO()
+    Image.new("RGB", (1600, 1200), "black").save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+PRESET = """\
+version: 1
+out: _build
+include: [batchit:images]
+rules:
+  photos:
+    preset: responsive_images
+    with: {src: ["images/*.jpg"], widths: [320, 1280], watermark: "WM", watermark_from: 1280}
+  cdn:
+    preset: cdn_manifest
+    with: {of: photos, base_url: "https://cdn.example/"}
+"""
+
+
+@pytest.fixture
+def preset_build(project: Project) -> Project:
+    """A project built once with the bundled image presets (two photos, two widths)."""
+    project.config(PRESET)
+    project.write({"images/a.jpg": photo_with_gps(), "images/b.jpg": jpeg((1600, 1200), "maroon")})
+    project.build()
+    return project
+
+
+def test_the_image_preset_names_variants_by_width_and_key(preset_build: Project) -> None:
+    names = sorted(p.name for p in (preset_build.root / "_build" / "img").iterdir())
+    assert [n.rsplit("-", 1)[0] for n in names] == ["a-1280", "a-320", "b-1280", "b-320"]
+    assert all(len(n.rsplit("-", 1)[1]) == len("12345678.webp") for n in names)
+
+
+def test_the_cdn_manifest_maps_each_source_to_its_variants(preset_build: Project) -> None:
+    out = preset_build.root / "_build"
+    manifest = json.loads((out / "cdn-manifest.json").read_text("utf-8"))
+    assert sorted(manifest) == ["images/a.jpg", "images/b.jpg"]
+    variants = manifest["images/a.jpg"]
+    assert [v["width"] for v in variants] == [320, 1280]
+    for variant in variants:
+        path = out / variant["path"]
+        assert variant["size"] == path.stat().st_size
+        assert variant["url"] == f"https://cdn.example/{variant['path']}"
+        assert len(variant["blake3"]) == 64
+
+
+def test_the_preset_watermarks_only_the_large_variants_and_strips_gps(preset_build: Project) -> None:
+    images = {p.name.rsplit("-", 1)[0]: p for p in (preset_build.root / "_build" / "img").iterdir()}
+    for name, marked in (("a-320", False), ("a-1280", True)):
+        with Image.open(images[name]) as image:
+            corner = image.convert("L").crop(
+                (image.width * 3 // 4, image.height * 3 // 4, image.width, image.height)
+            )
+            assert (corner.getextrema()[1] > 100) is marked, name  # white text on black, or none
+            assert not image.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+
+
+def test_a_second_build_of_the_preset_does_nothing(preset_build: Project) -> None:
+    preset_build.build()
+    summary = preset_build.manifest()["summary"]
+    assert (summary["built"], summary["up_to_date"]) == (0, 5)
+
+
+def test_moving_a_source_rebuilds_the_cdn_manifest(preset_build: Project) -> None:
+    (preset_build.root / "images" / "b.jpg").rename(preset_build.root / "images" / "c.jpg")
+    preset_build.build()
+    manifest = json.loads((preset_build.root / "_build" / "cdn-manifest.json").read_text("utf-8"))
+    assert sorted(manifest) == ["images/a.jpg", "images/c.jpg"]
+
+
+def test_the_preset_refuses_input_formats_it_was_not_given(project: Project) -> None:
+    project.config(PRESET.replace('src: ["images/*.jpg"]', 'src: ["images/*"], formats: [JPEG]'))
+    project.write({"images/a.jpg": jpeg((1600, 1200)), "images/b.png": png_declaring(100, 100)})
+    project.build(expect=1)
+    assert "is PNG, not one of ['JPEG']" in str(failures_by_input(project)["images/b.png"]["message"])
+
+
+def test_an_image_cdn_manifest_is_stable_across_builds(preset_build: Project) -> None:
+    before = (preset_build.root / "_build" / "cdn-manifest.json").read_bytes()
+    preset_build.build("--force")
+    assert (preset_build.root / "_build" / "cdn-manifest.json").read_bytes() == before

@@ -1,0 +1,244 @@
+"""Signed run records (SPEC section 5, 8): keys, the DSSE signature, provenance and `batchit verify`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import stat
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from blake3 import blake3
+from conftest import COPY_CONFIG, Project
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
+
+
+def run_dir(project: Project) -> Path:
+    """The latest run's directory."""
+    runs = project.root / ".batchit" / "runs"
+    return runs / (runs / "LATEST").read_text().strip()
+
+
+def envelope(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A DSSE envelope file and its decoded in-toto Statement."""
+    outer = json.loads(path.read_bytes())
+    return outer, json.loads(base64.b64decode(outer["payload"]))
+
+
+def pae(payload_type: str, body: bytes) -> bytes:
+    """DSSE's pre-authentication encoding, written out independently of batchit's."""
+    return (
+        b"DSSEv1 "
+        + b" ".join([str(len(payload_type)).encode(), payload_type.encode()])
+        + (b" " + str(len(body)).encode() + b" " + body)
+    )
+
+
+def test_first_build_creates_a_key_and_says_so_once(copies: Project) -> None:
+    first = copies.build()
+    assert "created a signing key" in first.stdout
+    key = copies.root / ".batchit/keys/batchit.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert b"BEGIN PRIVATE KEY" in key.read_bytes()
+    assert b"BEGIN PUBLIC KEY" in (copies.root / ".batchit/keys/batchit.pub").read_bytes()
+    events = [json.loads(line) for line in (run_dir(copies) / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events].count("key_created") == 1
+    second = copies.build()
+    assert "created a signing key" not in second.stdout + second.stderr
+    assert "key id" in second.stdout
+
+
+def test_keygen_refuses_to_overwrite_without_force(copies: Project) -> None:
+    assert copies.run("keygen").code == 0
+    public = copies.root / ".batchit/keys/batchit.pub"
+    before = public.read_bytes()
+    again = copies.run("keygen")
+    assert again.code == 2, again.describe()
+    assert "--force" in again.stderr
+    assert public.read_bytes() == before
+    forced = copies.run("keygen", "--force")
+    assert forced.code == 0, forced.describe()
+    assert public.read_bytes() != before
+    kept = list(public.parent.glob("batchit.*.pub"))
+    assert len(kept) == 1 and kept[0].read_bytes() == before
+
+
+def test_key_id_is_blake3_of_the_raw_public_key(copies: Project) -> None:
+    copies.build()
+    public = load_pem_public_key((copies.root / ".batchit/keys/batchit.pub").read_bytes())
+    raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    outer, _ = envelope(run_dir(copies) / "manifest.json.sig")
+    assert outer["signatures"][0]["keyid"] == blake3(raw).hexdigest()[:16]
+
+
+def test_signature_is_a_dsse_envelope_over_the_manifest_sha256(copies: Project) -> None:
+    copies.build()
+    manifest = (run_dir(copies) / "manifest.json").read_bytes()
+    outer, statement = envelope(run_dir(copies) / "manifest.json.sig")
+    assert outer["payloadType"] == "application/vnd.in-toto+json"
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert statement["subject"] == [
+        {"name": "manifest.json", "digest": {"sha256": hashlib.sha256(manifest).hexdigest()}}
+    ]
+    public = load_pem_public_key((copies.root / ".batchit/keys/batchit.pub").read_bytes())
+    body = base64.b64decode(outer["payload"])
+    assert isinstance(public, Ed25519PublicKey)
+    public.verify(base64.b64decode(outer["signatures"][0]["sig"]), pae(outer["payloadType"], body))
+    assert (copies.root / "_build/batchit-manifest.json.sig").read_bytes() == (
+        run_dir(copies) / "manifest.json.sig"
+    ).read_bytes()
+
+
+def test_provenance_is_a_signed_slsa_statement_of_every_output(copies: Project) -> None:
+    copies.build()
+    outer, statement = envelope(run_dir(copies) / "provenance.intoto.json")
+    assert outer["payloadType"] == "application/vnd.in-toto+json"
+    assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+    subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    out = copies.root / "_build"
+    assert subjects == {
+        p: hashlib.sha256((out / p).read_bytes()).hexdigest() for p in ("a.txt", "b.txt", "sub/c.txt")
+    }
+    predicate = statement["predicate"]
+    assert predicate["runDetails"]["metadata"]["invocationId"] == run_dir(copies).name
+    config_digest = predicate["buildDefinition"]["resolvedDependencies"][0]["digest"]["sha256"]
+    assert config_digest == hashlib.sha256((copies.root / "batchit.yaml").read_bytes()).hexdigest()
+
+
+def test_provenance_false_turns_it_off(copies: Project) -> None:
+    copies.config("provenance: false\n" + COPY_CONFIG)
+    copies.build()
+    assert not (run_dir(copies) / "provenance.intoto.json").exists()
+    assert (run_dir(copies) / "manifest.json.sig").exists()
+
+
+def test_verify_passes_on_a_fresh_build(copies: Project) -> None:
+    copies.build()
+    result = copies.run("verify")
+    assert result.code == 0, result.describe()
+    assert "3 output(s) match" in result.stdout
+
+
+class Damage(NamedTuple):
+    """One way to break what a run recorded, and the words `verify` must name it with."""
+
+    name: str
+    cause: str
+
+
+DAMAGES = [
+    Damage("flip-a-byte", "modified"),
+    Damage("delete-an-output", "missing"),
+    Damage("edit-the-manifest", "modified after it was signed"),
+    Damage("another-key", "does not verify with any trusted key"),
+]
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=[d.name for d in DAMAGES])
+def test_verify_names_the_cause_of_each_failure(copies: Project, tmp_path: Path, damage: Damage) -> None:
+    copies.build()
+    args: list[str] = []
+    if damage.name == "flip-a-byte":
+        target = copies.root / "_build/sub/c.txt"
+        data = bytearray(target.read_bytes())
+        data[0] ^= 1
+        target.write_bytes(bytes(data))
+    elif damage.name == "delete-an-output":
+        (copies.root / "_build/sub/c.txt").unlink()
+    elif damage.name == "edit-the-manifest":
+        manifest = run_dir(copies) / "manifest.json"
+        manifest.write_bytes(manifest.read_bytes().replace(b'"status":"ok"', b'"status":"OK"'))
+    else:
+        other = Project(tmp_path / "other")
+        other.root.mkdir()
+        assert other.run("keygen").code == 0
+        args = ["--key", str(other.root / ".batchit/keys/batchit.pub")]
+    result = copies.run("verify", *args)
+    assert result.code == 1, result.describe()
+    assert damage.cause in result.stdout
+    if damage.name in ("flip-a-byte", "delete-an-output"):
+        assert "sub/c.txt" in result.stdout
+
+
+def test_verify_of_a_copied_out_folder_with_the_public_key(copies: Project, tmp_path: Path) -> None:
+    copies.build()
+    deploy = Project(tmp_path / "deploy")
+    shutil.copytree(copies.root / "_build", deploy.root / "site")
+    shutil.copy(copies.root / ".batchit/keys/batchit.pub", deploy.root / "ci.pub")
+    result = deploy.run("verify", "site/batchit-manifest.json", "--key", "ci.pub")
+    assert result.code == 0, result.describe()
+    (deploy.root / "site/a.txt").write_text("tampered\n")
+    tampered = deploy.run("verify", "site", "--key", "ci.pub", "--json")
+    assert tampered.code == 1
+    problems = json.loads(tampered.stdout)["problems"]
+    assert [(p["kind"], p["path"]) for p in problems] == [("modified", "a.txt")]
+
+
+def test_verify_trusts_every_key_given_while_keys_rotate(copies: Project, tmp_path: Path) -> None:
+    copies.build()
+    old = tmp_path / "old.pub"
+    shutil.copy(copies.root / ".batchit/keys/batchit.pub", old)
+    shutil.copytree(copies.root / "_build", tmp_path / "old-release")
+    assert copies.run("keygen", "--force").code == 0
+    copies.build()
+    new = copies.root / ".batchit/keys/batchit.pub"
+    assert copies.run("verify", "--key", str(old)).code == 1
+    assert copies.run("verify", "--key", str(old), "--key", str(new)).code == 0
+    old_release = str(tmp_path / "old-release/batchit-manifest.json")
+    assert copies.run("verify", old_release, "--key", str(new)).code == 1
+    assert copies.run("verify", old_release, "--key", str(new), "--key", str(old)).code == 0
+
+
+def test_verify_without_a_manifest_is_a_usage_error(copies: Project) -> None:
+    nothing = copies.run("verify")
+    assert nothing.code == 2, nothing.describe()
+    assert "no manifest" in nothing.stderr
+    assert copies.run("verify", "no/such/manifest.json").code == 2
+
+
+def test_signing_key_from_the_environment(copies: Project, tmp_path: Path) -> None:
+    ci = Project(tmp_path / "ci")
+    ci.root.mkdir()
+    assert ci.run("keygen").code == 0
+    key_file = ci.root / ".batchit/keys/batchit.key"
+    public = str(ci.root / ".batchit/keys/batchit.pub")
+    for value in (str(key_file), key_file.read_text()):
+        built = copies.run("build", "--no-progress", env={"BATCHIT_SIGNING_KEY": value})
+        assert built.code == 0, built.describe()
+        assert "created a signing key" not in built.stdout
+        assert not (copies.root / ".batchit/keys").exists()
+        assert copies.run("verify", "--key", public).code == 0
+    broken = copies.run(
+        "build", "--no-progress", env={"BATCHIT_SIGNING_KEY": "-----BEGIN PRIVATE KEY-----\nxx"}
+    )
+    assert broken.code == 2, broken.describe()
+    assert "BATCHIT_SIGNING_KEY" in broken.stderr and "xx" not in broken.stderr
+
+
+def test_the_private_key_never_appears_in_records_or_output(copies: Project, tmp_path: Path) -> None:
+    outputs = [copies.run("keygen"), copies.build(), copies.run("verify"), copies.run("runs")]
+    copies.write({"src/a.txt": "alpha, edited\n"})
+    outputs += [copies.build(), copies.run("report"), copies.run("audit", "verify"), copies.run("gc")]
+    pem = (copies.root / ".batchit/keys/batchit.key").read_bytes()
+    private = load_pem_private_key(pem, password=None)
+    raw = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    body = b"".join(pem.splitlines()[1:-1])
+    secrets = [body, raw, raw.hex().encode(), base64.b64encode(raw), body[:32]]
+    files = [p for top in (".batchit/runs", "_build") for p in (copies.root / top).rglob("*") if p.is_file()]
+    files += [copies.root / ".batchit/audit.log"]
+    texts = [p.read_bytes() for p in files] + [(r.stdout + r.stderr).encode() for r in outputs]
+    assert len(files) > 10
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text

@@ -1,0 +1,77 @@
+"""`batchit reconcile` (SPEC section 4): sources now vs the last manifest vs the files in `out`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import Project
+
+
+@pytest.fixture
+def built(copies: Project) -> Project:
+    """Three text files copied into `_build`, built once."""
+    copies.build()
+    return copies
+
+
+def reconciled(project: Project, expect: int) -> dict[str, Any]:
+    """Run `reconcile --json`, check its exit code, and return what it found."""
+    result = project.run("reconcile", "--json")
+    assert result.code == expect, result.describe()
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def paths(found: dict[str, Any], kind: str) -> list[str]:
+    """The paths of one kind of finding."""
+    return [f["path"] for f in found[kind]]
+
+
+def test_reconcile_finds_nothing_after_a_build(built: Project) -> None:
+    found = reconciled(built, 0)
+    assert found["missing"] == found["orphans"] == found["modified"] == found["duplicates"] == []
+    assert "reconcile: ok" in built.run("reconcile").stdout
+
+
+def test_reconcile_finds_a_missing_output(built: Project) -> None:
+    (built.root / "_build/sub/c.txt").unlink()
+    assert paths(reconciled(built, 1), "missing") == ["sub/c.txt"]
+
+
+def test_reconcile_finds_an_output_a_new_source_calls_for(built: Project) -> None:
+    built.write({"src/d.txt": "delta\n"})
+    found = reconciled(built, 1)
+    assert paths(found, "missing") == ["d.txt"]
+    assert "not built yet" in found["missing"][0]["detail"]
+
+
+def test_reconcile_finds_an_orphan_but_not_the_manifest_copies(built: Project) -> None:
+    built.write({"_build/stray.html": "<p>left over</p>\n"})
+    found = reconciled(built, 1)
+    assert paths(found, "orphans") == ["stray.html"]
+    text = built.run("reconcile")
+    assert "orphan: _build/stray.html" in text.stdout
+
+
+def test_reconcile_finds_an_output_whose_source_is_gone(built: Project) -> None:
+    (built.root / "src/b.txt").unlink()
+    found = reconciled(built, 1)
+    assert paths(found, "orphans") == ["b.txt"]
+    assert "in the last manifest" in found["orphans"][0]["detail"]
+
+
+def test_reconcile_finds_a_modified_output(built: Project) -> None:
+    (built.root / "_build/a.txt").write_text("ALPHA\n")
+    found = reconciled(built, 1)
+    assert paths(found, "modified") == ["a.txt"]
+    assert found["missing"] == found["orphans"] == []
+
+
+def test_reconcile_lists_duplicated_content_as_information(built: Project) -> None:
+    built.write({"src/twin.txt": "alpha\n"})
+    built.build()
+    found = reconciled(built, 0)
+    assert [d["paths"] for d in found["duplicates"]] == [["a.txt", "twin.txt"]]
+    assert "same content" in built.run("reconcile").stdout

@@ -1,0 +1,145 @@
+"""`batchit watch`: the real command in a subprocess, driven by file changes and SIGINT.
+
+The test waits for the lines the command prints (with a deadline), never for a fixed time.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Project
+
+from batchit.watch import _Collector
+
+DEADLINE = 60.0
+"""Seconds a test waits for a line before it fails (a rebuild takes well under one)."""
+
+CONFIG = """\
+version: 1
+out: _build
+rules:
+  copy:
+    inputs: ["src/*.txt"]
+    output: "{stem}.txt"
+    steps: [file.copy: {}]
+"""
+
+
+class Watch:
+    """A running `batchit watch`, its output lines read by a thread into a queue."""
+
+    def __init__(self, project: Project, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "batchit", "watch", "--no-progress", *args],
+            cwd=project.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, prefix: str) -> str:
+        """The next line starting with `prefix`; fails after DEADLINE seconds without one."""
+        end = time.monotonic() + DEADLINE
+        while (left := end - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(
+            f"no line starting with {prefix!r} within {DEADLINE} s:\n" + "\n".join(self.seen)
+        )
+
+    def stop(self) -> int:
+        """Send SIGINT (Ctrl-C) and return the exit code."""
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=DEADLINE)
+
+    def close(self) -> None:
+        """Kill the command if it still runs, and release its pipe."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.reader.join(timeout=DEADLINE)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+@pytest.fixture
+def watching(project: Project) -> Iterator[Watch]:
+    """`batchit watch` on a one-rule project, started and past its first build."""
+    project.config(CONFIG)
+    project.write({"src/a.txt": "a"})
+    watch = Watch(project, "--debounce", "300")
+    try:
+        watch.wait_for("batchit watch: watching")
+        yield watch
+    finally:
+        watch.close()
+
+
+def test_watch_rebuilds_on_a_change_and_ctrl_c_exits_0(project: Project, watching: Watch) -> None:
+    assert (project.root / "_build" / "a.txt").read_text() == "a"
+    project.write({"src/b.txt": "b"})
+    assert (
+        watching.wait_for("batchit watch: rebuild 1") == "batchit watch: rebuild 1 after changes to src/b.txt"
+    )
+    assert watching.wait_for("batchit: ok").startswith("batchit: ok: 1 built, 1 up to date")
+    assert (project.root / "_build" / "b.txt").read_text() == "b"
+    assert watching.stop() == 0
+
+
+def test_a_burst_of_changes_gives_one_rebuild(project: Project, watching: Watch) -> None:
+    project.write({f"src/{n}.txt": n for n in "cdefg"})
+    line = watching.wait_for("batchit watch: rebuild")
+    assert line.startswith(
+        "batchit watch: rebuild 1 after changes to src/c.txt, src/d.txt, src/e.txt and 2 more"
+    )
+    assert watching.wait_for("batchit: ok").startswith("batchit: ok: 5 built, 1 up to date")
+    assert watching.stop() == 0
+
+
+def test_a_config_error_is_reported_and_the_watch_goes_on(project: Project, watching: Watch) -> None:
+    project.write({"batchit.yaml": CONFIG.replace("file.copy", "file.cpy")})
+    watching.wait_for("batchit: error:")
+    project.config(CONFIG)
+    watching.wait_for("batchit: ok")
+    assert watching.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "counts"),
+    [
+        ("src/a.txt", True),
+        ("_build/a.txt", False),
+        ("_build", False),
+        (".batchit/state.db", False),
+        (".git/index", False),
+        ("src/__pycache__/x.pyc", False),
+        ("_buildings/a.txt", True),
+    ],
+)
+def test_changes_under_out_and_state_do_not_count(tmp_path: Path, path: str, counts: bool) -> None:
+    collector = _Collector(tmp_path, ["_build", ".batchit"], queue.Queue())
+    assert (collector._relative(str(tmp_path / path)) is not None) is counts
