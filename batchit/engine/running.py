@@ -1,8 +1,6 @@
-"""One build, start to finish: plan, check, lock, execute rule by rule, commit, prune, record.
-
-The build plans first, read-only, so a plan-time error (two jobs writing one output, a stranger file
-at an output path) exits before anything is written. Rules are then released as the rules they read
-from finish; a downstream rule is re-planned from the bytes its upstream jobs really produced.
+"""A running build: rules are released as the rules they read from finish, and a downstream rule
+is re-planned from the bytes its upstream jobs really produced (early cutoff). Results are committed
+as they arrive; retries wait on the scheduler's timers, never in a worker.
 """
 
 from __future__ import annotations
@@ -10,195 +8,31 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from batchit.errors import BuildInterrupted, OutputConflictError
-from batchit.execute.pools import ExecutorKind, Pools
+from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
+from batchit.engine.single import job_spec
+from batchit.execute.pools import Pools
 from batchit.execute.retry import backoff_delay
 from batchit.execute.scheduler import Scheduler
 from batchit.execute.signals import GRACE_SECONDS, StopSignals
-from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_job
-from batchit.fsutil import sweep_temp_files
+from batchit.execute.worker import JobResult, JobSpec, WorkerSettings
 from batchit.model import Config
-from batchit.operators.base import UpstreamSource
 from batchit.operators.registry import OperatorRegistry
-from batchit.plan import Planner, PlanOptions, select_rules
+from batchit.plan import Planner, select_rules
 from batchit.plan.jobs import UNKNOWN, Job
-from batchit.record.alerts import send_alert, should_alert
 from batchit.record.commits import FLUSH_EVERY, Committer, quarantines
-from batchit.record.manifest import RunInfo, new_run_id
-from batchit.record.recorder import Recorder, RunRecord
+from batchit.record.manifest import RunInfo
+from batchit.record.recorder import Recorder
 from batchit.record.replays import write_job_log, write_replay_record
 from batchit.record.rundata import job_row
 from batchit.record.runs import evict_cache
-from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
 
-Event = dict[str, Any]
-EventSink = Callable[[Event], None]
 
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """What `batchit build` was asked to do."""
-
-    rules: tuple[str, ...] = ()
-    jobs: int | None = None
-    executor: ExecutorKind = "local"
-    fail_fast: bool = False
-    dry_run: bool = False
-    force: bool = False
-    use_cache: bool = True
-    overwrite: bool = False
-    batch_size: int | None = None
-    only_failed: bool = False
-    strict: bool = False
-    seed: int | None = None
-    """Seeds the retry jitter (and sampling): a replay passes the recorded one. None: a fresh seed."""
-    only_jobs: frozenset[str] | None = None
-    """Run exactly these jobs (a replay) and hold every other."""
-
-
-@dataclass
-class BuildOutcome:
-    """What a build did: the jobs with their decisions, the counts, and where its record is."""
-
-    jobs: list[Job]
-    counts: dict[str, int]
-    run_id: str | None = None
-    manifest: Path | None = None
-    failures: list[tuple[Job, JobResult]] = field(default_factory=list)
-    seconds: float = 0.0
-    key_created: bool = False
-    """A signing key was minted during this run (an error with --strict)."""
-    record: RunRecord | None = None
-    """Where the run's record (manifest, report) went and which key signed it."""
-    strict: bool = False
-    interrupted: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        """130 when interrupted; 1 when a job failed or an input stays quarantined (with --strict also
-        deferred jobs and a key minted during the run); else 0 (SPEC section 4)."""
-        counts = self.counts
-        if self.interrupted:
-            return BuildInterrupted.exit_code
-        if counts.get("failed") or counts.get("quarantined"):
-            return 1
-        if self.strict and (counts.get("deferred") or self.key_created):
-            return 1
-        return 0
-
-
-def plan_build(config: Config, registry: OperatorRegistry, options: BuildOptions) -> BuildOutcome:
-    """What a build would do and why, changing nothing (`plan`, `build --dry-run`)."""
-    _, jobs = _plan_read_only(config, registry, options)
-    counts = {"run": 0, "restore": 0, "skip": 0}
-    for job in jobs:
-        counts[job.action] = counts.get(job.action, 0) + 1
-    return BuildOutcome(jobs, counts)
-
-
-def run_build(
-    config: Config, registry: OperatorRegistry, options: BuildOptions, emit: EventSink
-) -> BuildOutcome:
-    """Build the selected rules under the project lock and write the run's manifest.
-
-    Planning happens first and read-only, so every plan-time error surfaces before anything is
-    written; the plan is reused under the lock unless another run changed the state in between.
-    """
-    started = datetime.now(UTC)
-    clock = time.perf_counter()
-    run_id = new_run_id(started)
-    recorder = Recorder(config, run_id, emit)  # checks the signing key before any work
-    emit = recorder.events  # every event also goes to the run's events.jsonl
-    planner, predicted = _plan_read_only(config, registry, options)
-    with ProjectLock(config.state_dir / "lock"):
-        in_progress = config.state_dir / "build-in-progress"
-        if in_progress.exists():  # the last build was killed: its temporary files are litter
-            for leftover in sweep_temp_files(config.out_dir) + sweep_temp_files(config.state_dir / "cache"):
-                emit({"event": "warning", "message": f"removed {leftover.name} left by a killed build"})
-        in_progress.touch()
-        store = StateStore.open(config.state_dir / "state.db", fsync=config.durability == "fsync")
-        try:
-            if store.generation() != planner.generation:
-                planner, predicted = _plan(config, registry, options, store)
-            planner.view.store = store
-            build = _Build(config, registry, options, store, emit, run_id, planner, predicted)
-            outcome = build.run()
-            build.write_replay()
-            outcome.manifest = build.record(started, outcome, recorder)
-        finally:
-            store.close()
-        in_progress.unlink()
-    outcome.seconds = time.perf_counter() - clock
-    outcome.interrupted = build.interrupted
-    _alert(config, outcome, emit)
-    return outcome
-
-
-def _alert(config: Config, outcome: BuildOutcome, emit: EventSink) -> None:
-    """POST the run's summary to `alerts.webhook` when asked; a failed delivery is only a warning."""
-    troubled = outcome.exit_code != 0
-    if config.alerts is None or not should_alert(config.alerts, troubled):
-        return
-    payload = {
-        "run_id": outcome.run_id,
-        "status": "interrupted" if outcome.interrupted else ("failed" if troubled else "ok"),
-        "summary": outcome.counts,
-        "failures": [
-            {"rule": job.rule, "output": job.output, "class": result.error_class, "message": result.message}
-            for job, result in outcome.failures[:100]
-        ],
-        "manifest": str(outcome.manifest) if outcome.manifest else None,
-        "report": str(outcome.manifest.with_name("report.html")) if outcome.manifest else None,
-    }
-    problem = send_alert(config.alerts.webhook, outcome.run_id or "", payload)
-    if problem is not None:
-        emit({"event": "warning", "message": f"alert to {config.alerts.webhook} not delivered: {problem}"})
-
-
-def _plan_read_only(
-    config: Config, registry: OperatorRegistry, options: BuildOptions
-) -> tuple[Planner, list[Job]]:
-    store = StateStore.open_readonly(config.state_dir / "state.db")
-    try:
-        return _plan(config, registry, options, store)
-    finally:
-        if store:
-            store.close()
-
-
-def _plan(
-    config: Config, registry: OperatorRegistry, options: BuildOptions, store: StateStore | None
-) -> tuple[Planner, list[Job]]:
-    planner = Planner.open(
-        config,
-        registry,
-        store,
-        PlanOptions(options.force, options.use_cache, options.only_failed, options.only_jobs),
-    )
-    jobs = planner.predict(select_rules(config, options.rules))
-    _refuse_strangers(config, planner, options)
-    return planner, jobs
-
-
-def _refuse_strangers(config: Config, planner: Planner, options: BuildOptions) -> None:
-    strangers = planner.decider.strangers
-    if strangers and not options.overwrite:
-        listed = "\n  ".join(f"{config.out}/{p}" for p in strangers[:20])
-        more = f"\n  ... and {len(strangers) - 20} more" if len(strangers) > 20 else ""
-        raise OutputConflictError(
-            f"{len(strangers)} output path(s) hold files batchit did not write:\n  {listed}{more}",
-            hint="move them away, or run `batchit build --overwrite` to replace them",
-        )
-
-
-class _Build:
+class RunningBuild:
     """The state of one running build."""
 
     def __init__(
@@ -492,92 +326,3 @@ def _status(job: Job, result: JobResult | None) -> str:
     if not result.ok:
         return "failed"
     return "restored" if job.action == "restore" else "built"
-
-
-def upstream_sources(
-    config: Config, job: Job, by_rule: Mapping[str, list[Job]]
-) -> dict[str, UpstreamSource] | None:
-    """For an aggregate over other rules' outputs: the upstream job behind each input (`ctx.sources`).
-
-    `cdn.manifest` and `template.render` read it to name each output's source file and matrix values.
-    """
-    upstream = config.rules[job.rule].from_rules
-    if not job.aggregate or not upstream:
-        return None
-    wanted = set(job.inputs)
-    found = {
-        f"{config.out}/{up.output}": UpstreamSource(up.rule, up.inputs, dict(up.matrix))
-        for name in upstream
-        for up in by_rule.get(name, [])
-        if f"{config.out}/{up.output}" in wanted
-    }
-    return found or None
-
-
-def job_spec(
-    config: Config, registry: OperatorRegistry, job: Job, by_rule: Mapping[str, list[Job]]
-) -> JobSpec:
-    """The worker's view of a planned job: its steps, contracts and the upstream jobs it reads.
-
-    A pipeline of only cheap steps is not copied into the cache (re-running it costs no more).
-    """
-    rule = config.rules[job.rule]
-    cheap = all(registry.get(step.operator).cheap for step in job.recipe.steps)
-    return JobSpec(
-        job.job_id,
-        job.rule,
-        job.inputs,
-        job.aggregate,
-        job.output,
-        job.recipe.steps,
-        job.key,
-        rule.expect,
-        rule.validate,
-        cache=not cheap,
-        sources=upstream_sources(config, job, by_rule),
-    )
-
-
-def run_planned_job(
-    config: Config,
-    registry: OperatorRegistry,
-    store: StateStore,
-    planner: Planner,
-    job: Job,
-    run_id: str,
-    by_rule: Mapping[str, list[Job]],
-    warn: Callable[[str], None],
-) -> JobResult:
-    """Run one planned `run` or `restore` job in this process and commit its result (a doit sub-task).
-
-    The same steps as a build takes for each job: claim the output before anything is renamed into
-    it, restore from the cache (a missing entry runs the job instead), retry transient failures with
-    the rule's backoff, commit the result, keep the job's log. The caller holds the project lock
-    (shared: doit runs several of these at once) and planned `job` with `planner` on `store`.
-    """
-    cache_dir = config.state_dir / "cache"
-    settings = WorkerSettings(str(config.root), config.out, str(cache_dir), config.durability == "fsync")
-    committer = Committer(store, planner, config, run_id, warn)
-    committer.stat_updates(planner.stat_updates())
-    spec = job_spec(config, registry, job, by_rule)
-    if job.action == "restore":
-        entry = str(cache_dir / job.key[:2] / job.key)
-        spec = replace(spec, steps=(), restore_from=entry, restore_blake3=committer.cached_blake3(job.key))
-    committer.claim(job)
-    committer.flush_claims()
-    result = run_job(settings, spec)
-    if not result.ok and job.action == "restore" and result.error_class == "CacheMiss":
-        committer.drop_cache(job.key)
-        job.action = "run"
-        spec = job_spec(config, registry, job, by_rule)
-        result = run_job(settings, spec)
-    policy = config.rules[job.rule].retry
-    while not result.ok and result.transient and spec.attempt < policy.attempts:
-        time.sleep(backoff_delay(policy, spec.attempt, f"{run_id}:{job.key}", result.retry_after))
-        spec = replace(spec, attempt=spec.attempt + 1)
-        result = run_job(settings, spec)
-    committer.add(job, result)
-    committer.flush()
-    if result.log:
-        write_job_log(config.state_dir / "runs" / run_id, job.output, result.log)
-    return result

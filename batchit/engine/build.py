@@ -1,0 +1,129 @@
+"""One build, start to finish: plan, check, lock, execute rule by rule, commit, prune, record.
+
+The build plans first, read-only, so a plan-time error (two jobs writing one output, a stranger file
+at an output path) exits before anything is written; the plan is reused under the lock unless another
+run wrote the state store in between.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
+from batchit.engine.running import RunningBuild
+from batchit.errors import OutputConflictError
+from batchit.fsutil import sweep_temp_files
+from batchit.model import Config
+from batchit.operators.registry import OperatorRegistry
+from batchit.plan import Planner, PlanOptions, select_rules
+from batchit.plan.jobs import Job
+from batchit.record.alerts import send_alert, should_alert
+from batchit.record.manifest import new_run_id
+from batchit.record.recorder import Recorder
+from batchit.state.lock import ProjectLock
+from batchit.state.store import StateStore
+
+
+def plan_build(config: Config, registry: OperatorRegistry, options: BuildOptions) -> BuildOutcome:
+    """What a build would do and why, changing nothing (`plan`, `build --dry-run`)."""
+    _, jobs = _plan_read_only(config, registry, options)
+    counts = {"run": 0, "restore": 0, "skip": 0}
+    for job in jobs:
+        counts[job.action] = counts.get(job.action, 0) + 1
+    return BuildOutcome(jobs, counts)
+
+
+def run_build(
+    config: Config, registry: OperatorRegistry, options: BuildOptions, emit: EventSink
+) -> BuildOutcome:
+    """Build the selected rules under the project lock and write the run's manifest.
+
+    Planning happens first and read-only, so every plan-time error surfaces before anything is
+    written; the plan is reused under the lock unless another run changed the state in between.
+    """
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    run_id = new_run_id(started)
+    recorder = Recorder(config, run_id, emit)  # checks the signing key before any work
+    emit = recorder.events  # every event also goes to the run's events.jsonl
+    planner, predicted = _plan_read_only(config, registry, options)
+    with ProjectLock(config.state_dir / "lock"):
+        in_progress = config.state_dir / "build-in-progress"
+        if in_progress.exists():  # the last build was killed: its temporary files are litter
+            for leftover in sweep_temp_files(config.out_dir) + sweep_temp_files(config.state_dir / "cache"):
+                emit({"event": "warning", "message": f"removed {leftover.name} left by a killed build"})
+        in_progress.touch()
+        store = StateStore.open(config.state_dir / "state.db", fsync=config.durability == "fsync")
+        try:
+            if store.generation() != planner.generation:
+                planner, predicted = _plan(config, registry, options, store)
+            planner.view.store = store
+            build = RunningBuild(config, registry, options, store, emit, run_id, planner, predicted)
+            outcome = build.run()
+            build.write_replay()
+            outcome.manifest = build.record(started, outcome, recorder)
+        finally:
+            store.close()
+        in_progress.unlink()
+    outcome.seconds = time.perf_counter() - clock
+    outcome.interrupted = build.interrupted
+    _alert(config, outcome, emit)
+    return outcome
+
+
+def _alert(config: Config, outcome: BuildOutcome, emit: EventSink) -> None:
+    """POST the run's summary to `alerts.webhook` when asked; a failed delivery is only a warning."""
+    troubled = outcome.exit_code != 0
+    if config.alerts is None or not should_alert(config.alerts, troubled):
+        return
+    payload = {
+        "run_id": outcome.run_id,
+        "status": "interrupted" if outcome.interrupted else ("failed" if troubled else "ok"),
+        "summary": outcome.counts,
+        "failures": [
+            {"rule": job.rule, "output": job.output, "class": result.error_class, "message": result.message}
+            for job, result in outcome.failures[:100]
+        ],
+        "manifest": str(outcome.manifest) if outcome.manifest else None,
+        "report": str(outcome.manifest.with_name("report.html")) if outcome.manifest else None,
+    }
+    problem = send_alert(config.alerts.webhook, outcome.run_id or "", payload)
+    if problem is not None:
+        emit({"event": "warning", "message": f"alert to {config.alerts.webhook} not delivered: {problem}"})
+
+
+def _plan_read_only(
+    config: Config, registry: OperatorRegistry, options: BuildOptions
+) -> tuple[Planner, list[Job]]:
+    store = StateStore.open_readonly(config.state_dir / "state.db")
+    try:
+        return _plan(config, registry, options, store)
+    finally:
+        if store:
+            store.close()
+
+
+def _plan(
+    config: Config, registry: OperatorRegistry, options: BuildOptions, store: StateStore | None
+) -> tuple[Planner, list[Job]]:
+    planner = Planner.open(
+        config,
+        registry,
+        store,
+        PlanOptions(options.force, options.use_cache, options.only_failed, options.only_jobs),
+    )
+    jobs = planner.predict(select_rules(config, options.rules))
+    _refuse_strangers(config, planner, options)
+    return planner, jobs
+
+
+def _refuse_strangers(config: Config, planner: Planner, options: BuildOptions) -> None:
+    strangers = planner.decider.strangers
+    if strangers and not options.overwrite:
+        listed = "\n  ".join(f"{config.out}/{p}" for p in strangers[:20])
+        more = f"\n  ... and {len(strangers) - 20} more" if len(strangers) > 20 else ""
+        raise OutputConflictError(
+            f"{len(strangers)} output path(s) hold files batchit did not write:\n  {listed}{more}",
+            hint="move them away, or run `batchit build --overwrite` to replace them",
+        )

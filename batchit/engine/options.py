@@ -1,0 +1,69 @@
+"""What a build is asked to do (BuildOptions) and what it did (BuildOutcome)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchit.errors import BuildInterrupted
+from batchit.execute.pools import ExecutorKind
+from batchit.execute.worker import JobResult
+from batchit.plan.jobs import Job
+from batchit.record.recorder import RunRecord
+
+Event = dict[str, Any]
+EventSink = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What `batchit build` was asked to do."""
+
+    rules: tuple[str, ...] = ()
+    jobs: int | None = None
+    executor: ExecutorKind = "local"
+    fail_fast: bool = False
+    dry_run: bool = False
+    force: bool = False
+    use_cache: bool = True
+    overwrite: bool = False
+    batch_size: int | None = None
+    only_failed: bool = False
+    strict: bool = False
+    seed: int | None = None
+    """Seeds the retry jitter (and sampling): a replay passes the recorded one. None: a fresh seed."""
+    only_jobs: frozenset[str] | None = None
+    """Run exactly these jobs (a replay) and hold every other."""
+
+
+@dataclass
+class BuildOutcome:
+    """What a build did: the jobs with their decisions, the counts, and where its record is."""
+
+    jobs: list[Job]
+    counts: dict[str, int]
+    run_id: str | None = None
+    manifest: Path | None = None
+    failures: list[tuple[Job, JobResult]] = field(default_factory=list)
+    seconds: float = 0.0
+    key_created: bool = False
+    """A signing key was minted during this run (an error with --strict)."""
+    record: RunRecord | None = None
+    """Where the run's record (manifest, report) went and which key signed it."""
+    strict: bool = False
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """130 when interrupted; 1 when a job failed or an input stays quarantined (with --strict also
+        deferred jobs and a key minted during the run); else 0 (SPEC section 4)."""
+        counts = self.counts
+        if self.interrupted:
+            return BuildInterrupted.exit_code
+        if counts.get("failed") or counts.get("quarantined"):
+            return 1
+        if self.strict and (counts.get("deferred") or self.key_created):
+            return 1
+        return 0

@@ -1,0 +1,107 @@
+"""One planned job run to completion outside a build's scheduler: what each doit sub-task does."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+from batchit.execute.retry import backoff_delay
+from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_job
+from batchit.model import Config
+from batchit.operators.base import UpstreamSource
+from batchit.operators.registry import OperatorRegistry
+from batchit.plan import Planner
+from batchit.plan.jobs import Job
+from batchit.record.commits import Committer
+from batchit.record.replays import write_job_log
+from batchit.state.store import StateStore
+
+
+def upstream_sources(
+    config: Config, job: Job, by_rule: Mapping[str, list[Job]]
+) -> dict[str, UpstreamSource] | None:
+    """For an aggregate over other rules' outputs: the upstream job behind each input (`ctx.sources`).
+
+    `cdn.manifest` and `template.render` read it to name each output's source file and matrix values.
+    """
+    upstream = config.rules[job.rule].from_rules
+    if not job.aggregate or not upstream:
+        return None
+    wanted = set(job.inputs)
+    found = {
+        f"{config.out}/{up.output}": UpstreamSource(up.rule, up.inputs, dict(up.matrix))
+        for name in upstream
+        for up in by_rule.get(name, [])
+        if f"{config.out}/{up.output}" in wanted
+    }
+    return found or None
+
+
+def job_spec(
+    config: Config, registry: OperatorRegistry, job: Job, by_rule: Mapping[str, list[Job]]
+) -> JobSpec:
+    """The worker's view of a planned job: its steps, contracts and the upstream jobs it reads.
+
+    A pipeline of only cheap steps is not copied into the cache (re-running it costs no more).
+    """
+    rule = config.rules[job.rule]
+    cheap = all(registry.get(step.operator).cheap for step in job.recipe.steps)
+    return JobSpec(
+        job.job_id,
+        job.rule,
+        job.inputs,
+        job.aggregate,
+        job.output,
+        job.recipe.steps,
+        job.key,
+        rule.expect,
+        rule.validate,
+        cache=not cheap,
+        sources=upstream_sources(config, job, by_rule),
+    )
+
+
+def run_planned_job(
+    config: Config,
+    registry: OperatorRegistry,
+    store: StateStore,
+    planner: Planner,
+    job: Job,
+    run_id: str,
+    by_rule: Mapping[str, list[Job]],
+    warn: Callable[[str], None],
+) -> JobResult:
+    """Run one planned `run` or `restore` job in this process and commit its result (a doit sub-task).
+
+    The same steps as a build takes for each job: claim the output before anything is renamed into
+    it, restore from the cache (a missing entry runs the job instead), retry transient failures with
+    the rule's backoff, commit the result, keep the job's log. The caller holds the project lock
+    (shared: doit runs several of these at once) and planned `job` with `planner` on `store`.
+    """
+    cache_dir = config.state_dir / "cache"
+    settings = WorkerSettings(str(config.root), config.out, str(cache_dir), config.durability == "fsync")
+    committer = Committer(store, planner, config, run_id, warn)
+    committer.stat_updates(planner.stat_updates())
+    spec = job_spec(config, registry, job, by_rule)
+    if job.action == "restore":
+        entry = str(cache_dir / job.key[:2] / job.key)
+        spec = replace(spec, steps=(), restore_from=entry, restore_blake3=committer.cached_blake3(job.key))
+    committer.claim(job)
+    committer.flush_claims()
+    result = run_job(settings, spec)
+    if not result.ok and job.action == "restore" and result.error_class == "CacheMiss":
+        committer.drop_cache(job.key)
+        job.action = "run"
+        spec = job_spec(config, registry, job, by_rule)
+        result = run_job(settings, spec)
+    policy = config.rules[job.rule].retry
+    while not result.ok and result.transient and spec.attempt < policy.attempts:
+        time.sleep(backoff_delay(policy, spec.attempt, f"{run_id}:{job.key}", result.retry_after))
+        spec = replace(spec, attempt=spec.attempt + 1)
+        result = run_job(settings, spec)
+    committer.add(job, result)
+    committer.flush()
+    if result.log:
+        write_job_log(config.state_dir / "runs" / run_id, job.output, result.log)
+    return result
