@@ -140,6 +140,9 @@ def test_transient_errors_are_retried_up_to_the_attempts(
         assert not (project.root / ".batchit/quarantine").exists()
     else:
         assert project.read("_build/one.txt") == "payload\n"
+    report = (project.root / ".batchit/runs" / project.manifest()["run_id"] / "report.html").read_text()
+    assert "Retries" in report
+    assert "service busy (attempt 1)" in report
 
 
 def test_python_job_output_is_kept_in_the_run_logs(picky: Project) -> None:

@@ -26,6 +26,8 @@ class EventLog:
         self._handle: IO[str] | None = None
         self.warnings: list[str] = []
         """The run's warning messages, for the report."""
+        self.retries: list[dict[str, Any]] = []
+        """Each retry scheduled (rule, output, attempt, delay, message), for the report."""
 
     def __call__(self, event: dict[str, Any]) -> None:
         """Log one event (line-buffered, so a killed run keeps every line it wrote), then forward it."""
@@ -35,6 +37,8 @@ class EventLog:
         self._handle.write(json.dumps(event, ensure_ascii=False, sort_keys=True, default=str) + "\n")
         if event.get("event") == "warning":
             self.warnings.append(str(event.get("message")))
+        elif event.get("event") == "retry":
+            self.retries.append({k: event.get(k) for k in ("rule", "output", "attempt", "delay", "message")})
         self.forward(event)
 
     def close(self) -> None:

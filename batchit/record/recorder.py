@@ -86,7 +86,13 @@ class Recorder:
             request = BuildRequest(config.file, config.config_hash, config.out, rules, config.flags)
             files[PROVENANCE] = sign_envelope(key, provenance_statement(info, request, config.root, outputs))
         document = run_document(
-            info, rows, (key.key_id, key.created), config.out, failures, self.events.warnings
+            info,
+            rows,
+            (key.key_id, key.created),
+            config.out,
+            failures,
+            self.events.warnings,
+            self.events.retries,
         )
         document["provenance"] = config.provenance
         files[RUN_FILE] = json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")

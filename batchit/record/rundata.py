@@ -117,13 +117,14 @@ def run_document(
     out: str,
     failures: Iterable[Failure],
     warnings: Iterable[str] = (),
+    retries: Iterable[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The JSON document the report renders (`run.json`); `key` is (key id, minted during the run)."""
     quarantine = {f.job_id: f.quarantine for f in failures}
     per_rule: dict[str, dict[str, Any]] = {}
     stages = dict.fromkeys(STAGES, 0.0)
     ran: list[JobRow] = []
-    tables = {name: Capped() for name in ("failures", "rebuilt", "deferred", "warnings")}
+    tables = {name: Capped() for name in ("failures", "rebuilt", "deferred", "warnings", "retries")}
     written = 0
     for row in rows:
         status = "quarantined" if row.status == "failed" and quarantine.get(row.job_id) else row.status
@@ -146,6 +147,8 @@ def run_document(
             tables["rebuilt"].add({**_brief(row), "status": status, "reasons": list(row.reasons)})
     for warning in warnings:
         tables["warnings"].add({"message": warning})
+    for retry in retries:
+        tables["retries"].add(dict(retry))
     seconds = max((info.finished - info.started).total_seconds(), 1e-9)
     jobs_done = sum(1 for r in ran if r.status in ("built", "restored"))
     slowest = heapq.nlargest(SLOWEST, ran, key=lambda r: r.seconds)
