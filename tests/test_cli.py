@@ -176,3 +176,14 @@ def test_progress_bar_with_eta_on_a_terminal_only(pages: Project) -> None:
     pages.build("--force")
     plain = pages.run("build", "--force")
     assert "eta" not in plain.stderr
+
+
+def test_json_log_format_reports_errors_as_json_too(project: Project) -> None:
+    project.config(
+        "version: 1\nrules:\n  pages:\n    inputs: [x]\n    ouput: y\n    steps: [file.copy: {}]\n"
+    )
+    result = project.run("build", "--no-progress", "--log-format", "json")
+    assert result.code == 2
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert lines[0]["event"] == "error"
+    assert "ouput" in lines[0]["message"]

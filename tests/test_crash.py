@@ -160,12 +160,13 @@ def read_stderr_until(process: subprocess.Popen[str], text: str, timeout: float 
     return seen
 
 
-def test_sigint_stops_scheduling_lets_running_jobs_finish_and_exits_130(gated: Project) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_lets_running_jobs_finish_and_exits_130(gated: Project, signum: signal.Signals) -> None:
     os.mkfifo(gated.root / "gate")
     build = start_build(gated)
     wait_until(lambda: (gated.root / "started").exists(), "the blocking job to start")
-    build.send_signal(signal.SIGINT)
-    read_stderr_until(build, "interrupted (SIGINT)")
+    build.send_signal(signum)
+    read_stderr_until(build, f"interrupted ({signum.name})")
     open_gate(gated)  # the running job finishes within the grace period
     build.communicate(timeout=60)
     assert build.returncode == 130

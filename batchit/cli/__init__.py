@@ -29,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"cannot change into {args.directory}: {exc.strerror}") from exc
         code: int = args.handler(args)
     except BatchitError as exc:
-        print(f"batchit: error: {exc}", file=sys.stderr)
+        _say_error(args, f"batchit: error: {exc}", {"message": str(exc), "exit_code": exc.exit_code})
         code = exc.exit_code
     except KeyboardInterrupt:
-        print("batchit: interrupted", file=sys.stderr)
+        _say_error(args, "batchit: interrupted", {"message": "interrupted", "exit_code": INTERRUPTED})
         code = INTERRUPTED
     if code == INTERRUPTED:
         # Jobs abandoned after the grace period may still occupy worker threads, which an ordinary
@@ -41,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _say_error(args: argparse.Namespace, text: str, fields: dict[str, str | int]) -> None:
+    """Print an error for a person, or as one JSON object under `--log-format json`."""
+    if getattr(args, "log_format", "text") == "json":
+        text = json.dumps({"event": "error", **fields}, ensure_ascii=False, sort_keys=True)
+    print(text, file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
