@@ -54,7 +54,7 @@ def committed_blake3(project: Project, output: str) -> str | None:
         row = db.execute("SELECT blake3 FROM outputs WHERE path = ?", (output,)).fetchone()
     finally:
         db.close()
-    return None if row is None else str(row[0])
+    return None if row is None or row[0] is None else str(row[0])
 
 
 @pytest.fixture
@@ -180,3 +180,22 @@ def test_a_stop_signal_lets_running_jobs_finish_and_exits_130(gated: Project, si
     gated.build()
     assert gated.manifest()["summary"]["built"] == 2
     assert gated.manifest()["summary"]["up_to_date"] == 3
+
+
+def test_a_second_sigint_exits_at_once_keeping_what_was_committed(gated: Project) -> None:
+    os.mkfifo(gated.root / "gate")
+    build = start_build(gated)
+    wait_until(lambda: (gated.root / "started").exists(), "the blocking job to start")
+    wait_until(lambda: committed_blake3(gated, "b.txt") is not None, "b to commit")
+    build.send_signal(signal.SIGINT)
+    read_stderr_until(build, "interrupted (SIGINT)")
+    build.send_signal(signal.SIGINT)  # the blocked job is still running: leave without waiting for it
+    build.communicate(timeout=60)
+    assert build.returncode == 130
+    assert not (gated.root / "_build/c.txt").exists()
+
+    (gated.root / "gate").unlink()
+    gated.build()
+    statuses = {o["path"]: o["status"] for o in gated.manifest()["outputs"]}
+    assert statuses["a.txt"] == statuses["b.txt"] == "up_to_date"
+    assert statuses["c.txt"] == "built"

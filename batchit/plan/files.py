@@ -23,6 +23,9 @@ SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".batchit", "__pycache__"})
 """Directories no glob descends into (version control, batchit's own state, bytecode)."""
 
 MISSING = "missing"
+
+PARALLEL_HASH_BYTES = 64 << 20
+"""Below this many bytes to re-read, hashing serially beats a thread pool's per-file overhead."""
 """The hash recorded for a file that does not exist (a deleted discovered dependency)."""
 
 WILDCARDS = re.compile(r"[*?\[]")
@@ -174,7 +177,7 @@ class Hasher:
                 result[path] = entry[4]
             else:
                 todo.append((path, stat))
-        if len(todo) > 32:
+        if sum(stat[0] for _, stat in todo) > PARALLEL_HASH_BYTES:
             with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
                 digests = list(pool.map(self._read, todo))
         else:
