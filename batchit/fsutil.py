@@ -6,8 +6,10 @@ so a reader (or a crash) never sees half a file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 TEMP_MARK = ".batchit-tmp-"
@@ -19,22 +21,33 @@ def temp_path_for(dest: Path) -> Path:
     return dest.with_name(f"{TEMP_MARK}{secrets.token_hex(6)}-{dest.name}")
 
 
-def atomic_write_bytes(dest: Path, data: bytes, *, fsync: bool = False) -> None:
-    """Write `data` to `dest` so that `dest` holds either its old content or all of `data`."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def replacing(dest: Path, *, fsync: bool = False) -> Iterator[Path]:
+    """A temporary path beside `dest` to write; renamed over `dest` when the block ends normally.
+
+    If the block raises, the temporary file is removed and `dest` keeps its old content: no reader
+    ever sees a partial file. With `fsync`, the rename is made durable too (the caller syncs the file).
+    """
+    if not dest.parent.is_dir():
+        dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(dest)
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
+        yield tmp
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     if fsync:
         fsync_dir(dest.parent)
+
+
+def atomic_write_bytes(dest: Path, data: bytes, *, fsync: bool = False) -> None:
+    """Write `data` to `dest` so that `dest` holds either its old content or all of `data`."""
+    with replacing(dest, fsync=fsync) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+        if fsync:
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def atomic_write_text(dest: Path, text: str, *, fsync: bool = False) -> None:

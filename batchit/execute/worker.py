@@ -24,7 +24,7 @@ from blake3 import blake3
 
 from batchit.errors import JobError, PermanentError, TransientError
 from batchit.execute.contracts import check_contracts, check_input
-from batchit.fsutil import fsync_dir, temp_path_for
+from batchit.fsutil import replacing
 from batchit.hashing import CHUNK, hash_file_pair
 from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource
 from batchit.operators.registry import load_target
@@ -229,12 +229,9 @@ def _write(
     value: bytes | str | InputFile, dest: Path, spec: JobSpec, settings: WorkerSettings
 ) -> tuple[str, str, int]:
     """Write the output beside its destination, check it, then rename it into place."""
-    if not dest.parent.is_dir():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(dest)
     b3, sha = blake3(), hashlib.sha256()
     size = 0
-    try:
+    with replacing(dest, fsync=settings.fsync) as tmp:
         with open(tmp, "wb") as handle:
             if isinstance(value, InputFile):
                 with open(value.absolute, "rb") as source:
@@ -254,30 +251,16 @@ def _write(
                 os.fsync(handle.fileno())
         if spec.expect:
             check_contracts(spec.expect, tmp, size, Path(settings.root))
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if settings.fsync:
-        fsync_dir(dest.parent)
     return b3.hexdigest(), sha.hexdigest(), size
 
 
 def _restore(source: Path, dest: Path, expected: str | None, fsync: bool) -> tuple[str, str, int]:
     """Put a known copy of the output in place, refusing it if its bytes are not the expected ones."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(dest)
-    try:
+    with replacing(dest, fsync=fsync) as tmp:
         shutil.copyfile(source, tmp)
         digest, sha, size = hash_file_pair(tmp)
         if expected is not None and digest != expected:
             raise CacheMiss(f"{source} does not hold the recorded bytes")
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if fsync:
-        fsync_dir(dest.parent)
     return digest, sha, size
 
 
@@ -291,12 +274,6 @@ def _copy_into_cache(settings: WorkerSettings, spec: JobSpec, dest: Path) -> boo
         return False
     entry = Path(settings.cache_dir) / spec.key[:2] / spec.key
     if not entry.exists():
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path_for(entry)
-        try:
+        with replacing(entry) as tmp:
             shutil.copyfile(dest, tmp)
-            os.replace(tmp, entry)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
     return True

@@ -11,13 +11,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 
-from batchit.errors import ConfigError, UsageError
+from batchit.errors import UsageError
 from batchit.fsutil import resolves_inside
 from batchit.model import Config, Rule
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.decide import Decider
 from batchit.plan.files import FileTree, Hasher
-from batchit.plan.jobs import NOTHING_DISCOVERED, UNKNOWN, Job, JobExpander
+from batchit.plan.jobs import NOTHING_DISCOVERED, UNKNOWN, Job, JobExpander, rule_error
 from batchit.state.store import Owned, StateStore
 
 MANIFEST_COPY = "batchit-manifest.json"
@@ -123,20 +123,18 @@ class Planner:
     def _check_output(self, rule: Rule, job: Job) -> None:
         other = self.claimed.setdefault(job.output, job.job_id)
         if other != job.job_id:
-            raise ConfigError(
+            raise rule_error(
+                self.config,
+                rule,
                 f"two jobs write one output {self.config.out}/{job.output}: {other} and {job.job_id}",
-                file=self.config.file,
-                line=rule.line,
-                rule=rule.name,
-                hint="put a placeholder that tells them apart ({path}, a matrix key) into `output`",
+                "put a placeholder that tells them apart ({path}, a matrix key) into `output`",
             )
         if job.output in RESERVED_OUTPUTS or not job.output:
-            raise ConfigError(
+            raise rule_error(
+                self.config,
+                rule,
                 f"output {job.output!r} is reserved for batchit's manifest copy",
-                file=self.config.file,
-                line=rule.line,
-                rule=rule.name,
-                hint="choose another output name",
+                "choose another output name",
             )
         parent = job.output.rpartition("/")[0]
         if parent not in self._safe_dirs:
@@ -145,12 +143,11 @@ class Planner:
             while not existing.exists() and existing != out_dir:
                 existing = existing.parent
             if existing.exists() and not resolves_inside(out_dir.resolve(), existing):
-                raise ConfigError(
+                raise rule_error(
+                    self.config,
+                    rule,
                     f"output {self.config.out}/{job.output} leads outside `out` through a symlink",
-                    file=self.config.file,
-                    line=rule.line,
-                    rule=rule.name,
-                    hint=f"remove the symlink {existing.relative_to(self.config.root)}",
+                    f"remove the symlink {existing.relative_to(self.config.root)}",
                 )
             self._safe_dirs.add(parent)
 

@@ -260,12 +260,12 @@ class JobExpander:
             relative = str(path)
         digest = self.hasher.hash_path(relative)
         if digest == "missing":
-            raise ConfigError(
+            raise rule_error(
+                self.config,
+                rule,
                 f"step {number} ({step.operator}) names {relative}, which does not exist",
-                file=self.config.file,
+                "create the file or correct the parameter",
                 line=step.line,
-                rule=rule.name,
-                hint="create the file or correct the parameter",
             )
         return digest
 
@@ -275,17 +275,21 @@ class JobExpander:
             for pattern in rule.deps:
                 matches = self.tree.match([compile_glob(pattern)], [])
                 if not matches:
-                    raise ConfigError(
+                    raise rule_error(
+                        self.config,
+                        rule,
                         f"deps pattern {pattern!r} matches no file",
-                        file=self.config.file,
-                        line=rule.line,
-                        rule=rule.name,
-                        hint="correct the path or remove it from deps",
+                        "correct the path or remove it from deps",
                     )
                 stats = self.tree.stats
                 deps.update(self.hasher.hash_many([(p, stats[p]) for p, _ in matches]))
             self._deps[rule.name] = dict(sorted(deps.items()))
         return self._deps[rule.name]
+
+
+def rule_error(config: Config, rule: Rule, message: str, hint: str, line: int | None = None) -> ConfigError:
+    """A plan-time config error about `rule`, pointing at its line (or `line`) in the config file."""
+    return ConfigError(message, file=config.file, line=line or rule.line, rule=rule.name, hint=hint)
 
 
 def output_renderer(template: str) -> Callable[[Mapping[str, Any]], str]:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batchit.errors import UsageError
-from batchit.fsutil import atomic_write_text, remove_empty_parents, temp_path_for
+from batchit.fsutil import atomic_write_text, remove_empty_parents, replacing
 from batchit.record.audit import append_audit
 from batchit.state.store import Failure, StateStore
 
@@ -28,16 +28,10 @@ def quarantine_dir(state_dir: Path) -> Path:
 def quarantine_input(root: Path, state_dir: Path, failure: Failure, input_hash: str) -> str:
     """Copy a failed input into quarantine with its reason; return the copy's project-relative path."""
     copy = quarantine_dir(state_dir) / failure.rule / failure.input
-    copy.parent.mkdir(parents=True, exist_ok=True)
     source = root / failure.input
     if source.exists():
-        tmp = temp_path_for(copy)
-        try:
+        with replacing(copy) as tmp:
             shutil.copyfile(source, tmp)
-            tmp.replace(copy)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
     reason = {
         "class": failure.error_class,
         "message": failure.message,

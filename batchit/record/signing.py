@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from batchit.errors import BatchitError, UsageError
-from batchit.fsutil import atomic_write_bytes, temp_path_for
+from batchit.fsutil import atomic_write_bytes, replacing
 from batchit.hashing import blake3_hex
 
 KEY_ENV = "BATCHIT_SIGNING_KEY"
@@ -101,15 +101,11 @@ def generate_keys(state_dir: Path, *, force: bool = False) -> SigningKey:
 
 def _write_private(path: Path, pem: bytes) -> None:
     """Write a private key readable by its owner only, from the first byte on (no chmod race)."""
-    tmp = temp_path_for(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with (
+        replacing(path) as tmp,
+        os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle,
+    ):
+        handle.write(pem)
 
 
 def load_signing_key(state_dir: Path, environ: Mapping[str, str]) -> SigningKey | None:
