@@ -15,7 +15,7 @@ from pathlib import Path
 
 from batchit.plan.files import Hasher
 from batchit.plan.jobs import UNKNOWN, Job
-from batchit.plan.keys import recipe_differences
+from batchit.plan.keys import hash_map_changes, recipe_differences
 from batchit.state.store import Owned, StatTuple
 
 
@@ -94,17 +94,10 @@ class Decider:
         return []
 
     def _key_reasons(self, job: Job, record: Owned) -> list[str]:
-        reasons: list[str] = []
         inputs_json, discovered_json = self.recorded(job.output)
         before = {item["path"]: item["blake3"] for item in json.loads(inputs_json)}
         now = dict(zip(job.inputs, job.input_hashes, strict=True))
-        for path in sorted(set(before) | set(now)):
-            if path not in before:
-                reasons.append(f"input added: {path}")
-            elif path not in now:
-                reasons.append(f"input removed: {path}")
-            elif before[path] != now[path]:
-                reasons.append(f"input changed: {path}")
+        reasons = hash_map_changes("input", before, now)
         if record.recipe and record.recipe != job.recipe.hash:
             pair = (record.recipe, job.recipe.hash)
             if pair not in self._diff_cache:

@@ -123,13 +123,18 @@ def recipe_differences(old_doc: str, new_doc: str) -> list[str]:
 def _file_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     found: list[str] = []
     for field, label in (("deps", "dep"), ("files", "file")):
-        before: dict[str, str] = old.get(field, {})
-        after: dict[str, str] = new.get(field, {})
-        for name in sorted(set(before) | set(after)):
-            if name not in before:
-                found.append(f"{label} added: {name}")
-            elif name not in after:
-                found.append(f"{label} removed: {name}")
-            elif before[name] != after[name]:
-                found.append(f"{label} changed: {name}")
+        found.extend(hash_map_changes(label, old.get(field, {}), new.get(field, {})))
+    return found
+
+
+def hash_map_changes(label: str, before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    """`<label> added|removed|changed: <name>` for each difference between two name -> hash maps."""
+    found: list[str] = []
+    for name in sorted(set(before) | set(after)):
+        if name not in before:
+            found.append(f"{label} added: {name}")
+        elif name not in after:
+            found.append(f"{label} removed: {name}")
+        elif before[name] != after[name]:
+            found.append(f"{label} changed: {name}")
     return found
