@@ -97,6 +97,9 @@ class Operator:
     """Placeholders the operator fills itself at run time (`{in}`, `{out}` for `shell`)."""
     libraries: ClassVar[tuple[str, ...]] = ()
     """Distributions whose versions enter the action key."""
+    validate_section: ClassVar[str | None] = None
+    """A section of the rule's `validate:` whose keys become this step's parameters (unless the step
+    sets them itself), so a rule-wide guard reaches the operator that can apply it."""
     logs_output: ClassVar[bool] = False
     """True for operators that run user code or commands: their job's log (stdout, stderr and
     `ctx.log` at debug level) is kept under the run's `logs/`."""

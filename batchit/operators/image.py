@@ -181,6 +181,7 @@ class ImageLoad(ImageOperator):
 
     name = "image.load"
     version = "1"
+    validate_section = "image"
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "description": "Open an image lazily (decoded by the first step that needs pixels), upright.",

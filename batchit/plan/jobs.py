@@ -224,8 +224,9 @@ class JobExpander:
             op_class = self.registry.get(step.operator)
             op = op_class()
             params = substitute_value(step.params, values, op.runtime_placeholders)
-            if step.operator == "image.load" and rule.validate and "image" in rule.validate:
-                params = {**rule.validate["image"], **params}  # the rule's guard, unless the step says more
+            section = op.validate_section
+            if section and rule.validate and section in rule.validate:
+                params = {**rule.validate[section], **params}  # the rule's guard, unless the step says more
             calls.append(StepCall(step.operator, self.registry.targets[step.operator], op.version, params))
             if step.operator not in self._libraries:
                 self._libraries[step.operator] = op.library_versions()
