@@ -1,7 +1,7 @@
 """The commands about run records: keygen, verify, reconcile, runs, report, gc and audit verify.
 
-`register` adds their subparsers to the `batchit` parser; each handler takes the parsed arguments and
-returns an exit code (0, or 1 when the command ran and found something wrong; usage errors raise).
+`batchit.cli.parser` defines their arguments; each handler takes the parsed arguments and returns an
+exit code (0, or 1 when the command ran and found something wrong; usage errors raise).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from batchit.cli import print_json, project_root
 from batchit.config import load_config
@@ -22,41 +21,6 @@ from batchit.record.recorder import MANIFEST
 from batchit.record.signing import PUBLIC_NAME, TrustedKey, generate_keys, keys_dir, load_public_key
 
 STATE_DIR = ".batchit"
-
-
-def register(sub: Any) -> None:
-    """Add this module's commands to the `batchit` subparsers."""
-    keygen_parser = sub.add_parser("keygen", help="create the Ed25519 signing key pair")
-    keygen_parser.add_argument("--force", action="store_true", help="replace an existing key pair")
-    keygen_parser.set_defaults(handler=keygen)
-
-    verify_parser = sub.add_parser("verify", help="check a run's signature and re-hash its outputs")
-    verify_parser.add_argument("manifest", nargs="?", metavar="MANIFEST", help="default: the latest run's")
-    verify_parser.add_argument(
-        "--key", action="append", default=[], metavar="PUBKEY", help="trusted public key (repeatable)"
-    )
-    verify_parser.add_argument("--json", action="store_true", help="machine-readable output")
-    verify_parser.set_defaults(handler=verify)
-
-    reconcile_parser = sub.add_parser("reconcile", help="sources vs the last manifest vs the files in out")
-    reconcile_parser.add_argument("--json", action="store_true", help="machine-readable output")
-    reconcile_parser.set_defaults(handler=reconcile)
-
-    runs_parser = sub.add_parser("runs", help="list past runs")
-    runs_parser.add_argument("--json", action="store_true", help="machine-readable output")
-    runs_parser.set_defaults(handler=runs)
-
-    report_parser = sub.add_parser("report", help="re-render a run's report and print its path")
-    report_parser.add_argument("run_id", nargs="?", metavar="RUN_ID", help="default: the latest run")
-    report_parser.set_defaults(handler=report)
-
-    gc_parser = sub.add_parser("gc", help="apply runs.keep and cache.max_size now")
-    gc_parser.set_defaults(handler=gc)
-
-    audit_parser = sub.add_parser("audit", help="the audit log")
-    audit_actions = audit_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    audit_verify = audit_actions.add_parser("verify", help="check the audit log's hash chain")
-    audit_verify.set_defaults(handler=audit)
 
 
 def _config(args: argparse.Namespace) -> Config:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-from batchit.cli import INTERRUPTED, _build_flags, commands, project_root
+from batchit.cli import INTERRUPTED, commands, project_root
 from batchit.config import load_config
 from batchit.errors import BatchitError
 from batchit.operators.registry import OperatorRegistry
@@ -19,20 +18,6 @@ from batchit.watch import watch
 
 SHOWN_CHANGES = 3
 """How many changed paths the line before a rebuild names."""
-
-
-def register(sub: Any) -> None:
-    """Add `watch` to the `batchit` subparsers: the build flags plus `--debounce MS`."""
-    parser = sub.add_parser("watch", help="rebuild on every change, debounced; Ctrl-C stops")
-    _build_flags(parser)
-    parser.add_argument(
-        "--debounce",
-        type=_milliseconds,
-        default=200,
-        metavar="MS",
-        help="wait until no change arrived for MS milliseconds before rebuilding (default: 200)",
-    )
-    parser.set_defaults(handler=run, dry_run=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,13 +59,3 @@ def _build(args: argparse.Namespace) -> int:
 
 def _say(line: str) -> None:
     print(line, flush=True)
-
-
-def _milliseconds(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
