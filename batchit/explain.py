@@ -63,7 +63,7 @@ def explain(config: Config, registry: OperatorRegistry, path: str) -> Explanatio
         rule=job.rule,
         job_id=job.job_id,
         action=job.action,
-        reasons=job.reasons or ["up to date: inputs, recipe and output all match the record"],
+        reasons=list(job.reasons) or ["up to date: inputs, recipe and output all match the record"],
         key=job.key,
         recorded_key=record.action_key if record else None,
         inputs=[{"path": p, "blake3": h} for p, h in zip(job.inputs, job.input_hashes, strict=True)],

@@ -174,7 +174,7 @@ class RunningBuild:
         for job in jobs:
             if job.key == UNKNOWN:
                 job.action = "blocked"
-                job.reasons = ["an upstream job failed"]
+                job.reasons = ("an upstream job failed",)
         self.by_rule[name] = jobs
         return jobs
 

@@ -18,7 +18,7 @@ from batchit.operators.registry import OperatorRegistry
 from batchit.plan.decide import Decider
 from batchit.plan.files import FileTree, Hasher
 from batchit.plan.jobs import NOTHING_DISCOVERED, UNKNOWN, Job, JobExpander, rule_error
-from batchit.state.store import Owned, StateStore
+from batchit.state.store import Owned, StateStore, StatRow
 
 MANIFEST_COPY = "batchit-manifest.json"
 """The manifest copy every build leaves in `out`; no job may write it."""
@@ -77,6 +77,9 @@ class Planner:
                 return NOTHING_DISCOVERED
             return {path: hasher.hash_path(path) for path in sorted(json.loads(text))}
 
+        def nothing_discovered(job_id: str) -> Mapping[str, str]:
+            return NOTHING_DISCOVERED
+
         decider = Decider(
             config.out_dir,
             config.out,
@@ -91,15 +94,24 @@ class Planner:
             only_failed=options.only_failed,
             only_jobs=options.only_jobs,
         )
-        expander = JobExpander(config, registry, tree, hasher, discovered_of)
+        discovered = discovered_of if by_job else nothing_discovered
+        expander = JobExpander(config, registry, tree, hasher, discovered)
         return cls(config, records, expander, decider, hasher, store.generation() if store else 0, view)
 
     def plan_rule(self, rule: Rule, upstream: dict[str, list[tuple[str, str]]]) -> list[Job]:
         """Expand `rule` into jobs and decide each one, given its upstream rules' current outputs."""
         jobs = self.expander.expand(rule, upstream)
+        claimed, safe_dirs, decide = self.claimed, self._safe_dirs, self.decider.decide
         for job in jobs:
-            self._check_output(rule, job)
-            self.decider.decide(job)
+            output = job.output
+            if (
+                claimed.setdefault(output, job.job_id) != job.job_id
+                or output in RESERVED_OUTPUTS
+                or not output
+                or output.rpartition("/")[0] not in safe_dirs
+            ):
+                self._check_output(rule, job)
+            decide(job)
         return jobs
 
     def predict(self, rules: Iterable[Rule]) -> list[Job]:
@@ -151,9 +163,9 @@ class Planner:
                 )
             self._safe_dirs.add(parent)
 
-    def stat_updates(self) -> list[tuple[str, int, int, int, int, str]]:
+    def stat_updates(self) -> list[StatRow]:
         """Stat-cache rows learned while planning (files re-hashed because their stat changed)."""
-        return [(path, *row) for path, row in self.hasher.updates.items()]
+        return list(self.hasher.updates.values())
 
 
 @dataclass

@@ -41,12 +41,37 @@ class Decider:
     """Output paths holding files batchit did not record (never overwritten without --overwrite)."""
     _diff_cache: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     _prefix: str = field(init=False)
+    _plain: bool = field(init=False)
+    """Neither forced nor retrying: an up-to-date job can be recognised on the fast path."""
 
     def __post_init__(self) -> None:
         self._prefix = f"{self.out_dir}/"
+        self._plain = not (self.force or self.only_failed or self.only_jobs is not None)
+
+    def _output_is(self, output: str, recorded: str | None) -> bool:
+        """Whether the file at `output` exists and the stat cache vouches it holds `recorded` bytes."""
+        try:
+            st = os.stat(self._prefix + output)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        entry = self.hasher.cache.get(f"{self.out}/{output}")
+        return (
+            entry is not None
+            and entry[5] == recorded
+            and entry[1:5] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        )
 
     def decide(self, job: Job) -> None:
         """Set `job.action` and `job.reasons`."""
+        if self._plain:
+            record = self.records.get(job.output)
+            if (
+                record is not None
+                and record.action_key == job.key
+                and job.job_id not in self.failed
+                and self._output_is(job.output, record.blake3)
+            ):
+                return  # up to date: `skip` is a new job's action already
         retrying = self.only_failed or self.only_jobs is not None
         if (self.only_failed and job.job_id not in self.failed) or (
             self.only_jobs is not None and job.job_id not in self.only_jobs
@@ -56,7 +81,7 @@ class Decider:
         held_key = self.failed.get(job.job_id)
         if held_key is not None and not retrying and held_key == "|".join(job.input_hashes):
             job.action = "quarantined"
-            job.reasons = ["its input is quarantined and unchanged (batchit quarantine release)"]
+            job.reasons = ("its input is quarantined and unchanged (batchit quarantine release)",)
             return
         record = self.records.get(job.output)
         on_disk = self._stat(job.output)
@@ -72,7 +97,7 @@ class Decider:
         elif not reasons:
             job.action = "skip"
             return
-        job.reasons = reasons
+        job.reasons = tuple(reasons)
         cached = self.use_cache and not self.force and not retrying and job.key in self.cache_keys
         job.action = "restore" if cached else "run"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from batchit.errors import ConfigError
 from batchit.hashing import hash_file
-from batchit.state.store import StatTuple
+from batchit.state.store import StatRow, StatTuple
 
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".batchit", "__pycache__"})
 """Directories no glob descends into (version control, batchit's own state, bytecode)."""
@@ -101,12 +101,14 @@ class FileTree:
 
     def match(self, globs: Iterable[Glob], exclude: Iterable[Glob]) -> list[tuple[str, str]]:
         """Sorted (path, glob base) pairs of files matching a glob and no exclude pattern."""
-        excluded = [g.regex for g in exclude]
+        excluded = [g.regex.fullmatch for g in exclude]
         found: dict[str, str] = {}
         for glob in globs:
-            for path in filter(glob.regex.fullmatch, self.files_under(glob.base)):
-                if path not in found and not any(rx.fullmatch(path) for rx in excluded):
-                    found[path] = glob.base
+            matching: Iterable[str] = filter(glob.regex.fullmatch, self.files_under(glob.base))
+            if excluded:
+                matching = (p for p in matching if not any(rx(p) for rx in excluded))
+            for path in matching:
+                found.setdefault(path, glob.base)
         return sorted(found.items())
 
     def _walk(self, base: str) -> None:
@@ -155,15 +157,15 @@ class Hasher:
     """Content hashes through the stat cache; files whose stat changed are re-read (in parallel)."""
 
     root: Path
-    cache: dict[str, tuple[int, int, int, int, str]]
-    updates: dict[str, tuple[int, int, int, int, str]] = field(default_factory=dict)
+    cache: dict[str, StatRow]
+    updates: dict[str, StatRow] = field(default_factory=dict)
     """New stat-cache rows found while hashing, for the engine to store."""
 
     def known(self, path: str, stat: StatTuple) -> str | None:
         """The hash of `path` if the stat cache vouches for it, else None."""
         entry = self.cache.get(path)
-        if entry is not None and entry[:4] == stat:
-            return entry[4]
+        if entry is not None and entry[1:5] == stat:
+            return entry[5]
         return None
 
     def hash_many(self, items: list[tuple[str, StatTuple]]) -> dict[str, str]:
@@ -173,8 +175,8 @@ class Hasher:
         cache = self.cache
         for path, stat in items:
             entry = cache.get(path)
-            if entry is not None and entry[:4] == stat:
-                result[path] = entry[4]
+            if entry is not None and entry[1:5] == stat:
+                result[path] = entry[5]
             else:
                 todo.append((path, stat))
         if sum(stat[0] for _, stat in todo) > PARALLEL_HASH_BYTES:
@@ -183,7 +185,7 @@ class Hasher:
         else:
             digests = [self._read(item) for item in todo]
         for (path, stat), digest in zip(todo, digests, strict=True):
-            row = (*stat, digest)
+            row = (path, *stat, digest)
             self.updates[path] = cache[path] = row
             result[path] = digest
         return result

@@ -11,7 +11,7 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -54,11 +54,11 @@ class Job:
     key: str
     discovered: Mapping[str, str]
     aggregate: bool
+    matrix: Mapping[str, Any]
+    """The job's matrix values (`{"width": 320}`), told to aggregates that read its output."""
     action: str = "skip"
     """`skip` (up to date), `run`, `restore` (from the cache) or `blocked` (an upstream job failed)."""
-    reasons: list[str] = field(default_factory=list)
-    matrix: Mapping[str, Any] = field(default_factory=dict)
-    """The job's matrix values (`{"width": 320}`), told to aggregates that read its output."""
+    reasons: tuple[str, ...] = ()
 
     def inputs_json(self) -> str:
         """The canonical `[{"blake3", "path"}]` list the manifest and state store keep."""
@@ -111,10 +111,11 @@ class JobExpander:
         aggregate = rule.aggregate is not None
         every_step = (True,) * len(rule.steps)
         combo_ids = [f":{json.dumps(combo, sort_keys=True)}" if combo else "" for combo in combos]
+        discovered_of = self.discovered_of
         jobs: list[Job] = []
         for unit in units:
             for index, combo in enumerate(combos):
-                values = {**unit.values, **combo}
+                values = {**unit.values, **combo} if combo else unit.values
                 chosen = self._chosen(conditions, combo, unit, len(every_step)) if conditions else every_step
                 cache_key = (index, chosen)
                 recipe = None if per_job else recipes.get(cache_key)
@@ -123,7 +124,7 @@ class JobExpander:
                     if not per_job:
                         recipes[cache_key] = recipe
                 job_id = f"{rule.name}:{unit.label}{combo_ids[index]}"
-                discovered = self.discovered_of(job_id)
+                discovered = discovered_of(job_id)
                 known = UNKNOWN not in unit.hashes
                 key = (
                     action_key(recipe, unit.hashes, discovered, unit.inputs, rule.output)
@@ -143,7 +144,7 @@ class JobExpander:
                         key,
                         discovered,
                         aggregate,
-                        matrix=combo,
+                        combo,
                     )
                 )
         return jobs

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from blake3 import blake3
+
 from batchit.hashing import blake3_hex, canonical_json, json_string
 
 KEY_FORMAT = 1
@@ -38,6 +40,8 @@ class Recipe:
     hash: str
     steps: tuple[StepCall, ...]
     path_aware: bool
+    key_tail: bytes
+    """The end of every path-blind key document of this recipe, encoded once for all its jobs."""
 
 
 def make_recipe(
@@ -63,7 +67,8 @@ def make_recipe(
             "validate": validate,
         }
     )
-    return Recipe(doc, blake3_hex(doc.encode()), tuple(steps), path_aware)
+    tail = f',"paths":null,"recipe":{doc},"v":{KEY_FORMAT}}}'.encode()
+    return Recipe(doc, blake3_hex(doc.encode()), tuple(steps), path_aware, tail)
 
 
 def action_key(
@@ -78,20 +83,19 @@ def action_key(
     Input paths and the output template enter only for path-aware recipes; the rendered output path
     never does, so jobs computing the same bytes share a key.
     """
-    inputs = "[" + ",".join(f'"{h}"' for h in input_hashes) + "]"
+    inputs = '["' + '","'.join(input_hashes) + '"]' if input_hashes else "[]"
     disc = canonical_json(dict(discovered)) if discovered else "{}"
-    if recipe.path_aware:
-        paths = (
-            '{"inputs":['
-            + ",".join(json_string(p) for p in input_paths)
-            + '],"output":'
-            + json_string(output_template)
-            + "}"
-        )
-    else:
-        paths = "null"
-    doc = f'{{"discovered":{disc},"inputs":{inputs},"paths":{paths},"recipe":{recipe.doc},"v":{KEY_FORMAT}}}'
-    return blake3_hex(doc.encode())
+    head = f'{{"discovered":{disc},"inputs":{inputs}'
+    if not recipe.path_aware:
+        return blake3(head.encode() + recipe.key_tail).hexdigest()
+    paths = (
+        '{"inputs":['
+        + ",".join(json_string(p) for p in input_paths)
+        + '],"output":'
+        + json_string(output_template)
+        + "}"
+    )
+    return blake3_hex(f'{head},"paths":{paths},"recipe":{recipe.doc},"v":{KEY_FORMAT}}}'.encode())
 
 
 def recipe_differences(old_doc: str, new_doc: str) -> list[str]:

@@ -24,7 +24,7 @@ from batchit.plan.jobs import Job
 from batchit.plan.keys import action_key
 from batchit.record.audit import append_audit
 from batchit.record.quarantine import quarantine_input
-from batchit.state.store import Failure, OutputRecord, StateStore
+from batchit.state.store import Failure, OutputRecord, StateStore, StatRow
 
 FLUSH_EVERY = 0.5
 """Seconds between result commits while a build runs."""
@@ -49,12 +49,12 @@ class Committer:
         self._failed = set(store.load_failures())
         self._recipes: set[str] = set()
 
-    def stat_updates(self, rows: list[tuple[str, int, int, int, int, str]]) -> None:
+    def stat_updates(self, rows: list[StatRow]) -> None:
         """Store stat-cache rows learned while planning (a touched file re-hashed, no job run)."""
         if rows:
             with self.store.transaction():
                 self.store.put_stats(rows)
-            self.planner.hasher.cache.update({row[0]: row[1:] for row in rows})
+            self.planner.hasher.cache.update({row[0]: row for row in rows})
             self.planner.hasher.updates.clear()
 
     def claim(self, job: Job) -> None:
@@ -84,7 +84,7 @@ class Committer:
         if not self._results:
             return
         records: list[OutputRecord] = []
-        stats: list[tuple[str, int, int, int, int, str]] = []
+        stats: list[StatRow] = []
         with self.store.transaction():
             for job, result in self._results:
                 if result.ok:
@@ -122,9 +122,7 @@ class Committer:
         self.warn(f"quarantined {job.inputs[0]} ({job.rule}): {result.error_class}; copy at {place}")
         return replace(failure, quarantine=place, inputs_key="|".join(job.input_hashes))
 
-    def _output_record(
-        self, job: Job, result: JobResult, stats: list[tuple[str, int, int, int, int, str]]
-    ) -> OutputRecord:
+    def _output_record(self, job: Job, result: JobResult, stats: list[StatRow]) -> OutputRecord:
         """The record of a finished output (stat and cache rows are gathered on the side)."""
         out = self.config.out
         key, discovered_json = job.key, "{}"

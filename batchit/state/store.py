@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS cache (
 StatTuple = tuple[int, int, int, int]
 """(size, mtime_ns, ctime_ns, inode): the cheap identity of a file version."""
 
+StatRow = tuple[str, int, int, int, int, str]
+"""A stat-cache row: (path, size, mtime_ns, ctime_ns, inode, blake3)."""
+
 
 class Owned(NamedTuple):
     """The part of an output's record that planning needs (loaded for every output, so kept small)."""
@@ -136,12 +139,12 @@ class StateStore:
         return int(row[0]) if row else 0
 
     # -- stat cache -------------------------------------------------------------------------------
-    def load_stats(self) -> dict[str, tuple[int, int, int, int, str]]:
-        """The whole stat cache: path -> (size, mtime_ns, ctime_ns, inode, blake3)."""
+    def load_stats(self) -> dict[str, StatRow]:
+        """The whole stat cache by path, each row kept as SQLite returns it (no per-row rebuilding)."""
         rows = self.db.execute("SELECT path, size, mtime_ns, ctime_ns, inode, blake3 FROM stats")
-        return {p: (size, mtime, ctime, inode, digest) for p, size, mtime, ctime, inode, digest in rows}
+        return {row[0]: row for row in rows}
 
-    def put_stats(self, rows: Iterable[tuple[str, int, int, int, int, str]]) -> None:
+    def put_stats(self, rows: Iterable[StatRow]) -> None:
         """Record (path, size, mtime_ns, ctime_ns, inode, blake3) rows."""
         self.db.executemany("INSERT OR REPLACE INTO stats VALUES (?, ?, ?, ?, ?, ?)", rows)
 
