@@ -3,21 +3,24 @@
 A condition is compiled by `SandboxedEnvironment.compile_expression`, never by Python's `eval`, and
 its syntax tree tells which flags it reads: those flags' values enter the action key of the jobs
 whose steps it guards, so flipping an unrelated flag rebuilds nothing.
+
+Jinja2 is imported when the first condition is parsed, not with this module: the planner imports
+this module on every build, and a config without conditions should not pay ~25 ms for Jinja2.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping
 from functools import cache
-from typing import Any, TypeVar
-
-from jinja2 import TemplateError, nodes
-from jinja2.parser import Parser
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from batchit.config.hints import did_you_mean
 
-_N = TypeVar("_N", bound=nodes.Node)
+if TYPE_CHECKING:
+    from jinja2 import nodes
+    from jinja2.sandbox import SandboxedEnvironment
+
+_N = TypeVar("_N", bound="nodes.Node")
 
 CONDITION_VARIABLES = frozenset({"flags", "input"})
 """What every condition may read, besides the rule's matrix keys."""
@@ -35,11 +38,16 @@ class ConditionError(ValueError):
 @cache
 def _environment() -> SandboxedEnvironment:
     """One sandbox for every condition (an environment is costly to build and safe to share)."""
+    from jinja2.sandbox import SandboxedEnvironment
+
     return SandboxedEnvironment()
 
 
 def _parse(expr: str) -> nodes.Expr:
     """The expression's syntax tree, parsed exactly as `compile_expression` parses it."""
+    from jinja2 import TemplateError
+    from jinja2.parser import Parser
+
     parser = Parser(_environment(), expr, state="variable")
     try:
         tree = parser.parse_expression()
@@ -61,6 +69,8 @@ def _nodes(tree: nodes.Expr, kinds: type[_N] | tuple[type[_N], ...]) -> Iterator
 
 def _flag_reads(tree: nodes.Expr) -> tuple[set[str], bool]:
     """The flag names read as `flags.NAME` or `flags["NAME"]`, and whether `flags` is used otherwise."""
+    from jinja2 import nodes
+
     read: set[str] = set()
     constant_reads = 0
     for node in _nodes(tree, (nodes.Getattr, nodes.Getitem)):
@@ -93,6 +103,8 @@ def check_condition(expr: str, variables: Collection[str], flags: Collection[str
     `flags` are the declared flag names. Jinja2 would quietly treat an unknown name as undefined,
     so a typo would switch a step off without a word: here it is a config error instead.
     """
+    from jinja2 import nodes
+
     tree = _parse(expr)
     read, dynamic = _flag_reads(tree)
     if dynamic:
@@ -125,6 +137,8 @@ def compile_condition(expr: str) -> Callable[[Mapping[str, Any]], bool]:
     `.path`, `.ext`); the result is the expression's truth value. Raises ConditionError when the
     expression does not compile.
     """
+    from jinja2 import TemplateError
+
     try:
         compiled = _environment().compile_expression(expr)
     except TemplateError as exc:
