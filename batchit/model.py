@@ -74,6 +74,24 @@ class Alerts:
 
 
 @dataclass(frozen=True)
+class CheckedConfig:
+    """What a config's schema checks depended on, after they ran and passed.
+
+    A build records it in `.batchit/validated.json`; the next load of the config, unchanged, can
+    then skip those checks (see `batchit.config.validation`).
+    """
+
+    file: str
+    """The config file as the user named it (the record's key)."""
+    digest: str
+    """BLAKE3 over everything the checks depend on."""
+    includes: tuple[str, ...]
+    """The `include:` entries, whose files' bytes are part of the digest."""
+    operators: tuple[str, ...]
+    """The operators the steps use, whose parameter schemas are part of the digest."""
+
+
+@dataclass(frozen=True)
 class Config:
     """A loaded and validated project configuration."""
 
@@ -95,6 +113,9 @@ class Config:
     provenance: bool = True
     config_hash: str = ""
     """BLAKE3 of the config file and every included file, in load order."""
+    checked: CheckedConfig | None = None
+    """Set when this load ran the schema checks, for the build to record; None when an earlier
+    build's record showed they had passed for this config as it is."""
 
     @property
     def out_dir(self) -> Path:

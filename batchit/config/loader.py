@@ -3,7 +3,9 @@
 Parsing and validation happen together, so every error names the file, the line, the rule and the
 fix, and raises ConfigError before anything is built or written. The steps, in order: read the YAML,
 check its shape, settle `out`, load the included presets, apply `--flag` overrides, build each rule
-(expanding its preset), and order the rules so each comes after the rules it reads from.
+(expanding its preset), and order the rules so each comes after the rules it reads from. The JSON
+Schema checks among them are skipped when a build recorded that they passed for the config as it is
+(`batchit.config.validation`).
 """
 
 from __future__ import annotations
@@ -15,16 +17,16 @@ from typing import Any
 
 from batchit.config.hints import did_you_mean, listing
 from batchit.config.paths import escapes, normalise
-from batchit.config.presets import expand, load_presets
+from batchit.config.presets import expand, load_presets, locate
 from batchit.config.rules import RuleContext, build_rule
-from batchit.config.schema_errors import check, validator
 from batchit.config.steps import Operators
 from batchit.config.structure import RULE, structure_schema
 from batchit.config.units import parse_size
+from batchit.config.validation import SchemaChecks, checked_config, vouched_for
 from batchit.config.yaml12 import Document, Marks, error_at, marks_under, nearest, parse_scalar, read_document
 from batchit.errors import ConfigError
 from batchit.hashing import blake3_hex
-from batchit.model import Alerts, Config, Rule
+from batchit.model import Alerts, CheckedConfig, Config, Rule
 from batchit.operators.registry import OperatorRegistry
 
 STATE_DIR = ".batchit"
@@ -57,22 +59,26 @@ def load_config(
             "presets are allowed only in included files",
             hint="move them to a file listed under include:",
         )
-    check(data, validator(structure_schema()), config.marks)
-    out = _out(data.get("out", "_build"), config)
-    presets, included = load_presets(root, config)
-    flags = _flags(data.get("flags", {}), flag_overrides or {}, config)
-    context = RuleContext(
-        Operators(registry if registry is not None else OperatorRegistry.default()),
-        frozenset(data["rules"]),
-        frozenset(flags),
+    operators = Operators(registry if registry is not None else OperatorRegistry.default())
+
+    def read_include(spec: str) -> bytes:
+        return locate(root, spec)[0].read_bytes()
+
+    checks = SchemaChecks(
+        vouched=vouched_for(root / STATE_DIR, shown, config.raw, read_include, operators.resolve)
     )
+    checks.check(data, structure_schema(), config.marks)
+    out = _out(data.get("out", "_build"), config)
+    presets, included = load_presets(root, config, checks)
+    flags = _flags(data.get("flags", {}), flag_overrides or {}, config)
+    context = RuleContext(operators, checks, frozenset(data["rules"]), frozenset(flags))
     rule_marks = marks_under(config.marks, "rules")
     rules: dict[str, Rule] = {}
     for name, raw in data["rules"].items():
         marks = rule_marks[name]
         if "preset" in raw:
             raw, marks = expand(name, raw, marks, presets)
-            check(raw, validator(RULE), marks, rule=name)
+            checks.check(raw, RULE, marks, rule=name)
         rules[name] = build_rule(name, raw, marks, context)
     jobs = data.get("jobs", "auto")
     return Config(
@@ -88,6 +94,21 @@ def load_config(
         alerts=Alerts(**data["alerts"]) if "alerts" in data else None,
         provenance=data.get("provenance", True),
         config_hash=blake3_hex(b"".join(document.raw for document in (config, *included))),
+        checked=None if checks.vouched else _checked(config, included, rules, operators),
+    )
+
+
+def _checked(
+    config: Document, included: list[Document], rules: dict[str, Rule], operators: Operators
+) -> CheckedConfig:
+    """The record that this config passed its schema checks, for the build to keep."""
+    specs = config.data.get("include", [])
+    used = {step.operator for rule in rules.values() for step in rule.steps}
+    return checked_config(
+        config.file,
+        config.raw,
+        [(spec, document.raw) for spec, document in zip(specs, included, strict=True)],
+        {name: operators.resolve(name) for name in used},
     )
 
 

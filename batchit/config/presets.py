@@ -15,8 +15,8 @@ from typing import Any
 
 from batchit.config.hints import did_you_mean, listing
 from batchit.config.paths import escapes, normalise
-from batchit.config.schema_errors import check, validator
 from batchit.config.structure import PRESET_FILE
+from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Document, Mark, Marks, error_at, marks_under, read_document
 from batchit.resources import bundled_dir
 
@@ -42,15 +42,16 @@ class Preset:
     """Positions in the included file, relative to the skeleton."""
 
 
-def load_presets(root: Path, config: Document) -> tuple[dict[str, Preset], list[Document]]:
+def load_presets(
+    root: Path, config: Document, checks: SchemaChecks
+) -> tuple[dict[str, Preset], list[Document]]:
     """The presets of every included file, and those files in load order (for the config hash)."""
     presets: dict[str, Preset] = {}
     origin: dict[str, str] = {}
     documents = []
-    against = validator(PRESET_FILE)
     for index, spec in enumerate(config.data.get("include", [])):
-        document = read_document(*_locate(root, spec, config.marks.get(("include", index))))
-        check(document.data, against, document.marks)
+        document = read_document(*locate(root, spec, config.marks.get(("include", index))))
+        checks.check(document.data, PRESET_FILE, document.marks)
         marks = marks_under(document.marks, "presets")
         for name, skeleton in document.data["presets"].items():
             if name in presets:
@@ -66,7 +67,7 @@ def load_presets(root: Path, config: Document) -> tuple[dict[str, Preset], list[
     return presets, documents
 
 
-def _locate(root: Path, spec: str, mark: Mark | None) -> tuple[Path, str]:
+def locate(root: Path, spec: str, mark: Mark | None = None) -> tuple[Path, str]:
     """The file an `include:` item names, and how messages show it."""
     if spec.startswith(BUNDLED_PREFIX):
         directory = bundled_preset_dir()

@@ -16,6 +16,7 @@ from batchit.config.hints import did_you_mean, listing
 from batchit.config.paths import escapes, normalise
 from batchit.config.steps import Operators, RuleScope, build_steps
 from batchit.config.units import parse_size
+from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
 from batchit.errors import ConfigError
 from batchit.model import Aggregate, Resources, Retry, Rule
@@ -33,6 +34,7 @@ class RuleContext:
     """What building one rule needs to know about the rest of the config."""
 
     operators: Operators
+    checks: SchemaChecks
     rule_names: frozenset[str]
     flags: frozenset[str]
 
@@ -60,7 +62,7 @@ class _RuleBuilder:
         aggregate, groups = self.aggregate(raw.get("aggregate", False), {key for key, _ in matrix})
         per_job = groups if aggregate else frozenset(PATH_PLACEHOLDERS)
         scope = RuleScope(self.name, self.marks, matrix, per_job, aggregate is not None, context.flags)
-        steps = build_steps(raw["steps"], scope, context.operators)
+        steps = build_steps(raw["steps"], scope, context.operators, context.checks)
         all_io = all(context.operators.get(step.operator).resources == "io" for step in steps)
         resources: Resources = raw.get("resources", "io" if all_io else "cpu")
         mark = self.marks.get(())

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
-from jsonschema import ValidationError
-from jsonschema.protocols import Validator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from batchit.config.conditions import ConditionError, check_condition
 from batchit.config.hints import did_you_mean, listing
 from batchit.config.paths import escapes
-from batchit.config.schema_errors import check, validator
+from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
 from batchit.errors import ConfigError
 from batchit.model import Step
 from batchit.operators.base import Operator
 from batchit.operators.registry import OperatorRegistry
 from batchit.placeholders import PATH_PLACEHOLDERS, names_in, names_in_value, substitute_value
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 
 SAMPLE = "sample"
 """Stands in for a placeholder whose value is known only per job, while parameters are checked."""
@@ -34,12 +34,11 @@ _VALUE_KEYWORDS = frozenset({"enum", "const", "pattern", "format", "minLength", 
 """Schema keywords that judge a string's content, which a sample cannot stand in for."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Operators:
-    """The registry's operator classes and their parameter validators, each built once per load."""
+    """The registry's operator classes, each import problem turned into a config error."""
 
     registry: OperatorRegistry
-    _validators: dict[str, Validator] = field(default_factory=dict)
 
     def get(self, name: str) -> type[Operator]:
         """The operator class; a name the registry cannot import is a config error naming it."""
@@ -51,11 +50,11 @@ class Operators:
                 hint="reinstall the package that provides it, or remove the steps that use it",
             ) from None
 
-    def validator(self, name: str) -> Validator:
-        """The validator of the operator's parameters."""
-        if name not in self._validators:
-            self._validators[name] = validator(self.get(name).params_schema)
-        return self._validators[name]
+    def resolve(self, name: str) -> tuple[str, type[Operator]]:
+        """The operator's import target and class; an unknown name is a config error too."""
+        if name not in self.registry:
+            raise ConfigError(f"unknown operator '{name}'")
+        return self.registry.targets[name], self.get(name)
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class RuleScope:
 
 
 def build_steps(
-    raw_steps: Sequence[Mapping[str, Any]], scope: RuleScope, operators: Operators
+    raw_steps: Sequence[Mapping[str, Any]], scope: RuleScope, operators: Operators, checks: SchemaChecks
 ) -> tuple[Step, ...]:
     """The rule's steps, each checked: operator, condition, placeholders, file parameters, parameters."""
     steps = []
@@ -94,7 +93,7 @@ def build_steps(
             _check_when(when, scope, (*where, "when"))
         _check_placeholders(params, operator, scope, where)
         _check_file_params(params, operator, scope, where)
-        _check_params(params, operator, operators.validator(name), scope, where)
+        _check_params(params, operator, checks, scope, where)
         mark = scope.marks.get(("steps", index))
         steps.append(Step(name, params, when, mark.line if mark else None))
     return tuple(steps)
@@ -155,9 +154,15 @@ def _check_file_params(
 
 
 def _check_params(
-    params: Mapping[str, Any], operator: type[Operator], against: Validator, scope: RuleScope, where: YamlPath
+    params: Mapping[str, Any],
+    operator: type[Operator],
+    checks: SchemaChecks,
+    scope: RuleScope,
+    where: YamlPath,
 ) -> None:
     """Validate the parameters once per combination of the matrix values they use."""
+    if checks.vouched:
+        return
     used = names_in_value(params)
     matrix = [(key, values) for key, values in scope.matrix if key in used]
     samples = dict.fromkeys(scope.per_job, SAMPLE)
@@ -170,7 +175,9 @@ def _check_params(
     for combination in itertools.product(*(values for _, values in matrix)):
         values = {**samples, **dict(zip((key for key, _ in matrix), combination, strict=True))}
         concrete = substitute_value(params, values, keep=operator.runtime_placeholders)
-        check(concrete, against, scope.marks, prefix=where, rule=scope.rule, skip=sampled)
+        checks.check(
+            concrete, operator.params_schema, scope.marks, prefix=where, rule=scope.rule, skip=sampled
+        )
 
 
 def _uses_per_job(params: Any, path: Sequence[str | int], per_job: frozenset[str]) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from batchit.config.validation import record_checked
 from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
 from batchit.engine.running import RunningBuild
 from batchit.errors import OutputConflictError
@@ -54,6 +55,8 @@ def run_build(
             for leftover in sweep_temp_files(config.out_dir) + sweep_temp_files(config.state_dir / "cache"):
                 emit({"event": "warning", "message": f"removed {leftover.name} left by a killed build"})
         in_progress.touch()
+        if config.checked is not None:  # the config passed its schema checks: the next load may skip them
+            record_checked(config.state_dir, config.checked)
         store = StateStore.open(config.state_dir / "state.db", fsync=config.durability == "fsync")
         try:
             if store.generation() != planner.generation:
