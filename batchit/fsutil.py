@@ -7,9 +7,10 @@ so a reader (or a crash) never sees half a file.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 TEMP_MARK = ".batchit-tmp-"
@@ -41,13 +42,51 @@ def replacing(dest: Path, *, fsync: bool = False) -> Iterator[Path]:
         fsync_dir(dest.parent)
 
 
+_TEMP_NUMBERS = itertools.count()
+
+
+def publish_bytes(
+    dest: str, data: bytes, *, fsync: bool = False, check: Callable[[Path], None] | None = None
+) -> None:
+    """Put `data` at `dest` atomically, as `replacing` does, in the fewest system calls a file allows.
+
+    Every job's output and cache entry goes through here, so it avoids what a buffered `open` and
+    a random temporary name cost per file. `check` may inspect the finished temporary file (and
+    raise) before it is renamed into place.
+    """
+    directory, _, name = dest.rpartition("/")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    while True:
+        tmp = f"{directory}/{TEMP_MARK}{os.getpid()}-{next(_TEMP_NUMBERS)}-{name}"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileNotFoundError:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            continue  # a leftover of a killed process that had this pid: take the next number
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if check is not None:
+            check(Path(tmp))
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_dir(Path(directory))
+
+
 def atomic_write_bytes(dest: Path, data: bytes, *, fsync: bool = False) -> None:
     """Write `data` to `dest` so that `dest` holds either its old content or all of `data`."""
-    with replacing(dest, fsync=fsync) as tmp, open(tmp, "wb") as handle:
-        handle.write(data)
-        if fsync:
-            handle.flush()
-            os.fsync(handle.fileno())
+    publish_bytes(str(dest), data, fsync=fsync)
 
 
 def atomic_write_text(dest: Path, text: str, *, fsync: bool = False) -> None:

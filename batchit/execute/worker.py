@@ -24,11 +24,12 @@ from blake3 import blake3
 
 from batchit.errors import JobError, PermanentError, TransientError
 from batchit.execute.contracts import check_contracts, check_input
-from batchit.fsutil import replacing
+from batchit.fsutil import publish_bytes, replacing
 from batchit.hashing import CHUNK, hash_file_pair
 from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource
 from batchit.operators.registry import load_target
 from batchit.plan.keys import StepCall
+from batchit.state.store import StatTuple
 
 TRANSIENT_ERRNOS = frozenset(
     {errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ECONNREFUSED, errno.ECONNRESET}
@@ -92,6 +93,10 @@ class JobResult:
     """For a transient failure: the least wait before trying again (a server's Retry-After)."""
     log: str = ""
     """What the job's `python`/`shell` steps printed and logged (kept under the run's logs/)."""
+    output_stat: StatTuple | None = None
+    """The output's stat once it is in place, for the stat cache."""
+    input_stats: tuple[StatTuple | None, ...] = ()
+    """Each input's stat after the job (None: gone), to tell whether one changed while it ran."""
 
 
 def run_batch(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]:
@@ -114,7 +119,16 @@ def run_job(
     try:
         if spec.restore_from is not None:
             digest, sha, size = _restore(Path(spec.restore_from), dest, spec.restore_blake3, settings.fsync)
-            return JobResult(spec.job_id, True, digest, sha, size, duration=time.perf_counter() - started)
+            return JobResult(
+                spec.job_id,
+                True,
+                digest,
+                sha,
+                size,
+                duration=time.perf_counter() - started,
+                output_stat=_stat(str(dest)),
+                input_stats=tuple(_stat(f"{settings.root}/{p}") for p in spec.inputs),
+            )
         if spec.validate:
             check_input(spec.validate, [root / p for p in spec.inputs], root)
         operators = operators if operators is not None else {}
@@ -131,8 +145,8 @@ def run_job(
         timings: list[tuple[str, float]] = []
         value = _pipeline(spec, ctx, root, operators, timings)
         written = time.perf_counter()
-        digest, sha, size = _write(value, dest, spec, settings)
-        cached = _copy_into_cache(settings, spec, dest)
+        digest, sha, size, data = _write(value, dest, spec, settings)
+        cached = _copy_into_cache(settings, spec, dest, data)
         timings.append(("write", time.perf_counter() - written))
         return JobResult(
             spec.job_id,
@@ -146,6 +160,8 @@ def run_job(
             cached=cached,
             step_seconds=tuple(timings),
             log=buffer.getvalue() if buffer else "",
+            output_stat=_stat(str(dest)),
+            input_stats=tuple(_stat(f"{settings.root}/{p}") for p in spec.inputs),
         )
     except Exception as exc:
         transient, name = classify(exc)
@@ -163,6 +179,15 @@ def run_job(
             retry_after=getattr(exc, "retry_after", None),
             log=buffer.getvalue() if buffer else "",
         )
+
+
+def _stat(path: str) -> StatTuple | None:
+    """A file's (size, mtime_ns, ctime_ns, inode), or None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _capture_log(spec: JobSpec, operators: dict[str, Operator], ctx: JobContext) -> io.StringIO | None:
@@ -227,31 +252,43 @@ def _pipeline(
 
 def _write(
     value: bytes | str | InputFile, dest: Path, spec: JobSpec, settings: WorkerSettings
-) -> tuple[str, str, int]:
-    """Write the output beside its destination, check it, then rename it into place."""
+) -> tuple[str, str, int, bytes | None]:
+    """Write the output beside its destination, check it, then rename it into place.
+
+    Returns the output's hashes and size, and its bytes when they fit in memory (for the cache).
+    """
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    if isinstance(data, InputFile):
+        data = _read_small(data)
+    if isinstance(data, bytes):
+        size = len(data)
+
+        def check(tmp: Path) -> None:
+            check_contracts(spec.expect, tmp, size, Path(settings.root))
+
+        publish_bytes(str(dest), data, fsync=settings.fsync, check=check if spec.expect else None)
+        return blake3(data).hexdigest(), hashlib.sha256(data).hexdigest(), size, data
     b3, sha = blake3(), hashlib.sha256()
     size = 0
     with replacing(dest, fsync=settings.fsync) as tmp:
-        with open(tmp, "wb") as handle:
-            if isinstance(value, InputFile):
-                with open(value.absolute, "rb") as source:
-                    while chunk := source.read(CHUNK):
-                        handle.write(chunk)
-                        b3.update(chunk)
-                        sha.update(chunk)
-                        size += len(chunk)
-            else:
-                data = value.encode("utf-8") if isinstance(value, str) else value
-                handle.write(data)
-                b3.update(data)
-                sha.update(data)
-                size = len(data)
+        with open(tmp, "wb") as handle, open(data.absolute, "rb") as source:
+            while chunk := source.read(CHUNK):
+                handle.write(chunk)
+                b3.update(chunk)
+                sha.update(chunk)
+                size += len(chunk)
             if settings.fsync:
                 handle.flush()
                 os.fsync(handle.fileno())
-        if spec.expect:
-            check_contracts(spec.expect, tmp, size, Path(settings.root))
-    return b3.hexdigest(), sha.hexdigest(), size
+        check_contracts(spec.expect, tmp, size, Path(settings.root))
+    return b3.hexdigest(), sha.hexdigest(), size, None
+
+
+def _read_small(file: InputFile) -> bytes | InputFile:
+    """The whole content of a file of at most CHUNK bytes; a larger one stays an InputFile (streamed)."""
+    with open(file.absolute, "rb", buffering=0) as handle:
+        data = handle.read(CHUNK + 1)
+    return data if len(data) <= CHUNK else file
 
 
 def _restore(source: Path, dest: Path, expected: str | None, fsync: bool) -> tuple[str, str, int]:
@@ -268,12 +305,15 @@ class CacheMiss(TransientError):
     """A cache entry (or a twin output) was missing or corrupted; the job must be run instead."""
 
 
-def _copy_into_cache(settings: WorkerSettings, spec: JobSpec, dest: Path) -> bool:
+def _copy_into_cache(settings: WorkerSettings, spec: JobSpec, dest: Path, data: bytes | None) -> bool:
     """Keep a copy (never a hard link: an output edited in place must not corrupt its cache entry)."""
     if settings.cache_dir is None or not spec.cache:
         return False
-    entry = Path(settings.cache_dir) / spec.key[:2] / spec.key
+    entry = Path(settings.cache_dir, spec.key[:2], spec.key)
     if not entry.exists():
-        with replacing(entry) as tmp:
-            shutil.copyfile(dest, tmp)
+        if data is None:
+            with replacing(entry) as tmp:
+                shutil.copyfile(dest, tmp)
+        else:
+            publish_bytes(str(entry), data)
     return True

@@ -19,7 +19,6 @@ from batchit.execute.worker import JobResult
 from batchit.fsutil import remove_empty_parents
 from batchit.model import Config
 from batchit.plan import Planner
-from batchit.plan.files import stat_tuple
 from batchit.plan.jobs import Job
 from batchit.plan.keys import action_key
 from batchit.record.audit import append_audit
@@ -137,15 +136,14 @@ class Committer:
             self.store.put_recipe(job.recipe.hash, job.recipe.doc)
             self._recipes.add(job.recipe.hash)
         recorded_key: str | None = key
-        if self._inputs_changed(job):
+        if self._inputs_changed(job, result):
             self.warn(
                 f"an input of {out}/{job.output} changed while its job ran; "
                 "the output is kept but not recorded as up to date, so the next build redoes it"
             )
             recorded_key = None
-        with contextlib.suppress(FileNotFoundError):
-            st = os.stat(f"{self.config.out_dir}/{job.output}")
-            stats.append((f"{out}/{job.output}", *stat_tuple(st), result.blake3))
+        if result.output_stat is not None:
+            stats.append((f"{out}/{job.output}", *result.output_stat, result.blake3))
         if job.job_id in self._failed:
             self.store.clear_failures([job.job_id])
             self._failed.discard(job.job_id)
@@ -167,20 +165,14 @@ class Committer:
             self.run_id,
         )
 
-    def _inputs_changed(self, job: Job) -> bool:
-        """True when an input's stat differs from when it was hashed: the result may mix versions."""
-        stats = self.planner.expander.tree.stats
-        for path in job.inputs:
-            planned = stats.get(path)
-            if planned is None:
-                continue
-            try:
-                now = os.stat(f"{self.config.root}/{path}")
-            except FileNotFoundError:
-                return True
-            if stat_tuple(now) != planned:
-                return True
-        return False
+    def _inputs_changed(self, job: Job, result: JobResult) -> bool:
+        """True when an input's stat after the job differs from when it was hashed: the result may
+        mix versions."""
+        planned = self.planner.expander.tree.stats
+        return any(
+            path in planned and now != planned[path]
+            for path, now in zip(job.inputs, result.input_stats, strict=True)
+        )
 
     def cached_blake3(self, key: str) -> str | None:
         """The recorded content hash of a cache entry."""
