@@ -21,8 +21,8 @@ from batchit.engine import run_planned_job
 from batchit.errors import BatchitError
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
-from batchit.plan import Planner, PlanOptions, select_rules
 from batchit.plan.jobs import UNKNOWN, Job
+from batchit.plan.planner import Planner, PlanOptions, select_rules
 from batchit.record.commits import Committer
 from batchit.record.manifest import RunInfo, latest_run, new_run_id
 from batchit.record.recorder import Recorder

@@ -17,8 +17,8 @@ from batchit.errors import OutputConflictError
 from batchit.fsutil import sweep_temp_files
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
-from batchit.plan import Planner, PlanOptions, select_rules
 from batchit.plan.jobs import Job
+from batchit.plan.planner import Planner, PlanOptions, select_rules
 from batchit.record.alerts import send_alert, should_alert
 from batchit.record.manifest import new_run_id
 from batchit.record.recorder import Recorder

@@ -21,8 +21,8 @@ from batchit.execute.signals import GRACE_SECONDS, StopSignals
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
-from batchit.plan import Planner, select_rules
 from batchit.plan.jobs import UNKNOWN, Job
+from batchit.plan.planner import Planner, select_rules
 from batchit.record.commits import FLUSH_EVERY, Committer, quarantines
 from batchit.record.manifest import RunInfo
 from batchit.record.recorder import Recorder
@@ -63,7 +63,13 @@ class RunningBuild:
             str(cache_dir) if options.use_cache else None,
             config.durability == "fsync",
         )
-        self.pools = Pools(settings, workers, options.executor)
+        cpu_operators = {
+            registry.targets[step.operator].partition(":")[0]
+            for rule in self.rules
+            if rule.resources == "cpu"
+            for step in rule.steps
+        }
+        self.pools = Pools(settings, workers, options.executor, sorted(cpu_operators))
         self.scheduler = Scheduler(
             self.pools, {r.name: r.concurrency for r in self.rules}, options.batch_size
         )

@@ -11,8 +11,8 @@ from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_job
 from batchit.model import Config
 from batchit.operators.base import UpstreamSource
 from batchit.operators.registry import OperatorRegistry
-from batchit.plan import Planner
 from batchit.plan.jobs import Job
+from batchit.plan.planner import Planner
 from batchit.record.commits import Committer
 from batchit.record.replays import write_job_log
 from batchit.state.store import StateStore

@@ -2,11 +2,13 @@
 
 Jobs travel in batches (`run_batch`), so thousands of tiny jobs pay one process round-trip per batch
 instead of one each. The process pool starts through a forkserver that has already imported the worker
-module, so a fresh worker costs a fork, not an interpreter start.
+module and the operators of the build's `cpu` rules (Pillow, say), so a fresh worker costs a fork, not
+an interpreter start and its imports.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal
 
@@ -21,10 +23,18 @@ ExecutorKind = Literal["local", "thread"]
 class Pools:
     """The executors of one build, created on first use and shut down together."""
 
-    def __init__(self, settings: WorkerSettings, workers: int, kind: ExecutorKind = "local") -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        workers: int,
+        kind: ExecutorKind = "local",
+        preload: Sequence[str] = (),
+    ) -> None:
         self.settings = settings
         self.workers = workers
         self.kind = kind
+        self.preload = ["batchit.execute.worker", *preload]
+        """Modules the forkserver imports once, so that no worker process imports them itself."""
         self._process: ProcessPoolExecutor | None = None
         self._thread: ThreadPoolExecutor | None = None
 
@@ -39,7 +49,7 @@ class Pools:
                 from concurrent.futures import ProcessPoolExecutor
 
                 context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["batchit.execute.worker"])
+                context.set_forkserver_preload(self.preload)
                 self._process = ProcessPoolExecutor(
                     max_workers=self.workers, mp_context=context, initializer=_ignore_interrupts
                 )

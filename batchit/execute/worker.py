@@ -18,7 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
 
@@ -29,7 +29,9 @@ from batchit.hashing import CHUNK, hash_file_pair
 from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource
 from batchit.operators.registry import load_target
 from batchit.plan.keys import StepCall
-from batchit.state.store import StatTuple
+
+if TYPE_CHECKING:
+    from batchit.state.store import StatTuple
 
 TRANSIENT_ERRNOS = frozenset(
     {errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ECONNREFUSED, errno.ECONNRESET}

@@ -18,9 +18,9 @@ from pathlib import Path
 from batchit.execute.worker import JobResult
 from batchit.fsutil import remove_empty_parents
 from batchit.model import Config
-from batchit.plan import Planner
 from batchit.plan.jobs import Job
 from batchit.plan.keys import action_key
+from batchit.plan.planner import Planner
 from batchit.record.audit import append_audit
 from batchit.record.quarantine import quarantine_input
 from batchit.state.store import Failure, OutputRecord, StateStore, StatRow
