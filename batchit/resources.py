@@ -6,7 +6,6 @@ as `batchit/presets` and `batchit/templates` (see `package-dir` in pyproject.tom
 
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
 
 PACKAGED = {"rules": "presets", "templates": "templates"}
@@ -18,4 +17,6 @@ def bundled_dir(name: str) -> Path:
     checkout = Path(__file__).resolve().parent.parent / name
     if checkout.is_dir():
         return checkout
+    import importlib.resources  # only an installed package needs it (~1 ms to import)
+
     return Path(str(importlib.resources.files("batchit") / PACKAGED[name]))

@@ -7,7 +7,6 @@ Decimal and binary units are both accepted and never confused: a cache capped at
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 
 UNITS: dict[str, int] = {
     "b": 1,
@@ -46,4 +45,6 @@ def parse_size(value: str | int) -> int:
     if match is None:
         raise ValueError(f"not a size: {value!r} (write e.g. 20MB, 512KiB or 1000)")
     number, unit = match.groups()
-    return int(Decimal(number) * UNITS[(unit or "b").lower()])
+    whole, _, fraction = number.partition(".")  # exact: `1.5GB` is 15 * 10^9 // 10
+    scale: int = 10 ** len(fraction)
+    return int(whole + fraction) * UNITS[(unit or "b").lower()] // scale
