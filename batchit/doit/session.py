@@ -226,7 +226,7 @@ class Session:
         if store is None:
             return set()
         try:
-            return set(store.load_owned())
+            return store.output_paths()
         finally:
             store.close()
 

@@ -28,8 +28,9 @@ class Decider:
     records: dict[str, Owned]
     hasher: Hasher
     recipe_doc: Callable[[str], str | None]
-    recorded: Callable[[str], tuple[str, str]]
-    """An output's recorded inputs and discovered dependencies (JSON), read only when needed."""
+    recorded: Callable[[str], tuple[str, str, str | None]]
+    """An output's recorded inputs and discovered dependencies (JSON) and recipe hash, read only for
+    a stale output."""
     cache_keys: set[str]
     failed: dict[str, str | None] = field(default_factory=dict)
     """Jobs whose last attempt failed: job id -> the input hashes of a quarantine (None: not quarantined)."""
@@ -48,18 +49,13 @@ class Decider:
         self._prefix = f"{self.out_dir}/"
         self._plain = not (self.force or self.only_failed or self.only_jobs is not None)
 
-    def _output_is(self, output: str, recorded: str | None) -> bool:
-        """Whether the file at `output` exists and the stat cache vouches it holds `recorded` bytes."""
+    def _output_is(self, output: str, record: Owned) -> bool:
+        """Whether the file at `output` exists and its recorded stat vouches it holds the recorded bytes."""
         try:
             st = os.stat(self._prefix + output)
         except (FileNotFoundError, NotADirectoryError):
             return False
-        entry = self.hasher.cache.get(f"{self.out}/{output}")
-        return (
-            entry is not None
-            and entry[5] == recorded
-            and entry[1:5] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        )
+        return record[3:] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
     def decide(self, job: Job) -> None:
         """Set `job.action` and `job.reasons`."""
@@ -69,7 +65,7 @@ class Decider:
                 record is not None
                 and record.action_key == job.key
                 and job.job_id not in self.failed
-                and self._output_is(job.output, record.blake3)
+                and self._output_is(job.output, record)
             ):
                 return  # up to date: `skip` is a new job's action already
         retrying = self.only_failed or self.only_jobs is not None
@@ -110,23 +106,22 @@ class Decider:
             return self._key_reasons(job, record) or ["action key changed"]
         if on_disk is None:
             return ["output missing"]
+        if record[3:] == on_disk:
+            return []
         rel = f"{self.out}/{job.output}"
-        digest = self.hasher.known(rel, on_disk)
-        if digest is None:
-            digest = self.hasher.hash_many([(rel, on_disk)])[rel]
-        if digest != record.blake3:
+        if self.hasher.hash_many([(rel, on_disk)])[rel] != record.blake3:
             return ["output modified"]
         return []
 
     def _key_reasons(self, job: Job, record: Owned) -> list[str]:
-        inputs_json, discovered_json = self.recorded(job.output)
+        inputs_json, discovered_json, recipe = self.recorded(job.output)
         before = {item["path"]: item["blake3"] for item in json.loads(inputs_json)}
         now = dict(zip(job.inputs, job.input_hashes, strict=True))
         reasons = hash_map_changes("input", before, now)
-        if record.recipe and record.recipe != job.recipe.hash:
-            pair = (record.recipe, job.recipe.hash)
+        if recipe and recipe != job.recipe.hash:
+            pair = (recipe, job.recipe.hash)
             if pair not in self._diff_cache:
-                old_doc = self.recipe_doc(record.recipe)
+                old_doc = self.recipe_doc(recipe)
                 self._diff_cache[pair] = (
                     recipe_differences(old_doc, job.recipe.doc) if old_doc else ["recipe changed"]
                 ) or ["recipe changed"]

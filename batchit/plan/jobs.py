@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -160,7 +160,7 @@ class JobExpander:
         scope = {"flags": self.config.flags, **combo, "input": _InputView(unit)}
         return tuple(i not in conditions or bool(conditions[i](scope)) for i in range(steps))
 
-    def _units(self, rule: Rule, upstream: Mapping[str, list[tuple[str, str]]]) -> list[Unit]:
+    def _units(self, rule: Rule, upstream: Mapping[str, list[tuple[str, str]]]) -> Iterable[Unit]:
         found: list[tuple[str, str, str, int]] = []  # path, base, hash, size
         matches = self.tree.match(
             [compile_glob(g) for g in rule.globs], [compile_glob(g) for g in rule.exclude]
@@ -176,11 +176,11 @@ class JobExpander:
                 if not any(rx.fullmatch(full) for rx in excludes):
                     found.append((full, out, digest, 0))
         found.sort()
-        if rule.aggregate is None:
-            return [
+        if rule.aggregate is None:  # one at a time: 100,000 placeholder dicts never exist together
+            return (
                 Unit(path, (path,), (digest,), path_values(path[len(base) + 1 :] if base else path), size)
                 for path, base, digest, size in found
-            ]
+            )
         groups: dict[str, list[tuple[str, str, str, int]]] = {}
         group_values: dict[str, dict[str, Any]] = {}
         for item in found:

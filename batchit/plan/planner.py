@@ -59,8 +59,8 @@ class Planner:
     ) -> Planner:
         """Read the state store (None: a project never built) and get ready to plan."""
         tree = FileTree(config.root, frozenset({config.out, ".batchit"}))
-        stats = store.load_stats() if store else {}
-        records = store.load_owned() if store else {}
+        stats = store.load_stats(config.out) if store else {}
+        records = store.load_owned(config.out) if store else {}
         cache_keys = set(store.cache_entries()) if store else set()
         by_job = store.load_discovered() if store else {}
         failed = (
@@ -178,11 +178,11 @@ class StoreView:
         """A recorded recipe document."""
         return self.store.recipe(recipe_hash) if self.store else None
 
-    def recorded(self, output: str) -> tuple[str, str]:
-        """An output's recorded inputs and discovered dependencies (JSON)."""
+    def recorded(self, output: str) -> tuple[str, str, str | None]:
+        """An output's recorded inputs and discovered dependencies (JSON) and recipe hash."""
         if self.store is None:
-            return "[]", "{}"
-        return self.store.output_inputs(output), self.store.output_discovered(output)
+            return "[]", "{}", None
+        return self.store.output_basis(output)
 
 
 def select_rules(config: Config, names: Iterable[str]) -> list[Rule]:

@@ -53,13 +53,19 @@ StatRow = tuple[str, int, int, int, int, str]
 
 
 class Owned(NamedTuple):
-    """The part of an output's record that planning needs (loaded for every output, so kept small)."""
+    """The part of an output's record that planning needs (loaded for every output, so kept small).
 
-    job_id: str
+    The stat fields come from the stat cache when it vouches for the recorded hash (else None), so
+    an unchanged output is recognised without a second row per output.
+    """
+
     rule: str
     action_key: str | None
     blake3: str | None
-    recipe: str | None
+    size: int | None
+    mtime_ns: int | None
+    ctime_ns: int | None
+    inode: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +145,14 @@ class StateStore:
         return int(row[0]) if row else 0
 
     # -- stat cache -------------------------------------------------------------------------------
-    def load_stats(self) -> dict[str, StatRow]:
-        """The whole stat cache by path, each row kept as SQLite returns it (no per-row rebuilding)."""
-        rows = self.db.execute("SELECT path, size, mtime_ns, ctime_ns, inode, blake3 FROM stats")
+    def load_stats(self, out: str) -> dict[str, StatRow]:
+        """The stat cache of every file outside `out` by path, each row kept as SQLite returns it
+        (outputs' stats come with `load_owned`)."""
+        prefix = f"{out}/"
+        rows = self.db.execute(
+            "SELECT path, size, mtime_ns, ctime_ns, inode, blake3 FROM stats WHERE substr(path, 1, ?) != ?",
+            (len(prefix), prefix),
+        )
         return {row[0]: row for row in rows}
 
     def put_stats(self, rows: Iterable[StatRow]) -> None:
@@ -158,25 +169,31 @@ class StateStore:
         rows = self.db.execute("SELECT * FROM outputs")
         return {row[0]: OutputRecord(*row) for row in rows}
 
-    def load_owned(self) -> dict[str, Owned]:
-        """Every output batchit owns, with just what planning compares."""
-        rows = self.db.execute("SELECT path, job_id, rule, action_key, blake3, recipe FROM outputs")
-        return {path: Owned(job, rule, key, digest, recipe) for path, job, rule, key, digest, recipe in rows}
+    def load_owned(self, out: str) -> dict[str, Owned]:
+        """Every output batchit owns (paths relative to `out`), with just what planning compares."""
+        rows = self.db.execute(
+            "SELECT o.path, o.rule, o.action_key, o.blake3, s.size, s.mtime_ns, s.ctime_ns, s.inode "
+            "FROM outputs o LEFT JOIN stats s ON s.path = ? || o.path AND s.blake3 = o.blake3",
+            (f"{out}/",),
+        )
+        return {row[0]: Owned._make(row[1:]) for row in rows}
+
+    def output_paths(self) -> set[str]:
+        """The paths (relative to `out`) of every output batchit owns."""
+        return {row[0] for row in self.db.execute("SELECT path FROM outputs")}
 
     def load_discovered(self) -> dict[str, str]:
         """Discovered dependencies by job id (JSON text), for the jobs that have any."""
         rows = self.db.execute("SELECT job_id, discovered FROM outputs WHERE discovered != '{}'")
         return dict(rows.fetchall())
 
-    def output_inputs(self, path: str) -> str:
-        """The recorded inputs (canonical JSON) of one output."""
-        row = self.db.execute("SELECT inputs FROM outputs WHERE path = ?", (path,)).fetchone()
-        return "[]" if row is None else str(row[0])
-
-    def output_discovered(self, path: str) -> str:
-        """The recorded discovered dependencies (JSON) of one output."""
-        row = self.db.execute("SELECT discovered FROM outputs WHERE path = ?", (path,)).fetchone()
-        return "{}" if row is None else str(row[0])
+    def output_basis(self, path: str) -> tuple[str, str, str | None]:
+        """What one output was built from: its inputs and discovered dependencies (canonical JSON)
+        and its recipe's hash; read only for a stale output, to say why it is stale."""
+        row = self.db.execute(
+            "SELECT inputs, discovered, recipe FROM outputs WHERE path = ?", (path,)
+        ).fetchone()
+        return ("[]", "{}", None) if row is None else (str(row[0]), str(row[1]), row[2])
 
     def claim_outputs(self, claims: Iterable[tuple[str, str, str]]) -> None:
         """Record (path, job_id, rule) as batchit's own before anything is renamed into the path."""
