@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from batchit.config.validation import record_checked
 from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
-from batchit.engine.running import RunningBuild
+from batchit.engine.running import RunningBuild, build_pools
 from batchit.errors import OutputConflictError
 from batchit.fsutil import sweep_temp_files
 from batchit.model import Config
@@ -48,7 +48,13 @@ def run_build(
     run_id = new_run_id(started)
     recorder = Recorder(config, run_id, emit)  # checks the signing key before any work
     emit = recorder.events  # every event also goes to the run's events.jsonl
+    pools = build_pools(config, registry, options)
+    cpu_rules = {r.name for r in select_rules(config, options.rules) if r.resources == "cpu"}
+    if cpu_rules and not (config.state_dir / "state.db").exists():
+        pools.warm_up()  # a first build: every job will run
     planner, predicted = _plan_read_only(config, registry, options)
+    if any(job.action == "run" and job.rule in cpu_rules for job in predicted):
+        pools.warm_up()
     with ProjectLock(config.state_dir / "lock"):
         in_progress = config.state_dir / "build-in-progress"
         if in_progress.exists():  # the last build was killed: its temporary files are litter
@@ -62,7 +68,7 @@ def run_build(
             if store.generation() != planner.generation:
                 planner, predicted = _plan(config, registry, options, store)
             planner.view.store = store
-            build = RunningBuild(config, registry, options, store, emit, run_id, planner, predicted)
+            build = RunningBuild(config, registry, options, store, emit, run_id, planner, predicted, pools)
             outcome = build.run()
             build.write_replay()
             outcome.manifest = build.record(started, outcome, recorder)

@@ -32,6 +32,25 @@ from batchit.record.runs import evict_cache
 from batchit.state.store import StateStore
 
 
+def build_pools(config: Config, registry: OperatorRegistry, options: BuildOptions) -> Pools:
+    """A build's worker pools: `-j`, else the config's `jobs`, else one worker per CPU; the
+    forkserver of the process pool preloads the operators of the selected `cpu` rules."""
+    cpu_operators = {
+        registry.targets[step.operator].partition(":")[0]
+        for rule in select_rules(config, options.rules)
+        if rule.resources == "cpu"
+        for step in rule.steps
+    }
+    settings = WorkerSettings(
+        str(config.root),
+        config.out,
+        str(config.state_dir / "cache") if options.use_cache else None,
+        config.durability == "fsync",
+    )
+    workers = options.jobs or config.jobs or os.cpu_count() or 1
+    return Pools(settings, workers, options.executor, sorted(cpu_operators))
+
+
 class RunningBuild:
     """The state of one running build."""
 
@@ -45,6 +64,7 @@ class RunningBuild:
         run_id: str,
         planner: Planner,
         predicted: list[Job],
+        pools: Pools,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -55,21 +75,8 @@ class RunningBuild:
         self.rules = select_rules(config, options.rules)
         self.planner = planner
         self.predicted = predicted
-        workers = options.jobs or config.jobs or os.cpu_count() or 1
         cache_dir = config.state_dir / "cache"
-        settings = WorkerSettings(
-            str(config.root),
-            config.out,
-            str(cache_dir) if options.use_cache else None,
-            config.durability == "fsync",
-        )
-        cpu_operators = {
-            registry.targets[step.operator].partition(":")[0]
-            for rule in self.rules
-            if rule.resources == "cpu"
-            for step in rule.steps
-        }
-        self.pools = Pools(settings, workers, options.executor, sorted(cpu_operators))
+        self.pools = pools
         self.scheduler = Scheduler(
             self.pools, {r.name: r.concurrency for r in self.rules}, options.batch_size
         )

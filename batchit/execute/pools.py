@@ -16,6 +16,7 @@ from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_batch
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing.context import BaseContext
 
 ExecutorKind = Literal["local", "thread"]
 
@@ -42,16 +43,34 @@ class Pools:
         """Run a batch of jobs on the pool their resource class belongs to."""
         return self._pool(resources).submit(run_batch, self.settings, batch)
 
+    def warm_up(self) -> None:
+        """Start the process pool's forkserver now, for a build that will need worker processes:
+        its interpreter start and imports then overlap the coordinator's planning instead of
+        delaying the first job. Returns at once."""
+        if self._uses_processes:
+            from multiprocessing import forkserver
+
+            self._context()
+            forkserver.ensure_running()
+
+    @property
+    def _uses_processes(self) -> bool:
+        return self.kind == "local" and self.workers > 1
+
+    def _context(self) -> BaseContext:
+        import multiprocessing  # only builds with cpu rules and several workers pay for it
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(self.preload)
+        return context
+
     def _pool(self, resources: str) -> Executor:
-        if resources == "cpu" and self.kind == "local" and self.workers > 1:
+        if resources == "cpu" and self._uses_processes:
             if self._process is None:
-                import multiprocessing  # only builds with cpu rules and several workers pay for it
                 from concurrent.futures import ProcessPoolExecutor
 
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(self.preload)
                 self._process = ProcessPoolExecutor(
-                    max_workers=self.workers, mp_context=context, initializer=_ignore_interrupts
+                    max_workers=self.workers, mp_context=self._context(), initializer=_ignore_interrupts
                 )
             return self._process
         if self._thread is None:
