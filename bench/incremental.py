@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from installed import compile_batchit
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
 FILES_PER_DIR = 100
@@ -333,6 +335,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the table."""
     args = parse_args(argv)
+    compile_batchit()
     sizes = [int(text.replace("_", "")) for text in args.sizes.split(",") if text]
     contenders = [name for name in args.contenders.split(",") if name]
     unknown = sorted(set(contenders) - set(CONTENDERS))

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from installed import compile_batchit
+
 WORK = Path(__file__).resolve().parent / ".work" / "plan_scale"
 
 CONFIG = """\
@@ -132,6 +134,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--durability-files", type=int, default=1_000)
     args = parser.parse_args()
+    compile_batchit()
     WORK.mkdir(parents=True, exist_ok=True)
     bench_planning(args.files)
     bench_durability(args.durability_files)

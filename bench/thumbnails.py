@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from installed import compile_batchit
 from PIL import Image, features
 
 HERE = Path(__file__).resolve().parent
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=WORK, help="working directory")
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     args = parser.parse_args()
+    compile_batchit()
     work: Path = args.work
     make_photos(work / "images", args.count)
     (work / "batchit.yaml").write_text(CONFIG, encoding="utf-8")
