@@ -10,6 +10,7 @@ encoding in `image_save.py`.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from collections.abc import Iterator
@@ -46,12 +47,19 @@ class ImageOperator(Operator):
 
     def library_versions(self) -> dict[str, str]:
         """Pillow's version plus libjpeg, libwebp, libavif, zlib and FreeType as Pillow reports them."""
-        from PIL import features
+        return dict(pillow_versions())
 
-        versions = super().library_versions()
-        for label, feature in CODECS.items():
-            versions[label] = features.version(feature) or "missing"
-        return versions
+
+@functools.cache
+def pillow_versions() -> dict[str, str]:
+    """Pillow's and its codecs' versions, looked up once per process (each lookup imports a codec
+    module, and every image operator of every rule asks)."""
+    from PIL import __version__, features
+
+    versions = {"pillow": __version__}
+    for label, feature in CODECS.items():
+        versions[label] = features.version(feature) or "missing"
+    return versions
 
 
 @dataclass(eq=False)
