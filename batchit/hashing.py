@@ -37,7 +37,7 @@ def hash_file(path: str | os.PathLike[str], expected_size: int | None = None) ->
     size = 0
     with open(path, "rb", buffering=0) as handle:
         if expected_size is not None and expected_size <= CHUNK:
-            data = handle.read(CHUNK + 1)
+            data = handle.read(expected_size + 1)  # one byte more tells a grown file; no 1 MiB buffer
             size = len(data)
             hasher = blake3(data)
         else:
