@@ -186,10 +186,7 @@ print(" ".join(sorted(sys.modules)), file=sys.stderr)
     ("args", "unused"),
     [
         (["--help"], ["batchit.engine", "batchit.config", "jinja2", "yaml", "cryptography", "watchdog"]),
-        (
-            ["build", "--no-progress"],
-            ["jsonschema", "jinja2", "watchdog", "importlib.metadata", "batchit.cli.records"],
-        ),
+        (["build", "--no-progress"], ["jsonschema", "watchdog", "importlib.metadata", "batchit.cli.records"]),
     ],
     ids=["help", "no-op-build"],
 )
