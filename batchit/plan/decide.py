@@ -55,7 +55,7 @@ class Decider:
             st = os.stat(self._prefix + output)
         except (FileNotFoundError, NotADirectoryError):
             return False
-        return record[3:] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        return record.stat == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
     def decide(self, job: Job) -> None:
         """Set `job.action` and `job.reasons`."""
@@ -106,7 +106,7 @@ class Decider:
             return self._key_reasons(job, record) or ["action key changed"]
         if on_disk is None:
             return ["output missing"]
-        if record[3:] == on_disk:
+        if record.stat == on_disk:
             return []
         rel = f"{self.out}/{job.output}"
         if self.hasher.hash_many([(rel, on_disk)])[rel] != record.blake3:

@@ -67,6 +67,11 @@ class Owned(NamedTuple):
     ctime_ns: int | None
     inode: int | None
 
+    @property
+    def stat(self) -> tuple[int | None, ...]:
+        """(size, mtime_ns, ctime_ns, inode) as recorded: equal to a StatTuple when it vouches."""
+        return self[3:]
+
 
 @dataclass(frozen=True, slots=True)
 class OutputRecord:
