@@ -23,10 +23,10 @@ def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run:
         doomed = _orphans(config, registry)
     else:
         store = StateStore.open_readonly(store_path)
-        records = store.load_outputs() if store else {}
+        owned = store.output_paths() if store else set()
         if store:
             store.close()
-        doomed = sorted(records)
+        doomed = sorted(owned)
         doomed += [p for p in sorted(RESERVED_OUTPUTS) if (config.out_dir / p).exists()]
     if dry_run or not doomed:
         return doomed

@@ -55,7 +55,7 @@ def explain(config: Config, registry: OperatorRegistry, path: str) -> Explanatio
             hint="give an output path relative to `out`; `batchit plan` lists every output",
         )
     store = StateStore.open_readonly(config.state_dir / "state.db")
-    record = store.load_outputs().get(job.output) if store else None
+    record = store.output(job.output) if store else None
     if store:
         store.close()
     return Explanation(

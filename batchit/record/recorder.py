@@ -72,7 +72,7 @@ class Recorder:
         fsync = config.durability == "fsync"
         key = self.key or self._mint()
         info = replace(info, audit_head=audit_head(store))
-        outputs = sorted((r for r in store.load_outputs().values() if r.blake3), key=lambda r: r.path)
+        outputs = store.finished_outputs()
         failures = list(store.load_failures().values())
         manifest = render_manifest(info, outputs, statuses, failures)
         digest = hashlib.sha256(manifest).hexdigest()

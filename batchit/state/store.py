@@ -169,6 +169,16 @@ class StateStore:
         self.db.executemany("DELETE FROM stats WHERE path = ?", ((p,) for p in paths))
 
     # -- outputs ----------------------------------------------------------------------------------
+    def output(self, path: str) -> OutputRecord | None:
+        """What batchit recorded about one output (path relative to `out`), if it owns it."""
+        row = self.db.execute("SELECT * FROM outputs WHERE path = ?", (path,)).fetchone()
+        return None if row is None else OutputRecord(*row)
+
+    def finished_outputs(self) -> list[OutputRecord]:
+        """Every output with a recorded hash (built or restored, not just claimed), in path order."""
+        rows = self.db.execute("SELECT * FROM outputs WHERE blake3 <> '' ORDER BY path")
+        return [OutputRecord(*row) for row in rows]
+
     def load_outputs(self) -> dict[str, OutputRecord]:
         """Every output batchit owns, by path relative to `out`, with everything recorded about it."""
         rows = self.db.execute("SELECT * FROM outputs")
