@@ -116,13 +116,16 @@ class Planner:
 
     def predict(self, rules: Iterable[Rule]) -> list[Job]:
         """Plan rules in order as a dry run: a stale upstream output counts as not yet known."""
+        selected = list(rules)
+        read = {name for rule in selected for name in rule.from_rules}
         outputs: dict[str, list[tuple[str, str]]] = {}
         planned: list[Job] = []
-        for rule in rules:
+        for rule in selected:
             jobs = self.plan_rule(rule, outputs)
-            outputs[rule.name] = [
-                (j.output, self._predicted_hash(j)) for j in jobs if j.action != "quarantined"
-            ]
+            if rule.name in read:  # only a rule another rule reads from needs its outputs predicted
+                outputs[rule.name] = [
+                    (j.output, self._predicted_hash(j)) for j in jobs if j.action != "quarantined"
+                ]
             planned.extend(jobs)
         return planned
 
