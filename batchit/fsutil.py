@@ -94,6 +94,15 @@ def atomic_write_text(dest: Path, text: str, *, fsync: bool = False) -> None:
     atomic_write_bytes(dest, text.encode("utf-8"), fsync=fsync)
 
 
+def cache_entry(cache_dir: str | Path, key: str) -> Path:
+    """Where the content-addressed cache keeps the output of action key `key`.
+
+    Entries fan out over 256 directories by the key's first two hex digits, so no directory grows
+    past a few thousand entries however large the cache gets.
+    """
+    return Path(cache_dir, key[:2], key)
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a rename inside `directory` durable against power loss."""
     fd = os.open(directory, os.O_RDONLY)

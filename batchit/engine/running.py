@@ -19,6 +19,7 @@ from batchit.execute.retry import backoff_delay
 from batchit.execute.scheduler import Scheduler
 from batchit.execute.signals import GRACE_SECONDS, StopSignals
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings
+from batchit.fsutil import cache_entry
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
@@ -215,7 +216,7 @@ class RunningBuild:
         spec = job_spec(self.config, self.registry, job, self.by_rule)
         resources = self.config.rules[rule_name].resources
         if job.action == "restore":
-            spec = self._restore_spec(spec, str(self.cache_dir / job.key[:2] / job.key))
+            spec = self._restore_spec(spec, str(cache_entry(self.cache_dir, job.key)))
             resources = "io"
         else:
             self.leaders[job.key] = job.job_id

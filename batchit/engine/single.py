@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from batchit.execute.retry import backoff_delay
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_job
+from batchit.fsutil import cache_entry
 from batchit.model import Config
 from batchit.operators.base import UpstreamSource
 from batchit.operators.registry import OperatorRegistry
@@ -85,7 +86,7 @@ def run_planned_job(
     committer.stat_updates(planner.stat_updates())
     spec = job_spec(config, registry, job, by_rule)
     if job.action == "restore":
-        entry = str(cache_dir / job.key[:2] / job.key)
+        entry = str(cache_entry(cache_dir, job.key))
         spec = replace(spec, steps=(), restore_from=entry, restore_blake3=committer.cached_blake3(job.key))
     committer.claim(job)
     committer.flush_claims()

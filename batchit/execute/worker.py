@@ -24,7 +24,7 @@ from blake3 import blake3
 
 from batchit.errors import JobError, PermanentError, TransientError
 from batchit.execute.contracts import check_contracts, check_input
-from batchit.fsutil import publish_bytes, replacing
+from batchit.fsutil import cache_entry, publish_bytes, replacing
 from batchit.hashing import CHUNK, hash_file_pair
 from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource
 from batchit.operators.registry import load_target
@@ -318,7 +318,7 @@ def _copy_into_cache(settings: WorkerSettings, spec: JobSpec, dest: Path, data: 
     """Keep a copy (never a hard link: an output edited in place must not corrupt its cache entry)."""
     if settings.cache_dir is None or not spec.cache:
         return False
-    entry = Path(settings.cache_dir, spec.key[:2], spec.key)
+    entry = cache_entry(settings.cache_dir, spec.key)
     if not entry.exists():
         if data is None:
             with replacing(entry) as tmp:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from batchit.execute.worker import JobResult
-from batchit.fsutil import remove_empty_parents
+from batchit.fsutil import cache_entry, remove_empty_parents
 from batchit.model import Config
 from batchit.plan.jobs import Job
 from batchit.plan.keys import action_key
@@ -184,7 +184,7 @@ class Committer:
         self._cache.pop(key, None)
         with self.store.transaction():
             self.store.drop_cache([key])
-        (self.config.state_dir / "cache" / key[:2] / key).unlink(missing_ok=True)
+        cache_entry(self.config.state_dir / "cache", key).unlink(missing_ok=True)
 
     def prune(self, by_rule: dict[str, list[Job]], finished: list[str], *, full: bool) -> list[str]:
         """Remove recorded outputs no current job produces (SPEC section 3); return their paths.
@@ -225,7 +225,7 @@ def _input_label(job: Job) -> str:
 
 
 def _move_cache_entry(cache_dir: Path, old: str, new: str) -> None:
-    target = cache_dir / new[:2] / new
+    target = cache_entry(cache_dir, new)
     target.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
-        os.replace(cache_dir / old[:2] / old, target)
+        os.replace(cache_entry(cache_dir, old), target)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from batchit.errors import UsageError
+from batchit.fsutil import cache_entry
 from batchit.model import Config
 from batchit.record.audit import append_audit
 from batchit.record.manifest import latest_run
@@ -113,7 +114,7 @@ def evict_cache(store: StateStore, cache_dir: Path, max_size: int) -> tuple[int,
     for key, size in list(store.cache_by_age()):
         if total - freed <= max_size:
             break
-        (cache_dir / key[:2] / key).unlink(missing_ok=True)
+        cache_entry(cache_dir, key).unlink(missing_ok=True)
         evicted.append(key)
         freed += size
     if evicted:
