@@ -4,10 +4,6 @@ A DSSE envelope (the one in-toto and Sigstore use) signs the pre-authentication 
 payload type and the payload, so a signature made for one kind of document never verifies as another.
 The private key lives in `.batchit/keys/batchit.key` (mode 0600) or comes from `BATCHIT_SIGNING_KEY`;
 no function here ever puts its bytes into a message, a log line or a return value meant for display.
-
-Every build reads a key, but importing cryptography's serialization module (every key format, SSH
-and PKCS #12 included) takes longer than the rest of signing; so a key in the one form `keygen`
-writes is read directly, and that module is imported only to write keys or to read other forms.
 """
 
 from __future__ import annotations
@@ -22,6 +18,14 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
 
 from batchit.errors import BatchitError, UsageError
 from batchit.fsutil import atomic_write_bytes, replacing
@@ -32,8 +36,6 @@ KEY_ENV = "BATCHIT_SIGNING_KEY"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 PRIVATE_NAME = "batchit.key"
 PUBLIC_NAME = "batchit.pub"
-PKCS8_ED25519 = bytes.fromhex("302e020100300506032b657004220420")
-"""The DER of an unencrypted PKCS #8 Ed25519 private key (RFC 8410, section 7) up to its 32-byte seed."""
 
 
 class BadSignature(BatchitError):
@@ -63,7 +65,7 @@ class TrustedKey:
 
 def key_id(public: Ed25519PublicKey) -> str:
     """The first 16 hex digits of the BLAKE3 hash of the raw 32-byte public key (SPEC section 5)."""
-    return blake3_hex(public.public_bytes_raw())[:16]
+    return blake3_hex(public.public_bytes(Encoding.Raw, PublicFormat.Raw))[:16]
 
 
 def keys_dir(state_dir: Path) -> Path:
@@ -77,13 +79,6 @@ def generate_keys(state_dir: Path, *, force: bool = False) -> SigningKey:
     With `force`, the old public key is kept as `batchit.<KEYID>.pub`, so manifests it signed can
     still be verified with `--key` after the rotation.
     """
-    from cryptography.hazmat.primitives.serialization import (  # see the module docstring
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-        PublicFormat,
-    )
-
     directory = keys_dir(state_dir)
     private_path, public_path = directory / PRIVATE_NAME, directory / PUBLIC_NAME
     if private_path.exists() and not force:
@@ -139,11 +134,6 @@ def load_signing_key(state_dir: Path, environ: Mapping[str, str]) -> SigningKey 
 
 
 def _parse_private(pem: bytes, where: str) -> Ed25519PrivateKey:
-    seed = _pkcs8_seed(pem)
-    if seed is not None:
-        return Ed25519PrivateKey.from_private_bytes(seed)
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key  # the other forms
-
     try:
         key = load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
@@ -156,29 +146,12 @@ def _parse_private(pem: bytes, where: str) -> Ed25519PrivateKey:
     return key
 
 
-def _pkcs8_seed(pem: bytes) -> bytes | None:
-    """The seed of a PEM `PRIVATE KEY` that is exactly an unencrypted Ed25519 PKCS #8 key (the form
-    `keygen` writes); None for anything else, which cryptography's parser then reads or refuses."""
-    lines = [line.strip() for line in pem.strip().splitlines()]
-    if lines[:1] != [b"-----BEGIN PRIVATE KEY-----"] or lines[-1:] != [b"-----END PRIVATE KEY-----"]:
-        return None
-    try:
-        der = base64.b64decode(b"".join(lines[1:-1]), validate=True)
-    except binascii.Error:
-        return None
-    if len(der) != len(PKCS8_ED25519) + 32 or not der.startswith(PKCS8_ED25519):
-        return None
-    return der[len(PKCS8_ED25519) :]
-
-
 def _signing_key(private: Ed25519PrivateKey, source: str, *, created: bool = False) -> SigningKey:
     return SigningKey(private, key_id(private.public_key()), source, created)
 
 
 def load_public_key(path: Path) -> TrustedKey:
     """A PEM public key (SubjectPublicKeyInfo) to verify with; a usage error when it is not one."""
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key  # see the docstring
-
     try:
         key = load_pem_public_key(path.read_bytes())
     except OSError as exc:
