@@ -13,6 +13,9 @@ import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
+StatTuple = tuple[int, int, int, int]
+"""(size, mtime_ns, ctime_ns, inode): the cheap identity of a file version."""
+
 TEMP_MARK = ".batchit-tmp-"
 """Temporary files carry this in their name so a later run can recognise and remove leftovers."""
 
@@ -92,6 +95,15 @@ def atomic_write_bytes(dest: Path, data: bytes, *, fsync: bool = False) -> None:
 def atomic_write_text(dest: Path, text: str, *, fsync: bool = False) -> None:
     """`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(dest, text.encode("utf-8"), fsync=fsync)
+
+
+def stat_identity(path: str) -> StatTuple | None:
+    """The stat identity of the file at `path`, or None when there is none (nor its directory)."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def cache_entry(cache_dir: str | Path, key: str) -> Path:

@@ -18,20 +18,17 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypedDict
 
 from blake3 import blake3
 
 from batchit.errors import JobError, PermanentError, TransientError
 from batchit.execute.contracts import check_contracts, check_input
-from batchit.fsutil import cache_entry, publish_bytes, replacing
+from batchit.fsutil import StatTuple, cache_entry, publish_bytes, replacing, stat_identity
 from batchit.hashing import CHUNK, hash_file_pair
 from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource
 from batchit.operators.registry import load_target
 from batchit.plan.keys import StepCall
-
-if TYPE_CHECKING:
-    from batchit.state.store import StatTuple
 
 TRANSIENT_ERRNOS = frozenset(
     {errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ECONNREFUSED, errno.ECONNRESET}
@@ -128,8 +125,7 @@ def run_job(
                 sha,
                 size,
                 duration=time.perf_counter() - started,
-                output_stat=_stat(str(dest)),
-                input_stats=tuple(_stat(f"{settings.root}/{p}") for p in spec.inputs),
+                **_stats_after(settings, spec, dest),
             )
         if spec.validate:
             check_input(spec.validate, [root / p for p in spec.inputs], root)
@@ -162,8 +158,7 @@ def run_job(
             cached=cached,
             step_seconds=tuple(timings),
             log=buffer.getvalue() if buffer else "",
-            output_stat=_stat(str(dest)),
-            input_stats=tuple(_stat(f"{settings.root}/{p}") for p in spec.inputs),
+            **_stats_after(settings, spec, dest),
         )
     except Exception as exc:
         transient, name = classify(exc)
@@ -183,13 +178,19 @@ def run_job(
         )
 
 
-def _stat(path: str) -> StatTuple | None:
-    """A file's (size, mtime_ns, ctime_ns, inode), or None when it does not exist."""
-    try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+class _StatsAfter(TypedDict):
+    """The stat fields of a successful JobResult."""
+
+    output_stat: StatTuple | None
+    input_stats: tuple[StatTuple | None, ...]
+
+
+def _stats_after(settings: WorkerSettings, spec: JobSpec, dest: Path) -> _StatsAfter:
+    """A finished job's output stat and its inputs' stats, as JobResult fields."""
+    return {
+        "output_stat": stat_identity(str(dest)),
+        "input_stats": tuple(stat_identity(f"{settings.root}/{p}") for p in spec.inputs),
+    }
 
 
 def _capture_log(spec: JobSpec, operators: dict[str, Operator], ctx: JobContext) -> io.StringIO | None:

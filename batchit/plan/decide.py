@@ -8,15 +8,15 @@ report show, so they name the input, dep, parameter or operator that changed.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from batchit.fsutil import StatTuple, stat_identity
 from batchit.plan.files import Hasher
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.keys import hash_map_changes, recipe_differences
-from batchit.state.store import Owned, StatTuple
+from batchit.state.store import Owned
 
 
 @dataclass
@@ -49,14 +49,6 @@ class Decider:
         self._prefix = f"{self.out_dir}/"
         self._plain = not (self.force or self.only_failed or self.only_jobs is not None)
 
-    def _output_is(self, output: str, record: Owned) -> bool:
-        """Whether the file at `output` exists and its recorded stat vouches it holds the recorded bytes."""
-        try:
-            st = os.stat(self._prefix + output)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        return record.stat == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-
     def decide(self, job: Job) -> None:
         """Set `job.action` and `job.reasons`."""
         if self._plain:
@@ -65,9 +57,9 @@ class Decider:
                 record is not None
                 and record.action_key == job.key
                 and job.job_id not in self.failed
-                and self._output_is(job.output, record)
+                and record.stat == stat_identity(self._prefix + job.output)
             ):
-                return  # up to date: `skip` is a new job's action already
+                return  # up to date, the recorded stat vouching for the output: `skip` is the default
         retrying = self.only_failed or self.only_jobs is not None
         if (self.only_failed and job.job_id not in self.failed) or (
             self.only_jobs is not None and job.job_id not in self.only_jobs
@@ -80,7 +72,7 @@ class Decider:
             job.reasons = ("its input is quarantined and unchanged (batchit quarantine release)",)
             return
         record = self.records.get(job.output)
-        on_disk = self._stat(job.output)
+        on_disk = stat_identity(self._prefix + job.output)
         if record is None and on_disk is not None:
             self.strangers.append(job.output)
         reasons = self._stale_reasons(job, record, on_disk)
@@ -131,10 +123,3 @@ class Decider:
             if job.discovered.get(path, digest) != digest:
                 reasons.append(f"discovered dependency changed: {path}")
         return reasons
-
-    def _stat(self, output: str) -> StatTuple | None:
-        try:
-            st = os.stat(self._prefix + output)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)

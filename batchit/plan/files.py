@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchit.errors import ConfigError
+from batchit.fsutil import StatTuple
 from batchit.hashing import hash_file
-from batchit.state.store import StatRow, StatTuple
+from batchit.state.store import StatRow
 
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".batchit", "__pycache__"})
 """Directories no glob descends into (version control, batchit's own state, bytecode)."""
@@ -160,13 +161,6 @@ class Hasher:
     cache: dict[str, StatRow]
     updates: dict[str, StatRow] = field(default_factory=dict)
     """New stat-cache rows found while hashing, for the engine to store."""
-
-    def known(self, path: str, stat: StatTuple) -> str | None:
-        """The hash of `path` if the stat cache vouches for it, else None."""
-        entry = self.cache.get(path)
-        if entry is not None and entry[1:5] == stat:
-            return entry[5]
-        return None
 
     def hash_many(self, items: list[tuple[str, StatTuple]]) -> dict[str, str]:
         """Hashes of several files, reading only those the stat cache cannot vouch for."""

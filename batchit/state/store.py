@@ -45,9 +45,6 @@ CREATE TABLE IF NOT EXISTS cache (
 ) WITHOUT ROWID;
 """
 
-StatTuple = tuple[int, int, int, int]
-"""(size, mtime_ns, ctime_ns, inode): the cheap identity of a file version."""
-
 StatRow = tuple[str, int, int, int, int, str]
 """A stat-cache row: (path, size, mtime_ns, ctime_ns, inode, blake3)."""
 
