@@ -24,7 +24,8 @@ from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, select_rules
-from batchit.record.commits import FLUSH_EVERY, Committer, quarantines
+from batchit.record.commits import Committer, quarantines
+from batchit.record.events import FLUSH_EVERY
 from batchit.record.manifest import RunInfo
 from batchit.record.recorder import Recorder
 from batchit.record.replays import write_job_log, write_replay_record

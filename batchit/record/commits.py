@@ -22,11 +22,10 @@ from batchit.plan.jobs import Job
 from batchit.plan.keys import action_key
 from batchit.plan.planner import Planner
 from batchit.record.audit import append_audit
+from batchit.record.events import FLUSH_EVERY
 from batchit.record.quarantine import quarantine_input
 from batchit.state.store import Failure, OutputRecord, StateStore, StatRow
 
-FLUSH_EVERY = 0.5
-"""Seconds between result commits while a build runs."""
 FLUSH_COUNT = 1000
 
 

@@ -15,8 +15,9 @@ from typing import IO, Any
 
 EVENTS_FILE = "events.jsonl"
 
-FLUSH_JOBS_EVERY = 0.5
-"""Seconds a finished job's event may wait in memory before it is written (as long as a commit)."""
+FLUSH_EVERY = 0.5
+"""Seconds between commits of job results while a build runs, and so the longest a finished job's
+event waits in memory before it is written: a killed run loses no more of one than of the other."""
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -37,7 +38,7 @@ class EventLog:
     def __call__(self, event: dict[str, Any]) -> None:
         """Log one event, then forward it.
 
-        A `job` event reaches the file within FLUSH_JOBS_EVERY seconds (as results reach the state
+        A `job` event reaches the file within FLUSH_EVERY seconds (as results reach the state
         store), so a 10,000-job build does not pay a write per job; every other event is written at
         once, so a killed run keeps it.
         """
@@ -46,7 +47,7 @@ class EventLog:
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
         self._handle.write(json.dumps(event, ensure_ascii=False, sort_keys=True, default=str) + "\n")
         now = time.monotonic()
-        if event.get("event") != "job" or now - self._flushed >= FLUSH_JOBS_EVERY:
+        if event.get("event") != "job" or now - self._flushed >= FLUSH_EVERY:
             self._handle.flush()
             self._flushed = now
         if event.get("event") == "warning":
