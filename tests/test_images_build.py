@@ -77,6 +77,22 @@ def test_a_bad_image_is_a_permanent_failure_and_the_rest_is_built(
     assert [o["path"] for o in project.manifest()["outputs"]] == ["good.webp"]
 
 
+def test_inputs_in_formats_image_save_does_not_write_still_build(project: Project) -> None:
+    """image.save registers only its own encoders with Pillow; other formats must still open."""
+    project.config(RESIZE_RULE)
+    picture = Image.open(io.BytesIO(jpeg()))
+    files: dict[str, str | bytes] = {}
+    for name, kind in (("scan.tif", "TIFF"), ("icon.bmp", "BMP"), ("old.ppm", "PPM")):
+        buffer = io.BytesIO()
+        picture.save(buffer, kind)
+        files[f"images/{name}"] = buffer.getvalue()
+    project.write(files)
+    project.build()
+    for stem in ("scan", "icon", "old"):
+        with Image.open(project.root / "_build" / f"{stem}.webp") as built:
+            assert (built.format, built.width) == ("WEBP", 64)
+
+
 def test_max_pixels_refuses_an_image_before_decoding_it(project: Project) -> None:
     project.config(RESIZE_RULE.replace("image.load: {}", "image.load: {max_pixels: 10000}"))
     project.write({"images/small.jpg": jpeg((80, 80)), "images/large.jpg": jpeg((200, 200))})
