@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -111,6 +112,9 @@ def test_sigkill_mid_build_loses_nothing_and_resumes_with_the_rest(gated: Projec
     assert gated.read("_build/c.txt") == "BLOCK\n", "the killed job's previous output is intact"
     assert gated.read("_build/d.txt") == "D\n", "a job that never ran keeps its previous output"
     assert not [p for p in (gated.root / "_build").rglob("*") if ".batchit-tmp-" in p.name]
+    killed_run = max(p for p in (gated.root / ".batchit/runs").iterdir() if p.is_dir())
+    events = [json.loads(line) for line in (killed_run / "events.jsonl").read_text().splitlines()]
+    assert {"event": "plan", "jobs": 5, "total": 4} in events, "a non-job event is written at once"
 
     (gated.root / "gate").unlink()
     gated.build()
