@@ -157,7 +157,7 @@ class Session:
         job = next((j for j in jobs if j.job_id == job_id), None)
         if job is None:
             return TaskFailed(f"batchit: job {job_id} no longer exists (its input is gone); run doit again")
-        if job.output in planner.decider.strangers:
+        if job.output in planner.strangers:
             return TaskFailed(
                 f"batchit: {self.config.out}/{job.output} holds a file batchit did not write; "
                 "move it away, or run `batchit build --overwrite` once"

@@ -19,6 +19,7 @@ from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import Job
 from batchit.plan.planner import Planner, PlanOptions, select_rules
+from batchit.plan.snapshot import forget_snapshot, save_snapshot
 from batchit.record.alerts import send_alert, should_alert
 from batchit.record.manifest import new_run_id
 from batchit.record.recorder import Recorder
@@ -68,10 +69,12 @@ def run_build(
             if store.generation() != planner.generation:
                 planner, predicted = _plan(config, registry, options, store)
             planner.view.store = store
+            unchanged = not planner.stat_updates() and all(job.action == "skip" for job in predicted)
             build = RunningBuild(config, registry, options, store, emit, run_id, planner, predicted, pools)
             outcome = build.run()
             build.write_replay()
             outcome.manifest = build.record(started, outcome, recorder)
+            _remember_plan(config, planner, predicted, store, unchanged and _changed_nothing(outcome, build))
         finally:
             store.close()
         in_progress.unlink()
@@ -79,6 +82,26 @@ def run_build(
     outcome.interrupted = build.interrupted
     _alert(config, outcome, emit)
     return outcome
+
+
+def _changed_nothing(outcome: BuildOutcome, build: RunningBuild) -> bool:
+    """True when the build wrote nothing that planning reads: no job ran and nothing was pruned."""
+    counts = outcome.counts
+    return not build.interrupted and not any(
+        counts[name] for name in ("built", "restored", "failed", "quarantined", "pruned")
+    )
+
+
+def _remember_plan(config: Config, planner: Planner, jobs: list[Job], store: StateStore, no_op: bool) -> None:
+    """Leave a snapshot of a no-op build's plan for the next plan to replay (batchit.plan.snapshot);
+    after any other build, remove the old one, which can no longer match."""
+    if not no_op or planner.fingerprint is None:
+        forget_snapshot(config.state_dir)
+    elif planner.replayed:
+        save_snapshot(config.state_dir, store.generation(), planner.fingerprint, None)
+    else:
+        reads = planner.snapshot_reads(jobs)
+        save_snapshot(config.state_dir, store.generation(), planner.fingerprint, jobs, reads)
 
 
 def _alert(config: Config, outcome: BuildOutcome, emit: EventSink) -> None:
@@ -128,7 +151,7 @@ def _plan(
 
 
 def _refuse_strangers(config: Config, planner: Planner, options: BuildOptions) -> None:
-    strangers = planner.decider.strangers
+    strangers = planner.strangers
     if strangers and not options.overwrite:
         listed = "\n  ".join(f"{config.out}/{p}" for p in strangers[:20])
         more = f"\n  ... and {len(strangers) - 20} more" if len(strangers) > 20 else ""

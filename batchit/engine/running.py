@@ -104,7 +104,12 @@ class RunningBuild:
         for rule in self.rules:
             self.by_rule[rule.name] = [j for j in predicted if j.rule == rule.name]
         self.emit(
-            {"event": "plan", "total": sum(j.action != "skip" for j in predicted), "jobs": len(predicted)}
+            {
+                "event": "plan",
+                "total": sum(j.action != "skip" for j in predicted),
+                "jobs": len(predicted),
+                "replayed": self.planner.replayed,
+            }
         )
         with StopSignals(self._warn, self.scheduler.wake) as stop:
             self._release_ready()

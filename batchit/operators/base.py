@@ -96,6 +96,9 @@ class Operator:
     """Placeholders the operator fills itself at run time (`{in}`, `{out}` for `shell`)."""
     libraries: ClassVar[tuple[str, ...]] = ()
     """Distributions whose versions enter the action key."""
+    imports_user_code: ClassVar[bool] = False
+    """True when the operator finds a module through the import path, so `sys.path` decides which
+    file enters the key."""
     validate_section: ClassVar[str | None] = None
     """A section of the rule's `validate:` whose keys become this step's parameters (unless the step
     sets them itself), so a rule-wide guard reaches the operator that can apply it."""

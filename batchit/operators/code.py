@@ -62,6 +62,7 @@ class PythonCall(Operator):
         "additionalProperties": True,
     }
     path_aware = True
+    imports_user_code = True
 
     def key_files(self, params: Mapping[str, Any], root: Path) -> dict[str, Path]:
         """The function's module source, labelled `python:<module>`.

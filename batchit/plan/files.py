@@ -88,13 +88,14 @@ class FileTree:
     skip: frozenset[str]
     """Project-relative directories never entered (the output root and batchit's state)."""
     stats: dict[str, StatTuple] = field(default_factory=dict)
-    _walked: list[str] = field(default_factory=list)
+    walked: list[str] = field(default_factory=list)
+    """The glob bases walked, in order."""
 
     def files_under(self, base: str) -> list[str]:
         """Project-relative paths of every file under `base` (walked once, then remembered)."""
-        if not any(_is_under(base, done) for done in self._walked):
+        if not any(_is_under(base, done) for done in self.walked):
             self._walk(base)
-            self._walked.append(base)
+            self.walked.append(base)
         if not base:
             return list(self.stats)
         prefix = f"{base}/"
@@ -161,6 +162,8 @@ class Hasher:
     cache: dict[str, StatRow]
     updates: dict[str, StatRow] = field(default_factory=dict)
     """New stat-cache rows found while hashing, for the engine to store."""
+    looked_up: dict[str, StatTuple | None] = field(default_factory=dict)
+    """Every file hashed by path, with the stat it had (None: missing), for a plan snapshot."""
 
     def hash_many(self, items: list[tuple[str, StatTuple]]) -> dict[str, str]:
         """Hashes of several files, reading only those the stat cache cannot vouch for."""
@@ -187,10 +190,12 @@ class Hasher:
     def hash_path(self, path: str) -> str:
         """The hash of one file by path (project-relative or absolute); MISSING if it is gone."""
         try:
-            st = os.stat(self.root / path)
+            stat = stat_tuple(os.stat(self.root / path))
         except FileNotFoundError:
+            self.looked_up[path] = None
             return MISSING
-        return self.hash_many([(path, stat_tuple(st))])[path]
+        self.looked_up[path] = stat
+        return self.hash_many([(path, stat)])[path]
 
     def _read(self, item: tuple[str, StatTuple]) -> str:
         path, stat = item

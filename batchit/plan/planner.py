@@ -6,9 +6,10 @@ and by `plan` with predicted upstream outputs; both see the same decisions and r
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from difflib import get_close_matches
 
 from batchit.errors import UsageError
@@ -18,6 +19,7 @@ from batchit.operators.registry import OperatorRegistry
 from batchit.plan.decide import Decider
 from batchit.plan.files import FileTree, Hasher
 from batchit.plan.jobs import NOTHING_DISCOVERED, UNKNOWN, Job, JobExpander, rule_error
+from batchit.plan.snapshot import Reads, load_snapshot, pack_stats, plan_fingerprint
 from batchit.state.store import Owned, StateStore, StatRow
 
 MANIFEST_COPY = "batchit-manifest.json"
@@ -38,38 +40,71 @@ class PlanOptions:
     """Run exactly these jobs, forced (a replay), and hold every other job."""
 
 
-@dataclass
 class Planner:
-    """Holds what planning reads once (stat cache, records, cache index) and plans rules with it."""
+    """Plans rules with what it reads from the state store (stat cache, records, cache index), read
+    once and only when needed: a replayed snapshot needs none of it."""
 
-    config: Config
-    records: dict[str, Owned]
-    expander: JobExpander
-    decider: Decider
-    hasher: Hasher
-    generation: int
-    """The state store's generation when it was read: a build re-plans if it moved on since."""
-    view: StoreView
-    claimed: dict[str, str] = field(default_factory=dict)
-    _safe_dirs: set[str] = field(default_factory=set)
+    def __init__(
+        self, config: Config, registry: OperatorRegistry, store: StateStore | None, options: PlanOptions
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.options = options
+        self.view = StoreView(store)
+        self.generation = store.generation() if store else 0
+        """The state store's generation when it was read: a build re-plans if it moved on since."""
+        self.claimed: dict[str, str] = {}
+        self.replayed = False
+        """True when `predict` returned a snapshot's jobs instead of planning them."""
+        self.fingerprint: str | None = None
+        """The snapshot fingerprint of the last `predict` (None: options that change decisions)."""
+        self._tree = FileTree(config.root, frozenset({config.out, ".batchit"}))
+        self._safe_dirs: set[str] = set()
 
     @classmethod
     def open(
         cls, config: Config, registry: OperatorRegistry, store: StateStore | None, options: PlanOptions
     ) -> Planner:
-        """Read the state store (None: a project never built) and get ready to plan."""
-        tree = FileTree(config.root, frozenset({config.out, ".batchit"}))
-        stats = store.load_stats(config.out) if store else {}
-        records = store.load_owned(config.out) if store else {}
-        cache_keys = set(store.cache_entries()) if store else set()
-        by_job = store.load_discovered() if store else {}
-        failed = (
-            {f.job_id: f.inputs_key if f.quarantine else None for f in store.load_failures().values()}
-            if store
-            else {}
+        """Get ready to plan against `store` (None: a project never built)."""
+        return cls(config, registry, store, options)
+
+    @functools.cached_property
+    def records(self) -> dict[str, Owned]:
+        """Every output batchit owns, with what planning compares."""
+        store = self.view.store
+        return store.load_owned(self.config.out) if store else {}
+
+    @functools.cached_property
+    def hasher(self) -> Hasher:
+        """Content hashes through the state store's stat cache."""
+        store = self.view.store
+        return Hasher(self.config.root, store.load_stats(self.config.out) if store else {})
+
+    @functools.cached_property
+    def decider(self) -> Decider:
+        """Decides each job against the records, failures and cache index."""
+        store, options = self.view.store, self.options
+        failures = store.load_failures().values() if store else ()
+        return Decider(
+            self.config.out_dir,
+            self.config.out,
+            self.records,
+            self.hasher,
+            self.view.recipe,
+            self.view.recorded,
+            set(store.cache_entries()) if store else set(),
+            failed={f.job_id: f.inputs_key if f.quarantine else None for f in failures},
+            force=options.force,
+            use_cache=options.use_cache,
+            only_failed=options.only_failed,
+            only_jobs=options.only_jobs,
         )
-        hasher = Hasher(config.root, stats)
-        view = StoreView(store)
+
+    @functools.cached_property
+    def expander(self) -> JobExpander:
+        """Expands rules into jobs over the project's files."""
+        store, hasher = self.view.store, self.hasher
+        by_job = store.load_discovered() if store else {}
 
         def discovered_of(job_id: str) -> Mapping[str, str]:
             text = by_job.get(job_id)
@@ -77,46 +112,43 @@ class Planner:
                 return NOTHING_DISCOVERED
             return {path: hasher.hash_path(path) for path in sorted(json.loads(text))}
 
-        def nothing_discovered(job_id: str) -> Mapping[str, str]:
-            return NOTHING_DISCOVERED
+        return JobExpander(self.config, self.registry, self._tree, hasher, discovered_of)
 
-        decider = Decider(
-            config.out_dir,
-            config.out,
-            records,
-            hasher,
-            view.recipe,
-            view.recorded,
-            cache_keys,
-            failed=failed,
-            force=options.force,
-            use_cache=options.use_cache,
-            only_failed=options.only_failed,
-            only_jobs=options.only_jobs,
-        )
-        discovered = discovered_of if by_job else nothing_discovered
-        expander = JobExpander(config, registry, tree, hasher, discovered)
-        return cls(config, records, expander, decider, hasher, store.generation() if store else 0, view)
+    @property
+    def strangers(self) -> list[str]:
+        """Output paths holding files batchit did not record (none when nothing was decided)."""
+        return self.decider.strangers if "decider" in self.__dict__ else []
 
     def plan_rule(self, rule: Rule, upstream: dict[str, list[tuple[str, str]]]) -> list[Job]:
         """Expand `rule` into jobs and decide each one, given its upstream rules' current outputs."""
         jobs = self.expander.expand(rule, upstream)
-        claimed, safe_dirs, decide = self.claimed, self._safe_dirs, self.decider.decide
+        claim, decide = self._claim, self.decider.decide
         for job in jobs:
-            output = job.output
-            if (
-                claimed.setdefault(output, job.job_id) != job.job_id
-                or output in RESERVED_OUTPUTS
-                or not output
-                or output.rpartition("/")[0] not in safe_dirs
-            ):
-                self._check_output(rule, job)
+            claim(rule, job)
             decide(job)
         return jobs
 
+    def _claim(self, rule: Rule, job: Job) -> None:
+        """Take the job's output path, checking it the first time its directory comes up."""
+        output = job.output
+        if (
+            self.claimed.setdefault(output, job.job_id) != job.job_id
+            or output in RESERVED_OUTPUTS
+            or not output
+            or output.rpartition("/")[0] not in self._safe_dirs
+        ):
+            self._check_output(rule, job)
+
     def predict(self, rules: Iterable[Rule]) -> list[Job]:
-        """Plan rules in order as a dry run: a stale upstream output counts as not yet known."""
+        """Plan rules in order as a dry run: a stale upstream output counts as not yet known.
+
+        When a build left a snapshot of this very plan and nothing it read has changed, the
+        snapshot's jobs are the answer (see `batchit.plan.snapshot`).
+        """
         selected = list(rules)
+        replayed = self._replay(selected)
+        if replayed is not None:
+            return replayed
         read = {name for rule in selected for name in rule.from_rules}
         outputs: dict[str, list[tuple[str, str]]] = {}
         planned: list[Job] = []
@@ -128,6 +160,31 @@ class Planner:
                 ]
             planned.extend(jobs)
         return planned
+
+    def _replay(self, selected: list[Rule]) -> list[Job] | None:
+        options, store = self.options, self.view.store
+        if options.force or options.only_failed or options.only_jobs is not None or store is None:
+            return None
+        self.fingerprint = plan_fingerprint(self.config, self.registry, selected)
+        snapshot = load_snapshot(self.config.state_dir, self.generation, self.fingerprint)
+        replay = snapshot.replay(self.config.root, self.config.out) if snapshot else None
+        if replay is None:
+            return None
+        jobs, self._tree = replay
+        for job in jobs:  # the same output checks as planning: a symlink may have appeared in `out`
+            self._claim(self.config.rules[job.rule], job)
+        self.replayed = True
+        return jobs
+
+    def snapshot_reads(self, jobs: list[Job]) -> Reads | None:
+        """What planning `jobs` read, for a snapshot (None: a stat that cannot be packed); call only
+        when every job is up to date."""
+        tree, records = self._tree, self.records
+        stats = pack_stats(tree.stats.values())
+        outputs = pack_stats(records[job.output].stat for job in jobs)
+        if stats is None or outputs is None:
+            return None
+        return list(tree.walked), list(tree.stats), stats, list(self.hasher.looked_up.items()), outputs
 
     def _predicted_hash(self, job: Job) -> str:
         record = self.records.get(job.output)
@@ -168,7 +225,7 @@ class Planner:
 
     def stat_updates(self) -> list[StatRow]:
         """Stat-cache rows learned while planning (files re-hashed because their stat changed)."""
-        return list(self.hasher.updates.values())
+        return list(self.hasher.updates.values()) if "hasher" in self.__dict__ else []
 
 
 @dataclass

@@ -1,0 +1,269 @@
+"""The last no-op plan, remembered with everything it read, so an unchanged project plans in one pass.
+
+Planning 100,000 up-to-date jobs the full way loads 200,000 rows from the state store and computes
+100,000 action keys: about 2 s. A plan is a function of what it reads: the config and the operators
+(their versions and their libraries' versions), the state store (whose generation changes with every
+write), the walked files' stats, the files it hashed outside its globs, and the outputs' stats. So a
+build whose plan found every job up to date, and which then changed nothing that plans read, writes
+that plan down with those reads (`.batchit/plan-snapshot.json` names the generation and fingerprint
+it is valid for; the jobs and reads are in a `marshal` file beside it). The next plan that finds every
+read unchanged (the same generation and fingerprint, every walked file with the same stat, every
+output with the same stat) returns the same jobs without loading the state store or computing a key.
+Any difference, or any doubt (a missing or damaged file, another Python), plans the full way.
+
+Only a build writes a snapshot (`plan` and `explain` never write), only when every job was up to
+date and the plan used no option that changes decisions (`--force`, `--only-failed`, a replay).
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import dataclasses
+import itertools
+import json
+import marshal
+import os
+import secrets
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchit import __version__
+from batchit.fsutil import StatTuple, atomic_write_bytes, atomic_write_text, stat_identity
+from batchit.hashing import blake3_hex
+from batchit.model import Config, Rule
+from batchit.operators.registry import OperatorRegistry
+from batchit.plan.files import FileTree
+from batchit.plan.jobs import NOTHING_DISCOVERED, Job
+from batchit.plan.keys import Recipe, StepCall
+
+HEAD_FILE = "plan-snapshot.json"
+"""In `.batchit/`: which data file holds the snapshot, and the generation and fingerprint it is for."""
+
+FORMAT = 1
+"""Bumped whenever the data file's layout changes."""
+
+FORK_ABOVE = 5000
+"""Outputs from which stat-ing them in a child process beats doing it after the walk (a fork and
+its page faults cost a few milliseconds; 5,000 stat calls cost about 15)."""
+
+Reads = tuple[list[str], list[str], bytes, list[tuple[str, StatTuple | None]], bytes]
+"""(walked glob bases, walked paths, their stats packed, files hashed by path with their stats,
+the outputs' stats packed); see `pack_stats`."""
+
+
+@dataclass(frozen=True)
+class SnapshotHead:
+    """What `.batchit/plan-snapshot.json` says: the data file and what it is valid for."""
+
+    data: str
+    """The data file's name in `.batchit/` (random, so a head never names another write's data)."""
+    generation: int
+    fingerprint: str
+
+
+def plan_fingerprint(config: Config, registry: OperatorRegistry, rules: Sequence[Rule]) -> str:
+    """A digest of everything a plan depends on besides files and the state store.
+
+    The whole validated config (rules, parameters, flags, the output root), the selected rules,
+    each operator's import target, version and library versions, batchit's and Python's versions.
+    When an operator finds user code through the import path (`python`), the import path and the
+    project root's entries too: which file holds the module may change without any file changing.
+    """
+    operators = sorted({step.operator for rule in rules for step in rule.steps})
+    versions = []
+    import_path: list[str] | None = None
+    for name in operators:
+        operator = registry.get(name)()
+        versions.append((name, registry.targets[name], operator.version, operator.library_versions()))
+        if operator.imports_user_code:
+            resolved = [str(Path(entry).resolve()) for entry in sys.path]  # "" is the working directory
+            import_path = [entry for entry in resolved if entry != str(config.root)]  # added when planning
+    parts = (
+        FORMAT,
+        __version__,
+        sys.version,
+        repr(dataclasses.replace(config, checked=None)),
+        [rule.name for rule in rules],
+        versions,
+        import_path,
+        stat_identity(str(config.root)) if import_path is not None else None,
+    )
+    return blake3_hex(repr(parts).encode())
+
+
+def read_head(state_dir: Path) -> SnapshotHead | None:
+    """The snapshot head, or None when there is none or it cannot be read."""
+    try:
+        document = json.loads((state_dir / HEAD_FILE).read_bytes())
+        head = SnapshotHead(str(document["data"]), int(document["generation"]), str(document["fingerprint"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return head if os.sep not in head.data and head.data.startswith("plan-snapshot-") else None
+
+
+def pack_stats(stats: Iterable[Sequence[int | None] | None]) -> bytes | None:
+    """Stat tuples as one string of 64-bit integers, compared and stored in one piece; None when one
+    does not fit (a missing file, a negative mtime on a 64-bit inode): that plan is not snapshotted."""
+    try:
+        return array.array("q", itertools.chain.from_iterable(stats)).tobytes()  # type: ignore[arg-type,type-var]
+    except (TypeError, OverflowError):
+        return None
+
+
+@dataclass
+class PlanSnapshot:
+    """A remembered plan: its jobs (every one up to date, as columns) and what planning them read."""
+
+    recipes: list[Any]
+    columns: Sequence[list[Any]]
+    reads: Reads
+
+    def replay(self, root: Path, out: str) -> tuple[list[Job], FileTree] | None:
+        """The remembered jobs when every read is unchanged (with the walked tree), else None.
+
+        The outputs are stat-ed in a child process while this one walks the inputs: with two CPUs
+        that halves the largest cost of an unchanged plan, 200,000 `stat` calls.
+        """
+        walked, paths, stats, hashed, output_stats = self.reads
+        prefix = f"{root / out}/"
+        outputs = self.columns[4]
+
+        def outputs_unchanged() -> bool:
+            return pack_stats(stat_identity(prefix + o) for o in outputs) == output_stats
+
+        with concurrently(outputs_unchanged, in_child=len(outputs) >= FORK_ABOVE) as same:
+            tree = FileTree(root, frozenset({out, ".batchit"}))
+            for base in walked:
+                tree.files_under(base)
+            if list(tree.stats) != paths or pack_stats(tree.stats.values()) != stats:
+                return None
+            if any(stat_identity(str(root / path)) != stat for path, stat in hashed):
+                return None
+            if not same():
+                return None
+        return _jobs(self.recipes, self.columns), tree
+
+
+@contextlib.contextmanager
+def concurrently(check: Callable[[], bool], *, in_child: bool) -> Iterator[Callable[[], bool]]:
+    """Run `check` in a forked child while the block runs; the block calls the result for its answer.
+
+    The child only calls `check` and writes one byte; it never returns into the caller's code. A
+    child that dies counts as False. Without `in_child` (too little work to pay for a process), or
+    where `fork` is missing, `check` runs when asked.
+    """
+    if not hasattr(os, "fork") or not in_child:
+        yield check
+        return
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        verdict = b"0"
+        try:
+            os.close(read_end)
+            verdict = b"1" if check() else b"0"
+        finally:
+            os.write(write_end, verdict)
+            os._exit(0)
+    os.close(write_end)
+
+    def answer() -> bool:
+        return os.read(read_end, 1) == b"1"
+
+    try:
+        yield answer
+    finally:
+        os.close(read_end)  # a child still writing gets EPIPE and exits
+        os.waitpid(pid, 0)
+
+
+def load_snapshot(state_dir: Path, generation: int, fingerprint: str) -> PlanSnapshot | None:
+    """The snapshot valid for this state store generation and fingerprint, if there is one."""
+    head = read_head(state_dir)
+    if head is None or head.generation != generation or head.fingerprint != fingerprint:
+        return None
+    try:
+        # batchit wrote this file; marshal builds plain values and runs no code
+        recipes, columns, reads = marshal.loads((state_dir / head.data).read_bytes())  # noqa: S302
+        walked, paths, stats, hashed, output_stats = reads
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    return PlanSnapshot(recipes, columns, (walked, paths, stats, hashed, output_stats))
+
+
+def save_snapshot(
+    state_dir: Path,
+    generation: int,
+    fingerprint: str,
+    jobs: list[Job] | None,
+    reads: Reads | None = None,
+) -> None:
+    """Remember a no-op plan for `generation` (after the build's last write).
+
+    With `jobs` None, the plan was itself a replay: only the head moves on to the new generation.
+    A snapshot that cannot be written costs only a full plan next time, so failures are ignored.
+    `reads` is None when a stat did not pack: then there is no snapshot.
+    """
+    head = read_head(state_dir)
+    with contextlib.suppress(OSError):
+        if jobs is None:
+            if head is None:
+                return
+            data = head.data
+        elif reads is None:
+            forget_snapshot(state_dir)
+            return
+        else:
+            data = f"plan-snapshot-{secrets.token_hex(8)}"
+            atomic_write_bytes(state_dir / data, marshal.dumps((*_columns(jobs), reads)))
+        document = {"data": data, "generation": generation, "fingerprint": fingerprint}
+        atomic_write_text(state_dir / HEAD_FILE, json.dumps(document) + "\n")
+        if head is not None and head.data != data:
+            (state_dir / head.data).unlink(missing_ok=True)
+
+
+def forget_snapshot(state_dir: Path) -> None:
+    """Remove the snapshot (a build that changed anything leaves none: its plan is not the next one)."""
+    head = read_head(state_dir)
+    with contextlib.suppress(OSError):
+        (state_dir / HEAD_FILE).unlink(missing_ok=True)
+        if head is not None:
+            (state_dir / head.data).unlink(missing_ok=True)
+
+
+def _columns(jobs: Iterable[Job]) -> tuple[list[Any], tuple[list[Any], ...]]:
+    """Jobs as columns of plain values `marshal` can write; recipes once each, jobs naming them by index."""
+    recipes: dict[str, int] = {}
+    recipe_rows: list[Any] = []
+    columns: tuple[list[Any], ...] = tuple([] for _ in range(10))
+    for job in jobs:
+        recipe = job.recipe
+        index = recipes.get(recipe.hash)
+        if index is None:
+            index = recipes[recipe.hash] = len(recipe_rows)
+            steps = [(s.operator, s.target, s.version, s.params) for s in recipe.steps]
+            recipe_rows.append((recipe.doc, recipe.hash, steps, recipe.path_aware, recipe.key_tail))
+        discovered = dict(job.discovered) if job.discovered else None
+        values = (job.job_id, job.rule, job.inputs, job.input_hashes, job.output, index, job.key)
+        for column, value in zip(columns, (*values, discovered, job.aggregate, job.matrix), strict=True):
+            column.append(value)
+    return recipe_rows, columns
+
+
+def _jobs(recipe_rows: list[Any], columns: Sequence[list[Any]]) -> list[Job]:
+    """The jobs `_columns` wrote, every one up to date."""
+    recipes = [
+        Recipe(doc, digest, tuple(StepCall(*step) for step in steps), path_aware, tail)
+        for doc, digest, steps, path_aware, tail in recipe_rows
+    ]
+    none = NOTHING_DISCOVERED
+    return [
+        Job(job_id, rule, inputs, hashes, output, recipes[index], key, found or none, aggregate, matrix)
+        for job_id, rule, inputs, hashes, output, index, key, found, aggregate, matrix in zip(
+            *columns, strict=True
+        )
+    ]

@@ -1,0 +1,234 @@
+"""A no-op build's plan is remembered and replayed only while nothing it read has changed.
+
+Each change a user can make after a no-op build is its own case: the build that follows must do the
+same work it does without a snapshot (SPEC section 3), and a replayed plan must equal a full one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Project
+
+from batchit.plan.snapshot import FORK_ABOVE, concurrently
+
+CONFIG = """\
+version: 1
+out: _build
+rules:
+  copy:
+    inputs: ["src/**/*.txt"]
+    output: "copy/{path}.txt"
+    steps:
+      - file.copy: {}
+  upper:
+    inputs: ["src/**/*.txt"]
+    output: "upper/{path}.txt"
+    deps: ["dep/*.txt"]
+    steps:
+      - text.load: {}
+      - text.replace: {pattern: "a", replacement: "A"}
+  index:
+    inputs: {rule: upper}
+    aggregate: true
+    output: index.txt
+    steps:
+      - python: {function: "tools:join", version: "1"}
+  pages:
+    inputs: ["pages/*.md"]
+    output: "{stem}.html"
+    steps:
+      - text.load: {}
+      - markdown.render: {}
+      - template.render: {template: t/page.html.j2}
+"""
+
+FILES = {
+    "tools.py": 'def join(value, ctx, **params):\n    return "".join(i.read_text() for i in value)\n',
+    "src/a.txt": "alpha\n",
+    "src/b.txt": "beta\n",
+    "src/sub/c.txt": "gamma\n",
+    "dep/x.txt": "x1\n",
+    "pages/home.md": "# Home\n",
+    "t/page.html.j2": "{% include 't/footer.html' %}{{ content | safe }}",
+    "t/footer.html": "<footer>v1</footer>",
+}
+
+JOBS = 8
+"""copy and upper: 3 each; index: 1; pages: 1."""
+
+HEAD = ".batchit/plan-snapshot.json"
+
+
+@pytest.fixture
+def remembered(project: Project) -> Project:
+    """A built project whose last build was a no-op, so its plan is remembered."""
+    project.config(CONFIG)
+    project.write(FILES)
+    project.build()
+    project.build()
+    assert (project.root / HEAD).exists(), "a no-op build leaves a snapshot of its plan"
+    return project
+
+
+def plan_event(project: Project) -> dict[str, Any]:
+    """The latest run's `plan` event."""
+    run = project.root / ".batchit" / "runs" / (project.root / ".batchit/runs/LATEST").read_text().strip()
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    return next(e for e in events if e["event"] == "plan")
+
+
+def full_plan(project: Project) -> dict[str, Any]:
+    """`batchit plan --json` with the snapshot set aside, so every job is planned."""
+    head = project.root / HEAD
+    aside = head.with_suffix(".aside")
+    head.rename(aside)
+    try:
+        result = project.run("plan", "--json")
+    finally:
+        aside.rename(head)
+    assert result.code == 0, result.describe()
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def plan(project: Project) -> dict[str, Any]:
+    """`batchit plan --json` as a user runs it."""
+    result = project.run("plan", "--json")
+    assert result.code == 0, result.describe()
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def work(project: Project) -> int:
+    """Jobs the latest build ran or restored."""
+    summary = project.manifest()["summary"]
+    return int(summary["built"]) + int(summary["restored"])
+
+
+def test_a_no_op_build_after_a_no_op_build_replays_the_plan(remembered: Project) -> None:
+    remembered.build()
+    assert plan_event(remembered)["replayed"] is True
+    assert remembered.manifest()["summary"]["up_to_date"] == JOBS
+    assert work(remembered) == 0
+
+
+def test_a_replayed_plan_equals_the_full_plan(remembered: Project) -> None:
+    assert plan(remembered) == full_plan(remembered)
+
+
+def test_plan_never_writes_a_snapshot(project: Project) -> None:
+    project.config(CONFIG)
+    project.write(FILES)
+    project.build()
+    project.run("plan")
+    assert not (project.root / HEAD).exists()
+
+
+def test_a_build_that_ran_jobs_leaves_no_snapshot(remembered: Project) -> None:
+    remembered.write({"src/a.txt": "changed\n"})
+    remembered.build()
+    assert not (remembered.root / HEAD).exists()
+    assert not list((remembered.root / ".batchit").glob("plan-snapshot-*"))
+
+
+def _touch(project: Project) -> None:
+    later = (project.root / "src/a.txt").stat().st_mtime_ns + 10**9
+    os.utime(project.root / "src/a.txt", ns=(later, later))
+
+
+def _replace_output_dir_by_symlink(project: Project) -> None:
+    elsewhere = project.root.parent / "elsewhere"
+    elsewhere.mkdir()
+    (project.root / "_build/copy").rename(elsewhere / "copy")  # the files keep their inodes and ctimes
+    (project.root / "_build/copy").symlink_to(elsewhere / "copy")
+
+
+CHANGES: dict[str, tuple[Callable[[Project], object], int]] = {
+    "touched input": (_touch, 0),
+    "edited input": (lambda p: p.write({"src/a.txt": "apple\n"}), 3),
+    "added input": (lambda p: p.write({"src/d.txt": "delta\n"}), 3),
+    "deleted input": (lambda p: (p.root / "src/b.txt").unlink(), 1),
+    "edited output": (lambda p: p.write({"_build/copy/a.txt": "mine\n"}), 1),
+    "deleted output": (lambda p: (p.root / "_build/upper/sub/c.txt").unlink(), 1),
+    "edited deps file": (lambda p: p.write({"dep/x.txt": "x2\n"}), 3),
+    "edited python module": (lambda p: p.write({"tools.py": FILES["tools.py"] + "# v2\n"}), 1),
+    "edited template parameter file": (lambda p: p.write({"t/page.html.j2": "<p>{{ content }}</p>"}), 1),
+    "edited discovered include": (lambda p: p.write({"t/footer.html": "<footer>v2</footer>"}), 1),
+    "edited parameter": (lambda p: p.config(CONFIG.replace('replacement: "A"', 'replacement: "4"')), 4),
+    "state changed by clean": (lambda p: p.run("clean"), JOBS),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_every_change_after_a_no_op_build_is_seen(remembered: Project, change: str) -> None:
+    apply, expected_work = CHANGES[change]
+    apply(remembered)
+    assert plan(remembered) == full_plan(remembered)
+    remembered.build()
+    assert plan_event(remembered)["replayed"] is False
+    assert work(remembered) == expected_work, remembered.manifest()["summary"]
+    remembered.build()
+    assert work(remembered) == 0
+
+
+def test_force_runs_every_job_despite_a_snapshot(remembered: Project) -> None:
+    remembered.build("--force")
+    assert work(remembered) == JOBS
+
+
+def test_a_symlink_that_appears_in_out_is_refused_on_replay(remembered: Project) -> None:
+    _replace_output_dir_by_symlink(remembered)
+    result = remembered.build(expect=2)
+    assert "leads outside `out` through a symlink" in result.stderr, result.describe()
+
+
+def test_a_damaged_snapshot_means_a_full_plan(remembered: Project) -> None:
+    head = json.loads((remembered.root / HEAD).read_text())
+    (remembered.root / ".batchit" / head["data"]).write_bytes(b"\x00not marshal")
+    remembered.build()
+    assert plan_event(remembered)["replayed"] is False
+    assert work(remembered) == 0
+    remembered.build()
+    assert plan_event(remembered)["replayed"] is True
+
+
+def test_a_copied_checkout_plans_in_full_and_builds_nothing(remembered: Project, tmp_path: Path) -> None:
+    moved = Project(tmp_path / "elsewhere-checkout")
+    shutil.copytree(remembered.root, moved.root, copy_function=shutil.copy2)  # new inodes, same mtimes
+    moved.build()
+    assert plan_event(moved)["replayed"] is False
+    assert work(moved) == 0
+
+
+@pytest.mark.slow
+def test_outputs_checked_in_a_child_process_still_see_an_edit(project: Project) -> None:
+    count = FORK_ABOVE + 10  # enough outputs that they are stat-ed in a forked child
+    project.config(CONFIG.split("  upper:")[0])
+    project.write({f"src/{n // 100}/{n % 100}.txt": f"{n}\n" for n in range(count)})
+    project.build()
+    project.build()
+    project.write({"_build/copy/7/42.txt": "edited\n"})
+    project.build()
+    assert plan_event(project)["replayed"] is False
+    assert work(project) == 1
+    assert project.read("_build/copy/7/42.txt") == "742\n"
+
+
+def test_a_check_in_a_child_process_answers_true_and_false() -> None:
+    for expected in (True, False):
+        with concurrently(functools.partial(bool, expected), in_child=True) as answer:
+            assert answer() is expected
+
+
+def test_a_child_process_that_dies_answers_false() -> None:
+    def dies() -> bool:
+        os._exit(3)
+
+    with concurrently(dies, in_child=True) as answer:
+        assert answer() is False
