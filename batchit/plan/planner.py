@@ -74,6 +74,13 @@ class Planner:
         store = self.view.store
         return store.load_owned(self.config.out) if store else {}
 
+    def owned_rules(self) -> dict[str, str]:
+        """The rule of every output batchit owns (from the records when planning loaded them)."""
+        if "records" in self.__dict__:
+            return {path: record.rule for path, record in self.records.items()}
+        store = self.view.store
+        return store.output_rules() if store else {}
+
     @functools.cached_property
     def hasher(self) -> Hasher:
         """Content hashes through the state store's stat cache."""

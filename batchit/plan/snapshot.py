@@ -205,11 +205,12 @@ def save_snapshot(
     """Remember a no-op plan for `generation` (after the build's last write).
 
     With `jobs` None, the plan was itself a replay: only the head moves on to the new generation.
-    A snapshot that cannot be written costs only a full plan next time, so failures are ignored.
-    `reads` is None when a stat did not pack: then there is no snapshot.
+    A snapshot that cannot be written (a full disk, a matrix value `marshal` cannot hold) costs only
+    a full plan next time, so failures are ignored. `reads` is None when a stat did not pack: then
+    there is no snapshot.
     """
     head = read_head(state_dir)
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, ValueError):
         if jobs is None:
             if head is None:
                 return

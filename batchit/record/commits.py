@@ -195,9 +195,8 @@ class Committer:
         current = {job.output for name in done for job in by_rule[name]}
         doomed = [  # outputs claimed during this build are all current: the planned records suffice
             path
-            for path, record in self.planner.records.items()
-            if (record.rule in done and path not in current)
-            or (full and record.rule not in self.config.rules)
+            for path, rule in self.planner.owned_rules().items()
+            if (rule in done and path not in current) or (full and rule not in self.config.rules)
         ]
         out_dir = self.config.out_dir
         for path in doomed:

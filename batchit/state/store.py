@@ -190,6 +190,10 @@ class StateStore:
         )
         return {row[0]: Owned._make(row[1:]) for row in rows}
 
+    def output_rules(self) -> dict[str, str]:
+        """The rule of every output batchit owns, by path relative to `out`."""
+        return dict(self.db.execute("SELECT path, rule FROM outputs").fetchall())
+
     def output_paths(self) -> set[str]:
         """The paths (relative to `out`) of every output batchit owns."""
         return {row[0] for row in self.db.execute("SELECT path FROM outputs")}
