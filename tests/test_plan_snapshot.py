@@ -86,9 +86,11 @@ def plan_event(project: Project) -> dict[str, Any]:
 
 
 def full_plan(project: Project) -> dict[str, Any]:
-    """`batchit plan --json` with the snapshot set aside, so every job is planned."""
+    """`batchit plan --json` with the snapshot (if any) set aside, so every job is planned."""
     head = project.root / HEAD
     aside = head.with_suffix(".aside")
+    if not head.exists():
+        return plan(project)
     head.rename(aside)
     try:
         result = project.run("plan", "--json")
@@ -130,11 +132,27 @@ def test_plan_never_writes_a_snapshot(project: Project) -> None:
     assert not (project.root / HEAD).exists()
 
 
-def test_a_build_that_ran_jobs_leaves_no_snapshot(remembered: Project) -> None:
+def test_a_build_whose_jobs_all_succeeded_leaves_the_next_plan(remembered: Project) -> None:
     remembered.write({"src/a.txt": "changed\n"})
     remembered.build()
+    assert work(remembered) == 3
+    remembered.build()
+    assert plan_event(remembered)["replayed"] is True
+    assert work(remembered) == 0
+
+
+def test_a_build_with_a_failed_job_leaves_no_snapshot(remembered: Project) -> None:
+    remembered.write({"tools.py": "def join(value, ctx, **params):\n    raise ValueError('broken')\n"})
+    remembered.build(expect=1)
     assert not (remembered.root / HEAD).exists()
     assert not list((remembered.root / ".batchit").glob("plan-snapshot-*"))
+
+
+def test_a_job_that_discovers_dependencies_leaves_no_snapshot(remembered: Project) -> None:
+    remembered.write({"pages/home.md": "# Home, edited\n"})
+    remembered.build()
+    assert work(remembered) == 1
+    assert not (remembered.root / HEAD).exists(), "its recorded key is not the one it was planned with"
 
 
 def _touch(project: Project) -> None:
@@ -173,6 +191,7 @@ def test_every_change_after_a_no_op_build_is_seen(remembered: Project, change: s
     remembered.build()
     assert plan_event(remembered)["replayed"] is False
     assert work(remembered) == expected_work, remembered.manifest()["summary"]
+    assert plan(remembered) == full_plan(remembered), "the plan a build leaves is the plan that follows"
     remembered.build()
     assert work(remembered) == 0
 

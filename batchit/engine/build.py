@@ -69,12 +69,11 @@ def run_build(
             if store.generation() != planner.generation:
                 planner, predicted = _plan(config, registry, options, store)
             planner.view.store = store
-            unchanged = not planner.stat_updates() and all(job.action == "skip" for job in predicted)
             build = RunningBuild(config, registry, options, store, emit, run_id, planner, predicted, pools)
             outcome = build.run()
             build.write_replay()
             outcome.manifest = build.record(started, outcome, recorder)
-            _remember_plan(config, planner, predicted, store, unchanged and _changed_nothing(outcome, build))
+            _remember_plan(config, planner, build, outcome)
         finally:
             store.close()
         in_progress.unlink()
@@ -84,24 +83,20 @@ def run_build(
     return outcome
 
 
-def _changed_nothing(outcome: BuildOutcome, build: RunningBuild) -> bool:
-    """True when the build wrote nothing that planning reads: no job ran and nothing was pruned."""
-    counts = outcome.counts
-    return not build.interrupted and not any(
-        counts[name] for name in ("built", "restored", "failed", "quarantined", "pruned")
-    )
-
-
-def _remember_plan(config: Config, planner: Planner, jobs: list[Job], store: StateStore, no_op: bool) -> None:
-    """Leave a snapshot of a no-op build's plan for the next plan to replay (batchit.plan.snapshot);
-    after any other build, remove the old one, which can no longer match."""
-    if not no_op or planner.fingerprint is None:
-        forget_snapshot(config.state_dir)
-    elif planner.replayed:
-        save_snapshot(config.state_dir, store.generation(), planner.fingerprint, None)
+def _remember_plan(config: Config, planner: Planner, build: RunningBuild, outcome: BuildOutcome) -> None:
+    """Leave a snapshot of the plan the next build will make, when it is known: every job is now up
+    to date with the key it was planned with (batchit.plan.snapshot). Otherwise remove the old one,
+    which can no longer match. Call it after the build's last write to the state store."""
+    counts, state_dir = outcome.counts, config.state_dir
+    if planner.fingerprint is None or build.interrupted or counts["failed"] or counts["quarantined"]:
+        forget_snapshot(state_dir)
+    elif planner.replayed:  # nothing ran: the snapshot stands for the new generation too
+        save_snapshot(state_dir, build.store.generation(), planner.fingerprint, None)
+    elif (output_stats := build.settled_output_stats(outcome.jobs)) is None:
+        forget_snapshot(state_dir)
     else:
-        reads = planner.snapshot_reads(jobs)
-        save_snapshot(config.state_dir, store.generation(), planner.fingerprint, jobs, reads)
+        reads = planner.snapshot_reads(output_stats)
+        save_snapshot(state_dir, build.store.generation(), planner.fingerprint, outcome.jobs, reads)
 
 
 def _alert(config: Config, outcome: BuildOutcome, emit: EventSink) -> None:

@@ -19,7 +19,7 @@ from batchit.execute.retry import backoff_delay
 from batchit.execute.scheduler import Scheduler
 from batchit.execute.signals import GRACE_SECONDS, StopSignals
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings
-from batchit.fsutil import cache_entry
+from batchit.fsutil import StatTuple, cache_entry
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
@@ -321,6 +321,29 @@ class RunningBuild:
         self.specs[job.job_id] = (following, resources)
         self.scheduler.add_later(following, resources, delay)
         return True
+
+    def settled_output_stats(self, jobs: list[Job]) -> list[StatTuple] | None:
+        """Each job's output stat when every job is now up to date as planned (skipped, or run or
+        restored with the key it was planned with); None when the next plan will differ."""
+        stats: list[StatTuple] = []
+        for job in jobs:
+            if job.action == "skip":
+                stat = self.planner.output_stat(job.output)
+            elif job.action in ("run", "restore"):
+                result = self.results.get(job.job_id)
+                settled = (
+                    result is not None
+                    and result.ok
+                    and not (result.discovered or job.discovered)  # the recorded key may differ
+                    and job.job_id not in self.committer.unsettled
+                )
+                stat = result.output_stat if settled and result is not None else None
+            else:
+                return None
+            if stat is None:
+                return None
+            stats.append(stat)
+        return stats
 
     def record(self, started: datetime, outcome: BuildOutcome, recorder: Recorder) -> Path:
         """Write the run's record: signed manifest, provenance, report, audit entry, copies in `out`."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 
 from batchit.errors import UsageError
-from batchit.fsutil import resolves_inside
+from batchit.fsutil import StatTuple, resolves_inside
 from batchit.model import Config, Rule
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.decide import Decider
@@ -183,15 +183,24 @@ class Planner:
         self.replayed = True
         return jobs
 
-    def snapshot_reads(self, jobs: list[Job]) -> Reads | None:
-        """What planning `jobs` read, for a snapshot (None: a stat that cannot be packed); call only
-        when every job is up to date."""
-        tree, records = self._tree, self.records
-        stats = pack_stats(tree.stats.values())
-        outputs = pack_stats(records[job.output].stat for job in jobs)
+    def snapshot_reads(self, output_stats: list[StatTuple]) -> Reads | None:
+        """What planning read, with the stats of the jobs' outputs now, for a snapshot of a plan
+        whose every job is up to date (None: a stat that cannot be packed)."""
+        tree = self._tree
+        stats, outputs = pack_stats(tree.stats.values()), pack_stats(output_stats)
         if stats is None or outputs is None:
             return None
         return list(tree.walked), list(tree.stats), stats, list(self.hasher.looked_up.items()), outputs
+
+    def output_stat(self, output: str) -> StatTuple | None:
+        """The stat an up-to-date output was recognised by (re-hashed while planning, or recorded)."""
+        row = self.hasher.cache.get(f"{self.config.out}/{output}")
+        if row is not None:
+            return row[1:5]
+        size, mtime_ns, ctime_ns, inode = self.records[output].stat
+        if size is None or mtime_ns is None or ctime_ns is None or inode is None:
+            return None
+        return size, mtime_ns, ctime_ns, inode
 
     def _predicted_hash(self, job: Job) -> str:
         record = self.records.get(job.output)

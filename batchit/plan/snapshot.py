@@ -1,18 +1,20 @@
-"""The last no-op plan, remembered with everything it read, so an unchanged project plans in one pass.
+"""The next plan, remembered with everything it will read, so an unchanged project plans in one pass.
 
 Planning 100,000 up-to-date jobs the full way loads 200,000 rows from the state store and computes
 100,000 action keys: about 2 s. A plan is a function of what it reads: the config and the operators
 (their versions and their libraries' versions), the state store (whose generation changes with every
-write), the walked files' stats, the files it hashed outside its globs, and the outputs' stats. So a
-build whose plan found every job up to date, and which then changed nothing that plans read, writes
-that plan down with those reads (`.batchit/plan-snapshot.json` names the generation and fingerprint
-it is valid for; the jobs and reads are in a `marshal` file beside it). The next plan that finds every
+write), the walked files' stats, the files it hashed outside its globs, and the outputs' stats. When
+a build ends with every job up to date under the key it was planned with (skipped, or run or
+restored without failure, without discovering dependencies that change the recorded key, without an
+input changing meanwhile), the next plan is that plan with every job up to date. The build writes it
+down with those reads (`.batchit/plan-snapshot.json` names the generation and fingerprint it is
+valid for; the jobs and reads are in a `marshal` file beside it). The next plan that finds every
 read unchanged (the same generation and fingerprint, every walked file with the same stat, every
 output with the same stat) returns the same jobs without loading the state store or computing a key.
 Any difference, or any doubt (a missing or damaged file, another Python), plans the full way.
 
-Only a build writes a snapshot (`plan` and `explain` never write), only when every job was up to
-date and the plan used no option that changes decisions (`--force`, `--only-failed`, a replay).
+Only a build writes a snapshot (`plan` and `explain` never write), and only after a plan that used
+no option that changes decisions (`--force`, `--only-failed`, a replay).
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ class Committer:
         self._cache = store.cache_entries()
         self._failed = set(store.load_failures())
         self._recipes: set[str] = set()
+        self.unsettled: set[str] = set()
+        """Jobs whose output was kept but not recorded as up to date (an input changed meanwhile)."""
 
     def stat_updates(self, rows: list[StatRow]) -> None:
         """Store stat-cache rows learned while planning (a touched file re-hashed, no job run)."""
@@ -141,6 +143,7 @@ class Committer:
                 "the output is kept but not recorded as up to date, so the next build redoes it"
             )
             recorded_key = None
+            self.unsettled.add(job.job_id)
         if result.output_stat is not None:
             stats.append((f"{out}/{job.output}", *result.output_stat, result.blake3))
         if job.job_id in self._failed:
