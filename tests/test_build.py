@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import Project
+
+from batchit.execute.pools import PROCESSES_FROM
 
 COPY_AND_UPPER = """\
 version: 1
@@ -301,13 +305,45 @@ def test_force_rebuilds_the_selected_jobs(texts: Project) -> None:
 
 
 def test_process_pool_builds_the_same_bytes(texts: Project, tmp_path: Path) -> None:
+    texts.write({f"src/many/{n}.txt": f"line {n}\n" for n in range(PROCESSES_FROM)})  # enough for processes
     texts.build("-j", "2")
     serial = Project(tmp_path / "serial")
     shutil.copytree(texts.root, serial.root, ignore=shutil.ignore_patterns("_build", ".batchit"))
     serial.build("-j", "1", "--executor", "thread")
-    assert texts.snapshot("_build/copy", "_build/upper") == {
-        k: v for k, v in serial.snapshot("_build/copy", "_build/upper").items()
-    }
+    assert texts.snapshot("_build/copy", "_build/upper") == serial.snapshot("_build/copy", "_build/upper")
+
+
+PIDS = """\
+version: 1
+rules:
+  pids:
+    inputs: ["in/*.txt"]
+    output: "{stem}.pid"
+    steps:
+      - python: {function: "pids:pid", version: "1"}
+"""
+
+
+def worker_pids(project: Project, inputs: int) -> tuple[int, set[int]]:
+    """Build `inputs` jobs with `-j 2`: (the batchit process's pid, the pids that ran the jobs)."""
+    project.config(PIDS)
+    project.write({"pids.py": "import os\ndef pid(value, ctx):\n    return str(os.getpid())\n"})
+    project.write({f"in/{n}.txt": f"{n}\n" for n in range(inputs)})
+    command = [sys.executable, "-m", "batchit", "build", "--no-progress", "-j", "2"]
+    build = subprocess.Popen(command, cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, stderr = build.communicate(timeout=120)
+    assert build.returncode == 0, stderr
+    return build.pid, {int(path.read_text()) for path in (project.root / "_build").glob("*.pid")}
+
+
+def test_a_few_cpu_jobs_run_in_the_coordinator_threads(project: Project) -> None:
+    coordinator, workers = worker_pids(project, 5)
+    assert workers == {coordinator}
+
+
+def test_many_cpu_jobs_run_in_worker_processes(project: Project) -> None:
+    coordinator, workers = worker_pids(project, PROCESSES_FROM)
+    assert workers and coordinator not in workers
 
 
 def test_failed_job_exits_1_and_keeps_building_the_rest(project: Project) -> None:

@@ -167,12 +167,13 @@ def test_resources_default_to_io_only_when_every_step_is_io(tmp_path: Path) -> N
         tmp_path,
         """\
         rules:
-          copy: {inputs: ["*.txt"], output: "{path}", steps: [text.load: {}, file.copy: {}]}
-          render: {inputs: ["*.md"], output: "{path}.html", steps: [text.load: {}, markdown.render: {}]}
-          pinned: {inputs: ["*.md"], output: "{path}.x", resources: cpu, steps: [file.copy: {}]}
+          run: {inputs: ["*.txt"], output: "{path}", steps: [shell: {argv: ["true"]}]}
+          copy: {inputs: ["*.txt"], output: "{path}.c", steps: [text.load: {}, file.copy: {}]}
+          mixed: {inputs: ["*.md"], output: "{path}.h", steps: [shell: {argv: ["true"]}, markdown.render: {}]}
+          pinned: {inputs: ["*.md"], output: "{path}.x", resources: io, steps: [file.copy: {}]}
         """,
     )
-    assert [rule.resources for rule in config.rules.values()] == ["io", "cpu", "cpu"]
+    assert [rule.resources for rule in config.rules.values()] == ["io", "cpu", "cpu", "io"]
 
 
 def test_rules_come_after_the_rules_they_read_from(tmp_path: Path) -> None:

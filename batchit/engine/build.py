@@ -54,7 +54,9 @@ def run_build(
     if cpu_rules and not (config.state_dir / "state.db").exists():
         pools.warm_up()  # a first build: every job will run
     planner, predicted = _plan_read_only(config, registry, options)
-    if any(job.action == "run" and job.rule in cpu_rules for job in predicted):
+    cpu_jobs = sum(1 for job in predicted if job.action == "run" and job.rule in cpu_rules)
+    pools.expect(cpu_jobs)
+    if cpu_jobs:
         pools.warm_up()
     with ProjectLock(config.state_dir / "lock"):
         in_progress = config.state_dir / "build-in-progress"

@@ -1,5 +1,8 @@
 """Worker pools: a process pool for `cpu` rules, a thread pool for `io` rules (SPEC section 10).
 
+A build with fewer than PROCESSES_FROM `cpu` jobs to run runs them in the thread pool too: worker
+processes would cost more to start than they save.
+
 Jobs travel in batches (`run_batch`), so thousands of tiny jobs pay one process round-trip per batch
 instead of one each. The process pool starts through a forkserver that has already imported the worker
 module and the operators of the build's `cpu` rules (Pillow, say), so a fresh worker costs a fork, not
@@ -20,6 +23,10 @@ if TYPE_CHECKING:
 
 ExecutorKind = Literal["local", "thread"]
 
+PROCESSES_FROM = 100
+"""`cpu` jobs to run from which worker processes pay off. Starting them costs about 80 ms here (the
+forkserver, its imports, the forks); a few dozen jobs finish sooner in the coordinator's threads."""
+
 
 class Pools:
     """The executors of one build, created on first use and shut down together."""
@@ -38,10 +45,15 @@ class Pools:
         """Modules the forkserver imports once, so that no worker process imports them itself."""
         self._process: ProcessPoolExecutor | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._few_jobs = False
 
     def submit(self, resources: str, batch: list[JobSpec]) -> Future[list[JobResult]]:
         """Run a batch of jobs on the pool their resource class belongs to."""
         return self._pool(resources).submit(run_batch, self.settings, batch)
+
+    def expect(self, cpu_jobs: int) -> None:
+        """Say how many `cpu` jobs the build will run: fewer than PROCESSES_FROM run in threads."""
+        self._few_jobs = cpu_jobs < PROCESSES_FROM
 
     def warm_up(self) -> None:
         """Start the process pool's forkserver now, for a build that will need worker processes:
@@ -55,7 +67,7 @@ class Pools:
 
     @property
     def _uses_processes(self) -> bool:
-        return self.kind == "local" and self.workers > 1
+        return self.kind == "local" and self.workers > 1 and not self._few_jobs
 
     def _context(self) -> BaseContext:
         import multiprocessing  # only builds with cpu rules and several workers pay for it

@@ -24,7 +24,6 @@ class FileCopy(Operator):
         "properties": {},
         "additionalProperties": False,
     }
-    resources = "io"
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """The input file itself (for the writer to copy), or the previous step's value as bytes."""

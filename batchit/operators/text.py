@@ -35,7 +35,6 @@ class TextLoad(Operator):
         },
         "additionalProperties": False,
     }
-    resources = "io"
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """Decode an input file or bytes with `encoding`; text passes through unchanged."""
