@@ -114,7 +114,7 @@ def test_sigkill_mid_build_loses_nothing_and_resumes_with_the_rest(gated: Projec
     assert not [p for p in (gated.root / "_build").rglob("*") if ".batchit-tmp-" in p.name]
     killed_run = max(p for p in (gated.root / ".batchit/runs").iterdir() if p.is_dir())
     events = [json.loads(line) for line in (killed_run / "events.jsonl").read_text().splitlines()]
-    plan = {"event": "plan", "jobs": 5, "total": 4, "replayed": False}
+    plan = {"event": "plan", "jobs": 5, "total": 4, "replayed": False, "patched": False}
     assert plan in events, "a non-job event is written at once"
 
     (gated.root / "gate").unlink()

@@ -239,15 +239,81 @@ def test_outputs_checked_in_a_child_process_still_see_an_edit(project: Project) 
     assert project.read("_build/copy/7/42.txt") == "742\n"
 
 
-def test_a_check_in_a_child_process_answers_true_and_false() -> None:
-    for expected in (True, False):
-        with concurrently(functools.partial(bool, expected), in_child=True) as answer:
-            assert answer() is expected
+def test_work_in_a_child_process_gives_its_value() -> None:
+    for expected in ([], [3, 7], True):
+        with concurrently(functools.partial(lambda value: value, expected), in_child=True) as value:
+            assert value() == expected
 
 
-def test_a_child_process_that_dies_answers_false() -> None:
+def test_a_child_process_that_dies_gives_none() -> None:
     def dies() -> bool:
         os._exit(3)
 
-    with concurrently(dies, in_child=True) as answer:
-        assert answer() is False
+    with concurrently(dies, in_child=True) as value:
+        assert value() is None
+
+
+ONE_TO_ONE = """\
+version: 1
+out: _build
+rules:
+  copy:
+    inputs: ["src/**/*.txt"]
+    output: "copy/{path}.txt"
+    steps:
+      - file.copy: {}
+  upper:
+    inputs: ["src/**/*.txt"]
+    matrix: {suffix: [x, y]}
+    output: "upper/{path}-{suffix}.txt"
+    steps:
+      - text.load: {}
+      - text.replace: {pattern: "a", replacement: "{suffix}"}
+  pages:
+    inputs: ["pages/*.md"]
+    output: "{stem}.html"
+    steps:
+      - text.load: {}
+      - markdown.render: {}
+      - template.render: {template: t/page.html.j2}
+"""
+
+PATCHES: dict[str, tuple[Callable[[Project], object], int]] = {
+    "touched input": (_touch, 0),
+    "edited input": (lambda p: p.write({"src/a.txt": "apple\n"}), 3),
+    "added input": (lambda p: p.write({"src/sub/d.txt": "delta\n"}), 3),
+    "deleted input": (lambda p: (p.root / "src/b.txt").unlink(), 0),
+    "edited output": (lambda p: p.write({"_build/copy/a.txt": "mine\n"}), 1),
+    "deleted output": (lambda p: (p.root / "_build/upper/sub/c-y.txt").unlink(), 1),
+    "edited page": (lambda p: p.write({"pages/home.md": "# Home, edited\n"}), 1),
+}
+
+
+@pytest.fixture
+def one_to_one(project: Project) -> Project:
+    """A project of one-input rules only (one with a matrix) whose plan is remembered."""
+    project.config(ONE_TO_ONE)
+    project.write({name: text for name, text in FILES.items() if not name.startswith(("dep/", "tools"))})
+    project.build()
+    project.build()
+    return project
+
+
+@pytest.mark.parametrize("change", list(PATCHES))
+def test_a_few_changed_files_replan_only_their_jobs(one_to_one: Project, change: str) -> None:
+    apply, expected_work = PATCHES[change]
+    apply(one_to_one)
+    assert plan(one_to_one) == full_plan(one_to_one)
+    one_to_one.build()
+    assert plan_event(one_to_one)["patched"] is True
+    assert work(one_to_one) == expected_work, one_to_one.manifest()["summary"]
+    assert plan(one_to_one) == full_plan(one_to_one)
+    one_to_one.build()
+    assert work(one_to_one) == 0
+
+
+def test_a_change_read_by_an_aggregate_plans_in_full(remembered: Project) -> None:
+    remembered.write({"src/a.txt": "apple\n"})
+    remembered.build()
+    assert plan_event(remembered)["patched"] is False
+    assert work(remembered) == 3

@@ -109,6 +109,7 @@ class RunningBuild:
                 "total": sum(j.action != "skip" for j in predicted),
                 "jobs": len(predicted),
                 "replayed": self.planner.replayed,
+                "patched": self.planner.patched,
             }
         )
         with StopSignals(self._warn, self.scheduler.wake) as stop:

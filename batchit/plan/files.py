@@ -101,12 +101,17 @@ class FileTree:
         prefix = f"{base}/"
         return [p for p in self.stats if p.startswith(prefix)]
 
-    def match(self, globs: Iterable[Glob], exclude: Iterable[Glob]) -> list[tuple[str, str]]:
-        """Sorted (path, glob base) pairs of files matching a glob and no exclude pattern."""
+    def match(
+        self, globs: Iterable[Glob], exclude: Iterable[Glob], among: Iterable[str] | None = None
+    ) -> list[tuple[str, str]]:
+        """Sorted (path, glob base) pairs of files matching a glob and no exclude pattern (with
+        `among`, only those of these walked files)."""
         excluded = [g.regex.fullmatch for g in exclude]
         found: dict[str, str] = {}
+        candidates = None if among is None else [p for p in among if p in self.stats]
         for glob in globs:
-            matching: Iterable[str] = filter(glob.regex.fullmatch, self.files_under(glob.base))
+            files = self.files_under(glob.base) if candidates is None else candidates
+            matching: Iterable[str] = filter(glob.regex.fullmatch, files)
             if excluded:
                 matching = (p for p in matching if not any(rx(p) for rx in excluded))
             for path in matching:

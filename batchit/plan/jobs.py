@@ -98,9 +98,12 @@ class JobExpander:
         self._libraries: dict[str, dict[str, str]] = {}
         self._deps: dict[str, dict[str, str]] = {}
 
-    def expand(self, rule: Rule, upstream: Mapping[str, list[tuple[str, str]]]) -> list[Job]:
-        """Every job of `rule`, given (output path, blake3) of each upstream rule's jobs."""
-        units = self._units(rule, upstream)
+    def expand(
+        self, rule: Rule, upstream: Mapping[str, list[tuple[str, str]]], only: frozenset[str] | None = None
+    ) -> list[Job]:
+        """Every job of `rule`, given (output path, blake3) of each upstream rule's jobs; with `only`,
+        just the jobs of those input paths (a one-input-per-job rule re-planned in part)."""
+        units = self._units(rule, upstream, only)
         combos = [dict(zip([k for k, _ in rule.matrix], c, strict=True)) for c in _product(rule)]
         conditions = {i: compile_condition(s.when) for i, s in enumerate(rule.steps) if s.when}
         per_job = any(re.search(r"\binput\b", s.when or "") for s in rule.steps) or any(
@@ -160,10 +163,12 @@ class JobExpander:
         scope = {"flags": self.config.flags, **combo, "input": _InputView(unit)}
         return tuple(i not in conditions or bool(conditions[i](scope)) for i in range(steps))
 
-    def _units(self, rule: Rule, upstream: Mapping[str, list[tuple[str, str]]]) -> Iterable[Unit]:
+    def _units(
+        self, rule: Rule, upstream: Mapping[str, list[tuple[str, str]]], only: frozenset[str] | None
+    ) -> Iterable[Unit]:
         found: list[tuple[str, str, str, int]] = []  # path, base, hash, size
         matches = self.tree.match(
-            [compile_glob(g) for g in rule.globs], [compile_glob(g) for g in rule.exclude]
+            [compile_glob(g) for g in rule.globs], [compile_glob(g) for g in rule.exclude], only
         )
         stats = self.tree.stats
         hashes = self.hasher.hash_many([(p, stats[p]) for p, _ in matches])

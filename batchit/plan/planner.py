@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from difflib import get_close_matches
+from typing import Any, TypeVar
 
 from batchit.errors import UsageError
 from batchit.fsutil import StatTuple, resolves_inside
@@ -19,11 +20,14 @@ from batchit.operators.registry import OperatorRegistry
 from batchit.plan.decide import Decider
 from batchit.plan.files import FileTree, Hasher
 from batchit.plan.jobs import NOTHING_DISCOVERED, UNKNOWN, Job, JobExpander, rule_error
-from batchit.plan.snapshot import Reads, load_snapshot, pack_stats, plan_fingerprint
+from batchit.plan.patch import patch_plan
+from batchit.plan.snapshot import PlanSnapshot, Reads, load_snapshot, pack_stats, plan_fingerprint
 from batchit.state.store import Owned, StateStore, StatRow
 
 MANIFEST_COPY = "batchit-manifest.json"
 """The manifest copy every build leaves in `out`; no job may write it."""
+
+V = TypeVar("V")
 
 RESERVED_OUTPUTS = frozenset({MANIFEST_COPY, f"{MANIFEST_COPY}.sig"})
 
@@ -56,10 +60,16 @@ class Planner:
         self.claimed: dict[str, str] = {}
         self.replayed = False
         """True when `predict` returned a snapshot's jobs instead of planning them."""
+        self.patched = False
+        """True when `predict` planned only the jobs a snapshot could not vouch for."""
         self.fingerprint: str | None = None
         """The snapshot fingerprint of the last `predict` (None: options that change decisions)."""
         self._tree = FileTree(config.root, frozenset({config.out, ".batchit"}))
         self._safe_dirs: set[str] = set()
+        self._snapshot: PlanSnapshot | None = None
+        """The snapshot the plan was replayed or patched from."""
+        self._on_demand = False
+        """True while records and stat-cache rows are read one at a time (a patched plan)."""
 
     @classmethod
     def open(
@@ -70,21 +80,25 @@ class Planner:
 
     @functools.cached_property
     def records(self) -> dict[str, Owned]:
-        """Every output batchit owns, with what planning compares."""
-        store = self.view.store
-        return store.load_owned(self.config.out) if store else {}
+        """Every output batchit owns, with what planning compares (read as asked in a patched plan)."""
+        store, out = self.view.store, self.config.out
+        if store is not None and self._on_demand:
+            return RowsOnDemand(lambda path: store.owned_one(out, path))
+        return store.load_owned(out) if store else {}
 
     def owned_rules(self) -> dict[str, str]:
         """The rule of every output batchit owns (from the records when planning loaded them)."""
-        if "records" in self.__dict__:
+        if "records" in self.__dict__ and not self._on_demand:
             return {path: record.rule for path, record in self.records.items()}
         store = self.view.store
         return store.output_rules() if store else {}
 
     @functools.cached_property
     def hasher(self) -> Hasher:
-        """Content hashes through the state store's stat cache."""
+        """Content hashes through the state store's stat cache (read as asked in a patched plan)."""
         store = self.view.store
+        if store is not None and self._on_demand:
+            return Hasher(self.config.root, RowsOnDemand(store.stat_row))
         return Hasher(self.config.root, store.load_stats(self.config.out) if store else {})
 
     @functools.cached_property
@@ -169,18 +183,42 @@ class Planner:
         return planned
 
     def _replay(self, selected: list[Rule]) -> list[Job] | None:
+        """The snapshot's jobs when nothing they read changed, patched when a few did (else None)."""
         options, store = self.options, self.view.store
         if options.force or options.only_failed or options.only_jobs is not None or store is None:
             return None
         self.fingerprint = plan_fingerprint(self.config, self.registry, selected)
         snapshot = load_snapshot(self.config.state_dir, self.generation, self.fingerprint)
-        replay = snapshot.replay(self.config.root, self.config.out) if snapshot else None
-        if replay is None:
+        if snapshot is None:
             return None
-        jobs, self._tree = replay
+        check = snapshot.check(self.config.root, self.config.out)
+        self._tree = check.tree  # a full plan walks no file twice
+        if check.unchanged:
+            jobs = snapshot.jobs()
+            self.replayed = True
+        else:
+            self._on_demand = True  # a patch reads a few records: one row at a time
+            patched = patch_plan(snapshot.jobs(), check, selected, self._replan)
+            if patched is None:
+                self._forget_on_demand()
+                return None
+            jobs, self.patched = patched, True
+        self._snapshot = snapshot
         for job in jobs:  # the same output checks as planning: a symlink may have appeared in `out`
             self._claim(self.config.rules[job.rule], job)
-        self.replayed = True
+        return jobs
+
+    def _forget_on_demand(self) -> None:
+        """Drop what a given-up patch read row by row: a full plan loads the store at once."""
+        self._on_demand = False
+        for name in ("records", "hasher", "decider", "expander"):
+            self.__dict__.pop(name, None)
+
+    def _replan(self, rule: Rule, inputs: frozenset[str]) -> list[Job]:
+        """Plan the jobs of some of a rule's inputs (the ones a snapshot cannot vouch for)."""
+        jobs = self.expander.expand(rule, {}, only=inputs)
+        for job in jobs:
+            self.decider.decide(job)
         return jobs
 
     def snapshot_reads(self, output_stats: list[StatTuple]) -> Reads | None:
@@ -190,13 +228,23 @@ class Planner:
         stats, outputs = pack_stats(tree.stats.values()), pack_stats(output_stats)
         if stats is None or outputs is None:
             return None
-        return list(tree.walked), list(tree.stats), stats, list(self.hasher.looked_up.items()), outputs
+        hashed = dict(self._snapshot.reads[3]) if self._snapshot else {}  # still true: a patch checked them
+        hashed.update(self.hasher.looked_up)
+        return list(tree.walked), list(tree.stats), stats, list(hashed.items()), outputs
+
+    @functools.cached_property
+    def _snapshot_output_stats(self) -> dict[str, StatTuple]:
+        return self._snapshot.output_stats() if self._snapshot else {}
 
     def output_stat(self, output: str) -> StatTuple | None:
-        """The stat an up-to-date output was recognised by (re-hashed while planning, or recorded)."""
-        row = self.hasher.cache.get(f"{self.config.out}/{output}")
-        if row is not None:
-            return row[1:5]
+        """The stat an up-to-date output was recognised by: re-hashed while planning, vouched for by
+        the snapshot the plan came from, or recorded."""
+        key = f"{self.config.out}/{output}"
+        if "hasher" in self.__dict__ and key in self.hasher.cache:  # membership reads no row
+            return self.hasher.cache[key][1:5]
+        stat = self._snapshot_output_stats.get(output)
+        if stat is not None:
+            return stat
         size, mtime_ns, ctime_ns, inode = self.records[output].stat
         if size is None or mtime_ns is None or ctime_ns is None or inode is None:
             return None
@@ -242,6 +290,34 @@ class Planner:
     def stat_updates(self) -> list[StatRow]:
         """Stat-cache rows learned while planning (files re-hashed because their stat changed)."""
         return list(self.hasher.updates.values()) if "hasher" in self.__dict__ else []
+
+
+class RowsOnDemand(dict[str, V]):
+    """State store rows by key, each read the first time it is asked for (a missing one as None)."""
+
+    def __init__(self, read: Callable[[str], V | None]) -> None:
+        super().__init__()
+        self._read = read
+        self._missing: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The row of `key`, read from the store unless already read."""
+        if key in self:
+            return dict.__getitem__(self, key)
+        if key in self._missing:
+            return default
+        row = self._read(key)
+        if row is None:
+            self._missing.add(key)
+            return default
+        self[key] = row
+        return row
+
+    def __missing__(self, key: str) -> V:
+        row = self.get(key)
+        if row is None:
+            raise KeyError(key)
+        return row  # type: ignore[no-any-return]
 
 
 @dataclass

@@ -11,7 +11,8 @@ down with those reads (`.batchit/plan-snapshot.json` names the generation and fi
 valid for; the jobs and reads are in a `marshal` file beside it). The next plan that finds every
 read unchanged (the same generation and fingerprint, every walked file with the same stat, every
 output with the same stat) returns the same jobs without loading the state store or computing a key.
-Any difference, or any doubt (a missing or damaged file, another Python), plans the full way.
+When only a few walked files or outputs changed, `batchit.plan.patch` plans just their jobs. Any
+other difference, or any doubt (a missing or damaged file, another Python), plans the full way.
 
 Only a build writes a snapshot (`plan` and `explain` never write), and only after a plan that used
 no option that changes decisions (`--force`, `--only-failed`, a replay).
@@ -31,7 +32,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from batchit import __version__
 from batchit.fsutil import StatTuple, atomic_write_bytes, atomic_write_text, stat_identity
@@ -51,6 +52,8 @@ FORMAT = 1
 FORK_ABOVE = 5000
 """Outputs from which stat-ing them in a child process beats doing it after the walk (a fork and
 its page faults cost a few milliseconds; 5,000 stat calls cost about 15)."""
+
+T = TypeVar("T")
 
 Reads = tuple[list[str], list[str], bytes, list[tuple[str, StatTuple | None]], bytes]
 """(walked glob bases, walked paths, their stats packed, files hashed by path with their stats,
@@ -116,6 +119,33 @@ def pack_stats(stats: Iterable[Sequence[int | None] | None]) -> bytes | None:
         return None
 
 
+def unpack_stats(packed: bytes) -> list[StatTuple]:
+    """The stat tuples `pack_stats` packed."""
+    numbers = array.array("q")
+    numbers.frombytes(packed)
+    fields = iter(numbers)
+    return list(zip(fields, fields, fields, fields, strict=True))
+
+
+@dataclass
+class SnapshotCheck:
+    """How the files a snapshot's plan read compare with the files now."""
+
+    tree: FileTree
+    """The walked glob bases, walked again."""
+    changed_paths: set[str]
+    """Walked files added, removed, or with another stat."""
+    changed_outputs: set[str] | None
+    """Outputs (relative to `out`) gone or with another stat; None when they could not be checked."""
+    hashed_same: bool
+    """True when every file hashed by path (outside the globs) has the stat it had."""
+
+    @property
+    def unchanged(self) -> bool:
+        """True when the snapshot's plan is the plan now."""
+        return self.hashed_same and not self.changed_paths and self.changed_outputs == set()
+
+
 @dataclass
 class PlanSnapshot:
     """A remembered plan: its jobs (every one up to date, as columns) and what planning them read."""
@@ -124,60 +154,79 @@ class PlanSnapshot:
     columns: Sequence[list[Any]]
     reads: Reads
 
-    def replay(self, root: Path, out: str) -> tuple[list[Job], FileTree] | None:
-        """The remembered jobs when every read is unchanged (with the walked tree), else None.
+    def check(self, root: Path, out: str) -> SnapshotCheck:
+        """Compare every read with the files now.
 
         The outputs are stat-ed in a child process while this one walks the inputs: with two CPUs
         that halves the largest cost of an unchanged plan, 200,000 `stat` calls.
         """
         walked, paths, stats, hashed, output_stats = self.reads
         prefix = f"{root / out}/"
-        outputs = self.columns[4]
+        outputs: list[str] = self.columns[4]
 
-        def outputs_unchanged() -> bool:
-            return pack_stats(stat_identity(prefix + o) for o in outputs) == output_stats
+        def changed_outputs() -> list[int]:
+            if pack_stats(stat_identity(prefix + o) for o in outputs) == output_stats:
+                return []
+            before = unpack_stats(output_stats)
+            return [i for i, output in enumerate(outputs) if stat_identity(prefix + output) != before[i]]
 
-        with concurrently(outputs_unchanged, in_child=len(outputs) >= FORK_ABOVE) as same:
+        with concurrently(changed_outputs, in_child=len(outputs) >= FORK_ABOVE) as outcome:
             tree = FileTree(root, frozenset({out, ".batchit"}))
             for base in walked:
                 tree.files_under(base)
+            changed_paths: set[str] = set()
             if list(tree.stats) != paths or pack_stats(tree.stats.values()) != stats:
-                return None
-            if any(stat_identity(str(root / path)) != stat for path, stat in hashed):
-                return None
-            if not same():
-                return None
-        return _jobs(self.recipes, self.columns), tree
+                before = dict(zip(paths, unpack_stats(stats), strict=True))
+                changed_paths = {path for path, stat in tree.stats.items() if before.get(path) != stat}
+                changed_paths.update(before.keys() - tree.stats.keys())
+            hashed_same = all(stat_identity(str(root / path)) == stat for path, stat in hashed)
+            indices = outcome()
+        changed = None if indices is None else {outputs[i] for i in indices}
+        return SnapshotCheck(tree, changed_paths, changed, hashed_same)
+
+    def jobs(self) -> list[Job]:
+        """The remembered jobs, every one up to date."""
+        return _jobs(self.recipes, self.columns)
+
+    def output_stats(self) -> dict[str, StatTuple]:
+        """Each remembered output's stat, by path relative to `out`."""
+        return dict(zip(self.columns[4], unpack_stats(self.reads[4]), strict=True))
 
 
 @contextlib.contextmanager
-def concurrently(check: Callable[[], bool], *, in_child: bool) -> Iterator[Callable[[], bool]]:
-    """Run `check` in a forked child while the block runs; the block calls the result for its answer.
+def concurrently(work: Callable[[], T], *, in_child: bool) -> Iterator[Callable[[], T | None]]:
+    """Run `work` in a forked child while the block runs; the block calls the result for its value.
 
-    The child only calls `check` and writes one byte; it never returns into the caller's code. A
-    child that dies counts as False. Without `in_child` (too little work to pay for a process), or
-    where `fork` is missing, `check` runs when asked.
+    The child only calls `work` and writes its value (`marshal`-able) to a pipe; it never returns
+    into the caller's code. A child that dies gives None. Without `in_child` (too little work to
+    pay for a process), or where `fork` is missing, `work` runs when asked.
     """
     if not hasattr(os, "fork") or not in_child:
-        yield check
+        yield work
         return
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
-        verdict = b"0"
         try:
             os.close(read_end)
-            verdict = b"1" if check() else b"0"
+            payload = memoryview(marshal.dumps(work()))  # type: ignore[arg-type]
+            while payload:
+                payload = payload[os.write(write_end, payload) :]
         finally:
-            os.write(write_end, verdict)
             os._exit(0)
     os.close(write_end)
 
-    def answer() -> bool:
-        return os.read(read_end, 1) == b"1"
+    def value() -> T | None:
+        chunks = []
+        while chunk := os.read(read_end, 1 << 16):
+            chunks.append(chunk)
+        try:
+            return marshal.loads(b"".join(chunks))  # type: ignore[no-any-return]  # noqa: S302
+        except (EOFError, ValueError, TypeError):
+            return None  # the child died before it wrote its value
 
     try:
-        yield answer
+        yield value
     finally:
         os.close(read_end)  # a child still writing gets EPIPE and exits
         os.waitpid(pid, 0)

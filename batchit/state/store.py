@@ -157,6 +157,13 @@ class StateStore:
         )
         return {row[0]: row for row in rows}
 
+    def stat_row(self, path: str) -> StatRow | None:
+        """One file's stat cache row, for a plan that needs only a few."""
+        row = self.db.execute(
+            "SELECT path, size, mtime_ns, ctime_ns, inode, blake3 FROM stats WHERE path = ?", (path,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
+
     def put_stats(self, rows: Iterable[StatRow]) -> None:
         """Record (path, size, mtime_ns, ctime_ns, inode, blake3) rows."""
         self.db.executemany("INSERT OR REPLACE INTO stats VALUES (?, ?, ?, ?, ?, ?)", rows)
@@ -189,6 +196,16 @@ class StateStore:
             (f"{out}/",),
         )
         return {row[0]: Owned._make(row[1:]) for row in rows}
+
+    def owned_one(self, out: str, path: str) -> Owned | None:
+        """`load_owned` for one output, for a plan that needs only a few."""
+        row = self.db.execute(
+            "SELECT o.rule, o.action_key, o.blake3, s.size, s.mtime_ns, s.ctime_ns, s.inode "
+            "FROM outputs o LEFT JOIN stats s ON s.path = ? || o.path AND s.blake3 = o.blake3 "
+            "WHERE o.path = ?",
+            (f"{out}/", path),
+        ).fetchone()
+        return None if row is None else Owned._make(row)
 
     def output_rules(self) -> dict[str, str]:
         """The rule of every output batchit owns, by path relative to `out`."""
