@@ -317,3 +317,26 @@ def test_a_change_read_by_an_aggregate_plans_in_full(remembered: Project) -> Non
     remembered.build()
     assert plan_event(remembered)["patched"] is False
     assert work(remembered) == 3
+
+
+def test_a_patched_plan_whose_job_discovers_a_new_include_commits_it(project: Project) -> None:
+    project.config(ONE_TO_ONE.split("  upper:")[0] + "  pages:" + ONE_TO_ONE.split("  pages:")[1])
+    project.write(
+        {
+            "src/a.txt": "alpha\n",
+            "pages/home.md": "# Home\n",
+            "t/page.html.j2": "{% include 't/' ~ (content | length % 2) ~ '.html' %}",
+            "t/0.html": "even",
+            "t/1.html": "odd",
+        }
+    )
+    project.build()
+    project.build()
+    before = project.read("_build/home.html")
+    project.write({"pages/home.md": "# Home!\n"})  # one more character: the other include
+    project.build()
+    assert plan_event(project)["patched"] is True
+    assert {before, project.read("_build/home.html")} == {"even", "odd"}
+    project.write({"t/0.html": "EVEN", "t/1.html": "ODD"})
+    project.build()
+    assert project.read("_build/home.html") in {"EVEN", "ODD"}

@@ -81,9 +81,9 @@ class Planner:
     @functools.cached_property
     def records(self) -> dict[str, Owned]:
         """Every output batchit owns, with what planning compares (read as asked in a patched plan)."""
-        store, out = self.view.store, self.config.out
-        if store is not None and self._on_demand:
-            return RowsOnDemand(lambda path: store.owned_one(out, path))
+        view, store, out = self.view, self.view.store, self.config.out
+        if store is not None and self._on_demand:  # through the view: a build swaps its store in
+            return RowsOnDemand(lambda path: view.require().owned_one(out, path))
         return store.load_owned(out) if store else {}
 
     def owned_rules(self) -> dict[str, str]:
@@ -96,9 +96,9 @@ class Planner:
     @functools.cached_property
     def hasher(self) -> Hasher:
         """Content hashes through the state store's stat cache (read as asked in a patched plan)."""
-        store = self.view.store
-        if store is not None and self._on_demand:
-            return Hasher(self.config.root, RowsOnDemand(store.stat_row))
+        view, store = self.view, self.view.store
+        if store is not None and self._on_demand:  # through the view: a build swaps its store in
+            return Hasher(self.config.root, RowsOnDemand(lambda path: view.require().stat_row(path)))
         return Hasher(self.config.root, store.load_stats(self.config.out) if store else {})
 
     @functools.cached_property
@@ -325,6 +325,11 @@ class StoreView:
     """The store that planning reads details from on demand; swapped when a build takes over."""
 
     store: StateStore | None
+
+    def require(self) -> StateStore:
+        """The store, which a plan that reads rows on demand always has."""
+        assert self.store is not None
+        return self.store
 
     def recipe(self, recipe_hash: str) -> str | None:
         """A recorded recipe document."""
