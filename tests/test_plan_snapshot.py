@@ -340,3 +340,11 @@ def test_a_patched_plan_whose_job_discovers_a_new_include_commits_it(project: Pr
     project.write({"t/0.html": "EVEN", "t/1.html": "ODD"})
     project.build()
     assert project.read("_build/home.html") in {"EVEN", "ODD"}
+
+
+def test_a_snapshot_data_file_no_head_names_is_removed(remembered: Project) -> None:
+    stray = remembered.root / ".batchit" / "plan-snapshot-0123456789abcdef"
+    stray.write_bytes(b"left by a build killed between its data and its head")
+    remembered.build()
+    head = json.loads((remembered.root / HEAD).read_text())
+    assert [p.name for p in (remembered.root / ".batchit").glob("plan-snapshot-*")] == [head["data"]]

@@ -274,17 +274,22 @@ def save_snapshot(
             atomic_write_bytes(state_dir / data, marshal.dumps((*_columns(jobs), reads)))
         document = {"data": data, "generation": generation, "fingerprint": fingerprint}
         atomic_write_text(state_dir / HEAD_FILE, json.dumps(document) + "\n")
-        if head is not None and head.data != data:
-            (state_dir / head.data).unlink(missing_ok=True)
+        _remove_data_files(state_dir, keep=data)
 
 
 def forget_snapshot(state_dir: Path) -> None:
     """Remove the snapshot (a build that changed anything leaves none: its plan is not the next one)."""
-    head = read_head(state_dir)
     with contextlib.suppress(OSError):
         (state_dir / HEAD_FILE).unlink(missing_ok=True)
-        if head is not None:
-            (state_dir / head.data).unlink(missing_ok=True)
+        _remove_data_files(state_dir, keep=None)
+
+
+def _remove_data_files(state_dir: Path, keep: str | None) -> None:
+    """Remove snapshot data files but `keep`: the one the head named before, and any a build killed
+    between writing its data and its head left behind."""
+    for path in state_dir.glob("plan-snapshot-*"):
+        if path.name != keep:
+            path.unlink(missing_ok=True)
 
 
 def _columns(jobs: Iterable[Job]) -> tuple[list[Any], tuple[list[Any], ...]]:
