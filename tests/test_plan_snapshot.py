@@ -19,15 +19,30 @@ from conftest import Project
 
 from batchit.plan.snapshot import FORK_ABOVE, concurrently
 
-CONFIG = """\
-version: 1
-out: _build
-rules:
+HEAD_OF_CONFIG = "version: 1\nout: _build\nrules:\n"
+
+COPY_RULE = """\
   copy:
     inputs: ["src/**/*.txt"]
     output: "copy/{path}.txt"
     steps:
       - file.copy: {}
+"""
+
+PAGES_RULE = """\
+  pages:
+    inputs: ["pages/*.md"]
+    output: "{stem}.html"
+    steps:
+      - text.load: {}
+      - markdown.render: {}
+      - template.render: {template: t/page.html.j2}
+"""
+
+CONFIG = (
+    HEAD_OF_CONFIG
+    + COPY_RULE
+    + """\
   upper:
     inputs: ["src/**/*.txt"]
     output: "upper/{path}.txt"
@@ -41,14 +56,9 @@ rules:
     output: index.txt
     steps:
       - python: {function: "tools:join", version: "1"}
-  pages:
-    inputs: ["pages/*.md"]
-    output: "{stem}.html"
-    steps:
-      - text.load: {}
-      - markdown.render: {}
-      - template.render: {template: t/page.html.j2}
 """
+    + PAGES_RULE
+)
 
 FILES = {
     "tools.py": 'def join(value, ctx, **params):\n    return "".join(i.read_text() for i in value)\n',
@@ -167,33 +177,61 @@ def _replace_output_dir_by_symlink(project: Project) -> None:
     (project.root / "_build/copy").symlink_to(elsewhere / "copy")
 
 
-CHANGES: dict[str, tuple[Callable[[Project], object], int]] = {
-    "touched input": (_touch, 0),
-    "edited input": (lambda p: p.write({"src/a.txt": "apple\n"}), 3),
-    "added input": (lambda p: p.write({"src/d.txt": "delta\n"}), 3),
-    "deleted input": (lambda p: (p.root / "src/b.txt").unlink(), 1),
-    "edited output": (lambda p: p.write({"_build/copy/a.txt": "mine\n"}), 1),
-    "deleted output": (lambda p: (p.root / "_build/upper/sub/c.txt").unlink(), 1),
-    "edited deps file": (lambda p: p.write({"dep/x.txt": "x2\n"}), 3),
-    "edited python module": (lambda p: p.write({"tools.py": FILES["tools.py"] + "# v2\n"}), 1),
-    "edited template parameter file": (lambda p: p.write({"t/page.html.j2": "<p>{{ content }}</p>"}), 1),
-    "edited discovered include": (lambda p: p.write({"t/footer.html": "<footer>v2</footer>"}), 1),
-    "edited parameter": (lambda p: p.config(CONFIG.replace('replacement: "A"', 'replacement: "4"')), 4),
-    "state changed by clean": (lambda p: p.run("clean"), JOBS),
+EDITS: dict[str, Callable[[Project], object]] = {
+    "touched input": _touch,
+    "edited input": lambda p: p.write({"src/a.txt": "apple\n"}),
+    "added input": lambda p: p.write({"src/sub/d.txt": "delta\n"}),
+    "deleted input": lambda p: (p.root / "src/b.txt").unlink(),
+    "edited output": lambda p: p.write({"_build/copy/a.txt": "mine\n"}),
+    "deleted output": lambda p: (p.root / "_build/copy/sub/c.txt").unlink(),
+    "edited page": lambda p: p.write({"pages/home.md": "# Home, edited\n"}),
+    "edited deps file": lambda p: p.write({"dep/x.txt": "x2\n"}),
+    "edited python module": lambda p: p.write({"tools.py": FILES["tools.py"] + "# v2\n"}),
+    "edited template parameter file": lambda p: p.write({"t/page.html.j2": "<p>{{ content }}</p>"}),
+    "edited discovered include": lambda p: p.write({"t/footer.html": "<footer>v2</footer>"}),
+    "edited parameter": lambda p: p.config(CONFIG.replace('replacement: "A"', 'replacement: "4"')),
+    "state changed by clean": lambda p: p.run("clean"),
 }
+"""Each change a user can make to a built project, by name."""
+
+WORK: dict[str, tuple[int, bool, int | None]] = {
+    "touched input": (0, False, 0),
+    "edited input": (3, False, 3),
+    "added input": (3, False, 3),
+    "deleted input": (1, False, 0),
+    "edited output": (1, True, 1),
+    "deleted output": (1, True, 1),
+    "edited page": (1, True, 1),
+    "edited deps file": (3, False, None),
+    "edited python module": (1, False, None),
+    "edited template parameter file": (1, False, None),
+    "edited discovered include": (1, False, None),
+    "edited parameter": (4, False, None),
+    "state changed by clean": (JOBS, False, None),
+}
+"""What the build after each change does: in the `remembered` project, the jobs it runs or restores
+and whether its plan is patched (a change to `src/` reaches the aggregate, so it plans in full); in
+the `one_to_one` project, whose plans are patched, the jobs it runs (None: not tried there)."""
 
 
-@pytest.mark.parametrize("change", list(CHANGES))
+def change_and_build(project: Project, change: str, expected_work: int, *, patched: bool) -> None:
+    """Make `change`, then check what the plan says, what the build does and the plan it leaves."""
+    EDITS[change](project)
+    assert plan(project) == full_plan(project)
+    project.build()
+    event = plan_event(project)
+    assert event["replayed"] is False
+    assert event["patched"] is patched
+    assert work(project) == expected_work, project.manifest()["summary"]
+    assert plan(project) == full_plan(project), "the plan a build leaves is the plan that follows"
+    project.build()
+    assert work(project) == 0
+
+
+@pytest.mark.parametrize("change", list(WORK))
 def test_every_change_after_a_no_op_build_is_seen(remembered: Project, change: str) -> None:
-    apply, expected_work = CHANGES[change]
-    apply(remembered)
-    assert plan(remembered) == full_plan(remembered)
-    remembered.build()
-    assert plan_event(remembered)["replayed"] is False
-    assert work(remembered) == expected_work, remembered.manifest()["summary"]
-    assert plan(remembered) == full_plan(remembered), "the plan a build leaves is the plan that follows"
-    remembered.build()
-    assert work(remembered) == 0
+    expected_work, patched, _ = WORK[change]
+    change_and_build(remembered, change, expected_work, patched=patched)
 
 
 def test_force_runs_every_job_despite_a_snapshot(remembered: Project) -> None:
@@ -228,7 +266,7 @@ def test_a_copied_checkout_plans_in_full_and_builds_nothing(remembered: Project,
 @pytest.mark.slow
 def test_outputs_checked_in_a_child_process_still_see_an_edit(project: Project) -> None:
     count = FORK_ABOVE + 10  # enough outputs that they are stat-ed in a forked child
-    project.config(CONFIG.split("  upper:")[0])
+    project.config(HEAD_OF_CONFIG + COPY_RULE)
     project.write({f"src/{n // 100}/{n % 100}.txt": f"{n}\n" for n in range(count)})
     project.build()
     project.build()
@@ -253,15 +291,10 @@ def test_a_child_process_that_dies_gives_none() -> None:
         assert value() is None
 
 
-ONE_TO_ONE = """\
-version: 1
-out: _build
-rules:
-  copy:
-    inputs: ["src/**/*.txt"]
-    output: "copy/{path}.txt"
-    steps:
-      - file.copy: {}
+ONE_TO_ONE = (
+    HEAD_OF_CONFIG
+    + COPY_RULE
+    + """\
   upper:
     inputs: ["src/**/*.txt"]
     matrix: {suffix: [x, y]}
@@ -269,24 +302,9 @@ rules:
     steps:
       - text.load: {}
       - text.replace: {pattern: "a", replacement: "{suffix}"}
-  pages:
-    inputs: ["pages/*.md"]
-    output: "{stem}.html"
-    steps:
-      - text.load: {}
-      - markdown.render: {}
-      - template.render: {template: t/page.html.j2}
 """
-
-PATCHES: dict[str, tuple[Callable[[Project], object], int]] = {
-    "touched input": (_touch, 0),
-    "edited input": (lambda p: p.write({"src/a.txt": "apple\n"}), 3),
-    "added input": (lambda p: p.write({"src/sub/d.txt": "delta\n"}), 3),
-    "deleted input": (lambda p: (p.root / "src/b.txt").unlink(), 0),
-    "edited output": (lambda p: p.write({"_build/copy/a.txt": "mine\n"}), 1),
-    "deleted output": (lambda p: (p.root / "_build/upper/sub/c-y.txt").unlink(), 1),
-    "edited page": (lambda p: p.write({"pages/home.md": "# Home, edited\n"}), 1),
-}
+    + PAGES_RULE
+)
 
 
 @pytest.fixture
@@ -299,28 +317,15 @@ def one_to_one(project: Project) -> Project:
     return project
 
 
-@pytest.mark.parametrize("change", list(PATCHES))
+@pytest.mark.parametrize("change", [name for name, (_, _, work) in WORK.items() if work is not None])
 def test_a_few_changed_files_replan_only_their_jobs(one_to_one: Project, change: str) -> None:
-    apply, expected_work = PATCHES[change]
-    apply(one_to_one)
-    assert plan(one_to_one) == full_plan(one_to_one)
-    one_to_one.build()
-    assert plan_event(one_to_one)["patched"] is True
-    assert work(one_to_one) == expected_work, one_to_one.manifest()["summary"]
-    assert plan(one_to_one) == full_plan(one_to_one)
-    one_to_one.build()
-    assert work(one_to_one) == 0
-
-
-def test_a_change_read_by_an_aggregate_plans_in_full(remembered: Project) -> None:
-    remembered.write({"src/a.txt": "apple\n"})
-    remembered.build()
-    assert plan_event(remembered)["patched"] is False
-    assert work(remembered) == 3
+    expected_work = WORK[change][2]
+    assert expected_work is not None
+    change_and_build(one_to_one, change, expected_work, patched=True)
 
 
 def test_a_patched_plan_whose_job_discovers_a_new_include_commits_it(project: Project) -> None:
-    project.config(ONE_TO_ONE.split("  upper:")[0] + "  pages:" + ONE_TO_ONE.split("  pages:")[1])
+    project.config(HEAD_OF_CONFIG + COPY_RULE + PAGES_RULE)
     project.write(
         {
             "src/a.txt": "alpha\n",
