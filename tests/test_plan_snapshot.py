@@ -195,10 +195,10 @@ EDITS: dict[str, Callable[[Project], object]] = {
 """Each change a user can make to a built project, by name."""
 
 WORK: dict[str, tuple[int, bool, int | None]] = {
-    "touched input": (0, False, 0),
-    "edited input": (3, False, 3),
-    "added input": (3, False, 3),
-    "deleted input": (1, False, 0),
+    "touched input": (0, True, 0),
+    "edited input": (3, True, 3),
+    "added input": (3, True, 3),
+    "deleted input": (1, True, 0),
     "edited output": (1, True, 1),
     "deleted output": (1, True, 1),
     "edited page": (1, True, 1),
@@ -210,7 +210,7 @@ WORK: dict[str, tuple[int, bool, int | None]] = {
     "state changed by clean": (JOBS, False, None),
 }
 """What the build after each change does: in the `remembered` project, the jobs it runs or restores
-and whether its plan is patched (a change to `src/` reaches the aggregate, so it plans in full); in
+and whether its plan is patched (the aggregate over `upper` is planned again whole); in
 the `one_to_one` project, whose plans are patched, the jobs it runs (None: not tried there)."""
 
 

@@ -94,11 +94,12 @@ def _remember_plan(config: Config, planner: Planner, build: RunningBuild, outcom
         forget_snapshot(state_dir)
     elif planner.replayed:  # nothing ran: the snapshot stands for the new generation too
         save_snapshot(state_dir, build.store.generation(), planner.fingerprint, None)
-    elif (output_stats := build.settled_output_stats(outcome.jobs)) is None:
+    elif (outputs := build.settled_outputs(outcome.jobs)) is None:
         forget_snapshot(state_dir)
     else:
-        reads = planner.snapshot_reads(output_stats)
-        save_snapshot(state_dir, build.store.generation(), planner.fingerprint, outcome.jobs, reads)
+        reads = planner.snapshot_reads([stat for stat, _ in outputs])
+        hashes = [digest for _, digest in outputs]
+        save_snapshot(state_dir, build.store.generation(), planner.fingerprint, outcome.jobs, reads, hashes)
 
 
 def _alert(config: Config, outcome: BuildOutcome, emit: EventSink) -> None:

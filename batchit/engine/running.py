@@ -323,28 +323,28 @@ class RunningBuild:
         self.scheduler.add_later(following, resources, delay)
         return True
 
-    def settled_output_stats(self, jobs: list[Job]) -> list[StatTuple] | None:
-        """Each job's output stat when every job is now up to date as planned (skipped, or run or
-        restored with the key it was planned with); None when the next plan will differ."""
-        stats: list[StatTuple] = []
+    def settled_outputs(self, jobs: list[Job]) -> list[tuple[StatTuple, str]] | None:
+        """Each job's output stat and BLAKE3 when every job is now up to date as planned (skipped,
+        or run or restored with the key it was planned with); None when the next plan will differ."""
+        settled: list[tuple[StatTuple, str]] = []
         for job in jobs:
+            output: tuple[StatTuple, str] | None = None
             if job.action == "skip":
-                stat = self.planner.output_stat(job.output)
+                output = self.planner.settled_output(job.output)
             elif job.action in ("run", "restore"):
                 result = self.results.get(job.job_id)
-                settled = (
+                if (
                     result is not None
                     and result.ok
+                    and result.output_stat is not None
                     and not (result.discovered or job.discovered)  # the recorded key may differ
                     and job.job_id not in self.committer.unsettled
-                )
-                stat = result.output_stat if settled and result is not None else None
-            else:
+                ):
+                    output = (result.output_stat, result.blake3)
+            if output is None:
                 return None
-            if stat is None:
-                return None
-            stats.append(stat)
-        return stats
+            settled.append(output)
+        return settled
 
     def record(self, started: datetime, outcome: BuildOutcome, recorder: Recorder) -> Path:
         """Write the run's record: signed manifest, provenance, report, audit entry, copies in `out`."""

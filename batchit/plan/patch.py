@@ -2,16 +2,18 @@
 
 A snapshot (`batchit.plan.snapshot`) holds the plan the last build left, every job up to date. When
 a few walked files or outputs changed since, the plan now is that plan with the jobs of those
-inputs and outputs planned again: a rule's jobs are one per input (and matrix value), and each
-depends only on its own input, the rule's recipe and its own output. What a patch cannot see
-through falls back to a full plan: a `deps` file that changed (every key of its rule moves), a
-changed rule that another rule reads from, an aggregate whose inputs changed, a file hashed by path
-that changed, or so many changes that reading the whole state store is cheaper.
+inputs and outputs planned again: a one-input rule's jobs are one per input (and matrix value), and
+each depends only on its own input, the rule's recipe and its own output. An aggregate, or a rule
+reading another rule's outputs, is planned again whole when its inputs, its outputs or an upstream
+rule changed, with the upstream outputs as `predict` sees them. What a patch cannot see through
+falls back to a full plan: a `deps` file that changed (every key of its rule moves), a file hashed
+by path that changed, or so many changes (or inputs to re-read) that reading the whole state store
+is cheaper.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from batchit.model import Rule
 from batchit.plan.files import compile_glob
@@ -24,54 +26,84 @@ PATCH_FLOOR = 256
 PATCH_SHARE = 8
 """Beyond one changed job in this many, per-row lookups cost more than loading the store at once."""
 
-Replan = Callable[[Rule, frozenset[str]], list[Job]]
-"""Plans (expands and decides) a rule's jobs of the given input paths."""
+Replan = Callable[[Rule, Mapping[str, list[tuple[str, str]]], frozenset[str] | None], list[Job]]
+"""Plans (expands and decides) a rule's jobs again, given its upstream rules' outputs: all of them,
+or only those of the given input paths."""
 
 
 def patch_plan(
-    jobs: list[Job], check: SnapshotCheck, rules: Iterable[Rule], replan: Replan
+    jobs: list[Job],
+    check: SnapshotCheck,
+    rules: Iterable[Rule],
+    replan: Replan,
+    predicted_hash: Callable[[Job], str],
 ) -> list[Job] | None:
-    """The plan now, from a snapshot's jobs and what changed since; None when only a full plan can tell."""
+    """The plan now, from a snapshot's jobs and what changed since; None when only a full plan can tell.
+
+    `predicted_hash` gives the output hash a downstream rule sees for a planned job, as `predict`
+    does.
+    """
     changed_outputs = check.changed_outputs
     if not check.hashed_same or changed_outputs is None:
         return None
-    if len(check.changed_paths) + len(changed_outputs) > max(PATCH_FLOOR, len(jobs) // PATCH_SHARE):
+    budget = max(PATCH_FLOOR, len(jobs) // PATCH_SHARE)
+    if len(check.changed_paths) + len(changed_outputs) > budget:
         return None
+    selected = list(rules)
+    read = {name for rule in selected for name in rule.from_rules}
     by_rule: dict[str, list[Job]] = {}
     for job in jobs:
         by_rule.setdefault(job.rule, []).append(job)
     touched: set[str] = set()
+    outputs: dict[str, list[tuple[str, str]]] = {}
     planned: list[Job] = []
-    for rule in rules:
+    for rule in selected:
         before = by_rule.get(rule.name, [])
         if any(map(_selector(rule.deps, ()), check.changed_paths)):
-            return None
+            return None  # every key of the rule moves
         inputs_moved = set(filter(_selector(rule.globs, rule.exclude), check.changed_paths))
-        outputs_moved = {job.inputs[0] for job in before if job.output in changed_outputs}
-        if not inputs_moved and not outputs_moved:
-            if any(up in touched for up in rule.from_rules):
+        moved = [job for job in before if job.output in changed_outputs]
+        if not inputs_moved and not moved and not touched.intersection(rule.from_rules):
+            now = before
+        elif rule.aggregate is not None or rule.from_rules:  # many inputs a job, or upstream ones
+            if sum(len(job.inputs) for job in before) > budget:
                 return None
-            planned.extend(before)
-            continue
-        if rule.aggregate is not None or rule.from_rules:
-            return None  # its jobs read many inputs, or inputs the upstream plan decides
-        touched.add(rule.name)
-        redo = frozenset((inputs_moved | outputs_moved) & check.tree.stats.keys())
-        fresh: dict[str, list[Job]] = {}
-        for job in replan(rule, redo):
-            fresh.setdefault(job.inputs[0], []).append(job)
-        if redo == inputs_moved | outputs_moved:  # no input went: replace jobs in place, unless one came
-            replaced, new_inputs = _replaced(before, redo, dict(fresh))
-            if not new_inputs:
-                planned.extend(replaced)
-                continue
-        kept: dict[str, list[Job]] = {}
-        for job in before:
-            kept.setdefault(job.inputs[0], []).append(job)
-        globs = [compile_glob(g) for g in rule.globs]
-        for path, _ in check.tree.match(globs, [compile_glob(g) for g in rule.exclude]):
-            planned.extend(fresh.get(path, []) if path in redo else kept.get(path, []))
+            now = replan(rule, outputs, None)
+            touched.add(rule.name)
+        else:
+            now = _one_input_jobs(rule, before, inputs_moved, {job.inputs[0] for job in moved}, check, replan)
+            touched.add(rule.name)
+        planned.extend(now)
+        if rule.name in read:
+            outputs[rule.name] = [(j.output, predicted_hash(j)) for j in now if j.action != "quarantined"]
     return planned
+
+
+def _one_input_jobs(
+    rule: Rule,
+    before: list[Job],
+    inputs_moved: set[str],
+    outputs_moved: set[str],
+    check: SnapshotCheck,
+    replan: Replan,
+) -> list[Job]:
+    """A one-input rule's jobs: those of moved inputs and outputs planned again, the rest kept."""
+    redo = frozenset((inputs_moved | outputs_moved) & check.tree.stats.keys())
+    fresh: dict[str, list[Job]] = {}
+    for job in replan(rule, {}, redo):
+        fresh.setdefault(job.inputs[0], []).append(job)
+    if redo == inputs_moved | outputs_moved:  # no input went: replace jobs in place, unless one came
+        replaced, new_inputs = _replaced(before, redo, dict(fresh))
+        if not new_inputs:
+            return replaced
+    kept: dict[str, list[Job]] = {}
+    for job in before:
+        kept.setdefault(job.inputs[0], []).append(job)
+    now: list[Job] = []
+    globs = [compile_glob(g) for g in rule.globs]
+    for path, _ in check.tree.match(globs, [compile_glob(g) for g in rule.exclude]):
+        now.extend(fresh.get(path, []) if path in redo else kept.get(path, []))
+    return now
 
 
 def _replaced(

@@ -198,9 +198,11 @@ class Planner:
             self.replayed = True
         else:
             self._on_demand = True  # a patch reads a few records: one row at a time
-            patched = patch_plan(snapshot.jobs(), check, selected, self._replan)
+            self._snapshot = snapshot
+            patched = patch_plan(snapshot.jobs(), check, selected, self._replan, self._patched_hash)
             if patched is None:
                 self._forget_on_demand()
+                self._snapshot = None
                 return None
             jobs, self.patched = patched, True
         self._snapshot = snapshot
@@ -214,9 +216,11 @@ class Planner:
         for name in ("records", "hasher", "decider", "expander"):
             self.__dict__.pop(name, None)
 
-    def _replan(self, rule: Rule, inputs: frozenset[str]) -> list[Job]:
-        """Plan the jobs of some of a rule's inputs (the ones a snapshot cannot vouch for)."""
-        jobs = self.expander.expand(rule, {}, only=inputs)
+    def _replan(
+        self, rule: Rule, upstream: Mapping[str, list[tuple[str, str]]], inputs: frozenset[str] | None
+    ) -> list[Job]:
+        """Plan a rule's jobs again (with `inputs`, only those of these input paths) in a patched plan."""
+        jobs = self.expander.expand(rule, upstream, only=inputs)
         for job in jobs:
             self.decider.decide(job)
         return jobs
@@ -233,22 +237,31 @@ class Planner:
         return list(tree.walked), list(tree.stats), stats, list(hashed.items()), outputs
 
     @functools.cached_property
-    def _snapshot_output_stats(self) -> dict[str, StatTuple]:
-        return self._snapshot.output_stats() if self._snapshot else {}
+    def _snapshot_outputs(self) -> dict[str, tuple[StatTuple, str]]:
+        return self._snapshot.outputs() if self._snapshot else {}
 
-    def output_stat(self, output: str) -> StatTuple | None:
-        """The stat an up-to-date output was recognised by: re-hashed while planning, vouched for by
-        the snapshot the plan came from, or recorded."""
+    def settled_output(self, output: str) -> tuple[StatTuple, str] | None:
+        """The stat an up-to-date output was recognised by, and its BLAKE3: re-hashed while
+        planning, vouched for by the snapshot the plan came from, or recorded."""
         key = f"{self.config.out}/{output}"
         if "hasher" in self.__dict__ and key in self.hasher.cache:  # membership reads no row
-            return self.hasher.cache[key][1:5]
-        stat = self._snapshot_output_stats.get(output)
-        if stat is not None:
-            return stat
-        size, mtime_ns, ctime_ns, inode = self.records[output].stat
-        if size is None or mtime_ns is None or ctime_ns is None or inode is None:
+            row = self.hasher.cache[key]
+            return row[1:5], row[5]
+        remembered = self._snapshot_outputs.get(output)
+        if remembered is not None:
+            return remembered
+        record = self.records[output]
+        size, mtime_ns, ctime_ns, inode = record.stat
+        if size is None or mtime_ns is None or ctime_ns is None or inode is None or not record.blake3:
             return None
-        return size, mtime_ns, ctime_ns, inode
+        return (size, mtime_ns, ctime_ns, inode), record.blake3
+
+    def _patched_hash(self, job: Job) -> str:
+        """`_predicted_hash` in a patched plan: the snapshot knows the hash of every job it kept."""
+        remembered = self._snapshot_outputs.get(job.output)
+        if job.action in ("skip", "held") and remembered is not None:
+            return remembered[1]
+        return self._predicted_hash(job)
 
     def _predicted_hash(self, job: Job) -> str:
         record = self.records.get(job.output)

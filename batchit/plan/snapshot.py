@@ -46,7 +46,7 @@ from batchit.plan.keys import Recipe, StepCall
 HEAD_FILE = "plan-snapshot.json"
 """In `.batchit/`: which data file holds the snapshot, and the generation and fingerprint it is for."""
 
-FORMAT = 1
+FORMAT = 2
 """Bumped whenever the data file's layout changes."""
 
 FORK_ABOVE = 5000
@@ -153,6 +153,8 @@ class PlanSnapshot:
     recipes: list[Any]
     columns: Sequence[list[Any]]
     reads: Reads
+    hashes: list[str]
+    """Each job's output BLAKE3, as recorded."""
 
     def check(self, root: Path, out: str) -> SnapshotCheck:
         """Compare every read with the files now.
@@ -188,9 +190,10 @@ class PlanSnapshot:
         """The remembered jobs, every one up to date."""
         return _jobs(self.recipes, self.columns)
 
-    def output_stats(self) -> dict[str, StatTuple]:
-        """Each remembered output's stat, by path relative to `out`."""
-        return dict(zip(self.columns[4], unpack_stats(self.reads[4]), strict=True))
+    def outputs(self) -> dict[str, tuple[StatTuple, str]]:
+        """Each remembered output's stat and BLAKE3, by path relative to `out`."""
+        remembered = zip(unpack_stats(self.reads[4]), self.hashes, strict=True)
+        return dict(zip(self.columns[4], remembered, strict=True))
 
 
 @contextlib.contextmanager
@@ -239,11 +242,11 @@ def load_snapshot(state_dir: Path, generation: int, fingerprint: str) -> PlanSna
         return None
     try:
         # batchit wrote this file; marshal builds plain values and runs no code
-        recipes, columns, reads = marshal.loads((state_dir / head.data).read_bytes())  # noqa: S302
+        recipes, columns, reads, hashes = marshal.loads((state_dir / head.data).read_bytes())  # noqa: S302
         walked, paths, stats, hashed, output_stats = reads
     except (OSError, ValueError, EOFError, TypeError):
         return None
-    return PlanSnapshot(recipes, columns, (walked, paths, stats, hashed, output_stats))
+    return PlanSnapshot(recipes, columns, (walked, paths, stats, hashed, output_stats), hashes)
 
 
 def save_snapshot(
@@ -252,6 +255,7 @@ def save_snapshot(
     fingerprint: str,
     jobs: list[Job] | None,
     reads: Reads | None = None,
+    hashes: list[str] | None = None,
 ) -> None:
     """Remember a no-op plan for `generation` (after the build's last write).
 
@@ -271,7 +275,7 @@ def save_snapshot(
             return
         else:
             data = f"plan-snapshot-{secrets.token_hex(8)}"
-            atomic_write_bytes(state_dir / data, marshal.dumps((*_columns(jobs), reads)))
+            atomic_write_bytes(state_dir / data, marshal.dumps((*_columns(jobs), reads, hashes)))
         document = {"data": data, "generation": generation, "fingerprint": fingerprint}
         atomic_write_text(state_dir / HEAD_FILE, json.dumps(document) + "\n")
         _remove_data_files(state_dir, keep=data)
