@@ -204,3 +204,29 @@ def test_a_second_sigint_exits_at_once_keeping_what_was_committed(gated: Project
     statuses = {o["path"]: o["status"] for o in gated.manifest()["outputs"]}
     assert statuses["a.txt"] == statuses["b.txt"] == "up_to_date"
     assert statuses["c.txt"] == "built"
+
+
+SLOW_IMPORT = """\
+import os
+
+open("importing", "w").close()
+with open("gate") as gate:  # a FIFO: the import blocks until the test opens it for writing
+    gate.read()
+
+def work(value, ctx):
+    return value.upper()
+"""
+
+
+def test_worker_threads_wait_for_a_module_another_one_is_importing(project: Project) -> None:
+    project.config(GATED.replace("gated:work", "slow:work"))
+    project.write({"slow.py": SLOW_IMPORT, **{f"in/{n}.txt": f"{n}\n" for n in "abcd"}})
+    os.mkfifo(project.root / "gate")
+    command = [sys.executable, "-m", "batchit", "build", "--no-progress", "-j", "4", "--executor", "thread"]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    build = subprocess.Popen(command, cwd=project.root, text=True, **pipes)
+    wait_until(lambda: (project.root / "importing").exists(), "the first job to start importing")
+    open_gate(project)
+    _, stderr = build.communicate(timeout=60)
+    assert build.returncode == 0, stderr
+    assert [project.read(f"_build/{n}.txt") for n in "abcd"] == [f"{n.upper()}\n" for n in "abcd"]

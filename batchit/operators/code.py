@@ -108,16 +108,15 @@ def _load_function(target: str, root: Path) -> Callable[..., Any]:
     """The callable named by `module:name`, importing its module from the project root if needed."""
     module_name, _, attr = target.partition(":")
     _put_on_path(root)
-    module: ModuleType | None = sys.modules.get(module_name)
-    if module is None:
+    if module_name not in sys.modules:
         importlib.invalidate_caches()  # the module may have been written after this process started
-        try:
-            module = importlib.import_module(module_name)
-        except (ImportError, SyntaxError) as exc:
-            raise PermanentError(
-                f"python step: cannot import module {module_name}: {exc}",
-                hint=f"put {module_name.replace('.', '/')}.py under the project root, or install it",
-            ) from exc
+    try:  # always through the import system: a worker thread waits while another one imports it
+        module: ModuleType = importlib.import_module(module_name)
+    except (ImportError, SyntaxError) as exc:
+        raise PermanentError(
+            f"python step: cannot import module {module_name}: {exc}",
+            hint=f"put {module_name.replace('.', '/')}.py under the project root, or install it",
+        ) from exc
     function: object = getattr(module, attr, None)
     if not callable(function):
         raise PermanentError(
