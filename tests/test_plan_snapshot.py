@@ -205,7 +205,7 @@ WORK: dict[str, tuple[int, bool, int | None]] = {
     "edited deps file": (3, False, None),
     "edited python module": (1, False, None),
     "edited template parameter file": (1, False, None),
-    "edited discovered include": (1, False, None),
+    "edited discovered include": (1, True, 1),
     "edited parameter": (4, False, None),
     "state changed by clean": (JOBS, False, None),
 }

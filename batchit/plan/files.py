@@ -169,6 +169,8 @@ class Hasher:
     """New stat-cache rows found while hashing, for the engine to store."""
     looked_up: dict[str, StatTuple | None] = field(default_factory=dict)
     """Every file hashed by path, with the stat it had (None: missing), for a plan snapshot."""
+    key_files: set[str] = field(default_factory=set)
+    """The files of `looked_up` hashed for a recipe (not only as a job's discovered dependency)."""
 
     def hash_many(self, items: list[tuple[str, StatTuple]]) -> dict[str, str]:
         """Hashes of several files, reading only those the stat cache cannot vouch for."""
@@ -192,8 +194,13 @@ class Hasher:
             result[path] = digest
         return result
 
-    def hash_path(self, path: str) -> str:
-        """The hash of one file by path (project-relative or absolute); MISSING if it is gone."""
+    def hash_path(self, path: str, *, discovered: bool = False) -> str:
+        """The hash of one file by path (project-relative or absolute); MISSING if it is gone.
+
+        `discovered`: the file is a job's discovered dependency, so only that job's key reads it.
+        """
+        if not discovered:
+            self.key_files.add(path)
         try:
             stat = stat_tuple(os.stat(self.root / path))
         except FileNotFoundError:

@@ -6,9 +6,9 @@ inputs and outputs planned again: a one-input rule's jobs are one per input (and
 each depends only on its own input, the rule's recipe and its own output. An aggregate, or a rule
 reading another rule's outputs, is planned again whole when its inputs, its outputs or an upstream
 rule changed, with the upstream outputs as `predict` sees them. What a patch cannot see through
-falls back to a full plan: a `deps` file that changed (every key of its rule moves), a file hashed
-by path that changed, or so many changes (or inputs to re-read) that reading the whole state store
-is cheaper.
+falls back to a full plan: a `deps` file or a file a recipe names that changed (every key of its
+rule may move), or so many changes (or inputs to re-read) that reading the whole state store is
+cheaper. A changed file that only jobs discovered (a template's include) re-plans those jobs.
 """
 
 from __future__ import annotations
@@ -44,8 +44,13 @@ def patch_plan(
     does.
     """
     changed_outputs = check.changed_outputs
-    if not check.hashed_same or changed_outputs is None:
-        return None
+    if changed_outputs is None or any(check.changed_hashed.values()):
+        return None  # outputs not checked, or a file a recipe reads: every key of its rule may move
+    rediscover = {  # jobs whose discovered dependencies changed
+        job.job_id
+        for job in jobs
+        if job.discovered and not check.changed_hashed.keys().isdisjoint(job.discovered)
+    }
     budget = max(PATCH_FLOOR, len(jobs) // PATCH_SHARE)
     if len(check.changed_paths) + len(changed_outputs) > budget:
         return None
@@ -62,7 +67,7 @@ def patch_plan(
         if any(map(_selector(rule.deps, ()), check.changed_paths)):
             return None  # every key of the rule moves
         inputs_moved = set(filter(_selector(rule.globs, rule.exclude), check.changed_paths))
-        moved = [job for job in before if job.output in changed_outputs]
+        moved = [job for job in before if job.output in changed_outputs or job.job_id in rediscover]
         if not inputs_moved and not moved and not touched.intersection(rule.from_rules):
             now = before
         elif rule.aggregate is not None or rule.from_rules:  # many inputs a job, or upstream ones

@@ -131,7 +131,7 @@ class Planner:
             text = by_job.get(job_id)
             if not text:
                 return NOTHING_DISCOVERED
-            return {path: hasher.hash_path(path) for path in sorted(json.loads(text))}
+            return {path: hasher.hash_path(path, discovered=True) for path in sorted(json.loads(text))}
 
         return JobExpander(self.config, self.registry, self._tree, hasher, discovered_of)
 
@@ -232,9 +232,17 @@ class Planner:
         stats, outputs = pack_stats(tree.stats.values()), pack_stats(output_stats)
         if stats is None or outputs is None:
             return None
-        hashed = dict(self._snapshot.reads[3]) if self._snapshot else {}  # still true: a patch checked them
-        hashed.update(self.hasher.looked_up)
-        return list(tree.walked), list(tree.stats), stats, list(hashed.items()), outputs
+        hashed = {path: (stat, key) for path, stat, key in self._snapshot.reads[3]} if self._snapshot else {}
+        key_files = self.hasher.key_files
+        for path, stat in self.hasher.looked_up.items():  # a patch checked the snapshot's: still true
+            hashed[path] = (stat, path in key_files or hashed.get(path, (None, False))[1])
+        return (
+            list(tree.walked),
+            list(tree.stats),
+            stats,
+            [(p, s, k) for p, (s, k) in hashed.items()],
+            outputs,
+        )
 
     @functools.cached_property
     def _snapshot_outputs(self) -> dict[str, tuple[StatTuple, str]]:

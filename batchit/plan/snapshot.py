@@ -46,7 +46,7 @@ from batchit.plan.keys import Recipe, StepCall
 HEAD_FILE = "plan-snapshot.json"
 """In `.batchit/`: which data file holds the snapshot, and the generation and fingerprint it is for."""
 
-FORMAT = 2
+FORMAT = 3
 """Bumped whenever the data file's layout changes."""
 
 FORK_ABOVE = 5000
@@ -55,9 +55,10 @@ its page faults cost a few milliseconds; 5,000 stat calls cost about 15)."""
 
 T = TypeVar("T")
 
-Reads = tuple[list[str], list[str], bytes, list[tuple[str, StatTuple | None]], bytes]
-"""(walked glob bases, walked paths, their stats packed, files hashed by path with their stats,
-the outputs' stats packed); see `pack_stats`."""
+Reads = tuple[list[str], list[str], bytes, list[tuple[str, StatTuple | None, bool]], bytes]
+"""(walked glob bases, walked paths, their stats packed, files hashed by path with their stats and
+whether a recipe read them (else only jobs' discovered dependencies), the outputs' stats packed);
+see `pack_stats`."""
 
 
 @dataclass(frozen=True)
@@ -137,13 +138,14 @@ class SnapshotCheck:
     """Walked files added, removed, or with another stat."""
     changed_outputs: set[str] | None
     """Outputs (relative to `out`) gone or with another stat; None when they could not be checked."""
-    hashed_same: bool
-    """True when every file hashed by path (outside the globs) has the stat it had."""
+    changed_hashed: dict[str, bool]
+    """Files hashed by path whose stat changed, each with whether a recipe read it (else only jobs'
+    discovered dependencies did)."""
 
     @property
     def unchanged(self) -> bool:
         """True when the snapshot's plan is the plan now."""
-        return self.hashed_same and not self.changed_paths and self.changed_outputs == set()
+        return not self.changed_hashed and not self.changed_paths and self.changed_outputs == set()
 
 
 @dataclass
@@ -181,10 +183,12 @@ class PlanSnapshot:
                 before = dict(zip(paths, unpack_stats(stats), strict=True))
                 changed_paths = {path for path, stat in tree.stats.items() if before.get(path) != stat}
                 changed_paths.update(before.keys() - tree.stats.keys())
-            hashed_same = all(stat_identity(str(root / path)) == stat for path, stat in hashed)
+            changed_hashed = {
+                path: key for path, stat, key in hashed if stat_identity(str(root / path)) != stat
+            }
             indices = outcome()
         changed = None if indices is None else {outputs[i] for i in indices}
-        return SnapshotCheck(tree, changed_paths, changed, hashed_same)
+        return SnapshotCheck(tree, changed_paths, changed, changed_hashed)
 
     def jobs(self) -> list[Job]:
         """The remembered jobs, every one up to date."""

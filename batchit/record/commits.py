@@ -127,7 +127,9 @@ class Committer:
         out = self.config.out
         key, discovered_json = job.key, "{}"
         if result.discovered or job.discovered:
-            discovered = {path: self.planner.hasher.hash_path(path) for path in result.discovered}
+            discovered = {
+                path: self.planner.hasher.hash_path(path, discovered=True) for path in result.discovered
+            }
             template = self.config.rules[job.rule].output
             key = action_key(job.recipe, job.input_hashes, discovered, job.inputs, template)
             discovered_json = json.dumps(discovered, sort_keys=True)
