@@ -158,11 +158,14 @@ def test_a_build_with_a_failed_job_leaves_no_snapshot(remembered: Project) -> No
     assert not list((remembered.root / ".batchit").glob("plan-snapshot-*"))
 
 
-def test_a_job_that_discovers_dependencies_leaves_no_snapshot(remembered: Project) -> None:
+def test_a_job_that_discovers_dependencies_leaves_the_next_plan(remembered: Project) -> None:
     remembered.write({"pages/home.md": "# Home, edited\n"})
     remembered.build()
     assert work(remembered) == 1
-    assert not (remembered.root / HEAD).exists(), "its recorded key is not the one it was planned with"
+    assert plan(remembered) == full_plan(remembered)
+    remembered.build()
+    assert plan_event(remembered)["replayed"] is True
+    assert work(remembered) == 0
 
 
 def _touch(project: Project) -> None:
@@ -353,3 +356,21 @@ def test_a_snapshot_data_file_no_head_names_is_removed(remembered: Project) -> N
     remembered.build()
     head = json.loads((remembered.root / HEAD).read_text())
     assert [p.name for p in (remembered.root / ".batchit").glob("plan-snapshot-*")] == [head["data"]]
+
+
+def test_a_key8_output_whose_discovered_includes_moved_its_key_leaves_no_snapshot(project: Project) -> None:
+    project.config(HEAD_OF_CONFIG + PAGES_RULE.replace('"{stem}.html"', '"{stem}-{key8}.html"'))
+    project.write(
+        {
+            "pages/home.md": "# Home\n",
+            "t/page.html.j2": "{% include 't/' ~ (content | length % 2) ~ '.html' %}",
+            "t/0.html": "even",
+            "t/1.html": "odd",
+        }
+    )
+    project.build()
+    project.build()
+    project.write({"pages/home.md": "# Home!\n"})  # the other include: the recorded key moves
+    project.build()
+    assert not (project.root / HEAD).exists()
+    assert plan(project) == full_plan(project)

@@ -87,19 +87,20 @@ def run_build(
 
 def _remember_plan(config: Config, planner: Planner, build: RunningBuild, outcome: BuildOutcome) -> None:
     """Leave a snapshot of the plan the next build will make, when it is known: every job is now up
-    to date with the key it was planned with (batchit.plan.snapshot). Otherwise remove the old one,
-    which can no longer match. Call it after the build's last write to the state store."""
+    to date with the key it was recorded with (batchit.plan.snapshot). Otherwise remove the old
+    one, which can no longer match. Call it after the build's last write to the state store."""
     counts, state_dir = outcome.counts, config.state_dir
     if planner.fingerprint is None or build.interrupted or counts["failed"] or counts["quarantined"]:
         forget_snapshot(state_dir)
     elif planner.replayed:  # nothing ran: the snapshot stands for the new generation too
         save_snapshot(state_dir, build.store.generation(), planner.fingerprint, None)
-    elif (outputs := build.settled_outputs(outcome.jobs)) is None:
+    elif (settled := build.settled_outputs(outcome.jobs)) is None:
         forget_snapshot(state_dir)
     else:
-        reads = planner.snapshot_reads([stat for stat, _ in outputs])
-        hashes = [digest for _, digest in outputs]
-        save_snapshot(state_dir, build.store.generation(), planner.fingerprint, outcome.jobs, reads, hashes)
+        jobs = [job for job, _, _ in settled]
+        reads = planner.snapshot_reads([stat for _, stat, _ in settled])
+        hashes = [digest for _, _, digest in settled]
+        save_snapshot(state_dir, build.store.generation(), planner.fingerprint, jobs, reads, hashes)
 
 
 def _alert(config: Config, outcome: BuildOutcome, emit: EventSink) -> None:

@@ -323,27 +323,35 @@ class RunningBuild:
         self.scheduler.add_later(following, resources, delay)
         return True
 
-    def settled_outputs(self, jobs: list[Job]) -> list[tuple[StatTuple, str]] | None:
-        """Each job's output stat and BLAKE3 when every job is now up to date as planned (skipped,
-        or run or restored with the key it was planned with); None when the next plan will differ."""
-        settled: list[tuple[StatTuple, str]] = []
+    def settled_outputs(self, jobs: list[Job]) -> list[tuple[Job, StatTuple, str]] | None:
+        """Each job as the next plan will see it, with its output's stat and BLAKE3, when every job
+        is now up to date (skipped, or run or restored and recorded); None when the next plan
+        cannot be told (a failure, an input that changed while its job ran, or a key that moved
+        with discovered dependencies and names the output through `{key8}`)."""
+        settled: list[tuple[Job, StatTuple, str]] = []
         for job in jobs:
-            output: tuple[StatTuple, str] | None = None
             if job.action == "skip":
                 output = self.planner.settled_output(job.output)
-            elif job.action in ("run", "restore"):
-                result = self.results.get(job.job_id)
-                if (
-                    result is not None
-                    and result.ok
-                    and result.output_stat is not None
-                    and not (result.discovered or job.discovered)  # the recorded key may differ
-                    and job.job_id not in self.committer.unsettled
-                ):
-                    output = (result.output_stat, result.blake3)
-            if output is None:
+                if output is None:
+                    return None
+                settled.append((job, *output))
+                continue
+            result = self.results.get(job.job_id)
+            if (
+                job.action not in ("run", "restore")
+                or result is None
+                or not result.ok
+                or result.output_stat is None
+                or job.job_id in self.committer.unsettled
+            ):
                 return None
-            settled.append(output)
+            recorded = self.committer.rekeyed.get(job.job_id)
+            if recorded is not None:
+                key, discovered = recorded
+                if key != job.key and "{key8}" in self.config.rules[job.rule].output:
+                    return None  # the next plan names the output after the new key
+                job = replace(job, key=key, discovered=discovered, action="skip", reasons=())
+            settled.append((job, result.output_stat, result.blake3))
         return settled
 
     def record(self, started: datetime, outcome: BuildOutcome, recorder: Recorder) -> Path:

@@ -4,9 +4,9 @@ Planning 100,000 up-to-date jobs the full way loads 200,000 rows from the state 
 100,000 action keys: about 2 s. A plan is a function of what it reads: the config and the operators
 (their versions and their libraries' versions), the state store (whose generation changes with every
 write), the walked files' stats, the files it hashed outside its globs, and the outputs' stats. When
-a build ends with every job up to date under the key it was planned with (skipped, or run or
-restored without failure, without discovering dependencies that change the recorded key, without an
-input changing meanwhile), the next plan is that plan with every job up to date. The build writes it
+a build ends with every job up to date (skipped, or run or restored without failure and without an
+input changing meanwhile), the next plan is that plan with every job up to date, each under the key
+it was recorded with (a job's discovered dependencies may move it). The build writes it
 down with those reads (`.batchit/plan-snapshot.json` names the generation and fingerprint it is
 valid for; the jobs and reads are in a `marshal` file beside it). The next plan that finds every
 read unchanged (the same generation and fingerprint, every walked file with the same stat, every

@@ -48,6 +48,8 @@ class Committer:
         self._recipes: set[str] = set()
         self.unsettled: set[str] = set()
         """Jobs whose output was kept but not recorded as up to date (an input changed meanwhile)."""
+        self.rekeyed: dict[str, tuple[str, dict[str, str]]] = {}
+        """Jobs with discovered dependencies: the action key and dependencies they were recorded with."""
 
     def stat_updates(self, rows: list[StatRow]) -> None:
         """Store stat-cache rows learned while planning (a touched file re-hashed, no job run)."""
@@ -133,6 +135,7 @@ class Committer:
             template = self.config.rules[job.rule].output
             key = action_key(job.recipe, job.input_hashes, discovered, job.inputs, template)
             discovered_json = json.dumps(discovered, sort_keys=True)
+            self.rekeyed[job.job_id] = (key, dict(sorted(discovered.items())))
             if key != job.key and result.cached:
                 _move_cache_entry(self.config.state_dir / "cache", job.key, key)
         if job.recipe.hash not in self._recipes:
