@@ -79,12 +79,12 @@ HEAD = ".batchit/plan-snapshot.json"
 
 @pytest.fixture
 def remembered(project: Project) -> Project:
-    """A built project whose last build was a no-op, so its plan is remembered."""
+    """A built project whose plan is remembered (built twice: the second build replays the first's)."""
     project.config(CONFIG)
     project.write(FILES)
     project.build()
     project.build()
-    assert (project.root / HEAD).exists(), "a no-op build leaves a snapshot of its plan"
+    assert (project.root / HEAD).exists(), "a build whose jobs all succeeded leaves the next plan"
     return project
 
 
@@ -123,6 +123,14 @@ def work(project: Project) -> int:
     return int(summary["built"]) + int(summary["restored"])
 
 
+def test_a_first_build_leaves_the_next_plan(project: Project) -> None:
+    project.config(CONFIG)
+    project.write(FILES)
+    project.build()
+    project.build()
+    assert plan_event(project)["replayed"] is True
+
+
 def test_a_no_op_build_after_a_no_op_build_replays_the_plan(remembered: Project) -> None:
     remembered.build()
     assert plan_event(remembered)["replayed"] is True
@@ -138,6 +146,7 @@ def test_plan_never_writes_a_snapshot(project: Project) -> None:
     project.config(CONFIG)
     project.write(FILES)
     project.build()
+    (project.root / HEAD).unlink()
     project.run("plan")
     assert not (project.root / HEAD).exists()
 
@@ -190,6 +199,7 @@ EDITS: dict[str, Callable[[Project], object]] = {
     "edited page": lambda p: p.write({"pages/home.md": "# Home, edited\n"}),
     "edited deps file": lambda p: p.write({"dep/x.txt": "x2\n"}),
     "edited python module": lambda p: p.write({"tools.py": FILES["tools.py"] + "# v2\n"}),
+    "python module shadowed": lambda p: p.write({"tools/__init__.py": FILES["tools.py"] + "# v2\n"}),
     "edited template parameter file": lambda p: p.write({"t/page.html.j2": "<p>{{ content }}</p>"}),
     "edited discovered include": lambda p: p.write({"t/footer.html": "<footer>v2</footer>"}),
     "edited parameter": lambda p: p.config(CONFIG.replace('replacement: "A"', 'replacement: "4"')),
@@ -207,6 +217,7 @@ WORK: dict[str, tuple[int, bool, int | None]] = {
     "edited page": (1, True, 1),
     "edited deps file": (3, False, None),
     "edited python module": (1, False, None),
+    "python module shadowed": (1, False, None),
     "edited template parameter file": (1, False, None),
     "edited discovered include": (1, True, 1),
     "edited parameter": (4, False, None),

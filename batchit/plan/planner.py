@@ -184,10 +184,12 @@ class Planner:
 
     def _replay(self, selected: list[Rule]) -> list[Job] | None:
         """The snapshot's jobs when nothing they read changed, patched when a few did (else None)."""
-        options, store = self.options, self.view.store
-        if options.force or options.only_failed or options.only_jobs is not None or store is None:
+        options = self.options
+        if options.force or options.only_failed or options.only_jobs is not None:
             return None
-        self.fingerprint = plan_fingerprint(self.config, self.registry, selected)
+        self.fingerprint = plan_fingerprint(self.config, self.registry, selected)  # for the next one
+        if self.view.store is None:
+            return None  # a first build: nothing to replay
         snapshot = load_snapshot(self.config.state_dir, self.generation, self.fingerprint)
         if snapshot is None:
             return None

@@ -77,7 +77,7 @@ def plan_fingerprint(config: Config, registry: OperatorRegistry, rules: Sequence
     The whole validated config (rules, parameters, flags, the output root), the selected rules,
     each operator's import target, version and library versions, batchit's and Python's versions.
     When an operator finds user code through the import path (`python`), the import path and the
-    project root's entries too: which file holds the module may change without any file changing.
+    names in the project root too: which file holds the module may change without any file changing.
     """
     operators = sorted({step.operator for rule in rules for step in rule.steps})
     versions = []
@@ -96,9 +96,15 @@ def plan_fingerprint(config: Config, registry: OperatorRegistry, rules: Sequence
         [rule.name for rule in rules],
         versions,
         import_path,
-        stat_identity(str(config.root)) if import_path is not None else None,
+        _root_entries(config) if import_path is not None else None,
     )
     return blake3_hex(repr(parts).encode())
+
+
+def _root_entries(config: Config) -> list[str]:
+    """The names beside batchit.yaml (but `out` and `.batchit`, which builds create): a module
+    appearing there may shadow one the `python` operator imports."""
+    return sorted({entry.name for entry in config.root.iterdir()} - {config.out.split("/")[0], ".batchit"})
 
 
 def read_head(state_dir: Path) -> SnapshotHead | None:
