@@ -402,3 +402,50 @@ def test_clean_removes_outputs_and_orphans_only_on_request(texts: Project) -> No
     assert not (texts.root / "_build/copy/a.txt").exists()
     texts.build()
     assert summary(texts)["built"] + summary(texts)["restored"] == 7
+
+
+SUB_COPY = """\
+version: 1
+rules:
+  copy:
+    inputs: ["in/*.txt"]
+    output: "a/b/{stem}.txt"
+    steps:
+      - file.copy: {}
+"""
+
+
+@pytest.mark.parametrize("link", ["_build/a", "_build/a/b"], ids=["output dir", "nested output dir"])
+def test_an_output_path_through_a_symlink_leaving_out_exits_2(
+    project: Project, tmp_path: Path, link: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    project.config(SUB_COPY)
+    project.write({"in/x.txt": "x\n"})
+    (project.root / link).parent.mkdir(parents=True, exist_ok=True)
+    (project.root / link).symlink_to(outside)
+    result = project.build(expect=2)
+    assert "leads outside `out` through a symlink" in result.stderr, result.describe()
+    assert f"remove the symlink {link}" in result.stderr, result.describe()
+    assert list(outside.iterdir()) == []
+
+
+def test_an_output_path_through_a_symlink_inside_out_builds(project: Project) -> None:
+    project.config(SUB_COPY)
+    project.write({"in/x.txt": "x\n"})
+    (project.root / "_build/real").mkdir(parents=True)
+    (project.root / "_build/a").symlink_to(project.root / "_build/real")
+    project.build()
+    assert project.read("_build/real/b/x.txt") == "x\n"
+
+
+def test_an_input_symlink_leaving_the_project_exits_2(project: Project, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret\n")
+    project.config(SUB_COPY)
+    (project.root / "in").mkdir()
+    (project.root / "in/x.txt").symlink_to(secret)
+    result = project.build(expect=2)
+    assert "input in/x.txt is a symlink leading outside the project" in result.stderr, result.describe()
+    assert not (project.root / "_build").exists()
