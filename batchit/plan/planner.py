@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from difflib import get_close_matches
+from stat import S_ISLNK
 from typing import Any, TypeVar
 
 from batchit.errors import UsageError
@@ -208,9 +210,24 @@ class Planner:
                 return None
             jobs, self.patched = patched, True
         self._snapshot = snapshot
-        for job in jobs:  # the same output checks as planning: a symlink may have appeared in `out`
-            self._claim(self.config.rules[job.rule], job)
+        self._claim_all(jobs)  # the same output checks as planning: a symlink may have appeared in `out`
         return jobs
+
+    def _claim_all(self, jobs: list[Job]) -> None:
+        """`_claim` every job, checking each output directory once."""
+        claimed, rules = self.claimed, self.config.rules
+        claimed.update((job.output, job.job_id) for job in jobs)
+        if len(claimed) != len(jobs) or "" in claimed or not RESERVED_OUTPUTS.isdisjoint(claimed):
+            claimed.clear()  # two jobs write one output, or one writes a reserved name: say which
+            for job in jobs:
+                self._claim(rules[job.rule], job)
+            return
+        first_in: dict[str, Job] = {}
+        for job in jobs:
+            first_in.setdefault(job.output.rpartition("/")[0], job)
+        for parent, job in first_in.items():
+            if parent not in self._safe_dirs:
+                self._check_output(rules[job.rule], job)
 
     def _forget_on_demand(self) -> None:
         """Drop what a given-up patch read row by row: a full plan loads the store at once."""
@@ -296,7 +313,7 @@ class Planner:
                 "choose another output name",
             )
         parent = job.output.rpartition("/")[0]
-        if parent not in self._safe_dirs:
+        if parent not in self._safe_dirs and not self._stays_inside(parent):
             out_dir = self.config.out_dir
             existing = out_dir / parent
             while not existing.exists() and existing != out_dir:
@@ -309,6 +326,24 @@ class Planner:
                     f"remove the symlink {existing.relative_to(self.config.root)}",
                 )
             self._safe_dirs.add(parent)
+
+    def _stays_inside(self, parent: str) -> bool:
+        """True when `out/parent` stays inside `out` with every symlink followed, checked with one
+        `lstat` per directory: a real (or not yet made) directory in a safe one is safe; only a
+        symlink needs resolving."""
+        if not parent or parent in self._safe_dirs:
+            return True
+        if not self._stays_inside(parent.rpartition("/")[0]):
+            return False
+        path = self.config.out_dir / parent
+        try:
+            is_link = S_ISLNK(os.lstat(path).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            is_link = False
+        if is_link and not resolves_inside(self.config.out_dir.resolve(), path):
+            return False
+        self._safe_dirs.add(parent)
+        return True
 
     def stat_updates(self) -> list[StatRow]:
         """Stat-cache rows learned while planning (files re-hashed because their stat changed)."""
