@@ -382,3 +382,12 @@ def test_a_key8_output_whose_discovered_includes_moved_its_key_leaves_no_snapsho
     switch_include(project, HEAD_OF_CONFIG + PAGES_RULE.replace('"{stem}.html"', '"{stem}-{key8}.html"'))
     assert not (project.root / HEAD).exists()
     assert plan(project) == full_plan(project)
+
+
+def test_work_runs_here_when_no_child_process_can_be_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_process() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_process)
+    with concurrently(functools.partial(lambda value: value, [1, 2]), in_child=True) as value:
+        assert value() == [1, 2]

@@ -212,13 +212,19 @@ def concurrently(work: Callable[[], T], *, in_child: bool) -> Iterator[Callable[
 
     The child only calls `work` and writes its value (`marshal`-able) to a pipe; it never returns
     into the caller's code. A child that dies gives None. Without `in_child` (too little work to
-    pay for a process), or where `fork` is missing, `work` runs when asked.
+    pay for a process), where `fork` is missing, or when it fails, `work` runs when asked.
     """
     if not hasattr(os, "fork") or not in_child:
         yield work
         return
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare (EAGAIN, ENOMEM): do the work here
+        os.close(read_end)
+        os.close(write_end)
+        yield work
+        return
     if pid == 0:  # the child
         try:
             os.close(read_end)
