@@ -48,7 +48,7 @@ class PlanOptions:
 
 class Planner:
     """Plans rules with what it reads from the state store (stat cache, records, cache index), read
-    once and only when needed: a replayed snapshot needs none of it."""
+    once and only when needed: a replayed snapshot needs none of it, a patched one a few rows."""
 
     def __init__(
         self, config: Config, registry: OperatorRegistry, store: StateStore | None, options: PlanOptions
@@ -166,7 +166,8 @@ class Planner:
         """Plan rules in order as a dry run: a stale upstream output counts as not yet known.
 
         When a build left a snapshot of this very plan and nothing it read has changed, the
-        snapshot's jobs are the answer (see `batchit.plan.snapshot`).
+        snapshot's jobs are the answer (see `batchit.plan.snapshot`); when a few files changed, only
+        their jobs are planned again (`batchit.plan.patch`).
         """
         selected = list(rules)
         replayed = self._replay(selected)
