@@ -105,6 +105,17 @@ class Failure:
     """The input hashes the job failed on, joined: the quarantine holds while they are unchanged."""
 
 
+_STAT_ROWS = "SELECT path, size, mtime_ns, ctime_ns, inode, blake3 FROM stats"
+"""Stat-cache rows as `StatRow`s (a WHERE clause may follow)."""
+
+_OWNED_ROWS = (
+    "SELECT o.path, o.rule, o.action_key, o.blake3, s.size, s.mtime_ns, s.ctime_ns, s.inode "
+    "FROM outputs o LEFT JOIN stats s ON s.path = ? || o.path AND s.blake3 = o.blake3"
+)
+"""Each output's path and `Owned` fields, its stat joined when the stat cache vouches for its hash
+(a WHERE clause may follow; the parameter is `out` with a slash)."""
+
+
 class StateStore:
     """A connection to `.batchit/state.db` with the queries batchit needs, and nothing else."""
 
@@ -151,17 +162,12 @@ class StateStore:
         """The stat cache of every file outside `out` by path, each row kept as SQLite returns it
         (outputs' stats come with `load_owned`)."""
         prefix = f"{out}/"
-        rows = self.db.execute(
-            "SELECT path, size, mtime_ns, ctime_ns, inode, blake3 FROM stats WHERE substr(path, 1, ?) != ?",
-            (len(prefix), prefix),
-        )
+        rows = self.db.execute(f"{_STAT_ROWS} WHERE substr(path, 1, ?) != ?", (len(prefix), prefix))
         return {row[0]: row for row in rows}
 
     def stat_row(self, path: str) -> StatRow | None:
         """One file's stat cache row, for a plan that needs only a few."""
-        row = self.db.execute(
-            "SELECT path, size, mtime_ns, ctime_ns, inode, blake3 FROM stats WHERE path = ?", (path,)
-        ).fetchone()
+        row = self.db.execute(f"{_STAT_ROWS} WHERE path = ?", (path,)).fetchone()
         return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
 
     def put_stats(self, rows: Iterable[StatRow]) -> None:
@@ -190,22 +196,13 @@ class StateStore:
 
     def load_owned(self, out: str) -> dict[str, Owned]:
         """Every output batchit owns (paths relative to `out`), with just what planning compares."""
-        rows = self.db.execute(
-            "SELECT o.path, o.rule, o.action_key, o.blake3, s.size, s.mtime_ns, s.ctime_ns, s.inode "
-            "FROM outputs o LEFT JOIN stats s ON s.path = ? || o.path AND s.blake3 = o.blake3",
-            (f"{out}/",),
-        )
+        rows = self.db.execute(_OWNED_ROWS, (f"{out}/",))
         return {row[0]: Owned._make(row[1:]) for row in rows}
 
     def owned_one(self, out: str, path: str) -> Owned | None:
         """`load_owned` for one output, for a plan that needs only a few."""
-        row = self.db.execute(
-            "SELECT o.rule, o.action_key, o.blake3, s.size, s.mtime_ns, s.ctime_ns, s.inode "
-            "FROM outputs o LEFT JOIN stats s ON s.path = ? || o.path AND s.blake3 = o.blake3 "
-            "WHERE o.path = ?",
-            (f"{out}/", path),
-        ).fetchone()
-        return None if row is None else Owned._make(row)
+        row = self.db.execute(f"{_OWNED_ROWS} WHERE o.path = ?", (f"{out}/", path)).fetchone()
+        return None if row is None else Owned._make(row[1:])
 
     def output_rules(self) -> dict[str, str]:
         """The rule of every output batchit owns, by path relative to `out`."""
