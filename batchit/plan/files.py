@@ -105,10 +105,10 @@ class FileTree:
         self, globs: Iterable[Glob], exclude: Iterable[Glob], among: Iterable[str] | None = None
     ) -> list[tuple[str, str]]:
         """Sorted (path, glob base) pairs of files matching a glob and no exclude pattern (with
-        `among`, only those of these walked files)."""
+        `among`, of these paths instead of the walked files)."""
         excluded = [g.regex.fullmatch for g in exclude]
         found: dict[str, str] = {}
-        candidates = None if among is None else [p for p in among if p in self.stats]
+        candidates = None if among is None else list(among)
         for glob in globs:
             files = self.files_under(glob.base) if candidates is None else candidates
             matching: Iterable[str] = filter(glob.regex.fullmatch, files)

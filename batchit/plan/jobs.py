@@ -102,7 +102,7 @@ class JobExpander:
         self, rule: Rule, upstream: Mapping[str, list[tuple[str, str]]], only: frozenset[str] | None = None
     ) -> list[Job]:
         """Every job of `rule`, given (output path, blake3) of each upstream rule's jobs; with `only`,
-        just the jobs of those input paths (a one-input-per-job rule re-planned in part)."""
+        just the jobs of those walked input paths (a one-input-per-job rule re-planned in part)."""
         units = self._units(rule, upstream, only)
         combos = [dict(zip([k for k, _ in rule.matrix], c, strict=True)) for c in _product(rule)]
         conditions = {i: compile_condition(s.when) for i, s in enumerate(rule.steps) if s.when}

@@ -64,9 +64,9 @@ def patch_plan(
     planned: list[Job] = []
     for rule in selected:
         before = by_rule.get(rule.name, [])
-        if any(map(_selector(rule.deps, ()), check.changed_paths)):
+        if _matching(check, rule.deps, ()):
             return None  # every key of the rule moves
-        inputs_moved = set(filter(_selector(rule.globs, rule.exclude), check.changed_paths))
+        inputs_moved = _matching(check, rule.globs, rule.exclude)
         moved = [job for job in before if job.output in changed_outputs or job.job_id in rediscover]
         if not inputs_moved and not moved and not touched.intersection(rule.from_rules):
             now = before
@@ -126,12 +126,7 @@ def _replaced(
     return jobs, fresh
 
 
-def _selector(patterns: Iterable[str], exclude: Iterable[str]) -> Callable[[str], bool]:
-    """A test for paths matching one of the glob patterns and none of the excluded ones."""
-    wanted = [compile_glob(p).regex.fullmatch for p in patterns]
-    unwanted = [compile_glob(p).regex.fullmatch for p in exclude]
-
-    def selected(path: str) -> bool:
-        return any(match(path) for match in wanted) and not any(match(path) for match in unwanted)
-
-    return selected
+def _matching(check: SnapshotCheck, patterns: Iterable[str], exclude: Iterable[str]) -> set[str]:
+    """The changed paths (removed ones included) that the glob patterns select."""
+    globs, excluded = [compile_glob(p) for p in patterns], [compile_glob(p) for p in exclude]
+    return {path for path, _ in check.tree.match(globs, excluded, among=check.changed_paths)}
