@@ -198,19 +198,17 @@ class Planner:
             return None
         check = snapshot.check(self.config.root, self.config.out)
         self._tree = check.tree  # a full plan walks no file twice
+        self._snapshot = snapshot
         if check.unchanged:
             jobs = snapshot.jobs()
             self.replayed = True
         else:
             self._on_demand = True  # a patch reads a few records: one row at a time
-            self._snapshot = snapshot
             patched = patch_plan(snapshot.jobs(), check, selected, self._replan, self._patched_hash)
             if patched is None:
-                self._forget_on_demand()
-                self._snapshot = None
+                self._give_up_patch()
                 return None
             jobs, self.patched = patched, True
-        self._snapshot = snapshot
         self._claim_all(jobs)  # the same output checks as planning: a symlink may have appeared in `out`
         return jobs
 
@@ -230,8 +228,9 @@ class Planner:
             if parent not in self._safe_dirs:
                 self._check_output(rules[job.rule], job)
 
-    def _forget_on_demand(self) -> None:
-        """Drop what a given-up patch read row by row: a full plan loads the store at once."""
+    def _give_up_patch(self) -> None:
+        """Drop the snapshot and what a patch read row by row: a full plan loads the store at once."""
+        self._snapshot = None
         self._on_demand = False
         for name in ("records", "hasher", "decider", "expander"):
             self.__dict__.pop(name, None)
