@@ -53,6 +53,7 @@ class OperatorRegistry:
     entry_points_pending: bool = False
     """True until the `batchit.operators` entry points are added to `targets`."""
     _loaded: dict[str, type[Operator]] = field(default_factory=dict, repr=False, compare=False)
+    _libraries: dict[str, dict[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def default(cls) -> OperatorRegistry:
@@ -77,6 +78,13 @@ class OperatorRegistry:
             self._loaded[name] = load_target(self.targets[name])
         return self._loaded[name]
 
+    def library_versions(self, name: str) -> dict[str, str]:
+        """`name`'s library versions, looked up once per registry (keys and plan fingerprints both
+        ask, and each lookup reads package metadata)."""
+        if name not in self._libraries:
+            self._libraries[name] = self.get(name)().library_versions()
+        return self._libraries[name]
+
     def _read_entry_points(self) -> None:
         """Add the installed operators to `targets`, once; a built-in name keeps its built-in class."""
         if not self.entry_points_pending:
@@ -92,4 +100,4 @@ class OperatorRegistry:
 
     def __setstate__(self, state: tuple[dict[str, str], bool]) -> None:
         self.targets, self.entry_points_pending = state
-        self._loaded = {}
+        self._loaded, self._libraries = {}, {}

@@ -95,7 +95,6 @@ class JobExpander:
         self.tree = tree
         self.hasher = hasher
         self.discovered_of = discovered_of
-        self._libraries: dict[str, dict[str, str]] = {}
         self._deps: dict[str, dict[str, str]] = {}
 
     def expand(
@@ -234,9 +233,7 @@ class JobExpander:
             if section and rule.validate and section in rule.validate:
                 params = {**rule.validate[section], **params}  # the rule's guard, unless the step says more
             calls.append(StepCall(step.operator, self.registry.targets[step.operator], op.version, params))
-            if step.operator not in self._libraries:
-                self._libraries[step.operator] = op.library_versions()
-            libraries[step.operator] = self._libraries[step.operator]
+            libraries[step.operator] = self.registry.library_versions(step.operator)
             path_aware = path_aware or op.path_aware or bool(names_in_value(step.params) & PATH_PLACEHOLDERS)
             for label, path in op.key_files(params, self.config.root).items():
                 files[label] = self._file_hash(rule, step, number, path)

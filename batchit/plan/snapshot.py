@@ -83,8 +83,8 @@ def plan_fingerprint(config: Config, registry: OperatorRegistry, rules: Sequence
     versions = []
     import_path: list[str] | None = None
     for name in operators:
-        operator = registry.get(name)()
-        versions.append((name, registry.targets[name], operator.version, operator.library_versions()))
+        operator = registry.get(name)
+        versions.append((name, registry.targets[name], operator.version, registry.library_versions(name)))
         if operator.imports_user_code:
             resolved = [str(Path(entry).resolve()) for entry in sys.path]  # "" is the working directory
             import_path = [entry for entry in resolved if entry != str(config.root)]  # added when planning
