@@ -186,6 +186,18 @@ def test_audit_verify_names_the_first_broken_line(copies: Project, tamper: objec
     assert f"BROKEN at line {line}:" in checked.stdout
 
 
+def test_a_log_cut_short_stays_broken_after_the_next_build(copies: Project) -> None:
+    for _ in range(3):
+        copies.build()
+    log = copies.root / ".batchit/audit.log"
+    log.write_bytes(b"\n".join(audit_lines(copies)[:-1]) + b"\n")
+    copies.build()
+    assert [json.loads(line)["seq"] for line in audit_lines(copies)] == [1, 2, 4]
+    checked = copies.run("audit", "verify")
+    assert checked.code == 1, checked.describe()
+    assert "BROKEN at line 3: line 3 holds entry 4, not entry 3" in checked.stdout
+
+
 def test_a_100k_job_report_stays_under_5_mb() -> None:
     now = datetime.now(UTC)
     info = RunInfo("20261129T150102123Z-3f9a1c", now - timedelta(seconds=90), now, "c" * 64, "failed", {})

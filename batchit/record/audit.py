@@ -4,6 +4,7 @@ Each line is canonical JSON holding `seq` (its 1-based line number), `kind` (run
 clean, gc), `time`, `details` and `prev`, the BLAKE3 hash of the line before it (null on the first).
 The hash of the last line, the chain's head, is kept in the state store's `meta` table and in every
 signed manifest, so removing the last line is caught as surely as editing or reordering any other.
+The store keeps the last line's `seq` beside it, so an append costs the same after a million runs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from batchit.state.store import StateStore
 
 AUDIT_LOG = "audit.log"
 HEAD_KEY = "audit_head"
+SEQ_KEY = "audit_seq"
 
 
 @dataclass(frozen=True)
@@ -60,16 +62,11 @@ def append_audit(
     broken instead of being silently re-chained. Safe to call inside a store transaction.
     """
     path = state_dir / AUDIT_LOG
-    try:
-        with open(path, "rb") as handle:
-            seq = sum(1 for _ in handle) + 1
-    except FileNotFoundError:
-        seq = 1
     entry = {
         "details": details,
         "kind": kind,
         "prev": audit_head(store),
-        "seq": seq,
+        "seq": _last_seq(store, path) + 1,
         "time": iso_time(datetime.now(UTC)),
     }
     line = canonical_json(entry).encode("utf-8")
@@ -80,12 +77,28 @@ def append_audit(
             os.fsync(handle.fileno())
     head = blake3_hex(line)
     upsert = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    rows = [(HEAD_KEY, head), (SEQ_KEY, str(entry["seq"]))]
     if store.db.in_transaction:
-        store.db.execute(upsert, (HEAD_KEY, head))
+        store.db.executemany(upsert, rows)
     else:
         with store.transaction():
-            store.db.execute(upsert, (HEAD_KEY, head))
+            store.db.executemany(upsert, rows)
     return head
+
+
+def _last_seq(store: StateStore, path: Path) -> int:
+    """The `seq` of the last entry, as the store records it with the head.
+
+    A store written before it kept the `seq` (or a log without a head yet) counts the log's lines once.
+    """
+    row = store.db.execute("SELECT value FROM meta WHERE key = ?", (SEQ_KEY,)).fetchone()
+    if row is not None:
+        return int(row[0])
+    try:
+        with open(path, "rb") as handle:
+            return sum(1 for _ in handle)
+    except FileNotFoundError:
+        return 0
 
 
 def verify_audit(state_dir: Path, head: str | None) -> AuditCheck:
