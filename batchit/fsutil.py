@@ -20,9 +20,31 @@ TEMP_MARK = ".batchit-tmp-"
 """Temporary files carry this in their name so a later run can recognise and remove leftovers."""
 
 
+_TEMP_NUMBERS = itertools.count()
+_process_token = secrets.token_hex(6)
+
+
+def _new_process_token() -> None:
+    """Give a forked child its own token, so parent and child never name the same temporary file."""
+    global _process_token
+    _process_token = secrets.token_hex(6)
+
+
+os.register_at_fork(after_in_child=_new_process_token)
+
+
+def temp_name_for(name: str) -> str:
+    """A temporary file name for a file called `name`, unique to this process and call.
+
+    A random token per process (not the pid, which another host sharing the file system under Dask,
+    or a process after a reboot, may reuse) and a counter: no random draw per file.
+    """
+    return f"{TEMP_MARK}{_process_token}-{next(_TEMP_NUMBERS)}-{name}"
+
+
 def temp_path_for(dest: Path) -> Path:
     """A fresh temporary path in `dest`'s directory (same file system, so the rename is atomic)."""
-    return dest.with_name(f"{TEMP_MARK}{secrets.token_hex(6)}-{dest.name}")
+    return dest.with_name(temp_name_for(dest.name))
 
 
 @contextlib.contextmanager
@@ -45,29 +67,26 @@ def replacing(dest: Path, *, fsync: bool = False) -> Iterator[Path]:
         fsync_dir(dest.parent)
 
 
-_TEMP_NUMBERS = itertools.count()
-
-
 def publish_bytes(
     dest: str, data: bytes, *, fsync: bool = False, check: Callable[[Path], None] | None = None
 ) -> None:
     """Put `data` at `dest` atomically, as `replacing` does, in the fewest system calls a file allows.
 
     Every job's output and cache entry goes through here, so it avoids what a buffered `open` and
-    a random temporary name cost per file. `check` may inspect the finished temporary file (and
+    a `pathlib` path cost per file. `check` may inspect the finished temporary file (and
     raise) before it is renamed into place.
     """
     directory, _, name = dest.rpartition("/")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     while True:
-        tmp = f"{directory}/{TEMP_MARK}{os.getpid()}-{next(_TEMP_NUMBERS)}-{name}"
+        tmp = f"{directory}/{temp_name_for(name)}"
         try:
             fd = os.open(tmp, flags, 0o666)
             break
         except FileNotFoundError:
             Path(directory).mkdir(parents=True, exist_ok=True)
         except FileExistsError:
-            continue  # a leftover of a killed process that had this pid: take the next number
+            continue  # a leftover that happens to share the name: take the next number
     try:
         try:
             view = memoryview(data)

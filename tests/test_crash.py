@@ -230,3 +230,19 @@ def test_worker_threads_wait_for_a_module_another_one_is_importing(project: Proj
     _, stderr = build.communicate(timeout=60)
     assert build.returncode == 0, stderr
     assert [project.read(f"_build/{n}.txt") for n in "abcd"] == [f"{n.upper()}\n" for n in "abcd"]
+
+
+def test_a_forked_worker_names_its_temporary_files_apart_from_its_parent() -> None:
+    from batchit.fsutil import temp_name_for
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write_end, temp_name_for("out.txt").encode())
+        os._exit(0)
+    os.close(write_end)
+    child_name = os.read(read_end, 4096).decode()
+    os.waitpid(pid, 0)
+    parent_name = temp_name_for("out.txt")
+    assert child_name.startswith(".batchit-tmp-") and child_name.endswith("-out.txt")
+    assert child_name.split("-")[2] != parent_name.split("-")[2], "the process tokens differ"
