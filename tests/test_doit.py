@@ -151,6 +151,45 @@ def test_parallel_doit_builds_the_same_bytes_as_a_serial_run(tmp_path: Path) -> 
     assert len(outputs(serial)) == 7
 
 
+CHAIN = """\
+version: 1
+out: _build
+rules:
+  lower:
+    inputs: ["notes/*.txt"]
+    output: "lower/{stem}.txt"
+    steps:
+      - text.load: {}
+      - text.replace: {pattern: "[A-Z]", replacement: "x"}
+  copy:
+    inputs: {rule: lower}
+    output: "copy/{name}"
+    steps:
+      - file.copy: {}
+"""
+
+
+def test_a_chain_of_one_input_rules_reruns_only_what_an_edit_reaches(tmp_path: Path) -> None:
+    site = make_project(tmp_path)
+    site.config(CHAIN)
+    site.write({f"notes/{name}.txt": f"{name} Note\n" for name in ("a", "b", "c")})
+    first = doit(site)
+    assert first.code == 0, first.describe()
+    assert len(executed(first)) == 6 + 1
+    site.write({"notes/a.txt": "a Bote\n", "notes/b.txt": "b Note, longer\n"})
+    second = doit(site)
+    assert second.code == 0, second.describe()
+    # a's `lower` output is unchanged ("a xote" either way), so its copy stays up to date
+    ran = sorted(executed(second))
+    assert ran == ["site:_record", "site:copy/b.txt", "site:lower/a.txt", "site:lower/b.txt"]
+    assert site.read("_build/copy/b.txt") == "b xote, longer\n"
+    third = doit(site)
+    assert third.code == 0, third.describe()
+    assert executed(third) == []
+    site.build()
+    assert site.manifest()["summary"]["up_to_date"] == 6
+
+
 def test_a_sub_task_fails_while_a_batchit_build_holds_the_lock(site: Project) -> None:
     with ProjectLock(site.root / ".batchit" / "lock"):
         result = doit(site)

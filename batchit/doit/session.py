@@ -1,7 +1,9 @@
 """A doit invocation's view of a batchit project: its sub-tasks, their checks and actions, `_record`.
 
 Every check and action plans again from the state store: doit may run them in other processes
-(`-P process`), long after the tasks were created, and batchit's state is the only truth.
+(`-P process`), long after the tasks were created, and batchit's state is the only truth. One plan
+of the whole project answers the checks until a sub-task commits; after that, each check and each
+action plans only its own job (an aggregate, its rule), so a doit run stays linear in its jobs.
 """
 
 from __future__ import annotations
@@ -85,10 +87,10 @@ class Session:
                 "basename": self.basename,
                 "name": self._name(job),
                 "doc": f"{job.rule}: {_label(job)}",
-                "actions": [(self.run, (job.job_id, job.rule))],
+                "actions": [(self.run, (job.job_id, job.rule, job.inputs))],
                 "targets": [str(self.config.out_dir / job.output)] if known else [],
                 "task_dep": depends,
-                "uptodate": [UpToDate(self, job.job_id)],
+                "uptodate": [UpToDate(self, job.job_id, job.rule, job.inputs)],
             }
         yield {
             "basename": self.basename,
@@ -110,7 +112,19 @@ class Session:
         planner = Planner.open(self.config, self.registry, store, PlanOptions())
         return planner, planner.predict(select_rules(self.config, [rule] if rule else []))
 
-    def is_up_to_date(self, job_id: str) -> bool:
+    def _plan_job(
+        self, store: StateStore, job_id: str, rule: str, inputs: tuple[str, ...]
+    ) -> tuple[Planner, Job | None, list[Job]]:
+        """Plan one job as `batchit plan` would: (the planner, the job or None when it is gone, the
+        jobs planned). A one-input job is planned alone; an aggregate with its rule and upstream."""
+        if self.config.rules[rule].aggregate is None:
+            planner = Planner.open(self.config, self.registry, store, PlanOptions(), rows_on_demand=True)
+            job = planner.plan_one(self.config.rules[rule], job_id, inputs)
+            return planner, job, [job] if job else []
+        planner, jobs = self._plan(store, rule)
+        return planner, next((j for j in jobs if j.job_id == job_id), None), jobs
+
+    def is_up_to_date(self, job_id: str, rule: str, inputs: tuple[str, ...]) -> bool:
         """True exactly when `batchit plan` would say `skip` for the job now.
 
         A project never built gets its empty state store here, in doit's main process, before any
@@ -120,6 +134,14 @@ class Session:
             with ProjectLock(self.config.state_dir / "lock", shared=True):
                 StateStore.open(self.state_db).close()
             return False
+        store = StateStore.open_readonly(self.state_db)
+        try:
+            if self._predicted is not None and store is not None and store.generation() != self._predicted[0]:
+                _, job, _ = self._plan_job(store, job_id, rule, inputs)  # a sub-task committed since
+                return job is not None and job.action == "skip"
+        finally:
+            if store is not None:
+                store.close()
         return self._predict()[1].get(job_id) == "skip"
 
     def _predict(self) -> tuple[int, dict[str, str], frozenset[str]]:
@@ -140,21 +162,20 @@ class Session:
                 store.close()
         return self._predicted
 
-    def run(self, job_id: str, rule: str) -> TaskFailed | None:
+    def run(self, job_id: str, rule: str, inputs: tuple[str, ...]) -> TaskFailed | None:
         """The sub-task's action: plan the job again, run it here and commit it, under the shared lock."""
         try:
             with ProjectLock(self.config.state_dir / "lock", shared=True):
                 store = StateStore.open(self.state_db, fsync=self.config.durability == "fsync")
                 try:
-                    return self._run(store, job_id, rule)
+                    return self._run(store, job_id, rule, inputs)
                 finally:
                     store.close()
         except BatchitError as exc:
             return TaskFailed(f"batchit: {exc}")
 
-    def _run(self, store: StateStore, job_id: str, rule: str) -> TaskFailed | None:
-        planner, jobs = self._plan(store, rule)
-        job = next((j for j in jobs if j.job_id == job_id), None)
+    def _run(self, store: StateStore, job_id: str, rule: str, inputs: tuple[str, ...]) -> TaskFailed | None:
+        planner, job, jobs = self._plan_job(store, job_id, rule, inputs)
         if job is None:
             return TaskFailed(f"batchit: job {job_id} no longer exists (its input is gone); run doit again")
         if job.output in planner.strangers:
@@ -285,11 +306,13 @@ class UpToDate:
 
     session: Session
     job_id: str
+    rule: str
+    inputs: tuple[str, ...]
 
     def __call__(self) -> bool:
         """True when the job is up to date; an error in batchit's state counts as stale."""
         try:
-            return self.session.is_up_to_date(self.job_id)
+            return self.session.is_up_to_date(self.job_id, self.rule, self.inputs)
         except BatchitError:
             return False
 

@@ -8,7 +8,7 @@ report show, so they name the input, dep, parameter or operator that changed.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,8 @@ class Decider:
     recorded: Callable[[str], tuple[str, str, str | None]]
     """An output's recorded inputs and discovered dependencies (JSON) and recipe hash, read only for
     a stale output."""
-    cache_keys: set[str]
+    cache_keys: Container[str]
+    """The action keys the content-addressed cache holds."""
     failed: dict[str, str | None] = field(default_factory=dict)
     """Jobs whose last attempt failed: job id -> the input hashes of a quarantine (None: not quarantined)."""
     force: bool = False

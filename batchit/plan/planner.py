@@ -9,27 +9,25 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from difflib import get_close_matches
 from stat import S_ISLNK
-from typing import Any, TypeVar
 
 from batchit.errors import UsageError
-from batchit.fsutil import StatTuple, resolves_inside
+from batchit.fsutil import StatTuple, resolves_inside, stat_identity
 from batchit.model import Config, Rule
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.decide import Decider
 from batchit.plan.files import FileTree, Hasher
 from batchit.plan.jobs import NOTHING_DISCOVERED, UNKNOWN, Job, JobExpander, rule_error
 from batchit.plan.patch import patch_plan
+from batchit.plan.rows import KeysOnDemand, RowsOnDemand, StoreView
 from batchit.plan.snapshot import PlanSnapshot, Reads, load_snapshot, pack_stats, plan_fingerprint
 from batchit.state.store import Owned, StateStore, StatRow
 
 MANIFEST_COPY = "batchit-manifest.json"
 """The manifest copy every build leaves in `out`; no job may write it."""
-
-V = TypeVar("V")
 
 RESERVED_OUTPUTS = frozenset({MANIFEST_COPY, f"{MANIFEST_COPY}.sig"})
 
@@ -51,7 +49,13 @@ class Planner:
     once and only when needed: a replayed snapshot needs none of it, a patched one a few rows."""
 
     def __init__(
-        self, config: Config, registry: OperatorRegistry, store: StateStore | None, options: PlanOptions
+        self,
+        config: Config,
+        registry: OperatorRegistry,
+        store: StateStore | None,
+        options: PlanOptions,
+        *,
+        rows_on_demand: bool = False,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -70,15 +74,22 @@ class Planner:
         self._safe_dirs: set[str] = set()
         self._snapshot: PlanSnapshot | None = None
         """The snapshot the plan was replayed or patched from."""
-        self._on_demand = False
-        """True while records and stat-cache rows are read one at a time (a patched plan)."""
+        self._on_demand = rows_on_demand and store is not None
+        """True while state store rows are read one at a time (a patched plan, `plan_one`)."""
 
     @classmethod
     def open(
-        cls, config: Config, registry: OperatorRegistry, store: StateStore | None, options: PlanOptions
+        cls,
+        config: Config,
+        registry: OperatorRegistry,
+        store: StateStore | None,
+        options: PlanOptions,
+        *,
+        rows_on_demand: bool = False,
     ) -> Planner:
-        """Get ready to plan against `store` (None: a project never built)."""
-        return cls(config, registry, store, options)
+        """Get ready to plan against `store` (None: a project never built); with `rows_on_demand`,
+        to plan a few jobs (`plan_one`), reading their rows one at a time."""
+        return cls(config, registry, store, options, rows_on_demand=rows_on_demand)
 
     @functools.cached_property
     def records(self) -> dict[str, Owned]:
@@ -108,6 +119,14 @@ class Planner:
         """Decides each job against the records, failures and cache index."""
         store, options = self.view.store, self.options
         failures = store.load_failures().values() if store else ()
+        cache_keys: Container[str] = set()
+        if store is not None:
+            view = self.view  # a build swaps its store in
+            cache_keys = (
+                KeysOnDemand(lambda key: view.require().cache_one(key))
+                if self._on_demand
+                else set(store.cache_entries())
+            )
         return Decider(
             self.config.out_dir,
             self.config.out,
@@ -115,7 +134,7 @@ class Planner:
             self.hasher,
             self.view.recipe,
             self.view.recorded,
-            set(store.cache_entries()) if store else set(),
+            cache_keys,
             failed={f.job_id: f.inputs_key if f.quarantine else None for f in failures},
             force=options.force,
             use_cache=options.use_cache,
@@ -127,7 +146,14 @@ class Planner:
     def expander(self) -> JobExpander:
         """Expands rules into jobs over the project's files."""
         store, hasher = self.view.store, self.hasher
-        by_job = store.load_discovered() if store else {}
+        by_job: Mapping[str, str] = {}
+        if store is not None:
+            view = self.view  # a build swaps its store in
+            by_job = (
+                RowsOnDemand(lambda job_id: view.require().discovered_one(job_id))
+                if self._on_demand
+                else store.load_discovered()
+            )
 
         def discovered_of(job_id: str) -> Mapping[str, str]:
             text = by_job.get(job_id)
@@ -150,6 +176,35 @@ class Planner:
             claim(rule, job)
             decide(job)
         return jobs
+
+    def plan_one(self, rule: Rule, job_id: str, inputs: Iterable[str]) -> Job | None:
+        """Plan one job of a one-input rule again, reading only its input and its own state rows.
+
+        A doit sub-task checks and runs its job this way: planning the whole rule in each of 10,000
+        sub-tasks made a doit run quadratic. A source input is stat-ed here; an input from an
+        upstream rule counts with its recorded hash (under doit, the upstream sub-task ran first).
+        None when the job no longer exists (its input is gone, or the rule no longer selects it).
+        """
+        assert rule.aggregate is None and (self._on_demand or self.view.store is None)
+        prefix, sources = f"{self.config.out}/", set()
+        upstream: dict[str, list[tuple[str, str]]] = {}
+        for path in inputs:
+            if path.startswith(prefix):
+                record = self.records.get(path[len(prefix) :])
+                if record is None or record.rule not in rule.from_rules:
+                    return None
+                upstream[record.rule] = [(path[len(prefix) :], record.blake3 or UNKNOWN)]
+            elif (stat := stat_identity(str(self.config.root / path))) is not None:
+                self._tree.stats[path] = stat
+                sources.add(path)
+            else:
+                return None
+        for job in self.expander.expand(rule, upstream, only=frozenset(sources)):
+            if job.job_id == job_id:
+                self._claim(rule, job)
+                self.decider.decide(job)
+                return job
+        return None
 
     def _claim(self, rule: Rule, job: Job) -> None:
         """Take the job's output path, checking it the first time its directory comes up."""
@@ -348,56 +403,6 @@ class Planner:
     def stat_updates(self) -> list[StatRow]:
         """Stat-cache rows learned while planning (files re-hashed because their stat changed)."""
         return list(self.hasher.updates.values()) if "hasher" in self.__dict__ else []
-
-
-class RowsOnDemand(dict[str, V]):
-    """State store rows by key, each read the first time it is asked for (a missing one as None)."""
-
-    def __init__(self, read: Callable[[str], V | None]) -> None:
-        super().__init__()
-        self._read = read
-        self._missing: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The row of `key`, read from the store unless already read."""
-        if key in self:
-            return dict.__getitem__(self, key)
-        if key in self._missing:
-            return default
-        row = self._read(key)
-        if row is None:
-            self._missing.add(key)
-            return default
-        self[key] = row
-        return row
-
-    def __missing__(self, key: str) -> V:
-        row = self.get(key)
-        if row is None:
-            raise KeyError(key)
-        return row  # type: ignore[no-any-return]
-
-
-@dataclass
-class StoreView:
-    """The store that planning reads details from on demand; swapped when a build takes over."""
-
-    store: StateStore | None
-
-    def require(self) -> StateStore:
-        """The store, which a plan that reads rows on demand always has."""
-        assert self.store is not None
-        return self.store
-
-    def recipe(self, recipe_hash: str) -> str | None:
-        """A recorded recipe document."""
-        return self.store.recipe(recipe_hash) if self.store else None
-
-    def recorded(self, output: str) -> tuple[str, str, str | None]:
-        """An output's recorded inputs and discovered dependencies (JSON) and recipe hash."""
-        if self.store is None:
-            return "[]", "{}", None
-        return self.store.output_basis(output)
 
 
 def select_rules(config: Config, names: Iterable[str]) -> list[Rule]:

@@ -21,6 +21,7 @@ from batchit.model import Config
 from batchit.plan.jobs import Job
 from batchit.plan.keys import action_key
 from batchit.plan.planner import Planner
+from batchit.plan.rows import RowsOnDemand
 from batchit.record.audit import append_audit
 from batchit.record.events import FLUSH_EVERY
 from batchit.record.quarantine import quarantine_input
@@ -43,7 +44,8 @@ class Committer:
         self._claims: list[tuple[str, str, str]] = []
         self._results: list[tuple[Job, JobResult]] = []
         self._last_flush = time.monotonic()
-        self._cache = store.cache_entries()
+        self._cache = RowsOnDemand(store.cache_one)
+        """Cache entries (blake3, size) by action key, read as restores ask for them."""
         self._failed = set(store.load_failures())
         self._recipes: set[str] = set()
         self.unsettled: set[str] = set()

@@ -217,6 +217,13 @@ class StateStore:
         rows = self.db.execute("SELECT job_id, discovered FROM outputs WHERE discovered != '{}'")
         return dict(rows.fetchall())
 
+    def discovered_one(self, job_id: str) -> str | None:
+        """`load_discovered` for one job, for a plan that needs only a few."""
+        row = self.db.execute(
+            "SELECT discovered FROM outputs WHERE job_id = ? AND discovered != '{}'", (job_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def output_basis(self, path: str) -> tuple[str, str, str | None]:
         """What one output was built from: its inputs and discovered dependencies (canonical JSON)
         and its recipe's hash; read only for a stale output, to say why it is stale."""
@@ -270,6 +277,11 @@ class StateStore:
         """The cache index: action key -> (blake3, size)."""
         rows = self.db.execute("SELECT action_key, blake3, size FROM cache")
         return {row[0]: (row[1], row[2]) for row in rows}
+
+    def cache_one(self, action_key: str) -> tuple[str, int] | None:
+        """`cache_entries` for one action key: (blake3, size), or None when nothing is cached under it."""
+        row = self.db.execute("SELECT blake3, size FROM cache WHERE action_key = ?", (action_key,)).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
 
     def put_cache(self, action_key: str, blake3: str, size: int, used: int) -> None:
         """Index a cached output (or refresh its last use)."""
