@@ -4,7 +4,9 @@
 
 For each size N it writes N small text files under bench/.work/N/src (nested directories of 100 files)
 and times four scenarios for each contender, every run a subprocess (interpreter start included, as a
-user waits for it):
+user waits for it). The contenders: `batchit build`, doit with one task per file, a plain loop, and
+`doit` running the same batchit project through `batchit.doit` (its own project in `via_doit/`, whose
+`src` holds hard links to the same files, so every edit reaches both):
 
 - cold: outputs and state removed before each repetition;
 - no-op: nothing changed since the last build;
@@ -37,7 +39,13 @@ from installed import compile_batchit
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
 FILES_PER_DIR = 100
-CONTENDERS = ("batchit", "doit", "plain")
+CONTENDERS = ("batchit", "doit", "plain", "via-doit")
+OUTPUT_FOLDERS = {
+    "batchit": "_build",
+    "doit": "doit_out",
+    "plain": "plain_out",
+    "via-doit": "via_doit/_build",
+}
 SCENARIOS = ("cold", "no-op", "touch-all", "one-change")
 VOCABULARY = (
     "batch incremental content hash blake3 rule input output pipeline operator render template markdown "
@@ -83,6 +91,12 @@ def task_copy():
         }
 '''
 
+VIA_DOIT_DODO = """\
+import batchit.doit
+
+task_copy = batchit.doit.tasks("via_doit")
+"""
+
 PLAIN_SCRIPT = '''\
 """The baseline: copy every file, unconditionally, with no state."""
 
@@ -115,9 +129,10 @@ class Tree:
         """The argv that runs one build of `contender` in this tree."""
         if contender == "batchit":
             return [sys.executable, "-m", "batchit", "build", "--no-progress"]
-        if contender == "doit":
-            db = str(self.doit_db / "doit.db")
-            return [sys.executable, "-m", "doit", "-f", "dodo.py", "--db-file", db, "--verbosity", "0"]
+        if contender in ("doit", "via-doit"):
+            dodo, db = ("dodo.py", "doit.db") if contender == "doit" else ("via_doit_dodo.py", "via_doit.db")
+            db_file = str(self.doit_db / db)
+            return [sys.executable, "-m", "doit", "-f", dodo, "--db-file", db_file, "--verbosity", "0"]
         return [sys.executable, "plain_copy.py", "src", "plain_out"]
 
     def reset(self, contender: str) -> None:
@@ -126,15 +141,18 @@ class Tree:
             "batchit": ["_build", ".batchit"],
             "doit": ["doit_out", "doit_db"],
             "plain": ["plain_out"],
+            "via-doit": ["via_doit/_build", "via_doit/.batchit"],
         }[contender]
         for name in doomed:
             shutil.rmtree(self.root / name, ignore_errors=True)
         self.doit_db.mkdir(exist_ok=True)
+        if contender == "via-doit":
+            for path in self.doit_db.glob("via_doit.db*"):
+                path.unlink()
 
     def outputs(self, contender: str) -> int:
         """How many `.txt` outputs a contender has written."""
-        folder = {"batchit": "_build", "doit": "doit_out", "plain": "plain_out"}[contender]
-        return sum(1 for _ in (self.root / folder).rglob("*.txt"))
+        return sum(1 for _ in (self.root / OUTPUT_FOLDERS[contender]).rglob("*.txt"))
 
 
 def make_text(rng: random.Random) -> str:
@@ -150,7 +168,7 @@ def make_text(rng: random.Random) -> str:
 
 
 def make_tree(size: int, work: Path = WORK) -> Tree:
-    """A fresh tree of `size` inputs with the three contenders' project files, and nothing built."""
+    """A fresh tree of `size` inputs with each contender's project files, and nothing built."""
     root = work / str(size)
     shutil.rmtree(root, ignore_errors=True)
     src = root / "src"
@@ -164,6 +182,9 @@ def make_tree(size: int, work: Path = WORK) -> Tree:
     (root / "batchit.yaml").write_text(BATCHIT_CONFIG, encoding="utf-8")
     (root / "dodo.py").write_text(DOIT_DODO, encoding="utf-8")
     (root / "plain_copy.py").write_text(PLAIN_SCRIPT, encoding="utf-8")
+    shutil.copytree(src, root / "via_doit" / "src", copy_function=os.link)
+    (root / "via_doit" / "batchit.yaml").write_text(BATCHIT_CONFIG, encoding="utf-8")
+    (root / "via_doit_dodo.py").write_text(VIA_DOIT_DODO, encoding="utf-8")
     tree.doit_db.mkdir()
     return tree
 
@@ -186,8 +207,9 @@ def jobs_run(tree: Tree, contender: str, stdout: str) -> int | None:
         except (OSError, ValueError, KeyError):
             return None
         return int(summary.get("built", 0)) + int(summary.get("restored", 0))
-    if contender == "doit":
-        return sum(1 for line in stdout.splitlines() if line.startswith(". "))
+    if contender in ("doit", "via-doit"):
+        lines = stdout.splitlines()
+        return sum(1 for line in lines if line.startswith(". ") and not line.endswith(":_record"))
     return tree.size
 
 
@@ -285,18 +307,18 @@ def table(all_results: dict[int, dict[str, dict[str, Result]]]) -> str:
     """The Markdown table: one row per size and scenario."""
     lines = [
         "| files | scenario | batchit s | doit s | plain s | doit/batchit | batchit/plain "
-        "| jobs run (batchit/doit) |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| batchit in doit s | jobs run (batchit/doit/batchit in doit) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for size, results in all_results.items():
         for scenario in SCENARIOS:
             row = results[scenario]
-            batchit, doit, plain = (row.get(name) for name in CONTENDERS)
-            b, d, p = (None if res is None else res.seconds for res in (batchit, doit, plain))
-            jobs = " / ".join(count(None if res is None else res.ran) for res in (batchit, doit))
+            batchit, doit, plain, via = (row.get(name) for name in CONTENDERS)
+            b, d, p, v = (None if res is None else res.seconds for res in (batchit, doit, plain, via))
+            jobs = " / ".join(count(None if res is None else res.ran) for res in (batchit, doit, via))
             lines.append(
                 f"| {size:,} | {scenario} | {seconds(b)} | {seconds(d)} | {seconds(p)} "
-                f"| {ratio(d, b)} | {ratio(b, p)} | {jobs} |"
+                f"| {ratio(d, b)} | {ratio(b, p)} | {seconds(v)} | {jobs} |"
             )
     return "\n".join(lines)
 
@@ -325,7 +347,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is kept")
     parser.add_argument(
-        "--contenders", default=",".join(CONTENDERS), help="comma-separated subset of batchit,doit,plain"
+        "--contenders", default=",".join(CONTENDERS), help=f"comma-separated subset of {','.join(CONTENDERS)}"
     )
     parser.add_argument("--work", type=Path, default=WORK, help="where the trees are written")
     parser.add_argument("--keep", action="store_true", help="keep the trees afterwards")
