@@ -9,6 +9,7 @@ action plans only its own job (an aggregate, its rule), so a doit run stays line
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ class Session:
     started: datetime
     _predicted: tuple[int, dict[str, str], frozenset[str]] | None = field(default=None, repr=False)
     """(store generation, job id -> action, outputs) of the last plan the checks made."""
+    _reader: tuple[int, StateStore] | None = field(default=None, repr=False)
+    """(pid, a read-only connection) the checks share: doit asks thousands of them in one process."""
 
     @classmethod
     def open(cls, root: Path, config_file: str, basename: str) -> Session:
@@ -67,6 +70,8 @@ class Session:
         store = StateStore.open_readonly(self.state_db)
         try:
             _, jobs = self._plan(store)
+            if store is not None:  # the checks start from this plan (a project never built has none)
+                self._predicted = (store.generation(), *_actions_and_outputs(jobs))
         finally:
             if store is not None:
                 store.close()
@@ -134,15 +139,20 @@ class Session:
             with ProjectLock(self.config.state_dir / "lock", shared=True):
                 StateStore.open(self.state_db).close()
             return False
-        store = StateStore.open_readonly(self.state_db)
-        try:
-            if self._predicted is not None and store is not None and store.generation() != self._predicted[0]:
-                _, job, _ = self._plan_job(store, job_id, rule, inputs)  # a sub-task committed since
-                return job is not None and job.action == "skip"
-        finally:
-            if store is not None:
-                store.close()
+        store = self._read_only()
+        if self._predicted is not None and store.generation() != self._predicted[0]:
+            _, job, _ = self._plan_job(store, job_id, rule, inputs)  # a sub-task committed since
+            return job is not None and job.action == "skip"
         return self._predict()[1].get(job_id) == "skip"
+
+    def _read_only(self) -> StateStore:
+        """The read-only connection this process's checks share (opened once: a connection reads
+        the schema again before its first query, which would cost more than the check itself)."""
+        if self._reader is None or self._reader[0] != os.getpid():
+            store = StateStore.open_readonly(self.state_db)
+            assert store is not None, "the checks create the state store before they read it"
+            self._reader = (os.getpid(), store)
+        return self._reader[1]
 
     def _predict(self) -> tuple[int, dict[str, str], frozenset[str]]:
         """The current plan's actions and outputs, planned again only when the state store moved on.
@@ -150,16 +160,11 @@ class Session:
         doit asks every sub-task in turn; between two commits the answer cannot change, so one plan
         serves them all.
         """
-        store = StateStore.open_readonly(self.state_db)
-        try:
-            generation = store.generation() if store is not None else 0
-            if self._predicted is None or self._predicted[0] != generation:
-                _, jobs = self._plan(store)
-                actions = {job.job_id: job.action for job in jobs}
-                self._predicted = (generation, actions, frozenset(job.output for job in jobs))
-        finally:
-            if store is not None:
-                store.close()
+        store = self._read_only()
+        generation = store.generation()
+        if self._predicted is None or self._predicted[0] != generation:
+            _, jobs = self._plan(store)
+            self._predicted = (generation, *_actions_and_outputs(jobs))
         return self._predicted
 
     def run(self, job_id: str, rule: str, inputs: tuple[str, ...]) -> TaskFailed | None:
@@ -200,15 +205,12 @@ class Session:
     def record_is_current(self) -> bool:
         """`_record`'s check: no job ran in this doit run, nothing is left to prune, and the latest
         manifest matches the state."""
-        if not self._predict()[2].issuperset(self._recorded_outputs()):
-            return False
-        store = StateStore.open_readonly(self.state_db)
-        if store is None:
+        if not self.state_db.exists():
             return True  # nothing was ever built: nothing to record
-        try:
-            outputs, failures = store.load_outputs(), store.load_failures()
-        finally:
-            store.close()
+        store = self._read_only()
+        if not self._predict()[2].issuperset(store.output_paths()):
+            return False
+        outputs, failures = store.load_outputs(), store.load_failures()
         if any(r.run_id == self.run_id for r in outputs.values()) or any(
             f.run_id == self.run_id for f in failures.values()
         ):
@@ -241,15 +243,6 @@ class Session:
         except BatchitError as exc:
             return TaskFailed(f"batchit: {exc}")
         return None
-
-    def _recorded_outputs(self) -> set[str]:
-        store = StateStore.open_readonly(self.state_db)
-        if store is None:
-            return set()
-        try:
-            return store.output_paths()
-        finally:
-            store.close()
 
     def _record(self, store: StateStore) -> None:
         planner, jobs = self._plan(store)
@@ -315,6 +308,11 @@ class UpToDate:
             return self.session.is_up_to_date(self.job_id, self.rule, self.inputs)
         except BatchitError:
             return False
+
+
+def _actions_and_outputs(jobs: list[Job]) -> tuple[dict[str, str], frozenset[str]]:
+    """What the checks need of a plan: each job's action by job id, and the outputs."""
+    return {job.job_id: job.action for job in jobs}, frozenset(job.output for job in jobs)
 
 
 def _label(job: Job) -> str:
