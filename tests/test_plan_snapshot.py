@@ -177,6 +177,50 @@ def test_a_job_that_discovers_dependencies_leaves_the_next_plan(remembered: Proj
     assert work(remembered) == 0
 
 
+PICKY = """\
+  parse:
+    inputs: ["in/*.txt"]
+    output: "parsed/{stem}.txt"
+    steps:
+      - python: {function: "picky:parse", version: "1"}
+  all:
+    inputs: {rule: parse}
+    aggregate: true
+    output: all.txt
+    steps:
+      - python: {function: "tools:join", version: "1"}
+"""
+
+PICKY_MODULE = """\
+from batchit.errors import PermanentError
+
+def parse(value, ctx):
+    if value.startswith(b"bad"):
+        raise PermanentError("cannot parse " + ctx.input)
+    return value
+"""
+
+
+def test_a_quarantined_input_still_leaves_the_next_plan(project: Project) -> None:
+    project.config(HEAD_OF_CONFIG + PICKY)
+    project.write({"tools.py": FILES["tools.py"], "picky.py": PICKY_MODULE})
+    project.write({"in/a.txt": "a\n", "in/b.txt": "bad\n"})
+    project.build(expect=1)
+    assert project.manifest()["summary"]["quarantined"] == 1
+    again = project.build(expect=1)
+    assert plan_event(project)["replayed"] is True
+    assert "stay quarantined" in again.stdout
+    assert (project.manifest()["summary"]["quarantined"], work(project)) == (1, 0)
+    assert plan(project) == full_plan(project)
+    project.write({"in/b.txt": "fixed\n"})
+    project.build()
+    assert plan_event(project)["patched"] is True
+    assert work(project) == 2, "the fixed input's job and the aggregate"
+    assert project.read("_build/all.txt") == "a\nfixed\n"
+    project.build()
+    assert plan_event(project)["replayed"] is True
+
+
 def _touch(project: Project) -> None:
     later = (project.root / "src/a.txt").stat().st_mtime_ns + 10**9
     os.utime(project.root / "src/a.txt", ns=(later, later))

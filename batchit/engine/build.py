@@ -87,10 +87,11 @@ def run_build(
 
 def _remember_plan(config: Config, planner: Planner, build: RunningBuild, outcome: BuildOutcome) -> None:
     """Leave a snapshot of the plan the next build will make, when it is known: every job is now up
-    to date with the key it was recorded with (batchit.plan.snapshot). Otherwise remove the old
-    one, which can no longer match. Call it after the build's last write to the state store."""
+    to date with the key it was recorded with, or held back by its quarantined input
+    (batchit.plan.snapshot). Otherwise remove the old one, which can no longer match. Call it after
+    the build's last write to the state store."""
     counts, state_dir = outcome.counts, config.state_dir
-    if planner.fingerprint is None or build.interrupted or counts["failed"] or counts["quarantined"]:
+    if planner.fingerprint is None or build.interrupted or counts["failed"]:
         forget_snapshot(state_dir)
     elif planner.replayed:  # nothing ran: the snapshot stands for the new generation too
         save_snapshot(state_dir, build.store.generation(), planner.fingerprint, None)

@@ -18,6 +18,9 @@ from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.keys import hash_map_changes, recipe_differences
 from batchit.state.store import Owned
 
+QUARANTINED = ("its input is quarantined and unchanged (batchit quarantine release)",)
+"""The reasons of a job held back by its quarantined input."""
+
 
 @dataclass
 class Decider:
@@ -70,7 +73,7 @@ class Decider:
         held_key = self.failed.get(job.job_id)
         if held_key is not None and not retrying and held_key == "|".join(job.input_hashes):
             job.action = "quarantined"
-            job.reasons = ("its input is quarantined and unchanged (batchit quarantine release)",)
+            job.reasons = QUARANTINED
             return
         record = self.records.get(job.output)
         on_disk = stat_identity(self._prefix + job.output)

@@ -5,8 +5,9 @@ Planning 100,000 up-to-date jobs the full way loads 200,000 rows from the state 
 (their versions and their libraries' versions), the state store (whose generation changes with every
 write), the walked files' stats, the files it hashed outside its globs, and the outputs' stats. When
 a build ends with every job up to date (skipped, or run or restored without failure and without an
-input changing meanwhile), the next plan is that plan with every job up to date, each under the key
-it was recorded with (a job's discovered dependencies may move it). The build writes it
+input changing meanwhile) or held back by a quarantined input, the next plan is that plan with every
+job up to date or still held back, each under the key it was recorded with (a job's discovered
+dependencies may move it). The build writes it
 down with those reads (`.batchit/plan-snapshot.json` names the generation and fingerprint it is
 valid for; the jobs and reads are in a `marshal` file beside it). The next plan that finds every
 read unchanged (the same generation and fingerprint, every walked file with the same stat, every
@@ -39,6 +40,7 @@ from batchit.fsutil import StatTuple, atomic_write_bytes, atomic_write_text, sta
 from batchit.hashing import blake3_hex
 from batchit.model import Config, Rule
 from batchit.operators.registry import OperatorRegistry
+from batchit.plan.decide import QUARANTINED
 from batchit.plan.files import FileTree
 from batchit.plan.jobs import NOTHING_DISCOVERED, Job
 from batchit.plan.keys import Recipe, StepCall
@@ -46,12 +48,15 @@ from batchit.plan.keys import Recipe, StepCall
 HEAD_FILE = "plan-snapshot.json"
 """In `.batchit/`: which data file holds the snapshot, and the generation and fingerprint it is for."""
 
-FORMAT = 3
+FORMAT = 4
 """Bumped whenever the data file's layout changes."""
 
 FORK_ABOVE = 5000
 """Outputs from which stat-ing them in a child process beats doing it after the walk (a fork and
 its page faults cost a few milliseconds; 5,000 stat calls cost about 15)."""
+
+MISSING: StatTuple = (-1, -1, -1, -1)
+"""The stat remembered for an output that does not exist (a quarantined job may have none)."""
 
 T = TypeVar("T")
 
@@ -175,10 +180,10 @@ class PlanSnapshot:
         outputs: list[str] = self.columns[4]
 
         def changed_outputs() -> list[int]:
-            if pack_stats(stat_identity(prefix + o) for o in outputs) == output_stats:
+            if pack_stats(stat_identity(prefix + o) or MISSING for o in outputs) == output_stats:
                 return []
             before = unpack_stats(output_stats)
-            return [i for i, output in enumerate(outputs) if stat_identity(prefix + output) != before[i]]
+            return [i for i, o in enumerate(outputs) if (stat_identity(prefix + o) or MISSING) != before[i]]
 
         with concurrently(changed_outputs, in_child=len(outputs) >= FORK_ABOVE) as outcome:
             tree = FileTree(root, frozenset({out, ".batchit"}))
@@ -197,7 +202,7 @@ class PlanSnapshot:
         return SnapshotCheck(tree, changed_paths, changed, changed_hashed)
 
     def jobs(self) -> list[Job]:
-        """The remembered jobs, every one up to date."""
+        """The remembered jobs, every one up to date or held back by its quarantined input."""
         return _jobs(self.recipes, self.columns)
 
     def outputs(self) -> dict[str, tuple[StatTuple, str]]:
@@ -316,7 +321,7 @@ def _columns(jobs: Iterable[Job]) -> tuple[list[Any], tuple[list[Any], ...]]:
     """Jobs as columns of plain values `marshal` can write; recipes once each, jobs naming them by index."""
     recipes: dict[str, int] = {}
     recipe_rows: list[Any] = []
-    columns: tuple[list[Any], ...] = tuple([] for _ in range(10))
+    columns: tuple[list[Any], ...] = tuple([] for _ in range(11))
     for job in jobs:
         recipe = job.recipe
         index = recipes.get(recipe.hash)
@@ -325,22 +330,27 @@ def _columns(jobs: Iterable[Job]) -> tuple[list[Any], tuple[list[Any], ...]]:
             steps = [(s.operator, s.target, s.version, s.params) for s in recipe.steps]
             recipe_rows.append((recipe.doc, recipe.hash, steps, recipe.path_aware, recipe.key_tail))
         discovered = dict(job.discovered) if job.discovered else None
-        values = (job.job_id, job.rule, job.inputs, job.input_hashes, job.output, index, job.key)
-        for column, value in zip(columns, (*values, discovered, job.aggregate, job.matrix), strict=True):
+        values = (job.job_id, job.rule, job.inputs, job.input_hashes, job.output, index, job.key, discovered)
+        held = job.action == "quarantined"
+        for column, value in zip(columns, (*values, job.aggregate, job.matrix, held), strict=True):
             column.append(value)
     return recipe_rows, columns
 
 
 def _jobs(recipe_rows: list[Any], columns: Sequence[list[Any]]) -> list[Job]:
-    """The jobs `_columns` wrote, every one up to date."""
+    """The jobs `_columns` wrote, every one up to date or held back by its quarantined input."""
     recipes = [
         Recipe(doc, digest, tuple(StepCall(*step) for step in steps), path_aware, tail)
         for doc, digest, steps, path_aware, tail in recipe_rows
     ]
     none = NOTHING_DISCOVERED
-    return [
+    jobs = [
         Job(job_id, rule, inputs, hashes, output, recipes[index], key, found or none, aggregate, matrix)
-        for job_id, rule, inputs, hashes, output, index, key, found, aggregate, matrix in zip(
+        for job_id, rule, inputs, hashes, output, index, key, found, aggregate, matrix, _ in zip(
             *columns, strict=True
         )
     ]
+    for job, held in zip(jobs, columns[10], strict=True):
+        if held:
+            job.action, job.reasons = "quarantined", QUARANTINED
+    return jobs
