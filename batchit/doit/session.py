@@ -1,9 +1,11 @@
 """A doit invocation's view of a batchit project: its sub-tasks, their checks and actions, `_record`.
 
-Every check and action plans again from the state store: doit may run them in other processes
-(`-P process`), long after the tasks were created, and batchit's state is the only truth. One plan
-of the whole project answers the checks until a sub-task commits; after that, each check and each
-action plans only its own job (an aggregate, its rule), so a doit run stays linear in its jobs.
+Every action plans its job again from the state store: doit may run it in another process
+(`-P process`), long after the tasks were created, and batchit's state is the only truth. The checks
+start from one plan of the whole project: a job it found up to date stays so (another sub-task
+writes only its own output and rows); a stale one is planned again, alone (an aggregate with its
+rule), once a sub-task has committed, as the upstream job it waited for may have written the same
+bytes again. So a doit run costs time in proportion to its jobs, and one edit costs about one job.
 """
 
 from __future__ import annotations
@@ -139,11 +141,14 @@ class Session:
             with ProjectLock(self.config.state_dir / "lock", shared=True):
                 StateStore.open(self.state_db).close()
             return False
+        predicted = self._predicted or self._predict()
+        if predicted[1].get(job_id) == "skip":
+            return True  # a sub-task writes only its own output and rows: none makes this one stale
         store = self._read_only()
-        if self._predicted is not None and store.generation() != self._predicted[0]:
-            _, job, _ = self._plan_job(store, job_id, rule, inputs)  # a sub-task committed since
-            return job is not None and job.action == "skip"
-        return self._predict()[1].get(job_id) == "skip"
+        if store.generation() == predicted[0]:
+            return False
+        _, job, _ = self._plan_job(store, job_id, rule, inputs)  # an upstream job ran: same bytes?
+        return job is not None and job.action == "skip"
 
     def _read_only(self) -> StateStore:
         """The read-only connection this process's checks share (opened once: a connection reads
