@@ -98,6 +98,15 @@ def test_build_dry_run_is_plan(pages: Project) -> None:
     assert pages.run("build", "--dry-run").stdout == pages.run("plan").stdout
 
 
+def test_plan_json_puts_each_job_on_a_line_of_its_own(pages: Project) -> None:
+    result = pages.run("plan", "--json")
+    assert result.code == 0, result.describe()
+    document = json.loads(result.stdout)
+    job_lines = [line.strip().rstrip(",") for line in result.stdout.splitlines() if '"rule": ' in line]
+    assert [json.loads(line) for line in job_lines] == document["jobs"]
+    assert len(job_lines) == len(document["jobs"]) > 1
+
+
 def test_explain_json_of_an_up_to_date_output(pages: Project) -> None:
     pages.build()
     result = pages.run("explain", "a.html", "--json")

@@ -77,13 +77,35 @@ def _say_error(args: argparse.Namespace, text: str, fields: dict[str, str | int]
 
 
 def print_json(value: object) -> None:
-    """Write a JSON document to stdout (a reader that stops early, like `| head`, is no error)."""
+    """Write a JSON document to stdout (a reader that stops early, like `| head`, is no error).
+
+    The top two levels are indented and each value below them takes one line (a job of `plan
+    --json`, an output of `verify --json`): readable, easy to grep and diff, and written by the
+    json module's C encoder, 100,000 jobs in about a second instead of ten.
+    """
     try:
-        json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write(render_json(value))
         sys.stdout.write("\n")
         sys.stdout.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def render_json(value: object, depth: int = 0) -> str:
+    """`value` as JSON, its first two levels indented by two spaces, every deeper value on one line."""
+    if depth >= 2 or not isinstance(value, dict | list) or not value:
+        return json.dumps(value, ensure_ascii=False)
+    pad = "  " * (depth + 1)
+    if isinstance(value, dict):
+        items = [
+            f"{pad}{json.dumps(str(key), ensure_ascii=False)}: {render_json(item, depth + 1)}"
+            for key, item in value.items()
+        ]
+        opening, closing = "{", "}"
+    else:
+        items = [pad + render_json(v, depth + 1) for v in value]
+        opening, closing = "[", "]"
+    return f"{opening}\n" + ",\n".join(items) + f"\n{'  ' * depth}{closing}"
 
 
 def project_root() -> Path:
