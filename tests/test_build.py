@@ -211,6 +211,42 @@ def test_duplicate_inputs_compute_once(project: Project) -> None:
     assert summary(project)["restored"] == 1
 
 
+SHOUT = """\
+version: 1
+rules:
+  shout:
+    inputs: ["in/*.txt"]
+    output: "{stem}.txt"
+    steps:
+      - python: {function: "shout:shout", version: "1"}
+"""
+
+SHOUT_MODULE = """\
+import threading
+
+both_running = threading.Barrier(2, timeout=60)
+both_printed = threading.Barrier(2, timeout=60)
+
+def shout(value, ctx):
+    both_running.wait()  # both jobs are inside their step, on two worker threads of one process
+    print("printed by", ctx.input)
+    both_printed.wait()  # neither step ends before the other printed
+    return value
+"""
+
+
+def test_python_steps_on_threads_print_into_their_own_job_logs(project: Project) -> None:
+    project.config(SHOUT)
+    project.write({"shout.py": SHOUT_MODULE, "in/a.txt": "a\n", "in/b.txt": "b\n"})
+    result = project.build("-j", "2")
+    assert result.stdout.startswith("batchit: ok: 2 built"), "the build's own summary reaches stdout"
+    logs = project.root / ".batchit/runs" / project.manifest()["run_id"] / "logs"
+    for mine, other in (("a", "b"), ("b", "a")):
+        log = (logs / f"{mine}.txt.log").read_text()
+        assert f"printed by in/{mine}.txt" in log
+        assert f"printed by in/{other}.txt" not in log
+
+
 def test_python_steps_see_paths_so_paths_enter_their_key(project: Project) -> None:
     project.config(
         """\

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
-import io
 import os
 import subprocess
 import sys
@@ -17,6 +15,7 @@ from typing import Any, ClassVar
 
 from batchit.errors import PermanentError, TransientError
 from batchit.operators.base import InputFile, JobContext, Operator, as_bytes
+from batchit.operators.capture import captured_output
 from batchit.placeholders import names_in, names_in_value, substitute
 
 IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -87,14 +86,13 @@ class PythonCall(Operator):
         """The function's result for the value, the job's context and the step's other keys."""
         function = _load_function(params["function"], ctx.root)
         kwargs = {key: arg for key, arg in params.items() if key not in ("function", "version")}
-        printed, complained = io.StringIO(), io.StringIO()
-        try:
-            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(complained):
+        with captured_output() as (printed, complained):
+            try:
                 return function(value.read_bytes() if isinstance(value, InputFile) else value, ctx, **kwargs)
-        finally:
-            for stream, text in (("stdout", printed.getvalue()), ("stderr", complained.getvalue())):
-                if text:
-                    ctx.log.debug("%s %s:\n%s", params["function"], stream, text.rstrip("\n"))
+            finally:
+                for stream, text in (("stdout", printed.getvalue()), ("stderr", complained.getvalue())):
+                    if text:
+                        ctx.log.debug("%s %s:\n%s", params["function"], stream, text.rstrip("\n"))
 
 
 def _put_on_path(root: Path) -> None:
