@@ -14,6 +14,18 @@ from typing import Any
 
 import pytest
 
+PICKY_MODULE = """\
+from batchit.errors import PermanentError
+
+def parse(value, ctx):
+    if value.startswith(b"bad"):
+        raise PermanentError("cannot parse " + ctx.input)
+    print("parsed", ctx.input)
+    return value.upper()
+"""
+"""`picky.py` for a `python: {function: "picky:parse"}` step: a permanent error for input starting
+with "bad" (so the input is quarantined), the input upper-cased otherwise."""
+
 
 @dataclass
 class Project:

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
-from conftest import Project
+from conftest import PICKY_MODULE, Project
 
 PICKY = """\
 version: 1
@@ -21,16 +21,6 @@ rules:
     output: "{stem}.txt"
     steps:
       - python: {function: "picky:parse", version: "1"}
-"""
-
-PICKY_MODULE = """\
-from batchit.errors import PermanentError
-
-def parse(value, ctx):
-    if value.startswith(b"bad"):
-        raise PermanentError("cannot parse " + ctx.input)
-    print("parsed", ctx.input)
-    return value.upper()
 """
 
 

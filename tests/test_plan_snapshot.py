@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project
+from conftest import PICKY_MODULE, Project
 
 from batchit.plan.snapshot import FORK_ABOVE, concurrently
 
@@ -191,15 +191,6 @@ PICKY = """\
       - python: {function: "tools:join", version: "1"}
 """
 
-PICKY_MODULE = """\
-from batchit.errors import PermanentError
-
-def parse(value, ctx):
-    if value.startswith(b"bad"):
-        raise PermanentError("cannot parse " + ctx.input)
-    return value
-"""
-
 
 def test_a_quarantined_input_still_leaves_the_next_plan(project: Project) -> None:
     project.config(HEAD_OF_CONFIG + PICKY)
@@ -216,7 +207,7 @@ def test_a_quarantined_input_still_leaves_the_next_plan(project: Project) -> Non
     project.build()
     assert plan_event(project)["patched"] is True
     assert work(project) == 2, "the fixed input's job and the aggregate"
-    assert project.read("_build/all.txt") == "a\nfixed\n"
+    assert project.read("_build/all.txt") == "A\nFIXED\n"
     project.build()
     assert plan_event(project)["replayed"] is True
 
