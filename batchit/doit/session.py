@@ -53,6 +53,11 @@ class Session:
     """(store generation, job id -> action, outputs) of the last plan the checks made."""
     _reader: tuple[int, StateStore] | None = field(default=None, repr=False)
     """(pid, a read-only connection) the checks share: doit asks thousands of them in one process."""
+    _writer: tuple[int, StateStore] | None = field(default=None, repr=False)
+    """(pid, a read-write connection) the actions run in this process share."""
+    _checked: tuple[int, int, str, Planner, Job] | None = field(default=None, repr=False)
+    """(pid, store generation, job id, planner, job) of the job the last check planned alone: its
+    action, which doit runs right after the check, reuses that plan while nothing was committed."""
 
     @classmethod
     def open(cls, root: Path, config_file: str, basename: str) -> Session:
@@ -145,9 +150,12 @@ class Session:
         if predicted[1].get(job_id) == "skip":
             return True  # a sub-task writes only its own output and rows: none makes this one stale
         store = self._read_only()
-        if store.generation() == predicted[0]:
+        generation = store.generation()
+        if generation == predicted[0]:
             return False
-        _, job, _ = self._plan_job(store, job_id, rule, inputs)  # an upstream job ran: same bytes?
+        planner, job, _ = self._plan_job(store, job_id, rule, inputs)  # an upstream job ran: same bytes?
+        if job is not None and not job.aggregate:
+            self._checked = (os.getpid(), generation, job_id, planner, job)
         return job is not None and job.action == "skip"
 
     def _read_only(self) -> StateStore:
@@ -176,16 +184,25 @@ class Session:
         """The sub-task's action: plan the job again, run it here and commit it, under the shared lock."""
         try:
             with ProjectLock(self.config.state_dir / "lock", shared=True):
-                store = StateStore.open(self.state_db, fsync=self.config.durability == "fsync")
-                try:
-                    return self._run(store, job_id, rule, inputs)
-                finally:
-                    store.close()
+                return self._run(self._read_write(), job_id, rule, inputs)
         except BatchitError as exc:
             return TaskFailed(f"batchit: {exc}")
 
+    def _read_write(self) -> StateStore:
+        """The read-write connection the actions in this process share (opened once, as `_read_only`)."""
+        if self._writer is None or self._writer[0] != os.getpid():
+            store = StateStore.open(self.state_db, fsync=self.config.durability == "fsync")
+            self._writer = (os.getpid(), store)
+        return self._writer[1]
+
     def _run(self, store: StateStore, job_id: str, rule: str, inputs: tuple[str, ...]) -> TaskFailed | None:
-        planner, job, jobs = self._plan_job(store, job_id, rule, inputs)
+        checked, self._checked = self._checked, None
+        job: Job | None
+        if checked is not None and checked[:3] == (os.getpid(), store.generation(), job_id):
+            planner, job, jobs = checked[3], checked[4], [checked[4]]  # planned by this very check
+            planner.view.store = store  # it reads any further rows through the action's connection
+        else:
+            planner, job, jobs = self._plan_job(store, job_id, rule, inputs)
         if job is None:
             return TaskFailed(f"batchit: job {job_id} no longer exists (its input is gone); run doit again")
         if job.output in planner.strangers:
