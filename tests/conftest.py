@@ -89,6 +89,13 @@ class Project:
         return found
 
 
+def plan_event(project: Project) -> dict[str, Any]:
+    """The latest run's `plan` event (whether its plan was replayed or patched from a snapshot)."""
+    run = project.root / ".batchit" / "runs" / (project.root / ".batchit/runs/LATEST").read_text().strip()
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    return next(e for e in events if e["event"] == "plan")
+
+
 @dataclass
 class Result:
     """A finished command: exit code and captured streams."""

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Project, Result
+from conftest import Project, Result, plan_event
 from PIL import Image
 
 from batchit.state.lock import ProjectLock
@@ -121,6 +121,13 @@ def test_batchit_build_after_doit_builds_nothing(site: Project) -> None:
     site.build()
     summary = site.manifest()["summary"]
     assert (summary["built"], summary["restored"], summary["up_to_date"]) == (0, 0, 7)
+
+
+def test_doit_leaves_the_plan_the_next_build_replays(site: Project) -> None:
+    assert doit(site).code == 0
+    site.build()
+    assert plan_event(site)["replayed"] is True
+    assert site.manifest()["summary"]["up_to_date"] == 7
 
 
 def test_doit_after_batchit_build_runs_nothing(site: Project) -> None:

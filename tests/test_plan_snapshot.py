@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PICKY_MODULE, Project
+from conftest import PICKY_MODULE, Project, plan_event
 
 from batchit.plan.snapshot import FORK_ABOVE, concurrently
 
@@ -86,13 +86,6 @@ def remembered(project: Project) -> Project:
     project.build()
     assert (project.root / HEAD).exists(), "a build whose jobs all succeeded leaves the next plan"
     return project
-
-
-def plan_event(project: Project) -> dict[str, Any]:
-    """The latest run's `plan` event."""
-    run = project.root / ".batchit" / "runs" / (project.root / ".batchit/runs/LATEST").read_text().strip()
-    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
-    return next(e for e in events if e["event"] == "plan")
 
 
 def full_plan(project: Project) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, PlanOptions, select_rules
+from batchit.plan.remember import remember_plan, settled_plan
 from batchit.record.commits import Committer
 from batchit.record.manifest import RunInfo, latest_run, new_run_id
 from batchit.record.recorder import Recorder
@@ -291,6 +292,7 @@ class Session:
             counts,
         )
         Recorder(self.config, self.run_id, _say).write(store, info, statuses, rows, ())
+        remember_plan(planner, store.generation(), lambda: settled_plan(planner, jobs))
 
     def _row(self, job: Job, record: OutputRecord | None, failure: Failure | None) -> JobRow:
         """The report's row for a job: what this doit run did to it, read back from the state store."""

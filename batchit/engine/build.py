@@ -19,7 +19,8 @@ from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import Job
 from batchit.plan.planner import Planner, PlanOptions, select_rules
-from batchit.plan.snapshot import forget_snapshot, save_snapshot
+from batchit.plan.remember import remember_plan
+from batchit.plan.snapshot import forget_snapshot
 from batchit.record.alerts import send_alert, should_alert
 from batchit.record.manifest import new_run_id
 from batchit.record.recorder import Recorder
@@ -88,20 +89,12 @@ def run_build(
 def _remember_plan(config: Config, planner: Planner, build: RunningBuild, outcome: BuildOutcome) -> None:
     """Leave a snapshot of the plan the next build will make, when it is known: every job is now up
     to date with the key it was recorded with, or held back by its quarantined input
-    (batchit.plan.snapshot). Otherwise remove the old one, which can no longer match. Call it after
+    (batchit.plan.remember). Otherwise remove the old one, which can no longer match. Call it after
     the build's last write to the state store."""
-    counts, state_dir = outcome.counts, config.state_dir
-    if planner.fingerprint is None or build.interrupted or counts["failed"]:
-        forget_snapshot(state_dir)
-    elif planner.replayed:  # nothing ran: the snapshot stands for the new generation too
-        save_snapshot(state_dir, build.store.generation(), planner.fingerprint, None)
-    elif (settled := build.settled_outputs(outcome.jobs)) is None:
-        forget_snapshot(state_dir)
+    if build.interrupted or outcome.counts["failed"]:
+        forget_snapshot(config.state_dir)
     else:
-        jobs = [job for job, _, _ in settled]
-        reads = planner.snapshot_reads([stat for _, stat, _ in settled])
-        hashes = [digest for _, _, digest in settled]
-        save_snapshot(state_dir, build.store.generation(), planner.fingerprint, jobs, reads, hashes)
+        remember_plan(planner, build.store.generation(), lambda: build.settled_outputs(outcome.jobs))
 
 
 def _alert(config: Config, outcome: BuildOutcome, emit: EventSink) -> None:

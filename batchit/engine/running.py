@@ -19,13 +19,13 @@ from batchit.execute.retry import backoff_delay
 from batchit.execute.scheduler import Scheduler
 from batchit.execute.signals import GRACE_SECONDS, StopSignals
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings
-from batchit.fsutil import StatTuple, cache_entry, stat_identity
+from batchit.fsutil import cache_entry
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.decide import QUARANTINED
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, select_rules
-from batchit.plan.snapshot import MISSING
+from batchit.plan.remember import Settled, settled_unrun
 from batchit.record.commits import Committer, quarantines
 from batchit.record.events import FLUSH_EVERY
 from batchit.record.manifest import RunInfo
@@ -325,29 +325,26 @@ class RunningBuild:
         self.scheduler.add_later(following, resources, delay)
         return True
 
-    def settled_outputs(self, jobs: list[Job]) -> list[tuple[Job, StatTuple, str]] | None:
+    def settled_outputs(self, jobs: list[Job]) -> Settled | None:
         """Each job as the next plan will see it, with its output's stat and BLAKE3, when every job
         is now up to date (skipped, or run or restored and recorded) or held back by a quarantined
         input (its output's stat only); None when the next plan cannot be told (a failure, an input
         that changed while its job ran, or a key that moved with discovered dependencies and names
         the output through `{key8}`)."""
-        settled: list[tuple[Job, StatTuple, str]] = []
-        out_dir = f"{self.config.out_dir}/"
+        settled: Settled = []
         for job in jobs:
             result = self.results.get(job.job_id)
-            if job.action == "quarantined" or (result is not None and quarantines(job, result)):
-                held = replace(job, action="quarantined", reasons=QUARANTINED)
-                settled.append((held, stat_identity(out_dir + job.output) or MISSING, ""))
-                continue
-            if job.action == "skip":
-                output = self.planner.settled_output(job.output)
-                if output is None:
+            if result is not None and quarantines(job, result):
+                job = replace(job, action="quarantined", reasons=QUARANTINED)
+                result = None
+            if result is None:
+                item = settled_unrun(self.planner, job)
+                if item is None:
                     return None
-                settled.append((job, *output))
+                settled.append(item)
                 continue
             if (
                 job.action not in ("run", "restore")
-                or result is None
                 or not result.ok
                 or result.output_stat is None
                 or job.job_id in self.committer.unsettled

@@ -15,8 +15,9 @@ output with the same stat) returns the same jobs without loading the state store
 When only a few walked files or outputs changed, `batchit.plan.patch` plans just their jobs. Any
 other difference, or any doubt (a missing or damaged file, another Python), plans the full way.
 
-Only a build writes a snapshot (`plan` and `explain` never write), and only after a plan that used
-no option that changes decisions (`--force`, `--only-failed`, a replay).
+Only a build and doit's `_record` sub-task write a snapshot (`plan` and `explain` never write;
+`batchit.plan.remember` says when), and only after a plan that used no option that changes
+decisions (`--force`, `--only-failed`, a replay).
 """
 
 from __future__ import annotations
