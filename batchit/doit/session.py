@@ -52,10 +52,9 @@ class Session:
     started: datetime
     _predicted: tuple[int, dict[str, str], frozenset[str]] | None = field(default=None, repr=False)
     """(store generation, job id -> action, outputs) of the last plan the checks made."""
-    _reader: tuple[int, StateStore] | None = field(default=None, repr=False)
-    """(pid, a read-only connection) the checks share: doit asks thousands of them in one process."""
-    _writer: tuple[int, StateStore] | None = field(default=None, repr=False)
-    """(pid, a read-write connection) the actions run in this process share."""
+    _connections: dict[tuple[int, bool], StateStore] = field(default_factory=dict, repr=False)
+    """By (pid, writable): the connections this process's checks (read-only) and actions share. A
+    connection reads the schema again before its first query, which costs more than a check."""
     _checked: tuple[int, int, str, Planner, Job] | None = field(default=None, repr=False)
     """(pid, store generation, job id, planner, job) of the job the last check planned alone: its
     action, which doit runs right after the check, reuses that plan while nothing was committed."""
@@ -160,13 +159,22 @@ class Session:
         return job is not None and job.action == "skip"
 
     def _read_only(self) -> StateStore:
-        """The read-only connection this process's checks share (opened once: a connection reads
-        the schema again before its first query, which would cost more than the check itself)."""
-        if self._reader is None or self._reader[0] != os.getpid():
-            store = StateStore.open_readonly(self.state_db)
-            assert store is not None, "the checks create the state store before they read it"
-            self._reader = (os.getpid(), store)
-        return self._reader[1]
+        """The read-only connection this process's checks share."""
+        return self._connection(writable=False)
+
+    def _connection(self, *, writable: bool) -> StateStore:
+        """A connection to the state store that this process opens once and keeps (a forked doit
+        worker opens its own: a SQLite connection must not cross a fork)."""
+        slot = (os.getpid(), writable)
+        store = self._connections.get(slot)
+        if store is None:
+            if writable:
+                store = StateStore.open(self.state_db, fsync=self.config.durability == "fsync")
+            else:
+                store = StateStore.open_readonly(self.state_db)
+                assert store is not None, "the checks create the state store before they read it"
+            self._connections[slot] = store
+        return store
 
     def _predict(self) -> tuple[int, dict[str, str], frozenset[str]]:
         """The current plan's actions and outputs, planned again only when the state store moved on.
@@ -185,16 +193,9 @@ class Session:
         """The sub-task's action: plan the job again, run it here and commit it, under the shared lock."""
         try:
             with ProjectLock(self.config.state_dir / "lock", shared=True):
-                return self._run(self._read_write(), job_id, rule, inputs)
+                return self._run(self._connection(writable=True), job_id, rule, inputs)
         except BatchitError as exc:
             return TaskFailed(f"batchit: {exc}")
-
-    def _read_write(self) -> StateStore:
-        """The read-write connection the actions in this process share (opened once, as `_read_only`)."""
-        if self._writer is None or self._writer[0] != os.getpid():
-            store = StateStore.open(self.state_db, fsync=self.config.durability == "fsync")
-            self._writer = (os.getpid(), store)
-        return self._writer[1]
 
     def _run(self, store: StateStore, job_id: str, rule: str, inputs: tuple[str, ...]) -> TaskFailed | None:
         checked, self._checked = self._checked, None
