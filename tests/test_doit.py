@@ -149,10 +149,11 @@ def test_a_changed_input_reruns_its_jobs_and_the_aggregate_only(site: Project) -
     assert site.manifest()["summary"]["built"] == 3
 
 
-def test_parallel_doit_builds_the_same_bytes_as_a_serial_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_parallel_doit_builds_the_same_bytes_as_a_serial_run(tmp_path: Path, kind: str) -> None:
     serial, parallel = make_project(tmp_path / "serial"), make_project(tmp_path / "parallel")
     assert doit(serial).code == 0
-    result = doit(parallel, "-n", "2", "-P", "process")
+    result = doit(parallel, "-n", "2", "-P", kind)
     assert result.code == 0, result.describe()
     assert outputs(parallel) == outputs(serial)
     assert len(outputs(serial)) == 7

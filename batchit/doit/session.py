@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,9 +53,10 @@ class Session:
     started: datetime
     _predicted: tuple[int, dict[str, str], frozenset[str]] | None = field(default=None, repr=False)
     """(store generation, job id -> action, outputs) of the last plan the checks made."""
-    _connections: dict[tuple[int, bool], StateStore] = field(default_factory=dict, repr=False)
-    """By (pid, writable): the connections this process's checks (read-only) and actions share. A
-    connection reads the schema again before its first query, which costs more than a check."""
+    _connections: dict[tuple[int, int, bool], StateStore] = field(default_factory=dict, repr=False)
+    """By (pid, thread, writable): the connections the checks (read-only) and the actions of one
+    thread share. A connection reads the schema again before its first query, which costs more than
+    a check."""
     _checked: tuple[int, int, str, Planner, Job] | None = field(default=None, repr=False)
     """(pid, store generation, job id, planner, job) of the job the last check planned alone: its
     action, which doit runs right after the check, reuses that plan while nothing was committed."""
@@ -163,9 +165,10 @@ class Session:
         return self._connection(writable=False)
 
     def _connection(self, *, writable: bool) -> StateStore:
-        """A connection to the state store that this process opens once and keeps (a forked doit
-        worker opens its own: a SQLite connection must not cross a fork)."""
-        slot = (os.getpid(), writable)
+        """A connection to the state store that this thread opens once and keeps (a forked doit
+        worker, or a thread of `doit -P thread`, opens its own: a SQLite connection must not cross a
+        fork, and Python's sqlite3 refuses one from another thread)."""
+        slot = (os.getpid(), threading.get_ident(), writable)
         store = self._connections.get(slot)
         if store is None:
             if writable:
