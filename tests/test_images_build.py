@@ -77,6 +77,43 @@ def test_a_bad_image_is_a_permanent_failure_and_the_rest_is_built(
     assert [o["path"] for o in project.manifest()["outputs"]] == ["good.webp"]
 
 
+CLEARS_WARNING_FILTERS = """\
+import warnings
+from pathlib import Path
+
+def clear(value, ctx):
+    warnings.resetwarnings()  # user code in the same process may drop every warning filter
+    return Path("held/almost.png").read_bytes()
+"""
+
+
+def test_a_bomb_is_refused_even_after_user_code_cleared_the_warning_filters(project: Project) -> None:
+    project.config(
+        RESIZE_RULE
+        + """\
+  clear:
+    inputs: {rule: thumbs}
+    aggregate: true
+    output: almost.png
+    steps:
+      - python: {function: "clearing:clear", version: "1"}
+  again:
+    inputs: {rule: clear}
+    output: "again/{stem}.webp"
+    steps:
+      - image.load: {}
+      - image.resize: {width: 64}
+      - image.save: {format: webp}
+"""
+    )
+    project.write({"clearing.py": CLEARS_WARNING_FILTERS, "images/good.jpg": jpeg()})
+    project.write({"held/almost.png": png_declaring(10_000, 9_000)})
+    project.build("-j", "1", expect=1)  # a few jobs: one worker thread of the coordinator runs them all
+    [failure] = project.manifest()["failures"]
+    assert (failure["rule"], failure["class"]) == ("again", "PermanentError")
+    assert "decompression bomb" in str(failure["message"])
+
+
 def test_inputs_in_formats_image_save_does_not_write_still_build(project: Project) -> None:
     """image.save registers only its own encoders with Pillow; other formats must still open."""
     project.config(RESIZE_RULE)

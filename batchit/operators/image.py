@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import io
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,31 +142,49 @@ def working_mode(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+BOMB_HINT = "shrink the image, or raise the step's max_pixels if it is genuine"
+
+_bomb_filter_lock = threading.Lock()
+_bomb_filter_added = False
+
+
+def _refuse_bomb_warnings() -> None:
+    """Make Pillow's decompression-bomb warning an error in this process, once (SPEC section 8).
+
+    `warnings.catch_warnings` would confine that to one block, but it swaps the process-wide filter
+    list: image jobs on two worker threads restored each other's lists, so one could decode a bomb
+    with the filter gone. The filter is added once and stays; `image.load` also compares the
+    header's size with Pillow's limit itself, so a filter that user code removes lets no bomb through.
+    """
+    global _bomb_filter_added
+    with _bomb_filter_lock:
+        if not _bomb_filter_added:
+            warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+            _bomb_filter_added = True
+
+
 @contextmanager
 def decoding(source: str) -> Iterator[None]:
     """Turn Pillow's complaints about an input into permanent errors that name it.
 
-    Pillow's decompression-bomb warning becomes an error here, inside this block only (the global
-    `Image.MAX_IMAGE_PIXELS` is never changed); a truncated or undecodable file is a permanent error.
-    An OSError with an errno is a real I/O failure and passes through for the worker to classify.
+    Pillow's decompression-bomb warning is an error (the global `Image.MAX_IMAGE_PIXELS` is never
+    changed); a truncated or undecodable file is a permanent error. An OSError with an errno is a
+    real I/O failure and passes through for the worker to classify.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            yield
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise PermanentError(
-                f"{source}: refused as a possible decompression bomb: {exc}",
-                hint="shrink the image, or raise the step's max_pixels if it is genuine",
-            ) from exc
-        except UnidentifiedImageError as exc:
-            raise PermanentError(f"{source} is not an image Pillow can read") from exc
-        except OSError as exc:
-            if exc.errno is not None:
-                raise
-            raise PermanentError(f"{source}: cannot decode the image: {exc}") from exc
-        except (SyntaxError, ValueError, EOFError) as exc:
-            raise PermanentError(f"{source}: cannot decode the image: {exc}") from exc
+    _refuse_bomb_warnings()
+    try:
+        yield
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        message = f"{source}: refused as a possible decompression bomb: {exc}"
+        raise PermanentError(message, hint=BOMB_HINT) from exc
+    except UnidentifiedImageError as exc:
+        raise PermanentError(f"{source} is not an image Pillow can read") from exc
+    except OSError as exc:
+        if exc.errno is not None:
+            raise
+        raise PermanentError(f"{source}: cannot decode the image: {exc}") from exc
+    except (SyntaxError, ValueError, EOFError) as exc:
+        raise PermanentError(f"{source}: cannot decode the image: {exc}") from exc
 
 
 def picture_of(value: Any, step: str) -> Picture:
@@ -250,6 +269,13 @@ class ImageLoad(ImageOperator):
         limit = params.get("max_pixels")
         if limit is not None and width * height > limit:
             raise PermanentError(f"{source} has {width}x{height} = {width * height} pixels, over {limit}")
+        pillows = Image.MAX_IMAGE_PIXELS
+        if pillows is not None and width * height > pillows:  # the warning filter may have been removed
+            raise PermanentError(
+                f"{source}: refused as a possible decompression bomb: {width}x{height} = "
+                f"{width * height} pixels, over Pillow's limit of {pillows}",
+                hint=BOMB_HINT,
+            )
         frames = int(getattr(image, "n_frames", 1))
         if frames > 1 and params.get("animated", "first") == "error":
             raise PermanentError(f"{source} is animated ({frames} frames)", hint="use animated: first")
