@@ -7,10 +7,9 @@ from pathlib import Path
 
 from batchit.engine import BuildOptions, plan_build
 from batchit.fsutil import remove_empty_parents
-from batchit.model import Config
+from batchit.model import RESERVED_OUTPUTS, Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN
-from batchit.plan.planner import RESERVED_OUTPUTS
 from batchit.record.audit import append_audit
 from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore

@@ -91,6 +91,13 @@ class CheckedConfig:
     """The operators the steps use, whose parameter schemas are part of the digest."""
 
 
+MANIFEST_COPY = "batchit-manifest.json"
+"""The manifest copy every build leaves in `out` (SPEC section 5); no job may write it."""
+
+RESERVED_OUTPUTS = frozenset({MANIFEST_COPY, f"{MANIFEST_COPY}.sig"})
+"""The names in `out` that batchit keeps for itself."""
+
+
 @dataclass(frozen=True)
 class Config:
     """A loaded and validated project configuration."""

@@ -14,9 +14,9 @@ from pathlib import Path
 from batchit.cli import print_json, project_root
 from batchit.config import load_config
 from batchit.errors import UsageError
-from batchit.model import Config
+from batchit.model import MANIFEST_COPY, Config
 from batchit.operators.registry import OperatorRegistry
-from batchit.record.manifest import MANIFEST_COPY, latest_run
+from batchit.record.manifest import latest_run
 from batchit.record.recorder import MANIFEST
 from batchit.record.signing import PUBLIC_NAME, TrustedKey, generate_keys, keys_dir, load_public_key
 

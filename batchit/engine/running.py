@@ -187,7 +187,7 @@ class RunningBuild:
     def _replan(self, name: str) -> list[Job]:
         rule = self.config.rules[name]
         for job in self.by_rule[name]:
-            self.planner.claimed.pop(job.output, None)
+            self.planner.claims.claimed.pop(job.output, None)
         upstream = {
             up: [(j.output, self._current_hash(j)) for j in self.by_rule[up] if not self._set_aside(j)]
             for up in rule.from_rules

@@ -8,28 +8,22 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from difflib import get_close_matches
-from stat import S_ISLNK
 
 from batchit.errors import UsageError
-from batchit.fsutil import StatTuple, resolves_inside, stat_identity
+from batchit.fsutil import StatTuple, stat_identity
 from batchit.model import Config, Rule
 from batchit.operators.registry import OperatorRegistry
+from batchit.plan.claims import OutputClaims
 from batchit.plan.decide import Decider
 from batchit.plan.files import FileTree, Hasher
-from batchit.plan.jobs import NOTHING_DISCOVERED, UNKNOWN, Job, JobExpander, rule_error
+from batchit.plan.jobs import NOTHING_DISCOVERED, UNKNOWN, Job, JobExpander
 from batchit.plan.patch import patch_plan
 from batchit.plan.rows import KeysOnDemand, RowsOnDemand, StoreView
 from batchit.plan.snapshot import PlanSnapshot, Reads, load_snapshot, pack_stats, plan_fingerprint
 from batchit.state.store import Owned, StateStore, StatRow
-
-MANIFEST_COPY = "batchit-manifest.json"
-"""The manifest copy every build leaves in `out`; no job may write it."""
-
-RESERVED_OUTPUTS = frozenset({MANIFEST_COPY, f"{MANIFEST_COPY}.sig"})
 
 
 @dataclass(frozen=True)
@@ -63,7 +57,7 @@ class Planner:
         self.view = StoreView(store)
         self.generation = store.generation() if store else 0
         """The state store's generation when it was read: a build re-plans if it moved on since."""
-        self.claimed: dict[str, str] = {}
+        self.claims = OutputClaims(config)
         self.replayed = False
         """True when `predict` returned a snapshot's jobs instead of planning them."""
         self.patched = False
@@ -71,7 +65,6 @@ class Planner:
         self.fingerprint: str | None = None
         """The snapshot fingerprint of the last `predict` (None: options that change decisions)."""
         self._tree = FileTree(config.root, frozenset({config.out, ".batchit"}))
-        self._safe_dirs: set[str] = set()
         self._snapshot: PlanSnapshot | None = None
         """The snapshot the plan was replayed or patched from."""
         self._on_demand = rows_on_demand and store is not None
@@ -171,7 +164,7 @@ class Planner:
     def plan_rule(self, rule: Rule, upstream: dict[str, list[tuple[str, str]]]) -> list[Job]:
         """Expand `rule` into jobs and decide each one, given its upstream rules' current outputs."""
         jobs = self.expander.expand(rule, upstream)
-        claim, decide = self._claim, self.decider.decide
+        claim, decide = self.claims.claim, self.decider.decide
         for job in jobs:
             claim(rule, job)
             decide(job)
@@ -201,21 +194,10 @@ class Planner:
                 return None
         for job in self.expander.expand(rule, upstream, only=frozenset(sources)):
             if job.job_id == job_id:
-                self._claim(rule, job)
+                self.claims.claim(rule, job)
                 self.decider.decide(job)
                 return job
         return None
-
-    def _claim(self, rule: Rule, job: Job) -> None:
-        """Take the job's output path, checking it the first time its directory comes up."""
-        output = job.output
-        if (
-            self.claimed.setdefault(output, job.job_id) != job.job_id
-            or output in RESERVED_OUTPUTS
-            or not output
-            or output.rpartition("/")[0] not in self._safe_dirs
-        ):
-            self._check_output(rule, job)
 
     def predict(self, rules: Iterable[Rule]) -> list[Job]:
         """Plan rules in order as a dry run: a stale upstream output counts as not yet known.
@@ -264,24 +246,8 @@ class Planner:
                 self._give_up_patch()
                 return None
             jobs, self.patched = patched, True
-        self._claim_all(jobs)  # the same output checks as planning: a symlink may have appeared in `out`
+        self.claims.claim_all(jobs)  # the same checks as planning: a symlink may have appeared in `out`
         return jobs
-
-    def _claim_all(self, jobs: list[Job]) -> None:
-        """`_claim` every job, checking each output directory once."""
-        claimed, rules = self.claimed, self.config.rules
-        claimed.update((job.output, job.job_id) for job in jobs)
-        if len(claimed) != len(jobs) or "" in claimed or not RESERVED_OUTPUTS.isdisjoint(claimed):
-            claimed.clear()  # two jobs write one output, or one writes a reserved name: say which
-            for job in jobs:
-                self._claim(rules[job.rule], job)
-            return
-        first_in: dict[str, Job] = {}
-        for job in jobs:
-            first_in.setdefault(job.output.rpartition("/")[0], job)
-        for parent, job in first_in.items():
-            if parent not in self._safe_dirs:
-                self._check_output(rules[job.rule], job)
 
     def _give_up_patch(self) -> None:
         """Drop the snapshot and what a patch read row by row: a full plan loads the store at once."""
@@ -350,55 +316,6 @@ class Planner:
         if job.action in ("skip", "held") and record is not None and record.blake3:
             return record.blake3
         return UNKNOWN
-
-    def _check_output(self, rule: Rule, job: Job) -> None:
-        other = self.claimed.setdefault(job.output, job.job_id)
-        if other != job.job_id:
-            raise rule_error(
-                self.config,
-                rule,
-                f"two jobs write one output {self.config.out}/{job.output}: {other} and {job.job_id}",
-                "put a placeholder that tells them apart ({path}, a matrix key) into `output`",
-            )
-        if job.output in RESERVED_OUTPUTS or not job.output:
-            raise rule_error(
-                self.config,
-                rule,
-                f"output {job.output!r} is reserved for batchit's manifest copy",
-                "choose another output name",
-            )
-        parent = job.output.rpartition("/")[0]
-        if parent not in self._safe_dirs and not self._stays_inside(parent):
-            out_dir = self.config.out_dir
-            existing = out_dir / parent
-            while not existing.exists() and existing != out_dir:
-                existing = existing.parent
-            if existing.exists() and not resolves_inside(out_dir.resolve(), existing):
-                raise rule_error(
-                    self.config,
-                    rule,
-                    f"output {self.config.out}/{job.output} leads outside `out` through a symlink",
-                    f"remove the symlink {existing.relative_to(self.config.root)}",
-                )
-            self._safe_dirs.add(parent)
-
-    def _stays_inside(self, parent: str) -> bool:
-        """True when `out/parent` stays inside `out` with every symlink followed, checked with one
-        `lstat` per directory: a real (or not yet made) directory in a safe one is safe; only a
-        symlink needs resolving."""
-        if not parent or parent in self._safe_dirs:
-            return True
-        if not self._stays_inside(parent.rpartition("/")[0]):
-            return False
-        path = self.config.out_dir / parent
-        try:
-            is_link = S_ISLNK(os.lstat(path).st_mode)
-        except (FileNotFoundError, NotADirectoryError):
-            is_link = False
-        if is_link and not resolves_inside(self.config.out_dir.resolve(), path):
-            return False
-        self._safe_dirs.add(parent)
-        return True
 
     def stat_updates(self) -> list[StatRow]:
         """Stat-cache rows learned while planning (files re-hashed because their stat changed)."""

@@ -20,7 +20,6 @@ from batchit.state.store import Failure, OutputRecord
 
 FORMAT = "batchit-manifest"
 FORMAT_VERSION = 1
-MANIFEST_COPY = "batchit-manifest.json"
 PLAIN_TEXT = re.compile(r'[^"\\\x00-\x1f]*')
 """Text that JSON writes as it is, between quotes: no quote, backslash or control character."""
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from batchit.errors import PermanentError
 from batchit.hashing import hash_file
-from batchit.plan.planner import RESERVED_OUTPUTS
+from batchit.model import RESERVED_OUTPUTS
 
 
 @dataclass(frozen=True)

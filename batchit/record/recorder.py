@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from batchit.fsutil import atomic_write_bytes, atomic_write_text
-from batchit.model import Config
+from batchit.model import MANIFEST_COPY, Config
 from batchit.record.audit import append_audit, audit_head
 from batchit.record.events import EventLog, EventSink
-from batchit.record.manifest import MANIFEST_COPY, RunInfo, render_manifest
+from batchit.record.manifest import RunInfo, render_manifest
 from batchit.record.provenance import BuildRequest, manifest_statement, provenance_statement
 from batchit.record.report import write_report
 from batchit.record.rundata import RUN_FILE, JobRow, run_document

@@ -1,0 +1,101 @@
+"""Which job writes which output, and that every output stays inside `out` (SPEC sections 2 and 3).
+
+Two jobs writing one output, an output with the name of batchit's manifest copy, and an output
+directory that leads outside `out` through a symlink are config errors, raised while planning so
+nothing is written. Each output directory is checked once per plan.
+"""
+
+from __future__ import annotations
+
+import os
+from stat import S_ISLNK
+
+from batchit.fsutil import resolves_inside
+from batchit.model import RESERVED_OUTPUTS, Config, Rule
+from batchit.plan.jobs import Job, rule_error
+
+
+class OutputClaims:
+    """The outputs of one plan by the job that writes each, and the output directories found safe."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.claimed: dict[str, str] = {}
+        """Output path (relative to `out`) -> the id of the job that writes it."""
+        self._safe_dirs: set[str] = set()
+
+    def claim(self, rule: Rule, job: Job) -> None:
+        """Take the job's output path, checking it the first time its directory comes up."""
+        output = job.output
+        if (
+            self.claimed.setdefault(output, job.job_id) != job.job_id
+            or output in RESERVED_OUTPUTS
+            or not output
+            or output.rpartition("/")[0] not in self._safe_dirs
+        ):
+            self._check(rule, job)
+
+    def claim_all(self, jobs: list[Job]) -> None:
+        """`claim` every job (a replayed or patched plan), checking each output directory once."""
+        claimed, rules = self.claimed, self.config.rules
+        claimed.update((job.output, job.job_id) for job in jobs)
+        if len(claimed) != len(jobs) or "" in claimed or not RESERVED_OUTPUTS.isdisjoint(claimed):
+            claimed.clear()  # two jobs write one output, or one writes a reserved name: say which
+            for job in jobs:
+                self.claim(rules[job.rule], job)
+            return
+        first_in: dict[str, Job] = {}
+        for job in jobs:
+            first_in.setdefault(job.output.rpartition("/")[0], job)
+        for parent, job in first_in.items():
+            if parent not in self._safe_dirs:
+                self._check(rules[job.rule], job)
+
+    def _check(self, rule: Rule, job: Job) -> None:
+        other = self.claimed.setdefault(job.output, job.job_id)
+        if other != job.job_id:
+            raise rule_error(
+                self.config,
+                rule,
+                f"two jobs write one output {self.config.out}/{job.output}: {other} and {job.job_id}",
+                "put a placeholder that tells them apart ({path}, a matrix key) into `output`",
+            )
+        if job.output in RESERVED_OUTPUTS or not job.output:
+            raise rule_error(
+                self.config,
+                rule,
+                f"output {job.output!r} is reserved for batchit's manifest copy",
+                "choose another output name",
+            )
+        parent = job.output.rpartition("/")[0]
+        if parent not in self._safe_dirs and not self._stays_inside(parent):
+            out_dir = self.config.out_dir
+            existing = out_dir / parent
+            while not existing.exists() and existing != out_dir:
+                existing = existing.parent
+            if existing.exists() and not resolves_inside(out_dir.resolve(), existing):
+                raise rule_error(
+                    self.config,
+                    rule,
+                    f"output {self.config.out}/{job.output} leads outside `out` through a symlink",
+                    f"remove the symlink {existing.relative_to(self.config.root)}",
+                )
+            self._safe_dirs.add(parent)
+
+    def _stays_inside(self, parent: str) -> bool:
+        """True when `out/parent` stays inside `out` with every symlink followed, checked with one
+        `lstat` per directory: a real (or not yet made) directory in a safe one is safe; only a
+        symlink needs resolving."""
+        if not parent or parent in self._safe_dirs:
+            return True
+        if not self._stays_inside(parent.rpartition("/")[0]):
+            return False
+        path = self.config.out_dir / parent
+        try:
+            is_link = S_ISLNK(os.lstat(path).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            is_link = False
+        if is_link and not resolves_inside(self.config.out_dir.resolve(), path):
+            return False
+        self._safe_dirs.add(parent)
+        return True
