@@ -191,26 +191,6 @@ def test_copied_checkout_with_its_state_rebuilds_nothing(texts: Project, tmp_pat
     assert summary(moved)["up_to_date"] == 7
 
 
-def test_duplicate_inputs_compute_once(project: Project) -> None:
-    project.config(
-        """\
-        version: 1
-        rules:
-          shout:
-            inputs: ["in/*.txt"]
-            output: "{stem}.txt"
-            steps:
-              - text.load: {}
-              - text.replace: {pattern: "s", replacement: "S"}
-        """
-    )
-    project.write({"in/one.txt": "same\n", "in/two.txt": "same\n", "in/three.txt": "other\n"})
-    project.build("-j", "1")
-    assert project.read("_build/one.txt") == project.read("_build/two.txt") == "Same\n"
-    assert summary(project)["built"] == 2
-    assert summary(project)["restored"] == 1
-
-
 SHOUT = """\
 version: 1
 rules:
@@ -218,8 +198,18 @@ rules:
     inputs: ["in/*.txt"]
     output: "{stem}.txt"
     steps:
-      - python: {function: "shout:shout", version: "1"}
 """
+"""A config of one rule, `shout`, from in/*.txt to {stem}.txt: add its steps."""
+
+
+def test_duplicate_inputs_compute_once(project: Project) -> None:
+    project.config(SHOUT + '      - text.load: {}\n      - text.replace: {pattern: "s", replacement: "S"}\n')
+    project.write({"in/one.txt": "same\n", "in/two.txt": "same\n", "in/three.txt": "other\n"})
+    project.build("-j", "1")
+    assert project.read("_build/one.txt") == project.read("_build/two.txt") == "Same\n"
+    assert summary(project)["built"] == 2
+    assert summary(project)["restored"] == 1
+
 
 SHOUT_MODULE = """\
 import threading
@@ -236,7 +226,7 @@ def shout(value, ctx):
 
 
 def test_python_steps_on_threads_print_into_their_own_job_logs(project: Project) -> None:
-    project.config(SHOUT)
+    project.config(SHOUT + '      - python: {function: "shout:shout", version: "1"}\n')
     project.write({"shout.py": SHOUT_MODULE, "in/a.txt": "a\n", "in/b.txt": "b\n"})
     result = project.build("-j", "2")
     assert result.stdout.startswith("batchit: ok: 2 built"), "the build's own summary reaches stdout"
