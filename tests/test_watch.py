@@ -128,6 +128,23 @@ def test_a_config_error_is_reported_and_the_watch_goes_on(project: Project, watc
     assert watching.stop() == 0
 
 
+def test_an_edited_python_step_runs_its_new_code(project: Project) -> None:
+    python_step = 'steps: [python: {function: "tool:tag", version: "1"}]'
+    project.config(CONFIG.replace("steps: [file.copy: {}]", python_step))
+    project.write({"src/a.txt": "a", "tool.py": "def tag(value, ctx):\n    return b'v1:' + value\n"})
+    watch = Watch(project, "--debounce", "300")
+    try:
+        watch.wait_for("batchit watch: watching")
+        assert project.read("_build/a.txt") == "v1:a"
+        project.write({"tool.py": "def tag(value, ctx):\n    return b'v2:' + value\n"})
+        watch.wait_for("batchit watch: rebuild 1")
+        assert watch.wait_for("batchit: ok").startswith("batchit: ok: 1 built")
+        assert project.read("_build/a.txt") == "v2:a", "the watch process imported the edited module again"
+        assert watch.stop() == 0
+    finally:
+        watch.close()
+
+
 @pytest.mark.parametrize(
     ("path", "counts"),
     [

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any, ClassVar
 
 from batchit.errors import PermanentError, TransientError
+from batchit.fsutil import StatTuple, stat_identity
 from batchit.operators.base import InputFile, JobContext, Operator, as_bytes
 from batchit.operators.capture import captured_output
 from batchit.placeholders import names_in, names_in_value, substitute
@@ -102,14 +105,44 @@ def _put_on_path(root: Path) -> None:
         sys.path.insert(0, entry)
 
 
+_loaded: dict[str, tuple[ModuleType, StatTuple | None]] = {}
+"""User modules this process imported for `python` steps, with their source file's stat then."""
+_loading = threading.Lock()
+
+
+def _current_module(module_name: str) -> ModuleType:
+    """The user module as its source file is now: imported the first time, and again after the file
+    changed. A long-lived process (`batchit watch`) builds again after an edit, and the job's key
+    already holds the new source: running the old function would record its output as up to date.
+    One lock: a worker thread never sees a module another one is still importing.
+    """
+    with _loading:
+        known = _loaded.get(module_name)
+        if known is not None:
+            module, seen = known
+            origin = getattr(module, "__file__", None)
+            now = stat_identity(origin) if origin else None
+            if now == seen:
+                return module
+            if origin:  # bytecode cached within the same second as the edit would pass for current
+                with contextlib.suppress(OSError, NotImplementedError, ValueError):
+                    Path(importlib.util.cache_from_source(origin)).unlink(missing_ok=True)
+            module = importlib.reload(module)
+        else:
+            importlib.invalidate_caches()  # the module may have been written after this process started
+            spec = importlib.util.find_spec(module_name)
+            now = stat_identity(spec.origin) if spec is not None and spec.origin else None
+            module = importlib.import_module(module_name)
+        _loaded[module_name] = (module, now)
+        return module
+
+
 def _load_function(target: str, root: Path) -> Callable[..., Any]:
     """The callable named by `module:name`, importing its module from the project root if needed."""
     module_name, _, attr = target.partition(":")
     _put_on_path(root)
-    if module_name not in sys.modules:
-        importlib.invalidate_caches()  # the module may have been written after this process started
-    try:  # always through the import system: a worker thread waits while another one imports it
-        module: ModuleType = importlib.import_module(module_name)
+    try:
+        module = _current_module(module_name)
     except (ImportError, SyntaxError) as exc:
         raise PermanentError(
             f"python step: cannot import module {module_name}: {exc}",
