@@ -36,7 +36,7 @@ class PythonCall(Operator):
     is); every step key but `function` and `version` becomes a keyword argument. The module's source
     enters the action key through `key_files`, so editing the function rebuilds its outputs; bump
     `version` when something the module imports changes what it computes. A module is imported once
-    per process and then reused from `sys.modules`.
+    per process and reused, until its source file changes (`batchit watch` builds in one process).
     """
 
     name = "python"
