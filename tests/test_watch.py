@@ -145,6 +145,22 @@ def test_an_edited_python_step_runs_its_new_code(project: Project) -> None:
         watch.close()
 
 
+def test_an_edited_helper_module_is_named_in_a_warning(project: Project) -> None:
+    python_step = 'steps: [python: {function: "tool:tag", version: "1"}]'
+    project.config(CONFIG.replace("steps: [file.copy: {}]", python_step))
+    tool = "from helper import PREFIX\n\ndef tag(value, ctx):\n    return PREFIX + value\n"
+    project.write({"src/a.txt": "a", "tool.py": tool, "helper.py": "PREFIX = b'v1:'\n"})
+    watch = Watch(project, "--debounce", "300")
+    try:
+        watch.wait_for("batchit watch: watching")
+        project.write({"helper.py": "PREFIX = b'v2:'\n"})
+        warning = watch.wait_for("batchit watch: warning:")
+        assert warning.startswith("batchit watch: warning: helper changed") and "restart the watch" in warning
+        assert watch.stop() == 0
+    finally:
+        watch.close()
+
+
 @pytest.mark.parametrize(
     ("path", "counts"),
     [

@@ -13,6 +13,7 @@ import sys
 from batchit.cli import INTERRUPTED, commands, project_root
 from batchit.config import load_config
 from batchit.errors import BatchitError
+from batchit.operators.code import stale_helpers
 from batchit.operators.registry import OperatorRegistry
 from batchit.watch import watch
 
@@ -31,6 +32,12 @@ def run(args: argparse.Namespace) -> int:
         count += 1
         more = f" and {len(changed) - SHOWN_CHANGES} more" if len(changed) > SHOWN_CHANGES else ""
         _say(f"batchit watch: rebuild {count} after changes to {', '.join(changed[:SHOWN_CHANGES])}{more}")
+        stale = stale_helpers(root / path for path in changed)
+        if stale:
+            _say(
+                f"batchit watch: warning: {', '.join(stale)} changed, but this process keeps running its "
+                "old code (only a python step's own module is imported again): restart the watch"
+            )
         return _build(args) != INTERRUPTED
 
     def ready() -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any, ClassVar
@@ -135,6 +135,21 @@ def _current_module(module_name: str) -> ModuleType:
             module = importlib.import_module(module_name)
         _loaded[module_name] = (module, now)
         return module
+
+
+def stale_helpers(changed: Iterable[Path]) -> list[str]:
+    """The modules this process imported from the `changed` files that no `python` step names:
+    unlike a step's own module, such a helper is not imported again, so the process runs its old
+    code (`batchit watch` says so)."""
+    files = {path.resolve() for path in changed if path.suffix == ".py"}
+    if not files:
+        return []
+    stale = []
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None)
+        if name not in _loaded and origin and Path(origin).resolve() in files:
+            stale.append(name)
+    return sorted(stale)
 
 
 def _load_function(target: str, root: Path) -> Callable[..., Any]:
