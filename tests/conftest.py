@@ -14,6 +14,36 @@ from typing import Any
 
 import pytest
 
+COPY_AND_UPPER = """\
+version: 1
+out: _build
+rules:
+  copy:
+    inputs: ["src/**/*.txt"]
+    output: "copy/{path}.txt"
+    steps:
+      - file.copy: {}
+  upper:
+    inputs: ["src/**/*.txt"]
+    output: "upper/{path}.txt"
+    steps:
+      - text.load: {}
+      - text.replace: {pattern: "a", replacement: "A"}
+  index:
+    inputs: {rule: upper}
+    aggregate: true
+    output: index.txt
+    steps:
+      - python: {function: "tools:join", version: "1"}
+"""
+"""Three rules over src/**/*.txt: a 1:1 copy, a 1:1 transform, and an aggregate of the transform."""
+
+TOOLS = """\
+def join(value, ctx, **params):
+    return "".join(item.read_text() for item in value)
+"""
+"""`tools.py` for the aggregate of COPY_AND_UPPER: the inputs' texts, joined."""
+
 PICKY_MODULE = """\
 from batchit.errors import PermanentError
 

@@ -10,37 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from conftest import COPY_AND_UPPER, TOOLS, Project
 
 from batchit.execute.pools import PROCESSES_FROM
-
-COPY_AND_UPPER = """\
-version: 1
-out: _build
-rules:
-  copy:
-    inputs: ["src/**/*.txt"]
-    output: "copy/{path}.txt"
-    steps:
-      - file.copy: {}
-  upper:
-    inputs: ["src/**/*.txt"]
-    output: "upper/{path}.txt"
-    steps:
-      - text.load: {}
-      - text.replace: {pattern: "a", replacement: "A"}
-  index:
-    inputs: {rule: upper}
-    aggregate: true
-    output: index.txt
-    steps:
-      - python: {function: "tools:join", version: "1"}
-"""
-
-TOOLS = """\
-def join(value, ctx, **params):
-    return "".join(item.read_text() for item in value)
-"""
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PICKY_MODULE, Project, plan_event
+from conftest import COPY_AND_UPPER, PICKY_MODULE, TOOLS, Project, plan_event
 
 from batchit.plan.snapshot import FORK_ABOVE, concurrently
 
@@ -39,29 +39,11 @@ PAGES_RULE = """\
       - template.render: {template: t/page.html.j2}
 """
 
-CONFIG = (
-    HEAD_OF_CONFIG
-    + COPY_RULE
-    + """\
-  upper:
-    inputs: ["src/**/*.txt"]
-    output: "upper/{path}.txt"
-    deps: ["dep/*.txt"]
-    steps:
-      - text.load: {}
-      - text.replace: {pattern: "a", replacement: "A"}
-  index:
-    inputs: {rule: upper}
-    aggregate: true
-    output: index.txt
-    steps:
-      - python: {function: "tools:join", version: "1"}
-"""
-    + PAGES_RULE
-)
+UPPER_OUTPUT = 'output: "upper/{path}.txt"\n'
+CONFIG = COPY_AND_UPPER.replace(UPPER_OUTPUT, UPPER_OUTPUT + '    deps: ["dep/*.txt"]\n') + PAGES_RULE
 
 FILES = {
-    "tools.py": 'def join(value, ctx, **params):\n    return "".join(i.read_text() for i in value)\n',
+    "tools.py": TOOLS,
     "src/a.txt": "alpha\n",
     "src/b.txt": "beta\n",
     "src/sub/c.txt": "gamma\n",
