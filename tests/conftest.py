@@ -44,6 +44,19 @@ def join(value, ctx, **params):
 """
 """`tools.py` for the aggregate of COPY_AND_UPPER: the inputs' texts, joined."""
 
+MARKDOWN_RULE = """\
+  pages:
+    inputs: ["pages/*.md"]
+    output: "{stem}.html"
+    steps:
+      - text.load: {}
+      - markdown.render: {}
+"""
+"""A rule (to follow a config's `rules:`) rendering pages/*.md to HTML fragments."""
+
+PAGES_RULE = MARKDOWN_RULE + "      - template.render: {template: t/page.html.j2}\n"
+"""MARKDOWN_RULE with each fragment put through the template t/page.html.j2."""
+
 PICKY_MODULE = """\
 from batchit.errors import PermanentError
 

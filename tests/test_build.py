@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import COPY_AND_UPPER, TOOLS, Project
+from conftest import COPY_AND_UPPER, PAGES_RULE, TOOLS, Project
 
 from batchit.execute.pools import PROCESSES_FROM
 
@@ -234,19 +234,7 @@ def test_python_steps_see_paths_so_paths_enter_their_key(project: Project) -> No
 
 
 def test_edited_included_template_rebuilds_the_page(project: Project) -> None:
-    project.config(
-        """\
-        version: 1
-        rules:
-          pages:
-            inputs: ["pages/*.md"]
-            output: "{stem}.html"
-            steps:
-              - text.load: {}
-              - markdown.render: {}
-              - template.render: {template: t/page.html.j2}
-        """
-    )
+    project.config("version: 1\nrules:\n" + PAGES_RULE)
     project.write(
         {
             "pages/home.md": "# Home\n",

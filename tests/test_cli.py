@@ -11,18 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from conftest import MARKDOWN_RULE, Project
 
-PAGES = """\
-version: 1
-rules:
-  pages:
-    inputs: ["pages/*.md"]
-    output: "{stem}.html"
-    steps:
-      - text.load: {}
-      - markdown.render: {}
-"""
+PAGES = "version: 1\nrules:\n" + MARKDOWN_RULE
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import COPY_AND_UPPER, PICKY_MODULE, TOOLS, Project, plan_event
+from conftest import COPY_AND_UPPER, PAGES_RULE, PICKY_MODULE, TOOLS, Project, plan_event
 
 from batchit.plan.snapshot import FORK_ABOVE, concurrently
 
@@ -27,16 +27,6 @@ COPY_RULE = """\
     output: "copy/{path}.txt"
     steps:
       - file.copy: {}
-"""
-
-PAGES_RULE = """\
-  pages:
-    inputs: ["pages/*.md"]
-    output: "{stem}.html"
-    steps:
-      - text.load: {}
-      - markdown.render: {}
-      - template.render: {template: t/page.html.j2}
 """
 
 UPPER_OUTPUT = 'output: "upper/{path}.txt"\n'

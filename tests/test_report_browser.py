@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from conftest import MARKDOWN_RULE, Project
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -32,17 +32,7 @@ pytestmark = [
     ),
 ]
 
-PAGES = """\
-version: 1
-out: _build
-rules:
-  pages:
-    inputs: ["pages/*.md"]
-    output: "{stem}.html"
-    steps:
-      - text.load: {}
-      - markdown.render: {}
-"""
+PAGES = "version: 1\nout: _build\nrules:\n" + MARKDOWN_RULE
 
 
 @pytest.fixture
