@@ -68,7 +68,8 @@ class Planner:
         self._snapshot: PlanSnapshot | None = None
         """The snapshot the plan was replayed or patched from."""
         self._on_demand = rows_on_demand and store is not None
-        """True while state store rows are read one at a time (a patched plan, `plan_one`)."""
+        """True while state store rows are read one at a time (a patched plan, `plan_one`), through
+        the view: a build swaps its own store in after planning."""
 
     @classmethod
     def open(
@@ -87,9 +88,9 @@ class Planner:
     @functools.cached_property
     def records(self) -> dict[str, Owned]:
         """Every output batchit owns, with what planning compares (read as asked in a patched plan)."""
-        view, store, out = self.view, self.view.store, self.config.out
-        if store is not None and self._on_demand:  # through the view: a build swaps its store in
-            return RowsOnDemand(lambda path: view.require().owned_one(out, path))
+        store, out = self.view.store, self.config.out
+        if self._on_demand:
+            return RowsOnDemand(self.view.reader(lambda on, path: on.owned_one(out, path)))
         return store.load_owned(out) if store else {}
 
     def owned_rules(self) -> dict[str, str]:
@@ -102,9 +103,9 @@ class Planner:
     @functools.cached_property
     def hasher(self) -> Hasher:
         """Content hashes through the state store's stat cache (read as asked in a patched plan)."""
-        view, store = self.view, self.view.store
-        if store is not None and self._on_demand:  # through the view: a build swaps its store in
-            return Hasher(self.config.root, RowsOnDemand(lambda path: view.require().stat_row(path)))
+        store = self.view.store
+        if self._on_demand:
+            return Hasher(self.config.root, RowsOnDemand(self.view.reader(StateStore.stat_row)))
         return Hasher(self.config.root, store.load_stats(self.config.out) if store else {})
 
     @functools.cached_property
@@ -112,14 +113,11 @@ class Planner:
         """Decides each job against the records, failures and cache index."""
         store, options = self.view.store, self.options
         failures = store.load_failures().values() if store else ()
-        cache_keys: Container[str] = set()
-        if store is not None:
-            view = self.view  # a build swaps its store in
-            cache_keys = (
-                KeysOnDemand(lambda key: view.require().cache_one(key))
-                if self._on_demand
-                else set(store.cache_entries())
-            )
+        cache_keys: Container[str]
+        if self._on_demand:
+            cache_keys = KeysOnDemand(self.view.reader(StateStore.cache_one))
+        else:
+            cache_keys = set(store.cache_entries()) if store else set()
         return Decider(
             self.config.out_dir,
             self.config.out,
@@ -139,14 +137,11 @@ class Planner:
     def expander(self) -> JobExpander:
         """Expands rules into jobs over the project's files."""
         store, hasher = self.view.store, self.hasher
-        by_job: Mapping[str, str] = {}
-        if store is not None:
-            view = self.view  # a build swaps its store in
-            by_job = (
-                RowsOnDemand(lambda job_id: view.require().discovered_one(job_id))
-                if self._on_demand
-                else store.load_discovered()
-            )
+        by_job: Mapping[str, str]
+        if self._on_demand:
+            by_job = RowsOnDemand(self.view.reader(StateStore.discovered_one))
+        else:
+            by_job = store.load_discovered() if store else {}
 
         def discovered_of(job_id: str) -> Mapping[str, str]:
             text = by_job.get(job_id)

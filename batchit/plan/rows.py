@@ -49,10 +49,15 @@ class StoreView:
 
     store: StateStore | None
 
-    def require(self) -> StateStore:
-        """The store, which a plan that reads rows on demand always has."""
-        assert self.store is not None
-        return self.store
+    def reader(self, read: Callable[[StateStore, str], V | None]) -> Callable[[str], V | None]:
+        """`read` of one row by key, from whichever store the view holds when it is called (a build
+        swaps its own store in after planning)."""
+
+        def one(key: str) -> V | None:
+            assert self.store is not None, "a plan that reads rows on demand always has a store"
+            return read(self.store, key)
+
+        return one
 
     def recipe(self, recipe_hash: str) -> str | None:
         """A recorded recipe document."""
