@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import io
-import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -144,10 +143,8 @@ def working_mode(image: Image.Image) -> Image.Image:
 
 BOMB_HINT = "shrink the image, or raise the step's max_pixels if it is genuine"
 
-_bomb_filter_lock = threading.Lock()
-_bomb_filter_added = False
 
-
+@functools.cache
 def _refuse_bomb_warnings() -> None:
     """Make Pillow's decompression-bomb warning an error in this process, once (SPEC section 8).
 
@@ -155,12 +152,9 @@ def _refuse_bomb_warnings() -> None:
     list: image jobs on two worker threads restored each other's lists, so one could decode a bomb
     with the filter gone. The filter is added once and stays; `image.load` also compares the
     header's size with Pillow's limit itself, so a filter that user code removes lets no bomb through.
+    Two threads adding it at once add it once: `filterwarnings` replaces an equal filter.
     """
-    global _bomb_filter_added
-    with _bomb_filter_lock:
-        if not _bomb_filter_added:
-            warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
-            _bomb_filter_added = True
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
 @contextmanager
