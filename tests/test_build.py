@@ -233,6 +233,33 @@ def test_python_steps_see_paths_so_paths_enter_their_key(project: Project) -> No
     assert project.read("_build/two.txt") == "in/two.txt: same\n"
 
 
+def test_edited_helper_module_rebuilds_the_python_steps_that_import_it(project: Project) -> None:
+    project.config(
+        'version: 1\nrules:\n  tag:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        '    steps: [python: {function: "steps.tag:tag", version: "1"}]\n'
+    )
+    tag = "import json\nfrom .words import PREFIX\n\ndef tag(value, ctx):\n"
+    tag += "    from steps import deep\n    return PREFIX + deep.SUFFIX + value\n"
+    project.write(
+        {
+            "steps/__init__.py": "",
+            "steps/tag.py": tag,
+            "steps/words.py": "PREFIX = b'v1:'\n",
+            "steps/deep.py": "SUFFIX = b'-'\n",
+            "in/a.txt": "a",
+        }
+    )
+    project.build()
+    project.write({"steps/words.py": "PREFIX = b'v2:'\n"})
+    explained = project.run("explain", "a.txt")
+    assert "file changed: python:steps.tag imports steps/words.py" in explained.stdout, explained.describe()
+    assert project.build().stdout.startswith("batchit: ok: 1 built")
+    assert project.read("_build/a.txt") == "v2:-a"
+    project.write({"steps/deep.py": "SUFFIX = b'+'\n"})
+    assert project.build().stdout.startswith("batchit: ok: 1 built"), "an import inside the function counts"
+    assert project.read("_build/a.txt") == "v2:+a"
+
+
 def test_edited_included_template_rebuilds_the_page(project: Project) -> None:
     project.config("version: 1\nrules:\n" + PAGES_RULE)
     project.write(

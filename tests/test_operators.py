@@ -237,6 +237,46 @@ def test_python_key_files_name_the_functions_module(root: Path, clean_imports: N
     assert files == {"python:keyed.mod": root / "keyed" / "mod.py"}
 
 
+def test_python_key_files_add_the_project_modules_its_module_imports(root: Path, clean_imports: None) -> None:
+    write(
+        root,
+        {
+            "app/__init__.py": "",
+            "app/steps/__init__.py": "",
+            "app/steps/mod.py": """
+                import json, yaml
+                from . import local
+                from .. import shared
+                from app.util import helper as h
+
+                def f(value, ctx):
+                    import app.lazy
+                    return value
+            """,
+            "app/steps/local.py": "import app.steps.mod\n",
+            "app/shared.py": "",
+            "app/util.py": "import app.deeper\n\ndef helper():\n    pass\n",
+            "app/deeper.py": "",
+            "app/lazy.py": "",
+            "app/unused.py": "",
+        },
+    )
+    files = PythonCall().key_files({"function": "app.steps.mod:f", "version": "1"}, root)
+    imported = [
+        "app/__init__.py",
+        "app/deeper.py",
+        "app/lazy.py",
+        "app/shared.py",
+        "app/steps/__init__.py",
+        "app/steps/local.py",
+        "app/util.py",
+    ]
+    assert files == {
+        "python:app.steps.mod": root / "app/steps/mod.py",
+        **{f"python:app.steps.mod imports {path}": root / path for path in imported},
+    }
+
+
 @pytest.mark.parametrize(
     ("function", "message"),
     [("no_such_module:f", "cannot import module no_such_module"), ("present:nope", "has no function nope")],

@@ -145,7 +145,7 @@ def test_an_edited_python_step_runs_its_new_code(project: Project) -> None:
         watch.close()
 
 
-def test_an_edited_helper_module_is_named_in_a_warning(project: Project) -> None:
+def test_an_edited_helper_module_restarts_the_watch_which_rebuilds_with_it(project: Project) -> None:
     python_step = 'steps: [python: {function: "tool:tag", version: "1"}]'
     project.config(CONFIG.replace("steps: [file.copy: {}]", python_step))
     tool = "from helper import PREFIX\n\ndef tag(value, ctx):\n    return PREFIX + value\n"
@@ -153,9 +153,13 @@ def test_an_edited_helper_module_is_named_in_a_warning(project: Project) -> None
     watch = Watch(project, "--debounce", "300")
     try:
         watch.wait_for("batchit watch: watching")
+        assert project.read("_build/a.txt") == "v1:a"
         project.write({"helper.py": "PREFIX = b'v2:'\n"})
-        warning = watch.wait_for("batchit watch: warning:")
-        assert warning.startswith("batchit watch: warning: helper changed") and "restart the watch" in warning
+        restart = watch.wait_for("batchit watch: restarting:")
+        assert restart.startswith("batchit watch: restarting: helper changed")
+        assert watch.wait_for("batchit: ok").startswith("batchit: ok: 1 built")
+        watch.wait_for("batchit watch: watching")
+        assert project.read("_build/a.txt") == "v2:a", "the new process imported the edited helper"
         assert watch.stop() == 0
     finally:
         watch.close()

@@ -25,6 +25,7 @@ INTERRUPTED = BuildInterrupted.exit_code
 def main(argv: list[str] | None = None) -> int:
     """Run the `batchit` command and return its exit code."""
     args = build_parser().parse_args(argv)
+    args.started_in = _current_directory()
     try:
         if args.directory:
             try:
@@ -45,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _current_directory() -> Path | None:
+    """Where the command was started (`batchit watch` restarts there); None when it is gone."""
+    try:
+        return Path.cwd()
+    except OSError:
+        return None
 
 
 def _handler(name: str) -> Callable[[argparse.Namespace], int]:

@@ -2,13 +2,16 @@
 
 Each rebuild is a plain `batchit build` with the same flags, so its summary lines are the ones a
 build prints; a line before each names what changed. A config error during a rebuild is reported
-and the watch goes on: fixing the file triggers the next rebuild.
+and the watch goes on: fixing the file triggers the next rebuild. When a helper module that a
+`python` step imported into this process changes, the watch starts again as a new process.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import NoReturn
 
 from batchit.cli import INTERRUPTED, commands, project_root
 from batchit.config import load_config
@@ -34,10 +37,8 @@ def run(args: argparse.Namespace) -> int:
         _say(f"batchit watch: rebuild {count} after changes to {', '.join(changed[:SHOWN_CHANGES])}{more}")
         stale = stale_helpers(root / path for path in changed)
         if stale:
-            _say(
-                f"batchit watch: warning: {', '.join(stale)} changed, but this process keeps running its "
-                "old code (only a python step's own module is imported again): restart the watch"
-            )
+            _say(f"batchit watch: restarting: {', '.join(stale)} changed, and this process runs its old code")
+            raise _Restart
         return _build(args) != INTERRUPTED
 
     def ready() -> None:
@@ -48,8 +49,25 @@ def run(args: argparse.Namespace) -> int:
             watch(root, [config.out, ".batchit"], args.debounce / 1000, rebuild, ready)
     except KeyboardInterrupt:
         pass
+    except _Restart:
+        _restart(args)
     _say("batchit watch: stopped")
     return 0
+
+
+class _Restart(Exception):
+    """A module this process imported (a helper of a `python` step) changed on disk."""
+
+
+def _restart(args: argparse.Namespace) -> NoReturn:
+    """Replace this process with the same command, run from where it was started: a new interpreter
+    imports the changed module afresh, which reloading it here could not do safely (every module that
+    took names from it would keep the old ones)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if args.started_in is not None:
+        os.chdir(args.started_in)
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606 - this very command again
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from batchit.errors import PermanentError, TransientError
 from batchit.fsutil import StatTuple, stat_identity
 from batchit.operators.base import InputFile, JobContext, Operator, as_bytes
 from batchit.operators.capture import captured_output
+from batchit.operators.imports import project_imports
 from batchit.placeholders import names_in, names_in_value, substitute
 
 IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -34,9 +35,11 @@ class PythonCall(Operator):
 
     The first step's value is the input's bytes (an aggregate's list of `InputFile` is passed as it
     is); every step key but `function` and `version` becomes a keyword argument. The module's source
-    enters the action key through `key_files`, so editing the function rebuilds its outputs; bump
-    `version` when something the module imports changes what it computes. A module is imported once
-    per process and reused, until its source file changes (`batchit watch` builds in one process).
+    and the project modules it imports enter the action key through `key_files`, so editing the
+    function or a helper of the project rebuilds its outputs; bump `version` when an installed
+    package, or a module imported by a computed name, changes what it computes. A module is
+    imported once per process and reused, until its source file changes (`batchit watch` builds in
+    one process).
     """
 
     name = "python"
@@ -67,7 +70,9 @@ class PythonCall(Operator):
     imports_user_code = True
 
     def key_files(self, params: Mapping[str, Any], root: Path) -> dict[str, Path]:
-        """The function's module source, labelled `python:<module>`.
+        """The function's module source, labelled `python:<module>`, and the project modules it
+        imports, labelled `python:<module> imports <path>`: known before the job runs, so the key
+        (and a `{key8}` name) is final from the first build.
 
         Nothing when the module cannot be found: its jobs then fail with the reason, and become stale
         once it exists.
@@ -83,7 +88,11 @@ class PythonCall(Operator):
             return {}
         if spec is None or not spec.has_location or spec.origin is None:
             return {}
-        return {f"python:{module}": Path(spec.origin)}
+        source = Path(spec.origin)
+        files = {f"python:{module}": source}
+        for relative in project_imports(source, root):
+            files[f"python:{module} imports {relative}"] = root / relative
+        return files
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """The function's result for the value, the job's context and the step's other keys."""
@@ -139,8 +148,8 @@ def _current_module(module_name: str) -> ModuleType:
 
 def stale_helpers(changed: Iterable[Path]) -> list[str]:
     """The modules this process imported from the `changed` files that no `python` step names:
-    unlike a step's own module, such a helper is not imported again, so the process runs its old
-    code (`batchit watch` says so)."""
+    unlike a step's own module, such a helper is not imported again, so the process would run its
+    old code (`batchit watch` starts again instead)."""
     files = {path.resolve() for path in changed if path.suffix == ".py"}
     if not files:
         return []
