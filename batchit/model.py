@@ -91,6 +91,9 @@ class CheckedConfig:
     """The operators the steps use, whose parameter schemas are part of the digest."""
 
 
+STATE_DIR = ".batchit"
+"""batchit's own folder in a project: the state store, run records, cache and keys."""
+
 MANIFEST_COPY = "batchit-manifest.json"
 """The manifest copy every build leaves in `out` (SPEC section 5); no job may write it."""
 
@@ -132,4 +135,4 @@ class Config:
     @property
     def state_dir(self) -> Path:
         """The absolute `.batchit` directory."""
-        return self.root / ".batchit"
+        return self.root / STATE_DIR

@@ -171,6 +171,37 @@ CASES = [
         "relative to the project root",
     ),
     Case(
+        "input_glob_inside_out",
+        "version: 1\nrules:\n  pages:\n    inputs: ['pages/*.md', '_build/*.html']\n"
+        "    output: '{path}.x'\n    steps: [file.copy: {}]\n",
+        "batchit.yaml:4:28",
+        "input '_build/*.html' starts inside _build/, where globs never match",
+        "inputs: {rule: NAME}",
+    ),
+    Case(
+        "input_glob_inside_state_dir",
+        "version: 1\nrules:\n  pages:\n    inputs: ['./.batchit/keys/*']\n"
+        "    output: '{path}.x'\n    steps: [file.copy: {}]\n",
+        "batchit.yaml:4:14",
+        "input '.batchit/keys/*' starts inside .batchit/, where globs never match",
+        "never an input",
+    ),
+    Case(
+        "out_holding_the_inputs",
+        "version: 1\nout: pages\nrules:\n  pages:\n    inputs: ['pages/**/*.md']\n"
+        "    output: '{path}.x'\n    steps: [file.copy: {}]\n",
+        "batchit.yaml:5:14",
+        "input 'pages/**/*.md' starts inside pages/",
+        "move `out`",
+    ),
+    Case(
+        "deps_glob_inside_out",
+        rule('deps: [_build/site.css]\noutput: "{path}.x"\nsteps: [file.copy: {}]\n'),
+        "batchit.yaml:5:",
+        "deps '_build/site.css' starts inside _build/",
+        "inputs: {rule: NAME}",
+    ),
+    Case(
         "unknown_placeholder_in_output",
         rule('output: "{pth}.html"\nsteps: [text.load: {}]\n'),
         "batchit.yaml:5:5",
@@ -219,7 +250,7 @@ CASES = [
         "out_outside_project",
         "version: 1\nout: ../site\n" + ONE_RULE,
         "batchit.yaml:2:1",
-        "out '../site' is outside the project",
+        "out '../site' is absolute or names a parent (..)",
         "_build",
         None,
     ),

@@ -14,13 +14,11 @@ from pathlib import Path
 from batchit.cli import print_json, project_root
 from batchit.config import load_config
 from batchit.errors import UsageError
-from batchit.model import MANIFEST_COPY, Config
+from batchit.model import MANIFEST_COPY, STATE_DIR, Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.record.manifest import latest_run
 from batchit.record.recorder import MANIFEST
 from batchit.record.signing import PUBLIC_NAME, TrustedKey, generate_keys, keys_dir, load_public_key
-
-STATE_DIR = ".batchit"
 
 
 def _config(args: argparse.Namespace) -> Config:

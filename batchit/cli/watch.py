@@ -16,6 +16,7 @@ from typing import NoReturn
 from batchit.cli import INTERRUPTED, commands, project_root
 from batchit.config import load_config
 from batchit.errors import BatchitError
+from batchit.model import STATE_DIR
 from batchit.operators.code import stale_helpers
 from batchit.operators.registry import OperatorRegistry
 from batchit.watch import watch
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if _build(args) != INTERRUPTED:
-            watch(root, [config.out, ".batchit"], args.debounce / 1000, rebuild, ready)
+            watch(root, [config.out, STATE_DIR], args.debounce / 1000, rebuild, ready)
     except KeyboardInterrupt:
         pass
     except _Restart:

@@ -26,10 +26,8 @@ from batchit.config.validation import SchemaChecks, checked_config, vouched_for
 from batchit.config.yaml12 import Document, Marks, error_at, marks_under, nearest, parse_scalar, read_document
 from batchit.errors import ConfigError
 from batchit.hashing import blake3_hex
-from batchit.model import Alerts, CheckedConfig, Config, Rule
+from batchit.model import STATE_DIR, Alerts, CheckedConfig, Config, Rule
 from batchit.operators.registry import OperatorRegistry
-
-STATE_DIR = ".batchit"
 
 
 def load_config(
@@ -71,7 +69,7 @@ def load_config(
     out = _out(data.get("out", "_build"), config)
     presets, included = load_presets(root, config, checks)
     flags = _flags(data.get("flags", {}), flag_overrides or {}, config)
-    context = RuleContext(operators, checks, frozenset(data["rules"]), frozenset(flags))
+    context = RuleContext(operators, checks, frozenset(data["rules"]), frozenset(flags), out)
     rule_marks = marks_under(config.marks, "rules")
     rules: dict[str, Rule] = {}
     for name, raw in data["rules"].items():
@@ -124,7 +122,9 @@ def _out(value: str, config: Document) -> str:
     """`out`, normalised: a directory inside the project, neither the root itself nor in `.batchit`."""
     mark = config.marks.get(("out",))
     if escapes(value):
-        raise error_at(mark, f"out {value!r} is outside the project", hint="write a directory such as _build")
+        raise error_at(
+            mark, f"out {value!r} is absolute or names a parent (..)", hint="write a directory such as _build"
+        )
     out = normalise(value)
     if not out:
         raise error_at(mark, "out may not be the project root", hint="write a directory such as _build")

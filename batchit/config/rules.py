@@ -7,19 +7,20 @@ share, references to rules that do not exist, and it applies the defaults.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from batchit.config.hints import did_you_mean, listing
-from batchit.config.paths import escapes, normalise
+from batchit.config.paths import WILDCARDS, escapes, normalise
 from batchit.config.steps import Operators, RuleScope, build_steps
 from batchit.config.units import parse_size
 from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
 from batchit.errors import ConfigError
-from batchit.model import Aggregate, Resources, Retry, Rule
+from batchit.model import STATE_DIR, Aggregate, Resources, Retry, Rule
 from batchit.placeholders import PATH_PLACEHOLDERS, names_in
 
 RESERVED_NAMES = PATH_PLACEHOLDERS | {"key8", "flags", "input"}
@@ -37,6 +38,8 @@ class RuleContext:
     checks: SchemaChecks
     rule_names: frozenset[str]
     flags: frozenset[str]
+    out: str
+    """The normalised output root: no input or `deps` glob may start inside it."""
 
 
 def build_rule(name: str, raw: Mapping[str, Any], marks: Marks, context: RuleContext) -> Rule:
@@ -57,7 +60,7 @@ class _RuleBuilder:
 
     def build(self, raw: Mapping[str, Any], context: RuleContext) -> Rule:
         """Every part of the rule checked, with defaults applied."""
-        globs, upstream = self.inputs(raw["inputs"], context.rule_names)
+        globs, upstream = self.inputs(raw["inputs"], context)
         matrix = self.matrix(raw.get("matrix", {}))
         aggregate, groups = self.aggregate(raw.get("aggregate", False), {key for key, _ in matrix})
         per_job = groups if aggregate else frozenset(PATH_PLACEHOLDERS)
@@ -74,7 +77,10 @@ class _RuleBuilder:
             output=self.output(raw["output"], matrix, aggregate, groups),
             steps=steps,
             matrix=matrix,
-            deps=self.project_paths(raw.get("deps", []), "deps"),
+            deps=tuple(
+                self.outside_state(dep, "deps", context.out, ("deps", index))
+                for index, dep in enumerate(self.project_paths(raw.get("deps", []), "deps"))
+            ),
             resources=resources,
             concurrency=raw.get("concurrency"),
             aggregate=aggregate,
@@ -84,10 +90,11 @@ class _RuleBuilder:
             line=mark.line if mark else None,
         )
 
-    def inputs(self, raw: Any, rule_names: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def inputs(self, raw: Any, context: RuleContext) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Glob patterns and upstream rule names; `inputs: {rule: NAME}` alone is one upstream."""
         items = raw if isinstance(raw, list) else [raw]
         globs, upstream = [], []
+        rule_names = context.rule_names
         for index, item in enumerate(items):
             path: YamlPath = ("inputs", index) if isinstance(raw, list) else ("inputs",)
             if isinstance(item, str):
@@ -97,7 +104,7 @@ class _RuleBuilder:
                         f"input {item!r} escapes the project",
                         "write globs relative to the project root",
                     )
-                globs.append(normalise(item))
+                globs.append(self.outside_state(normalise(item), "input", context.out, path))
             elif item["rule"] == self.name:
                 raise self.fail(
                     path, "the rule reads its own outputs", "read another rule's outputs, or files"
@@ -108,6 +115,20 @@ class _RuleBuilder:
             else:
                 upstream.append(item["rule"])
         return tuple(globs), tuple(upstream)
+
+    def outside_state(self, glob: str, key: str, out: str, path: YamlPath) -> str:
+        """`glob`, unless it starts inside `out` or `.batchit` (SPEC section 2: globs never match
+        there): reading outputs through a glob would make builds depend on the order of earlier
+        ones, and `.batchit` holds the private signing key."""
+        folders = glob.split("/")[:-1]
+        literal = "/".join(itertools.takewhile(lambda segment: not WILDCARDS.search(segment), folders))
+        for root, hint in (
+            (out, "read another rule's outputs with `inputs: {rule: NAME}`, or move `out`"),
+            (STATE_DIR, "batchit's state is never an input"),
+        ):
+            if literal == root or literal.startswith(f"{root}/"):
+                raise self.fail(path, f"{key} {glob!r} starts inside {root}/, where globs never match", hint)
+        return glob
 
     def project_paths(self, paths: list[str], key: str) -> tuple[str, ...]:
         """Project-relative paths or globs, normalised; one that could leave the project is an error."""

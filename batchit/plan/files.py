@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from batchit.config.paths import WILDCARDS
 from batchit.errors import ConfigError
 from batchit.fsutil import StatTuple
 from batchit.hashing import hash_file
@@ -24,12 +25,10 @@ SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".batchit", "__pycache__"})
 """Directories no glob descends into (version control, batchit's own state, bytecode)."""
 
 MISSING = "missing"
+"""The hash recorded for a file that does not exist (a deleted discovered dependency)."""
 
 PARALLEL_HASH_BYTES = 64 << 20
 """Below this many bytes to re-read, hashing serially beats a thread pool's per-file overhead."""
-"""The hash recorded for a file that does not exist (a deleted discovered dependency)."""
-
-WILDCARDS = re.compile(r"[*?\[]")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from difflib import get_close_matches
 
 from batchit.errors import UsageError
 from batchit.fsutil import StatTuple, stat_identity
-from batchit.model import Config, Rule
+from batchit.model import STATE_DIR, Config, Rule
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.claims import OutputClaims
 from batchit.plan.decide import Decider
@@ -64,7 +64,7 @@ class Planner:
         """True when `predict` planned only the jobs a snapshot could not vouch for."""
         self.fingerprint: str | None = None
         """The snapshot fingerprint of the last `predict` (None: options that change decisions)."""
-        self._tree = FileTree(config.root, frozenset({config.out, ".batchit"}))
+        self._tree = FileTree(config.root, frozenset({config.out, STATE_DIR}))
         self._snapshot: PlanSnapshot | None = None
         """The snapshot the plan was replayed or patched from."""
         self._on_demand = rows_on_demand and store is not None

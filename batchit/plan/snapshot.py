@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 from batchit import __version__
 from batchit.fsutil import StatTuple, atomic_write_bytes, atomic_write_text, stat_identity
 from batchit.hashing import blake3_hex
-from batchit.model import Config, Rule
+from batchit.model import STATE_DIR, Config, Rule
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.decide import QUARANTINED
 from batchit.plan.files import FileTree
@@ -110,7 +110,7 @@ def plan_fingerprint(config: Config, registry: OperatorRegistry, rules: Sequence
 def _root_entries(config: Config) -> list[str]:
     """The names beside batchit.yaml (but `out` and `.batchit`, which builds create): a module
     appearing there may shadow one the `python` operator imports."""
-    return sorted({entry.name for entry in config.root.iterdir()} - {config.out.split("/")[0], ".batchit"})
+    return sorted({entry.name for entry in config.root.iterdir()} - {config.out.split("/")[0], STATE_DIR})
 
 
 def read_head(state_dir: Path) -> SnapshotHead | None:
@@ -187,7 +187,7 @@ class PlanSnapshot:
             return [i for i, o in enumerate(outputs) if (stat_identity(prefix + o) or MISSING) != before[i]]
 
         with concurrently(changed_outputs, in_child=len(outputs) >= FORK_ABOVE) as outcome:
-            tree = FileTree(root, frozenset({out, ".batchit"}))
+            tree = FileTree(root, frozenset({out, STATE_DIR}))
             for base in walked:
                 tree.files_under(base)
             changed_paths: set[str] = set()
