@@ -233,6 +233,20 @@ def test_python_steps_see_paths_so_paths_enter_their_key(project: Project) -> No
     assert project.read("_build/two.txt") == "in/two.txt: same\n"
 
 
+def test_a_path_keys_the_same_whether_its_name_is_stored_composed_or_decomposed(project: Project) -> None:
+    project.config(
+        'version: 1\nrules:\n  tag:\n    inputs: ["in/*.txt"]\n    output: "{stem}.out"\n'
+        '    steps: [python: {function: "upper:upper", version: "1"}]\n'
+    )
+    decomposed, composed = "in/cafe\u0301.txt", "in/caf\u00e9.txt"
+    project.write({"upper.py": "def upper(value, ctx):\n    return value.upper()\n", decomposed: "menu\n"})
+    project.build()
+    (project.root / decomposed).rename(project.root / composed)  # as a checkout on another OS spells it
+    project.build()
+    assert (summary(project)["built"], summary(project)["restored"]) == (0, 1), "same key: from the cache"
+    assert project.read("_build/caf\u00e9.out") == "MENU\n"
+
+
 def test_edited_helper_module_rebuilds_the_python_steps_that_import_it(project: Project) -> None:
     project.config(
         'version: 1\nrules:\n  tag:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'

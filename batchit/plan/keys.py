@@ -10,6 +10,7 @@ nested structure, which is what keeps planning 100,000 jobs under a second.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,9 +59,9 @@ def make_recipe(
     """Serialise a recipe canonically and hash it."""
     doc = canonical_json(
         {
-            "deps": dict(deps),
+            "deps": {nfc(path): digest for path, digest in deps.items()},
             "expect": expect,
-            "files": dict(files),
+            "files": {nfc(label): digest for label, digest in files.items()},
             "flags": dict(flags),
             "libraries": {name: dict(v) for name, v in libraries.items()},
             "steps": [{"op": s.operator, "params": s.params, "version": s.version} for s in steps],
@@ -69,6 +70,12 @@ def make_recipe(
     )
     tail = f',"paths":null,"recipe":{doc},"v":{KEY_FORMAT}}}'.encode()
     return Recipe(doc, blake3_hex(doc.encode()), tuple(steps), path_aware, tail)
+
+
+def nfc(path: str) -> str:
+    """A path as the key document writes it: Unicode NFC (SPEC section 3), so a checkout on a file
+    system that stores names decomposed (macOS) keys its jobs as one that stores them composed."""
+    return path if path.isascii() else unicodedata.normalize("NFC", path)
 
 
 def action_key(
@@ -84,13 +91,13 @@ def action_key(
     never does, so jobs computing the same bytes share a key.
     """
     inputs = '["' + '","'.join(input_hashes) + '"]' if input_hashes else "[]"
-    disc = canonical_json(dict(discovered)) if discovered else "{}"
+    disc = canonical_json({nfc(path): digest for path, digest in discovered.items()}) if discovered else "{}"
     head = f'{{"discovered":{disc},"inputs":{inputs}'
     if not recipe.path_aware:
         return blake3(head.encode() + recipe.key_tail).hexdigest()
     paths = (
         '{"inputs":['
-        + ",".join(json_string(p) for p in input_paths)
+        + ",".join(json_string(nfc(p)) for p in input_paths)
         + '],"output":'
         + json_string(output_template)
         + "}"
