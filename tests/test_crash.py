@@ -85,12 +85,19 @@ def open_gate(project: Project) -> None:
         gate.write("go")
 
 
-def test_second_concurrent_build_exits_3_naming_the_holder(gated: Project) -> None:
+@pytest.mark.parametrize(
+    "second_command",
+    [("build", "--no-progress"), ("keygen", "--force")],
+    ids=["build", "keygen_replacing_the_key_the_first_build_will_sign_with"],
+)
+def test_second_concurrent_run_exits_3_naming_the_holder(
+    gated: Project, second_command: tuple[str, ...]
+) -> None:
     os.mkfifo(gated.root / "gate")
     first = start_build(gated)
     try:
         wait_until(lambda: (gated.root / "started").exists(), "the blocking job to start")
-        second = gated.run("build", "--no-progress")
+        second = gated.run(*second_command)
         assert second.code == 3, second.describe()
         assert f"pid {first.pid}" in second.stderr
     finally:

@@ -26,8 +26,14 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def keygen(args: argparse.Namespace) -> int:
-    """`batchit keygen [--force]`: write `.batchit/keys/batchit.key` (0600) and `batchit.pub`."""
-    key = generate_keys(project_root() / STATE_DIR, force=args.force)
+    """`batchit keygen [--force]`: write `.batchit/keys/batchit.key` (0600) and `batchit.pub`.
+
+    Under the project lock: a build signs its record with the key it finds (or mints) at its end.
+    """
+    from batchit.state.lock import ProjectLock
+
+    with ProjectLock(project_root() / STATE_DIR / "lock"):
+        key = generate_keys(project_root() / STATE_DIR, force=args.force)
     public = keys_dir(Path(STATE_DIR)) / PUBLIC_NAME
     print(f"keygen: key id {key.key_id}")
     print(f"  private key: {keys_dir(Path(STATE_DIR))}/batchit.key (mode 0600; keep it secret)")
