@@ -78,13 +78,14 @@ def publish_bytes(
     """
     directory, _, name = dest.rpartition("/")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    made: list[Path] = []
     while True:
         tmp = f"{directory}/{temp_name_for(name)}"
         try:
             fd = os.open(tmp, flags, 0o666)
             break
         except FileNotFoundError:
-            Path(directory).mkdir(parents=True, exist_ok=True)
+            made = _make_directories(Path(directory))
         except FileExistsError:
             continue  # a leftover that happens to share the name: take the next number
     try:
@@ -101,9 +102,24 @@ def publish_bytes(
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        for folder in made:  # deepest first; one another job wrote into meanwhile stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     if fsync:
         fsync_dir(Path(directory))
+
+
+def _make_directories(directory: Path) -> list[Path]:
+    """Create `directory` and its missing parents; the ones this call made, deepest first, so that a
+    failed write can take them away again instead of leaving empty folders in `out`."""
+    missing = []
+    folder = directory
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    return missing
 
 
 def atomic_write_bytes(dest: Path, data: bytes, *, fsync: bool = False) -> None:

@@ -268,6 +268,17 @@ def test_pre_flight_validation_quarantines_before_any_step_runs(project: Project
     assert project.manifest()["summary"]["quarantined"] == 4
 
 
+def test_an_output_failing_its_contract_leaves_no_folder_it_made(project: Project) -> None:
+    project.config(
+        'version: 1\nrules:\n  copy:\n    inputs: ["in/*.txt"]\n    output: "deep/er/{stem}.txt"\n'
+        '    expect: {contains: "ok"}\n    steps: [file.copy: {}]\n'
+    )
+    project.write({"in/a.txt": "not good\n"})
+    project.build(expect=1)
+    assert "does not contain" in project.manifest()["failures"][0]["message"]
+    assert not (project.root / "_build/deep").exists()
+
+
 @pytest.mark.parametrize(
     ("flag", "last_built"), [(None, True), ("--keep-going", True), ("--fail-fast", False)]
 )
