@@ -69,6 +69,17 @@ def parse(value, ctx):
 """`picky.py` for a `python: {function: "picky:parse"}` step: a permanent error for input starting
 with "bad" (so the input is quarantined), the input upper-cased otherwise."""
 
+PICKY = """\
+version: 1
+rules:
+  parse:
+    inputs: ["in/*.txt"]
+    output: "{stem}.txt"
+    steps:
+      - python: {function: "picky:parse", version: "1"}
+"""
+"""One 1:1 rule whose `python` step is PICKY_MODULE's parser."""
+
 
 @dataclass
 class Project:
@@ -181,4 +192,12 @@ def copies(project: Project) -> Project:
     """Three text files copied into `_build` by COPY_CONFIG, not yet built."""
     project.config(COPY_CONFIG)
     project.write(THREE_SOURCES)
+    return project
+
+
+@pytest.fixture
+def picky(project: Project) -> Project:
+    """Three inputs, one of which the `parse` step of PICKY rejects permanently (it is quarantined)."""
+    project.config(PICKY)
+    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "bad\n", "in/c.txt": "c\n"})
     return project

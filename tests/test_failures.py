@@ -11,25 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
-from conftest import PICKY_MODULE, Project
-
-PICKY = """\
-version: 1
-rules:
-  parse:
-    inputs: ["in/*.txt"]
-    output: "{stem}.txt"
-    steps:
-      - python: {function: "picky:parse", version: "1"}
-"""
-
-
-@pytest.fixture
-def picky(project: Project) -> Project:
-    """Three inputs, one of which the `parse` step rejects permanently."""
-    project.config(PICKY)
-    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "bad\n", "in/c.txt": "c\n"})
-    return project
+from conftest import PICKY, PICKY_MODULE, Project
 
 
 def test_permanent_failure_quarantines_the_input_and_the_rest_build(picky: Project) -> None:
