@@ -17,13 +17,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 from batchit.cli.parser import build_parser
+from batchit.cli.streams import pipe_safe_streams
 from batchit.errors import BatchitError, BuildInterrupted, UsageError
 
 INTERRUPTED = BuildInterrupted.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the `batchit` command and return its exit code."""
+    """Run the `batchit` command and return its exit code.
+
+    A reader of its output that stops early (`| head`) changes nothing: the command runs to its end
+    and its outcome decides the exit code (batchit.cli.streams).
+    """
+    with pipe_safe_streams():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
+    """Parse the arguments, run the command's handler, and map its errors to exit codes."""
     args = build_parser().parse_args(argv)
     args.started_in = _current_directory()
     try:
@@ -86,18 +97,14 @@ def _say_error(args: argparse.Namespace, text: str, fields: dict[str, str | int]
 
 
 def print_json(value: object) -> None:
-    """Write a JSON document to stdout (a reader that stops early, like `| head`, is no error).
+    """Write a JSON document to stdout.
 
     The top two levels are indented and each value below them takes one line (a job of `plan
     --json`, an output of `verify --json`): readable, easy to grep and diff, and written by the
     json module's C encoder, 100,000 jobs in about a second instead of ten.
     """
-    try:
-        sys.stdout.write(render_json(value))
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.stdout.write(render_json(value))
+    sys.stdout.write("\n")
 
 
 def render_json(value: object, depth: int = 0) -> str:

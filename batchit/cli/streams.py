@@ -1,0 +1,68 @@
+"""Standard streams that outlive their reader: `batchit build | head` must not stop the build.
+
+A reader that closes its end of the pipe early (`| head`, a pager that quits) makes the next write
+raise BrokenPipeError. Raised from a warning or a progress update in the middle of a build, it would
+abort the build before its run is recorded, or leave the audit log and the state store disagreeing.
+While a command runs, `sys.stdout` and `sys.stderr` are `PipeSafe` stand-ins: the first broken
+write points the stream's file descriptor at /dev/null and the command carries on silently, with
+the exit code its own outcome decides (the usual command-line behaviour). Everything that prints
+goes through them: the console and its progress bar, the summary, JSON log lines, `print`, and the
+logging and warnings modules, which look `sys.stderr` up when they write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO, cast
+
+
+class PipeSafe:
+    """A text stream whose writes and flushes never raise BrokenPipeError: a reader gone away
+    silences the stream instead."""
+
+    def __init__(self, real: TextIO) -> None:
+        self.real = real
+
+    def write(self, text: str) -> int:
+        """Write to the real stream (nowhere once its reader has gone)."""
+        try:
+            return self.real.write(text)
+        except BrokenPipeError:
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        """Flush the real stream; text its reader can no longer read is dropped."""
+        try:
+            self.real.flush()
+        except BrokenPipeError:
+            self._silence()
+
+    def _silence(self) -> None:
+        """Send the stream's file descriptor to /dev/null, so what is still buffered (and whatever
+        is written later, by any thread) goes nowhere instead of failing again at exit."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self.real.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)  # encoding, isatty, fileno, ... of the real stream
+
+
+@contextlib.contextmanager
+def pipe_safe_streams() -> Iterator[None]:
+    """Make `sys.stdout` and `sys.stderr` `PipeSafe` while the block runs, flushing them at its end
+    (a pipe found closed then is no error either)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = cast(TextIO, PipeSafe(sys.stdout)), cast(TextIO, PipeSafe(sys.stderr))
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = saved
