@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -225,3 +226,47 @@ def test_a_100k_job_report_stays_under_5_mb() -> None:
     assert len(document["rebuilt"]) == ROW_CAP and document["rebuilt_left_out"] == 100_000 - ROW_CAP
     assert f"{2000 - ROW_CAP} more row(s) left out" in html
     assert elapsed < 10, f"{elapsed:.1f}s"  # the bench (bench/records.py) tracks the 2 s target
+
+
+def test_an_entry_a_stopped_command_committed_but_never_wrote_is_written_next(copies: Project) -> None:
+    copies.build()
+    log = copies.root / ".batchit/audit.log"
+    kept = log.rename(log.with_name("audit.kept"))
+    log.symlink_to("/dev/full")  # the write fails right after the state store committed the entry
+    stopped = copies.run("gc")
+    assert stopped.code != 0, stopped.describe()
+    log.unlink()
+    kept.rename(log)
+    assert len(audit_lines(copies)) == 1
+    checked = copies.run("audit", "verify")
+    assert checked.code == 0, checked.describe()
+    assert "2 entries" in checked.stdout
+    assert "1 of them committed by a command that was stopped" in checked.stdout
+    copies.build()
+    assert [json.loads(line)["kind"] for line in audit_lines(copies)] == ["run", "gc", "run"]
+    assert copies.run("audit", "verify").code == 0
+
+
+@pytest.mark.parametrize("written", [0.0, 0.5, 1.0], ids=["none", "half", "all"])
+def test_a_build_killed_while_appending_to_the_audit_log_is_completed_next(
+    copies: Project, written: float
+) -> None:
+    for _ in range(3):
+        copies.build()
+    *before, last = audit_lines(copies)
+    kept = b"".join(line + b"\n" for line in before)
+    # What a SIGKILL leaves after the store committed the last entry (pending) and wrote part of it.
+    (copies.root / ".batchit/audit.log").write_bytes(kept + (last + b"\n")[: int(written * (len(last) + 1))])
+    with sqlite3.connect(copies.root / ".batchit/state.db") as db:
+        db.executemany(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [("audit_pending_at", str(len(kept))), ("audit_pending", (last + b"\n").decode())],
+        )
+    db.close()
+    checked = copies.run("audit", "verify")
+    assert checked.code == 0, checked.describe()
+    assert "3 entries" in checked.stdout
+    copies.build()
+    assert audit_lines(copies)[:3] == [*before, last]
+    assert [json.loads(line)["seq"] for line in audit_lines(copies)] == [1, 2, 3, 4]
+    assert copies.run("audit", "verify").code == 0

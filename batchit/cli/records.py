@@ -170,17 +170,23 @@ def gc(args: argparse.Namespace) -> int:
 
 def audit(args: argparse.Namespace) -> int:
     """`batchit audit verify`: check the audit log's chain against the head in the state store."""
-    from batchit.record.audit import audit_head, verify_audit
+    from batchit.record.audit import audit_head, unsettled_audit, verify_audit
     from batchit.state.store import StateStore
 
     state_dir = project_root() / STATE_DIR
     store = StateStore.open_readonly(state_dir / "state.db")
-    head = audit_head(store) if store else None
+    head, unsettled = (audit_head(store), unsettled_audit(state_dir, store)) if store else (None, b"")
     if store:
         store.close()
-    check = verify_audit(state_dir, head)
+    check = verify_audit(state_dir, head, unsettled)
     if check.broken is not None:
         print(f"audit: BROKEN at line {check.broken.line}: {check.broken.reason}")
     else:
         print(f"audit: ok: {check.entries} entries, head {head or 'none'}")
+    if unsettled:
+        written_later = len(unsettled.splitlines())
+        print(
+            f"  {written_later} of them committed by a command that was stopped before writing "
+            "them to the log; the next command that records an entry writes them"
+        )
     return check.exit_code

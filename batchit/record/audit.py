@@ -5,6 +5,10 @@ clean, gc), `time`, `details` and `prev`, the BLAKE3 hash of the line before it 
 The hash of the last line, the chain's head, is kept in the state store's `meta` table and in every
 signed manifest, so removing the last line is caught as surely as editing or reordering any other.
 The store keeps the last line's `seq` beside it, so an append costs the same after a million runs.
+
+The store commits each entry before its line is written (`append_audit`), so a process killed
+between the two leaves the store ahead of the log, by entries it holds in full, never the log
+ahead of the store: the next append writes them, and `audit verify` counts them meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from batchit.state.store import StateStore
 AUDIT_LOG = "audit.log"
 HEAD_KEY = "audit_head"
 SEQ_KEY = "audit_seq"
+PENDING_KEY = "audit_pending"
+PENDING_AT_KEY = "audit_pending_at"
+_UPSERT = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 
 
 @dataclass(frozen=True)
@@ -55,11 +62,18 @@ def audit_head(store: StateStore) -> str | None:
 def append_audit(
     state_dir: Path, store: StateStore, kind: str, details: dict[str, Any], *, fsync: bool = False
 ) -> str:
-    """Append one entry chained to the recorded head, store the new head, and return it.
+    """Add one entry chained to the recorded head and return the new head.
 
-    The caller holds the project lock, so appends never interleave. The new line's `prev` is the head
-    the store recorded, not the file's last line: a log cut short before this append stays detectably
-    broken instead of being silently re-chained. Safe to call inside a store transaction.
+    The state store commits the entry first, in one transaction with the new head, as pending;
+    only then is the line written to the log, and the pending entry cleared (`settle_audit`). A
+    process killed in between leaves an entry the store committed and the log lacks (in part or
+    whole), and the next append writes it before its own, so the chain never forks. The store is the
+    truth and the log its copy: nothing found only in the log is ever adopted, so a line cut or
+    edited after it was written stays detectably broken, and the new line's `prev` is the head the
+    store recorded, not the file's last line.
+
+    The caller holds the project lock. Inside a store transaction the entry is only staged (a
+    rollback takes it back); the caller calls `settle_audit` once the transaction has committed.
     """
     path = state_dir / AUDIT_LOG
     entry = {
@@ -69,21 +83,87 @@ def append_audit(
         "seq": _last_seq(store, path) + 1,
         "time": iso_time(datetime.now(UTC)),
     }
-    line = canonical_json(entry).encode("utf-8")
-    with open(path, "ab") as handle:
-        handle.write(line + b"\n")
-        if fsync:
-            handle.flush()
-            os.fsync(handle.fileno())
-    head = blake3_hex(line)
-    upsert = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-    rows = [(HEAD_KEY, head), (SEQ_KEY, str(entry["seq"]))]
+    line = canonical_json(entry)
+    head = blake3_hex(line.encode("utf-8"))
+    offset, block = _pending(store) or (_log_size(path), "")
+    rows = [
+        (HEAD_KEY, head),
+        (SEQ_KEY, str(entry["seq"])),
+        (PENDING_AT_KEY, str(offset)),
+        (PENDING_KEY, block + line + "\n"),
+    ]
     if store.db.in_transaction:
-        store.db.executemany(upsert, rows)
-    else:
-        with store.transaction():
-            store.db.executemany(upsert, rows)
+        store.db.executemany(_UPSERT, rows)
+        return head
+    with store.transaction():
+        store.db.executemany(_UPSERT, rows)
+    settle_audit(state_dir, store, fsync=fsync)
     return head
+
+
+def settle_audit(state_dir: Path, store: StateStore, *, fsync: bool = False) -> None:
+    """Write to the log what the store committed and the log lacks, then clear it from the store.
+
+    Call it outside a transaction, under the project lock; with nothing pending it only reads.
+    """
+    pending = _pending(store)
+    if pending is None:
+        return
+    path = state_dir / AUDIT_LOG
+    missing = _missing(path, pending[0], pending[1].encode("utf-8"))
+    if missing:
+        with open(path, "ab") as handle:
+            handle.write(missing)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+    store.db.execute("DELETE FROM meta WHERE key IN (?, ?)", (PENDING_KEY, PENDING_AT_KEY))
+
+
+def unsettled_audit(state_dir: Path, store: StateStore) -> bytes:
+    """What `settle_audit` would write now: committed entries that a killed process left unwritten."""
+    pending = _pending(store)
+    return b"" if pending is None else _missing(state_dir / AUDIT_LOG, pending[0], pending[1].encode("utf-8"))
+
+
+def _pending(store: StateStore) -> tuple[int, str] | None:
+    """The committed entries not yet known to be in the log: (the log offset they start at, lines)."""
+    rows = dict(
+        store.db.execute("SELECT key, value FROM meta WHERE key IN (?, ?)", (PENDING_AT_KEY, PENDING_KEY))
+    )
+    if PENDING_KEY not in rows:
+        return None
+    return int(rows[PENDING_AT_KEY]), str(rows[PENDING_KEY])
+
+
+def _log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _missing(path: Path, offset: int, block: bytes) -> bytes:
+    """The part of `block` (pending lines meant to start at byte `offset`) the log does not hold.
+
+    A killed process wrote none of it, a part (maybe ending mid-line) or all: what follows is
+    written. A log that ends elsewhere was changed by someone else; the block then goes whole after
+    it (on a line of its own), and `audit verify` reports the break that change made.
+    """
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(min(offset, size))
+            written = handle.read(len(block) + 1) if size >= offset else None
+            handle.seek(max(size - 1, 0))
+            ends_a_line = size == 0 or handle.read(1) == b"\n"
+    except FileNotFoundError:
+        return block
+    if written is not None and block.startswith(written):
+        return block[len(written) :]
+    if written is not None and written.startswith(block):
+        return b""  # all written; whatever follows it was not batchit's
+    return block if ends_a_line else b"\n" + block
 
 
 def _last_seq(store: StateStore, path: Path) -> int:
@@ -101,13 +181,17 @@ def _last_seq(store: StateStore, path: Path) -> int:
         return 0
 
 
-def verify_audit(state_dir: Path, head: str | None) -> AuditCheck:
-    """Check every line's `seq` and `prev`, then the last line's hash against the recorded `head`."""
+def verify_audit(state_dir: Path, head: str | None, unsettled: bytes = b"") -> AuditCheck:
+    """Check every line's `seq` and `prev`, then the last line's hash against the recorded `head`.
+
+    `unsettled` (from `unsettled_audit`) is what the store committed and the log still lacks: it is
+    checked as if written, since the next command that records an entry writes it.
+    """
     path = state_dir / AUDIT_LOG
     try:
-        lines = path.read_bytes().splitlines()
+        lines = (path.read_bytes() + unsettled).splitlines()
     except FileNotFoundError:
-        lines = []
+        lines = unsettled.splitlines()
     hashes: list[str] = []
     for number, line in enumerate(lines, start=1):
         broken = _line_break(line, number, hashes[-1] if hashes else None)

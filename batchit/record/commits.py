@@ -22,7 +22,7 @@ from batchit.plan.jobs import Job
 from batchit.plan.keys import action_key
 from batchit.plan.planner import Planner
 from batchit.plan.rows import RowsOnDemand
-from batchit.record.audit import append_audit
+from batchit.record.audit import append_audit, settle_audit
 from batchit.record.events import FLUSH_EVERY
 from batchit.record.quarantine import quarantine_input
 from batchit.state.store import Failure, OutputRecord, StateStore, StatRow
@@ -101,6 +101,7 @@ class Committer:
             self.store.put_stats(self.planner.stat_updates())
             self.planner.hasher.updates.clear()
         self._results.clear()
+        settle_audit(self.config.state_dir, self.store, fsync=self.config.durability == "fsync")
 
     def _failure(self, job: Job, result: JobResult) -> Failure:
         """The failure row of a job; a permanent failure of a one-input job quarantines its input."""
@@ -122,7 +123,9 @@ class Committer:
             "blake3": job.input_hashes[0],
             "class": result.error_class,
         }
-        append_audit(self.config.state_dir, self.store, "quarantine", {**details, "run_id": self.run_id})
+        append_audit(  # staged in flush's transaction; flush settles it after the commit
+            self.config.state_dir, self.store, "quarantine", {**details, "run_id": self.run_id}
+        )
         self.warn(f"quarantined {job.inputs[0]} ({job.rule}): {result.error_class}; copy at {place}")
         return replace(failure, quarantine=place, inputs_key="|".join(job.input_hashes))
 

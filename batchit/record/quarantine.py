@@ -14,7 +14,7 @@ from pathlib import Path
 
 from batchit.errors import UsageError
 from batchit.fsutil import atomic_write_text, remove_empty_parents, replacing
-from batchit.record.audit import append_audit
+from batchit.record.audit import append_audit, settle_audit
 from batchit.state.store import Failure, StateStore
 
 REASON_SUFFIX = ".reason.json"
@@ -73,4 +73,5 @@ def release(root: Path, state_dir: Path, store: StateStore, path: str | None) ->
         store.clear_failures(f.job_id for f in chosen)
         for failure in chosen:
             append_audit(state_dir, store, "release", {"rule": failure.rule, "input": failure.input})
+    settle_audit(state_dir, store)
     return chosen
