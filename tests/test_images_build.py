@@ -232,3 +232,24 @@ def test_an_image_cdn_manifest_is_stable_across_builds(preset_build: Project) ->
     before = (preset_build.root / "_build" / "cdn-manifest.json").read_bytes()
     preset_build.build("--force")
     assert (preset_build.root / "_build" / "cdn-manifest.json").read_bytes() == before
+
+
+def test_a_broken_photo_is_quarantined_once_however_many_widths_it_has(project: Project) -> None:
+    project.config(PRESET.replace("widths: [320, 1280]", "widths: [32, 64, 128]"))
+    good = jpeg((200, 150))
+    project.write({"images/good.jpg": good, "images/bad.jpg": good[: len(good) // 2]})
+    result = project.build(expect=1)
+    assert result.stderr.count("warning: quarantined images/bad.jpg") == 1
+    assert "  1 input(s) stay quarantined" in result.stdout
+    assert project.manifest()["summary"]["quarantined"] == 3  # per job: one per width
+    listed = json.loads(project.run("quarantine", "list", "--json").stdout)
+    assert [(q["rule"], q["input"]) for q in listed] == [("photos", "images/bad.jpg")]
+    assert "1 input(s) stay quarantined" in project.build(expect=1).stdout
+
+    released = project.run("quarantine", "release", "images/bad.jpg")
+    assert "released 1 input(s)" in released.stdout, released.describe()
+    assert json.loads(project.run("quarantine", "list", "--json").stdout) == []
+    audit = [json.loads(line) for line in (project.root / ".batchit/audit.log").read_text().splitlines()]
+    assert [e["kind"] for e in audit] == ["quarantine", "run", "run", "release"]
+    project.build(expect=1)  # still broken: all three widths tried again, quarantined once again
+    assert len(json.loads(project.run("quarantine", "list", "--json").stdout)) == 1

@@ -114,8 +114,8 @@ class Console:
             print(f"  failed: {job.rule}: {out}/{job.output}: {result.error_class}: {first_line}")
         if len(outcome.failures) > 10:
             print(f"  ... and {len(outcome.failures) - 10} more failures (see the manifest)")
-        if counts.get("quarantined"):
+        if outcome.quarantined_inputs:
             print(
-                f"  {counts['quarantined']} input(s) stay quarantined and exit 1 until they change or are "
-                "released: `batchit quarantine list`"
+                f"  {outcome.quarantined_inputs} input(s) stay quarantined and exit 1 until they change or "
+                "are released: `batchit quarantine list`"
             )

@@ -54,6 +54,9 @@ class BuildOutcome:
     """Where the run's record (manifest, report) went and which key signed it."""
     strict: bool = False
     interrupted: bool = False
+    quarantined_inputs: int = 0
+    """How many (rule, input) pairs stay quarantined: `counts["quarantined"]` counts jobs, and a
+    matrix rule runs several jobs on one input."""
 
     @property
     def exit_code(self) -> int:

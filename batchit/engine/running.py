@@ -156,7 +156,16 @@ class RunningBuild:
             "deferred": 0,
             "pruned": len(pruned),
         }
-        return BuildOutcome(all_jobs, counts, self.run_id, failures=failures, strict=self.options.strict)
+        held = [job for job, result in failures if quarantines(job, result)]
+        held += [j for j in all_jobs if j.action == "quarantined"]
+        return BuildOutcome(
+            all_jobs,
+            counts,
+            self.run_id,
+            failures=failures,
+            strict=self.options.strict,
+            quarantined_inputs=len({(job.rule, job.inputs[0]) for job in held}),
+        )
 
     def _warn(self, text: str) -> None:
         self.emit({"event": "warning", "message": text})

@@ -116,6 +116,10 @@ class Committer:
         )
         if not quarantines(job, result):
             return failure
+        inputs_key = "|".join(job.input_hashes)
+        held = self.store.quarantine_of(job.rule, failure.input, inputs_key)
+        if held is not None:  # another job of this (rule, input), a matrix variant, quarantined it
+            return replace(failure, quarantine=held, inputs_key=inputs_key)
         place = quarantine_input(self.config.root, self.config.state_dir, failure, job.input_hashes[0])
         details = {
             "rule": job.rule,
@@ -127,7 +131,7 @@ class Committer:
             self.config.state_dir, self.store, "quarantine", {**details, "run_id": self.run_id}
         )
         self.warn(f"quarantined {job.inputs[0]} ({job.rule}): {result.error_class}; copy at {place}")
-        return replace(failure, quarantine=place, inputs_key="|".join(job.input_hashes))
+        return replace(failure, quarantine=place, inputs_key=inputs_key)
 
     def _output_record(self, job: Job, result: JobResult, stats: list[StatRow]) -> OutputRecord:
         """The record of a finished output (stat and cache rows are gathered on the side)."""

@@ -46,32 +46,40 @@ def quarantine_input(root: Path, state_dir: Path, failure: Failure, input_hash: 
 
 
 def quarantined(store: StateStore | None) -> list[Failure]:
-    """Every input in quarantine, by rule and path."""
-    if store is None:
-        return []
-    found = [f for f in store.load_failures().values() if f.quarantine]
-    return sorted(found, key=lambda f: (f.rule, f.input))
+    """Every input in quarantine, once per (rule, input) however many of the rule's jobs (matrix
+    variants) it failed, by rule and path."""
+    return [jobs[0] for jobs in _held(store).values()]
+
+
+def _held(store: StateStore | None) -> dict[tuple[str, str], list[Failure]]:
+    """The quarantined jobs' failures by (rule, input), in rule and path order."""
+    held: dict[tuple[str, str], list[Failure]] = {}
+    found = store.load_failures().values() if store else ()
+    for failure in sorted((f for f in found if f.quarantine), key=lambda f: (f.rule, f.input, f.job_id)):
+        held.setdefault((failure.rule, failure.input), []).append(failure)
+    return held
 
 
 def release(root: Path, state_dir: Path, store: StateStore, path: str | None) -> list[Failure]:
-    """Release one quarantined input (by its project-relative path) or all; return what was released."""
-    held = quarantined(store)
-    chosen = held if path is None else [f for f in held if f.input == path.strip("/")]
+    """Release one quarantined input (by its project-relative path) or all, with every job that
+    failed on it; return what was released, once per (rule, input)."""
+    held = _held(store)
+    chosen = {k: jobs for k, jobs in held.items() if path is None or k[1] == path.strip("/")}
     if path is not None and not chosen:
-        listing = ", ".join(f.input for f in held) or "none"
+        listing = ", ".join(sorted({k[1] for k in held})) or "none"
         raise UsageError(
             f"{path} is not in quarantine", hint=f"give a project-relative input path; quarantined: {listing}"
         )
     base = quarantine_dir(state_dir)
-    for failure in chosen:
-        if failure.quarantine:
-            copy = root / failure.quarantine
+    for jobs in chosen.values():
+        for place in {f.quarantine for f in jobs if f.quarantine}:
+            copy = root / place
             copy.unlink(missing_ok=True)
             copy.with_name(copy.name + REASON_SUFFIX).unlink(missing_ok=True)
             remove_empty_parents(copy, base)
     with store.transaction():
-        store.clear_failures(f.job_id for f in chosen)
-        for failure in chosen:
-            append_audit(state_dir, store, "release", {"rule": failure.rule, "input": failure.input})
+        store.clear_failures(f.job_id for jobs in chosen.values() for f in jobs)
+        for rule, input_path in chosen:
+            append_audit(state_dir, store, "release", {"rule": rule, "input": input_path})
     settle_audit(state_dir, store)
-    return chosen
+    return [jobs[0] for jobs in chosen.values()]

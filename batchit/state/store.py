@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS failures (
     quarantine TEXT,                -- project-relative copy of the input, for permanent failures
     inputs_key TEXT                 -- the failed job's input hashes: a quarantine holds while they do
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS failures_input ON failures (rule, input);
 CREATE TABLE IF NOT EXISTS cache (
     action_key TEXT PRIMARY KEY, blake3 TEXT NOT NULL, size INTEGER NOT NULL, used INTEGER NOT NULL
 ) WITHOUT ROWID;
@@ -267,6 +268,16 @@ class StateStore:
     def put_failure(self, failure: Failure) -> None:
         """Record a job's failure (replacing its previous one)."""
         self.db.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?,?,?,?,?)", _fields(failure))
+
+    def quarantine_of(self, rule: str, input_path: str, inputs_key: str) -> str | None:
+        """Where (rule, input) is already quarantined while its input is unchanged (`inputs_key`),
+        by any of the rule's jobs (a matrix gives one input several), or None."""
+        row = self.db.execute(
+            "SELECT quarantine FROM failures WHERE rule = ? AND input = ? AND inputs_key = ? "
+            "AND quarantine IS NOT NULL LIMIT 1",
+            (rule, input_path, inputs_key),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def clear_failures(self, job_ids: Iterable[str]) -> None:
         """Forget the failures of jobs that have since succeeded or no longer exist."""
