@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import COPY_AND_UPPER, PAGES_RULE, TOOLS, Project
+from conftest import COPY_AND_UPPER, PAGES_RULE, PICKY, PICKY_MODULE, TOOLS, Project
 
 from batchit.execute.pools import PROCESSES_FROM
 
@@ -374,34 +374,11 @@ def test_many_cpu_jobs_run_in_worker_processes(project: Project) -> None:
 
 
 def test_failed_job_exits_1_and_keeps_building_the_rest(project: Project) -> None:
-    project.config(
-        """\
-        version: 1
-        rules:
-          parse:
-            inputs: ["in/*.txt"]
-            output: "{stem}.txt"
-            steps:
-              - python: {function: "picky:parse", version: "1"}
-        """
-    )
-    project.write(
-        {
-            "picky.py": """\
-                from batchit.errors import PermanentError
-
-                def parse(value, ctx):
-                    if value.startswith(b"bad"):
-                        raise PermanentError("cannot parse " + ctx.input)
-                    return value
-                """,
-            "in/good.txt": "fine\n",
-            "in/broken.txt": "bad\n",
-        }
-    )
+    project.config(PICKY)
+    project.write({"picky.py": PICKY_MODULE, "in/good.txt": "fine\n", "in/broken.txt": "bad\n"})
     result = project.build(expect=1)
     assert "cannot parse in/broken.txt" in result.stderr + result.stdout
-    assert project.read("_build/good.txt") == "fine\n"
+    assert project.read("_build/good.txt") == "FINE\n"
     assert not (project.root / "_build/broken.txt").exists()
     failures = project.manifest()["failures"]
     assert [(f["input"], f["class"]) for f in failures] == [("in/broken.txt", "PermanentError")]
