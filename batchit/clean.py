@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchit.engine import BuildOptions, plan_build
-from batchit.fsutil import remove_empty_parents
+from batchit.fsutil import remove_output
 from batchit.model import RESERVED_OUTPUTS, Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN
@@ -15,8 +16,22 @@ from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
 
 
-def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run: bool) -> list[str]:
-    """Remove (or with `dry_run` only list) outputs; return their paths relative to `out`."""
+@dataclass(frozen=True)
+class Cleaned:
+    """What `clean` removed (or would remove), and the paths it left alone with the reason."""
+
+    removed: list[str]
+    """Paths relative to `out`."""
+    kept: dict[str, str] = field(default_factory=dict)
+    """Path relative to `out` -> why batchit cannot prove it holds a file batchit wrote there."""
+
+
+def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run: bool) -> Cleaned:
+    """Remove (or with `dry_run` only list) outputs.
+
+    Only regular files inside `out` are removed (`remove_output`): a folder replaced by a symlink
+    leading out of `out`, or a directory or FIFO at an output path, is kept and reported.
+    """
     store_path = config.state_dir / "state.db"
     if orphans:
         doomed = _orphans(config, registry)
@@ -28,22 +43,26 @@ def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run:
         doomed = sorted(owned)
         doomed += [p for p in sorted(RESERVED_OUTPUTS) if (config.out_dir / p).exists()]
     if dry_run or not doomed:
-        return doomed
+        return Cleaned(doomed)
+    removed: list[str] = []
+    kept: dict[str, str] = {}
     with ProjectLock(config.state_dir / "lock"):
         for path in doomed:
-            target = config.out_dir / path
-            target.unlink(missing_ok=True)
-            remove_empty_parents(target, config.out_dir)
+            refused = remove_output(config.out_dir, path)
+            if refused is None:
+                removed.append(path)
+            else:
+                kept[path] = refused
         store = StateStore.open(store_path)
         try:
             with store.transaction():
-                store.forget_outputs(doomed)
-                store.drop_stats(f"{config.out}/{p}" for p in doomed)
-            details = {"orphans": orphans, "removed": len(doomed), "first": doomed[:20]}
+                store.forget_outputs(removed)
+                store.drop_stats(f"{config.out}/{p}" for p in removed)
+            details = {"orphans": orphans, "removed": len(removed), "first": removed[:20]}
             append_audit(config.state_dir, store, "clean", details, fsync=config.durability == "fsync")
         finally:
             store.close()
-    return doomed
+    return Cleaned(removed, kept)
 
 
 def _orphans(config: Config, registry: OperatorRegistry) -> list[str]:

@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import os
 import secrets
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
@@ -178,6 +179,54 @@ def resolves_inside(root: Path, candidate: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def not_a_file(path: str | os.PathLike[str]) -> str | None:
+    """What stands at `path` when it is neither a regular file nor nothing ("a directory", "a FIFO",
+    ...), symlinks followed; None for a regular file or a missing one.
+
+    batchit reads, replaces and removes only regular files: opening a FIFO blocks forever, and a
+    directory at an output path holds a user's files.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return None if stat.S_ISREG(mode) else _kind(mode)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symlink"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "a device"
+
+
+def remove_output(out_dir: Path, path: str) -> str | None:
+    """Remove the output batchit wrote at `path` (relative to `out_dir`) and its emptied parent
+    directories; return why it was left alone instead, None when it is removed or already gone.
+
+    SPEC section 8: batchit deletes only inside `out`, and only what it can have written there: a
+    folder replaced by a symlink leading out of `out` is followed by no delete, and a directory,
+    symlink or FIFO found where an output was is not batchit's file.
+    """
+    target = out_dir / path
+    if not resolves_inside(out_dir.resolve(), target.parent):
+        return "its folder leads outside `out` through a symlink (remove the symlink, then run again)"
+    try:
+        mode = os.lstat(target).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(mode):
+        return f"it is {_kind(mode)}, not a regular file batchit wrote (move it away yourself)"
+    target.unlink(missing_ok=True)
+    remove_empty_parents(target, out_dir)
+    return None
 
 
 def remove_empty_parents(path: Path, stop: Path) -> None:

@@ -7,8 +7,10 @@ SIGBUS); large files use BLAKE3's multithreaded mode, which pays off only above 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ def hash_file(path: str | os.PathLike[str], expected_size: int | None = None) ->
     read raises PermanentError instead of yielding a hash of bytes that never existed together.
     """
     size = 0
-    with open(path, "rb", buffering=0) as handle:
+    with _open_regular(path) as handle:
         if expected_size is not None and expected_size <= CHUNK:
             data = handle.read(expected_size + 1)  # one byte more tells a grown file; no 1 MiB buffer
             size = len(data)
@@ -56,12 +58,24 @@ def hash_file_pair(path: Path) -> tuple[str, str, int]:
     b3 = blake3()
     sha = hashlib.sha256()
     size = 0
-    with open(path, "rb", buffering=0) as handle:
+    with _open_regular(path) as handle:
         while chunk := handle.read(CHUNK):
             size += len(chunk)
             b3.update(chunk)
             sha.update(chunk)
     return b3.hexdigest(), sha.hexdigest(), size
+
+
+def _open_regular(path: str | os.PathLike[str]) -> io.FileIO:
+    """Open a regular file for reading; anything else raises PermanentError, naming it.
+
+    Non-blocking, so a FIFO is opened and refused instead of waiting forever for a writer.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PermanentError(f"{os.fspath(path)} is not a regular file; batchit hashes only regular files")
+    return open(fd, "rb", buffering=0)
 
 
 def canonical_json(value: Any) -> str:

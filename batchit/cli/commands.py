@@ -7,7 +7,7 @@ import argparse
 from batchit.cli import console, print_json, project_root
 from batchit.config import load_config
 from batchit.engine import BuildOptions, BuildOutcome, plan_build, run_build
-from batchit.errors import UsageError
+from batchit.errors import OutputConflictError, UsageError
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 
@@ -126,11 +126,17 @@ def clean(args: argparse.Namespace) -> int:
     from batchit.clean import clean as clean_outputs
 
     config, registry = _load(args)
-    removed = clean_outputs(config, registry, orphans=args.orphans, dry_run=args.dry_run)
+    cleaned = clean_outputs(config, registry, orphans=args.orphans, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
-    for path in removed:
+    for path in cleaned.removed:
         print(f"{verb} {config.out}/{path}")
-    print(f"clean: {verb} {len(removed)} file(s)")
+    print(f"clean: {verb} {len(cleaned.removed)} file(s)")
+    if cleaned.kept:
+        listed = "\n  ".join(f"{config.out}/{path}: {why}" for path, why in cleaned.kept.items())
+        raise OutputConflictError(
+            f"clean left {len(cleaned.kept)} path(s) that may not hold a file batchit wrote:\n  {listed}",
+            hint="batchit removes only regular files it wrote inside `out`; deal with these yourself",
+        )
     return 0
 
 

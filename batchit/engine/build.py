@@ -55,6 +55,7 @@ def run_build(
     if cpu_rules and not (config.state_dir / "state.db").exists():
         pools.warm_up()  # a first build: every job will run
     planner, predicted = _plan_read_only(config, registry, options)
+    _refuse_non_files(config, planner)
     cpu_jobs = sum(1 for job in predicted if job.action == "run" and job.rule in cpu_rules)
     pools.expect(cpu_jobs)
     if cpu_jobs:
@@ -71,6 +72,7 @@ def run_build(
         try:
             if store.generation() != planner.generation:
                 planner, predicted = _plan(config, registry, options, store)
+                _refuse_non_files(config, planner)
             planner.view.store = store
             build = RunningBuild(config, registry, options, store, emit, run_id, planner, predicted, pools)
             outcome = build.run()
@@ -144,11 +146,33 @@ def _plan(
 
 
 def _refuse_strangers(config: Config, planner: Planner, options: BuildOptions) -> None:
-    strangers = planner.strangers
-    if strangers and not options.overwrite:
-        listed = "\n  ".join(f"{config.out}/{p}" for p in strangers[:20])
-        more = f"\n  ... and {len(strangers) - 20} more" if len(strangers) > 20 else ""
+    """Stop before anything is written when an output path holds a file batchit did not write
+    (unless --overwrite) or anything but a regular file (a build refuses it even with --overwrite)."""
+    if options.overwrite:
+        return
+    _refuse_non_files(config, planner)
+    strangers = list(planner.strangers)
+    if strangers:
+        listed = _listing(config, strangers)
         raise OutputConflictError(
-            f"{len(strangers)} output path(s) hold files batchit did not write:\n  {listed}{more}",
+            f"{len(strangers)} output path(s) hold files batchit did not write:\n  {listed}",
             hint="move them away, or run `batchit build --overwrite` to replace them",
         )
+
+
+def _refuse_non_files(config: Config, planner: Planner) -> None:
+    """Stop when an output path holds a directory, FIFO, socket or device: batchit never reads,
+    replaces or removes one, so not even --overwrite lets a build write there."""
+    found = {path: kind for path, kind in planner.strangers.items() if kind}
+    if found:
+        listed = _listing(config, [f"{path} ({kind})" for path, kind in found.items()])
+        raise OutputConflictError(
+            f"{len(found)} output path(s) hold something that is not a regular file:\n  {listed}",
+            hint="move each away (batchit writes only regular files; --overwrite replaces only files)",
+        )
+
+
+def _listing(config: Config, paths: list[str]) -> str:
+    """Up to 20 output paths under `out`, one a line, and how many more."""
+    listed = "\n  ".join(f"{config.out}/{p}" for p in paths[:20])
+    return listed + (f"\n  ... and {len(paths) - 20} more" if len(paths) > 20 else "")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batchit.fsutil import StatTuple, stat_identity
+from batchit.fsutil import StatTuple, not_a_file, stat_identity
 from batchit.plan.files import Hasher
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.keys import hash_map_changes, recipe_differences
@@ -42,8 +42,9 @@ class Decider:
     use_cache: bool = True
     only_failed: bool = False
     only_jobs: frozenset[str] | None = None
-    strangers: list[str] = field(default_factory=list)
-    """Output paths holding files batchit did not record (never overwritten without --overwrite)."""
+    strangers: dict[str, str | None] = field(default_factory=dict)
+    """Output paths holding files batchit did not record, or anything but a regular file (what it
+    is, else None); never overwritten without --overwrite, never read."""
     _diff_cache: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     _prefix: str = field(init=False)
     _plain: bool = field(init=False)
@@ -77,9 +78,10 @@ class Decider:
             return
         record = self.records.get(job.output)
         on_disk = stat_identity(self._prefix + job.output)
-        if record is None and on_disk is not None:
-            self.strangers.append(job.output)
-        reasons = self._stale_reasons(job, record, on_disk)
+        kind = None if on_disk is None else not_a_file(self._prefix + job.output)
+        if on_disk is not None and (record is None or kind is not None):
+            self.strangers[job.output] = kind
+        reasons = [f"output path holds {kind}"] if kind else self._stale_reasons(job, record, on_disk)
         if self.only_failed:
             reasons = ["retrying a failed job (--only-failed)"]
         elif self.only_jobs is not None:

@@ -152,9 +152,10 @@ class Planner:
         return JobExpander(self.config, self.registry, self._tree, hasher, discovered_of)
 
     @property
-    def strangers(self) -> list[str]:
-        """Output paths holding files batchit did not record (none when nothing was decided)."""
-        return self.decider.strangers if "decider" in self.__dict__ else []
+    def strangers(self) -> dict[str, str | None]:
+        """Output paths holding files batchit did not record or anything but a regular file, with
+        what that is (None: a file); none when nothing was decided."""
+        return self.decider.strangers if "decider" in self.__dict__ else {}
 
     def plan_rule(self, rule: Rule, upstream: dict[str, list[tuple[str, str]]]) -> list[Job]:
         """Expand `rule` into jobs and decide each one, given its upstream rules' current outputs."""

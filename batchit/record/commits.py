@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from batchit.execute.worker import JobResult
-from batchit.fsutil import cache_entry, remove_empty_parents
+from batchit.fsutil import cache_entry, remove_output
 from batchit.model import Config
 from batchit.plan.jobs import Job
 from batchit.plan.keys import action_key
@@ -206,7 +206,8 @@ class Committer:
         """Remove recorded outputs no current job produces (SPEC section 3); return their paths.
 
         Only rules that finished are considered, and on a full build also rules that no longer exist:
-        a build of some rules prunes nothing outside what it built.
+        a build of some rules prunes nothing outside what it built. A path batchit cannot prove
+        holds its file (`remove_output`) is kept, with a warning.
         """
         done = set(finished)
         current = {job.output for name in done for job in by_rule[name]}
@@ -215,18 +216,20 @@ class Committer:
             for path, rule in self.planner.owned_rules().items()
             if (rule in done and path not in current) or (full and rule not in self.config.rules)
         ]
-        out_dir = self.config.out_dir
+        out_dir, removed = self.config.out_dir, []
         for path in doomed:
-            target = out_dir / path
-            target.unlink(missing_ok=True)
-            remove_empty_parents(target, out_dir)
+            refused = remove_output(out_dir, path)
+            if refused is None:
+                removed.append(path)
+            else:
+                self.warn(f"not pruned: {self.config.out}/{path}: {refused}")
         with self.store.transaction():
-            self.store.forget_outputs(doomed)
-            self.store.drop_stats(f"{self.config.out}/{p}" for p in doomed)
+            self.store.forget_outputs(removed)
+            self.store.drop_stats(f"{self.config.out}/{p}" for p in removed)
             if full:
                 live = {job.job_id for jobs in by_rule.values() for job in jobs}
                 self.store.clear_failures(j for j in self.store.load_failures() if j not in live)
-        return doomed
+        return removed
 
 
 def quarantines(job: Job, result: JobResult) -> bool:
