@@ -88,3 +88,20 @@ def path_values(relative: str) -> dict[str, str]:
         stem, ext = name, ""
     path = f"{directory}/{stem}" if directory else stem
     return {"path": path, "dir": directory, "name": name, "stem": stem, "ext": ext}
+
+
+def template_pattern(template: str) -> re.Pattern[str]:
+    """A regular expression matching every path `template` can render to (and some it cannot).
+
+    Each placeholder matches anything, slashes included, and each literal slash may vanish, as an
+    empty segment does when the path is normalised. A partial build asks it whether a rule it did
+    not plan may write a path: a false yes only leaves pruning to the next full build.
+    """
+    parts: list[str] = []
+    start = 0
+    for match in PLACEHOLDER.finditer(template):
+        parts.append(re.escape(template[start : match.start()]))
+        parts.append(".*" if match.group(1) else re.escape(match.group(0)[0]))
+        start = match.end()
+    parts.append(re.escape(template[start:]))
+    return re.compile("".join(parts).replace("/", "/?"))

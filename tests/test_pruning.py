@@ -26,6 +26,112 @@ def recorded(project: Project) -> dict[str, str]:
     return {o["path"]: o["rule"] for o in project.manifest()["outputs"]}
 
 
+TWO_RULES = """\
+version: 1
+out: _build
+rules:
+  ra:
+    inputs: ["src/*.txt"]
+    output: "TEMPLATE_A"
+    steps:
+      - text.load: {}
+      - text.replace: {pattern: "a", replacement: "REPLACEMENT_A"}
+  rb:
+    inputs: ["src/*.txt"]
+    output: "TEMPLATE_B"
+    steps:
+      - text.load: {}
+      - text.replace: {pattern: "a", replacement: "REPLACEMENT_B"}
+"""
+"""Rules ra and rb over src/*.txt, their output templates and replacements filled in by `two_rules`."""
+
+
+def two_rules(template_a: str, template_b: str, *, same_steps: bool = False, only_a: bool = False) -> str:
+    """TWO_RULES with ra writing `template_a` and rb `template_b` (rb left out with `only_a`);
+    with `same_steps` their jobs compute the same bytes, so they share action keys."""
+    text = TWO_RULES.replace("TEMPLATE_A", template_a).replace("TEMPLATE_B", template_b)
+    text = text.replace("REPLACEMENT_A", "A").replace("REPLACEMENT_B", "A" if same_steps else "B")
+    return text.split("  rb:")[0] if only_a else text
+
+
+@pytest.mark.parametrize("edited", [False, True], ids=["renamed", "renamed-and-edited"])
+def test_renaming_a_rule_keeps_its_outputs(project: Project, edited: bool) -> None:
+    project.write({"src/a.txt": "abc\n"})
+    project.config(two_rules("{path}.x", "", only_a=True))
+    project.build()
+    renamed = two_rules("{path}.x", "", only_a=True).replace("  ra:", "  renamed:")
+    project.config(renamed.replace('replacement: "A"', 'replacement: "4"') if edited else renamed)
+    project.build()
+    assert summary(project)["pruned"] == 0
+    assert project.read("_build/a.x") == ("4bc\n" if edited else "Abc\n")
+    assert recorded(project) == {"a.x": "renamed"}
+    assert "1 output(s) match" in project.run("verify").stdout
+
+
+def test_rules_that_swap_outputs_keep_both_when_one_is_then_removed(project: Project) -> None:
+    project.write({"src/a.txt": "abc\n"})
+    project.config(two_rules("{path}.x", "{path}.y", same_steps=True))
+    project.build()
+    project.config(two_rules("{path}.y", "{path}.x", same_steps=True))
+    project.build()
+    assert recorded(project) == {"a.x": "rb", "a.y": "ra"}
+    project.config(two_rules("{path}.y", "", only_a=True, same_steps=True))
+    project.build()
+    assert project.read("_build/a.y") == "Abc\n"
+    assert not (project.root / "_build/a.x").exists()
+    assert summary(project)["pruned"] == 1
+
+
+def test_build_of_one_rule_keeps_an_output_another_rule_now_produces(project: Project) -> None:
+    project.write({"src/a.txt": "abc\n"})
+    project.config(two_rules("{path}.x", "{path}.y"))
+    project.build()
+    project.config(two_rules("{path}.y", "{path}.x"))
+    project.build("ra")
+    assert summary(project)["pruned"] == 0
+    assert project.read("_build/a.x") == "Abc\n"  # rb's to rebuild, not ra's to prune
+    project.build()
+    assert (project.read("_build/a.x"), project.read("_build/a.y")) == ("Bbc\n", "Abc\n")
+
+
+UPSTREAM_DOWNSTREAM = """\
+version: 1
+out: _build
+rules:
+  up:
+    inputs: ["src/*.txt"]
+    output: "up/{stem}.txt"
+    retry: {attempts: 1}
+    steps:
+      - python: {function: "upstep:run", version: "1"}
+  down:
+    inputs: {rule: up}
+    output: "down/{stem}-{key8}.txt"
+    steps:
+      - file.copy: {}
+"""
+
+UPSTEP = """\
+from batchit.errors import TransientError
+
+def run(value, ctx):
+    FAIL
+    return value
+"""
+"""`upstep.py`: the `up` rule's step; FAIL is replaced by `pass` or by raising a TransientError."""
+
+
+def test_a_transient_upstream_failure_keeps_the_downstream_key8_output(project: Project) -> None:
+    project.config(UPSTREAM_DOWNSTREAM)
+    project.write({"src/a.txt": "abc\n", "upstep.py": UPSTEP.replace("FAIL", "pass")})
+    project.build()
+    (before,) = (project.root / "_build/down").iterdir()
+    project.write({"upstep.py": UPSTEP.replace("FAIL", 'raise TransientError("service busy")')})
+    project.build(expect=1)
+    assert summary(project)["pruned"] == 0
+    assert list((project.root / "_build/down").iterdir()) == [before]
+
+
 SUB_OUTPUTS = """\
 version: 1
 out: _build

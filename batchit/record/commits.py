@@ -18,7 +18,8 @@ from pathlib import Path
 from batchit.execute.worker import JobResult
 from batchit.fsutil import cache_entry, remove_output
 from batchit.model import Config
-from batchit.plan.jobs import Job
+from batchit.placeholders import template_pattern
+from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.keys import action_key
 from batchit.plan.planner import Planner
 from batchit.plan.rows import RowsOnDemand
@@ -205,16 +206,25 @@ class Committer:
     def prune(self, by_rule: dict[str, list[Job]], finished: list[str], *, full: bool) -> list[str]:
         """Remove recorded outputs no current job produces (SPEC section 3); return their paths.
 
-        Only rules that finished are considered, and on a full build also rules that no longer exist:
-        a build of some rules prunes nothing outside what it built. A path batchit cannot prove
-        holds its file (`remove_output`) is kept, with a warning.
+        An output a planned job produces is never pruned, whichever rule recorded it (a renamed
+        rule, rules that swapped output templates): its row passes to that job. A job blocked
+        before its key was known keeps the output it recorded. Only outputs recorded by rules that
+        finished are considered, and on a full build also those of rules that no longer exist; a
+        build of some rules leaves any path a rule it did not plan may write to the next full build.
+        A path batchit cannot prove holds its file (`remove_output`) is kept, with a warning.
         """
-        done = set(finished)
-        current = {job.output for name in done for job in by_rule[name]}
-        doomed = [  # outputs claimed during this build are all current: the planned records suffice
+        jobs = [job for planned in by_rule.values() for job in planned]
+        owned = self.planner.owned_rules()  # as planned: rows this build claimed are all current
+        current = {job.output for job in jobs}
+        current |= self.store.outputs_of_jobs(job.job_id for job in jobs if job.key == UNKNOWN)
+        rules, done = self.config.rules, set(finished)
+        unplanned = [template_pattern(rules[name].output).fullmatch for name in rules if name not in by_rule]
+        doomed = [
             path
-            for path, rule in self.planner.owned_rules().items()
-            if (rule in done and path not in current) or (full and rule not in self.config.rules)
+            for path, rule in owned.items()
+            if path not in current
+            and (rule in done or (full and rule not in rules))
+            and not any(may_write(path) for may_write in unplanned)
         ]
         out_dir, removed = self.config.out_dir, []
         for path in doomed:
@@ -223,11 +233,13 @@ class Committer:
                 removed.append(path)
             else:
                 self.warn(f"not pruned: {self.config.out}/{path}: {refused}")
+        moved = [(j.job_id, j.rule, j.output) for j in jobs if owned.get(j.output, j.rule) != j.rule]
         with self.store.transaction():
+            self.store.reown_outputs(moved)
             self.store.forget_outputs(removed)
             self.store.drop_stats(f"{self.config.out}/{p}" for p in removed)
             if full:
-                live = {job.job_id for jobs in by_rule.values() for job in jobs}
+                live = {job.job_id for job in jobs}
                 self.store.clear_failures(j for j in self.store.load_failures() if j not in live)
         return removed
 

@@ -241,6 +241,21 @@ class StateStore:
             claims,
         )
 
+    def reown_outputs(self, owners: Iterable[tuple[str, str, str]]) -> None:
+        """Record (job_id, rule, path): the job that now produces an up-to-date output (its rule
+        was renamed, or rules swapped output templates); a path without a row stays without."""
+        self.db.executemany("UPDATE outputs SET job_id = ?, rule = ? WHERE path = ?", owners)
+
+    def outputs_of_jobs(self, job_ids: Iterable[str]) -> set[str]:
+        """The paths recorded for these jobs (a job blocked before its `{key8}` name was known keeps
+        the output it recorded last)."""
+        found: set[str] = set()
+        for job_id in job_ids:
+            found.update(
+                row[0] for row in self.db.execute("SELECT path FROM outputs WHERE job_id = ?", (job_id,))
+            )
+        return found
+
     def commit_outputs(self, records: Iterable[OutputRecord]) -> None:
         """Store finished outputs' keys, hashes and inputs."""
         self.db.executemany(
