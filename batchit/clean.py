@@ -30,14 +30,15 @@ def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run:
     """Remove (or with `dry_run` only list) outputs.
 
     Only regular files inside `out` are removed (`remove_output`): a folder replaced by a symlink
-    leading out of `out`, or a directory or FIFO at an output path, is kept and reported.
+    leading out of `out`, or a directory or FIFO at an output path, is kept and reported. After
+    `out` changed, the records name files in the old `out`, so nothing in the new one is batchit's yet.
     """
     store_path = config.state_dir / "state.db"
     if orphans:
         doomed = _orphans(config, registry)
     else:
         store = StateStore.open_readonly(store_path)
-        owned = store.output_paths() if store else set()
+        owned = store.output_paths(config.out) if store else set()
         if store:
             store.close()
         doomed = sorted(owned)

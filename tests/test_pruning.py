@@ -132,6 +132,36 @@ def test_a_transient_upstream_failure_keeps_the_downstream_key8_output(project: 
     assert list((project.root / "_build/down").iterdir()) == [before]
 
 
+PAGE_COPY = """\
+version: 1
+out: OUT
+rules:
+  pages:
+    inputs: ["pages/*.txt"]
+    output: "{stem}.html"
+    steps:
+      - file.copy: {}
+"""
+
+
+def test_a_new_out_owns_nothing_batchit_did_not_write_there(project: Project) -> None:
+    project.write({"pages/index.txt": "generated\n"})
+    project.config(PAGE_COPY.replace("OUT", "_build"))
+    project.build()
+    project.write({"public/index.html": "HAND\n"})
+    project.config(PAGE_COPY.replace("OUT", "public"))
+    result = project.build(expect=2)
+    assert "public/index.html" in result.stderr, result.describe()
+    assert project.run("clean").code == 0
+    assert project.read("public/index.html") == "HAND\n"
+    project.build("--overwrite")
+    assert project.read("public/index.html") == "generated\n"
+    assert project.read("_build/index.html") == "generated\n"  # the old `out` is left as it was
+    assert project.run("clean").code == 0
+    assert not (project.root / "public/index.html").exists()
+    assert project.read("_build/index.html") == "generated\n"
+
+
 SUB_OUTPUTS = """\
 version: 1
 out: _build

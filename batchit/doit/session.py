@@ -142,11 +142,19 @@ class Session:
         """True exactly when `batchit plan` would say `skip` for the job now.
 
         A project never built gets its empty state store here, in doit's main process, before any
-        sub-task runs: parallel sub-tasks then never race to create it.
+        sub-task runs: parallel sub-tasks then never race to create it. So does one whose `out`
+        changed: the rows of the old `out` are forgotten before a sub-task claims the new one.
         """
-        if not self.state_db.exists():
+        if not self.state_db.exists() or not self._read_only().owns(self.config.out):
             with ProjectLock(self.config.state_dir / "lock", shared=True):
-                StateStore.open(self.state_db).close()
+                store = StateStore.open(self.state_db)
+                moved = store.adopt_out(self.config.out)  # `out` changed: its old rows are forgotten
+                store.close()
+            if moved is not None:
+                old = moved[0]
+                _warn(
+                    f"`out` changed from {old} to {self.config.out}: the outputs under {old} are left there"
+                )
             return False
         predicted = self._predicted or self._predict()
         if predicted[1].get(job_id) == "skip":
@@ -235,7 +243,7 @@ class Session:
         if not self.state_db.exists():
             return True  # nothing was ever built: nothing to record
         store = self._read_only()
-        if not self._predict()[2].issuperset(store.output_paths()):
+        if not self._predict()[2].issuperset(store.output_paths(self.config.out)):
             return False
         outputs, failures = store.load_outputs(), store.load_failures()
         if any(r.run_id == self.run_id for r in outputs.values()) or any(

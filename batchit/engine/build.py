@@ -70,6 +70,7 @@ def run_build(
             record_checked(config.state_dir, config.checked)
         store = StateStore.open(config.state_dir / "state.db", fsync=config.durability == "fsync")
         try:
+            _adopt_out(config, store, emit)
             if store.generation() != planner.generation:
                 planner, predicted = _plan(config, registry, options, store)
                 _refuse_non_files(config, planner)
@@ -86,6 +87,20 @@ def run_build(
     outcome.interrupted = build.interrupted
     _alert(config, outcome, emit)
     return outcome
+
+
+def _adopt_out(config: Config, store: StateStore, emit: EventSink) -> None:
+    """Make `out` the output root the state store's rows belong to. When `out` changed, the rows
+    name files in the old one: they are forgotten and those files left there, never deleted (that
+    folder may be the user's again), and the build owns nothing in the new `out` until it writes."""
+    moved = store.adopt_out(config.out)
+    if moved is not None:
+        old, count = moved
+        message = (
+            f"`out` changed from {old} to {config.out}: batchit no longer tracks the {count} output(s) "
+            f"it wrote under {old} and left them there; remove {old} yourself if nothing needs it"
+        )
+        emit({"event": "warning", "message": message})
 
 
 def _remember_plan(config: Config, planner: Planner, build: RunningBuild, outcome: BuildOutcome) -> None:

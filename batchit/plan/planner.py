@@ -98,7 +98,7 @@ class Planner:
         if "records" in self.__dict__ and not self._on_demand:
             return {path: record.rule for path, record in self.records.items()}
         store = self.view.store
-        return store.output_rules() if store else {}
+        return store.output_rules(self.config.out) if store else {}
 
     @functools.cached_property
     def hasher(self) -> Hasher:

@@ -179,6 +179,36 @@ class StateStore:
         """Forget the stat cache entries of files that are gone."""
         self.db.executemany("DELETE FROM stats WHERE path = ?", ((p,) for p in paths))
 
+    # -- the output root --------------------------------------------------------------------------
+    def recorded_out(self) -> str | None:
+        """The `out` the output rows belong to: their paths are relative to it (None: a store that
+        predates recording it, taken to belong to the current `out`)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'out'").fetchone()
+        return None if row is None else str(row[0])
+
+    def owns(self, out: str) -> bool:
+        """True when the output rows are files in `out`; after `out` changed, batchit owns nothing
+        in the new one until it writes there (its old rows name files in the old `out`)."""
+        recorded = self.recorded_out()
+        return recorded is None or recorded == out
+
+    def adopt_out(self, out: str) -> tuple[str, int] | None:
+        """Make `out` the output root the rows belong to, before a build writes there. Rows of
+        another root are forgotten, their files left where they are: returns (that root, how many
+        rows), or None when the rows already belonged to `out`. Writes only when something changes."""
+        recorded = self.recorded_out()
+        if recorded == out:
+            return None
+        if recorded is None:  # rows taken to be in `out` already: nothing a plan reads changes
+            self.db.execute("INSERT INTO meta VALUES ('out', ?)", (out,))
+            return None
+        with self.transaction():
+            forgotten = self.db.execute("DELETE FROM outputs").rowcount
+            prefix = f"{recorded}/"
+            self.db.execute("DELETE FROM stats WHERE substr(path, 1, ?) = ?", (len(prefix), prefix))
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'out'", (out,))
+        return recorded, forgotten
+
     # -- outputs ----------------------------------------------------------------------------------
     def output(self, path: str) -> OutputRecord | None:
         """What batchit recorded about one output (path relative to `out`), if it owns it."""
@@ -196,21 +226,29 @@ class StateStore:
         return {row[0]: OutputRecord(*row) for row in rows}
 
     def load_owned(self, out: str) -> dict[str, Owned]:
-        """Every output batchit owns (paths relative to `out`), with just what planning compares."""
+        """Every output batchit owns in `out` (paths relative to it), with just what planning compares."""
+        if not self.owns(out):
+            return {}
         rows = self.db.execute(_OWNED_ROWS, (f"{out}/",))
         return {row[0]: Owned._make(row[1:]) for row in rows}
 
     def owned_one(self, out: str, path: str) -> Owned | None:
         """`load_owned` for one output, for a plan that needs only a few."""
+        if not self.owns(out):
+            return None
         row = self.db.execute(f"{_OWNED_ROWS} WHERE o.path = ?", (f"{out}/", path)).fetchone()
         return None if row is None else Owned._make(row[1:])
 
-    def output_rules(self) -> dict[str, str]:
-        """The rule of every output batchit owns, by path relative to `out`."""
+    def output_rules(self, out: str) -> dict[str, str]:
+        """The rule of every output batchit owns in `out`, by path relative to it."""
+        if not self.owns(out):
+            return {}
         return dict(self.db.execute("SELECT path, rule FROM outputs").fetchall())
 
-    def output_paths(self) -> set[str]:
-        """The paths (relative to `out`) of every output batchit owns."""
+    def output_paths(self, out: str) -> set[str]:
+        """The paths (relative to `out`) of every output batchit owns there."""
+        if not self.owns(out):
+            return set()
         return {row[0] for row in self.db.execute("SELECT path FROM outputs")}
 
     def load_discovered(self) -> dict[str, str]:
