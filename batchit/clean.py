@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchit.engine import BuildOptions, plan_build
-from batchit.fsutil import remove_output
+from batchit.fsutil import remove_outputs
 from batchit.model import RESERVED_OUTPUTS, Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN
@@ -29,7 +29,7 @@ class Cleaned:
 def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run: bool) -> Cleaned:
     """Remove (or with `dry_run` only list) outputs.
 
-    Only regular files inside `out` are removed (`remove_output`): a folder replaced by a symlink
+    Only regular files inside `out` are removed (`remove_outputs`): a folder replaced by a symlink
     leading out of `out`, or a directory or FIFO at an output path, is kept and reported. After
     `out` changed, the records name files in the old `out`, so nothing in the new one is batchit's yet.
     """
@@ -45,15 +45,8 @@ def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run:
         doomed += [p for p in sorted(RESERVED_OUTPUTS) if (config.out_dir / p).exists()]
     if dry_run or not doomed:
         return Cleaned(doomed)
-    removed: list[str] = []
-    kept: dict[str, str] = {}
     with ProjectLock(config.state_dir / "lock"):
-        for path in doomed:
-            refused = remove_output(config.out_dir, path)
-            if refused is None:
-                removed.append(path)
-            else:
-                kept[path] = refused
+        removed, kept = remove_outputs(config.out_dir, doomed)
         store = StateStore.open(store_path)
         try:
             with store.transaction():

@@ -229,6 +229,19 @@ def remove_output(out_dir: Path, path: str) -> str | None:
     return None
 
 
+def remove_outputs(out_dir: Path, paths: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`remove_output` for each path: (the paths removed or already gone, path -> why it was kept)."""
+    removed: list[str] = []
+    kept: dict[str, str] = {}
+    for path in paths:
+        refused = remove_output(out_dir, path)
+        if refused is None:
+            removed.append(path)
+        else:
+            kept[path] = refused
+    return removed, kept
+
+
 def remove_empty_parents(path: Path, stop: Path) -> None:
     """Remove `path`'s empty parent directories up to, but not including, `stop`."""
     parent = path.parent

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from batchit.execute.worker import JobResult
-from batchit.fsutil import cache_entry, remove_output
+from batchit.fsutil import cache_entry, remove_outputs
 from batchit.model import Config
 from batchit.placeholders import template_pattern
 from batchit.plan.jobs import UNKNOWN, Job
@@ -211,7 +211,7 @@ class Committer:
         before its key was known keeps the output it recorded. Only outputs recorded by rules that
         finished are considered, and on a full build also those of rules that no longer exist; a
         build of some rules leaves any path a rule it did not plan may write to the next full build.
-        A path batchit cannot prove holds its file (`remove_output`) is kept, with a warning.
+        A path batchit cannot prove holds its file (`remove_outputs`) is kept, with a warning.
         """
         jobs = [job for planned in by_rule.values() for job in planned]
         owned = self.planner.owned_rules()  # as planned: rows this build claimed are all current
@@ -226,13 +226,9 @@ class Committer:
             and (rule in done or (full and rule not in rules))
             and not any(may_write(path) for may_write in unplanned)
         ]
-        out_dir, removed = self.config.out_dir, []
-        for path in doomed:
-            refused = remove_output(out_dir, path)
-            if refused is None:
-                removed.append(path)
-            else:
-                self.warn(f"not pruned: {self.config.out}/{path}: {refused}")
+        removed, kept = remove_outputs(self.config.out_dir, doomed)
+        for path, why in kept.items():
+            self.warn(f"not pruned: {self.config.out}/{path}: {why}")
         moved = [(j.job_id, j.rule, j.output) for j in jobs if owned.get(j.output, j.rule) != j.rule]
         with self.store.transaction():
             self.store.reown_outputs(moved)
