@@ -8,10 +8,12 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import pytest
 from conftest import PICKY, PICKY_MODULE, Project
+
+from batchit.execute.pools import PROCESSES_FROM
 
 
 def test_permanent_failure_quarantines_the_input_and_the_rest_build(picky: Project) -> None:
@@ -360,3 +362,36 @@ def test_broken_image_files_are_quarantined_and_the_rest_build(project: Project)
     project.build(expect=1)
     assert (project.root / "_build/truncated.jpg.webp").exists()
     assert project.manifest()["summary"]["quarantined"] == 4
+
+
+class Exit(NamedTuple):
+    """A `python` step that tries to end the process, and how many inputs the build has."""
+
+    statement: str
+    inputs: int
+
+
+EXITS = {
+    "sys.exit(0) in a thread": Exit("sys.exit(0)", 3),
+    "sys.exit(3) in a thread": Exit("sys.exit(3)", 3),
+    "KeyboardInterrupt in a thread": Exit("raise KeyboardInterrupt", 3),
+    "sys.exit(3) in a worker process": Exit("sys.exit(3)", PROCESSES_FROM),
+    "KeyboardInterrupt in a worker process": Exit("raise KeyboardInterrupt", PROCESSES_FROM),
+}
+
+
+@pytest.mark.parametrize("case", EXITS.values(), ids=EXITS.keys())
+def test_a_step_that_exits_or_raises_keyboard_interrupt_fails_only_its_job(
+    project: Project, case: Exit
+) -> None:
+    project.config(PICKY.replace("picky:parse", "quitter:parse"))
+    quitter = f"import sys\n\ndef parse(value, ctx):\n    if value == b'0\\n':\n        {case.statement}\n"
+    project.write({"quitter.py": quitter + "    return value\n"})
+    project.write({f"in/{n}.txt": f"{n}\n" for n in range(case.inputs)})
+    result = project.build("-j", "2", expect=1)
+    assert "step 1 (python) raised" in result.stderr
+    manifest = project.manifest()
+    assert manifest["status"] == "failed"
+    assert [f["input"] for f in manifest["failures"]] == ["in/0.txt"]
+    assert manifest["summary"]["built"] == case.inputs - 1
+    assert not (project.root / ".batchit/build-in-progress").exists()

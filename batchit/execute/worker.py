@@ -14,6 +14,8 @@ import io
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -107,7 +109,9 @@ def run_batch(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]
 def run_job(
     settings: WorkerSettings, spec: JobSpec, operators: dict[str, Operator] | None = None
 ) -> JobResult:
-    """Run one job to a result; never raises (but for KeyboardInterrupt and SystemExit).
+    """Run one job to a result; never raises (but for a real Ctrl-C in a doit sub-task).
+
+    A step's code that raises SystemExit or KeyboardInterrupt fails its job like any other exception.
 
     `operators` shares operator instances between the jobs of a batch (they hold no state).
     """
@@ -244,6 +248,16 @@ def _pipeline(
             exc.message = f"step {number} ({call.operator}): {exc.message}"
             exc.args = (exc.message,)
             raise
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if isinstance(exc, KeyboardInterrupt) and _ctrl_c_raises_here():
+                raise  # a real Ctrl-C (a doit sub-task in the main thread): the user stops the run
+            raise PermanentError(
+                f"step {number} ({call.operator}) raised {type(exc).__name__}"
+                f"({', '.join(map(repr, exc.args))}): a step must "
+                "return its value or raise an exception, never try to end the process"
+                + "\n"
+                + "".join(traceback.format_exception(exc)[-3:]).rstrip()
+            ) from exc
         timings.append((call.operator, time.perf_counter() - step_started))
     if not isinstance(value, bytes | str | InputFile):
         last = spec.steps[-1].operator if spec.steps else "input"
@@ -251,6 +265,17 @@ def _pipeline(
             f"the last step ({last}) returned {type(value).__name__}; a pipeline must end in bytes or str"
         )
     return value
+
+
+def _ctrl_c_raises_here() -> bool:
+    """True when a Ctrl-C could have raised a KeyboardInterrupt in this thread: the main thread under
+    Python's default SIGINT handler. Elsewhere one comes from the step's own code: worker threads
+    never see signals, worker processes ignore SIGINT, and a build's main thread turns it into a flag.
+    """
+    return (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
 
 
 def _write(
