@@ -395,3 +395,26 @@ def test_a_step_that_exits_or_raises_keyboard_interrupt_fails_only_its_job(
     assert [f["input"] for f in manifest["failures"]] == ["in/0.txt"]
     assert manifest["summary"]["built"] == case.inputs - 1
     assert not (project.root / ".batchit/build-in-progress").exists()
+
+
+def test_a_command_killed_by_a_stop_signal_is_retried_and_never_quarantines_its_input(
+    project: Project,
+) -> None:
+    project.config(
+        """\
+        version: 1
+        rules:
+          work:
+            inputs: ["in/*.txt"]
+            output: "{stem}.txt"
+            retry: {attempts: 2, backoff: 0.01}
+            steps:
+              - shell: {argv: ["sh", "-c", "echo run >> tries; kill -TERM $$"]}
+        """
+    )
+    project.write({"in/a.txt": "a\n"})
+    result = project.build(expect=1)
+    assert "sh exited with code -15" in result.stderr
+    assert project.read("tries") == "run\nrun\n"
+    assert project.manifest()["failures"][0]["quarantine"] is None
+    assert not (project.root / ".batchit/quarantine").exists()

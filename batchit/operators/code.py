@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,10 @@ FUNCTION_PATTERN = rf"^{IDENTIFIER}(\.{IDENTIFIER})*:{IDENTIFIER}$"
 
 STDERR_TAIL = 2000
 """How many characters of a failed command's stderr its error message quotes."""
+
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGKILL, signal.SIGHUP, signal.SIGQUIT})
+"""Signals that stop a command from outside (a Ctrl-C to the process group, a stopping build, the
+OOM killer): a command they killed says nothing about its input."""
 
 
 class PythonCall(Operator):
@@ -195,8 +200,9 @@ class ShellCommand(Operator):
       literal braces. Its stderr (and stdout, unless that is the value) goes to the job's log at
       debug level.
     - A non-zero exit is a permanent error quoting the end of stderr, unless `transient_exit_codes`
-      lists it (a command killed by signal N exits -N); a timeout is transient. Temporary files are
-      always removed.
+      lists it (a command killed by signal N exits -N); a timeout is transient, and so is a command
+      killed by SIGINT, SIGTERM, SIGKILL, SIGHUP or SIGQUIT (stopped from outside, as a Ctrl-C to
+      the terminal's process group does). Temporary files are always removed.
     """
 
     name = "shell"
@@ -286,10 +292,15 @@ class ShellCommand(Operator):
         if done.returncode != 0:
             tail = done.stderr.decode("utf-8", errors="replace")[-STDERR_TAIL:].strip()
             message = f"{command[0]} exited with code {done.returncode}" + (f": {tail}" if tail else "")
-            if done.returncode in params.get("transient_exit_codes", []):
+            if done.returncode in params.get("transient_exit_codes", []) or _stopped(done.returncode):
                 raise TransientError(message)
             raise PermanentError(message)
         return done.stdout
+
+
+def _stopped(returncode: int) -> bool:
+    """True when a command was killed by a signal that stops processes from outside (STOP_SIGNALS)."""
+    return returncode < 0 and -returncode in STOP_SIGNALS
 
 
 def _input_paths(value: Any, ctx: JobContext, tmp: Path) -> list[str]:
