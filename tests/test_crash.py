@@ -253,3 +253,35 @@ def test_a_forked_worker_names_its_temporary_files_apart_from_its_parent() -> No
     parent_name = temp_name_for("out.txt")
     assert child_name.startswith(".batchit-tmp-") and child_name.endswith("-out.txt")
     assert child_name.split("-")[2] != parent_name.split("-")[2], "the process tokens differ"
+
+
+GATED_SHELL = """\
+version: 1
+rules:
+  work:
+    inputs: ["in/*.txt"]
+    output: "{stem}.txt"
+    steps:
+      - shell: {argv: ["sh", "-c", "case {in} in *c.txt) touch started; cat gate;; esac; cat {in}"]}
+"""
+"""Five inputs copied by a command; the one for `c` first waits on the FIFO `gate` (when it exists)."""
+
+
+def test_ctrl_c_during_a_command_interrupts_the_build_and_quarantines_nothing(project: Project) -> None:
+    project.config(GATED_SHELL)
+    project.write({f"in/{n}.txt": f"{n}\n" for n in "abcde"})
+    os.mkfifo(project.root / "gate")
+    command = [sys.executable, "-m", "batchit", "build", "--no-progress", "-j", "1"]
+    build = subprocess.Popen(command, cwd=project.root, start_new_session=True, stderr=subprocess.PIPE)
+    wait_until(lambda: (project.root / "started").exists(), "the blocking command to start")
+    os.killpg(build.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the command gets it too
+    _, stderr = build.communicate(timeout=60)
+    assert build.returncode == 130, stderr
+    manifest = project.manifest()
+    assert manifest["status"] == "interrupted"
+    assert manifest["failures"] == []
+    assert not (project.root / ".batchit/quarantine").exists()
+
+    (project.root / "gate").unlink()
+    project.build()
+    assert project.read("_build/c.txt") == "c\n"

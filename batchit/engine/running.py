@@ -98,6 +98,7 @@ class RunningBuild:
         self.specs: dict[str, tuple[JobSpec, str]] = {}
         self.seed = options.seed if options.seed is not None else secrets.randbits(32)
         self.interrupted = False
+        self.signals = StopSignals(self._warn, self.scheduler.wake)
 
     def run(self) -> BuildOutcome:
         """Execute every selected rule's stale jobs; commit results as they arrive."""
@@ -114,7 +115,7 @@ class RunningBuild:
                 "patched": self.planner.patched,
             }
         )
-        with StopSignals(self._warn, self.scheduler.wake) as stop:
+        with self.signals as stop:
             self._release_ready()
             deadline = None
             abandoned = False
@@ -248,6 +249,9 @@ class RunningBuild:
         )
 
     def _finish(self, job: Job, result: JobResult) -> None:
+        if not result.ok and self.signals.requested:
+            self._leave_unrun(job)  # a Ctrl-C reaches the job's commands too: no fault of its input
+            return
         if not result.ok and job.action == "restore" and result.error_class == "CacheMiss":
             self.committer.drop_cache(job.key)
             job.action = "run"
@@ -284,6 +288,12 @@ class RunningBuild:
         if not result.ok and self.options.fail_fast:
             for dropped in self.scheduler.stop():
                 self.open_jobs[dropped.rule].discard(dropped.job_id)
+
+    def _leave_unrun(self, job: Job) -> None:
+        """Record nothing for a job (and its waiting twins) that failed once the build was stopping:
+        it stays as it was, and the next build runs it again."""
+        for unrun in [job, *self.followers.pop(job.key, [])]:
+            self.open_jobs[unrun.rule].discard(unrun.job_id)
 
     def write_replay(self) -> None:
         """Record the jobs this run tried, with their input hashes, seed and settings."""
