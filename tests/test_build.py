@@ -146,6 +146,31 @@ def test_damaged_output_is_restored_from_the_cache(texts: Project, damage: str) 
     assert summary(texts)["built"] == 0
 
 
+def damage_cache_entry(path: Path, damage: str) -> None:
+    """Delete a cache entry, overwrite its bytes, or put a directory in its place."""
+    path.unlink()
+    if damage == "corrupted":
+        path.write_text("scribbled\n")
+    elif damage == "a directory":
+        path.mkdir()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "corrupted", "a directory"])
+def test_a_damaged_cache_entry_is_a_cache_miss_and_the_job_runs(texts: Project, damage: str) -> None:
+    texts.build()
+    cached = (texts.root / ".batchit/cache").rglob("*")
+    (entry,) = [path for path in cached if path.is_file() and path.read_text() == "betA\n"]
+    damage_cache_entry(entry, damage)
+    (texts.root / "_build/upper/b.txt").unlink()
+    texts.build()
+    assert texts.read("_build/upper/b.txt") == "betA\n"
+    assert summary(texts)["built"] == 1
+    assert texts.manifest()["failures"] == []
+    (texts.root / "_build/upper/b.txt").unlink()
+    texts.build()
+    assert summary(texts)["restored"] == 1, "the run put a good entry back"
+
+
 def test_damaged_output_is_rebuilt_without_the_cache(texts: Project) -> None:
     texts.build()
     (texts.root / "_build/copy/a.txt").write_text("scribbled\n")

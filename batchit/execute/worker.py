@@ -327,9 +327,18 @@ def _read_small(file: InputFile) -> bytes | InputFile:
 
 
 def _restore(source: Path, dest: Path, expected: str | None, fsync: bool) -> tuple[str, str, int]:
-    """Put a known copy of the output in place, refusing it if its bytes are not the expected ones."""
-    with replacing(dest, fsync=fsync) as tmp:
-        shutil.copyfile(source, tmp)
+    """Put a known copy of the output in place, refusing it if its bytes are not the expected ones.
+
+    A copy that is gone or unreadable (a cache entry deleted by hand, say) is a CacheMiss like a
+    corrupted one: the job runs instead, and the input is not blamed.
+    """
+    try:
+        reader = open(source, "rb")  # noqa: SIM115 - the `with` below closes it
+    except OSError as exc:
+        raise CacheMiss(f"{source} cannot be read: {exc.strerror or exc}") from exc
+    with reader, replacing(dest, fsync=fsync) as tmp:
+        with open(tmp, "wb") as writer:
+            shutil.copyfileobj(reader, writer)
         digest, sha, size = hash_file_pair(tmp)
         if expected is not None and digest != expected:
             raise CacheMiss(f"{source} does not hold the recorded bytes")

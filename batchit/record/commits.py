@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -201,7 +202,11 @@ class Committer:
         self._cache.pop(key, None)
         with self.store.transaction():
             self.store.drop_cache([key])
-        cache_entry(self.config.state_dir / "cache", key).unlink(missing_ok=True)
+        entry = cache_entry(self.config.state_dir / "cache", key)
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)  # only batchit writes under .batchit/cache: a directory there is debris
+        else:
+            entry.unlink(missing_ok=True)
 
     def prune(self, by_rule: dict[str, list[Job]], finished: list[str], *, full: bool) -> list[str]:
         """Remove recorded outputs no current job produces (SPEC section 3); return their paths.
