@@ -316,6 +316,26 @@ def test_edited_included_template_rebuilds_the_page(project: Project) -> None:
     assert "<footer>v2</footer>" in project.read("_build/home.html")
 
 
+def test_a_restored_page_still_rebuilds_when_its_base_template_changes(project: Project) -> None:
+    project.config("version: 1\nrules:\n" + PAGES_RULE)
+    project.write(
+        {
+            "pages/home.md": "# Home\n",
+            "t/page.html.j2": "{% extends 't/base.html' %}{% block body %}{{ content | safe }}{% endblock %}",
+            "t/base.html": "<main>v1{% block body %}{% endblock %}</main>",
+        }
+    )
+    project.build()
+    (project.root / "_build/home.html").unlink()
+    project.build()
+    assert summary(project)["restored"] == 1
+    project.write({"t/base.html": "<main>v2{% block body %}{% endblock %}</main>"})
+    explained = project.run("explain", "home.html")
+    assert "discovered dependency changed: t/base.html" in explained.stdout, explained.describe()
+    project.build()
+    assert project.read("_build/home.html").startswith("<main>v2")
+
+
 def test_key8_rename_prunes_the_old_name(project: Project) -> None:
     project.config(
         """\

@@ -13,13 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
-from batchit.engine.single import job_spec
+from batchit.engine.single import cache_restore_spec, job_spec, twin_restore_spec
 from batchit.execute.pools import Pools
 from batchit.execute.retry import backoff_delay
 from batchit.execute.scheduler import Scheduler
 from batchit.execute.signals import GRACE_SECONDS, StopSignals
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings
-from batchit.fsutil import cache_entry
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.decide import QUARANTINED
@@ -235,18 +234,13 @@ class RunningBuild:
         spec = job_spec(self.config, self.registry, job, self.by_rule)
         resources = self.config.rules[rule_name].resources
         if job.action == "restore":
-            spec = self._restore_spec(spec, str(cache_entry(self.cache_dir, job.key)))
+            spec = cache_restore_spec(spec, job, self.cache_dir, self.committer.cached_blake3(job.key))
             resources = "io"
         else:
             self.leaders[job.key] = job.job_id
         self.committer.claim(job)
         self.specs[job.job_id] = (spec, resources)
         self.scheduler.add(spec, resources)
-
-    def _restore_spec(self, spec: JobSpec, source: str) -> JobSpec:
-        return replace(
-            spec, steps=(), restore_from=source, restore_blake3=self.committer.cached_blake3(spec.key)
-        )
 
     def _finish(self, job: Job, result: JobResult) -> None:
         if not result.ok and self.signals.requested:
@@ -280,9 +274,8 @@ class RunningBuild:
             if result.ok:
                 twin.action = "restore"
                 self.committer.claim(twin)
-                spec = JobSpec(twin.job_id, twin.rule, twin.inputs, twin.aggregate, twin.output, (), twin.key)
-                source = str(self.config.out_dir / job.output)
-                self.scheduler.add(replace(spec, restore_from=source, restore_blake3=result.blake3), "io")
+                copy = twin_restore_spec(twin, str(self.config.out_dir / job.output), result)
+                self.scheduler.add(copy, "io")
             else:
                 self._finish(twin, result)
         if not result.ok and self.options.fail_fast:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from pathlib import Path
 
 from batchit.execute.retry import backoff_delay
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_job
@@ -63,6 +64,36 @@ def job_spec(
     )
 
 
+def cache_restore_spec(spec: JobSpec, job: Job, cache_dir: Path, blake3: str | None) -> JobSpec:
+    """`spec` turned into a copy of the cache entry of the job's key. The run that made the entry
+    discovered the dependencies the plan keyed the job with (`job.discovered`): the restored output
+    keeps them, so an edit of one (a base template) still rebuilds it."""
+    return replace(
+        spec,
+        steps=(),
+        restore_from=str(cache_entry(cache_dir, job.key)),
+        restore_blake3=blake3,
+        restore_discovered=tuple(job.discovered),
+    )
+
+
+def twin_restore_spec(twin: Job, source: str, leader: JobResult) -> JobSpec:
+    """The spec of a job with the same key as one that just ran (its leader): a copy of the leader's
+    output at `source`, which depends on what the leader discovered."""
+    return JobSpec(
+        twin.job_id,
+        twin.rule,
+        twin.inputs,
+        twin.aggregate,
+        twin.output,
+        (),
+        twin.key,
+        restore_from=source,
+        restore_blake3=leader.blake3,
+        restore_discovered=leader.discovered,
+    )
+
+
 def run_planned_job(
     config: Config,
     registry: OperatorRegistry,
@@ -86,8 +117,7 @@ def run_planned_job(
     committer.stat_updates(planner.stat_updates())
     spec = job_spec(config, registry, job, by_rule)
     if job.action == "restore":
-        entry = str(cache_entry(cache_dir, job.key))
-        spec = replace(spec, steps=(), restore_from=entry, restore_blake3=committer.cached_blake3(job.key))
+        spec = cache_restore_spec(spec, job, cache_dir, committer.cached_blake3(job.key))
     committer.claim(job)
     committer.flush_claims()
     result = run_job(settings, spec)

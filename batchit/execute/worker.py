@@ -68,6 +68,8 @@ class JobSpec:
     restore_from: str | None = None
     """An absolute path holding the output's bytes already (a cache entry or a twin job's output)."""
     restore_blake3: str | None = None
+    restore_discovered: tuple[str, ...] = ()
+    """The dependencies the run that produced `restore_from` discovered: the restored output's own."""
     sources: dict[str, UpstreamSource] | None = None
     """For an aggregate over other rules' outputs: which job produced each input (`ctx.sources`)."""
 
@@ -128,6 +130,7 @@ def run_job(
                 digest,
                 sha,
                 size,
+                spec.restore_discovered,
                 duration=time.perf_counter() - started,
                 **_stats_after(settings, spec, dest),
             )
