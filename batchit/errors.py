@@ -96,3 +96,8 @@ class TransientError(JobError):
 
 class PermanentError(JobError):
     """A failure that retrying cannot fix: undecodable or invalid input, a failed validation."""
+
+
+class OutputError(JobError):
+    """A job's output could not be written (something stands in the way of its path, the disk is full
+    or read-only): the job fails, and its input, which is not at fault, is never quarantined."""

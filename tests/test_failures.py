@@ -418,3 +418,15 @@ def test_a_command_killed_by_a_stop_signal_is_retried_and_never_quarantines_its_
     assert project.read("tries") == "run\nrun\n"
     assert project.manifest()["failures"][0]["quarantine"] is None
     assert not (project.root / ".batchit/quarantine").exists()
+
+
+def test_an_output_that_cannot_be_written_fails_without_quarantining_its_input(project: Project) -> None:
+    project.config(PICKY.replace('output: "{stem}.txt"', 'output: "{stem}/out.txt"'))
+    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "_build/a": "a file of mine\n"})
+    result = project.build(expect=1)
+    assert "cannot write _build/a/out.txt" in result.stderr
+    assert project.manifest()["failures"][0]["quarantine"] is None
+    assert not (project.root / ".batchit/quarantine").exists()
+    (project.root / "_build/a").unlink()
+    project.build()
+    assert project.read("_build/a/out.txt") == "A\n"

@@ -8,6 +8,7 @@ into the content-addressed cache.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -18,13 +19,14 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
 from blake3 import blake3
 
-from batchit.errors import JobError, PermanentError, TransientError
+from batchit.errors import JobError, OutputError, PermanentError, TransientError
 from batchit.execute.contracts import check_contracts, check_input
 from batchit.fsutil import StatTuple, cache_entry, publish_bytes, replacing, stat_identity
 from batchit.hashing import CHUNK, hash_file_pair
@@ -100,6 +102,9 @@ class JobResult:
     """The output's stat once it is in place, for the stat cache."""
     input_stats: tuple[StatTuple | None, ...] = ()
     """Each input's stat after the job (None: gone), to tell whether one changed while it ran."""
+    input_at_fault: bool = True
+    """For a permanent failure of a one-input job: whether it quarantines the input (not when the
+    output could not be written)."""
 
 
 def run_batch(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]:
@@ -123,7 +128,7 @@ def run_job(
     buffer: io.StringIO | None = None
     try:
         if spec.restore_from is not None:
-            digest, sha, size = _restore(Path(spec.restore_from), dest, spec.restore_blake3, settings.fsync)
+            digest, sha, size = _restore(Path(spec.restore_from), dest, spec.restore_blake3, settings)
             return JobResult(
                 spec.job_id,
                 True,
@@ -182,6 +187,7 @@ def run_job(
             duration=time.perf_counter() - started,
             retry_after=getattr(exc, "retry_after", None),
             log=buffer.getvalue() if buffer else "",
+            input_at_fault=not isinstance(exc, OutputError),
         )
 
 
@@ -297,12 +303,17 @@ def _write(
         def check(tmp: Path) -> None:
             check_contracts(spec.expect, tmp, size, Path(settings.root))
 
-        publish_bytes(str(dest), data, fsync=settings.fsync, check=check if spec.expect else None)
+        with _writing(dest, settings):
+            publish_bytes(str(dest), data, fsync=settings.fsync, check=check if spec.expect else None)
         return blake3(data).hexdigest(), hashlib.sha256(data).hexdigest(), size, data
     b3, sha = blake3(), hashlib.sha256()
     size = 0
-    with replacing(dest, fsync=settings.fsync) as tmp:
-        with open(tmp, "wb") as handle, open(data.absolute, "rb") as source:
+    with (
+        open(data.absolute, "rb") as source,
+        _writing(dest, settings),
+        replacing(dest, fsync=settings.fsync) as tmp,
+    ):
+        with open(tmp, "wb") as handle:
             while chunk := source.read(CHUNK):
                 handle.write(chunk)
                 b3.update(chunk)
@@ -313,6 +324,20 @@ def _write(
                 os.fsync(handle.fileno())
         check_contracts(spec.expect, tmp, size, Path(settings.root))
     return b3.hexdigest(), sha.hexdigest(), size, None
+
+
+@contextlib.contextmanager
+def _writing(dest: Path, settings: WorkerSettings) -> Iterator[None]:
+    """Turn an OSError while writing an output into an OutputError naming it: a file or directory in
+    the way, a full or read-only disk is no fault of the job's input."""
+    try:
+        yield
+    except OSError as exc:
+        output = dest.relative_to(settings.root).as_posix()
+        raise OutputError(
+            f"cannot write {output}: {exc.strerror or exc}",
+            hint=f"clear the way to {output} (a file or directory batchit did not write?) and build again",
+        ) from exc
 
 
 def _read_small(file: InputFile) -> bytes | InputFile:
@@ -329,7 +354,9 @@ def _read_small(file: InputFile) -> bytes | InputFile:
     return data if len(data) <= size else file
 
 
-def _restore(source: Path, dest: Path, expected: str | None, fsync: bool) -> tuple[str, str, int]:
+def _restore(
+    source: Path, dest: Path, expected: str | None, settings: WorkerSettings
+) -> tuple[str, str, int]:
     """Put a known copy of the output in place, refusing it if its bytes are not the expected ones.
 
     A copy that is gone or unreadable (a cache entry deleted by hand, say) is a CacheMiss like a
@@ -339,7 +366,7 @@ def _restore(source: Path, dest: Path, expected: str | None, fsync: bool) -> tup
         reader = open(source, "rb")  # noqa: SIM115 - the `with` below closes it
     except OSError as exc:
         raise CacheMiss(f"{source} cannot be read: {exc.strerror or exc}") from exc
-    with reader, replacing(dest, fsync=fsync) as tmp:
+    with reader, _writing(dest, settings), replacing(dest, fsync=settings.fsync) as tmp:
         with open(tmp, "wb") as writer:
             shutil.copyfileobj(reader, writer)
         digest, sha, size = hash_file_pair(tmp)

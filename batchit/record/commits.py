@@ -247,8 +247,8 @@ class Committer:
 
 def quarantines(job: Job, result: JobResult) -> bool:
     """True when a failed job's input goes to quarantine: a permanent failure of a one-input job
-    (an aggregate that fails is failed, never quarantined)."""
-    return not result.ok and not result.transient and not job.aggregate
+    (an aggregate that fails is failed, never quarantined), unless its output could not be written."""
+    return not result.ok and not result.transient and result.input_at_fault and not job.aggregate
 
 
 def _input_label(job: Job) -> str:
