@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from conftest import COPY_AND_UPPER, PAGES_RULE, PICKY, PICKY_MODULE, TOOLS, Project
@@ -368,6 +369,61 @@ def test_file_batchit_did_not_write_is_never_overwritten(texts: Project) -> None
     assert not (texts.root / "_build/copy/b.txt").exists()
     texts.build("--overwrite")
     assert texts.read("_build/copy/a.txt") == "alpha\n"
+
+
+EVERY_FILE = """\
+version: 1
+rules:
+  copy:
+    inputs: ["src/**/*"]
+    output: "{path}"
+    steps:
+      - text.load: {}
+"""
+"""Each file under src/ copied to the same path under _build/."""
+
+
+class Flip(NamedTuple):
+    """An input path that changes kind between two builds: the files before and after."""
+
+    before: dict[str, str]
+    after: dict[str, str]
+
+
+FLIPS = {
+    "a file becomes a directory": Flip({"src/a": "a\n"}, {"src/a/x": "x\n"}),
+    "a directory becomes a file": Flip({"src/a/x": "x\n", "src/a/y/z": "z\n"}, {"src/a": "a\n"}),
+}
+
+
+@pytest.mark.parametrize("flip", FLIPS.values(), ids=FLIPS.keys())
+def test_a_stale_output_in_the_way_of_a_new_one_is_removed_first(project: Project, flip: Flip) -> None:
+    project.config(EVERY_FILE)
+    project.write({"src/b": "b\n", **flip.before})
+    project.build()
+    if (project.root / "src/a").is_dir():
+        shutil.rmtree(project.root / "src/a")
+    else:
+        (project.root / "src/a").unlink()
+    project.write(flip.after)
+    project.build()
+    assert {o["path"] for o in project.manifest()["outputs"]} == {"b", *(p[4:] for p in flip.after)}
+    assert all(project.read(f"_build/{p[4:]}") == text for p, text in flip.after.items())
+    assert summary(project)["pruned"] == len(flip.before)
+    project.build()
+    assert summary(project)["up_to_date"] == 2
+
+
+def test_a_file_of_the_users_in_the_way_of_an_output_is_never_removed(project: Project) -> None:
+    project.config(EVERY_FILE)
+    project.write({"src/a/x": "x\n"})
+    project.build()
+    project.write({"_build/a/mine": "mine\n"})
+    shutil.rmtree(project.root / "src/a")
+    project.write({"src/a": "a\n"})
+    result = project.build(expect=2)
+    assert "_build/a" in result.stderr
+    assert project.read("_build/a/mine") == "mine\n"
 
 
 def test_force_rebuilds_the_selected_jobs(texts: Project) -> None:

@@ -154,7 +154,7 @@ class RunningBuild:
             "failed": len(failures) - newly_quarantined + sum(1 for j in all_jobs if j.action == "blocked"),
             "quarantined": newly_quarantined + sum(1 for j in all_jobs if j.action == "quarantined"),
             "deferred": 0,
-            "pruned": len(pruned),
+            "pruned": len(pruned) + len(self.committer.cleared),
         }
         held = [job for job, result in failures if quarantines(job, result)]
         held += [j for j in all_jobs if j.action == "quarantined"]

@@ -8,6 +8,7 @@ report show, so they name the input, dep, parameter or operator that changed.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +80,9 @@ class Decider:
         record = self.records.get(job.output)
         on_disk = stat_identity(self._prefix + job.output)
         kind = None if on_disk is None else not_a_file(self._prefix + job.output)
-        if on_disk is not None and (record is None or kind is not None):
+        if kind == "a directory" and self._only_outputs_below(job.output):
+            kind = None  # batchit's own stale outputs, removed to make way before the job runs
+        elif on_disk is not None and (record is None or kind is not None):
             self.strangers[job.output] = kind
         reasons = [f"output path holds {kind}"] if kind else self._stale_reasons(job, record, on_disk)
         if self.only_failed:
@@ -94,6 +97,18 @@ class Decider:
         job.reasons = tuple(reasons)
         cached = self.use_cache and not self.force and not retrying and job.key in self.cache_keys
         job.action = "restore" if cached else "run"
+
+    def _only_outputs_below(self, output: str) -> bool:
+        """True when a directory stands at `output` holding nothing but outputs batchit recorded
+        (an input that was a directory became a file): the build removes them to make way."""
+        top = Path(self._prefix + output)
+        if top.is_symlink() or not top.is_dir():
+            return False
+        for parent, _, names in os.walk(top):
+            for name in names:
+                if self.records.get(Path(parent, name).relative_to(self.out_dir).as_posix()) is None:
+                    return False
+        return True
 
     def _stale_reasons(self, job: Job, record: Owned | None, on_disk: StatTuple | None) -> list[str]:
         if record is None or record.action_key is None or record.blake3 is None:

@@ -25,6 +25,7 @@ from batchit.plan.keys import action_key
 from batchit.plan.planner import Planner
 from batchit.plan.rows import RowsOnDemand
 from batchit.record.audit import append_audit, settle_audit
+from batchit.record.clearing import blocking_outputs
 from batchit.record.events import FLUSH_EVERY
 from batchit.record.quarantine import quarantine_input
 from batchit.state.store import Failure, OutputRecord, StateStore, StatRow
@@ -54,6 +55,11 @@ class Committer:
         """Jobs whose output was kept but not recorded as up to date (an input changed meanwhile)."""
         self.rekeyed: dict[str, tuple[str, dict[str, str]]] = {}
         """Jobs with discovered dependencies: the action key and dependencies they were recorded with."""
+        self.cleared: list[str] = []
+        """Stale outputs removed because they stood in the way of an output of this build."""
+        self._to_forget: list[str] = []
+        self._real_dirs: set[str] = set()
+        """Output directories seen to be directories (nothing of batchit's blocks a path in them)."""
 
     def stat_updates(self, rows: list[StatRow]) -> None:
         """Store stat-cache rows learned while planning (a touched file re-hashed, no job run)."""
@@ -64,15 +70,37 @@ class Committer:
             self.planner.hasher.updates.clear()
 
     def claim(self, job: Job) -> None:
-        """Mark a job's output path as batchit's own; `flush_claims` commits before dispatch."""
+        """Mark a job's output path as batchit's own, and remove the stale outputs of batchit's that
+        stand in its way (`clearing`); `flush_claims` commits both before dispatch."""
         self._claims.append((job.output, job.job_id, job.rule))
+        out_dir, parent = self.config.out_dir, job.output.rpartition("/")[0]
+        if parent in self._real_dirs and not (out_dir / job.output).is_dir():
+            return  # the common case: nothing in the way, known with one stat
+        blocking = blocking_outputs(out_dir, job.output, self._removable)
+        if blocking:
+            removed, _ = remove_outputs(out_dir, blocking)  # one kept makes the job's write fail, named
+            self.cleared.extend(removed)
+            self._to_forget.extend(removed)
+            for path in removed:
+                self.planner.records.pop(path, None)
+            self._real_dirs = {d for d in self._real_dirs if not f"{d}/".startswith(f"{job.output}/")}
+        if (out_dir / parent).is_dir():
+            self._real_dirs.add(parent)
+
+    def _removable(self, path: str) -> bool:
+        """True for an output batchit recorded that no job of this build writes."""
+        return self.planner.records.get(path) is not None and path not in self.planner.claims.claimed
 
     def flush_claims(self) -> None:
-        """Commit pending claims (called before any batch that contains them is dispatched)."""
+        """Commit pending claims and forget the outputs removed to make way for them (called before
+        any batch that contains them is dispatched)."""
         if self._claims:
             with self.store.transaction():
+                self.store.forget_outputs(self._to_forget)
+                self.store.drop_stats(f"{self.config.out}/{p}" for p in self._to_forget)
                 self.store.claim_outputs(self._claims)
             self._claims.clear()
+            self._to_forget.clear()
 
     def add(self, job: Job, result: JobResult) -> None:
         """Queue a finished job's result for the next commit."""
