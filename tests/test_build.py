@@ -300,16 +300,16 @@ def test_edited_helper_module_rebuilds_the_python_steps_that_import_it(project: 
     assert project.read("_build/a.txt") == "v2:+a"
 
 
-def test_edited_included_template_rebuilds_the_page(project: Project) -> None:
+def build_home_page(project: Project, templates: dict[str, str]) -> None:
+    """Build pages/home.md through PAGES_RULE, whose t/page.html.j2 is among `templates`."""
     project.config("version: 1\nrules:\n" + PAGES_RULE)
-    project.write(
-        {
-            "pages/home.md": "# Home\n",
-            "t/page.html.j2": "{% include 't/footer.html' %}{{ content | safe }}",
-            "t/footer.html": "<footer>v1</footer>",
-        }
-    )
+    project.write({"pages/home.md": "# Home\n", **templates})
     project.build()
+
+
+def test_edited_included_template_rebuilds_the_page(project: Project) -> None:
+    page = "{% include 't/footer.html' %}{{ content | safe }}"
+    build_home_page(project, {"t/page.html.j2": page, "t/footer.html": "<footer>v1</footer>"})
     project.write({"t/footer.html": "<footer>v2</footer>"})
     explained = project.run("explain", "home.html")
     assert "discovered dependency changed: t/footer.html" in explained.stdout, explained.describe()
@@ -318,15 +318,9 @@ def test_edited_included_template_rebuilds_the_page(project: Project) -> None:
 
 
 def test_a_restored_page_still_rebuilds_when_its_base_template_changes(project: Project) -> None:
-    project.config("version: 1\nrules:\n" + PAGES_RULE)
-    project.write(
-        {
-            "pages/home.md": "# Home\n",
-            "t/page.html.j2": "{% extends 't/base.html' %}{% block body %}{{ content | safe }}{% endblock %}",
-            "t/base.html": "<main>v1{% block body %}{% endblock %}</main>",
-        }
-    )
-    project.build()
+    page = "{% extends 't/base.html' %}{% block body %}{{ content | safe }}{% endblock %}"
+    base = "<main>v1{% block body %}{% endblock %}</main>"
+    build_home_page(project, {"t/page.html.j2": page, "t/base.html": base})
     (project.root / "_build/home.html").unlink()
     project.build()
     assert summary(project)["restored"] == 1

@@ -255,15 +255,10 @@ def test_a_forked_worker_names_its_temporary_files_apart_from_its_parent() -> No
     assert child_name.split("-")[2] != parent_name.split("-")[2], "the process tokens differ"
 
 
-GATED_SHELL = """\
-version: 1
-rules:
-  work:
-    inputs: ["in/*.txt"]
-    output: "{stem}.txt"
-    steps:
-      - shell: {argv: ["sh", "-c", "case {in} in *c.txt) touch started; cat gate;; esac; cat {in}"]}
-"""
+GATED_SHELL = GATED.replace(
+    'python: {function: "gated:work", version: "1"}',
+    'shell: {argv: ["sh", "-c", "case {in} in *c.txt) touch started; cat gate;; esac; cat {in}"]}',
+)
 """Five inputs copied by a command; the one for `c` first waits on the FIFO `gate` (when it exists)."""
 
 
