@@ -16,6 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def in_the_way(path: str) -> bool:
+    """True when something may stand in the way of writing a file at `path`: a directory there, or
+    a file where one of its directories must be. One `stat`, for every job of a build."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except NotADirectoryError:
+        return True
+    except FileNotFoundError:
+        return False
+
+
 def blocking_outputs(out_dir: Path, output: str, removable: Callable[[str], bool]) -> list[str]:
     """The `removable` outputs (paths relative to `out_dir`) in the way of writing `output`: a file
     where one of its directories must be, or the files under a directory where it must be."""

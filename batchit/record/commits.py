@@ -25,7 +25,7 @@ from batchit.plan.keys import action_key
 from batchit.plan.planner import Planner
 from batchit.plan.rows import RowsOnDemand
 from batchit.record.audit import append_audit, settle_audit
-from batchit.record.clearing import blocking_outputs
+from batchit.record.clearing import blocking_outputs, in_the_way
 from batchit.record.events import FLUSH_EVERY
 from batchit.record.quarantine import quarantine_input
 from batchit.state.store import Failure, OutputRecord, StateStore, StatRow
@@ -58,8 +58,6 @@ class Committer:
         self.cleared: list[str] = []
         """Stale outputs removed because they stood in the way of an output of this build."""
         self._to_forget: list[str] = []
-        self._real_dirs: set[str] = set()
-        """Output directories seen to be directories (nothing of batchit's blocks a path in them)."""
 
     def stat_updates(self, rows: list[StatRow]) -> None:
         """Store stat-cache rows learned while planning (a touched file re-hashed, no job run)."""
@@ -73,19 +71,15 @@ class Committer:
         """Mark a job's output path as batchit's own, and remove the stale outputs of batchit's that
         stand in its way (`clearing`); `flush_claims` commits both before dispatch."""
         self._claims.append((job.output, job.job_id, job.rule))
-        out_dir, parent = self.config.out_dir, job.output.rpartition("/")[0]
-        if parent in self._real_dirs and not (out_dir / job.output).is_dir():
-            return  # the common case: nothing in the way, known with one stat
-        blocking = blocking_outputs(out_dir, job.output, self._removable)
+        if not in_the_way(f"{self.config.out_dir}/{job.output}"):
+            return  # the common case, known with one stat
+        blocking = blocking_outputs(self.config.out_dir, job.output, self._removable)
         if blocking:
-            removed, _ = remove_outputs(out_dir, blocking)  # one kept makes the job's write fail, named
+            removed, _ = remove_outputs(self.config.out_dir, blocking)  # one kept fails the job's write
             self.cleared.extend(removed)
             self._to_forget.extend(removed)
             for path in removed:
                 self.planner.records.pop(path, None)
-            self._real_dirs = {d for d in self._real_dirs if not f"{d}/".startswith(f"{job.output}/")}
-        if (out_dir / parent).is_dir():
-            self._real_dirs.add(parent)
 
     def _removable(self, path: str) -> bool:
         """True for an output batchit recorded that no job of this build writes."""
