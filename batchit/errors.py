@@ -101,3 +101,9 @@ class PermanentError(JobError):
 class OutputError(JobError):
     """A job's output could not be written (something stands in the way of its path, the disk is full
     or read-only): the job fails, and its input, which is not at fault, is never quarantined."""
+
+
+class WorkerCrashed(PermanentError):
+    """The worker process running a job died (a crash in native code, the out-of-memory killer, a
+    step calling `os._exit`). The jobs of its batch run again one at a time; the one whose worker
+    dies again while it runs alone fails with this error, and its input is quarantined."""

@@ -263,6 +263,26 @@ def test_an_output_failing_its_contract_leaves_no_folder_it_made(project: Projec
     assert not (project.root / "_build/deep").exists()
 
 
+@pytest.mark.parametrize("death", ["os._exit(1)", "os.kill(os.getpid(), signal.SIGKILL)"])
+def test_a_job_whose_worker_process_dies_fails_alone_and_the_others_build(
+    project: Project, death: str
+) -> None:
+    project.config(
+        'version: 1\nrules:\n  r:\n    inputs: ["in/*.txt"]\n    output: "{stem}.out"\n'
+        '    steps: [python: {function: "fatal:f", version: "1"}]\n'
+    )
+    fatal = "import os, signal\n\ndef f(value, ctx):\n"
+    fatal += f"    if value == b'fatal':\n        {death}\n    return value\n"
+    inputs = {f"in/{n:03}.txt": str(n) for n in range(PROCESSES_FROM)}  # enough for worker processes
+    project.write({"fatal.py": fatal, **inputs, "in/050.txt": "fatal"})
+    project.build("-j", "2", expect=1)
+    (failure,) = project.manifest()["failures"]
+    assert (failure["input"], failure["class"]) == ("in/050.txt", "WorkerCrashed")
+    assert "died while running it" in failure["message"]
+    assert project.manifest()["summary"]["built"] == PROCESSES_FROM - 1
+    assert not (project.root / "_build/050.out").exists()
+
+
 @pytest.mark.parametrize(
     ("flag", "last_built"), [(None, True), ("--keep-going", True), ("--fail-fast", False)]
 )

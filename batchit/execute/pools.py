@@ -44,12 +44,23 @@ class Pools:
         self.preload = ["batchit.execute.worker", *preload]
         """Modules the forkserver imports once, so that no worker process imports them itself."""
         self._process: ProcessPoolExecutor | None = None
+        self.generation = 0
+        """Counts the process pools replaced after a worker died (`renew_processes`)."""
         self._thread: ThreadPoolExecutor | None = None
         self._few_jobs = False
 
     def submit(self, resources: str, batch: list[JobSpec]) -> Future[list[JobResult]]:
         """Run a batch of jobs on the pool their resource class belongs to."""
         return self._pool(resources).submit(run_batch, self.settings, batch)
+
+    def renew_processes(self, broken: int) -> None:
+        """Replace the process pool of generation `broken`, one of whose workers died (every batch
+        it was running fails with BrokenProcessPool); the next batch starts a fresh pool. A pool
+        already replaced is left alone."""
+        if self._process is not None and self.generation == broken:
+            self._process.shutdown(wait=False, cancel_futures=True)
+            self._process = None
+            self.generation += 1
 
     def expect(self, cpu_jobs: int) -> None:
         """Say how many `cpu` jobs the build will run: fewer than PROCESSES_FROM run in threads."""

@@ -3,6 +3,11 @@
 Batches are sized from the queue: large when thousands of jobs wait (per-job overhead vanishes), one
 job each when few do (no worker idles while another holds a batch). A bounded number of batches is in
 flight per pool, so results stream back steadily and `--fail-fast` stops quickly.
+
+A worker process that dies (a crash in native code, the out-of-memory killer) breaks its pool and
+every batch the pool was running. Those batches' jobs become suspects: a fresh pool runs them one at
+a time, nothing else beside them, so a worker that dies again names its job for certain. That job
+fails (`WorkerCrashed`); the others run as if nothing had happened.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
 from batchit.execute.pools import Pools
-from batchit.execute.worker import JobResult, JobSpec
+from batchit.execute.worker import JobResult, JobSpec, crashed
 
 MAX_BATCH = 64
 
@@ -32,7 +38,12 @@ class Scheduler:
     batch_size: int | None = None
     """A fixed batch size, or None to size batches from the queue."""
     _queues: dict[str, deque[JobSpec]] = field(default_factory=lambda: {"cpu": deque(), "io": deque()})
-    _running: dict[Future[list[JobResult]], tuple[str, list[JobSpec]]] = field(default_factory=dict)
+    _running: dict[Future[list[JobResult]], tuple[str, list[JobSpec], int]] = field(default_factory=dict)
+    """Batches in flight: their resource class, jobs, and the process pool generation they went to."""
+    _suspects: deque[JobSpec] = field(default_factory=deque)
+    """`cpu` jobs of batches whose worker process died, to run alone one after another."""
+    _alone: set[str] = field(default_factory=set)
+    """Suspects dispatched alone: if their worker dies again, they are the cause."""
     _per_rule: dict[str, int] = field(default_factory=dict)
     _later: list[tuple[float, int, JobSpec, str]] = field(default_factory=list)
     _order: itertools.count[int] = field(default_factory=itertools.count)
@@ -54,7 +65,8 @@ class Scheduler:
 
     def busy(self) -> bool:
         """True while anything is queued, waiting for its retry, or running."""
-        return bool(self._running) or (not self.stopped and (any(self._queues.values()) or bool(self._later)))
+        waiting = any(self._queues.values()) or bool(self._later) or bool(self._suspects)
+        return bool(self._running) or (not self.stopped and waiting)
 
     def stop(self) -> list[JobSpec]:
         """Dispatch nothing more; return what was still queued or waiting."""
@@ -62,7 +74,9 @@ class Scheduler:
         self._wakeup = Future()
         dropped = [spec for queue in self._queues.values() for spec in queue]
         dropped.extend(item[2] for item in self._later)
-        for future, (_, batch) in list(self._running.items()):
+        dropped.extend(self._suspects)
+        self._suspects.clear()
+        for future, (_, batch, _) in list(self._running.items()):
             if future.cancel():  # submitted but not started: it never runs
                 del self._running[future]
                 dropped.extend(batch)
@@ -92,26 +106,49 @@ class Scheduler:
         for future in done:
             if future is self._wakeup:
                 continue
-            _, batch = self._running.pop(future)
+            _, batch, generation = self._running.pop(future)
             for spec in batch:
                 self._per_rule[spec.rule] -= 1
-            yield from future.result()
+            try:
+                results = future.result()
+            except BrokenProcessPool:
+                self.pools.renew_processes(generation)
+                if len(batch) == 1 and batch[0].job_id in self._alone:
+                    yield crashed(batch[0])
+                else:
+                    self._suspects.extend(batch)
+                continue
+            yield from results
 
     def _dispatch(self) -> None:
         if self.stopped:
             return
         workers = self.pools.workers
         for resources, queue in self._queues.items():
+            if resources == "cpu" and self._suspects:
+                self._dispatch_suspect()
+                continue
             limit = workers * 2
             while queue and self._in_flight(resources) < limit:
                 size = self.batch_size or max(1, min(MAX_BATCH, len(queue) // (workers * 4)))
                 batch = self._take(queue, size)
                 if not batch:
                     break
-                for spec in batch:
-                    self._per_rule[spec.rule] = self._per_rule.get(spec.rule, 0) + 1
-                future = self.pools.submit(resources, batch)
-                self._running[future] = (resources, batch)
+                self._submit(resources, batch)
+
+    def _dispatch_suspect(self) -> None:
+        """Run the next suspect alone, once no other `cpu` batch is in flight."""
+        if self._in_flight("cpu") == 0:
+            spec = self._suspects.popleft()
+            self._alone.add(spec.job_id)
+            self._submit("cpu", [spec])
+
+    def _submit(self, resources: str, batch: list[JobSpec]) -> None:
+        for spec in batch:
+            self._per_rule[spec.rule] = self._per_rule.get(spec.rule, 0) + 1
+        generation = self.pools.generation
+        future = self.pools.submit(resources, batch)
+        self._running[future] = (resources, batch, generation)
 
     def _take(self, queue: deque[JobSpec], size: int) -> list[JobSpec]:
         batch: list[JobSpec] = []
@@ -129,4 +166,4 @@ class Scheduler:
         return batch
 
     def _in_flight(self, resources: str) -> int:
-        return sum(1 for kind, _ in self._running.values() if kind == resources)
+        return sum(1 for kind, _, _ in self._running.values() if kind == resources)

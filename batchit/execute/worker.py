@@ -26,7 +26,7 @@ from typing import Any, TypedDict
 
 from blake3 import blake3
 
-from batchit.errors import JobError, OutputError, PermanentError, TransientError
+from batchit.errors import JobError, OutputError, PermanentError, TransientError, WorkerCrashed
 from batchit.execute.contracts import check_contracts, check_input
 from batchit.fsutil import StatTuple, cache_entry, publish_bytes, replacing, stat_identity
 from batchit.hashing import CHUNK, hash_file_pair
@@ -189,6 +189,18 @@ def run_job(
             log=buffer.getvalue() if buffer else "",
             input_at_fault=not isinstance(exc, OutputError),
         )
+
+
+def crashed(spec: JobSpec) -> JobResult:
+    """The failure of a job whose worker process died while it ran alone (see `WorkerCrashed`)."""
+    error = WorkerCrashed(
+        "its worker process died while running it, twice: in a batch, then alone",
+        hint="a crash in native code (a decoder), the system's out-of-memory killer, or os._exit in a "
+        "python step; the other jobs of its batch ran again",
+    )
+    return JobResult(
+        spec.job_id, False, error_class=type(error).__name__, message=str(error), attempts=spec.attempt
+    )
 
 
 class _StatsAfter(TypedDict):
