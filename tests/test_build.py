@@ -114,9 +114,15 @@ def test_plan_names_the_changed_parameter(texts: Project) -> None:
     assert jobs["_build/copy/a.txt"]["action"] == "skip"
 
 
-def test_deleted_input_prunes_its_outputs(texts: Project) -> None:
+def test_deleted_input_prunes_its_outputs_and_plan_says_so_first(texts: Project) -> None:
     texts.build()
     (texts.root / "src/sub/c.txt").unlink()
+    planned = texts.run("plan")
+    assert "  prune    _build/copy/sub/c.txt  (no current job produces it)" in planned.stdout
+    assert planned.stdout.rstrip().endswith(", 2 output(s) to prune"), planned.describe()
+    listed = json.loads(texts.run("plan", "--json").stdout)
+    assert listed["prune"] == ["_build/copy/sub/c.txt", "_build/upper/sub/c.txt"]
+    assert listed["summary"]["prune"] == 2
     texts.build()
     assert not (texts.root / "_build/copy/sub").exists()
     assert not (texts.root / "_build/upper/sub/c.txt").exists()

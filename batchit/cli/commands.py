@@ -68,7 +68,8 @@ def plan(args: argparse.Namespace) -> int:
 
 def _plan_json(outcome: BuildOutcome, out: str) -> dict[str, object]:
     return {
-        "summary": outcome.counts,
+        "summary": {**outcome.counts, "prune": len(outcome.pruned)},
+        "prune": [f"{out}/{path}" for path in outcome.pruned],
         "jobs": [
             {
                 "rule": j.rule,
@@ -97,8 +98,11 @@ def _print_plan(outcome: BuildOutcome, out: str) -> None:
         print(f"{rule}: " + ", ".join(f"{n} {words.get(a, a)}" for a, n in sorted(tally.items())))
         for line in by_rule.get(rule, []):
             print(line)
+    for path in outcome.pruned:
+        print(f"  prune    {out}/{path}  (no current job produces it)")
     todo = outcome.counts.get("run", 0) + outcome.counts.get("restore", 0)
-    print(f"plan: {todo} of {len(outcome.jobs)} jobs to do" if outcome.jobs else "plan: no jobs")
+    line = f"plan: {todo} of {len(outcome.jobs)} jobs to do" if outcome.jobs else "plan: no jobs"
+    print(line + (f", {len(outcome.pruned)} output(s) to prune" if outcome.pruned else ""))
 
 
 def explain(args: argparse.Namespace) -> int:

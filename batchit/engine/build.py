@@ -19,6 +19,7 @@ from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import Job
 from batchit.plan.planner import Planner, PlanOptions, select_rules
+from batchit.plan.pruning import prunable
 from batchit.plan.remember import remember_plan
 from batchit.plan.snapshot import forget_snapshot
 from batchit.record.alerts import send_alert, should_alert
@@ -29,12 +30,29 @@ from batchit.state.store import StateStore
 
 
 def plan_build(config: Config, registry: OperatorRegistry, options: BuildOptions) -> BuildOutcome:
-    """What a build would do and why, changing nothing (`plan`, `build --dry-run`)."""
-    _, jobs = _plan_read_only(config, registry, options)
+    """What a build would do and why, changing nothing (`plan`, `build --dry-run`): each job's
+    action, and the outputs it would prune if every selected rule finished."""
+    store = StateStore.open_readonly(config.state_dir / "state.db")
+    try:
+        planner, jobs = _plan(config, registry, options, store)
+        selected = select_rules(config, options.rules)
+        by_rule: dict[str, list[Job]] = {rule.name: [] for rule in selected}
+        for job in jobs:
+            by_rule[job.rule].append(job)
+        pruned = (
+            []  # a replayed plan is the one a build left after pruning, with nothing changed since
+            if planner.replayed
+            else prunable(
+                planner.owned_rules(), config.rules, store, by_rule, by_rule, full=not options.rules
+            )
+        )
+    finally:
+        if store:
+            store.close()
     counts = {"run": 0, "restore": 0, "skip": 0}
     for job in jobs:
         counts[job.action] = counts.get(job.action, 0) + 1
-    return BuildOutcome(jobs, counts)
+    return BuildOutcome(jobs, counts, pruned=sorted(pruned))
 
 
 def run_build(

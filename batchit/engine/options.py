@@ -57,6 +57,8 @@ class BuildOutcome:
     quarantined_inputs: int = 0
     """How many (rule, input) pairs stay quarantined: `counts["quarantined"]` counts jobs, and a
     matrix rule runs several jobs on one input."""
+    pruned: list[str] = field(default_factory=list)
+    """For a plan: the outputs (relative to `out`) the build would prune."""
 
     @property
     def exit_code(self) -> int:

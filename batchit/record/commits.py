@@ -19,10 +19,10 @@ from pathlib import Path
 from batchit.execute.worker import JobResult
 from batchit.fsutil import cache_entry, remove_outputs
 from batchit.model import Config
-from batchit.placeholders import template_pattern
-from batchit.plan.jobs import UNKNOWN, Job
+from batchit.plan.jobs import Job
 from batchit.plan.keys import action_key
 from batchit.plan.planner import Planner
+from batchit.plan.pruning import prunable
 from batchit.plan.rows import RowsOnDemand
 from batchit.record.audit import append_audit, settle_audit
 from batchit.record.clearing import blocking_outputs, in_the_way
@@ -233,26 +233,13 @@ class Committer:
     def prune(self, by_rule: dict[str, list[Job]], finished: list[str], *, full: bool) -> list[str]:
         """Remove recorded outputs no current job produces (SPEC section 3); return their paths.
 
-        An output a planned job produces is never pruned, whichever rule recorded it (a renamed
-        rule, rules that swapped output templates): its row passes to that job. A job blocked
-        before its key was known keeps the output it recorded. Only outputs recorded by rules that
-        finished are considered, and on a full build also those of rules that no longer exist; a
-        build of some rules leaves any path a rule it did not plan may write to the next full build.
-        A path batchit cannot prove holds its file (`remove_outputs`) is kept, with a warning.
+        Which ones is `prunable`'s answer; an output a planned job produces but another rule
+        recorded (a renamed rule, swapped output templates) passes to that job. A path batchit
+        cannot prove holds its file (`remove_outputs`) is kept, with a warning.
         """
         jobs = [job for planned in by_rule.values() for job in planned]
         owned = self.planner.owned_rules()  # as planned: rows this build claimed are all current
-        current = {job.output for job in jobs}
-        current |= self.store.outputs_of_jobs(job.job_id for job in jobs if job.key == UNKNOWN)
-        rules, done = self.config.rules, set(finished)
-        unplanned = [template_pattern(rules[name].output).fullmatch for name in rules if name not in by_rule]
-        doomed = [
-            path
-            for path, rule in owned.items()
-            if path not in current
-            and (rule in done or (full and rule not in rules))
-            and not any(may_write(path) for may_write in unplanned)
-        ]
+        doomed = prunable(owned, self.config.rules, self.store, by_rule, finished, full=full)
         removed, kept = remove_outputs(self.config.out_dir, doomed)
         for path, why in kept.items():
             self.warn(f"not pruned: {self.config.out}/{path}: {why}")

@@ -1,0 +1,46 @@
+"""Which recorded outputs a build removes (SPEC section 3): those no current job produces.
+
+`plan` lists them and the build removes them once its rules finished, from the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from batchit.model import Rule
+from batchit.placeholders import template_pattern
+from batchit.plan.jobs import UNKNOWN, Job
+from batchit.state.store import StateStore
+
+
+def prunable(
+    owned: Mapping[str, str],
+    rules: Mapping[str, Rule],
+    store: StateStore | None,
+    by_rule: Mapping[str, list[Job]],
+    finished: Iterable[str],
+    *,
+    full: bool,
+) -> list[str]:
+    """The outputs (paths relative to `out`) that no planned job produces, among those `owned`
+    (recorded, path -> rule) by the `finished` rules and, on a `full` build, by rules that are not
+    among the config's `rules` any more.
+
+    An output a planned job produces is never among them, whichever rule recorded it (a renamed
+    rule, rules that swapped output templates), nor the output a job blocked before its key was
+    known recorded last. A build of some rules leaves any path a rule it did not plan may write
+    to the next full build.
+    """
+    jobs = [job for planned in by_rule.values() for job in planned]
+    current = {job.output for job in jobs}
+    if store is not None:
+        current |= store.outputs_of_jobs(job.job_id for job in jobs if job.key == UNKNOWN)
+    done = set(finished)
+    unplanned = [template_pattern(rules[name].output).fullmatch for name in rules if name not in by_rule]
+    return [
+        path
+        for path, rule in owned.items()
+        if path not in current
+        and (rule in done or (full and rule not in rules))
+        and not any(may_write(path) for may_write in unplanned)
+    ]
