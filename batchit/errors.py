@@ -23,6 +23,20 @@ class BatchitError(Exception):
         return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
 
 
+class SystemFailure(BatchitError):
+    """A file batchit had to read or write failed at the system level (a full disk, a permission, a
+    read-only file system): exit 1, naming the file. What was committed before it stays committed."""
+
+    @classmethod
+    def from_os_error(cls, exc: OSError) -> SystemFailure:
+        """The failure an unexpected OSError stands for, with the file it names and a fix."""
+        where = f": {exc.filename}" if exc.filename else ""
+        return cls(
+            f"{exc.strerror or exc}{where}",
+            hint="free space or fix the permissions there, then run the command again (a build resumes)",
+        )
+
+
 class UsageError(BatchitError):
     """A command line that cannot be carried out as given (exit 2)."""
 

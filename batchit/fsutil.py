@@ -101,11 +101,13 @@ def publish_bytes(
         if check is not None:
             check(Path(tmp))
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         for folder in made:  # deepest first; one another job wrote into meanwhile stays
             with contextlib.suppress(OSError):
                 folder.rmdir()
+        if isinstance(exc, OSError):
+            raise naming(exc, dest) from exc
         raise
     if fsync:
         fsync_dir(Path(directory))
@@ -121,6 +123,14 @@ def _make_directories(directory: Path) -> list[Path]:
         folder = folder.parent
     directory.mkdir(parents=True, exist_ok=True)
     return missing
+
+
+def naming(exc: OSError, path: str | os.PathLike[str]) -> OSError:
+    """`exc`, naming `path` when it names no file: a write to an open file that fails (a full disk)
+    says only what went wrong, and the user needs to know where."""
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, os.fspath(path))
 
 
 def atomic_write_bytes(dest: Path, data: bytes, *, fsync: bool = False) -> None:

@@ -234,7 +234,9 @@ def test_an_entry_a_stopped_command_committed_but_never_wrote_is_written_next(co
     kept = log.rename(log.with_name("audit.kept"))
     log.symlink_to("/dev/full")  # the write fails right after the state store committed the entry
     stopped = copies.run("gc")
-    assert stopped.code != 0, stopped.describe()
+    assert stopped.code == 1, stopped.describe()
+    assert stopped.stderr.startswith("batchit: error: No space left on device: "), stopped.describe()
+    assert stopped.stderr.rstrip().endswith("(a build resumes)") and "Traceback" not in stopped.stderr
     log.unlink()
     kept.rename(log)
     assert len(audit_lines(copies)) == 1

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from batchit.cli.parser import build_parser
 from batchit.cli.streams import pipe_safe_streams
-from batchit.errors import BatchitError, BuildInterrupted, UsageError
+from batchit.errors import BatchitError, BuildInterrupted, SystemFailure, UsageError
 
 INTERRUPTED = BuildInterrupted.exit_code
 
@@ -45,8 +45,9 @@ def _run(argv: list[str] | None) -> int:
                 raise UsageError(f"cannot change into {args.directory}: {exc.strerror}") from exc
         code = _handler(args.handler)(args)
     except BatchitError as exc:
-        _say_error(args, f"batchit: error: {exc}", {"message": str(exc), "exit_code": exc.exit_code})
-        code = exc.exit_code
+        code = _fail(args, exc)
+    except OSError as exc:  # a full disk or a permission, met where no code could do better than say so
+        code = _fail(args, SystemFailure.from_os_error(exc))
     except KeyboardInterrupt:
         _say_error(args, "batchit: interrupted", {"message": "interrupted", "exit_code": INTERRUPTED})
         code = INTERRUPTED
@@ -87,6 +88,12 @@ def _handler(name: str) -> Callable[[argparse.Namespace], int]:
         if collecting:
             gc.enable()
     return handler
+
+
+def _fail(args: argparse.Namespace, exc: BatchitError) -> int:
+    """Report an error the way the command's output format asks; return its exit code."""
+    _say_error(args, f"batchit: error: {exc}", {"message": str(exc), "exit_code": exc.exit_code})
+    return exc.exit_code
 
 
 def _say_error(args: argparse.Namespace, text: str, fields: dict[str, str | int]) -> None:

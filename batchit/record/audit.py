@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from batchit.fsutil import naming
 from batchit.hashing import blake3_hex, canonical_json
 from batchit.record.manifest import iso_time
 from batchit.state.store import StateStore
@@ -112,11 +113,14 @@ def settle_audit(state_dir: Path, store: StateStore, *, fsync: bool = False) -> 
     path = state_dir / AUDIT_LOG
     missing = _missing(path, pending[0], pending[1].encode("utf-8"))
     if missing:
-        with open(path, "ab") as handle:
-            handle.write(missing)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
+        try:
+            with open(path, "ab") as handle:
+                handle.write(missing)
+                if fsync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        except OSError as exc:  # the entry stays pending in the store: the next append writes it
+            raise naming(exc, path) from exc
     store.db.execute("DELETE FROM meta WHERE key IN (?, ?)", (PENDING_KEY, PENDING_AT_KEY))
 
 
