@@ -520,6 +520,23 @@ rules:
 """
 
 
+@pytest.mark.parametrize("order", ["file first", "folder first"])
+def test_an_output_that_would_be_the_folder_of_another_exits_2(project: Project, order: str) -> None:
+    rules = {
+        "page": '  page:\n    inputs: ["src/*.txt"]\n    output: "{stem}"\n    steps: [file.copy: {}]\n',
+        "index": '  index:\n    inputs: ["src/*.txt"]\n    output: "{stem}/index.html"\n'
+        "    steps: [file.copy: {}]\n",
+    }
+    names = ["page", "index"] if order == "file first" else ["index", "page"]
+    project.config("version: 1\nrules:\n" + "".join(rules[name] for name in names))
+    project.write({"src/docs.txt": "d\n"})
+    result = project.build(expect=2)
+    assert "output _build/docs (page:src/docs.txt) would be the folder of output _build/docs/index.html" in (
+        result.stderr
+    ), result.describe()
+    assert not (project.root / "_build").exists()
+
+
 @pytest.mark.parametrize("link", ["_build/a", "_build/a/b"], ids=["output dir", "nested output dir"])
 def test_an_output_path_through_a_symlink_leaving_out_exits_2(
     project: Project, tmp_path: Path, link: str

@@ -1,8 +1,9 @@
 """Which job writes which output, and that every output stays inside `out` (SPEC sections 2 and 3).
 
-Two jobs writing one output, an output with the name of batchit's manifest copy, and an output
-directory that leads outside `out` through a symlink are config errors, raised while planning so
-nothing is written. Each output directory is checked once per plan.
+Two jobs writing one output, an output that would be the folder of another, an output with the name
+of batchit's manifest copy, and an output directory that leads outside `out` through a symlink are
+config errors, raised while planning so nothing is written. Each output directory is checked once
+per plan.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class OutputClaims:
             or output in RESERVED_OUTPUTS
             or not output
             or output.rpartition("/")[0] not in self._safe_dirs
+            or output in self._safe_dirs
         ):
             self._check(rule, job)
 
@@ -49,6 +51,9 @@ class OutputClaims:
             first_in.setdefault(job.output.rpartition("/")[0], job)
         for parent, job in first_in.items():
             if parent not in self._safe_dirs:
+                self._check(rules[job.rule], job)
+        for job in jobs:
+            if job.output in self._safe_dirs:
                 self._check(rules[job.rule], job)
 
     def _check(self, rule: Rule, job: Job) -> None:
@@ -81,6 +86,28 @@ class OutputClaims:
                     f"remove the symlink {existing.relative_to(self.config.root)}",
                 )
             self._safe_dirs.add(parent)
+        self._check_nesting(rule, job)
+
+    def _check_nesting(self, rule: Rule, job: Job) -> None:
+        """One path cannot be an output and the folder of another output."""
+        output = job.output
+        inner = None
+        if output in self._safe_dirs:
+            inner = next((path for path in self.claimed if path.startswith(f"{output}/")), None)
+        parts = output.split("/")
+        outer = next(
+            (a for a in ("/".join(parts[:n]) for n in range(1, len(parts))) if a in self.claimed), None
+        )
+        if inner is None and outer is None:
+            return
+        folder, file = (output, inner) if inner is not None else (outer, output)
+        raise rule_error(
+            self.config,
+            rule,
+            f"output {self.config.out}/{folder} ({self.claimed[str(folder)]}) would be the folder of output "
+            f"{self.config.out}/{file} ({self.claimed[str(file)]})",
+            "change one of the `output` templates so that no output path is another's folder",
+        )
 
     def _stays_inside(self, parent: str) -> bool:
         """True when `out/parent` stays inside `out` with every symlink followed, checked with one
