@@ -127,6 +127,8 @@ def test_a_transient_upstream_failure_keeps_the_downstream_key8_output(project: 
     project.build()
     (before,) = (project.root / "_build/down").iterdir()
     project.write({"upstep.py": UPSTEP.replace("FAIL", 'raise TransientError("service busy")')})
+    planned = project.run("plan").stdout
+    assert "_build/down/a-{key8}.txt" in planned, "a name not known before its upstream runs says so"
     project.build(expect=1)
     assert summary(project)["pruned"] == 0
     assert list((project.root / "_build/down").iterdir()) == [before]

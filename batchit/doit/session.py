@@ -84,10 +84,10 @@ class Session:
         finally:
             if store is not None:
                 store.close()
-        names = {f"{self.config.out}/{job.output}": self._name(job) for job in jobs}
+        names = {f"{self.config.out}/{job.output}": job.output for job in jobs}
         by_rule: dict[str, list[str]] = {}
         for job in jobs:
-            by_rule.setdefault(job.rule, []).append(f"{self.basename}:{self._name(job)}")
+            by_rule.setdefault(job.rule, []).append(f"{self.basename}:{job.output}")
         for job in jobs:
             upstream = self.config.rules[job.rule].from_rules
             if job.aggregate or any(
@@ -99,7 +99,7 @@ class Session:
             known = job.key != UNKNOWN or "{key8}" not in self.config.rules[job.rule].output
             yield {
                 "basename": self.basename,
-                "name": self._name(job),
+                "name": job.output,
                 "doc": f"{job.rule}: {_label(job)}",
                 "actions": [(self.run, (job.job_id, job.rule, job.inputs))],
                 "targets": [str(self.config.out_dir / job.output)] if known else [],
@@ -114,12 +114,6 @@ class Session:
             "task_dep": [name for names_of_rule in by_rule.values() for name in names_of_rule],
             "uptodate": [self.record_is_current],
         }
-
-    def _name(self, job: Job) -> str:
-        """The sub-task name: the output path, with `{key8}` kept when the key is not known yet."""
-        if job.key == UNKNOWN and "{key8}" in self.config.rules[job.rule].output:
-            return job.output.replace("00000000", "{key8}")
-        return job.output
 
     def _plan(self, store: StateStore | None, rule: str | None = None) -> tuple[Planner, list[Job]]:
         """Plan every rule, or `rule` and the rules it reads, as `batchit plan` does."""

@@ -133,7 +133,7 @@ class JobExpander:
                     if known
                     else UNKNOWN
                 )
-                values["key8"] = key[:8] if key else "00000000"
+                values["key8"] = key[:8] if key else "{key8}"  # shown as such until the key is known
                 output = render_output(values)
                 jobs.append(
                     Job(
