@@ -139,8 +139,8 @@ class RunningBuild:
         self.committer.flush()
         finished = [r.name for r in self.rules if r.name in self.released and not self.open_jobs[r.name]]
         pruned = (
-            []
-            if self.interrupted
+            []  # a replayed plan is the one the last build left after pruning: nothing to prune
+            if self.interrupted or self.planner.replayed
             else self.committer.prune(self.by_rule, finished, full=not self.options.rules)
         )
         evict_cache(self.store, self.cache_dir, self.config.cache_max_size)
