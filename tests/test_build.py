@@ -360,6 +360,19 @@ def test_key8_rename_prunes_the_old_name(project: Project) -> None:
     assert summary(project)["pruned"] == 1
 
 
+def test_content_addressed_names_downstream_of_another_rule_build(project: Project) -> None:
+    project.config(
+        'version: 1\nrules:\n  pages:\n    inputs: ["src/*.txt"]\n    output: "{stem}.txt"\n'
+        "    steps: [text.load: {}]\n"
+        '  assets:\n    inputs: {rule: pages}\n    output: "assets/{key8}.txt"\n    steps: [file.copy: {}]\n'
+    )
+    project.write({"src/a.txt": "a\n", "src/b.txt": "b\n"})
+    assert "run      _build/assets/{key8}.txt" in project.run("plan").stdout
+    project.build()
+    assert sorted(p.read_text() for p in (project.root / "_build/assets").iterdir()) == ["a\n", "b\n"]
+    assert project.build().stdout.startswith("batchit: ok: 4 up to date")
+
+
 def test_file_batchit_did_not_write_is_never_overwritten(texts: Project) -> None:
     texts.write({"_build/copy/a.txt": "mine\n"})
     result = texts.build(expect=2)

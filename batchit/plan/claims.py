@@ -13,7 +13,7 @@ from stat import S_ISLNK
 
 from batchit.fsutil import resolves_inside
 from batchit.model import RESERVED_OUTPUTS, Config, Rule
-from batchit.plan.jobs import Job, rule_error
+from batchit.plan.jobs import UNKNOWN, Job, rule_error
 
 
 class OutputClaims:
@@ -26,8 +26,11 @@ class OutputClaims:
         self._safe_dirs: set[str] = set()
 
     def claim(self, rule: Rule, job: Job) -> None:
-        """Take the job's output path, checking it the first time its directory comes up."""
+        """Take the job's output path, checking it the first time its directory comes up; a path
+        named by a `{key8}` not known yet (its upstream runs first) is claimed once it is known."""
         output = job.output
+        if job.key == UNKNOWN and "{key8}" in rule.output:
+            return
         if (
             self.claimed.setdefault(output, job.job_id) != job.job_id
             or output in RESERVED_OUTPUTS
@@ -40,6 +43,7 @@ class OutputClaims:
     def claim_all(self, jobs: list[Job]) -> None:
         """`claim` every job (a replayed or patched plan), checking each output directory once."""
         claimed, rules = self.claimed, self.config.rules
+        jobs = [job for job in jobs if job.key != UNKNOWN or "{key8}" not in rules[job.rule].output]
         claimed.update((job.output, job.job_id) for job in jobs)
         if len(claimed) != len(jobs) or "" in claimed or not RESERVED_OUTPUTS.isdisjoint(claimed):
             claimed.clear()  # two jobs write one output, or one writes a reserved name: say which
