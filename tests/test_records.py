@@ -185,6 +185,30 @@ def test_verify_of_a_copied_out_folder_with_the_public_key(copies: Project, tmp_
     assert [(p["kind"], p["path"]) for p in problems] == [("modified", "a.txt")]
 
 
+def test_verify_refuses_the_provenance_signature_passed_off_as_a_manifests(
+    project: Project, tmp_path: Path
+) -> None:
+    # The provenance is signed with the same key; its first subject is the first output by name.
+    # An output named manifest.json whose bytes are a forged manifest must not verify through it.
+    evil = b"evil\n"
+    forged = json.dumps({"outputs": [{"path": "pages/a.txt", "size": 5, "blake3": blake3(evil).hexdigest()}]})
+    project.config(
+        "version: 1\nout: out\nrules:\n"
+        '  meta: {inputs: ["data/manifest.json"], output: "{name}", steps: [file.copy: {}]}\n'
+        '  pages: {inputs: ["pages/*.txt"], output: "pages/{name}", steps: [file.copy: {}]}\n'
+    )
+    project.write({"data/manifest.json": forged, "pages/a.txt": "hello\n"})
+    project.build()
+    fake = tmp_path / "fake"
+    (fake / "pages").mkdir(parents=True)
+    (fake / "pages/a.txt").write_bytes(evil)
+    (fake / "batchit-manifest.json").write_text(forged)
+    shutil.copy(run_dir(project) / "provenance.intoto.json", fake / "batchit-manifest.json.sig")
+    result = project.run("verify", str(fake), "--key", ".batchit/keys/batchit.pub")
+    assert result.code == 1, result.describe()
+    assert "is not a manifest's signature" in result.stdout + result.stderr
+
+
 def test_verify_trusts_every_key_given_while_keys_rotate(copies: Project, tmp_path: Path) -> None:
     copies.build()
     old = tmp_path / "old.pub"

@@ -19,7 +19,7 @@ from typing import Any
 from batchit.errors import PermanentError
 from batchit.fsutil import is_relative_clean
 from batchit.hashing import hash_file
-from batchit.record.provenance import MANIFEST_SUBJECT, STATEMENT_TYPE
+from batchit.record.provenance import MANIFEST_PREDICATE, MANIFEST_SUBJECT, STATEMENT_TYPE
 from batchit.record.signing import BadSignature, TrustedKey, open_envelope
 
 
@@ -102,17 +102,24 @@ def _check_signature(result: Verification, data: bytes, signature: Path, trusted
     digest = hashlib.sha256(data).hexdigest()
     try:
         statement = json.loads(payload)
-        subject = statement["subject"][0]
-        signed = subject["digest"]["sha256"]
-        kind, name = statement["_type"], subject["name"]
+        subjects = statement["subject"]
+        signed = subjects[0]["digest"]["sha256"]
+        kind, predicate, name = statement["_type"], statement["predicateType"], subjects[0]["name"]
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         result.problems.append(
             Problem("signature", f"the signed payload is not an in-toto Statement ({exc})")
         )
         return
-    if kind != STATEMENT_TYPE or name != MANIFEST_SUBJECT:
+    # The same key signs the provenance, whose subjects are the outputs: only a manifest's own
+    # Statement (its predicate type, one subject) vouches for a manifest.
+    if (
+        kind != STATEMENT_TYPE
+        or predicate != MANIFEST_PREDICATE
+        or len(subjects) != 1
+        or name != MANIFEST_SUBJECT
+    ):
         result.problems.append(
-            Problem("signature", f"the signed Statement is about {name!r}, not a manifest")
+            Problem("signature", f"the signed Statement ({predicate}) is not a manifest's signature")
         )
     elif signed != digest:
         result.problems.append(
