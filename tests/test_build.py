@@ -533,6 +533,25 @@ rules:
 """
 
 
+@pytest.mark.parametrize(
+    ("rule", "name"),
+    [
+        ('inputs: ["pages/*.md"]\n    matrix: {d: ["..", ok]}\n    output: "{d}/{d}/{stem}.txt"\n', "a.md"),
+        ('inputs: ["pages/*.md"]\n    output: "{stem}/pwned.html"\n', "...md"),
+    ],
+    ids=["matrix value", "input name"],
+)
+def test_an_output_that_a_placeholder_value_leads_out_of_out_exits_2(
+    project: Project, rule: str, name: str
+) -> None:
+    project.config(f"version: 1\nrules:\n  pages:\n    {rule}    steps: [text.load: {{}}]\n")
+    project.write({f"pages/{name}": "hi\n"})
+    result = project.build(expect=2)
+    assert "leaves `out`: a placeholder's value is `..`" in result.stderr, result.describe()
+    assert sorted(p.name for p in project.root.iterdir()) == ["batchit.yaml", "pages"]
+    assert sorted(p.name for p in project.root.parent.iterdir()) == [project.root.name]
+
+
 @pytest.mark.parametrize("order", ["file first", "folder first"])
 def test_an_output_that_would_be_the_folder_of_another_exits_2(project: Project, order: str) -> None:
     rules = {

@@ -37,6 +37,7 @@ class OutputClaims:
             or not output
             or output.rpartition("/")[0] not in self._safe_dirs
             or output in self._safe_dirs
+            or ".." in output
         ):
             self._check(rule, job)
 
@@ -57,7 +58,7 @@ class OutputClaims:
             if parent not in self._safe_dirs:
                 self._check(rules[job.rule], job)
         for job in jobs:
-            if job.output in self._safe_dirs:
+            if job.output in self._safe_dirs or ".." in job.output:
                 self._check(rules[job.rule], job)
 
     def _check(self, rule: Rule, job: Job) -> None:
@@ -68,6 +69,13 @@ class OutputClaims:
                 rule,
                 f"two jobs write one output {self.config.out}/{job.output}: {other} and {job.job_id}",
                 "put a placeholder that tells them apart ({path}, a matrix key) into `output`",
+            )
+        if job.output.startswith("/") or ".." in job.output.split("/"):
+            raise rule_error(
+                self.config,
+                rule,
+                f"output {job.output!r} of {job.job_id} leaves `out`: a placeholder's value is `..`",
+                "make sure no matrix value, partition or input name is `..` (or use another placeholder)",
             )
         if job.output in RESERVED_OUTPUTS or not job.output:
             raise rule_error(
