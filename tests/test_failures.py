@@ -32,6 +32,13 @@ def test_permanent_failure_quarantines_the_input_and_the_rest_build(picky: Proje
     assert picky.manifest()["summary"]["quarantined"] == 1
 
 
+def test_the_input_of_a_job_that_never_wrote_its_output_goes_without_a_prune(picky: Project) -> None:
+    picky.build(expect=1)
+    (picky.root / "in/b.txt").unlink()
+    picky.build()
+    assert picky.manifest()["summary"]["pruned"] == 0, "nothing was written, so nothing was removed"
+
+
 def test_quarantined_input_is_not_retried_while_unchanged(picky: Project) -> None:
     picky.build(expect=1)
     again = picky.build(expect=1)

@@ -231,7 +231,8 @@ class Committer:
             entry.unlink(missing_ok=True)
 
     def prune(self, by_rule: dict[str, list[Job]], finished: list[str], *, full: bool) -> list[str]:
-        """Remove recorded outputs no current job produces (SPEC section 3); return their paths.
+        """Remove recorded outputs no current job produces (SPEC section 3); return the paths of
+        those that had been written (a claim whose job never finished leaves only its row).
 
         Which ones is `prunable`'s answer; an output a planned job produces but another rule
         recorded (a renamed rule, swapped output templates) passes to that job. A path batchit
@@ -243,6 +244,8 @@ class Committer:
         removed, kept = remove_outputs(self.config.out_dir, doomed)
         for path, why in kept.items():
             self.warn(f"not pruned: {self.config.out}/{path}: {why}")
+        records = self.planner.records
+        written = [path for path in removed if (record := records.get(path)) is None or record.blake3]
         moved = [(j.job_id, j.rule, j.output) for j in jobs if owned.get(j.output, j.rule) != j.rule]
         with self.store.transaction():
             self.store.reown_outputs(moved)
@@ -251,7 +254,7 @@ class Committer:
             if full:
                 live = {job.job_id for job in jobs}
                 self.store.clear_failures(j for j in self.store.load_failures() if j not in live)
-        return removed
+        return written
 
 
 def quarantines(job: Job, result: JobResult) -> bool:
