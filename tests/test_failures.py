@@ -39,6 +39,18 @@ def test_the_input_of_a_job_that_never_wrote_its_output_goes_without_a_prune(pic
     assert picky.manifest()["summary"]["pruned"] == 0, "nothing was written, so nothing was removed"
 
 
+def test_a_failure_shared_by_identical_inputs_says_whose_it_was(project: Project) -> None:
+    project.config(
+        'version: 1\nrules:\n  t:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        "    steps: [text.load: {}]\n"
+    )
+    project.write({"in/a.txt": b"\xff\xfe", "in/b.txt": b"\xff\xfe"})  # not UTF-8; one key: run once
+    project.build(expect=1)
+    messages = {f["input"]: f["message"] for f in project.manifest()["failures"]}
+    assert messages["in/a.txt"].startswith("step 1 (text.load): in/a.txt is not valid utf-8")
+    assert messages["in/b.txt"].startswith("the same as in/a.txt (one action key), which failed: ")
+
+
 def test_quarantined_input_is_not_retried_while_unchanged(picky: Project) -> None:
     picky.build(expect=1)
     again = picky.build(expect=1)
