@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
-from batchit.engine.single import cache_restore_spec, job_spec, twin_restore_spec
+from batchit.engine.single import cache_restore_spec, job_spec, twin_failure, twin_restore_spec
 from batchit.execute.pools import Pools
 from batchit.execute.retry import backoff_delay
 from batchit.execute.scheduler import Scheduler
@@ -277,7 +277,7 @@ class RunningBuild:
                 copy = twin_restore_spec(twin, str(self.config.out_dir / job.output), result)
                 self.scheduler.add(copy, "io")
             else:
-                self._finish(twin, _twin_failure(twin, job, result))
+                self._finish(twin, twin_failure(twin, job, result))
         if not result.ok and self.options.fail_fast:
             for dropped in self.scheduler.stop():
                 self.open_jobs[dropped.rule].discard(dropped.job_id)
@@ -383,14 +383,6 @@ class RunningBuild:
         outcome.record = recorder.write(self.store, info, statuses, rows, self.options.rules)
         outcome.key_created = outcome.record.key_created
         return outcome.record.manifest
-
-
-def _twin_failure(twin: Job, leader: Job, result: JobResult) -> JobResult:
-    """The failure of a job that was not run because an identical one (same action key) failed: the
-    leader's, saying so, so that it never names the other job's input as this one's."""
-    same = leader.inputs[0] if len(leader.inputs) == 1 else leader.output
-    message = f"the same as {same} (one action key), which failed: {result.message}"
-    return replace(result, job_id=twin.job_id, message=message)
 
 
 def _status(job: Job, result: JobResult | None) -> str:

@@ -136,3 +136,11 @@ def run_planned_job(
     if result.log:
         write_job_log(config.state_dir / "runs" / run_id, job.output, result.log)
     return result
+
+
+def twin_failure(twin: Job, leader: Job, result: JobResult) -> JobResult:
+    """The failure of a job that was not run because an identical one (same action key) failed: the
+    leader's, saying so, so that it never names the other job's input as this one's."""
+    same = leader.inputs[0] if len(leader.inputs) == 1 else leader.output
+    message = f"the same as {same} (one action key), which failed: {result.message}"
+    return replace(result, job_id=twin.job_id, message=message)
