@@ -171,6 +171,15 @@ def project(tmp_path: Path) -> Iterator[Project]:
     yield Project(root)
 
 
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A bare project root, for tests that call operators directly (no config, no CLI): the images,
+    logos and fonts they read are written into it."""
+    path = tmp_path / "project"
+    path.mkdir()
+    return path
+
+
 COPY_CONFIG = """\
 version: 1
 out: _build

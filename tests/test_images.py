@@ -24,14 +24,6 @@ from batchit.operators.image_save import ImageSave, ImageStripMetadata
 GPS = ExifTags.IFD.GPSInfo
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    """A project root that the test's images and logos are written into."""
-    path = tmp_path / "project"
-    path.mkdir()
-    return path
-
-
 def ctx(root: Path) -> JobContext:
     """The job context of a one-input image job."""
     return JobContext(input="in.jpg", output="out.png", rule="images", key="cd" * 32, root=root)

@@ -10,10 +10,13 @@ encoding in `image_save.py`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
+import re
+import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from batchit.errors import PermanentError
 from batchit.operators.base import InputFile, JobContext, Operator
+from batchit.operators.image_names import JPEG_LIKE, format_accepted, formats_schema
 
 CODECS = {"libjpeg": "jpg", "libwebp": "webp", "libavif": "avif", "zlib": "zlib", "freetype2": "freetype2"}
 """Pillow features whose versions shape decoded pixels or encoded bytes, by the label in the key."""
@@ -38,6 +42,24 @@ TRANSPOSES = {
     8: Image.Transpose.ROTATE_90,
 }
 """EXIF orientation -> the transposition that shows the image upright (as ImageOps.exif_transpose)."""
+
+XMP_ORIENTATION = re.compile(
+    rb"\s*tiff:Orientation\s*=\s*(\"[^\"]*\"|'[^']*')|<tiff:Orientation\s*>[^<]*</tiff:Orientation\s*>"
+)
+"""XMP's copy of the orientation, as an attribute or an element (Lightroom, Photoshop and phones
+write it beside EXIF's; Pillow reads it when EXIF has none)."""
+
+BAD_METADATA = (
+    TypeError,
+    ValueError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+)
+"""What Pillow raises on EXIF it cannot read or write back (a tag of the wrong type, a broken pointer)."""
 
 
 class ImageOperator(Operator):
@@ -86,7 +108,7 @@ class Picture:
 
     def draft(self, needed: tuple[int, int]) -> None:
         """Let the JPEG decoder produce a smaller image, no smaller than `needed` (upright pixels)."""
-        if self.decoded or not self.allow_draft or self.format != "JPEG" or min(needed) < 1:
+        if self.decoded or not self.allow_draft or self.format not in JPEG_LIKE or min(needed) < 1:
             return
         raw = (needed[1], needed[0]) if self.orientation in (5, 6, 7, 8) else needed
         before = self.image.size
@@ -126,22 +148,37 @@ class Picture:
 
 
 def working_mode(image: Image.Image) -> Image.Image:
-    """L, RGB or RGBA: CMYK and YCbCr become RGB, palettes RGB(A), 16-bit grey 8-bit, LA RGBA."""
+    """L, RGB or RGBA: CMYK and YCbCr become RGB, palettes RGB(A), 16-bit grey 8-bit, LA RGBA.
+
+    A colour key (PNG's tRNS: `transparency` in `info`, on a palette, grey or RGB image) becomes an
+    alpha channel, RGBA: the working modes have no other way to keep it. Integer grey (I;16, and I
+    as 16-bit PGM and PNG open) holds 16-bit values, scaled to 8 bits (clipping would turn every
+    value over 255 white).
+    """
     mode = image.mode
+    keyed = "transparency" in image.info
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        grey = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
+        if not keyed:
+            return grey
+        return Image.merge("LA", (grey, image.convert("LA").getchannel("A"))).convert("RGBA")
+    if mode in ("1", "L", "RGB", "P") and keyed:
+        return image.convert("RGBA")
     if mode in ("L", "RGB", "RGBA"):
         return image
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        return image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
-    if mode in ("1", "I", "F"):
+    if mode in ("1", "F"):
         return image.convert("L")
     if mode == "P":
-        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+        return image.convert("RGB")
     if mode in ("LA", "La", "PA", "RGBa"):
         return image.convert("RGBA")
     return image.convert("RGB")
 
 
-BOMB_HINT = "shrink the image, or raise the step's max_pixels if it is genuine"
+BOMB_HINT = (
+    f"shrink the image below Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels, which always applies "
+    "(max_pixels can only lower it)"
+)
 
 
 @functools.cache
@@ -212,12 +249,7 @@ class ImageLoad(ImageOperator):
                 "minimum": 1,
                 "description": "Refuse an image whose width x height is larger (checked before decoding).",
             },
-            "formats": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1},
-                "description": "Accepted Pillow formats (JPEG, PNG, WEBP, GIF, AVIF, ...); others are "
-                "refused.",
-            },
+            "formats": formats_schema("Accepted formats; others are refused."),
             "draft": {
                 "type": "boolean",
                 "default": True,
@@ -255,42 +287,84 @@ class ImageLoad(ImageOperator):
         return picture
 
     def _checked(self, image: Image.Image, source: str, params: dict[str, Any]) -> Picture:
+        check_header(image, source, params)
         kind = image.format or ""
-        formats = [f.upper() for f in params.get("formats", [])]
-        if formats and kind.upper() not in formats:
-            raise PermanentError(f"{source} is {kind or 'of unknown format'}, not one of {formats}")
-        width, height = image.size
-        limit = params.get("max_pixels")
-        if limit is not None and width * height > limit:
-            raise PermanentError(f"{source} has {width}x{height} = {width * height} pixels, over {limit}")
-        pillows = Image.MAX_IMAGE_PIXELS
-        if pillows is not None and width * height > pillows:  # the warning filter may have been removed
-            raise PermanentError(
-                f"{source}: refused as a possible decompression bomb: {width}x{height} = "
-                f"{width * height} pixels, over Pillow's limit of {pillows}",
-                hint=BOMB_HINT,
-            )
         frames = int(getattr(image, "n_frames", 1))
-        if frames > 1 and params.get("animated", "first") == "error":
+        if frames > 1 and kind not in JPEG_LIKE and params.get("animated", "first") == "error":
             raise PermanentError(f"{source} is animated ({frames} frames)", hint="use animated: first")
-        with decoding(source):
-            exif = image.getexif()
-        orientation = int(exif.pop(ORIENTATION, 1) or 1)
+        orientation, exif = _orientation_and_exif(image, source)
+        width, height = image.size
         upright = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        kind = "JPEG" if kind in JPEG_LIKE else kind  # an MPO's first image is a plain JPEG
         return Picture(image, source, kind, upright, orientation, _metadata(image, exif))
 
 
+def check_header(image: Image.Image, source: str, limits: Mapping[str, Any], origin: str = "") -> None:
+    """Refuse an opened, not decoded, image whose format or pixel count `limits` or Pillow forbid.
+
+    `limits` holds `formats` and `max_pixels` (an image.load step's, or a rule's `validate.image`,
+    named by `origin` in the message).
+    """
+    kind = image.format or ""
+    formats = [f.upper() for f in limits.get("formats", [])]
+    if not format_accepted(kind, formats):
+        raise PermanentError(f"{source} is {kind or 'of unknown format'}, not one of {formats}{origin}")
+    width, height = image.size
+    limit = limits.get("max_pixels")
+    if limit is not None and width * height > limit:
+        raise PermanentError(f"{source} has {width}x{height} = {width * height} pixels, over {limit}{origin}")
+    pillows = Image.MAX_IMAGE_PIXELS
+    if pillows is not None and width * height > pillows:  # the warning filter may have been removed
+        raise PermanentError(
+            f"{source}: refused as a possible decompression bomb: {width}x{height} = "
+            f"{width * height} pixels, over Pillow's limit of {pillows}",
+            hint=BOMB_HINT,
+        )
+
+
+def check_image_file(path: Path, source: str, limits: Mapping[str, Any]) -> None:
+    """A rule's `validate.image` on an input file: its header only is read, nothing is decoded."""
+    with decoding(source), Image.open(path) as image:
+        check_header(image, source, limits, origin=" (validate.image)")
+
+
+def _orientation_and_exif(image: Image.Image, source: str) -> tuple[int, Image.Exif]:
+    """The EXIF orientation (1 when missing or unreadable) and the rest of the EXIF.
+
+    EXIF Pillow cannot read is dropped rather than failing a photo whose pixels are fine. (A PNG's
+    EXIF may follow its pixels: Pillow decodes them to find it, and a truncated file fails here.)
+    """
+    with decoding(source):
+        try:
+            exif = image.getexif()
+            value = exif.pop(ORIENTATION, 1)
+        except BAD_METADATA:
+            return 1, Image.Exif()
+    try:
+        return int(value or 1), exif
+    except (TypeError, ValueError):  # "x", a tuple: a writer's bug, so the image is shown as stored
+        return 1, exif
+
+
 def _metadata(image: Image.Image, exif: Image.Exif) -> dict[str, bytes]:
-    """The metadata an image carries that image.save can write again: EXIF, ICC, XMP, comment."""
+    """The metadata an image carries that image.save can write again: EXIF, ICC, XMP, comment.
+
+    EXIF that Pillow cannot write back (a tag of the wrong type) is dropped, as the orientation is,
+    both from EXIF and from XMP: the pixels are upright now, and an orientation left in either
+    would make viewers turn them again.
+    """
     found: dict[str, bytes] = {}
     if len(exif):
-        found["exif"] = exif.tobytes()
+        with contextlib.suppress(*BAD_METADATA):
+            found["exif"] = exif.tobytes()
     for key, names in (("icc_profile", ("icc_profile",)), ("xmp", ("xmp", "XML:com.adobe.xmp"))):
         for name in names:
             if image.info.get(name):
                 item = image.info[name]
                 found[key] = item.encode("utf-8") if isinstance(item, str) else bytes(item)
                 break
+    if "xmp" in found:
+        found["xmp"] = XMP_ORIENTATION.sub(b"", found["xmp"])
     comment = image.info.get("comment")
     if comment:
         found["comment"] = comment.encode("utf-8") if isinstance(comment, str) else bytes(comment)

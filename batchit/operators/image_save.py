@@ -3,6 +3,7 @@
 `image.save` writes only the metadata still on the picture (EXIF without its orientation, which was
 applied, the ICC profile, XMP and a comment), never whatever else Pillow kept in `Image.info`, so
 `image.strip_metadata` before it is a guarantee: no EXIF, GPS, XMP or comment reaches the output.
+The ICC profile is written only when it describes the output's colour space (see PROFILE_SPACE).
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ QUALITY = {
 looks about like JPEG at 75)."""
 
 PILLOW_FORMAT = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "png": "PNG"}
+
+PROFILE_SPACE = {"L": b"GRAY", "RGB": b"RGB ", "RGBA": b"RGB "}
+"""The colour space (bytes 16-20 of an ICC profile's header) each mode image.save writes needs. A
+profile for another space (a CMYK photo's, now RGB pixels; a grey one on pixels turned RGB) would
+make viewers misread every colour, so it is dropped: the output is then read as sRGB."""
 
 
 def _format_is(*names: str) -> dict[str, Any]:
@@ -149,8 +155,6 @@ def encode(image: Image.Image, kind: str, params: dict[str, Any], metadata: dict
     optimize = bool(params.get("optimize", False))
     if "exif" in metadata:
         options["exif"] = metadata["exif"]
-    if "icc_profile" in metadata:
-        options["icc_profile"] = metadata["icc_profile"]
     if kind == "png":
         options["optimize"] = optimize
         text = PngImagePlugin.PngInfo()
@@ -175,6 +179,9 @@ def encode(image: Image.Image, kind: str, params: dict[str, Any], metadata: dict
     elif kind == "avif":
         image = image if image.mode in ("RGB", "RGBA") else image.convert("RGB")
         options.update(speed=4 if optimize else 6, max_threads=1)
+    profile = metadata.get("icc_profile")
+    if profile is not None and profile[16:20] == PROFILE_SPACE.get(image.mode):
+        options["icc_profile"] = profile
     image.info = {}  # nothing Pillow remembers from the input may slip into the output
     buffer = io.BytesIO()
     image.save(buffer, PILLOW_FORMAT[kind], **options)
