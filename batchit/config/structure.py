@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchit.config.units import SIZE_PATTERN
+from batchit.operators.image_names import formats_schema
 
 Schema = dict[str, Any]
 
@@ -120,7 +121,7 @@ RULE_PROPERTIES: Schema = {
                 "Checks on image inputs.",
                 {
                     "max_pixels": _positive("Largest width * height accepted (decompression-bomb guard)."),
-                    "formats": _strings("Accepted Pillow formats, e.g. JPEG, PNG."),
+                    "formats": formats_schema("Accepted input formats."),
                 },
             ),
             "checksums": {
@@ -139,7 +140,7 @@ RULE_PROPERTIES: Schema = {
                 {
                     "max_width": _positive("Widest output allowed, in pixels."),
                     "max_height": _positive("Tallest output allowed, in pixels."),
-                    "formats": _strings("Allowed Pillow formats."),
+                    "formats": formats_schema("Allowed output formats."),
                 },
             ),
             "schema": {

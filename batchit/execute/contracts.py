@@ -18,7 +18,8 @@ from batchit.hashing import blake3_hex
 
 
 def check_input(validate: dict[str, Any] | None, paths: Sequence[Path], root: Path) -> None:
-    """Apply a rule's `validate:` limits and checksums before anything decodes the input."""
+    """Apply a rule's `validate:` limits and checksums before anything decodes the input (an image's
+    header is read for `validate.image`, never its pixels)."""
     if not validate:
         return
     listed = _checksums(root / validate["checksums"]) if "checksums" in validate else None
@@ -37,6 +38,21 @@ def check_input(validate: dict[str, Any] | None, paths: Sequence[Path], root: Pa
         allowed = validate.get("extensions")
         if allowed and path.suffix.lstrip(".").lower() not in {e.lstrip(".").lower() for e in allowed}:
             raise PermanentError(f"{path.name}: extension not in validate.extensions {allowed}")
+        if "image" in validate:
+            _check_input_image(validate["image"], path, root)
+
+
+def _check_input_image(limits: dict[str, Any], path: Path, root: Path) -> None:
+    """`validate.image` (formats, max_pixels) from the input's header, whatever the rule's steps are:
+    a rule with no image.load, or one a `when:` switches off, is guarded all the same. A step's
+    own looser limits cannot undo it; its tighter ones still apply when it runs."""
+    from batchit.operators.image import check_image_file  # Pillow, only for rules that check images
+
+    try:
+        source = path.relative_to(root).as_posix()
+    except ValueError:
+        source = str(path)
+    check_image_file(path, source, limits)
 
 
 def _checksums(listing: Path) -> dict[str, str]:
