@@ -117,6 +117,12 @@ class OutputError(JobError):
     or read-only): the job fails, and its input, which is not at fault, is never quarantined."""
 
 
+class RecipeError(PermanentError):
+    """A fault of the rule's recipe, not of its input, found only as a job runs (a font or a logo that
+    cannot be read, a colour Pillow does not know): the job fails and is tried again by the next
+    build, and its input, which is not at fault, is never quarantined."""
+
+
 class WorkerCrashed(PermanentError):
     """The worker process running a job died (a crash in native code, the out-of-memory killer, a
     step calling `os._exit`). The jobs of its batch run again one at a time; the one whose worker

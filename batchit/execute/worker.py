@@ -26,7 +26,7 @@ from typing import Any, TypedDict
 
 from blake3 import blake3
 
-from batchit.errors import JobError, OutputError, PermanentError, TransientError, WorkerCrashed
+from batchit.errors import JobError, OutputError, PermanentError, RecipeError, TransientError, WorkerCrashed
 from batchit.execute.contracts import check_contracts, check_input
 from batchit.fsutil import StatTuple, cache_entry, publish_bytes, replacing, stat_identity
 from batchit.hashing import CHUNK, hash_file_pair
@@ -104,7 +104,7 @@ class JobResult:
     """Each input's stat after the job (None: gone), to tell whether one changed while it ran."""
     input_at_fault: bool = True
     """For a permanent failure of a one-input job: whether it quarantines the input (not when the
-    output could not be written)."""
+    output could not be written, nor for a RecipeError)."""
 
 
 def run_batch(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]:
@@ -187,7 +187,7 @@ def run_job(
             duration=time.perf_counter() - started,
             retry_after=getattr(exc, "retry_after", None),
             log=buffer.getvalue() if buffer else "",
-            input_at_fault=not isinstance(exc, OutputError),
+            input_at_fault=not isinstance(exc, OutputError | RecipeError),
         )
 
 

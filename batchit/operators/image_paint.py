@@ -9,13 +9,26 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageColor, ImageDraw, ImageFont
 
-from batchit.errors import PermanentError
+from batchit.errors import JobError, RecipeError
 from batchit.operators.base import JobContext
 from batchit.operators.image import ImageOperator, decoding, picture_of, place
+from batchit.operators.image_names import any_case
 
 POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")
+
+COLOUR_PATTERN = "^({})$".format(
+    "|".join(
+        [
+            "#([0-9A-Fa-f]{3,4}|[0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})",
+            rf"({any_case('rgb')}[Aa]?|{any_case('hs')}[LlVvBb])\([^)]*\)",
+            *(any_case(name) for name in sorted(ImageColor.colormap)),
+        ]
+    )
+)
+"""The colours Pillow reads (`ImageColor.getrgb`): its CSS names in any case, #rgb[a], #rrggbb[aa],
+rgb()/rgba()/hsl()/hsv()/hsb(); checked at config load, so a typo is not found job by job."""
 
 
 class ImageWatermark(ImageOperator):
@@ -49,9 +62,10 @@ class ImageWatermark(ImageOperator):
             "size": {"type": "integer", "minimum": 1, "description": "Text height in pixels."},
             "color": {
                 "type": "string",
-                "minLength": 1,
+                "pattern": COLOUR_PATTERN,
                 "default": "white",
-                "description": "Text colour: a CSS-style name or #rrggbb.",
+                "description": "Text colour: a CSS colour name (white, navy, ...), #rrggbb, #rrggbbaa, "
+                "rgb(r, g, b) or hsl(h, s%, l%).",
             },
             "position": {
                 "enum": list(POSITIONS),
@@ -98,8 +112,14 @@ class ImageWatermark(ImageOperator):
 
     def _logo(self, ctx: JobContext, params: dict[str, Any], width: int) -> Image.Image:
         path = ctx.project_path(params["image"])
-        with decoding(params["image"]), Image.open(path) as logo:
-            mark = logo.convert("RGBA")
+        try:
+            with decoding(params["image"]), Image.open(path) as logo:
+                mark = logo.convert("RGBA")
+        except (JobError, OSError) as exc:
+            raise RecipeError(
+                f"cannot read the watermark image {params['image']}: {exc}",
+                hint="point image: at a PNG or JPEG file in the project that Pillow can open",
+            ) from exc
         scale = params.get("scale")
         if scale is not None:
             target = max(1, round(width * scale))
@@ -117,7 +137,10 @@ class ImageWatermark(ImageOperator):
             else:
                 font = ImageFont.load_default(size=size)
         except OSError as exc:
-            raise PermanentError(f"cannot load font {params.get('font', '(bundled)')}: {exc}") from exc
+            raise RecipeError(
+                f"cannot load font {params.get('font', '(bundled)')}: {exc}",
+                hint="point font: at a TrueType or OpenType file in the project",
+            ) from exc
         left, top, right, bottom = font.getbbox(params["text"])
         mark = Image.new("RGBA", (max(1, int(right - left)), max(1, int(bottom - top))), (0, 0, 0, 0))
         try:
@@ -125,5 +148,7 @@ class ImageWatermark(ImageOperator):
                 (-left, -top), params["text"], font=font, fill=params.get("color", "white")
             )
         except ValueError as exc:
-            raise PermanentError(f"step {self.name}: bad color {params.get('color')!r}: {exc}") from exc
+            raise RecipeError(
+                f"bad color {params.get('color')!r}: {exc}", hint="write a CSS colour name or #rrggbb"
+            ) from exc
         return mark
