@@ -253,3 +253,103 @@ def test_a_broken_photo_is_quarantined_once_however_many_widths_it_has(project: 
     assert [e["kind"] for e in audit] == ["quarantine", "run", "run", "release"]
     project.build(expect=1)  # still broken: all three widths tried again, quarantined once again
     assert len(json.loads(project.run("quarantine", "list", "--json").stdout)) == 1
+
+
+GUARDED_COPY = """\
+version: 1
+out: _build
+rules:
+  copy:
+    inputs: ["images/*"]
+    output: "{name}"
+    validate: {image: {max_pixels: 10000, formats: [PNG]}}
+    steps:
+      - file.copy: {}
+  thumbs:
+    inputs: ["images/*"]
+    output: "{stem}.webp"
+    validate: {image: {max_pixels: 10000, formats: [PNG]}}
+    steps:
+      - image.load: {max_pixels: 100000000, formats: [JPEG, PNG]}
+      - image.save: {format: webp}
+"""
+"""The same `validate.image` on a rule without image.load and on one whose image.load is looser."""
+
+
+def test_validate_image_guards_every_rule_before_any_step(project: Project) -> None:
+    project.config(GUARDED_COPY)
+    project.write(
+        {
+            "images/small.png": png_declaring(100, 100),
+            "images/large.png": png_declaring(200, 200),
+            "images/photo.jpg": jpeg((80, 80)),
+            "images/notes.png": "not an image",
+        }
+    )
+    project.build(expect=1)
+    failures = {(f["rule"], f["input"]): str(f["message"]) for f in project.manifest()["failures"]}
+    for rule in ("copy", "thumbs"):
+        assert "40000 pixels, over 10000 (validate.image)" in failures[rule, "images/large.png"]
+        assert "is JPEG, not one of ['PNG'] (validate.image)" in failures[rule, "images/photo.jpg"]
+        assert "images/notes.png is not an image" in failures[rule, "images/notes.png"]
+    assert sorted(o["path"] for o in project.manifest()["outputs"]) == ["small.png", "small.webp"]
+
+
+@pytest.mark.parametrize(
+    ("step", "where"),
+    [
+        ("image.load: {formats: [JPG]}", "'formats[0]' is not valid: 'JPG'"),
+        ("image.watermark: {text: hi, color: notacolour}", "'color' is not valid: 'notacolour'"),
+    ],
+    ids=["format-name", "colour"],
+)
+def test_a_misspelt_format_or_colour_is_a_config_error(project: Project, step: str, where: str) -> None:
+    project.config(RESIZE_RULE.replace("image.resize: {width: 64}", step))
+    project.write({"images/a.jpg": jpeg()})
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert "batchit.yaml:" in result.stderr and "rule 'thumbs'" in result.stderr and where in result.stderr
+    assert not (project.root / "_build").exists()
+
+
+def test_a_misspelt_format_in_validate_is_a_config_error(project: Project) -> None:
+    project.config(
+        GUARDED_COPY.replace(
+            "formats: [PNG]}}\n    steps:\n      - file", "formats: [TIF]}}\n    steps:\n      - file"
+        )
+    )
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert "'TIF'" in result.stderr and "TIFF (not TIF)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("mark", "files"),
+    [
+        ("{text: hi, font: fonts/brand.ttf}", {"fonts/brand.ttf": "not a font"}),
+        ("{image: logo.png}", {"logo.png": "not an image"}),
+        ("{text: hi, color: 'rgb(1, 2)'}", {}),
+    ],
+    ids=["font", "logo", "colour"],
+)
+def test_a_recipe_fault_fails_the_jobs_and_quarantines_no_input(
+    project: Project, mark: str, files: dict[str, str | bytes]
+) -> None:
+    project.config(RESIZE_RULE.replace("image.resize: {width: 64}", f"image.watermark: {mark}"))
+    project.write({"images/a.jpg": jpeg(), "images/b.jpg": jpeg(colour="maroon"), **files})
+    result = project.build(expect=1)
+    assert [f["class"] for f in project.manifest()["failures"]] == ["RecipeError", "RecipeError"]
+    assert "quarantined" not in result.stderr
+    assert json.loads(project.run("quarantine", "list", "--json").stdout) == []
+    project.config(RESIZE_RULE.replace("image.resize: {width: 64}", "image.watermark: {text: hi}"))
+    project.build()  # the recipe fixed, every input builds: nothing to release
+    assert sorted(p.name for p in (project.root / "_build").glob("*.webp")) == ["a.webp", "b.webp"]
+
+
+def test_a_bomb_hint_says_that_pillows_limit_always_applies(project: Project) -> None:
+    project.config(RESIZE_RULE.replace("image.load: {}", "image.load: {max_pixels: 100000000000}"))
+    project.write({"images/bomb.png": png_declaring(100_000, 100_000)})
+    project.build(expect=1)
+    message = str(failures_by_input(project)["images/bomb.png"]["message"])
+    assert "raise the step's max_pixels" not in message
+    assert f"Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels, which always applies" in message
