@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, TypeChecker, ValidationError
 from jsonschema.exceptions import best_match
 from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
+from jsonschema.validators import extend, validator_for
 
 from batchit.config.hints import did_you_mean, listing
 from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
@@ -30,9 +30,22 @@ _KINDS = {
 
 
 def validator(schema: Mapping[str, Any]) -> Validator:
-    """A validator for `schema` (by its `$schema`, 2020-12 when it names none) that checks formats."""
-    cls = validator_for(schema, default=Draft202012Validator)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    """A validator for `schema` (by its `$schema`, 2020-12 when it names none) that checks formats.
+
+    Its `integer` is a whole number written without a decimal point: JSON Schema counts `2.0` as an
+    integer, but the code past the loader (sizes, worker counts, retention) needs a real int, so
+    `jobs: 2.0` is refused here rather than crash a build halfway.
+    """
+    base = validator_for(schema, default=Draft202012Validator)
+    cls: type[Validator] = extend(  # type: ignore[no-untyped-call]  # jsonschema leaves it untyped
+        base, type_checker=base.TYPE_CHECKER.redefine("integer", _is_integer)
+    )
+    return cls(schema, format_checker=base.FORMAT_CHECKER)
+
+
+def _is_integer(_checker: TypeChecker, instance: object) -> bool:
+    """An int as YAML reads `2` (not `2.0`, and not a boolean, which Python counts as an int)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
 
 
 def check(

@@ -26,8 +26,8 @@ RULE_NAME: Schema = {
 
 def _size(description: str) -> Schema:
     return {
-        "description": f"{description} An integer number of bytes, or a number and a unit: B, KB, MB, GB, "
-        "TB (powers of 10) or KiB, MiB, GiB, TiB (powers of 2), e.g. 20MB.",
+        "description": f"{description} A whole number of bytes (no decimal point), or a number and a "
+        "unit: B, KB, MB, GB, TB (powers of 10) or KiB, MiB, GiB, TiB (powers of 2), e.g. 20MB.",
         "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": SIZE_PATTERN}],
     }
 
@@ -53,7 +53,12 @@ def _mapping(description: str, properties: Schema, **extra: Any) -> Schema:
 
 
 def _positive(description: str) -> Schema:
-    return {"description": description, "type": "integer", "minimum": 1}
+    """A count: batchit reads `2.0` as a number, not an integer, so the description says how to write it."""
+    return {
+        "description": f"{description} A whole number, without a decimal point.",
+        "type": "integer",
+        "minimum": 1,
+    }
 
 
 def _text_or_list(description: str) -> Schema:
@@ -243,7 +248,8 @@ def structure_schema() -> Schema:
             "type": "string",
         },
         "jobs": {
-            "description": "Default worker count: auto (the CPU count) or a number.",
+            "description": "Default worker count: auto (the CPU count) or a whole number, without a decimal "
+            "point.",
             "anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1}],
         },
         "durability": {
