@@ -25,6 +25,9 @@ _N = TypeVar("_N", bound="nodes.Node")
 CONDITION_VARIABLES = frozenset({"flags", "input"})
 """What every condition may read, besides the rule's matrix keys."""
 
+INPUT_ATTRIBUTES = frozenset({"size", "path", "ext"})
+"""What `input` offers a condition (SPEC section 2): anything else would be undefined at plan time."""
+
 
 class ConditionError(ValueError):
     """A condition that cannot be compiled or reads something that does not exist."""
@@ -127,7 +130,30 @@ def check_condition(expr: str, variables: Collection[str], flags: Collection[str
             f"condition reads unknown name '{name}'",
             did_you_mean(name, allowed, f"declare '{name}' under matrix:"),
         )
+    unknown_attributes = sorted(_input_reads(tree) - INPUT_ATTRIBUTES)
+    if unknown_attributes:
+        attribute = unknown_attributes[0]
+        raise ConditionError(
+            f"condition reads unknown attribute 'input.{attribute}'",
+            did_you_mean(attribute, INPUT_ATTRIBUTES, "input has size, path and ext"),
+        )
     compile_condition(expr)
+
+
+def _input_reads(tree: nodes.Expr) -> set[str]:
+    """The attribute names read from `input` as `input.NAME` or `input["NAME"]`."""
+    from jinja2 import nodes
+
+    read: set[str] = set()
+    for node in _nodes(tree, (nodes.Getattr, nodes.Getitem)):
+        target = getattr(node, "node", None)
+        if not (isinstance(target, nodes.Name) and target.name == "input"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            read.add(node.attr)
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            read.add(str(node.arg.value))
+    return read
 
 
 def compile_condition(expr: str) -> Callable[[Mapping[str, Any]], bool]:
@@ -135,7 +161,9 @@ def compile_condition(expr: str) -> Callable[[Mapping[str, Any]], bool]:
 
     The mapping holds `flags` (a dict), the matrix values by name and `input` (with `.size`,
     `.path`, `.ext`); the result is the expression's truth value. Raises ConditionError when the
-    expression does not compile.
+    expression does not compile, and the function raises it when evaluating fails (a flag of the
+    wrong type, a division by zero, a range the sandbox refuses), so a plan reports a config error
+    instead of a traceback.
     """
     from jinja2 import TemplateError
 
@@ -147,6 +175,12 @@ def compile_condition(expr: str) -> Callable[[Mapping[str, Any]], bool]:
         ) from None
 
     def condition(values: Mapping[str, Any]) -> bool:
-        return bool(compiled(**values))
+        try:
+            return bool(compiled(**values))
+        except Exception as exc:  # the user's expression may raise anything: all of it is the config's
+            raise ConditionError(
+                f"condition {expr!r} failed: {type(exc).__name__}: {exc}",
+                "make the condition work for every input and flag value (e.g. flags.NAME|int)",
+            ) from None
 
     return condition

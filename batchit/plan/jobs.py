@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from batchit.config import compile_condition, flags_read
+from batchit.config import ConditionError, compile_condition, flags_read
 from batchit.errors import ConfigError
 from batchit.fsutil import normalise_relative
 from batchit.model import Config, Rule, Step
@@ -118,7 +118,7 @@ class JobExpander:
         for unit in units:
             for index, combo in enumerate(combos):
                 values = {**unit.values, **combo} if combo else unit.values
-                chosen = self._chosen(conditions, combo, unit, len(every_step)) if conditions else every_step
+                chosen = self._chosen(rule, conditions, combo, unit) if conditions else every_step
                 cache_key = (index, chosen)
                 recipe = None if per_job else recipes.get(cache_key)
                 if recipe is None:
@@ -153,14 +153,25 @@ class JobExpander:
 
     def _chosen(
         self,
+        rule: Rule,
         conditions: dict[int, Callable[[Mapping[str, Any]], bool]],
         combo: dict[str, Any],
         unit: Unit,
-        steps: int,
     ) -> tuple[bool, ...]:
-        """Which steps run for this job: those without `when:` and those whose condition holds."""
+        """Which steps run for this job: those without `when:` and those whose condition holds.
+
+        A condition that fails to evaluate is a config error at its step's line, naming the job.
+        """
         scope = {"flags": self.config.flags, **combo, "input": _InputView(unit)}
-        return tuple(i not in conditions or bool(conditions[i](scope)) for i in range(steps))
+        chosen = []
+        for index, step in enumerate(rule.steps):
+            try:
+                chosen.append(index not in conditions or conditions[index](scope))
+            except ConditionError as exc:
+                job = f"{unit.label}{f' {combo}' if combo else ''}"
+                message = f"step {index + 1} ({step.operator}): {exc.message} (job {job})"
+                raise rule_error(self.config, rule, message, exc.hint or "", line=step.line) from None
+        return tuple(chosen)
 
     def _units(
         self, rule: Rule, upstream: Mapping[str, list[tuple[str, str]]], only: frozenset[str] | None
