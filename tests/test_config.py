@@ -354,38 +354,6 @@ def test_config_error_exits_2_with_location_rule_and_fix(project: Project, case:
     assert project.snapshot(".batchit", "_build") == {}
 
 
-class FailingCondition(NamedTuple):
-    id: str
-    when: str
-    flag: str
-    """The `--flag` value of `level` (declared as 1)."""
-    error: str
-
-
-FAILING_CONDITIONS = [
-    FailingCondition("wrong_flag_type", "flags.level > 0", "level=abc", "TypeError"),
-    FailingCondition("division_by_zero", "1 // 0 > 0", "level=1", "ZeroDivisionError"),
-    FailingCondition("range_too_big", "range(10**9)|length > 0", "level=1", "OverflowError"),
-]
-
-
-@pytest.mark.parametrize("case", FAILING_CONDITIONS, ids=[case.id for case in FAILING_CONDITIONS])
-def test_when_that_fails_to_evaluate_exits_2_naming_step_and_job(
-    project: Project, case: FailingCondition
-) -> None:
-    config = "flags: {level: 1}\n" + rule(
-        f'output: "{{path}}.x"\nsteps:\n  - file.copy: {{when: "{case.when}"}}\n'
-    )
-    project.write({"batchit.yaml": config, "pages/a.md": "# A\n"})
-    for command in ("build", "plan"):
-        result = project.run(command, "--no-progress", "--flag", case.flag)
-        assert result.code == 2, result.describe()
-        assert "error: batchit.yaml:8: rule 'pages': step 1 (file.copy): condition" in result.stderr
-        assert f"failed: {case.error}" in result.stderr and "(job pages/a.md)" in result.stderr
-        assert "fix: make the condition work" in result.stderr, result.describe()
-        assert project.snapshot(".batchit", "_build") == {}
-
-
 def test_missing_config_file_exits_2_with_a_fix(project: Project) -> None:
     result = project.run("build", "--no-progress")
     assert result.code == 2, result.describe()

@@ -89,12 +89,15 @@ class JobExpander:
         tree: FileTree,
         hasher: Hasher,
         discovered_of: Callable[[str], Mapping[str, str]],
+        output_size: Callable[[str, str], int],
     ) -> None:
         self.config = config
         self.registry = registry
         self.tree = tree
         self.hasher = hasher
         self.discovered_of = discovered_of
+        self.output_size = output_size
+        """The size of an upstream output (path relative to `out`, blake3), for `input.size`."""
         self._deps: dict[str, dict[str, str]] = {}
 
     def expand(
@@ -185,11 +188,12 @@ class JobExpander:
         found.extend((p, base, hashes[p], stats[p][0]) for p, base in matches)
         out = self.config.out
         excludes = [compile_glob(g).regex for g in rule.exclude]
+        sized = any(re.search(r"\binput\b", s.when or "") for s in rule.steps)  # else no one asks
         for name in rule.from_rules:
             for path, digest in upstream.get(name, []):
                 full = f"{out}/{path}"
                 if not any(rx.fullmatch(full) for rx in excludes):
-                    found.append((full, out, digest, 0))
+                    found.append((full, out, digest, self.output_size(path, digest) if sized else 0))
         found.sort()
         if rule.aggregate is None:  # one at a time: 100,000 placeholder dicts never exist together
             return (
@@ -341,5 +345,5 @@ class _InputView:
 
     def __init__(self, unit: Unit) -> None:
         self.path = unit.inputs[0] if len(unit.inputs) == 1 else ""
-        self.ext = self.path.rpartition(".")[2] if "." in self.path else ""
+        self.ext = path_values(self.path)["ext"]  # as {ext}: `docs/v1.2/README` and `.hidden` have none
         self.size = unit.size

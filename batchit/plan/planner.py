@@ -149,7 +149,16 @@ class Planner:
                 return NOTHING_DISCOVERED
             return {path: hasher.hash_path(path, discovered=True) for path in sorted(json.loads(text))}
 
-        return JobExpander(self.config, self.registry, self._tree, hasher, discovered_of)
+        return JobExpander(self.config, self.registry, self._tree, hasher, discovered_of, self._output_size)
+
+    def _output_size(self, path: str, digest: str) -> int:
+        """The size of output `path` (relative to `out`) with hash `digest`, as `input.size` downstream:
+        the recorded size when the record holds these bytes, else the file's size, else 0 (not built)."""
+        record = self.records.get(path)
+        if record is not None and record.blake3 == digest and record.size is not None:
+            return record.size
+        stat = stat_identity(str(self.config.out_dir / path))
+        return 0 if stat is None else stat[0]
 
     @property
     def strangers(self) -> dict[str, str | None]:
