@@ -294,6 +294,27 @@ CASES = [
         "no decimal point",
     ),
     Case(
+        "bad_class_in_input_glob",
+        "version: 1\nrules:\n  pages: {inputs: ['pages/[z-a].md'], output: x, steps: [file.copy: {}]}\n",
+        "batchit.yaml:3:",
+        "input: invalid character class in glob 'pages/[z-a].md': bad character range z-a",
+        "[a-z] (low to high)",
+    ),
+    Case(
+        "bad_class_in_exclude_glob",
+        rule('exclude: ["pages/[z-a]*"]\noutput: "{path}.x"\nsteps: [file.copy: {}]\n'),
+        "batchit.yaml:5:",
+        "exclude: invalid character class in glob",
+        "[a-z] (low to high)",
+    ),
+    Case(
+        "bad_class_in_deps_glob",
+        rule('deps: ["pages/[b-a]*"]\noutput: "{path}.x"\nsteps: [file.copy: {}]\n'),
+        "batchit.yaml:5:",
+        "deps: invalid character class in glob",
+        "[a-z] (low to high)",
+    ),
+    Case(
         "when_syntax_error",
         rule('output: "{path}.x"\nsteps:\n  - file.copy: {when: "flags.a and"}\n'),
         "batchit.yaml:7:",

@@ -11,9 +11,6 @@ import re
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
-WILDCARDS = re.compile(r"[*?\[]")
-"""A glob segment holding one of these is a pattern; the segments before it are a literal folder."""
-
 
 def escapes(path: str) -> bool:
     """True when `path` is absolute, names a parent (`..`) or uses a backslash: it could leave its root."""

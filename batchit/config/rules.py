@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchit.config.hints import did_you_mean, listing
-from batchit.config.paths import WILDCARDS, escapes, normalise
+from batchit.config.paths import escapes, normalise
 from batchit.config.steps import Operators, RuleScope, build_steps
 from batchit.config.units import parse_size
 from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
 from batchit.errors import ConfigError
+from batchit.globs import WILDCARDS, compile_glob
 from batchit.model import STATE_DIR, Aggregate, Resources, Retry, Rule
 from batchit.placeholders import PATH_PLACEHOLDERS, names_in
 
@@ -104,6 +105,7 @@ class _RuleBuilder:
                         f"input {item!r} escapes the project",
                         "write globs relative to the project root",
                     )
+                self.compilable(item, "input", path)
                 globs.append(self.outside_state(normalise(item), "input", context.out, path))
             elif item["rule"] == self.name:
                 raise self.fail(
@@ -139,7 +141,16 @@ class _RuleBuilder:
                     f"{key} {path!r} escapes the project",
                     "write it relative to the project root",
                 )
+            self.compilable(path, key, (key, index))
         return tuple(normalise(path) for path in paths)
+
+    def compilable(self, glob: str, key: str, path: YamlPath) -> None:
+        """Refuse a glob the planner could not compile (a character class such as `[z-a]`)."""
+        try:
+            compile_glob(glob)
+        except ValueError as exc:
+            hint = "write a class as [a-z] (low to high), [abc] or [!abc]"
+            raise self.fail(path, f"{key}: {exc}", hint) from None
 
     def matrix(self, raw: Mapping[str, list[Any]]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
         """The matrix in file order; a key may not shadow a built-in placeholder or condition variable."""

@@ -9,15 +9,14 @@ backwards or a copy that preserves them still changes ctime or inode, so it is r
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batchit.config.paths import WILDCARDS
 from batchit.errors import ConfigError
 from batchit.fsutil import StatTuple
+from batchit.globs import Glob
 from batchit.hashing import hash_file
 from batchit.state.store import StatRow
 
@@ -29,54 +28,6 @@ MISSING = "missing"
 
 PARALLEL_HASH_BYTES = 64 << 20
 """Below this many bytes to re-read, hashing serially beats a thread pool's per-file overhead."""
-
-
-@dataclass(frozen=True)
-class Glob:
-    """A compiled glob: its literal base directory and a regex over project-relative paths."""
-
-    pattern: str
-    base: str
-    regex: re.Pattern[str]
-
-
-def compile_glob(pattern: str) -> Glob:
-    """Compile a glob where `**` spans directories, `*` and `?` stay within one, `[...]` is a class."""
-    segments = pattern.split("/")
-    base_parts: list[str] = []
-    for segment in segments[:-1]:
-        if WILDCARDS.search(segment):
-            break
-        base_parts.append(segment)
-    parts: list[str] = []
-    rest = segments[len(base_parts) :]
-    for index, segment in enumerate(rest):
-        last = index == len(rest) - 1
-        if segment == "**":
-            parts.append(".*" if last else "(?:[^/]+/)*")
-            continue
-        parts.append(_segment_regex(segment) + ("" if last else "/"))
-    prefix = "".join(re.escape(p) + "/" for p in base_parts)
-    return Glob(pattern, "/".join(base_parts), re.compile(prefix + "".join(parts)))
-
-
-def _segment_regex(segment: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(segment):
-        char = segment[i]
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "[" and (end := segment.find("]", i + 2)) != -1:
-            body = segment[i + 1 : end]
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = end
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return "".join(out)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from batchit.config import ConditionError, compile_condition, flags_read
 from batchit.errors import ConfigError
 from batchit.fsutil import normalise_relative
+from batchit.globs import compile_glob
 from batchit.model import Config, Rule, Step
 from batchit.operators.registry import OperatorRegistry
 from batchit.placeholders import (
@@ -29,7 +30,7 @@ from batchit.placeholders import (
     substitute,
     substitute_value,
 )
-from batchit.plan.files import FileTree, Hasher, compile_glob
+from batchit.plan.files import FileTree, Hasher
 from batchit.plan.keys import Recipe, StepCall, action_key, make_recipe
 
 UNKNOWN = ""

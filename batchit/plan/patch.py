@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
+from batchit.globs import compile_glob
 from batchit.model import Rule
-from batchit.plan.files import compile_glob
 from batchit.plan.jobs import Job
 from batchit.plan.snapshot import SnapshotCheck
 
