@@ -315,6 +315,14 @@ CASES = [
         "[a-z] (low to high)",
     ),
     Case(
+        "float_too_big_to_be_finite",
+        "version: 1\nflags: {x: 1e400}\n" + ONE_RULE,
+        "batchit.yaml:2:12",
+        "1e400 is not a finite number",
+        "write a finite number",
+        None,
+    ),
+    Case(
         "when_syntax_error",
         rule('output: "{path}.x"\nsteps:\n  - file.copy: {when: "flags.a and"}\n'),
         "batchit.yaml:7:",

@@ -9,8 +9,9 @@ keys caught) before the data is constructed: later errors, schema errors include
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ def read_document(path: Path, file: str, *, missing_hint: str | None = None) -> 
         node = loader.get_single_node()
         if node is None:
             return Document(file, None, {(): Mark(file, 1, 1)}, raw)
-        marks = _Walker(file).walk(node)
+        marks = _Walker(file, loader.construct_object).walk(node)
         return Document(file, loader.construct_document(node), marks, raw)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -170,8 +171,10 @@ def read_document(path: Path, file: str, *, missing_hint: str | None = None) -> 
 class _Walker:
     """Records each node's position by path, and rejects what JSON cannot hold or a key written twice."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, construct: Callable[[yaml.Node], Any]) -> None:
         self.file = file
+        self.construct = construct
+        """The loader's constructor, to check a number as it will be read (`1e400` is infinite)."""
         self.marks: Marks = {}
         self.visited = 0
         self.active: set[int] = set()
@@ -204,7 +207,7 @@ class _Walker:
             for index, item in enumerate(node.value):
                 self.marks[(*path, index)] = self.mark(item)
                 self.visit(item, (*path, index))
-        elif node.tag == f"{_TAG}float" and re.search("inf|nan", node.value, re.IGNORECASE):
+        elif node.tag == f"{_TAG}float" and not math.isfinite(self.construct(node)):
             raise self.fail(node, f"{node.value} is not a finite number", "write a finite number")
         self.active.discard(id(node))
 
