@@ -323,6 +323,20 @@ CASES = [
         None,
     ),
     Case(
+        "missing_expect_schema_file",
+        rule('output: "{path}.x"\nexpect: {schema: nope.json}\nsteps: [file.copy: {}]\n'),
+        "batchit.yaml:3",
+        "expect.schema names nope.json, which does not exist",
+        "create the file or correct the path",
+    ),
+    Case(
+        "missing_validate_checksums_file",
+        rule('output: "{path}.x"\nvalidate: {checksums: SUMS}\nsteps: [file.copy: {}]\n'),
+        "batchit.yaml:3",
+        "validate.checksums names SUMS, which does not exist",
+        "create the file or correct the path",
+    ),
+    Case(
         "when_syntax_error",
         rule('output: "{path}.x"\nsteps:\n  - file.copy: {when: "flags.a and"}\n'),
         "batchit.yaml:7:",

@@ -30,7 +30,7 @@ from batchit.placeholders import (
     substitute,
     substitute_value,
 )
-from batchit.plan.files import FileTree, Hasher
+from batchit.plan.files import MISSING, FileTree, Hasher
 from batchit.plan.keys import Recipe, StepCall, action_key, make_recipe
 
 UNKNOWN = ""
@@ -256,12 +256,13 @@ class JobExpander:
         if rule.validate and ("checksums" in rule.validate or "extensions" in rule.validate):
             path_aware = True  # these checks read the input's path: twins by content may differ
         if rule.validate and isinstance(rule.validate.get("checksums"), str):
-            files[f"validate.checksums:{rule.validate['checksums']}"] = self.hasher.hash_path(
-                rule.validate["checksums"]
-            )
+            checksums = rule.validate["checksums"]
+            files[f"validate.checksums:{checksums}"] = self._existing(rule, checksums, "validate.checksums")
         expect = rule.expect
         if expect and isinstance(expect.get("schema"), str):
-            files[f"expect.schema:{expect['schema']}"] = self.hasher.hash_path(expect["schema"])
+            files[f"expect.schema:{expect['schema']}"] = self._existing(
+                rule, expect["schema"], "expect.schema"
+            )
         return make_recipe(
             calls,
             libraries=libraries,
@@ -278,14 +279,22 @@ class JobExpander:
             relative = path.resolve().relative_to(self.config.root).as_posix()
         except ValueError:
             relative = str(path)
-        digest = self.hasher.hash_path(relative)
-        if digest == "missing":
+        return self._existing(rule, relative, f"step {number} ({step.operator})", step.line)
+
+    def _existing(self, rule: Rule, path: str, named_by: str, line: int | None = None) -> str:
+        """The hash of a file the rule names (a step parameter, `validate.checksums`, `expect.schema`).
+
+        A missing one is a config error, exit 2 before anything runs: as a job failure it would
+        fail (or quarantine) every input of the rule for a mistake in the config.
+        """
+        digest = self.hasher.hash_path(path)
+        if digest == MISSING:
             raise rule_error(
                 self.config,
                 rule,
-                f"step {number} ({step.operator}) names {relative}, which does not exist",
-                "create the file or correct the parameter",
-                line=step.line,
+                f"{named_by} names {path}, which does not exist",
+                "create the file or correct the path",
+                line=line,
             )
         return digest
 
