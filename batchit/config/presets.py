@@ -8,8 +8,8 @@ value's own type; `$${` is a literal `${`), and its own keys replace the skeleto
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from batchit.config.hints import did_you_mean, listing
 from batchit.config.paths import escapes, normalise
 from batchit.config.structure import PRESET_FILE
 from batchit.config.validation import SchemaChecks
-from batchit.config.yaml12 import Document, Mark, Marks, error_at, marks_under, read_document
+from batchit.config.yaml12 import Document, Mark, Marks, YamlPath, error_at, marks_under, read_document
 from batchit.resources import bundled_dir
 
 BUNDLED_PREFIX = "batchit:"
@@ -98,8 +98,9 @@ def expand(
         raise error_at(marks.get(("preset",)), f"unknown preset '{name}'", rule=rule, hint=hint)
     preset = presets[name]
     given: dict[str, Any] = raw.get("with", {})
-    used = _params_in(preset.skeleton)
-    known = used | set(preset.defaults)
+    own = {key: value for key, value in raw.items() if key not in ("preset", "with")}
+    kept = {key: value for key, value in preset.skeleton.items() if key not in own}
+    known = _params_in(preset.skeleton) | set(preset.defaults)
     extra = sorted(set(given) - known)
     if extra:
         hint = did_you_mean(extra[0], known, f"its parameters: {listing(known)}")
@@ -110,7 +111,7 @@ def expand(
             hint=hint,
         )
     values = {**preset.defaults, **given}
-    missing = sorted(used - set(values))
+    missing = sorted(_params_in(kept) - set(values))  # a key the rule replaces needs none of its own
     if missing:
         raise error_at(
             marks.get(("preset",)),
@@ -118,11 +119,42 @@ def expand(
             rule=rule,
             hint=f"add it to the rule: with: {{{missing[0]}: ...}}",
         )
-    own = {key: value for key, value in raw.items() if key not in ("preset", "with")}
-    filled = {key: _fill(value, values) for key, value in preset.skeleton.items() if key not in own}
+    filled = {key: _fill(value, values) for key, value in kept.items()}
     merged_marks = {path: mark for path, mark in preset.marks.items() if path and path[0] in filled}
+    merged_marks.update(_given_marks(kept, given, marks))
     merged_marks.update((path, mark) for path, mark in marks.items() if not path or path[0] in own)
     return {**filled, **own}, merged_marks
+
+
+def _given_marks(kept: Mapping[str, Any], given: Mapping[str, Any], marks: Marks) -> Marks:
+    """Marks at the rule's `with:` entries for the values they fill in, each naming its parameter.
+
+    A mistake in `with: {widths: 320}` then points at that line of the user's file, not at the
+    `${widths}` in the preset file, which the user did not write and should not edit.
+    """
+    placed: Marks = {}
+    for path, param in _param_paths(kept, ()):
+        if param not in given or ("with", param) not in marks:
+            continue
+        via = f"preset parameter '{param}'"
+        for written, mark in marks.items():
+            if written[:2] == ("with", param):
+                placed[(*path, *written[2:])] = replace(mark, via=via)
+    return placed
+
+
+def _param_paths(value: Any, path: YamlPath) -> Iterator[tuple[YamlPath, str]]:
+    """Where in a skeleton value a string uses a `${param}`, with the first parameter it uses."""
+    if isinstance(value, str):
+        names = [match.group(1) for match in PARAM.finditer(value) if match.group(1)]
+        if names:
+            yield path, names[0]
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _param_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _param_paths(item, (*path, index))
 
 
 def _params_in(value: Any) -> set[str]:

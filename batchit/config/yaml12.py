@@ -38,6 +38,8 @@ class Mark:
     file: str
     line: int
     column: int
+    via: str | None = None
+    """What put a value here when it is written elsewhere (a preset's `${param}`), for messages."""
 
 
 Marks = dict[YamlPath, Mark]
@@ -50,6 +52,8 @@ def error_at(
     """A ConfigError pointing at `mark` (or at no position when there is none)."""
     if mark is None:
         return ConfigError(message, rule=rule, hint=hint)
+    if mark.via:
+        message = f"{message} (from {mark.via})"
     return ConfigError(message, file=mark.file, line=mark.line, column=mark.column, rule=rule, hint=hint)
 
 

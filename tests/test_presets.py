@@ -1,0 +1,43 @@
+"""Presets through the real command: what a rule's own keys and `with:` values mean for its errors."""
+
+from __future__ import annotations
+
+from conftest import Project
+
+PAGES = """\
+version: 1
+include: [batchit:images]
+rules:
+  pages:
+    inputs: ["pages/*.md"]
+    output: "{path}.txt"
+    steps: [file.copy: {}]
+"""
+"""A project rule whose outputs a preset rule can read."""
+
+
+def test_a_param_used_only_by_a_replaced_key_needs_no_value(project: Project) -> None:
+    project.write(
+        {
+            "pages/a.md": "# A\n",
+            "batchit.yaml": PAGES + "  manifest:\n    preset: cdn_manifest\n    inputs: {rule: pages}\n",
+        }
+    )
+    project.build()
+    assert "a.txt" in project.read("_build/cdn-manifest.json")
+
+
+def test_a_bad_with_value_is_reported_at_the_with_line_naming_the_parameter(project: Project) -> None:
+    project.write(
+        {
+            "pages/a.md": "# A\n",
+            "batchit.yaml": PAGES + "  thumbs:\n    preset: responsive_images\n    with: {widths: 320}\n",
+        }
+    )
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert (
+        "error: batchit.yaml:10:12: rule 'thumbs': 'matrix.width' must be a list, not an integer (320) "
+        "(from preset parameter 'widths')" in result.stderr
+    ), result.describe()
+    assert project.snapshot(".batchit", "_build") == {}
