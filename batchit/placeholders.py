@@ -61,9 +61,19 @@ def substitute(template: str, values: Mapping[str, Any], keep: frozenset[str] = 
             return match.group(0)
         if name not in values:
             raise UnknownPlaceholder(name)
-        return str(values[name])
+        return text(values[name])
 
     return PLACEHOLDER.sub(replace, template)
+
+
+def text(value: Any) -> str:
+    """A value inside a longer string, spelled as YAML and JSON write it: `true`, not Python's `True`.
+
+    So `{flag}` in an output name and `${param}` in a preset read the same as in `batchit.yaml`.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)
 
 
 def substitute_value(value: Any, values: Mapping[str, Any], keep: frozenset[str] = frozenset()) -> Any:

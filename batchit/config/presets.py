@@ -18,6 +18,7 @@ from batchit.config.paths import escapes, normalise
 from batchit.config.structure import PRESET_FILE
 from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Document, Mark, Marks, YamlPath, error_at, marks_under, read_document
+from batchit.placeholders import text
 from batchit.resources import bundled_dir
 
 BUNDLED_PREFIX = "batchit:"
@@ -174,16 +175,9 @@ def _fill(value: Any, values: Mapping[str, Any]) -> Any:
         whole = PARAM.fullmatch(value)
         if whole and whole.group(1):
             return values[whole.group(1)]
-        return PARAM.sub(lambda match: _text(values[match.group(1)]) if match.group(1) else "${", value)
+        return PARAM.sub(lambda match: text(values[match.group(1)]) if match.group(1) else "${", value)
     if isinstance(value, Mapping):
         return {key: _fill(item, values) for key, item in value.items()}
     if isinstance(value, list):
         return [_fill(item, values) for item in value]
     return value
-
-
-def _text(value: Any) -> str:
-    """A parameter value inside a longer string: strings as they are, others as YAML writes them."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "null" if value is None else str(value)

@@ -325,13 +325,15 @@ def output_renderer(template: str) -> Callable[[Mapping[str, Any]], str]:
     """A function filling `template` from placeholder values into a normalised path relative to `out`.
 
     Templates holding only `{name}` placeholders and escapes render with `str.format_map` (which
-    treats `{{`/`}}` the same way), several times faster than the general substitution.
+    treats `{{`/`}}` the same way), several times faster than the general substitution, unless a
+    value is a boolean, which `format_map` would spell `True` where YAML writes `true`.
     """
     rest = PLACEHOLDER.sub("", template)
     simple = "{" not in rest and "}" not in rest
 
     def render(values: Mapping[str, Any]) -> str:
-        text = template.format_map(values) if simple else str(substitute(template, values))
+        fast = simple and not any(isinstance(value, bool) for value in values.values())
+        text = template.format_map(values) if fast else str(substitute(template, values))
         if "//" in text or text.startswith("/") or text.endswith("/") or "./" in text:
             return normalise_relative(text)
         return text
