@@ -240,10 +240,13 @@ class Session:
         if not self._predict()[2].issuperset(store.output_paths(self.config.out)):
             return False
         outputs, failures = store.load_outputs(), store.load_failures()
-        if any(r.run_id == self.run_id for r in outputs.values()) or any(
-            f.run_id == self.run_id for f in failures.values()
+        actions = self._predict()[1]
+        if (
+            any(r.run_id == self.run_id for r in outputs.values())
+            or any(f.run_id == self.run_id for f in failures.values())
+            or any(actions.get(job_id) == "skip" for job_id in failures)
         ):
-            return False
+            return False  # a job ran, failed, or is up to date again with its failure still on record
         runs = self.config.state_dir / "runs"
         latest = latest_run(runs)
         try:
@@ -280,6 +283,7 @@ class Session:
             by_rule[job.rule].append(job)
         committer = Committer(store, planner, self.config, self.run_id, _warn)
         pruned = committer.prune(by_rule, list(by_rule), full=True)  # every job ran before _record
+        committer.forget_failures_of_current(jobs)
         outputs, failures = store.load_outputs(), store.load_failures()
         rows = [self._row(job, outputs.get(job.output), failures.get(job.job_id)) for job in jobs]
         statuses = {row.output: "stale" if row.status == "not_run" else row.status for row in rows}

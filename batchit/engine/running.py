@@ -137,6 +137,7 @@ class RunningBuild:
             if not abandoned:
                 self.pools.shutdown()
         self.committer.flush()
+        self.committer.forget_failures_of_current(j for jobs in self.by_rule.values() for j in jobs)
         finished = [r.name for r in self.rules if r.name in self.released and not self.open_jobs[r.name]]
         pruned = (
             []  # a replayed plan is the one the last build left after pruning: nothing to prune

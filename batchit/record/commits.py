@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -126,6 +126,16 @@ class Committer:
             self.planner.hasher.updates.clear()
         self._results.clear()
         settle_audit(self.config.state_dir, self.store, fsync=self.config.durability == "fsync")
+
+    def forget_failures_of_current(self, jobs: Iterable[Job]) -> None:
+        """Forget the failures of jobs planned up to date: an input put back to the bytes its output
+        was built from ends its failure, and its quarantine, as a fixed input that builds does (the
+        copy under `.batchit/quarantine` stays as evidence)."""
+        current = [job.job_id for job in jobs if job.action == "skip" and job.job_id in self._failed]
+        if current:
+            with self.store.transaction():
+                self.store.clear_failures(current)
+            self._failed.difference_update(current)
 
     def _failure(self, job: Job, result: JobResult) -> Failure:
         """The failure row of a job; a permanent failure of a one-input job quarantines its input."""

@@ -1,0 +1,48 @@
+"""When a quarantine ends (SPEC section 6): an input put back to the bytes its output was built from
+is up to date again, so neither the manifest nor `quarantine list` may still hold it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import PICKY, PICKY_MODULE, Project
+from test_doit import DODO, doit
+
+
+def batchit_build(project: Project, expect: int) -> None:
+    """`batchit build`, which must exit `expect`."""
+    project.build(expect=expect)
+
+
+def doit_build(project: Project, expect: int) -> None:
+    """`doit` in the folder above the project, which must succeed exactly when `expect` is 0."""
+    result = doit(project)
+    assert (result.code == 0) == (expect == 0), result.describe()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [batchit_build, pytest.param(doit_build, marks=pytest.mark.slow)],
+    ids=["batchit", "doit"],
+)
+def test_an_input_reverted_to_its_built_bytes_leaves_quarantine(
+    tmp_path: Path, build: Callable[[Project, int], None]
+) -> None:
+    (tmp_path / "dodo.py").write_text(DODO, encoding="utf-8")
+    site = Project(tmp_path / "site")
+    site.config(PICKY)
+    site.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "b\n"})
+    build(site, 0)
+    site.write({"in/b.txt": "bad\n"})
+    build(site, 1)
+    held = json.loads(site.run("quarantine", "list", "--json").stdout)
+    assert [q["input"] for q in held] == ["in/b.txt"]
+    site.write({"in/b.txt": "b\n"})  # back to the bytes _build/b.txt was built from
+    build(site, 0)
+    manifest = site.manifest()
+    assert (manifest["status"], manifest["failures"]) == ("ok", [])
+    assert json.loads(site.run("quarantine", "list", "--json").stdout) == []
+    assert site.read("_build/b.txt") == "B\n"
