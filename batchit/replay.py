@@ -1,11 +1,15 @@
 """`batchit replay RUN_ID [--failed]`: re-run a past run's jobs on the current files.
 
-The replay uses the run's seed (so retry jitter repeats), its executor and worker settings, and
-names every input whose content differs from what the run recorded, so a failure that no longer
-reproduces can be told apart from one whose input was fixed.
+The replay uses the run's seed (so retry jitter repeats), its flags (`--flag` values included, so
+a step's `when:` decides as it did), its executor and worker settings, and names every input whose
+content differs from what the run recorded, so a failure that no longer reproduces can be told apart
+from one whose input was fixed.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
 
 from batchit.engine import BuildOptions, BuildOutcome, EventSink, run_build
 from batchit.errors import UsageError
@@ -30,6 +34,7 @@ def replay_run(
             now = hash_file(path) if path.is_file() else "missing"
             if now != item["blake3"]:
                 emit({"event": "warning", "message": f"input changed since run {run_id}: {item['path']}"})
+    config = replace(config, flags=_recorded_flags(config, record.get("flags", {}), run_id, emit))
     settings = record["settings"]
     options = BuildOptions(
         jobs=settings.get("jobs"),
@@ -41,3 +46,12 @@ def replay_run(
         only_jobs=frozenset(job["job"] for job in jobs),
     )
     return run_build(config, registry, options, emit)
+
+
+def _recorded_flags(config: Config, recorded: dict[str, Any], run_id: str, emit: EventSink) -> dict[str, Any]:
+    """The config's flags with the values run `run_id` was built with; a flag the config no longer
+    declares cannot be read by any rule, so it is left out with a warning."""
+    gone = sorted(name for name in recorded if name not in config.flags)
+    if gone:
+        emit({"event": "warning", "message": f"flags of run {run_id} no longer declared: {', '.join(gone)}"})
+    return {**config.flags, **{name: value for name, value in recorded.items() if name in config.flags}}
