@@ -40,6 +40,9 @@ class FileTree:
     stats: dict[str, StatTuple] = field(default_factory=dict)
     walked: list[str] = field(default_factory=list)
     """The glob bases walked, in order."""
+    undecodable: list[str] = field(default_factory=list)
+    """Walked files whose names are not valid UTF-8 (kept out of `stats`: no key, record or
+    report can hold them); `match` refuses one that a glob matches."""
 
     def files_under(self, base: str) -> list[str]:
         """Project-relative paths of every file under `base` (walked once, then remembered)."""
@@ -66,6 +69,14 @@ class FileTree:
                 matching = (p for p in matching if not any(rx(p) for rx in excluded))
             for path in matching:
                 found.setdefault(path, glob.base)
+            for path in self.undecodable:
+                if glob.regex.fullmatch(path) and not any(rx(path) for rx in excluded):
+                    raise ConfigError(
+                        f"input {shown_path(path)} has a name that is not valid UTF-8 "
+                        f"(glob {glob.pattern!r} matches it)",
+                        hint="rename it (batchit records paths as UTF-8), or leave it out with an "
+                        "`exclude:` pattern of the rule that matches it",
+                    )
         return sorted(found.items())
 
     def _walk(self, base: str) -> None:
@@ -83,6 +94,9 @@ class FileTree:
                         if entry.name not in SKIPPED_DIRS and rel not in self.skip:
                             stack.append((entry.path, rel + "/"))
                     elif entry.is_file():
+                        if not _decodable(rel):
+                            self.undecodable.append(rel)
+                            continue
                         if entry.is_symlink() and not _inside(Path(entry.path), root_resolved):
                             raise ConfigError(
                                 f"input {rel} is a symlink leading outside the project",
@@ -90,6 +104,20 @@ class FileTree:
                             )
                         st = entry.stat()
                         self.stats[rel] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _decodable(path: str) -> bool:
+    """False for a name whose bytes are not UTF-8 (Python holds them as lone surrogates)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_path(path: str) -> str:
+    """A path as a message can print it: bytes that are not UTF-8 written as `\\xff`."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _is_under(path: str, base: str) -> bool:
