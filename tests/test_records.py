@@ -231,6 +231,19 @@ def test_verify_without_a_manifest_is_a_usage_error(copies: Project) -> None:
     assert copies.run("verify", "no/such/manifest.json").code == 2
 
 
+@pytest.mark.parametrize(
+    "document",
+    ['{"outputs":[1]}', '{"outputs":"ab"}', '{"outputs":{"a.txt":1}}', '{"outputs":[null]}', "[1]", "7"],
+)
+def test_verify_reports_a_malformed_unsigned_manifest(copies: Project, document: str) -> None:
+    copies.build()  # the project's public key is the trusted one
+    copies.write({"shipped/batchit-manifest.json": document})
+    result = copies.run("verify", "shipped/batchit-manifest.json", "--json")
+    assert result.code == 1, result.describe()
+    kinds = {problem["kind"] for problem in json.loads(result.stdout)["problems"]}
+    assert kinds == {"signature", "manifest"}
+
+
 def test_signing_key_from_the_environment(copies: Project, tmp_path: Path) -> None:
     ci = Project(tmp_path / "ci")
     ci.root.mkdir()

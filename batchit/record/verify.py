@@ -74,7 +74,9 @@ def verify_manifest(manifest: Path, base: Path, trusted: list[TrustedKey], worke
     _check_signature(result, data, Path(f"{manifest}.sig"), trusted)
     try:
         document = json.loads(data)
-        entries = list(document["outputs"])
+        entries = document["outputs"]
+        if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+            raise TypeError("its outputs are not a list of objects")
         result.run_id = document.get("run_id")
     except (ValueError, KeyError, TypeError) as exc:
         result.problems.append(Problem("manifest", f"{manifest} is not a batchit manifest ({exc})"))
