@@ -34,6 +34,7 @@ from batchit.record.commits import Committer
 from batchit.record.manifest import RunInfo, latest_run, new_run_id
 from batchit.record.recorder import Recorder
 from batchit.record.rundata import JobRow
+from batchit.record.runs import IN_PROGRESS, mark_in_progress
 from batchit.state.lock import ProjectLock
 from batchit.state.store import Failure, OutputRecord, StateStore
 
@@ -50,7 +51,11 @@ class Session:
     registry: OperatorRegistry
     basename: str
     run_id: str
+    """Minted when doit loads the tasks: the sub-tasks commit their rows and keep their logs under it;
+    `_record` records the run under it too, unless another run was recorded meanwhile."""
     started: datetime
+    pid: int = field(default_factory=os.getpid)
+    """doit's own process, which outlives every sub-task (`-P process` forks it)."""
     _predicted: tuple[int, dict[str, str], frozenset[str]] | None = field(default=None, repr=False)
     """(store generation, job id -> action, outputs) of the last plan the checks made."""
     _connections: dict[tuple[int, int, bool], StateStore] = field(default_factory=dict, repr=False)
@@ -224,6 +229,7 @@ class Session:
         by_rule: dict[str, list[Job]] = {}
         for planned in jobs:
             by_rule.setdefault(planned.rule, []).append(planned)
+        mark_in_progress(self.config.state_dir / "runs" / self.run_id, self.pid)  # its logs go there
         result = run_planned_job(self.config, self.registry, store, planner, job, self.run_id, by_rule, _warn)
         if not result.ok:
             return TaskFailed(
@@ -277,11 +283,12 @@ class Session:
         return None
 
     def _record(self, store: StateStore) -> None:
+        run_id = self._record_id()
         planner, jobs = self._plan(store)
         by_rule: dict[str, list[Job]] = {name: [] for name in self.config.rules}
         for job in jobs:
             by_rule[job.rule].append(job)
-        committer = Committer(store, planner, self.config, self.run_id, _warn)
+        committer = Committer(store, planner, self.config, run_id, _warn)
         pruned = committer.prune(by_rule, list(by_rule), full=True)  # every job ran before _record
         committer.forget_failures_of_current(jobs)
         outputs, failures = store.load_outputs(), store.load_failures()
@@ -294,15 +301,30 @@ class Session:
                 counts[row.status] += 1
         troubled = counts["failed"] or counts["quarantined"]
         info = RunInfo(
-            self.run_id,
+            run_id,
             self.started,
             datetime.now(UTC),
             self.config.config_hash,
             "failed" if troubled else "ok",
             counts,
         )
-        Recorder(self.config, self.run_id, _say).write(store, info, statuses, rows, ())
+        Recorder(self.config, run_id, _say).write(store, info, statuses, rows, ())
+        (self.config.state_dir / "runs" / run_id / IN_PROGRESS).unlink(missing_ok=True)
         remember_plan(planner, store.generation(), lambda: settled_plan(planner, jobs))
+
+    def _record_id(self) -> str:
+        """The id to record this doit run under: the one minted when doit loaded the tasks, unless a
+        run recorded since sorts after it (a `batchit build` between two sub-tasks); then a new one,
+        with the sub-tasks' logs moved there. So run ids sort in the order runs were recorded, which
+        retention, LATEST and the report's trend rely on."""
+        runs = self.config.state_dir / "runs"
+        newest = max((p.name for p in runs.iterdir() if p.is_dir()), default="") if runs.is_dir() else ""
+        if newest <= self.run_id:
+            return self.run_id
+        run_id = new_run_id()
+        if (runs / self.run_id).is_dir():
+            os.replace(runs / self.run_id, runs / run_id)
+        return run_id
 
     def _row(self, job: Job, record: OutputRecord | None, failure: Failure | None) -> JobRow:
         """The report's row for a job: what this doit run did to it, read back from the state store."""

@@ -98,7 +98,7 @@ class Recorder:
         files[RUN_FILE] = json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")
         for name, data in files.items():
             atomic_write_bytes(self.run_dir / name, data, fsync=fsync)
-        removed = apply_retention(self.run_dir.parent, config.runs_keep)
+        removed = apply_retention(self.run_dir.parent, config.runs_keep, self.run_id)
         report = write_report(self.run_dir)
         atomic_write_bytes(config.out_dir / MANIFEST_COPY, manifest, fsync=fsync)
         atomic_write_bytes(config.out_dir / f"{MANIFEST_COPY}.sig", files[SIGNATURE], fsync=fsync)

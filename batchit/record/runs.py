@@ -7,19 +7,23 @@ and drawing the report's trend never parse a manifest of 100,000 outputs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from batchit.errors import UsageError
-from batchit.fsutil import cache_entry
+from batchit.fsutil import atomic_write_text, cache_entry
 from batchit.model import Config
 from batchit.record.audit import append_audit
 from batchit.record.manifest import latest_run
 from batchit.record.rundata import RUN_FILE
 from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
+
+IN_PROGRESS = "in-progress.pid"
+"""In a run folder written before its record (a doit run's logs): the pid of the process writing it."""
 
 
 @dataclass(frozen=True)
@@ -97,13 +101,51 @@ def find_run(directory: Path, run_id: str | None) -> Path:
     )
 
 
-def apply_retention(directory: Path, keep: int) -> list[str]:
-    """Remove all but the newest `keep` run directories; return the ids removed."""
-    runs = sorted(p.name for p in directory.iterdir() if p.is_dir()) if directory.exists() else []
-    removed = runs[: max(0, len(runs) - keep)]
-    for run_id in removed:
+def apply_retention(directory: Path, keep: int, current: str | None = None) -> list[str]:
+    """Remove all but the newest `keep` recorded runs, never `current` (the run being recorded);
+    return the ids removed.
+
+    Only folders holding a record count, as `batchit runs` lists them. A folder without one (the
+    logs of a doit run whose sub-task failed before `_record`, the events of a killed build) is
+    litter by the time a run is recorded or `gc` runs, both under the exclusive lock: it goes too,
+    unless a doit run still going on marked it (`mark_in_progress`).
+    """
+    folders = sorted(p.name for p in directory.iterdir() if p.is_dir()) if directory.exists() else []
+    recorded = [name for name in folders if name != current and _holds_record(directory / name)]
+    removed = recorded[: max(0, len(recorded) - (keep - 1 if current else keep))]
+    litter = [
+        name
+        for name in folders
+        if name != current and name not in recorded and not _in_progress(directory / name)
+    ]
+    for run_id in removed + litter:
         shutil.rmtree(directory / run_id, ignore_errors=True)
     return removed
+
+
+def _holds_record(run_dir: Path) -> bool:
+    """True for a run folder with a record in it (its run data or its manifest)."""
+    return any((run_dir / name).is_file() for name in (RUN_FILE, "manifest.json"))
+
+
+def mark_in_progress(run_dir: Path, pid: int) -> None:
+    """Say that process `pid` is still writing `run_dir` (a doit run: its sub-tasks keep their logs
+    there before `_record` writes the record), so retention leaves the folder alone meanwhile."""
+    marker = run_dir / IN_PROGRESS
+    if not marker.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(marker, f"{pid}\n")
+
+
+def _in_progress(run_dir: Path) -> bool:
+    """True while the process that marked `run_dir` (`mark_in_progress`) is alive."""
+    try:
+        os.kill(int((run_dir / IN_PROGRESS).read_text(encoding="utf-8")), 0)
+    except PermissionError:  # alive, and another user's
+        return True
+    except (OSError, ValueError):  # no marker, a damaged one, or its process is gone
+        return False
+    return True
 
 
 def evict_cache(store: StateStore, cache_dir: Path, max_size: int) -> tuple[int, int]:

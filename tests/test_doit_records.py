@@ -1,0 +1,69 @@
+"""The run records of doit runs (SPEC sections 5 and 9): `_record` writes one whatever ran beside
+it, and retention keeps the runs `runs.keep` counts, through the real `doit` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import COPY_AND_UPPER, PICKY, PICKY_MODULE, TOOLS, Project
+from test_doit import doit
+
+pytestmark = pytest.mark.slow  # each doit and batchit run is a fresh interpreter
+
+BUILD_BETWEEN = """\
+import sys
+import batchit.doit
+
+DOIT_CONFIG = {"verbosity": 2}
+task_site = batchit.doit.tasks("site")
+
+
+def task_between():
+    \"\"\"A `batchit build` of one rule, run after doit loaded the tasks and before they run.\"\"\"
+    argv = [sys.executable, "-m", "batchit", "-C", "site", "build", "--no-progress", "copy"]
+    return {"actions": [argv], "uptodate": [False], "verbosity": 2}
+"""
+
+
+def kept_runs(site: Project) -> list[str]:
+    """`batchit runs --json`: the ids of the runs kept, oldest first."""
+    result = site.run("runs", "--json")
+    assert result.code == 0, result.describe()
+    return [run["run_id"] for run in json.loads(result.stdout)]
+
+
+def test_record_of_a_doit_run_survives_a_batchit_build_between_its_sub_tasks(tmp_path: Path) -> None:
+    (tmp_path / "dodo.py").write_text(BUILD_BETWEEN, encoding="utf-8")
+    site = Project(tmp_path / "site")
+    site.config("runs: {keep: 1}\n" + COPY_AND_UPPER)
+    site.write({"tools.py": TOOLS, "src/a.txt": "alpha\n", "src/b.txt": "beta\n"})
+    result = doit(site, "between", "site")  # doit runs the tasks in the order named
+    assert result.code == 0, result.describe()
+    latest = (site.root / ".batchit/runs/LATEST").read_text().strip()
+    assert kept_runs(site) == [latest]
+    manifest = site.manifest()
+    assert manifest["summary"]["built"] == 3  # the doit run's: `upper` twice and `index`
+    assert (site.root / ".batchit/runs" / latest / "report.html").is_file()
+    assert site.run("verify").code == 0
+
+
+def test_a_failed_doit_runs_logs_count_for_no_run_and_go_with_the_next_record(tmp_path: Path) -> None:
+    (tmp_path / "dodo.py").write_text(BUILD_BETWEEN, encoding="utf-8")
+    site = Project(tmp_path / "site")
+    site.config("runs: {keep: 2}\n" + PICKY)
+    site.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n"})
+    site.build()
+    first = kept_runs(site)
+    site.write({"in/b.txt": "bad\n", "in/c.txt": "c\n"})
+    failed = doit(site, "--continue", "site")  # c.txt runs, and logs what it printed
+    assert failed.code != 0, failed.describe()
+    folders = sorted(p.name for p in (site.root / ".batchit/runs").iterdir() if p.is_dir())
+    assert len(folders) == 2  # the build's run, and the logs of the doit run that recorded nothing
+    site.write({"in/b.txt": "b\n"})
+    fixed = doit(site, "site")
+    assert fixed.code == 0, fixed.describe()
+    kept = kept_runs(site)
+    assert kept[0] == first[0] and len(kept) == 2
+    assert sorted(p.name for p in (site.root / ".batchit/runs").iterdir() if p.is_dir()) == kept
