@@ -67,3 +67,36 @@ def test_a_failed_doit_runs_logs_count_for_no_run_and_go_with_the_next_record(tm
     kept = kept_runs(site)
     assert kept[0] == first[0] and len(kept) == 2
     assert sorted(p.name for p in (site.root / ".batchit/runs").iterdir() if p.is_dir()) == kept
+
+
+COPY_BY_STEM = """\
+version: 1
+rules:
+  copy:
+    inputs: ["src/**/*.txt"]
+    output: "{stem}.txt"
+    steps: [file.copy: {}]
+"""
+"""A rule whose jobs for src/a.txt and src/sub/a.txt would both write a.txt: found while planning."""
+
+CONFIG_ERRORS = {
+    "unknown-key": (COPY_BY_STEM.replace("output:", "outptu:"), "outptu"),
+    "two-jobs-one-output": (COPY_BY_STEM, "a.txt"),
+}
+
+
+@pytest.mark.parametrize("case", CONFIG_ERRORS.values(), ids=CONFIG_ERRORS.keys())
+def test_a_config_error_under_doit_is_one_message_without_a_traceback(
+    tmp_path: Path, case: tuple[str, str]
+) -> None:
+    config, named = case
+    (tmp_path / "dodo.py").write_text(BUILD_BETWEEN, encoding="utf-8")
+    site = Project(tmp_path / "site")
+    site.config(config)
+    site.write({"src/a.txt": "a\n", "src/sub/a.txt": "b\n"})
+    for command in (("list",), ("site",)):
+        result = doit(site, *command)
+        assert result.code == 3, result.describe()  # doit's exit code for an invalid task
+        assert "Traceback" not in result.stderr, result.describe()
+        assert result.stderr.startswith("ERROR: batchit: "), result.describe()
+        assert named in result.stderr and "fix:" in result.stderr, result.describe()

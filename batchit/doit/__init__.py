@@ -19,8 +19,11 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from doit.exceptions import InvalidTask
+
 from batchit.doit.checker import Blake3Checker
 from batchit.doit.session import Session, TaskDict
+from batchit.errors import BatchitError
 
 __all__ = ["Blake3Checker", "tasks"]
 
@@ -32,15 +35,20 @@ def tasks(
 
     The sub-tasks are grouped under `basename` (default: the project folder's name, so `site` for
     `tasks("site")`); name the dodo.py attribute after it. The config is read when doit loads the
-    tasks (`doit list`, `doit run`); `project_dir` is relative to the directory doit runs in (the
-    dodo.py's folder unless `doit -d DIR` says otherwise).
+    tasks (`doit list`, `doit run`), so a config error (or one found while planning) stops doit with
+    batchit's message as doit shows a task it cannot load: `ERROR: batchit: ...`, exit 3, no
+    traceback. `project_dir` is relative to the directory doit runs in (the dodo.py's folder unless
+    `doit -d DIR` says otherwise).
     """
     root = Path(project_dir).resolve()
     group = basename or root.name
 
     def task_creator() -> Iterator[TaskDict]:
-        session = Session.open(root, config_file, group)
-        yield from session.tasks()
+        try:
+            session = Session.open(root, config_file, group)
+            yield from session.tasks()
+        except BatchitError as exc:  # doit prints its InvalidTask as one `ERROR:` line, exit 3
+            raise InvalidTask(f"batchit: {exc}") from None
 
     task_creator.__doc__ = f"batchit jobs of {os.fspath(project_dir)}/{config_file}, one sub-task per output"
     return task_creator
