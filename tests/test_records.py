@@ -74,6 +74,22 @@ def test_keygen_refuses_to_overwrite_without_force(copies: Project) -> None:
     assert len(kept) == 1 and kept[0].read_bytes() == before
 
 
+@pytest.mark.parametrize("command", [("keygen", "--force"), ("build", "--no-progress")])
+def test_an_unreadable_public_key_is_moved_aside_for_a_new_pair(
+    copies: Project, command: tuple[str, ...]
+) -> None:
+    keys = copies.root / ".batchit/keys"
+    keys.mkdir(parents=True)
+    (keys / "batchit.pub").write_bytes(b"not a key\n")  # and no private key: a first build mints one
+    result = copies.run(*command)
+    assert result.code == 0, result.describe()
+    assert load_pem_public_key((keys / "batchit.pub").read_bytes())
+    kept = list(keys.glob("batchit.unreadable-*.pub"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"not a key\n"
+    copies.build()
+    assert copies.run("verify").code == 0
+
+
 def test_key_id_is_blake3_of_the_raw_public_key(copies: Project) -> None:
     copies.build()
     public = load_pem_public_key((copies.root / ".batchit/keys/batchit.pub").read_bytes())

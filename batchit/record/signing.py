@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,8 @@ def generate_keys(state_dir: Path, *, force: bool = False) -> SigningKey:
     """Write a new key pair into `.batchit/keys/`; refuse to replace one unless `force`.
 
     With `force`, the old public key is kept as `batchit.<KEYID>.pub`, so manifests it signed can
-    still be verified with `--key` after the rotation.
+    still be verified with `--key` after the rotation; one that is no Ed25519 public key (damaged)
+    is kept as `batchit.unreadable-<random>.pub`, never deleted and never in the way.
     """
     directory = keys_dir(state_dir)
     private_path, public_path = directory / PRIVATE_NAME, directory / PUBLIC_NAME
@@ -88,8 +90,7 @@ def generate_keys(state_dir: Path, *, force: bool = False) -> SigningKey:
             "`batchit verify --key` and the old public key, which keygen keeps beside the new one)",
         )
     if public_path.exists():
-        old = load_public_key(public_path)
-        os.replace(public_path, directory / f"batchit.{old.key_id}.pub")
+        os.replace(public_path, directory / _kept_name(public_path))
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     private = Ed25519PrivateKey.generate()
@@ -97,6 +98,15 @@ def generate_keys(state_dir: Path, *, force: bool = False) -> SigningKey:
     public_pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     atomic_write_bytes(public_path, public_pem)
     return _signing_key(private, str(private_path), created=True)
+
+
+def _kept_name(public_path: Path) -> str:
+    """The name an old public key keeps once a new pair replaces it: by its key id, or, when it
+    cannot be read as one, a name that says so."""
+    try:
+        return f"batchit.{load_public_key(public_path).key_id}.pub"
+    except UsageError:
+        return f"batchit.unreadable-{secrets.token_hex(4)}.pub"
 
 
 def _write_private(path: Path, pem: bytes) -> None:
