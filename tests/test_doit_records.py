@@ -100,3 +100,18 @@ def test_a_config_error_under_doit_is_one_message_without_a_traceback(
         assert "Traceback" not in result.stderr, result.describe()
         assert result.stderr.startswith("ERROR: batchit: "), result.describe()
         assert named in result.stderr and "fix:" in result.stderr, result.describe()
+
+
+def test_the_report_of_a_doit_run_shows_what_each_sub_task_did(tmp_path: Path) -> None:
+    (tmp_path / "dodo.py").write_text('import batchit.doit\ntask_site = batchit.doit.tasks("site")\n')
+    site = Project(tmp_path / "site")
+    site.config(COPY_AND_UPPER)
+    site.write({"tools.py": TOOLS, "src/a.txt": "alpha\n", "src/b.txt": "beta\n"})
+    result = doit(site, "-n", "2", "-P", "process", "site")  # sub-tasks in other processes
+    assert result.code == 0, result.describe()
+    latest = (site.root / ".batchit/runs/LATEST").read_text().strip()
+    run = json.loads((site.root / ".batchit/runs" / latest / "run.json").read_text())
+    assert run["throughput"]["jobs"] == site.manifest()["summary"]["built"] == 5
+    assert run["throughput"]["bytes"] > 0 and sum(run["stages"].values()) > 0
+    assert len(run["slowest"]) == 5
+    assert {tuple(row["reasons"]) for row in run["rebuilt"]} == {("new output",)}

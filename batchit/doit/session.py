@@ -35,6 +35,7 @@ from batchit.record.manifest import RunInfo, latest_run, new_run_id
 from batchit.record.recorder import Recorder
 from batchit.record.rundata import JobRow
 from batchit.record.runs import IN_PROGRESS, mark_in_progress
+from batchit.record.subtasks import with_job_results
 from batchit.state.lock import ProjectLock
 from batchit.state.store import Failure, OutputRecord, StateStore
 
@@ -293,6 +294,7 @@ class Session:
         committer.forget_failures_of_current(jobs)
         outputs, failures = store.load_outputs(), store.load_failures()
         rows = [self._row(job, outputs.get(job.output), failures.get(job.job_id)) for job in jobs]
+        rows = with_job_results(self.config.state_dir / "runs" / run_id, rows)
         statuses = {row.output: "stale" if row.status == "not_run" else row.status for row in rows}
         counts = dict.fromkeys(SUMMARY, 0)
         counts["pruned"] = len(pruned)

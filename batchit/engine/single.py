@@ -17,6 +17,7 @@ from batchit.plan.jobs import Job
 from batchit.plan.planner import Planner
 from batchit.record.commits import Committer
 from batchit.record.replays import write_job_log
+from batchit.record.subtasks import append_job_result
 from batchit.state.store import StateStore
 
 
@@ -133,8 +134,10 @@ def run_planned_job(
         result = run_job(settings, spec)
     committer.add(job, result)
     committer.flush()
+    run_dir = config.state_dir / "runs" / run_id
     if result.log:
-        write_job_log(config.state_dir / "runs" / run_id, job.output, result.log)
+        write_job_log(run_dir, job.output, result.log)
+    append_job_result(run_dir, job, result)
     return result
 
 
