@@ -113,11 +113,13 @@ class Committer:
             return
         records: list[OutputRecord] = []
         stats: list[StatRow] = []
+        failed = False
         with self.store.transaction():
             for job, result in self._results:
                 if result.ok:
                     records.append(self._output_record(job, result, stats))
                 else:
+                    failed = True
                     self._failed.add(job.job_id)
                     self.store.put_failure(self._failure(job, result))
             self.store.commit_outputs(records)
@@ -125,7 +127,8 @@ class Committer:
             self.store.put_stats(self.planner.stat_updates())
             self.planner.hasher.updates.clear()
         self._results.clear()
-        settle_audit(self.config.state_dir, self.store, fsync=self.config.durability == "fsync")
+        if failed:  # a quarantine staged its audit entry in the transaction: write its line now
+            settle_audit(self.config.state_dir, self.store, fsync=self.config.durability == "fsync")
 
     def forget_failures_of_current(self, jobs: Iterable[Job]) -> None:
         """Forget the failures of jobs planned up to date: an input put back to the bytes its output
