@@ -114,6 +114,26 @@ def test_no_draft_when_the_target_needs_the_full_resolution(root: Path) -> None:
     assert picture.draft_scale == 1
 
 
+@pytest.mark.parametrize("orientation", [2, 3, 7, 8])
+def test_a_drafted_jpeg_that_its_orientation_flips_lines_up_with_a_full_decode(
+    root: Path, orientation: int
+) -> None:
+    grid = Image.new("RGB", (1601, 1203))  # not a multiple of the 8x8 blocks: the last ones are partial
+    draw = ImageDraw.Draw(grid)
+    for x in range(0, 1601, 50):
+        draw.line([(x, 0), (x, 1203)], fill="white", width=3)
+    for y in range(0, 1203, 50):
+        draw.line([(0, y), (1601, y)], fill="red", width=3)
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    source = write_image(root, "grid.jpg", grid, "JPEG", quality=95, exif=exif.tobytes())
+    drafted = ImageResize().run(ImageLoad().run(source, ctx(root)), ctx(root), width=200)
+    full = ImageResize().run(ImageLoad().run(source, ctx(root), draft=False), ctx(root), width=200)
+    assert drafted.draft_scale > 1
+    worst = ImageChops.difference(drafted.pixels(), full.pixels()).convert("L").getextrema()[1]
+    assert worst <= 40, "shifted by the partial block's missing part (up to 103 before)"
+
+
 def sideways(orientation: int) -> Image.Image:
     """A 40x20 image stored sideways: red on its top half (which is the left or right when shown)."""
     image = Image.new("RGB", (40, 20), (0, 0, 255))

@@ -71,9 +71,37 @@ class ImageResize(ImageOperator):
         picture.draft((scaled[0] * DRAFT_GAP, scaled[1] * DRAFT_GAP))
         image = picture.pixels()
         scale = picture.draft_scale if fresh else 1
-        source_box = (box[0] / scale, box[1] / scale, box[2] / scale, box[3] / scale)
+        dx, dy = _padding_shift(picture.orientation, image.size, (width, height), scale)
+        source_box = (box[0] / scale + dx, box[1] / scale + dy, box[2] / scale + dx, box[3] / scale + dy)
         resized = image.resize(target, Image.Resampling.LANCZOS, box=source_box, reducing_gap=REDUCING_GAP)
         return picture.replace(resized)
+
+
+FLIPPED_AXES = {
+    2: (True, False),
+    3: (True, True),
+    4: (False, True),
+    6: (True, False),
+    7: (True, True),
+    8: (False, True),
+}
+"""EXIF orientation -> whether the upright image's x and y axes run against the stored image's."""
+
+
+def _padding_shift(
+    orientation: int, drafted: tuple[int, int], full: tuple[int, int], scale: int
+) -> tuple[float, float]:
+    """Where upright source coordinates land in a drafted, transposed image, beyond dividing by
+    `scale`. The decoder rounds each stored side up (its last pixel covers a partial block), and
+    that part pixel sits on the right and bottom of the stored image: where the orientation flips
+    an axis, it ends up first, and every source coordinate on that axis moves by its missing part."""
+    if scale == 1:
+        return 0.0, 0.0
+    flip_x, flip_y = FLIPPED_AXES.get(orientation, (False, False))
+    return (
+        drafted[0] - full[0] / scale if flip_x else 0.0,
+        drafted[1] - full[1] / scale if flip_y else 0.0,
+    )
 
 
 def geometry(
