@@ -51,6 +51,38 @@ def test_a_failure_shared_by_identical_inputs_says_whose_it_was(project: Project
     assert messages["in/b.txt"].startswith("the same as in/a.txt (one action key), which failed: ")
 
 
+RECIPE_FAULTS = {
+    "template-undefined": (
+        "template.render: {template: t.j2}",
+        {"t.j2": "{{ oops.x }}"},
+        {"t.j2": "{{ content }}"},
+    ),
+    "replace-bad-group": ('text.replace: {pattern: "(a)", replacement: "\\\\2"}', {}, {}),
+    "load-unknown-encoding": ("text.load: {encoding: nope}", {}, {}),
+    "shell-missing-program": ("shell: {argv: [no-such-program-here, '{in}']}", {}, {}),
+}
+"""A step whose recipe is at fault, the files it needs, and the files that fix it (none: the fix is
+the step `text.load: {}`)."""
+
+
+@pytest.mark.parametrize("fault", RECIPE_FAULTS.values(), ids=RECIPE_FAULTS.keys())
+def test_a_fault_of_the_recipe_fails_its_jobs_without_quarantining_their_inputs(
+    project: Project, fault: tuple[str, dict[str, str], dict[str, str]]
+) -> None:
+    step, files, fixed = fault
+    rule = 'version: 1\nrules:\n  r:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n    steps:\n'
+    project.config(rule + f"      - {step}\n")
+    project.write({"in/a.txt": "a\n", **files})
+    project.build(expect=1)
+    assert project.manifest()["failures"][0]["class"] == "RecipeError"
+    assert not (project.root / ".batchit/quarantine").exists()
+    if fixed:
+        project.write(fixed)
+    else:
+        project.config(rule + "      - text.load: {}\n")
+    assert project.build().stdout.startswith("batchit: ok: 1 built"), "the next build tries again"
+
+
 def test_quarantined_input_is_not_retried_while_unchanged(picky: Project) -> None:
     picky.build(expect=1)
     again = picky.build(expect=1)

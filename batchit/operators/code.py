@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any, ClassVar
 
-from batchit.errors import PermanentError, TransientError
+from batchit.errors import PermanentError, RecipeError, TransientError
 from batchit.fsutil import StatTuple, stat_identity
 from batchit.operators.base import InputFile, JobContext, Operator, as_bytes
 from batchit.operators.capture import captured_output
@@ -173,13 +173,13 @@ def _load_function(target: str, root: Path) -> Callable[..., Any]:
     try:
         module = _current_module(module_name)
     except (ImportError, SyntaxError) as exc:
-        raise PermanentError(
+        raise RecipeError(
             f"python step: cannot import module {module_name}: {exc}",
             hint=f"put {module_name.replace('.', '/')}.py under the project root, or install it",
         ) from exc
     function: object = getattr(module, attr, None)
     if not callable(function):
-        raise PermanentError(
+        raise RecipeError(
             f"python step: module {module_name} has no function {attr}",
             hint=f"define `def {attr}(value, ctx, **params)` in {module.__file__ or module_name}",
         )
@@ -261,7 +261,7 @@ class ShellCommand(Operator):
             if "out" not in used:
                 return stdout
             if not out.is_file():
-                raise PermanentError(f"{argv[0]} exited 0 but did not write its {{out}} file")
+                raise RecipeError(f"{argv[0]} exited 0 but did not write its {{out}} file")
             return out.read_bytes()
 
     def _execute(self, command: list[str], stdin: bytes, ctx: JobContext, params: Mapping[str, Any]) -> bytes:
@@ -279,7 +279,7 @@ class ShellCommand(Operator):
                 check=False,
             )
         except OSError as exc:  # not found, not executable
-            raise PermanentError(
+            raise RecipeError(
                 f"cannot run {command[0]!r}: {exc.strerror or exc}",
                 hint="install it, or give its path in argv",
             ) from exc
@@ -324,7 +324,7 @@ def _fill(argv: list[str], inputs: list[str], out: str) -> list[str]:
         if arg == "{in}":
             command.extend(inputs)
         elif "in" in names_in(arg) and len(inputs) != 1:
-            raise PermanentError(
+            raise RecipeError(
                 f"shell argument {arg!r} embeds {{in}}, but this job has {len(inputs)} input files",
                 hint="in an aggregate job, write {in} as an argument of its own: it becomes one per input",
             )

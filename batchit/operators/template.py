@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import jinja2
 from jinja2.loaders import split_template_path
 
-from batchit.errors import PermanentError
+from batchit.errors import RecipeError
 from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource, as_text
 from batchit.placeholders import path_values
 
@@ -180,7 +180,7 @@ class TemplateRender(Operator):
         if not isinstance(value, list):
             return {**variables, "content": as_text(value, self.name)}
         if not all(isinstance(item, InputFile) for item in value):
-            raise PermanentError(f"step {self.name} takes an aggregate's input files, not a transformed list")
+            raise RecipeError(f"step {self.name} takes an aggregate's input files, not a transformed list")
         here = posixpath.join(ctx.out, posixpath.dirname(ctx.output))
         items = [
             TemplateItem(item, posixpath.relpath(item.path, here), ctx.sources.get(item.path), ctx.note_read)
@@ -191,20 +191,21 @@ class TemplateRender(Operator):
 
 def _job_error(
     exc: jinja2.TemplateError | UnicodeDecodeError, loader: _RecordingLoader, template: str
-) -> PermanentError:
-    """The permanent error for a template that cannot render, naming the template and line at fault."""
+) -> RecipeError:
+    """The error for a template that cannot render, naming the template and line at fault: the
+    template is the rule's recipe, so the input is not quarantined for it."""
     if isinstance(exc, jinja2.TemplateSyntaxError):
-        return PermanentError(f"{exc.name or template}:{exc.lineno}: template syntax error: {exc.message}")
+        return RecipeError(f"{exc.name or template}:{exc.lineno}: template syntax error: {exc.message}")
     where = _location(exc, loader)
     if isinstance(exc, jinja2.TemplateNotFound):
-        return PermanentError(
+        return RecipeError(
             f"template {exc.name} not found under the project root"
             + (f" (loaded from {where})" if where else ""),
             hint="template names are paths relative to the project root, like templates/page.html",
         )
     if isinstance(exc, UnicodeDecodeError):
-        return PermanentError(f"a template loaded by {template} is not valid UTF-8: {exc}")
-    return PermanentError(f"{where or template}: {exc.message}")
+        return RecipeError(f"a template loaded by {template} is not valid UTF-8: {exc}")
+    return RecipeError(f"{where or template}: {exc.message}")
 
 
 def _location(exc: BaseException, loader: _RecordingLoader) -> str | None:

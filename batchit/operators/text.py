@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from batchit.errors import PermanentError
+from batchit.errors import PermanentError, RecipeError
 from batchit.operators.base import InputFile, JobContext, Operator, as_text
 
 DEFAULT_MARKDOWN_EXTENSIONS = ("extra", "toc", "sane_lists")
@@ -46,11 +46,11 @@ class TextLoad(Operator):
         elif isinstance(value, bytes):
             data, source = value, f"the value read from {ctx.input}"
         else:
-            raise PermanentError(f"step {self.name} needs a file, bytes or text, got {type(value).__name__}")
+            raise RecipeError(f"step {self.name} needs a file, bytes or text, got {type(value).__name__}")
         try:
             return data.decode(encoding)
         except LookupError as exc:
-            raise PermanentError(
+            raise RecipeError(
                 f"step {self.name}: unknown encoding {encoding!r}",
                 hint="use a Python codec name such as utf-8",
             ) from exc
@@ -101,7 +101,7 @@ class TextReplace(Operator):
             compiled = re.compile(params["pattern"])
             return compiled.sub(params["replacement"], text, count=params.get("count", 0))
         except re.error as exc:
-            raise PermanentError(
+            raise RecipeError(
                 f"step {self.name}: bad pattern or replacement: {exc}",
                 hint="check the regular expression and the group references in `replacement`",
             ) from exc
@@ -145,7 +145,7 @@ class MarkdownRender(Operator):
         try:
             converter = markdown.Markdown(extensions=extensions)
         except (ImportError, AttributeError) as exc:
-            raise PermanentError(
+            raise RecipeError(
                 f"step {self.name}: cannot load Markdown extension from {extensions}: {exc}",
                 hint="use a built-in extension name or install the package that provides it",
             ) from exc
