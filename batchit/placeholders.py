@@ -44,6 +44,8 @@ def names_in_value(value: Any) -> set[str]:
 def substitute(template: str, values: Mapping[str, Any], keep: frozenset[str] = frozenset()) -> Any:
     """Fill `template` from `values`; names in `keep` (and then the escapes too) are left for later.
 
+    Text filled in while some names are kept has its braces escaped, so that the later pass (the
+    operator's own, for `{in}` and `{out}`) takes an input named `a{b}.txt` as it is.
     Raises UnknownPlaceholder for a name that is neither in `values` nor in `keep`.
     """
     whole = PLACEHOLDER.fullmatch(template)
@@ -51,7 +53,8 @@ def substitute(template: str, values: Mapping[str, Any], keep: frozenset[str] = 
         name = whole.group(1)
         if name not in values:
             raise UnknownPlaceholder(name)
-        return values[name]
+        value = values[name]
+        return _escaped(value) if keep and isinstance(value, str) else value
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -61,9 +64,14 @@ def substitute(template: str, values: Mapping[str, Any], keep: frozenset[str] = 
             return match.group(0)
         if name not in values:
             raise UnknownPlaceholder(name)
-        return text(values[name])
+        return _escaped(text(values[name])) if keep else text(values[name])
 
     return PLACEHOLDER.sub(replace, template)
+
+
+def _escaped(filled: str) -> str:
+    """Text with its braces doubled, to stay literal through one more `substitute`."""
+    return filled.replace("{", "{{").replace("}", "}}")
 
 
 def text(value: Any) -> str:

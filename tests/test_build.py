@@ -313,6 +313,17 @@ def build_home_page(project: Project, templates: dict[str, str]) -> None:
     project.build()
 
 
+def test_a_shell_step_takes_input_names_with_braces_as_they_are(project: Project) -> None:
+    project.config(
+        'version: 1\nrules:\n  s:\n    inputs: ["src/*.txt"]\n    output: "{stem}.out"\n'
+        '    steps: [shell: {argv: [sh, -c, \'echo "$0 $X"\', "{stem}"], env: {X: "{{lit}} {name}"}}]\n'
+    )
+    project.write({"src/we{ird}.txt": "", "src/a{{b}}.txt": ""})
+    project.build()
+    assert project.read("_build/we{ird}.out") == "we{ird} {lit} we{ird}.txt\n"
+    assert project.read("_build/a{{b}}.out") == "a{{b}} {lit} a{{b}}.txt\n"
+
+
 def test_edited_included_template_rebuilds_the_page(project: Project) -> None:
     page = "{% include 't/footer.html' %}{{ content | safe }}"
     build_home_page(project, {"t/page.html.j2": page, "t/footer.html": "<footer>v1</footer>"})

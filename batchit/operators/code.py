@@ -196,9 +196,9 @@ class ShellCommand(Operator):
       work) that the command must write; its bytes are the value. Without `{out}`, the command's
       stdout is the value.
     - Without `{in}`, the value's bytes are the command's stdin (an aggregate's stdin is empty).
-    - The command runs in the project root, with `env` added to batchit's environment. `{{`/`}}` are
-      literal braces. Its stderr (and stdout, unless that is the value) goes to the job's log at
-      debug level.
+    - The command runs in the project root, with `env` added to batchit's environment (its values
+      take `{in}` and `{out}` too). `{{`/`}}` are literal braces, in `argv` and `env`. Its stderr
+      (and stdout, unless that is the value) goes to the job's log at debug level.
     - A non-zero exit is a permanent error quoting the end of stderr, unless `transient_exit_codes`
       lists it (a command killed by signal N exits -N); a timeout is transient, and so is a command
       killed by SIGINT, SIGTERM, SIGKILL, SIGHUP or SIGQUIT (stopped from outside, as a Ctrl-C to
@@ -256,8 +256,9 @@ class ShellCommand(Operator):
             out = Path(tmp, "out", PurePosixPath(ctx.output).name)
             out.parent.mkdir()
             command = _fill(argv, inputs, str(out))
+            env = {name: _fill([text], inputs, str(out))[0] for name, text in params.get("env", {}).items()}
             stdin = b"" if "in" in used or isinstance(value, list) else as_bytes(value, self.name)
-            stdout = self._execute(command, stdin, ctx, params)
+            stdout = self._execute(command, stdin, ctx, {**params, "env": env})
             if "out" not in used:
                 return stdout
             if not out.is_file():
