@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from batchit.engine import BuildOptions, plan_build
@@ -41,30 +43,66 @@ class Explanation:
 
 
 def explain(config: Config, registry: OperatorRegistry, path: str) -> Explanation:
-    """Explain output `path`, tried relative to `out` first and then as a project-relative path."""
-    outcome = plan_build(config, registry, BuildOptions(overwrite=True))
+    """Explain output `path`: relative to `out`, or to the project root (`_build/a.html`,
+    `./_build/a.html`), or absolute. An output that no current job produces but batchit recorded
+    (its input is gone, or its `{key8}` name moved) is explained as one the next build prunes."""
+    outcome = plan_build(config, registry, BuildOptions(overwrite=True))  # a stranger is explained, too
     jobs = {job.output: job for job in outcome.jobs}
-    candidates = [path.strip("/")]
-    prefix = config.out.rstrip("/") + "/"
-    if path.startswith(prefix):
-        candidates.append(path[len(prefix) :])
+    candidates = _candidates(config, path)
     job = next((jobs[c] for c in candidates if c in jobs), None)
-    if job is None:
-        raise UsageError(
-            f"no rule produces {path!r} (looked for {config.out}/{candidates[0]})",
-            hint="give an output path relative to `out`; `batchit plan` lists every output",
-        )
     store = StateStore.open_readonly(config.state_dir / "state.db")
-    record = store.output(job.output) if store else None
-    if store:
-        store.close()
+    try:
+        if job is None:
+            recorded = (
+                next((r for r in map(store.output, candidates) if r is not None), None) if store else None
+            )
+            if recorded is None:
+                raise UsageError(
+                    f"no rule produces {path!r} (looked for {config.out}/{candidates[0]})",
+                    hint="give an output path relative to `out`; `batchit plan` lists every output",
+                )
+            now = next((j for j in outcome.jobs if j.job_id == recorded.job_id), None)
+            moved = [f"its job now writes {config.out}/{now.output}"] if now is not None else []
+            return Explanation(
+                output=f"{config.out}/{recorded.path}",
+                rule=recorded.rule,
+                job_id=recorded.job_id,
+                action="prune",
+                reasons=["no current job produces it: the next full build removes it", *moved],
+                key="",
+                recorded_key=recorded.action_key,
+            )
+        record = store.output(job.output) if store else None
+    finally:
+        if store:
+            store.close()
+    reasons = list(job.reasons) or ["up to date: inputs, recipe and output all match the record"]
+    if job.output in outcome.strangers:
+        reasons.insert(0, "a file batchit did not write is there: a build stops (exit 2) unless --overwrite")
     return Explanation(
         output=f"{config.out}/{job.output}",
         rule=job.rule,
         job_id=job.job_id,
         action=job.action,
-        reasons=list(job.reasons) or ["up to date: inputs, recipe and output all match the record"],
+        reasons=reasons,
         key=job.key,
         recorded_key=record.action_key if record else None,
         inputs=[{"path": p, "blake3": h} for p, h in zip(job.inputs, job.input_hashes, strict=True)],
     )
+
+
+def _candidates(config: Config, path: str) -> list[str]:
+    """The output paths (relative to `out`) that `path` may mean, most likely first."""
+    given = Path(path)
+    if given.is_absolute():
+        try:
+            path = given.resolve().relative_to(config.root.resolve()).as_posix()
+        except ValueError:
+            return [path]
+    cleaned = posixpath.normpath(path.replace("\\", "/")).lstrip("/")
+    cleaned = "" if cleaned == "." else cleaned
+    candidates = [cleaned]
+    prefix = config.out.rstrip("/") + "/"
+    if cleaned.startswith(prefix):
+        candidates.append(cleaned[len(prefix) :])
+    return candidates

@@ -108,13 +108,37 @@ def test_explain_json_of_an_up_to_date_output(pages: Project) -> None:
     assert [i["path"] for i in explained["inputs"]] == ["pages/a.md"]
 
 
-def test_explain_accepts_the_path_with_the_out_prefix(pages: Project) -> None:
+@pytest.mark.parametrize("spelling", ["_build/a.html", "./_build/a.html", "ABSOLUTE"])
+def test_explain_accepts_the_path_with_the_out_prefix(pages: Project, spelling: str) -> None:
     pages.build()
     pages.write({"pages/a.md": "# A, edited\n"})
-    result = pages.run("explain", "_build/a.html")
+    path = str(pages.root / "_build/a.html") if spelling == "ABSOLUTE" else spelling
+    result = pages.run("explain", path)
     assert result.code == 0, result.describe()
     assert "stale" in result.stdout
     assert "input changed: pages/a.md" in result.stdout
+
+
+def test_explain_says_an_output_no_job_produces_is_pruned_next(project: Project) -> None:
+    project.config(
+        'version: 1\nrules:\n  css:\n    inputs: ["*.css"]\n    output: "{stem}.{key8}.css"\n'
+        "    steps: [file.copy: {}]\n"
+    )
+    project.write({"site.css": "a{}"})
+    project.build()
+    (old,) = (p.name for p in (project.root / "_build").glob("site.*.css"))
+    project.write({"site.css": "b{}"})
+    result = project.run("explain", old)
+    assert result.code == 0, result.describe()
+    assert "no current job produces it: the next full build removes it" in result.stdout
+    assert "its job now writes _build/site." in result.stdout
+
+
+def test_explain_names_a_file_batchit_did_not_write_as_plan_does(pages: Project) -> None:
+    pages.write({"_build/a.html": "mine"})
+    assert pages.run("plan").code == 2
+    result = pages.run("explain", "a.html")
+    assert "a file batchit did not write is there: a build stops (exit 2)" in result.stdout, result.describe()
 
 
 def test_manifest_records_every_output_with_hashes_and_inputs(pages: Project) -> None:

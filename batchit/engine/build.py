@@ -52,7 +52,7 @@ def plan_build(config: Config, registry: OperatorRegistry, options: BuildOptions
     counts = {"run": 0, "restore": 0, "skip": 0}
     for job in jobs:
         counts[job.action] = counts.get(job.action, 0) + 1
-    return BuildOutcome(jobs, counts, pruned=sorted(pruned))
+    return BuildOutcome(jobs, counts, pruned=sorted(pruned), strangers=frozenset(planner.strangers))
 
 
 def run_build(

@@ -59,6 +59,8 @@ class BuildOutcome:
     matrix rule runs several jobs on one input."""
     pruned: list[str] = field(default_factory=list)
     """For a plan: the outputs (relative to `out`) the build would prune."""
+    strangers: frozenset[str] = frozenset()
+    """For a plan: output paths holding something batchit did not write (a build stops for them)."""
 
     @property
     def exit_code(self) -> int:
