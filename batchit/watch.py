@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -25,10 +25,11 @@ IGNORED_DIRS = frozenset(
 class _Collector(FileSystemEventHandler):
     """Queues the project-relative paths of relevant events (watchdog calls it from its thread)."""
 
-    def __init__(self, root: Path, ignored: Iterable[str], changes: queue.Queue[str]) -> None:
+    def __init__(self, root: Path, ignored: Sequence[str], changes: queue.Queue[str]) -> None:
         self.root = root
-        self.ignored = tuple(ignored)
-        """Project-relative directories (`out`, `.batchit`) whose contents do not count."""
+        self.ignored = ignored
+        """Project-relative files and directories (`out`, `.batchit`) whose changes do not count; the
+        caller may change it while the watch runs."""
         self.changes = changes
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -48,29 +49,33 @@ class _Collector(FileSystemEventHandler):
         except ValueError:
             return None
         text = relative.as_posix()
-        if not relative.parts or IGNORED_DIRS.intersection(relative.parts):
-            return None
-        if any(text == top or text.startswith(f"{top}/") for top in self.ignored):
+        if not relative.parts or IGNORED_DIRS.intersection(relative.parts) or self.ignores(text):
             return None
         return text
+
+    def ignores(self, text: str) -> bool:
+        """True when the project-relative path is in (or is) one of the ignored ones."""
+        return any(text == top or text.startswith(f"{top}/") for top in self.ignored)
 
 
 def watch(
     root: Path,
-    ignored: Iterable[str],
+    ignored: Sequence[str],
     debounce: float,
     rebuild: Callable[[list[str]], bool],
     ready: Callable[[], None],
 ) -> None:
     """Call `rebuild(changed paths)` after each burst of changes under `root`, until it returns False.
 
-    `ignored` are project-relative directories (`out`, `.batchit`) whose changes do not count;
+    `ignored` are project-relative files and directories (`out`, `.batchit`) whose changes do not
+    count (read afresh for each event, so the caller may change it);
     `ready()` is called once the watch is in place. KeyboardInterrupt (Ctrl-C) propagates to the
     caller after the observer is stopped.
     """
     changes: queue.Queue[str] = queue.Queue()
     observer = Observer()
-    observer.schedule(_Collector(root, ignored, changes), str(root), recursive=True)
+    collector = _Collector(root, ignored, changes)
+    observer.schedule(collector, str(root), recursive=True)
     observer.start()
     try:
         ready()
@@ -83,7 +88,10 @@ def watch(
                     quiet_until = time.monotonic() + debounce
                 except queue.Empty:
                     break
-            if not rebuild(sorted(burst)):
+            counted = sorted(
+                path for path in burst if not collector.ignores(path)
+            )  # `ignored` may have grown
+            if counted and not rebuild(counted):
                 return
     finally:
         observer.stop()

@@ -5,6 +5,7 @@ The test waits for the lines the command prints (with a deadline), never for a f
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -128,6 +129,23 @@ def test_a_config_error_is_reported_and_the_watch_goes_on(project: Project, watc
     assert watching.stop() == 0
 
 
+def test_a_watch_started_on_a_broken_config_waits_for_its_fix(project: Project) -> None:
+    project.config(CONFIG.replace("file.copy", "file.cpy"))
+    project.write({"src/a.txt": "a"})
+    watch = Watch(project, "--debounce", "300", "--log-format", "json")
+    try:
+        error = json.loads(watch.wait_for('{"event": "error"'))
+        assert error["exit_code"] == 2 and "file.cpy" in error["message"]
+        watch.wait_for("batchit watch: watching")
+        project.config(CONFIG)
+        watch.wait_for("batchit watch: rebuild 1")
+        wait_for_text(project.root / ".batchit/runs/LATEST", "Z-")  # the fixed build recorded its run
+        assert watch.stop() == 0
+        assert project.read("_build/a.txt") == "a"
+    finally:
+        watch.close()
+
+
 def test_an_edited_python_step_runs_its_new_code(project: Project) -> None:
     python_step = 'steps: [python: {function: "tool:tag", version: "1"}]'
     project.config(CONFIG.replace("steps: [file.copy: {}]", python_step))
@@ -163,6 +181,59 @@ def test_an_edited_helper_module_restarts_the_watch_which_rebuilds_with_it(proje
         assert watch.stop() == 0
     finally:
         watch.close()
+
+
+def test_a_watch_writing_its_lines_into_the_project_is_not_woken_by_them(project: Project) -> None:
+    project.config(CONFIG)
+    project.write({"src/a.txt": "a"})
+    log = project.root / "watch.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "batchit", "watch", "--no-progress", "--debounce", "100"],
+            cwd=project.root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+    try:
+        wait_for_text(log, "batchit watch: watching")
+        project.write({"src/b.txt": "b"})
+        wait_for_text(log, "batchit watch: rebuild ")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=DEADLINE) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    rebuilds = [line for line in log.read_text().splitlines() if line.startswith("batchit watch: rebuild ")]
+    assert rebuilds == ["batchit watch: rebuild 1 after changes to src/b.txt"]
+
+
+def test_a_watch_ignores_out_as_the_config_names_it_after_a_change(project: Project) -> None:
+    project.config(CONFIG)
+    project.write({"src/a.txt": "a"})
+    watch = Watch(project, "--debounce", "300")
+    try:
+        watch.wait_for("batchit watch: watching")
+        project.config(CONFIG.replace("out: _build", "out: _site"))
+        watch.wait_for("batchit watch: rebuild 1 after changes to batchit.yaml")
+        watch.wait_for("batchit: ok")
+        project.write({"src/b.txt": "b"})  # the next rebuild is this change's, not _site's own files'
+        assert (
+            watch.wait_for("batchit watch: rebuild 2")
+            == "batchit watch: rebuild 2 after changes to src/b.txt"
+        )
+        assert watch.stop() == 0
+    finally:
+        watch.close()
+
+
+def wait_for_text(path: Path, text: str) -> None:
+    """Wait until the file exists and holds `text`, failing after DEADLINE seconds."""
+    end = time.monotonic() + DEADLINE
+    while not path.is_file() or text not in path.read_text():
+        if time.monotonic() > end:
+            raise AssertionError(f"no {text!r} in {path} within {DEADLINE} s:\n{path.read_text()}")
+        time.sleep(0.02)
 
 
 @pytest.mark.parametrize(

@@ -45,9 +45,9 @@ def _run(argv: list[str] | None) -> int:
                 raise UsageError(f"cannot change into {args.directory}: {exc.strerror}") from exc
         code = _handler(args.handler)(args)
     except BatchitError as exc:
-        code = _fail(args, exc)
+        code = report_error(args, exc)
     except OSError as exc:  # a full disk or a permission, met where no code could do better than say so
-        code = _fail(args, SystemFailure.from_os_error(exc))
+        code = report_error(args, SystemFailure.from_os_error(exc))
     except KeyboardInterrupt:
         _say_error(args, "batchit: interrupted", {"message": "interrupted", "exit_code": INTERRUPTED})
         code = INTERRUPTED
@@ -90,8 +90,9 @@ def _handler(name: str) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
-def _fail(args: argparse.Namespace, exc: BatchitError) -> int:
-    """Report an error the way the command's output format asks; return its exit code."""
+def report_error(args: argparse.Namespace, exc: BatchitError) -> int:
+    """Report an error the way the command's output format asks (`--log-format json`: one JSON
+    object on stderr); return its exit code."""
     _say_error(args, f"batchit: error: {exc}", {"message": str(exc), "exit_code": exc.exit_code})
     return exc.exit_code
 

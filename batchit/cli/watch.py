@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
-from batchit.cli import INTERRUPTED, commands, project_root
+from batchit.cli import INTERRUPTED, commands, project_root, report_error
 from batchit.config import load_config
 from batchit.errors import BatchitError
 from batchit.model import STATE_DIR
@@ -28,8 +29,19 @@ SHOWN_CHANGES = 3
 def run(args: argparse.Namespace) -> int:
     """Build once, then watch the project and rebuild on change; exit 0 on Ctrl-C."""
     root = project_root()
-    config = load_config(root, args.file, {}, OperatorRegistry.default())
+    own = _own_output_files(root)
+    ignored = [STATE_DIR, *own]
+    """What no change counts in: `.batchit`, the files this command writes its lines to (`batchit
+    watch > watch.log` would otherwise rebuild after each line it prints), and `out` as the config
+    last named it (refreshed after each build: a changed `out` must not trigger builds forever)."""
     count = 0
+
+    def refresh() -> None:
+        try:
+            out = load_config(root, args.file, {}, OperatorRegistry.default()).out
+        except BatchitError:
+            return  # the build just reported it; the last good `out` stays ignored
+        ignored[:] = [STATE_DIR, *own, out]
 
     def rebuild(changed: list[str]) -> bool:
         nonlocal count
@@ -40,20 +52,37 @@ def run(args: argparse.Namespace) -> int:
         if stale:
             _say(f"batchit watch: restarting: {', '.join(stale)} changed, and this process runs its old code")
             raise _Restart
-        return _build(args) != INTERRUPTED
+        code = _build(args)
+        refresh()
+        return code != INTERRUPTED
 
     def ready() -> None:
         _say(f"batchit watch: watching {root} (debounce {args.debounce} ms); Ctrl-C to stop")
 
     try:
-        if _build(args) != INTERRUPTED:
-            watch(root, [config.out, STATE_DIR], args.debounce / 1000, rebuild, ready)
+        code = _build(args)
+        refresh()
+        if code != INTERRUPTED:
+            watch(root, ignored, args.debounce / 1000, rebuild, ready)
     except KeyboardInterrupt:
         pass
     except _Restart:
         _restart(args)
     _say("batchit watch: stopped")
     return 0
+
+
+def _own_output_files(root: Path) -> list[str]:
+    """The project-relative files this process's stdout and stderr write to, if any (Linux tells
+    through /proc; elsewhere none are known)."""
+    found = []
+    for fd in (1, 2):
+        try:
+            target = Path(f"/proc/self/fd/{fd}").readlink()
+            found.append(target.resolve().relative_to(root.resolve()).as_posix())
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 class _Restart(Exception):
@@ -76,8 +105,7 @@ def _build(args: argparse.Namespace) -> int:
     try:
         code = commands.build(args)
     except BatchitError as exc:
-        print(f"batchit: error: {exc}", file=sys.stderr)
-        code = exc.exit_code
+        code = report_error(args, exc)
     sys.stdout.flush()
     sys.stderr.flush()
     return code
