@@ -170,6 +170,33 @@ def test_transient_errors_are_retried_up_to_the_attempts(
     assert "service busy (attempt 1)" in report
 
 
+ORDERED_MODULE = """\
+from pathlib import Path
+from batchit.errors import TransientError
+
+def run(value, ctx):
+    log = Path("order.log")
+    seen = log.read_text().split() if log.exists() else []
+    log.write_text(" ".join([*seen, ctx.input]))
+    if ctx.input == "in/a.txt" and "in/a.txt" not in seen:
+        raise TransientError("busy, try again")
+    return value
+"""
+
+
+def test_a_retry_that_is_due_runs_next_not_behind_the_whole_queue(project: Project) -> None:
+    project.config(
+        FLAKY.replace("ATTEMPTS", "2")
+        .replace("backoff: 0.01", "backoff: 0")
+        .replace("flaky:fetch", "ordered:run")
+    )
+    project.write({"ordered.py": ORDERED_MODULE, **{f"in/{n}.txt": n for n in "abcdef"}})
+    project.build("-j", "1", "--batch-size", "1", "--executor", "thread")
+    order = project.read("order.log").split()
+    assert order.count("in/a.txt") == 2
+    assert order.index("in/a.txt", 1) < order.index("in/f.txt"), order
+
+
 def test_python_job_output_is_kept_in_the_run_logs(picky: Project) -> None:
     picky.build(expect=1)
     run_id = picky.manifest()["run_id"]

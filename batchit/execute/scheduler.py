@@ -92,7 +92,7 @@ class Scheduler:
         now = time.monotonic()
         while self._later and self._later[0][0] <= now and not self.stopped:
             _, _, spec, resources = heapq.heappop(self._later)
-            self._queues[resources].append(spec)
+            self._queues[resources].appendleft(spec)  # its turn came: not behind the whole queue
         self._dispatch()
         if self._later:
             due = max(0.0, self._later[0][0] - now)
