@@ -282,6 +282,16 @@ def test_replay_of_a_failed_run_reproduces_its_failures(picky: Project) -> None:
     assert f"input changed since run {failed_run}: in/b.txt" in again.stderr
 
 
+def test_replay_of_a_run_that_held_a_quarantined_input_runs_it_again(picky: Project) -> None:
+    picky.build(expect=1)
+    picky.build("--force", expect=1)  # runs a.txt and c.txt again, holds the quarantined b.txt
+    holding_run = picky.manifest()["run_id"]
+    replayed = picky.run("replay", holding_run, "--failed", "--no-progress")
+    assert replayed.code == 1, replayed.describe()
+    assert picky.manifest()["failures"][0]["input"] == "in/b.txt"
+    assert picky.manifest()["summary"]["built"] == 0
+
+
 def test_replay_of_an_unknown_run_exits_2(picky: Project) -> None:
     picky.build(expect=1)
     assert picky.run("replay", "20000101T000000000Z-000000").code == 2

@@ -29,7 +29,7 @@ from batchit.record.commits import Committer, quarantines
 from batchit.record.events import FLUSH_EVERY
 from batchit.record.manifest import RunInfo
 from batchit.record.recorder import Recorder
-from batchit.record.replays import write_job_log, write_replay_record
+from batchit.record.replays import replay_record, write_job_log, write_replay_record
 from batchit.record.rundata import job_row
 from batchit.record.runs import evict_cache
 from batchit.state.store import StateStore
@@ -290,16 +290,22 @@ class RunningBuild:
             self.open_jobs[unrun.rule].discard(unrun.job_id)
 
     def write_replay(self) -> None:
-        """Record the jobs this run tried, with their input hashes, seed and settings."""
-        options = self.options
-        jobs = []
-        for job_id, result in sorted(self.results.items()):
-            job = self.jobs[job_id]
-            status = "built" if result.ok else ("quarantined" if quarantines(job, result) else "failed")
-            inputs = [{"path": p, "blake3": h} for p, h in zip(job.inputs, job.input_hashes, strict=True)]
-            jobs.append(
-                {"job": job_id, "rule": job.rule, "output": job.output, "inputs": inputs, "status": status}
+        """Record the jobs this run tried, and those it held back for a quarantined input (its
+        failures too, which `replay --failed` runs again), with their input hashes, seed and settings."""
+        tried = [
+            (
+                job := self.jobs[job_id],
+                "built" if r.ok else "quarantined" if quarantines(job, r) else "failed",
             )
+            for job_id, r in self.results.items()
+        ]
+        held = [
+            (j, "quarantined")
+            for planned in self.by_rule.values()
+            for j in planned
+            if j.action == "quarantined"
+        ]
+        options = self.options
         settings = {
             "jobs": options.jobs,
             "executor": options.executor,
@@ -307,13 +313,7 @@ class RunningBuild:
             "batch_size": options.batch_size,
             "rules": list(options.rules),
         }
-        record = {
-            "run_id": self.run_id,
-            "seed": self.seed,
-            "flags": self.config.flags,
-            "settings": settings,
-            "jobs": jobs,
-        }
+        record = replay_record(self.run_id, self.seed, self.config.flags, settings, [*tried, *held])
         write_replay_record(self.config.state_dir / "runs" / self.run_id, record)
 
     def _retry(self, job: Job, result: JobResult) -> bool:

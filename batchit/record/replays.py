@@ -7,11 +7,13 @@ Written as `replay.json` in the run's directory; job logs of `python` and `shell
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from batchit.errors import UsageError
 from batchit.fsutil import atomic_write_text
+from batchit.plan.jobs import Job
 
 REPLAY_FILE = "replay.json"
 LOGS = "logs"
@@ -28,6 +30,24 @@ def write_job_log(run_dir: Path, output: str, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
     return path
+
+
+def replay_record(
+    run_id: str, seed: int, flags: Mapping[str, Any], settings: dict[str, Any], jobs: list[tuple[Job, str]]
+) -> dict[str, Any]:
+    """The replay record of a run: its seed, flags and settings, and each job (with the hashes of
+    its inputs) with what the run did to it (built, failed, quarantined), in job order."""
+    entries = [
+        {
+            "job": job.job_id,
+            "rule": job.rule,
+            "output": job.output,
+            "inputs": [{"path": p, "blake3": h} for p, h in zip(job.inputs, job.input_hashes, strict=True)],
+            "status": status,
+        }
+        for job, status in sorted(jobs, key=lambda pair: pair[0].job_id)
+    ]
+    return {"run_id": run_id, "seed": seed, "flags": dict(flags), "settings": settings, "jobs": entries}
 
 
 def write_replay_record(run_dir: Path, record: dict[str, Any]) -> None:
