@@ -197,6 +197,23 @@ def test_a_retry_that_is_due_runs_next_not_behind_the_whole_queue(project: Proje
     assert order.index("in/a.txt", 1) < order.index("in/f.txt"), order
 
 
+def test_every_job_keeps_its_own_log_whatever_its_output_is_named(project: Project) -> None:
+    shout = "[sh, -c, 'echo {stem} >&2; cat {in}']"
+    project.config(
+        'version: 1\nrules:\n  nested:\n    inputs: ["in/*.txt"]\n    output: "p/{stem}.txt"\n'
+        f"    steps: [shell: {{argv: {shout}}}]\n"
+        '  flat:\n    inputs: ["in/*.txt"]\n    output: "p__{stem}.txt"\n'
+        f"    steps: [shell: {{argv: {shout}, env: {{X: flat}}}}]\n"
+    )
+    project.write({"in/a.txt": "a\n"})
+    project.build()
+    logs = project.root / ".batchit/runs" / project.manifest()["run_id"] / "logs"
+    assert sorted(p.relative_to(logs).as_posix() for p in logs.rglob("*.log")) == [
+        "p/a.txt.log",
+        "p__a.txt.log",
+    ]
+
+
 def test_python_job_output_is_kept_in_the_run_logs(picky: Project) -> None:
     picky.build(expect=1)
     run_id = picky.manifest()["run_id"]

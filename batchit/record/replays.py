@@ -20,8 +20,9 @@ LOGS = "logs"
 
 
 def log_name(output: str) -> str:
-    """The log file name of a job, from its output path relative to `out`."""
-    return output.replace("/", "__") + ".log"
+    """The log file of a job under the run's `logs/`: its output path relative to `out`, folders
+    and all, plus `.log` (one per output: no two outputs' logs can share a name)."""
+    return output + ".log"
 
 
 def write_job_log(run_dir: Path, output: str, text: str) -> Path:
