@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchit.engine import BuildOptions, plan_build
-from batchit.fsutil import remove_outputs
+from batchit.fsutil import removal_refused, remove_outputs
 from batchit.model import RESERVED_OUTPUTS, Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN
@@ -44,7 +44,8 @@ def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run:
         doomed = sorted(owned)
         doomed += [p for p in sorted(RESERVED_OUTPUTS) if (config.out_dir / p).exists()]
     if dry_run or not doomed:
-        return Cleaned(doomed)
+        refused = {path: why for path in doomed if (why := removal_refused(config.out_dir, path))}
+        return Cleaned([path for path in doomed if path not in refused], refused)
     with ProjectLock(config.state_dir / "lock"):
         removed, kept = remove_outputs(config.out_dir, doomed)
         store = StateStore.open(store_path)

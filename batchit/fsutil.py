@@ -225,6 +225,17 @@ def remove_output(out_dir: Path, path: str) -> str | None:
     folder replaced by a symlink leading out of `out` is followed by no delete, and a directory,
     symlink or FIFO found where an output was is not batchit's file.
     """
+    refused = removal_refused(out_dir, path)
+    if refused is None:
+        target = out_dir / path
+        target.unlink(missing_ok=True)
+        remove_empty_parents(target, out_dir)
+    return refused
+
+
+def removal_refused(out_dir: Path, path: str) -> str | None:
+    """Why `remove_output` would leave `path` alone, or None when it would remove it (or it is gone):
+    what `clean --dry-run` reports without removing anything."""
     target = out_dir / path
     if not resolves_inside(out_dir.resolve(), target.parent):
         return "its folder leads outside `out` through a symlink (remove the symlink, then run again)"
@@ -234,8 +245,6 @@ def remove_output(out_dir: Path, path: str) -> str | None:
         return None
     if not stat.S_ISREG(mode):
         return f"it is {_kind(mode)}, not a regular file batchit wrote (move it away yourself)"
-    target.unlink(missing_ok=True)
-    remove_empty_parents(target, out_dir)
     return None
 
 

@@ -193,6 +193,9 @@ def victim(project: Project, tmp_path: Path) -> Path:
 
 
 def test_clean_never_deletes_through_a_symlinked_folder(project: Project, victim: Path) -> None:
+    dry = project.run("clean", "--dry-run")
+    assert dry.code == 2 and "_build/sub/a.out" not in dry.stdout, "a dry run lists what clean does"
+    assert "clean would leave 1 path(s)" in dry.stderr and "symlink" in dry.stderr, dry.describe()
     result = project.run("clean")
     assert result.code == 2, result.describe()
     assert "_build/sub/a.out" in result.stderr and "symlink" in result.stderr, result.describe()

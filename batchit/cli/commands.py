@@ -138,7 +138,8 @@ def clean(args: argparse.Namespace) -> int:
     if cleaned.kept:
         listed = "\n  ".join(f"{config.out}/{path}: {why}" for path, why in cleaned.kept.items())
         raise OutputConflictError(
-            f"clean left {len(cleaned.kept)} path(s) that may not hold a file batchit wrote:\n  {listed}",
+            f"clean {'would leave' if args.dry_run else 'left'} {len(cleaned.kept)} path(s) that may not "
+            f"hold a file batchit wrote:\n  {listed}",
             hint="batchit removes only regular files it wrote inside `out`; deal with these yourself",
         )
     return 0
