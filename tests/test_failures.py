@@ -257,6 +257,8 @@ def test_failed_run_posts_an_alert_with_the_run_id_as_idempotency_key(picky: Pro
     headers, body = Hooks.received[0]
     assert headers["Idempotency-Key"] == picky.manifest()["run_id"] == body["run_id"]
     assert body["status"] == "failed"
+    (failure,) = body["failures"]
+    assert (failure["input"], failure["output"], failure["quarantined"]) == ("in/b.txt", "b.txt", True)
 
 
 def test_successful_run_alerts_only_with_when_always(project: Project, webhook: str) -> None:

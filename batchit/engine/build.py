@@ -23,6 +23,7 @@ from batchit.plan.pruning import prunable
 from batchit.plan.remember import remember_plan
 from batchit.plan.snapshot import forget_snapshot
 from batchit.record.alerts import send_alert, should_alert
+from batchit.record.commits import quarantines
 from batchit.record.manifest import new_run_id
 from batchit.record.recorder import Recorder
 from batchit.state.lock import ProjectLock
@@ -142,7 +143,14 @@ def _alert(config: Config, outcome: BuildOutcome, emit: EventSink) -> None:
         "status": "interrupted" if outcome.interrupted else ("failed" if troubled else "ok"),
         "summary": outcome.counts,
         "failures": [
-            {"rule": job.rule, "output": job.output, "class": result.error_class, "message": result.message}
+            {
+                "rule": job.rule,
+                "input": job.inputs[0] if len(job.inputs) == 1 else None,
+                "output": job.output,
+                "class": result.error_class,
+                "message": result.message,
+                "quarantined": quarantines(job, result),
+            }
             for job, result in outcome.failures[:100]
         ],
         "manifest": str(outcome.manifest) if outcome.manifest else None,
