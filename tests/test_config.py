@@ -202,6 +202,13 @@ CASES = [
         "inputs: {rule: NAME}",
     ),
     Case(
+        "python_parameter_named_like_an_argument",
+        rule('output: "{path}.x"\nsteps: [python: {function: "m:f", version: "1", ctx: 3}]\n'),
+        "batchit.yaml:6:",
+        "step 1 (python): invalid name 'ctx'",
+        "the function's first two arguments",
+    ),
+    Case(
         "unknown_placeholder_in_output",
         rule('output: "{pth}.html"\nsteps: [text.load: {}]\n'),
         "batchit.yaml:5:5",

@@ -69,6 +69,10 @@ class PythonCall(Operator):
             },
         },
         "required": ["function", "version"],
+        "propertyNames": {
+            "not": {"enum": ["value", "ctx"]},
+            "description": "value and ctx are the function's first two arguments, not parameters.",
+        },
         "additionalProperties": True,
     }
     path_aware = True
