@@ -240,14 +240,6 @@ def test_verify_trusts_every_key_given_while_keys_rotate(copies: Project, tmp_pa
     assert copies.run("verify", old_release, "--key", str(new), "--key", str(old)).code == 0
 
 
-def test_keygen_outside_a_project_is_a_usage_error(tmp_path: Path) -> None:
-    elsewhere = Project(tmp_path / "not-a-project")
-    elsewhere.root.mkdir()
-    result = elsewhere.run("keygen")
-    assert result.code == 2 and "no batchit.yaml in" in result.stderr, result.describe()
-    assert not (elsewhere.root / ".batchit").exists()
-
-
 def test_verify_without_a_manifest_is_a_usage_error(copies: Project) -> None:
     nothing = copies.run("verify")
     assert nothing.code == 2, nothing.describe()

@@ -32,11 +32,6 @@ def keygen(args: argparse.Namespace) -> int:
     """
     from batchit.state.lock import ProjectLock
 
-    if not (project_root() / args.file).is_file():
-        raise UsageError(
-            f"no {args.file} in {project_root()}: keygen writes a project's signing key",
-            hint="run it in the project (or pass -C DIR)",
-        )
     with ProjectLock(project_root() / STATE_DIR / "lock"):
         key = generate_keys(project_root() / STATE_DIR, force=args.force)
     public = keys_dir(Path(STATE_DIR)) / PUBLIC_NAME
