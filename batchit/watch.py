@@ -22,6 +22,10 @@ IGNORED_DIRS = frozenset(
 """Directories whose changes never trigger a rebuild, wherever they are (besides `out` and `.batchit`)."""
 
 
+STOP_SECONDS = 5.0
+"""How long the watch waits for watchdog's threads to stop before it exits anyway."""
+
+
 class _Collector(FileSystemEventHandler):
     """Queues the project-relative paths of relevant events (watchdog calls it from its thread)."""
 
@@ -95,4 +99,4 @@ def watch(
                 return
     finally:
         observer.stop()
-        observer.join()
+        observer.join(timeout=STOP_SECONDS)  # its threads are daemons: a stuck one cannot hold the exit

@@ -136,6 +136,7 @@ class RunningBuild:
                     self._release_ready()
             if not abandoned:
                 self.pools.shutdown()
+            self.interrupted = self.interrupted or stop.requested  # also a Ctrl-C once nothing ran
         self.committer.flush()
         self.committer.forget_failures_of_current(j for jobs in self.by_rule.values() for j in jobs)
         finished = [r.name for r in self.rules if r.name in self.released and not self.open_jobs[r.name]]
