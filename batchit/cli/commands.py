@@ -58,7 +58,7 @@ def build(args: argparse.Namespace) -> int:
 def plan(args: argparse.Namespace) -> int:
     """`batchit plan`: what a build would do and why, changing nothing."""
     config, registry = _load(args)
-    outcome = plan_build(config, registry, _options(args))
+    outcome = plan_build(config, registry, _options(args), with_prunes=True)
     if getattr(args, "json", False):
         print_json(_plan_json(outcome, config.out))
     else:

@@ -30,23 +30,23 @@ from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
 
 
-def plan_build(config: Config, registry: OperatorRegistry, options: BuildOptions) -> BuildOutcome:
+def plan_build(
+    config: Config, registry: OperatorRegistry, options: BuildOptions, *, with_prunes: bool = False
+) -> BuildOutcome:
     """What a build would do and why, changing nothing (`plan`, `build --dry-run`): each job's
-    action, and the outputs it would prune if every selected rule finished."""
+    action and, `with_prunes`, the outputs it would prune if every selected rule finished (that
+    reads every output's record, which `explain` and `clean` do without)."""
     store = StateStore.open_readonly(config.state_dir / "state.db")
+    pruned: list[str] = []
     try:
         planner, jobs = _plan(config, registry, options, store)
-        selected = select_rules(config, options.rules)
-        by_rule: dict[str, list[Job]] = {rule.name: [] for rule in selected}
-        for job in jobs:
-            by_rule[job.rule].append(job)
-        pruned = (
-            []  # a replayed plan is the one a build left after pruning, with nothing changed since
-            if planner.replayed
-            else prunable(
-                planner.owned_rules(), config.rules, store, by_rule, by_rule, full=not options.rules
-            )
-        )
+        # a replayed plan is the one a build left after pruning, with nothing changed since
+        if with_prunes and not planner.replayed:
+            by_rule: dict[str, list[Job]] = {rule.name: [] for rule in select_rules(config, options.rules)}
+            for job in jobs:
+                by_rule[job.rule].append(job)
+            owned = planner.owned_rules()
+            pruned = prunable(owned, config.rules, store, by_rule, by_rule, full=not options.rules)
     finally:
         if store:
             store.close()
