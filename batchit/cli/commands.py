@@ -22,7 +22,8 @@ def _flags(pairs: list[str]) -> dict[str, str]:
     return flags
 
 
-def _load(args: argparse.Namespace) -> tuple[Config, OperatorRegistry]:
+def load(args: argparse.Namespace) -> tuple[Config, OperatorRegistry]:
+    """The config the command line names (`-f`, `--flag`), with the operator registry it uses."""
     registry = OperatorRegistry.default()
     return load_config(project_root(), args.file, _flags(getattr(args, "flag", [])), registry), registry
 
@@ -48,7 +49,11 @@ def build(args: argparse.Namespace) -> int:
     """`batchit build`: run every stale job, commit, prune, write the run's manifest."""
     if args.dry_run:
         return plan(args)
-    config, registry = _load(args)
+    return build_loaded(args, *load(args))
+
+
+def build_loaded(args: argparse.Namespace, config: Config, registry: OperatorRegistry) -> int:
+    """`batchit build` of a config already loaded (`batchit watch` keeps it to know `out`)."""
     with console.Console(log_format=args.log_format, progress=args.progress) as screen:
         outcome = run_build(config, registry, _options(args), screen.emit)
         screen.summary(outcome, config.out)
@@ -57,7 +62,7 @@ def build(args: argparse.Namespace) -> int:
 
 def plan(args: argparse.Namespace) -> int:
     """`batchit plan`: what a build would do and why, changing nothing."""
-    config, registry = _load(args)
+    config, registry = load(args)
     outcome = plan_build(config, registry, _options(args), with_prunes=True)
     if getattr(args, "json", False):
         print_json(_plan_json(outcome, config.out))
@@ -109,7 +114,7 @@ def explain(args: argparse.Namespace) -> int:
     """`batchit explain PATH`: why an output is or is not up to date."""
     from batchit.explain import explain as explain_output
 
-    config, registry = _load(args)
+    config, registry = load(args)
     result = explain_output(config, registry, args.path)
     if args.json:
         print_json(result.as_json())
@@ -129,7 +134,7 @@ def clean(args: argparse.Namespace) -> int:
     """`batchit clean [--orphans] [--dry-run]`: remove outputs."""
     from batchit.clean import clean as clean_outputs
 
-    config, registry = _load(args)
+    config, registry = load(args)
     cleaned = clean_outputs(config, registry, orphans=args.orphans, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for path in cleaned.removed:
@@ -150,7 +155,7 @@ def quarantine_list(args: argparse.Namespace) -> int:
     from batchit.record.quarantine import quarantined
     from batchit.state.store import StateStore
 
-    config, _ = _load(args)
+    config, _ = load(args)
     store = StateStore.open_readonly(config.state_dir / "state.db")
     held = quarantined(store)
     if store:
@@ -184,7 +189,7 @@ def quarantine_release(args: argparse.Namespace) -> int:
     from batchit.state.lock import ProjectLock
     from batchit.state.store import StateStore
 
-    config, _ = _load(args)
+    config, _ = load(args)
     if not (config.state_dir / "state.db").exists():
         raise UsageError("nothing is quarantined: this project has never been built")
     with ProjectLock(config.state_dir / "lock"):
@@ -203,7 +208,7 @@ def replay(args: argparse.Namespace) -> int:
     """`batchit replay RUN_ID [--failed]`: re-run that run's jobs on the current files."""
     from batchit.replay import replay_run
 
-    config, registry = _load(args)
+    config, registry = load(args)
     with console.Console(log_format=args.log_format, progress=args.progress) as screen:
         outcome = replay_run(config, registry, args.run_id, failed_only=args.failed, emit=screen.emit)
         screen.summary(outcome, config.out)

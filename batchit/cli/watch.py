@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from batchit.cli import INTERRUPTED, commands, project_root, report_error
-from batchit.config import load_config
 from batchit.errors import BatchitError
 from batchit.model import STATE_DIR
 from batchit.operators.code import stale_helpers
-from batchit.operators.registry import OperatorRegistry
 from batchit.watch import watch
 
 SHOWN_CHANGES = 3
@@ -36,12 +34,11 @@ def run(args: argparse.Namespace) -> int:
     last named it (refreshed after each build: a changed `out` must not trigger builds forever)."""
     count = 0
 
-    def refresh() -> None:
-        try:
-            out = load_config(root, args.file, {}, OperatorRegistry.default()).out
-        except BatchitError:
-            return  # the build just reported it; the last good `out` stays ignored
-        ignored[:] = [STATE_DIR, *own, out]
+    def build() -> int:
+        code, out = _build(args)
+        if out is not None:  # else the config is broken: the last good `out` stays ignored
+            ignored[:] = [STATE_DIR, *own, out]
+        return code
 
     def rebuild(changed: list[str]) -> bool:
         nonlocal count
@@ -52,17 +49,13 @@ def run(args: argparse.Namespace) -> int:
         if stale:
             _say(f"batchit watch: restarting: {', '.join(stale)} changed, and this process runs its old code")
             raise _Restart
-        code = _build(args)
-        refresh()
-        return code != INTERRUPTED
+        return build() != INTERRUPTED
 
     def ready() -> None:
         _say(f"batchit watch: watching {root} (debounce {args.debounce} ms); Ctrl-C to stop")
 
     try:
-        code = _build(args)
-        refresh()
-        if code != INTERRUPTED:
+        if build() != INTERRUPTED:
             watch(root, ignored, args.debounce / 1000, rebuild, ready)
     except KeyboardInterrupt:
         pass
@@ -100,15 +93,19 @@ def _restart(args: argparse.Namespace) -> NoReturn:
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606 - this very command again
 
 
-def _build(args: argparse.Namespace) -> int:
-    """One `batchit build` with the watch's flags; an error is printed, not raised."""
+def _build(args: argparse.Namespace) -> tuple[int, str | None]:
+    """One `batchit build` with the watch's flags, and `out` as its config names it (None when the
+    config did not load); an error is printed, not raised."""
+    out = None
     try:
-        code = commands.build(args)
+        config, registry = commands.load(args)
+        out = config.out
+        code = commands.build_loaded(args, config, registry)
     except BatchitError as exc:
         code = report_error(args, exc)
     sys.stdout.flush()
     sys.stderr.flush()
-    return code
+    return code, out
 
 
 def _say(line: str) -> None:
