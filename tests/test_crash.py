@@ -10,11 +10,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from blake3 import blake3
-from conftest import Project
+from conftest import Project, process_gone, wait_until
 
 GATED = """\
 version: 1
@@ -37,15 +37,6 @@ def work(value, ctx):
             gate.read()
     return value.upper()
 """
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    """Wait for an observable condition (a file, a committed row), failing after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def committed_blake3(project: Project, output: str) -> str | None:
@@ -280,3 +271,20 @@ def test_ctrl_c_during_a_command_interrupts_the_build_and_quarantines_nothing(pr
     (project.root / "gate").unlink()
     project.build()
     assert project.read("_build/c.txt") == "c\n"
+
+
+def test_sigterm_to_the_build_alone_stops_its_running_commands(project: Project) -> None:
+    """A CI runner cancelling a job signals batchit's pid only: the commands it runs stop with it."""
+    project.config(GATED_SHELL.replace("touch started; cat gate", "echo $$ > started; cat gate & wait"))
+    project.write({f"in/{n}.txt": f"{n}\n" for n in "abcde"})
+    os.mkfifo(project.root / "gate")
+    build = start_build(project)
+    started = project.root / "started"
+    wait_until(lambda: started.exists() and started.read_text().strip().isdigit(), "the command to start")
+    command_pid = int(project.read("started"))
+    build.send_signal(signal.SIGTERM)
+    _, stderr = build.communicate(timeout=60)
+    assert build.returncode == 130, stderr
+    wait_until(lambda: process_gone(command_pid), "the command to be stopped")
+    assert project.manifest()["failures"] == []
+    assert not (project.root / ".batchit/quarantine").exists()

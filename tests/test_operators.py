@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import jsonschema
 import pytest
+from conftest import process_gone, wait_until
 
 from batchit.errors import PermanentError, TransientError
 from batchit.operators.base import InputFile, JobContext, Operator
@@ -350,6 +351,28 @@ def test_shell_listed_exit_code_is_transient(root: Path) -> None:
 def test_shell_timeout_is_transient(root: Path) -> None:
     with pytest.raises(TransientError, match=r"did not finish within 0\.2 s"):
         ShellCommand().run(b"", job(root), argv=[PY, "-c", "import time; time.sleep(10)"], timeout=0.2)
+
+
+LEAVES_A_CHILD = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+open("child.pid", "w").write(str(child.pid))
+"""
+
+
+def test_shell_timeout_kills_the_processes_the_command_started(root: Path) -> None:
+    argv = [PY, "-c", LEAVES_A_CHILD + "import time; time.sleep(300)"]
+    with pytest.raises(TransientError, match="was killed, with what it started"):
+        ShellCommand().run(b"", job(root), argv=argv, timeout=2)
+    child = int((root / "child.pid").read_text())
+    wait_until(lambda: process_gone(child), "the child the command left to be killed", timeout=30)
+
+
+def test_shell_command_leaves_nothing_running_after_it_exits(root: Path) -> None:
+    ShellCommand().run(b"", job(root), argv=[PY, "-c", LEAVES_A_CHILD])
+    child = int((root / "child.pid").read_text())
+    wait_until(lambda: process_gone(child), "the child the command left to be killed", timeout=30)
 
 
 def test_shell_missing_executable_is_permanent_naming_it(root: Path) -> None:

@@ -11,11 +11,13 @@ an interpreter start and its imports.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal
 
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_batch
+from batchit.operators.commands import signal_commands
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -115,12 +117,11 @@ class Pools:
                 process.terminate()  # ProcessPoolExecutor has no public way to stop a running call
             self._process.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:
+            signal_commands(signal.SIGKILL)  # a thread waiting on a command then returns at once
             self._thread.shutdown(wait=False, cancel_futures=True)
         self._process = self._thread = None
 
 
 def _ignore_interrupts() -> None:
     """Worker processes leave Ctrl-C to the coordinator, which stops the build in order."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)

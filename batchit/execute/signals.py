@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from types import FrameType, TracebackType
 
+from batchit.operators.commands import signal_commands
+
 GRACE_SECONDS = 10.0
 """How long running jobs get to finish after the first signal."""
 
@@ -44,8 +46,10 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
+            signal_commands(signal.SIGKILL)
             os._exit(INTERRUPTED_EXIT)
         self.requested = True
+        signal_commands(signum)  # commands run in groups of their own: they stop as they would have
         self.wake()
         name = signal.Signals(signum).name
         self.announce(

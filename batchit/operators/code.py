@@ -7,7 +7,6 @@ import importlib
 import importlib.util
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -20,6 +19,7 @@ from batchit.errors import PermanentError, RecipeError, TransientError
 from batchit.fsutil import StatTuple, stat_identity
 from batchit.operators.base import InputFile, JobContext, Operator, as_bytes
 from batchit.operators.capture import captured_output
+from batchit.operators.commands import CommandTimeout, run_command
 from batchit.operators.imports import project_imports
 from batchit.placeholders import names_in, names_in_value, substitute
 
@@ -207,6 +207,8 @@ class ShellCommand(Operator):
       lists it (a command killed by signal N exits -N); a timeout is transient, and so is a command
       killed by SIGINT, SIGTERM, SIGKILL, SIGHUP or SIGQUIT (stopped from outside, as a Ctrl-C to
       the terminal's process group does). Temporary files are always removed.
+    - The command runs in a process group of its own: a timeout or a stopped build kills every
+      process it started, and once it exits, what it left running in its group is killed too.
     """
 
     name = "shell"
@@ -274,22 +276,16 @@ class ShellCommand(Operator):
         env: Mapping[str, str] | None = params.get("env")
         timeout: float | None = params.get("timeout")
         try:
-            done = subprocess.run(
-                command,
-                input=stdin,
-                capture_output=True,
-                cwd=ctx.root,
-                env={**os.environ, **env} if env else None,
-                timeout=timeout,
-                check=False,
-            )
+            done = run_command(command, stdin, ctx.root, {**os.environ, **env} if env else None, timeout)
         except OSError as exc:  # not found, not executable
             raise RecipeError(
                 f"cannot run {command[0]!r}: {exc.strerror or exc}",
                 hint="install it, or give its path in argv",
             ) from exc
-        except subprocess.TimeoutExpired as exc:
-            raise TransientError(f"{command[0]} did not finish within {timeout} s and was killed") from exc
+        except CommandTimeout as exc:
+            raise TransientError(
+                f"{command[0]} did not finish within {timeout} s and was killed, with what it started"
+            ) from exc
         if done.stdout and "out" in names_in_value(params["argv"]):  # else stdout is the value
             ctx.log.debug("%s stdout:\n%s", command[0], done.stdout.decode("utf-8", errors="replace"))
         if done.stderr:
