@@ -6,6 +6,7 @@ an earlier step's bytes) and a real `JobContext`, and pins down one behaviour of
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import sys
@@ -20,6 +21,7 @@ from conftest import process_gone, wait_until
 
 from batchit.errors import PermanentError, TransientError
 from batchit.operators.base import InputFile, JobContext, Operator
+from batchit.operators.cdn import CdnManifest
 from batchit.operators.code import PythonCall, ShellCommand
 from batchit.operators.files import FileCopy
 from batchit.operators.registry import BUILTIN_OPERATORS, load_target
@@ -206,6 +208,28 @@ def test_aggregate_template_gets_items_in_order_with_urls(root: Path) -> None:
     ctx.out = "public"
     rendered = TemplateRender().run(inputs, ctx, template="t/g.html")
     assert rendered == "<a href='../img/a.webp'>a:a.webp</a><a href='../img/b.webp'>b:b.webp</a>"
+
+
+def test_aggregate_item_urls_are_percent_encoded_for_href_and_srcset(root: Path) -> None:
+    inputs = [infile(root, f"public/img/{name}", name) for name in ("my photo #1.webp", "a,b.webp")]
+    write(root, {"t/g.html": "{% for i in items %}{{ i.url }} {{ i.name }}|{% endfor %}"})
+    ctx = job(root, input=[i.path for i in inputs], output="index.html")
+    ctx.out = "public"
+    rendered = TemplateRender().run(inputs, ctx, template="t/g.html")
+    assert rendered == "img/my%20photo%20%231.webp my photo #1.webp|img/a%2Cb.webp a,b.webp|"
+
+
+# cdn.manifest
+
+
+def test_cdn_manifest_urls_are_percent_encoded(root: Path) -> None:
+    inputs = [infile(root, "public/img/my photo #1.webp", b"RIFF")]
+    ctx = job(root, input=[i.path for i in inputs], output="cdn.json")
+    ctx.out = "public"
+    document = json.loads(CdnManifest().run(inputs, ctx, base_url="https://cdn.example/"))
+    assert (
+        document["public/img/my photo #1.webp"][0]["url"] == "https://cdn.example/img/my%20photo%20%231.webp"
+    )
 
 
 # python

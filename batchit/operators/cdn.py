@@ -8,6 +8,7 @@ source, and its matrix values (`width`, ...) describe the variant.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 from typing import Any, ClassVar
 
 from batchit.errors import PermanentError
@@ -27,7 +28,7 @@ class CdnManifest(Operator):
     """
 
     name = "cdn.manifest"
-    version = "1"
+    version = "2"  # 2: `url` percent-encoded
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "description": "Aggregate: a JSON map from each source path to its outputs and their matrix values.",
@@ -75,7 +76,7 @@ class CdnManifest(Operator):
             entry: dict[str, Any] = {**matrix, "path": path, "blake3": hash_file(item.absolute)}
             entry["size"] = item.absolute.stat().st_size
             if "base_url" in params:
-                entry["url"] = params["base_url"] + path
+                entry["url"] = params["base_url"] + quote(path)
             by_source.setdefault(source, []).append(entry)
         for variants in by_source.values():
             variants.sort(key=_variant_order)

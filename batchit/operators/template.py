@@ -9,6 +9,7 @@ any of them makes the job stale (SPEC section 3).
 from __future__ import annotations
 
 import posixpath
+from urllib.parse import quote
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -36,7 +37,8 @@ class TemplateItem:
 
     file: InputFile
     url: str
-    """The input's path relative to the output's directory (POSIX), ready for `href` and `src`."""
+    """The input's path relative to the output's directory (POSIX), percent-encoded, ready for `href`,
+    `src` and `srcset` (where a space or a comma would split the list)."""
     origin: UpstreamSource | None = None
     """The job of another rule that produced this input, if one did."""
     on_read: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
@@ -123,7 +125,7 @@ class TemplateRender(Operator):
     """
 
     name = "template.render"
-    version = "1"
+    version = "2"  # 2: `items[].url` percent-encoded
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "description": "Render a Jinja2 template with the job's content (or an aggregate's items).",
@@ -183,7 +185,7 @@ class TemplateRender(Operator):
             raise RecipeError(f"step {self.name} takes an aggregate's input files, not a transformed list")
         here = posixpath.join(ctx.out, posixpath.dirname(ctx.output))
         items = [
-            TemplateItem(item, posixpath.relpath(item.path, here), ctx.sources.get(item.path), ctx.note_read)
+            TemplateItem(item, quote(posixpath.relpath(item.path, here)), ctx.sources.get(item.path), ctx.note_read)
             for item in value
         ]
         return {**variables, "items": items}
