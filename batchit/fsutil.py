@@ -14,11 +14,16 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
+from blake3 import blake3
+
 StatTuple = tuple[int, int, int, int]
 """(size, mtime_ns, ctime_ns, inode): the cheap identity of a file version."""
 
 TEMP_MARK = ".batchit-tmp-"
 """Temporary files carry this in their name so a later run can recognise and remove leftovers."""
+
+NAME_MAX = 255
+"""The longest file name, in bytes, that Linux and macOS file systems take."""
 
 
 _TEMP_NUMBERS = itertools.count()
@@ -38,9 +43,30 @@ def temp_name_for(name: str) -> str:
     """A temporary file name for a file called `name`, unique to this process and call.
 
     A random token per process (not the pid, which another host sharing the file system under Dask,
-    or a process after a reboot, may reuse) and a counter: no random draw per file.
+    or a process after a reboot, may reuse) and a counter: no random draw per file. The end of
+    `name` is kept (its extension, which some writers choose a format by), shortened from the
+    front when the whole would be longer than a file name may be.
     """
-    return f"{TEMP_MARK}{_process_token}-{next(_TEMP_NUMBERS)}-{name}"
+    prefix = f"{TEMP_MARK}{_process_token}-{next(_TEMP_NUMBERS)}-"
+    encoded = name.encode("utf-8", "surrogateescape")
+    room = NAME_MAX - len(prefix)
+    if len(encoded) > room:
+        name = encoded[-room:].decode("utf-8", "ignore")
+    return prefix + name
+
+
+def companion_name(path: str, suffix: str) -> str:
+    """The name of a file batchit keeps for `path` (its job's log, a quarantined input's reason):
+    `path` + `suffix`, unless its last part would then be too long for a file name; that part is
+    then cut short and ends in a hash of the whole, so two long names keep two companions."""
+    head, _, last = path.rpartition("/")
+    whole = (last + suffix).encode("utf-8", "surrogateescape")
+    if len(whole) <= NAME_MAX:
+        return path + suffix
+    mark = "~" + blake3(whole).hexdigest()[:16]
+    room = NAME_MAX - len(mark.encode()) - len(suffix.encode())
+    short = last.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return f"{head}/{short}{mark}{suffix}" if head else f"{short}{mark}{suffix}"
 
 
 def temp_path_for(dest: Path) -> Path:

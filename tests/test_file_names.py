@@ -1,8 +1,11 @@
-"""Input file names batchit cannot record: a name that is not valid UTF-8 (SPEC section 3 keys and
-records paths as UTF-8). A matching one stops the build before anything is written."""
+"""Awkward file names. One batchit cannot record: a name that is not valid UTF-8 (SPEC section 3 keys
+and records paths as UTF-8); a matching one stops the build before anything is written. And names as
+long as a file name may be, which batchit's own files beside them (temporary files, logs, quarantine
+reasons) must not push over the limit."""
 
 from __future__ import annotations
 
+import json
 import os
 
 from conftest import COPY_CONFIG, THREE_SOURCES, Project
@@ -43,3 +46,33 @@ def test_a_name_no_glob_matches_or_an_exclude_covers_is_ignored(project: Project
     make_undecodable(project, b"src/\xfe.bad.txt")
     project.build()
     assert project.manifest()["summary"]["built"] == 3
+
+
+def test_an_output_whose_name_is_as_long_as_a_file_name_may_be_builds(project: Project) -> None:
+    """The temporary file written beside it is named within the same limit (255 bytes)."""
+    project.config(COPY_CONFIG)
+    name = "é" * 100 + "x" * 51 + ".txt"  # 255 bytes: the input's name, and the output's
+    project.write({f"src/{name}": "long\n"})
+    project.build()
+    assert project.read(f"_build/{name}") == "long\n"
+    assert len(name.encode()) == 255
+
+
+def test_a_failing_input_with_the_longest_name_is_quarantined_with_its_reason_and_log(
+    project: Project,
+) -> None:
+    """The reason file and the job's log take names of their own when `.reason.json` or `.log`
+    would make them too long."""
+    project.config(COPY_CONFIG.replace("file.copy: {}", 'shell: {argv: [sh, -c, "echo why >&2; exit 3"]}'))
+    name = "é" * 100 + "x" * 51 + ".txt"
+    project.write({f"src/{name}": "long\n"})
+    project.build(expect=1)
+    [held] = json.loads(project.run("quarantine", "list", "--json").stdout)
+    assert held["input"] == f"src/{name}" and "exit" in held["message"]
+    quarantined = project.root / ".batchit/quarantine/copy/src"
+    assert sorted(p.suffix for p in quarantined.iterdir()) == [".json", ".txt"]
+    [log] = (project.root / ".batchit/runs").glob("*/logs/*.log")
+    assert "why" in log.read_text()
+
+    assert project.run("quarantine", "release").code == 0
+    assert not quarantined.exists(), "the copy and its reason are gone"

@@ -8,8 +8,8 @@ source, and its matrix values (`width`, ...) describe the variant.
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from batchit.errors import PermanentError
 from batchit.hashing import hash_file

@@ -9,10 +9,10 @@ any of them makes the job stale (SPEC section 3).
 from __future__ import annotations
 
 import posixpath
-from urllib.parse import quote
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import jinja2
 from jinja2.loaders import split_template_path
@@ -185,7 +185,9 @@ class TemplateRender(Operator):
             raise RecipeError(f"step {self.name} takes an aggregate's input files, not a transformed list")
         here = posixpath.join(ctx.out, posixpath.dirname(ctx.output))
         items = [
-            TemplateItem(item, quote(posixpath.relpath(item.path, here)), ctx.sources.get(item.path), ctx.note_read)
+            TemplateItem(
+                item, quote(posixpath.relpath(item.path, here)), ctx.sources.get(item.path), ctx.note_read
+            )
             for item in value
         ]
         return {**variables, "items": items}

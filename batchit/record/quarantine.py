@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batchit.errors import UsageError
-from batchit.fsutil import atomic_write_text, remove_empty_parents, replacing
+from batchit.fsutil import atomic_write_text, companion_name, remove_empty_parents, replacing
 from batchit.record.audit import append_audit, settle_audit
 from batchit.state.store import Failure, StateStore
 
@@ -41,8 +41,13 @@ def quarantine_input(root: Path, state_dir: Path, failure: Failure, input_hash: 
         "run_id": failure.run_id,
         "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
-    atomic_write_text(copy.with_name(copy.name + REASON_SUFFIX), json.dumps(reason, indent=2) + "\n")
+    atomic_write_text(_reason_path(copy), json.dumps(reason, indent=2) + "\n")
     return copy.relative_to(root).as_posix()
+
+
+def _reason_path(copy: Path) -> Path:
+    """The reason file beside a quarantined copy."""
+    return copy.with_name(companion_name(copy.name, REASON_SUFFIX))
 
 
 def quarantined(store: StateStore | None) -> list[Failure]:
@@ -75,7 +80,7 @@ def release(root: Path, state_dir: Path, store: StateStore, path: str | None) ->
         for place in {f.quarantine for f in jobs if f.quarantine}:
             copy = root / place
             copy.unlink(missing_ok=True)
-            copy.with_name(copy.name + REASON_SUFFIX).unlink(missing_ok=True)
+            _reason_path(copy).unlink(missing_ok=True)
             remove_empty_parents(copy, base)
     with store.transaction():
         store.clear_failures(f.job_id for jobs in chosen.values() for f in jobs)

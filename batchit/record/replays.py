@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from batchit.errors import UsageError
-from batchit.fsutil import atomic_write_text
+from batchit.fsutil import atomic_write_text, companion_name
 from batchit.plan.jobs import Job
 
 REPLAY_FILE = "replay.json"
@@ -21,8 +21,9 @@ LOGS = "logs"
 
 def log_name(output: str) -> str:
     """The log file of a job under the run's `logs/`: its output path relative to `out`, folders
-    and all, plus `.log` (one per output: no two outputs' logs can share a name)."""
-    return output + ".log"
+    and all, plus `.log` (one per output: no two outputs' logs can share a name; a name too long to
+    take `.log` is cut short and ends in a hash of itself)."""
+    return companion_name(output, ".log")
 
 
 def write_job_log(run_dir: Path, output: str, text: str) -> Path:
