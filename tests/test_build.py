@@ -371,6 +371,26 @@ def test_key8_rename_prunes_the_old_name(project: Project) -> None:
     assert summary(project)["pruned"] == 1
 
 
+def test_a_rendered_page_keeps_its_key8_name_and_key_from_plan_to_record(project: Project) -> None:
+    """A template that loads no other keys its job fully before it runs: the name it is built
+    under stays, the planned key is the recorded one, and a clean build restores it from the cache."""
+    project.config(
+        'version: 1\nrules:\n  pages:\n    inputs: ["src/*.md"]\n    output: "{stem}-{key8}.html"\n'
+        "    steps: [text.load: {}, template.render: {template: t/page.html.j2}]\n"
+    )
+    project.write({"src/a.md": "hello\n", "t/page.html.j2": "<p>{{ content }}</p>\n"})
+    [planned] = json.loads(project.run("plan", "--json").stdout)["jobs"]
+    project.build()
+    [built] = project.manifest()["outputs"]
+    assert built["action_key"] == planned["action_key"]
+    project.build()
+    assert (summary(project)["built"], summary(project)["restored"], summary(project)["pruned"]) == (0, 0, 0)
+    assert [o["path"] for o in project.manifest()["outputs"]] == [built["path"]]
+    assert project.run("clean").code == 0
+    project.build()
+    assert summary(project)["restored"] == 1
+
+
 def test_content_addressed_names_downstream_of_another_rule_build(project: Project) -> None:
     project.config(
         'version: 1\nrules:\n  pages:\n    inputs: ["src/*.txt"]\n    output: "{stem}.txt"\n'

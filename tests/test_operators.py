@@ -154,7 +154,8 @@ def test_template_autoescapes_html_templates_only(root: Path, template: str, exp
     assert TemplateRender().run(b"<b>", job(root), template=template) == expected
 
 
-def test_template_records_every_template_it_loads_as_discovered(root: Path) -> None:
+def test_template_records_every_template_it_loads_but_its_own_as_discovered(root: Path) -> None:
+    """Its own `template` is a parameter file, in the key before the job runs."""
     write(
         root,
         {
@@ -166,14 +167,14 @@ def test_template_records_every_template_it_loads_as_discovered(root: Path) -> N
     )
     ctx = job(root)
     assert TemplateRender().run("", ctx, template="t/page.html") == "<main><nav></nav></main>"
-    assert ctx.discovered == {"t/page.html", "t/base.html", "t/nav.html"}
+    assert ctx.discovered == {"t/base.html", "t/nav.html"}
 
 
 def test_template_records_an_optional_include_that_is_missing(root: Path) -> None:
     write(root, {"t/page.txt": '{% include "t/extra.txt" ignore missing %}done'})
     ctx = job(root)
     assert TemplateRender().run("", ctx, template="t/page.txt") == "done"
-    assert ctx.discovered == {"t/page.txt", "t/extra.txt"}
+    assert ctx.discovered == {"t/extra.txt"}
 
 
 def test_template_sees_the_job_and_its_vars(root: Path) -> None:

@@ -93,9 +93,12 @@ class TemplateItem:
 class _RecordingLoader(jinja2.FileSystemLoader):
     """A loader rooted at the project that notes every template it loads on the job's context."""
 
-    def __init__(self, ctx: JobContext) -> None:
+    def __init__(self, ctx: JobContext, top: str) -> None:
         super().__init__(str(ctx.root), encoding="utf-8")
         self.ctx = ctx
+        self.top = "/".join(split_template_path(top))
+        """The step's own `template`: a parameter file, already in the key before the job runs, so
+        not a discovered dependency (which would change the key the job ran under)."""
         self.names: dict[str, str] = {}
         """Project-relative template name by the file name Jinja2 puts in tracebacks."""
 
@@ -108,7 +111,8 @@ class _RecordingLoader(jinja2.FileSystemLoader):
         must make the job stale.
         """
         name = "/".join(split_template_path(template))
-        self.ctx.note_read(name)
+        if name != self.top:
+            self.ctx.note_read(name)
         source, filename, uptodate = super().get_source(environment, template)
         self.names[filename] = name
         return source, filename, uptodate
@@ -125,7 +129,7 @@ class TemplateRender(Operator):
     """
 
     name = "template.render"
-    version = "2"  # 2: `items[].url` percent-encoded
+    version = "2"  # 2: `items[].url` percent-encoded; the template itself is not a discovered dependency
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "description": "Render a Jinja2 template with the job's content (or an aggregate's items).",
@@ -158,7 +162,7 @@ class TemplateRender(Operator):
         """The rendered template, as text."""
         template: str = params["template"]
         extra: Mapping[str, Any] = params.get("vars", {})
-        loader = _RecordingLoader(ctx)
+        loader = _RecordingLoader(ctx, template)
         env = jinja2.Environment(
             loader=loader,
             autoescape=jinja2.select_autoescape(AUTOESCAPE_EXTENSIONS, default=False),
