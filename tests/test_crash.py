@@ -115,8 +115,12 @@ def test_sigkill_mid_build_loses_nothing_and_resumes_with_the_rest(gated: Projec
     plan = {"event": "plan", "jobs": 5, "total": 4, "replayed": False, "patched": False}
     assert plan in events, "a non-job event is written at once"
 
+    stray = gated.root / ".batchit/cache/ab" / ("ab" + "0" * 62)  # a cache copy whose row never came
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"C")
     (gated.root / "gate").unlink()
     gated.build()
+    assert not stray.exists(), "the next build sweeps what the killed one wrote but never indexed"
     statuses = {o["path"]: o["status"] for o in gated.manifest()["outputs"]}
     assert statuses == {
         "a.txt": "up_to_date",

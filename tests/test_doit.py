@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Project, Result, plan_event
+from conftest import Project, Result, plan_event, wait_until
 from PIL import Image
 
 from batchit.state.lock import ProjectLock
@@ -243,3 +244,41 @@ def test_blake3_checker_ignores_a_touch_and_sees_a_change(tmp_path: Path) -> Non
     assert ran() == []
     (tmp_path / "src.txt").write_text("two", encoding="utf-8")
     assert ran() == ["copy"]
+
+
+GATED_STEP = """\
+def work(value, ctx):
+    if (ctx.root / "gate").exists():
+        (ctx.root / "started").touch()
+        with open(ctx.root / "gate") as gate:  # a FIFO: blocks until opened for writing: never
+            gate.read()
+    return value
+"""
+
+
+def test_a_killed_doit_run_leaves_its_mark_and_the_next_run_sweeps_its_litter(tmp_path: Path) -> None:
+    site = make_project(tmp_path)
+    site.config(
+        'version: 1\nout: _build\nrules:\n  copy:\n    inputs: ["images/*.png"]\n    output: "{name}"\n'
+        '    steps: [python: {function: "gated:work", version: "1"}]\n'
+    )
+    site.write({"gated.py": GATED_STEP})
+    os.mkfifo(site.root / "gate")
+    command = [sys.executable, "-m", "doit", "-n", "2", "-P", "process"]
+    run = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL)
+    wait_until(lambda: (site.root / "started").exists(), "a sub-task to start its job")
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait(timeout=60)
+    assert (site.root / ".batchit/build-in-progress").exists(), "a sub-task marks the run unfinished"
+
+    # What the writer of the killed job and its cache copy could have left, had the kill come later.
+    litter = [site.root / "_build/.batchit-tmp-0123456789ab-0-red.png", site.root / ".batchit/cache/ab/ab12"]
+    for path in litter:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    (site.root / "gate").unlink()
+    rerun = doit(site)
+    assert rerun.code == 0, rerun.describe()
+    assert not any(path.exists() for path in litter)
+    assert not (site.root / ".batchit/build-in-progress").exists()
+    assert site.run("reconcile").code == 0

@@ -557,3 +557,21 @@ def test_an_output_that_cannot_be_written_fails_without_quarantining_its_input(p
     (project.root / "_build/a").unlink()
     project.build()
     assert project.read("_build/a/out.txt") == "A\n"
+
+
+def test_a_worker_that_dies_while_writing_leaves_no_temporary_file(project: Project) -> None:
+    """As the out-of-memory killer would: the worker goes with its output half written."""
+    project.config(
+        'version: 1\nrules:\n  r:\n    inputs: ["in/*.txt"]\n    output: "{stem}.out"\n'
+        '    steps: [python: {function: "fatal:f", version: "1"}]\n'
+    )
+    fatal = (
+        "import os, signal\n\ndef f(value, ctx):\n    if value == b'fatal':\n"
+        "        (ctx.root / '_build/.batchit-tmp-0123456789ab-0-050.out').write_bytes(b'half')\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n    return value\n"
+    )
+    inputs = {f"in/{n:03}.txt": str(n) for n in range(PROCESSES_FROM)}  # enough for worker processes
+    project.write({"fatal.py": fatal, **inputs, "in/050.txt": "fatal", "_build/.keep": ""})
+    project.build("-j", "2", expect=1)
+    assert not list((project.root / "_build").glob(".batchit-tmp-*"))
+    assert not (project.root / ".batchit/build-in-progress").exists()

@@ -134,6 +134,19 @@ def test_gc_evicts_the_cache_down_to_its_cap(copies: Project) -> None:
     assert not any(p.is_file() for p in cache.rglob("*"))
 
 
+def test_gc_removes_cache_files_a_killed_run_wrote_but_never_indexed(copies: Project) -> None:
+    """Eviction goes by the index; a file outside it would stay past `cache.max_size` forever."""
+    copies.build()
+    cache = copies.root / ".batchit/cache"
+    indexed = sorted(p for p in cache.rglob("*") if p.is_file())
+    stray = cache / "ab" / ("ab" + "0" * 62)
+    stray.parent.mkdir(exist_ok=True)
+    stray.write_bytes(b"written by a job whose commit never came")
+    result = copies.run("gc")
+    assert result.code == 0 and "1 file(s) killed runs left" in result.stdout, result.describe()
+    assert sorted(p for p in cache.rglob("*") if p.is_file()) == indexed
+
+
 def test_manifest_names_the_audit_head_and_the_log_names_the_manifest(copies: Project) -> None:
     copies.build()
     copies.build()

@@ -164,7 +164,8 @@ def gc(args: argparse.Namespace) -> int:
 
     done = collect_garbage(_config(args))
     cache = f"{done.cache_entries} cache entries ({done.cache_bytes} bytes)"
-    print(f"gc: removed {len(done.runs)} run record(s) and {cache}")
+    litter = f", and {done.litter} file(s) killed runs left" if done.litter else ""
+    print(f"gc: removed {len(done.runs)} run record(s) and {cache}{litter}")
     return 0
 
 

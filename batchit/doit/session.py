@@ -34,7 +34,7 @@ from batchit.record.commits import Committer
 from batchit.record.manifest import RunInfo, latest_run, new_run_id
 from batchit.record.recorder import Recorder
 from batchit.record.rundata import JobRow
-from batchit.record.runs import IN_PROGRESS, mark_in_progress
+from batchit.record.runs import IN_PROGRESS, UNFINISHED, mark_in_progress, mark_unfinished, sweep_litter
 from batchit.record.subtasks import with_job_results
 from batchit.state.lock import ProjectLock
 from batchit.state.store import Failure, OutputRecord, StateStore
@@ -231,6 +231,7 @@ class Session:
         for planned in jobs:
             by_rule.setdefault(planned.rule, []).append(planned)
         mark_in_progress(self.config.state_dir / "runs" / self.run_id, self.pid)  # its logs go there
+        mark_unfinished(self.config.state_dir)  # until `_record`: a kill before it leaves litter to sweep
         result = run_planned_job(self.config, self.registry, store, planner, job, self.run_id, by_rule, _warn)
         if not result.ok:
             return TaskFailed(
@@ -243,6 +244,8 @@ class Session:
         manifest matches the state."""
         if not self.state_db.exists():
             return True  # nothing was ever built: nothing to record
+        if (self.config.state_dir / UNFINISHED).exists():
+            return False  # a run was killed: `_record` sweeps what it left
         store = self._read_only()
         if not self._predict()[2].issuperset(store.output_paths(self.config.out)):
             return False
@@ -284,6 +287,10 @@ class Session:
         return None
 
     def _record(self, store: StateStore) -> None:
+        unfinished = self.config.state_dir / UNFINISHED
+        if unfinished.exists():  # every sub-task is done, and the exclusive lock keeps others out
+            for leftover in sweep_litter(self.config, store):
+                _warn(f"removed {leftover.name}, left by a killed run")
         run_id = self._record_id()
         planner, jobs = self._plan(store)
         by_rule: dict[str, list[Job]] = {name: [] for name in self.config.rules}
@@ -312,6 +319,7 @@ class Session:
         )
         Recorder(self.config, run_id, _say).write(store, info, statuses, rows, ())
         (self.config.state_dir / "runs" / run_id / IN_PROGRESS).unlink(missing_ok=True)
+        unfinished.unlink(missing_ok=True)
         remember_plan(planner, store.generation(), lambda: settled_plan(planner, jobs))
 
     def _record_id(self) -> str:

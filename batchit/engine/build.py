@@ -14,7 +14,6 @@ from batchit.config.validation import record_checked
 from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
 from batchit.engine.running import RunningBuild, build_pools
 from batchit.errors import OutputConflictError
-from batchit.fsutil import sweep_temp_files
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import Job
@@ -26,6 +25,7 @@ from batchit.record.alerts import send_alert, should_alert
 from batchit.record.commits import quarantines
 from batchit.record.manifest import new_run_id
 from batchit.record.recorder import Recorder
+from batchit.record.runs import UNFINISHED, mark_unfinished, sweep_litter
 from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
 
@@ -80,15 +80,15 @@ def run_build(
     if cpu_jobs:
         pools.warm_up()
     with ProjectLock(config.state_dir / "lock"):
-        in_progress = config.state_dir / "build-in-progress"
-        if in_progress.exists():  # the last build was killed: its temporary files are litter
-            for leftover in sweep_temp_files(config.out_dir) + sweep_temp_files(config.state_dir / "cache"):
-                emit({"event": "warning", "message": f"removed {leftover.name} left by a killed build"})
-        in_progress.touch()
+        unfinished = config.state_dir / UNFINISHED
+        killed = unfinished.exists()  # the last run was killed: what it was writing is litter
+        mark_unfinished(config.state_dir)
         if config.checked is not None:  # the config passed its schema checks: the next load may skip them
             record_checked(config.state_dir, config.checked)
         store = StateStore.open(config.state_dir / "state.db", fsync=config.durability == "fsync")
         try:
+            if killed:
+                _sweep(config, store, emit, "a killed run")
             _adopt_out(config, store, emit)
             if store.generation() != planner.generation:
                 planner, predicted = _plan(config, registry, options, store)
@@ -96,16 +96,25 @@ def run_build(
             planner.view.store = store
             build = RunningBuild(config, registry, options, store, emit, run_id, planner, predicted, pools)
             outcome = build.run()
+            if build.scheduler.pool_broke and not build.abandoned:
+                _sweep(config, store, emit, "a worker that died")
             build.write_replay()
             outcome.manifest = build.record(started, outcome, recorder)
             _remember_plan(config, planner, build, outcome)
         finally:
             store.close()
-        in_progress.unlink()
+        if not build.abandoned:  # else threads left running may still write: the next build sweeps
+            unfinished.unlink()
     outcome.seconds = time.perf_counter() - clock
     outcome.interrupted = build.interrupted
     _alert(config, outcome, emit)
     return outcome
+
+
+def _sweep(config: Config, store: StateStore, emit: EventSink, culprit: str) -> None:
+    """Remove the litter `culprit` left (`sweep_litter`), saying what went."""
+    for leftover in sweep_litter(config, store):
+        emit({"event": "warning", "message": f"removed {leftover.name}, left by {culprit}"})
 
 
 def _adopt_out(config: Config, store: StateStore, emit: EventSink) -> None:

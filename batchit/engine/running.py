@@ -97,6 +97,8 @@ class RunningBuild:
         self.specs: dict[str, tuple[JobSpec, str]] = {}
         self.seed = options.seed if options.seed is not None else secrets.randbits(32)
         self.interrupted = False
+        self.abandoned = False
+        """Jobs still ran when the grace period ended: their threads may write after the build."""
         self.signals = StopSignals(self._warn, self.scheduler.wake)
 
     def run(self) -> BuildOutcome:
@@ -117,7 +119,6 @@ class RunningBuild:
         with self.signals as stop:
             self._release_ready()
             deadline = None
-            abandoned = False
             while self.scheduler.busy():
                 if stop.requested and deadline is None:
                     self.interrupted = True
@@ -126,7 +127,7 @@ class RunningBuild:
                     deadline = time.monotonic() + GRACE_SECONDS
                 if deadline is not None and time.monotonic() > deadline:
                     self.pools.abandon()  # running jobs did not finish in time: their outputs stay as before
-                    abandoned = True
+                    self.abandoned = True
                     break
                 self.committer.flush_claims()
                 for result in self.scheduler.next_results(timeout=FLUSH_EVERY):
@@ -134,7 +135,7 @@ class RunningBuild:
                 self.committer.flush_if_due()
                 if not stop.requested:
                     self._release_ready()
-            if not abandoned:
+            if not self.abandoned:
                 self.pools.shutdown()
             self.interrupted = self.interrupted or stop.requested  # also a Ctrl-C once nothing ran
         self.committer.flush()

@@ -49,6 +49,8 @@ class Scheduler:
     _order: itertools.count[int] = field(default_factory=itertools.count)
     _wakeup: Future[None] = field(default_factory=Future)
     stopped: bool = False
+    pool_broke: bool = False
+    """A worker process died during the build: it may have left a temporary file behind."""
 
     def wake(self) -> None:
         """Make a waiting `next_results` return now (safe to call from a signal handler)."""
@@ -112,6 +114,7 @@ class Scheduler:
             try:
                 results = future.result()
             except BrokenProcessPool:
+                self.pool_broke = True
                 self.pools.renew_processes(generation)
                 if len(batch) == 1 and batch[0].job_id in self._alone:
                     yield crashed(batch[0])

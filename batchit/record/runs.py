@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from batchit.errors import UsageError
-from batchit.fsutil import atomic_write_text, cache_entry
+from batchit.fsutil import atomic_write_text, cache_entry, sweep_temp_files
 from batchit.model import Config
 from batchit.record.audit import append_audit
 from batchit.record.manifest import latest_run
@@ -24,6 +24,11 @@ from batchit.state.store import StateStore
 
 IN_PROGRESS = "in-progress.pid"
 """In a run folder written before its record (a doit run's logs): the pid of the process writing it."""
+
+UNFINISHED = "build-in-progress"
+"""In `.batchit`: made before a build or a doit sub-task writes anything, removed once the run is
+recorded with nothing left behind. Found by the next build, it says a run was killed and may have
+left litter (`sweep_litter`)."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,27 @@ def evict_cache(store: StateStore, cache_dir: Path, max_size: int) -> tuple[int,
     return len(evicted), freed
 
 
+def mark_unfinished(state_dir: Path) -> None:
+    """Say that a run is writing (`UNFINISHED`), before it writes."""
+    (state_dir / UNFINISHED).touch()
+
+
+def sweep_litter(config: Config, store: StateStore) -> list[Path]:
+    """Remove what a killed run or a dead worker left: temporary files in `out` and in the cache,
+    and cache files it wrote but never indexed (eviction only sees the index, so they would stay
+    past `cache.max_size` forever). Only under the exclusive lock, with no job running."""
+    cache_dir = config.state_dir / "cache"
+    removed = sweep_temp_files(config.out_dir) + sweep_temp_files(cache_dir)
+    indexed = store.cache_entries()
+    for parent, _, names in os.walk(cache_dir):
+        for name in names:
+            if name not in indexed:
+                path = Path(parent, name)
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 @dataclass(frozen=True)
 class Collected:
     """What `batchit gc` removed."""
@@ -172,6 +198,8 @@ class Collected:
     runs: list[str]
     cache_entries: int
     cache_bytes: int
+    litter: int
+    """Temporary files and unindexed cache files that killed runs left."""
 
 
 def collect_garbage(config: Config) -> Collected:
@@ -179,10 +207,12 @@ def collect_garbage(config: Config) -> Collected:
     with ProjectLock(config.state_dir / "lock"):
         store = StateStore.open(config.state_dir / "state.db", fsync=config.durability == "fsync")
         try:
+            litter = sweep_litter(config, store)
+            (config.state_dir / UNFINISHED).unlink(missing_ok=True)
             removed = apply_retention(runs_dir(config), config.runs_keep)
             entries, freed = evict_cache(store, config.state_dir / "cache", config.cache_max_size)
             details = {"removed_runs": removed, "cache_entries": entries, "cache_bytes": freed}
             append_audit(config.state_dir, store, "gc", details, fsync=config.durability == "fsync")
         finally:
             store.close()
-    return Collected(removed, entries, freed)
+    return Collected(removed, entries, freed, len(litter))
