@@ -292,3 +292,30 @@ def test_sigterm_to_the_build_alone_stops_its_running_commands(project: Project)
     wait_until(lambda: process_gone(command_pid), "the command to be stopped")
     assert project.manifest()["failures"] == []
     assert not (project.root / ".batchit/quarantine").exists()
+
+
+def test_sigterm_before_the_jobs_run_exits_130_saying_so(project: Project) -> None:
+    """Outside the job loop (here: reading the config) SIGTERM ends batchit as Ctrl-C does."""
+    fifo = project.root / "batchit.yaml"
+    os.mkfifo(fifo)
+    command = [sys.executable, "-m", "batchit", "build", "--no-progress"]
+    build = subprocess.Popen(command, cwd=project.root, stderr=subprocess.PIPE, text=True)
+    writer = None
+
+    def reading() -> bool:  # opening a FIFO's write end without blocking works once a reader has it
+        nonlocal writer
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return False
+        return True
+
+    try:
+        wait_until(reading, "batchit to read its config")
+        build.send_signal(signal.SIGTERM)
+        _, stderr = build.communicate(timeout=60)
+    finally:
+        if writer is not None:
+            os.close(writer)
+    assert build.returncode == 130, stderr
+    assert "interrupted" in stderr

@@ -8,13 +8,17 @@ code, so no literal exit code hides in here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 from batchit.cli.parser import build_parser
 from batchit.cli.streams import pipe_safe_streams
@@ -29,8 +33,27 @@ def main(argv: list[str] | None = None) -> int:
     A reader of its output that stops early (`| head`) changes nothing: the command runs to its end
     and its outcome decides the exit code (batchit.cli.streams).
     """
-    with pipe_safe_streams():
+    with pipe_safe_streams(), _terminate_as_interrupt():
         return _run(argv)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI runner cancelling, `kill PID`) stops batchit as Ctrl-C does: exit 130 with a
+    word, wherever it lands, instead of the silent exit 143 of an unhandled signal. A build's job
+    loop installs its own handlers for both (batchit.execute.signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _run(argv: list[str] | None) -> int:
