@@ -41,3 +41,16 @@ def test_a_bad_with_value_is_reported_at_the_with_line_naming_the_parameter(proj
         "(from preset parameter 'widths')" in result.stderr
     ), result.describe()
     assert project.snapshot(".batchit", "_build") == {}
+
+
+def test_the_pages_preset_takes_its_sources_as_a_list_or_as_one_glob(project: Project) -> None:
+    """As `responsive_images` does; `inputs` takes a single glob as well as a list."""
+    project.write({"docs/a.md": "# A\n", "docs/b.txt": "not a page\n", "t/page.html": "{{ content | safe }}"})
+    for src in ('["docs/*.md"]', '"docs/*.md"'):
+        project.config(
+            "version: 1\ninclude: [batchit:pages]\nrules:\n  pages:\n    preset: markdown_pages\n"
+            f"    with: {{src: {src}, template: t/page.html}}\n"
+        )
+        project.build()
+        assert project.read("_build/a.html") == '<h1 id="a">A</h1>'
+        assert not (project.root / "_build/b.html").exists()

@@ -85,8 +85,9 @@ STEP: Schema = {
 RULE_PROPERTIES: Schema = {
     "inputs": {
         "description": "A list of project-relative globs (`**` crosses directories) and `{rule: NAME}` "
-        "items, or a single `{rule: NAME}`.",
+        "items, or a single glob, or a single `{rule: NAME}`.",
         "anyOf": [
+            {"type": "string", "minLength": 1},
             {
                 "type": "array",
                 "items": {"anyOf": [{"type": "string", "minLength": 1}, _RULE_INPUT]},
