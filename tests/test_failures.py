@@ -425,6 +425,7 @@ def test_strict_fails_a_run_that_minted_its_signing_key(picky: Project) -> None:
     picky.write({"in/b.txt": "fine\n"})
     first = picky.run("build", "--no-progress", "--strict")
     assert first.code == 1, first.describe()
+    assert "--strict fails the build: a signing key was created during the run" in first.stdout
     picky.build("--strict")
 
 

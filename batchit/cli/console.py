@@ -114,6 +114,8 @@ class Console:
             print(f"  failed: {job.rule}: {out}/{job.output}: {result.error_class}: {first_line}")
         if len(outcome.failures) > 10:
             print(f"  ... and {len(outcome.failures) - 10} more failures (see the manifest)")
+        for reason in outcome.strict_failures:
+            print(f"  --strict fails the build: {reason}")
         if outcome.quarantined_inputs:
             print(
                 f"  {outcome.quarantined_inputs} input(s) stay quarantined and exit 1 until they change or "

@@ -71,6 +71,18 @@ class BuildOutcome:
             return BuildInterrupted.exit_code
         if counts.get("failed") or counts.get("quarantined"):
             return 1
-        if self.strict and (counts.get("deferred") or self.key_created):
+        if self.strict_failures:
             return 1
         return 0
+
+    @property
+    def strict_failures(self) -> list[str]:
+        """What fails the build only because of `--strict`, in words (empty without `--strict`)."""
+        if not self.strict:
+            return []
+        reasons = []
+        if self.counts.get("deferred"):
+            reasons.append(f"{self.counts['deferred']} job(s) deferred")
+        if self.key_created:
+            reasons.append("a signing key was created during the run (verifiers cannot know it yet)")
+        return reasons
