@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -346,6 +347,57 @@ def test_a_restored_page_still_rebuilds_when_its_base_template_changes(project: 
     assert "discovered dependency changed: t/base.html" in explained.stdout, explained.describe()
     project.build()
     assert project.read("_build/home.html").startswith("<main>v2")
+
+
+EXTENDING_PAGE = "{% extends 't/base.html' %}{% block body %}{{ content | safe }}{% endblock %}"
+
+
+def test_a_page_extending_a_base_is_restored_after_clean_under_its_key8_name(project: Project) -> None:
+    """What a job discovered is remembered by its key without them, so a job with no record of its
+    own (after `clean`, in a new `out`) is keyed, named and restored as it last ran."""
+    project.config("version: 1\nrules:\n" + PAGES_RULE.replace('"{stem}.html"', '"{stem}-{key8}.html"'))
+    project.write(
+        {
+            "pages/home.md": "# Home\n",
+            "t/page.html.j2": EXTENDING_PAGE,
+            "t/base.html": "<main>{% block body %}{% endblock %}</main>",
+        }
+    )
+    project.build()
+    project.build()  # the first build named the page before it knew the base: this one renames it once
+    [page] = [o["path"] for o in project.manifest()["outputs"] if o["path"].startswith("home-")]
+    assert project.run("clean").code == 0
+    project.build()
+    assert (summary(project)["built"], summary(project)["restored"]) == (0, 1)
+    assert [o["path"] for o in project.manifest()["outputs"] if o["path"].startswith("home-")] == [page]
+
+
+def test_a_base_edited_after_clean_rebuilds_the_page_rather_than_restoring_it(project: Project) -> None:
+    base = "<main>v1{% block body %}{% endblock %}</main>"
+    build_home_page(project, {"t/page.html.j2": EXTENDING_PAGE, "t/base.html": base})
+    assert project.run("clean").code == 0
+    project.write({"t/base.html": base.replace("v1", "v2")})
+    project.build()
+    assert summary(project)["built"] == 1
+    assert project.read("_build/home.html").startswith("<main>v2")
+
+
+def test_what_jobs_discovered_is_forgotten_with_the_last_cache_entry_and_output_that_keep_it(
+    project: Project,
+) -> None:
+    build_home_page(project, {"t/page.html.j2": EXTENDING_PAGE, "t/base.html": "<main></main>"})
+
+    def remembered() -> int:
+        with sqlite3.connect(project.root / ".batchit/state.db") as db:
+            return int(db.execute("SELECT count(*) FROM discoveries").fetchone()[0])
+
+    assert remembered() == 1
+    project.config("version: 1\nrules:\n" + PAGES_RULE + "cache: {max_size: 0}\n")
+    assert project.run("gc").code == 0
+    assert remembered() == 1, "the output's record still keeps it"
+    assert project.run("clean").code == 0
+    assert project.run("gc").code == 0
+    assert remembered() == 0
 
 
 def test_key8_rename_prunes_the_old_name(project: Project) -> None:

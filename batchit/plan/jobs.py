@@ -90,6 +90,7 @@ class JobExpander:
         tree: FileTree,
         hasher: Hasher,
         discovered_of: Callable[[str], Mapping[str, str]],
+        rediscovered: Callable[[str], Mapping[str, str]],
         output_size: Callable[[str, str], int],
     ) -> None:
         self.config = config
@@ -97,6 +98,9 @@ class JobExpander:
         self.tree = tree
         self.hasher = hasher
         self.discovered_of = discovered_of
+        """A job's discovered dependencies, hashed now, by job id, from its output's record."""
+        self.rediscovered = rediscovered
+        """For a job without them: what a job with the same key without them discovered last."""
         self.output_size = output_size
         """The size of an upstream output (path relative to `out`, blake3), for `input.size`."""
         self._deps: dict[str, dict[str, str]] = {}
@@ -117,7 +121,7 @@ class JobExpander:
         aggregate = rule.aggregate is not None
         every_step = (True,) * len(rule.steps)
         combo_ids = [f":{json.dumps(combo, sort_keys=True)}" if combo else "" for combo in combos]
-        discovered_of = self.discovered_of
+        discovered_of, rediscovered = self.discovered_of, self.rediscovered
         jobs: list[Job] = []
         for unit in units:
             for index, combo in enumerate(combos):
@@ -131,12 +135,13 @@ class JobExpander:
                         recipes[cache_key] = recipe
                 job_id = f"{rule.name}:{unit.label}{combo_ids[index]}"
                 discovered = discovered_of(job_id)
-                known = UNKNOWN not in unit.hashes
-                key = (
-                    action_key(recipe, unit.hashes, discovered, unit.inputs, rule.output)
-                    if known
-                    else UNKNOWN
-                )
+                key = UNKNOWN
+                if UNKNOWN not in unit.hashes:
+                    key = action_key(recipe, unit.hashes, discovered, unit.inputs, rule.output)
+                    if not discovered:  # no record of its own: keyed as the same work ran before
+                        discovered = rediscovered(key)
+                        if discovered:
+                            key = action_key(recipe, unit.hashes, discovered, unit.inputs, rule.output)
                 values["key8"] = key[:8] if key else "{key8}"  # shown as such until the key is known
                 output = render_output(values)
                 jobs.append(

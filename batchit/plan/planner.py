@@ -138,18 +138,28 @@ class Planner:
         """Expands rules into jobs over the project's files."""
         store, hasher = self.view.store, self.hasher
         by_job: Mapping[str, str]
+        by_base_key: Mapping[str, str]
         if self._on_demand:
             by_job = RowsOnDemand(self.view.reader(StateStore.discovered_one))
+            by_base_key = RowsOnDemand(self.view.reader(StateStore.discoveries_one))
         else:
             by_job = store.load_discovered() if store else {}
+            by_base_key = store.load_discoveries() if store else {}
 
-        def discovered_of(job_id: str) -> Mapping[str, str]:
-            text = by_job.get(job_id)
+        def hashed(text: str | None) -> Mapping[str, str]:
             if not text:
                 return NOTHING_DISCOVERED
             return {path: hasher.hash_path(path, discovered=True) for path in sorted(json.loads(text))}
 
-        return JobExpander(self.config, self.registry, self._tree, hasher, discovered_of, self._output_size)
+        return JobExpander(
+            self.config,
+            self.registry,
+            self._tree,
+            hasher,
+            lambda job_id: hashed(by_job.get(job_id)),
+            lambda base_key: hashed(by_base_key.get(base_key)) if by_base_key else NOTHING_DISCOVERED,
+            self._output_size,
+        )
 
     def _output_size(self, path: str, digest: str) -> int:
         """The size of output `path` (relative to `out`) with hash `digest`, as `input.size` downstream:

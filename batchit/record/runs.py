@@ -167,6 +167,7 @@ def evict_cache(store: StateStore, cache_dir: Path, max_size: int) -> tuple[int,
     if evicted:
         with store.transaction():
             store.drop_cache(evicted)
+            store.forget_discoveries()
     return len(evicted), freed
 
 
@@ -211,6 +212,8 @@ def collect_garbage(config: Config) -> Collected:
             (config.state_dir / UNFINISHED).unlink(missing_ok=True)
             removed = apply_retention(runs_dir(config), config.runs_keep)
             entries, freed = evict_cache(store, config.state_dir / "cache", config.cache_max_size)
+            with store.transaction():
+                store.forget_discoveries()  # also what outputs `clean` removed kept
             details = {"removed_runs": removed, "cache_entries": entries, "cache_bytes": freed}
             append_audit(config.state_dir, store, "gc", details, fsync=config.durability == "fsync")
         finally:

@@ -44,6 +44,11 @@ CREATE INDEX IF NOT EXISTS failures_input ON failures (rule, input);
 CREATE TABLE IF NOT EXISTS cache (
     action_key TEXT PRIMARY KEY, blake3 TEXT NOT NULL, size INTEGER NOT NULL, used INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS discoveries (
+    base_key TEXT PRIMARY KEY,      -- a job's action key without discovered dependencies
+    paths TEXT NOT NULL,            -- JSON list: the files it discovered when it last ran
+    action_key TEXT NOT NULL        -- the key they gave it then (the row goes when nothing keeps it)
+) WITHOUT ROWID;
 """
 
 StatRow = tuple[str, int, int, int, int, str]
@@ -262,6 +267,33 @@ class StateStore:
             "SELECT discovered FROM outputs WHERE job_id = ? AND discovered != '{}'", (job_id,)
         ).fetchone()
         return None if row is None else str(row[0])
+
+    def load_discoveries(self) -> dict[str, str]:
+        """The files jobs discovered (JSON list) by their key without them (`discoveries`), so a job
+        with no record of its own (after `clean`, in a new `out`) is keyed as it ran and restored."""
+        try:
+            return dict(self.db.execute("SELECT base_key, paths FROM discoveries").fetchall())
+        except sqlite3.OperationalError:  # a read-only store from before the table: none recorded
+            return {}
+
+    def discoveries_one(self, base_key: str) -> str | None:
+        """`load_discoveries` for one key, for a plan that needs only a few."""
+        try:
+            row = self.db.execute("SELECT paths FROM discoveries WHERE base_key = ?", (base_key,)).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return None if row is None else str(row[0])
+
+    def put_discoveries(self, base_key: str, paths: str, action_key: str) -> None:
+        """Remember what a job keyed `base_key` (without them) discovered, and the key it got."""
+        self.db.execute("INSERT OR REPLACE INTO discoveries VALUES (?, ?, ?)", (base_key, paths, action_key))
+
+    def forget_discoveries(self) -> None:
+        """Drop what no output record and no cache entry keeps (after cache eviction)."""
+        self.db.execute(
+            "DELETE FROM discoveries WHERE action_key NOT IN (SELECT action_key FROM cache) "
+            "AND action_key NOT IN (SELECT action_key FROM outputs WHERE action_key IS NOT NULL)"
+        )
 
     def output_basis(self, path: str) -> tuple[str, str, str | None]:
         """What one output was built from: its inputs and discovered dependencies (canonical JSON)
