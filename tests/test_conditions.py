@@ -79,7 +79,7 @@ class FailingCondition(NamedTuple):
 
 
 FAILING_CONDITIONS = [
-    FailingCondition("wrong_flag_type", "flags.level > 0", "level=abc", "TypeError"),
+    FailingCondition("wrong_type", "'x' > flags.level", "level=1", "TypeError"),
     FailingCondition("division_by_zero", "1 // 0 > 0", "level=1", "ZeroDivisionError"),
     FailingCondition("range_too_big", "range(10**9)|length > 0", "level=1", "OverflowError"),
 ]

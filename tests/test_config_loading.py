@@ -82,10 +82,13 @@ def test_on_yes_off_are_strings_and_only_true_false_are_booleans(tmp_path: Path)
     assert config.flags == {"mode": "on", "answer": "yes", "off": "off", "strict": False, "level": 10}
 
 
-def test_flag_overrides_are_yaml_scalars(tmp_path: Path) -> None:
-    (tmp_path / "batchit.yaml").write_text(textwrap.dedent("flags: {watermark: true, size: 1}\n" + MINIMAL))
-    config = load_config(tmp_path, flag_overrides={"watermark": "false", "size": "0x10"})
-    assert config.flags == {"watermark": False, "size": 16}
+def test_flag_overrides_are_yaml_scalars_of_the_declared_kind(tmp_path: Path) -> None:
+    """A string flag takes the text as written: `--flag label=010` is '010', not the number 10."""
+    flags = "flags: {watermark: true, size: 1, ratio: 0.5, label: web}\n"
+    (tmp_path / "batchit.yaml").write_text(textwrap.dedent(flags + MINIMAL))
+    overrides = {"watermark": "false", "size": "0x10", "ratio": "2", "label": "010"}
+    config = load_config(tmp_path, flag_overrides=overrides)
+    assert config.flags == {"watermark": False, "size": 16, "ratio": 2, "label": "010"}
 
 
 @pytest.mark.parametrize(
@@ -97,12 +100,15 @@ def test_flag_overrides_are_yaml_scalars(tmp_path: Path) -> None:
         pytest.param(
             {"watermark": "off"}, "is true or false, and 'off' is neither", "--flag watermark=false", id="off"
         ),
+        pytest.param(
+            {"level": "abc"}, "'level' is a number (3), and 'abc' is not", "--flag level=3", id="number"
+        ),
     ],
 )
 def test_bad_flag_override_is_a_config_error(
     tmp_path: Path, override: dict[str, str], message: str, fix: str
 ) -> None:
-    (tmp_path / "batchit.yaml").write_text(textwrap.dedent("flags: {watermark: true}\n" + MINIMAL))
+    (tmp_path / "batchit.yaml").write_text(textwrap.dedent("flags: {watermark: true, level: 3}\n" + MINIMAL))
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path, flag_overrides=override)
     assert message in caught.value.message

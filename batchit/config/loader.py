@@ -134,7 +134,9 @@ def _out(value: str, config: Document) -> str:
 
 
 def _flags(declared: Mapping[str, Any], overrides: Mapping[str, str], config: Document) -> dict[str, Any]:
-    """The declared flags with `--flag NAME=VALUE` overrides applied; an unknown name is an error."""
+    """The declared flags with `--flag NAME=VALUE` overrides applied, each read as its declared
+    value's type (a string flag takes the text as written); an unknown name or a value of the wrong
+    kind is an error at the flag's line."""
     flags = dict(declared)
     for name, text in overrides.items():
         mark = nearest(config.marks, ("flags", name))
@@ -144,14 +146,25 @@ def _flags(declared: Mapping[str, Any], overrides: Mapping[str, str], config: Do
         value = parse_scalar(text)
         if isinstance(value, float) and not math.isfinite(value):
             raise error_at(mark, f"--flag {name}={text}: not a finite number", hint="write a finite number")
-        if isinstance(flags[name], bool) and not isinstance(value, bool):
+        declared_value = flags[name]
+        if isinstance(declared_value, bool) and not isinstance(value, bool):
             raise error_at(
                 mark,
                 f"--flag {name}={text}: '{name}' is true or false, and {text!r} is neither",
                 hint=f"write --flag {name}=true or --flag {name}=false (on, off, yes, no are strings)",
             )
-        flags[name] = value
+        if _is_number(declared_value) and not _is_number(value):
+            raise error_at(
+                mark,
+                f"--flag {name}={text}: '{name}' is a number ({declared_value}), and {text!r} is not",
+                hint=f"write a number, such as --flag {name}={declared_value}",
+            )
+        flags[name] = text if isinstance(declared_value, str) else value  # a string flag takes it as written
     return flags
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _ordered(rules: dict[str, Rule], marks: Mapping[str, Marks]) -> dict[str, Rule]:
