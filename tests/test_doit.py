@@ -282,3 +282,26 @@ def test_a_killed_doit_run_leaves_its_mark_and_the_next_run_sweeps_its_litter(tm
     assert not any(path.exists() for path in litter)
     assert not (site.root / ".batchit/build-in-progress").exists()
     assert site.run("reconcile").code == 0
+
+
+def test_doit_after_clean_restores_a_page_whose_template_extends_another(tmp_path: Path) -> None:
+    """A sub-task plans its job alone, reading rows one at a time: it too finds what the job
+    discovered when it last ran, so the page is keyed as then and comes from the cache."""
+    site = make_project(tmp_path)
+    site.config(
+        'version: 1\nout: _build\nrules:\n  pages:\n    inputs: ["pages/*.md"]\n    output: "{stem}.html"\n'
+        "    steps: [text.load: {}, template.render: {template: t/page.html}]\n"
+    )
+    site.write(
+        {
+            "pages/a.md": "hello\n",
+            "t/page.html": "{% extends 't/base.html' %}{% block body %}{{ content }}{% endblock %}",
+            "t/base.html": "<main>{% block body %}{% endblock %}</main>",
+        }
+    )
+    site.build()
+    assert site.run("clean").code == 0
+    result = doit(site)
+    assert result.code == 0, result.describe()
+    [page] = [o for o in site.manifest()["outputs"] if o["path"] == "a.html"]
+    assert page["status"] == "restored"

@@ -157,7 +157,7 @@ class Planner:
             self._tree,
             hasher,
             lambda job_id: hashed(by_job.get(job_id)),
-            lambda base_key: hashed(by_base_key.get(base_key)) if by_base_key else NOTHING_DISCOVERED,
+            lambda base_key: hashed(by_base_key.get(base_key)),
             self._output_size,
         )
 
