@@ -297,6 +297,18 @@ def test_quality_presets_are_ordered_by_size(root: Path) -> None:
     assert sizes == sorted(sizes) and len(set(sizes)) == 3
 
 
+def test_png_quality_names_trade_effort_for_size_and_keep_every_pixel(root: Path) -> None:
+    image = Image.linear_gradient("L").resize((256, 256)).convert("RGB").rotate(30)
+    source = write_image(root, "in.png", image, "PNG")
+    saved = {
+        level: pipeline(root, source, (ImageSave(), {"format": "png", "quality": level}))
+        for level in ("low", "medium", "high")
+    }
+    assert len(saved["low"]) > len(saved["medium"]) >= len(saved["high"])
+    pixels = {level: decoded(data).tobytes() for level, data in saved.items()}
+    assert pixels["low"] == pixels["medium"] == pixels["high"] == image.tobytes()
+
+
 def test_the_key_holds_pillow_and_codec_versions() -> None:
     versions = ImageResize().library_versions()
     assert {"pillow", "libjpeg", "libwebp", "libavif", "zlib"} <= set(versions)

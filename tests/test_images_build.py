@@ -138,12 +138,22 @@ def test_max_pixels_refuses_an_image_before_decoding_it(project: Project) -> Non
     assert (project.root / "_build" / "small.webp").is_file()
 
 
-def test_a_quality_for_png_is_a_config_error(project: Project) -> None:
+def test_a_numeric_quality_for_png_is_a_config_error(project: Project) -> None:
     project.config(RESIZE_RULE.replace("{format: webp}", "{format: png, quality: 80}"))
     project.write({"images/a.jpg": jpeg()})
     result = project.run("build", "--no-progress")
     assert result.code == 2, result.describe()
     assert "image.save" in result.stderr
+
+
+def test_the_image_preset_saves_png_when_asked(project: Project) -> None:
+    """The preset always passes its `quality` (a name): png takes it as compression effort."""
+    project.config(PRESET.replace("watermark_from: 1280}", "watermark_from: 1280, format: png}"))
+    project.write({"images/a.jpg": jpeg((1600, 1200), "teal")})
+    project.build()
+    [small] = (project.root / "_build/img").glob("a-320-*.png")
+    with Image.open(small) as image:
+        assert (image.format, image.size) == ("PNG", (320, 240))
 
 
 def photo_with_gps() -> bytes:

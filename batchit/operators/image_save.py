@@ -27,6 +27,10 @@ QUALITY = {
 """`quality: low|medium|high` per format: each codec's scale means something different (AVIF at 55
 looks about like JPEG at 75)."""
 
+PNG_COMPRESSION = {"low": 1, "medium": 6, "high": 9}
+"""`quality: low|medium|high` for lossless PNG: zlib's effort (6 is Pillow's default), which trades
+time for size and leaves every pixel as it is. A number has no meaning there and is refused."""
+
 PILLOW_FORMAT = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "png": "PNG"}
 
 PROFILE_SPACE = {"L": b"GRAY", "RGB": b"RGB ", "RGBA": b"RGB "}
@@ -99,7 +103,8 @@ class ImageSave(ImageOperator):
                 ],
                 "default": "medium",
                 "description": "1-100, or low|medium|high tuned per format (jpeg 60/75/88, webp 55/75/88, "
-                "avif 40/55/70). Not for png, which is lossless.",
+                "avif 40/55/70; png, which is lossless, takes only the names: compression effort "
+                "1/6/9).",
             },
             "lossless": {
                 "type": "boolean",
@@ -121,7 +126,7 @@ class ImageSave(ImageOperator):
         },
         "required": ["format"],
         "allOf": [
-            {"if": _format_is("png"), "then": {"not": {"required": ["quality"]}}},
+            {"if": _format_is("png"), "then": {"properties": {"quality": {"enum": list(PNG_COMPRESSION)}}}},
             {"if": _format_is("jpeg", "avif"), "then": {"properties": {"lossless": {"const": False}}}},
             {"if": {"not": _format_is("jpeg")}, "then": {"properties": {"progressive": {"const": False}}}},
         ],
@@ -157,6 +162,7 @@ def encode(image: Image.Image, kind: str, params: dict[str, Any], metadata: dict
         options["exif"] = metadata["exif"]
     if kind == "png":
         options["optimize"] = optimize
+        options["compress_level"] = PNG_COMPRESSION[params.get("quality", "medium")]
         text = PngImagePlugin.PngInfo()
         if "xmp" in metadata:
             text.add_itxt("XML:com.adobe.xmp", metadata["xmp"].decode("utf-8", errors="replace"))
