@@ -46,3 +46,23 @@ def test_an_input_reverted_to_its_built_bytes_leaves_quarantine(
     assert (manifest["status"], manifest["failures"]) == ("ok", [])
     assert json.loads(site.run("quarantine", "list", "--json").stdout) == []
     assert site.read("_build/b.txt") == "B\n"
+
+
+def test_a_quarantined_inputs_key8_output_stays_until_the_input_is_fixed(project: Project) -> None:
+    """Its `{key8}` name moved with the bad input, but the output built from the good one stays,
+    as a failed job's output does under any name (a page's <img> keeps working)."""
+    project.config(PICKY.replace('output: "{stem}.txt"', 'output: "{stem}-{key8}.txt"'))
+    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "b\n"})
+    project.build()
+    [good] = [o["path"] for o in project.manifest()["outputs"] if o["path"].startswith("b-")]
+    project.write({"in/b.txt": "bad\n"})
+    for _ in range(2):  # the run that quarantines it, and one that holds it
+        project.build(expect=1)
+        assert project.manifest()["summary"]["pruned"] == 0
+        assert project.read(f"_build/{good}") == "B\n"
+        assert good in {o["path"] for o in project.manifest()["outputs"]}
+
+    project.write({"in/b.txt": "b2\n"})
+    project.build()
+    assert not (project.root / "_build" / good).exists(), "once it builds again, the old name goes"
+    assert project.manifest()["summary"]["pruned"] == 1

@@ -27,14 +27,19 @@ def prunable(
     among the config's `rules` any more.
 
     An output a planned job produces is never among them, whichever rule recorded it (a renamed
-    rule, rules that swapped output templates), nor the output a job blocked before its key was
-    known recorded last. A build of some rules leaves any path a rule it did not plan may write
-    to the next full build.
+    rule, rules that swapped output templates), nor the output that a job recorded last when it
+    now has no output of its own to show: blocked before its key was known, failed, or held in
+    quarantine (its `{key8}` name moved with its input, but the old output stays, as any failed
+    job's does). A build of some rules leaves any path a rule it did not plan may write to the next
+    full build.
     """
     jobs = [job for planned in by_rule.values() for job in planned]
     current = {job.output for job in jobs}
     if store is not None:
-        current |= store.outputs_of_jobs(job.job_id for job in jobs if job.key == UNKNOWN)
+        failing = store.load_failures()
+        current |= store.outputs_of_jobs(
+            job.job_id for job in jobs if job.key == UNKNOWN or job.job_id in failing
+        )
     done = set(finished)
     unplanned = [template_pattern(rules[name].output).fullmatch for name in rules if name not in by_rule]
     return [
