@@ -58,23 +58,29 @@ class _Collector(FileSystemEventHandler):
         return text
 
     def ignores(self, text: str) -> bool:
-        """True when the project-relative path is in (or is) one of the ignored ones."""
-        return any(text == top or text.startswith(f"{top}/") for top in self.ignored)
+        """True when the project-relative path is in (or is) one of the ignored ones, or is a folder
+        holding one (a build re-creating `build/` for `out: build/site` is no change of the user's)."""
+        return any(
+            text == top or text.startswith(f"{top}/") or top.startswith(f"{text}/") for top in self.ignored
+        )
 
 
 def watch(
     root: Path,
     ignored: Sequence[str],
     debounce: float,
+    first: Callable[[], bool],
     rebuild: Callable[[list[str]], bool],
     ready: Callable[[], None],
 ) -> None:
-    """Call `rebuild(changed paths)` after each burst of changes under `root`, until it returns False.
+    """Call `first()` once the watch is in place, then `rebuild(changed paths)` after each burst of
+    changes under `root`, until either returns False.
 
-    `ignored` are project-relative files and directories (`out`, `.batchit`) whose changes do not
-    count (read afresh for each event, so the caller may change it);
-    `ready()` is called once the watch is in place. KeyboardInterrupt (Ctrl-C) propagates to the
-    caller after the observer is stopped.
+    A change made while `first()` runs (the first build, or the first after a restart) starts a
+    rebuild once it is done. `ignored` are project-relative files and directories (`out`,
+    `.batchit`) whose changes do not count (read afresh for each event, so the caller may change
+    it); `ready()` is called after `first()`. KeyboardInterrupt (Ctrl-C) propagates to the caller
+    after the observer is stopped.
     """
     changes: queue.Queue[str] = queue.Queue()
     observer = Observer()
@@ -82,6 +88,8 @@ def watch(
     observer.schedule(collector, str(root), recursive=True)
     observer.start()
     try:
+        if not first():
+            return
         ready()
         while True:
             burst = {changes.get()}

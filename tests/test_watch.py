@@ -227,6 +227,93 @@ def test_a_watch_ignores_out_as_the_config_names_it_after_a_change(project: Proj
         watch.close()
 
 
+GATED_TOOL = """\
+def tag(value, ctx):
+    gate = ctx.root / "gate"
+    if gate.exists():  # a FIFO: the job waits until the test writes to it
+        (ctx.root / "started").touch()
+        with open(gate) as held:
+            held.read()
+    return value.upper()
+"""
+
+
+def test_a_change_made_during_the_first_build_starts_a_rebuild(project: Project) -> None:
+    """The watch is in place before the first build (and the first after a restart) begins."""
+    project.config(
+        CONFIG.replace("steps: [file.copy: {}]", 'steps: [python: {function: "tool:tag", version: "1"}]')
+    )
+    project.write({"src/a.txt": "v1", "tool.py": GATED_TOOL})
+    os.mkfifo(project.root / "gate")
+    watch = Watch(project, "--debounce", "100")
+    try:
+        wait_for_text(project.root / "started", "")
+        with open(project.root / "gate", "w") as gate:  # the job's open() returns; its read() waits
+            (project.root / "gate").unlink()
+            project.write({"src/a.txt": "v2"})
+            gate.write("go")
+        watch.wait_for("batchit watch: watching")
+        assert "src/a.txt" in watch.wait_for("batchit watch: rebuild 1")  # with the test's gate files
+        assert watch.wait_for("batchit: ok").startswith("batchit: ok: 1 built")
+        assert project.read("_build/a.txt") == "V2"
+        assert watch.stop() == 0
+    finally:
+        watch.close()
+
+
+def test_a_step_module_another_step_imports_restarts_the_watch(project: Project) -> None:
+    """Reloading `helper` alone would leave the PREFIX `tool` copied from it as it was."""
+    rules = (
+        "version: 1\nout: _build\nrules:\n"
+        '  direct:\n    inputs: ["src/*.txt"]\n    output: "d/{stem}.txt"\n'
+        '    steps: [python: {function: "helper:mark", version: "1"}]\n'
+        '  via:\n    inputs: ["src/*.txt"]\n    output: "v/{stem}.txt"\n'
+        '    steps: [python: {function: "tool:tag", version: "1"}]\n'
+    )
+    helper = "PREFIX = b'{v}:'\n\ndef mark(value, ctx):\n    return PREFIX + value\n"
+    tool = "from helper import PREFIX\n\ndef tag(value, ctx):\n    return PREFIX + value\n"
+    project.config(rules)
+    project.write({"src/a.txt": "a", "tool.py": tool, "helper.py": helper.replace("{v}", "v1")})
+    watch = Watch(project, "--debounce", "100")
+    try:
+        watch.wait_for("batchit watch: watching")
+        project.write({"helper.py": helper.replace("{v}", "v2")})
+        assert watch.wait_for("batchit watch: restarting:").startswith(
+            "batchit watch: restarting: helper changed"
+        )
+        watch.wait_for("batchit watch: watching")
+        assert (project.read("_build/d/a.txt"), project.read("_build/v/a.txt")) == ("v2:a", "v2:a")
+        assert watch.stop() == 0
+    finally:
+        watch.close()
+
+
+@pytest.mark.parametrize("layout", ["out_is_a_symlink", "out_is_nested"])
+def test_the_builds_own_writes_never_start_a_rebuild(project: Project, layout: str) -> None:
+    """Through a symlinked `out` the system names the real folder; a nested `out`'s parent is
+    re-created by the build: neither is a change of the user's."""
+    if layout == "out_is_a_symlink":
+        project.config(CONFIG)
+        (project.root / "www").mkdir()
+        (project.root / "_build").symlink_to("www")
+    else:
+        project.config(CONFIG.replace("out: _build", "out: build/site"))
+    project.write({"src/a.txt": "a"})
+    watch = Watch(project, "--debounce", "100")
+    try:
+        watch.wait_for("batchit watch: watching")
+        if layout == "out_is_nested":
+            subprocess.run(["rm", "-rf", str(project.root / "build")], check=True)
+        for number, name in ((1, "b"), (2, "c")):  # each rebuild is the user's change's, and only its
+            project.write({f"src/{name}.txt": name})
+            line = watch.wait_for(f"batchit watch: rebuild {number}")
+            assert line == f"batchit watch: rebuild {number} after changes to src/{name}.txt", watch.seen
+            watch.wait_for("batchit: ok")
+        assert watch.stop() == 0
+    finally:
+        watch.close()
+
+
 def wait_for_text(path: Path, text: str) -> None:
     """Wait until the file exists and holds `text`, failing after DEADLINE seconds."""
     end = time.monotonic() + DEADLINE

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     def build() -> int:
         code, out = _build(args)
         if out is not None:  # else the config is broken: the last good `out` stays ignored
-            ignored[:] = [STATE_DIR, *own, out]
+            ignored[:] = [STATE_DIR, *own, *_folders_of(root, out)]
         return code
 
     def rebuild(changed: list[str]) -> bool:
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         count += 1
         more = f" and {len(changed) - SHOWN_CHANGES} more" if len(changed) > SHOWN_CHANGES else ""
         _say(f"batchit watch: rebuild {count} after changes to {', '.join(changed[:SHOWN_CHANGES])}{more}")
-        stale = stale_helpers(root / path for path in changed)
+        stale = stale_helpers((root / path for path in changed), root)
         if stale:
             _say(f"batchit watch: restarting: {', '.join(stale)} changed, and this process runs its old code")
             raise _Restart
@@ -55,14 +55,24 @@ def run(args: argparse.Namespace) -> int:
         _say(f"batchit watch: watching {root} (debounce {args.debounce} ms); Ctrl-C to stop")
 
     try:
-        if build() != INTERRUPTED:
-            watch(root, ignored, args.debounce / 1000, rebuild, ready)
+        watch(root, ignored, args.debounce / 1000, lambda: build() != INTERRUPTED, rebuild, ready)
     except KeyboardInterrupt:
         pass
     except _Restart:
         _restart(args)
     _say("batchit watch: stopped")
     return 0
+
+
+def _folders_of(root: Path, out: str) -> list[str]:
+    """`out`, and the project folder it leads to when it is a symlink to one: the system reports
+    the build's writes under the real path."""
+    folders = [out]
+    try:
+        real = (root / out).resolve().relative_to(root.resolve()).as_posix()
+    except (OSError, ValueError):  # not there yet, or outside the project
+        return folders
+    return folders if real in (out, ".") else [*folders, real]
 
 
 def _own_output_files(root: Path) -> list[str]:

@@ -155,19 +155,33 @@ def _current_module(module_name: str) -> ModuleType:
         return module
 
 
-def stale_helpers(changed: Iterable[Path]) -> list[str]:
-    """The modules this process imported from the `changed` files that no `python` step names:
-    unlike a step's own module, such a helper is not imported again, so the process would run its
-    old code (`batchit watch` starts again instead)."""
+def stale_helpers(changed: Iterable[Path], root: Path) -> list[str]:
+    """The modules this process imported from the `changed` files that a reload of the steps' own
+    modules would not bring up to date: helpers no `python` step names (they are not imported
+    again), and a step's module that another step's module imports (a reload leaves the names the
+    other copied with `from ... import` as they were). Either way the process would run old code,
+    so `batchit watch` starts again instead."""
     files = {path.resolve() for path in changed if path.suffix == ".py"}
     if not files:
         return []
+    steps = {name: Path(file) for name, (module, _) in _loaded.items() if (file := module.__file__)}
     stale = []
     for name, module in list(sys.modules.items()):
         origin = getattr(module, "__file__", None)
-        if name not in _loaded and origin and Path(origin).resolve() in files:
+        if not origin or Path(origin).resolve() not in files:
+            continue
+        if name not in _loaded or _imported_by_another_step(Path(origin), name, steps, root):
             stale.append(name)
     return sorted(stale)
+
+
+def _imported_by_another_step(file: Path, name: str, steps: Mapping[str, Path], root: Path) -> bool:
+    """True when a step module other than `name` imports `file`, directly or through others."""
+    try:
+        relative = file.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return False
+    return any(relative in project_imports(other, root) for step, other in steps.items() if step != name)
 
 
 def _load_function(target: str, root: Path) -> Callable[..., Any]:
