@@ -382,6 +382,33 @@ def test_a_base_edited_after_clean_rebuilds_the_page_rather_than_restoring_it(pr
     assert project.read("_build/home.html").startswith("<main>v2")
 
 
+NOTING_STEP = """\
+def tag(value, ctx):
+    notes = ctx.root / "notes.txt"
+    if notes.exists():
+        ctx.note_read("notes.txt")
+        return value + notes.read_bytes()
+    return value
+"""
+
+
+def test_a_job_that_stops_discovering_a_file_is_up_to_date_after_its_rebuild(project: Project) -> None:
+    """What it discovered before must not key it once it discovers nothing (a full plan included)."""
+    project.config(
+        'version: 1\nrules:\n  t:\n    inputs: ["src/*.txt"]\n    output: "{stem}.txt"\n'
+        '    steps: [python: {function: "noting:tag", version: "1"}]\n'
+    )
+    project.write({"src/a.txt": "a\n", "noting.py": NOTING_STEP, "notes.txt": "n\n"})
+    project.build()
+    (project.root / "notes.txt").unlink()
+    project.build()
+    assert summary(project)["built"] == 1
+    for snapshot in (project.root / ".batchit").glob("plan-snapshot*"):
+        snapshot.unlink()  # the next plan is a full one
+    project.build()
+    assert summary(project)["built"] == 0, project.run("explain", "a.txt").stdout
+
+
 def test_what_jobs_discovered_is_forgotten_with_the_last_cache_entry_and_output_that_keep_it(
     project: Project,
 ) -> None:

@@ -181,9 +181,11 @@ class Committer:
             template = self.config.rules[job.rule].output
             key = action_key(job.recipe, job.input_hashes, discovered, job.inputs, template)
             discovered_json = json.dumps(discovered, sort_keys=True)
+            base_key = action_key(job.recipe, job.input_hashes, {}, job.inputs, template)
             if discovered:  # so a job with no record of its own finds them (`load_discoveries`)
-                base_key = action_key(job.recipe, job.input_hashes, {}, job.inputs, template)
                 self.store.put_discoveries(base_key, json.dumps(sorted(discovered)), key)
+            else:  # it discovers nothing now: what it found before must not key it any more
+                self.store.drop_discoveries(base_key)
             self.rekeyed[job.job_id] = (key, dict(sorted(discovered.items())))
             if key != job.key and result.cached:
                 _move_cache_entry(self.config.state_dir / "cache", job.key, key)

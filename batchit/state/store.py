@@ -288,6 +288,10 @@ class StateStore:
         """Remember what a job keyed `base_key` (without them) discovered, and the key it got."""
         self.db.execute("INSERT OR REPLACE INTO discoveries VALUES (?, ?, ?)", (base_key, paths, action_key))
 
+    def drop_discoveries(self, base_key: str) -> None:
+        """Forget what a job keyed `base_key` (without them) discovered: it discovers nothing now."""
+        self.db.execute("DELETE FROM discoveries WHERE base_key = ?", (base_key,))
+
     def forget_discoveries(self) -> None:
         """Drop what no output record and no cache entry keeps (after cache eviction)."""
         self.db.execute(
