@@ -319,3 +319,28 @@ def test_sigterm_before_the_jobs_run_exits_130_saying_so(project: Project) -> No
             os.close(writer)
     assert build.returncode == 130, stderr
     assert "interrupted" in stderr
+
+
+def test_a_stopped_build_starts_no_further_command_of_a_batch(project: Project) -> None:
+    """Jobs travel in batches: once stopped, a worker thread finishing one job's command must not
+    start the next job's."""
+    project.config(
+        'version: 1\nrules:\n  slow:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        '    steps: [shell: {argv: [sh, -c, "echo $$ >> started; sleep 300; cat {in}"]}]\n'
+    )
+    project.write({f"in/{n:02}.txt": f"{n}\n" for n in range(20)})
+    command = [sys.executable, "-m", "batchit", "build", "--no-progress", "-j", "2", "--batch-size", "10"]
+    build = subprocess.Popen(command, cwd=project.root, stderr=subprocess.PIPE, text=True)
+    started = project.root / "started"
+
+    def pids() -> list[int]:
+        return [int(line) for line in started.read_text().split()] if started.exists() else []
+
+    wait_until(lambda: len(pids()) == 2, "both worker threads to start a command")
+    build.send_signal(signal.SIGINT)
+    _, stderr = build.communicate(timeout=60)
+    assert build.returncode == 130, stderr
+    assert len(pids()) == 2, "no command started after the stop"
+    for pid in pids():
+        wait_until(lambda pid=pid: process_gone(pid), f"command {pid} to stop")
+    assert project.manifest()["failures"] == []

@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Project, Result, plan_event, wait_until
+from conftest import Project, Result, plan_event, process_gone, wait_until
 from PIL import Image
 
 from batchit.state.lock import ProjectLock
@@ -305,3 +305,29 @@ def test_doit_after_clean_restores_a_page_whose_template_extends_another(tmp_pat
     assert result.code == 0, result.describe()
     [page] = [o for o in site.manifest()["outputs"] if o["path"] == "a.html"]
     assert page["status"] == "restored"
+
+
+@pytest.mark.parametrize("parallel", [(), ("-n", "2", "-P", "thread"), ("-n", "2", "-P", "process")])
+def test_ctrl_c_stops_the_commands_doit_sub_tasks_run(tmp_path: Path, parallel: tuple[str, ...]) -> None:
+    """A command runs in a process group of its own; a Ctrl-C to doit reaches it all the same."""
+    site = make_project(tmp_path)
+    site.config(
+        'version: 1\nout: _build\nrules:\n  copy:\n    inputs: ["images/*.png"]\n    output: "{name}"\n'
+        '    steps: [shell: {argv: [sh, -c, "echo $$ > started.$(basename {in}); sleep 300; cat {in}"]}]\n'
+    )
+    command = [sys.executable, "-m", "doit", *parallel]
+    run = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL)
+    try:
+
+        def started() -> list[str]:
+            return [text for p in site.root.glob("started.*") if (text := p.read_text().strip()).isdigit()]
+
+        wait_until(lambda: bool(started()), "a command to start")
+        [command_pid] = map(int, started()[:1])
+        os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        run.wait(timeout=60)
+        wait_until(lambda: process_gone(command_pid), "the command to stop")
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()

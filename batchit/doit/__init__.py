@@ -24,6 +24,7 @@ from doit.exceptions import InvalidTask
 from batchit.doit.checker import Blake3Checker
 from batchit.doit.session import Session, TaskDict
 from batchit.errors import BatchitError
+from batchit.operators.commands import forward_stop_signals
 
 __all__ = ["Blake3Checker", "tasks"]
 
@@ -44,6 +45,7 @@ def tasks(
     group = basename or root.name
 
     def task_creator() -> Iterator[TaskDict]:
+        forward_stop_signals()  # a Ctrl-C to doit reaches the commands of `shell` steps, in any -P mode
         try:
             session = Session.open(root, config_file, group)
             yield from session.tasks()

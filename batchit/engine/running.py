@@ -99,7 +99,7 @@ class RunningBuild:
         self.interrupted = False
         self.abandoned = False
         """Jobs still ran when the grace period ended: their threads may write after the build."""
-        self.signals = StopSignals(self._warn, self.scheduler.wake)
+        self.signals = StopSignals(self._warn, self.scheduler.wake, self.pools.interrupt, self.pools.abandon)
 
     def run(self) -> BuildOutcome:
         """Execute every selected rule's stale jobs; commit results as they arrive."""

@@ -11,10 +11,13 @@ an interpreter start and its imports.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Literal
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Literal
 
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_batch
 from batchit.operators.commands import signal_commands
@@ -95,7 +98,9 @@ class Pools:
                 from concurrent.futures import ProcessPoolExecutor
 
                 self._process = ProcessPoolExecutor(
-                    max_workers=self.workers, mp_context=self._context(), initializer=_ignore_interrupts
+                    max_workers=self.workers,
+                    mp_context=self._context(),
+                    initializer=_leave_interrupts_to_the_coordinator,
                 )
             return self._process
         if self._thread is None:
@@ -109,11 +114,25 @@ class Pools:
                 pool.shutdown(wait=True, cancel_futures=cancel)
         self._process = self._thread = None
 
+    def _workers(self) -> list[Any]:
+        """The worker processes (`multiprocessing.Process`) of the process pool, if it runs."""
+        if self._process is None:
+            return []
+        return list((getattr(self._process, "_processes", None) or {}).values())
+
+    def interrupt(self, signum: int) -> None:
+        """Pass a stop signal on to every command the build runs: those of this process's threads,
+        and, through their handlers, those of the worker processes (which start no new one)."""
+        signal_commands(signum)
+        for process in self._workers():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGINT)
+
     def abandon(self) -> None:
-        """Stop without waiting: worker processes are terminated, worker threads are left behind
-        (the caller then exits the process, which ends them)."""
+        """Stop without waiting: worker processes are terminated (their commands with them), worker
+        threads are left behind (the caller then exits the process, which ends them)."""
         if self._process is not None:
-            for process in list(getattr(self._process, "_processes", {}).values()):
+            for process in self._workers():
                 process.terminate()  # ProcessPoolExecutor has no public way to stop a running call
             self._process.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:
@@ -122,6 +141,18 @@ class Pools:
         self._process = self._thread = None
 
 
-def _ignore_interrupts() -> None:
-    """Worker processes leave Ctrl-C to the coordinator, which stops the build in order."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _leave_interrupts_to_the_coordinator() -> None:
+    """Worker processes leave Ctrl-C to the coordinator, which stops the build in order; they only
+    pass it on to the commands they run, in process groups of their own. Terminated (the build
+    abandoned), a worker kills its commands first."""
+    signal.signal(signal.SIGINT, _forward_to_commands)
+    signal.signal(signal.SIGTERM, _end_with_commands)
+
+
+def _forward_to_commands(signum: int, frame: FrameType | None) -> None:
+    signal_commands(signum)
+
+
+def _end_with_commands(signum: int, frame: FrameType | None) -> None:
+    signal_commands(signal.SIGKILL)
+    os._exit(128 + signum)

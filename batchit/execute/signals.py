@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType, TracebackType
 
-from batchit.operators.commands import signal_commands
+from batchit.operators.commands import resume_commands
 
 GRACE_SECONDS = 10.0
 """How long running jobs get to finish after the first signal."""
@@ -25,13 +25,24 @@ class StopSignals:
     """Turns SIGINT and SIGTERM into a flag for the duration of a `with` block; `wake` interrupts
     the build loop's wait so the flag is seen at once, before a free worker starts queued work."""
 
-    def __init__(self, announce: Callable[[str], None], wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        announce: Callable[[str], None],
+        wake: Callable[[], None],
+        forward: Callable[[int], None],
+        abandon: Callable[[], None],
+    ) -> None:
         self.announce = announce
         self.wake = wake
+        self.forward = forward
+        """Passes the first signal on to the commands the build runs (in their own process groups)."""
+        self.abandon = abandon
+        """Kills what still runs, before a second signal exits at once."""
         self.requested = False
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopSignals:
+        resume_commands()  # an earlier build in this process (a watch) may have stopped them
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -46,10 +57,10 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
-            signal_commands(signal.SIGKILL)
+            self.abandon()
             os._exit(INTERRUPTED_EXIT)
         self.requested = True
-        signal_commands(signum)  # commands run in groups of their own: they stop as they would have
+        self.forward(signum)  # commands run in groups of their own: they stop as they would have
         self.wake()
         name = signal.Signals(signum).name
         self.announce(

@@ -19,7 +19,7 @@ from batchit.errors import PermanentError, RecipeError, TransientError
 from batchit.fsutil import StatTuple, stat_identity
 from batchit.operators.base import InputFile, JobContext, Operator, as_bytes
 from batchit.operators.capture import captured_output
-from batchit.operators.commands import CommandTimeout, run_command
+from batchit.operators.commands import CommandStopped, CommandTimeout, run_command
 from batchit.operators.imports import project_imports
 from batchit.placeholders import names_in, names_in_value, substitute
 
@@ -296,6 +296,8 @@ class ShellCommand(Operator):
                 f"cannot run {command[0]!r}: {exc.strerror or exc}",
                 hint="install it, or give its path in argv",
             ) from exc
+        except CommandStopped as exc:
+            raise TransientError(f"{command[0]} was not run: the run is stopping") from exc
         except CommandTimeout as exc:
             raise TransientError(
                 f"{command[0]} did not finish within {timeout} s and was killed, with what it started"

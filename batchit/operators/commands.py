@@ -3,27 +3,48 @@
 A command runs in a process group of its own, so a timeout or a stopping build ends every process it
 started, not only the first: killing the first alone would leave its children running, and holding
 its output pipes, so the wait for them would last as long as they do. In its own group a command no
-longer receives the terminal's Ctrl-C directly; a build that is interrupted forwards its signal to
-the running commands (`signal_commands`), so they stop as they did before.
+longer receives the terminal's Ctrl-C directly; whoever receives the stop signal forwards it to the
+running commands (`signal_commands`): a build's signal handler, a worker process's handlers, and
+under doit the handlers `forward_stop_signals` chains in front of doit's. Once a stop was forwarded,
+no new command starts in that process until `resume_commands`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
+from typing import Any
+
+WAKE_EVERY = 0.2
+"""Seconds between the checks for a pending signal while a command runs (see `_wait`)."""
 
 _running: set[int] = set()
 """Process-group ids of the commands this process is running (one per running `shell` job)."""
 _running_lock = threading.Lock()
+_stopping = False
+"""A stop was forwarded to this process's commands: the next ones of a batch must not start."""
+_forwarding: set[int] = set()
+"""The signals `forward_stop_signals` chained a handler for."""
+_starting = False
+"""The main thread is starting a command: a KeyboardInterrupt raised inside `subprocess.Popen` would
+leave it running unregistered, so the chained handler defers the host's handling (`_deferred`)."""
+_deferred: list[tuple[Any, int]] = []
 
 
 class CommandTimeout(Exception):
     """The command did not finish within its timeout; its whole process group was killed."""
+
+
+class CommandStopped(Exception):
+    """The run is stopping: the command was not started, or was killed as it started."""
 
 
 def run_command(
@@ -33,22 +54,36 @@ def run_command(
 
     On a timeout, or when the waiting thread is interrupted (a Ctrl-C under `doit`), the whole group
     is killed and reaped before this returns or raises, so no process of the command is left behind.
-    Raises OSError when the program cannot be started, CommandTimeout on a timeout.
+    Raises OSError when the program cannot be started, CommandTimeout on a timeout, CommandStopped
+    once a stop was forwarded to this process.
     """
-    process = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env=env,
-        process_group=0,
-    )
-    with _running_lock:
-        _running.add(process.pid)
+    global _starting
+    if _stopping:
+        raise CommandStopped
+    main = threading.current_thread() is threading.main_thread()
+    _starting = main  # a forwarded signal's KeyboardInterrupt waits until the command is registered
     try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            process_group=0,
+        )
+        with _running_lock:
+            _running.add(process.pid)
+    finally:
+        _starting = False
+    try:
+        if _stopping:  # the stop came between the check above and the registration
+            _kill_group(process)
+            if main and _deferred:
+                _chain(*_deferred.pop(), None)  # the host's own handling (a KeyboardInterrupt)
+            raise CommandStopped
         try:
-            stdout, stderr = process.communicate(stdin, timeout=timeout)
+            stdout, stderr = _wait(process, stdin, timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
             raise CommandTimeout from None
@@ -63,13 +98,63 @@ def run_command(
     return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 
+def _wait(process: subprocess.Popen[bytes], stdin: bytes, timeout: float | None) -> tuple[bytes, bytes]:
+    """`process.communicate(stdin, timeout)`, waking every WAKE_EVERY seconds: a signal the system
+    gave another thread of this process runs its Python handler only when the main thread wakes."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = WAKE_EVERY if deadline is None else min(WAKE_EVERY, deadline - time.monotonic())
+        try:
+            return process.communicate(stdin, timeout=max(left, 0))
+        except subprocess.TimeoutExpired:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+
+
 def signal_commands(signum: int) -> None:
-    """Send `signum` to every command this process is running: what the terminal's Ctrl-C would
-    have done had they stayed in batchit's process group."""
+    """Send `signum` to every command this process is running, and start no new one: what the
+    terminal's Ctrl-C would have done had they stayed in batchit's process group."""
+    global _stopping
+    _stopping = True
     with _running_lock:
         groups = list(_running)
     for group in groups:
         _signal_group(group, signum)
+
+
+def resume_commands() -> None:
+    """Let commands start again (a new build in the same process, as `batchit watch` runs)."""
+    global _stopping
+    _stopping = False
+
+
+def forward_stop_signals() -> None:
+    """Chain a handler in front of this process's SIGINT and SIGTERM handlers that first forwards
+    the signal to the running commands (for hosts such as doit, whose worker threads and processes
+    would otherwise leave them running). Only from the main thread; once per signal."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signum not in _forwarding:
+            _forwarding.add(signum)
+            signal.signal(signum, functools.partial(_forward, signal.getsignal(signum)))
+
+
+def _forward(previous: Any, signum: int, frame: FrameType | None) -> None:
+    signal_commands(signum)
+    if _starting:
+        _deferred.append((previous, signum))
+    else:
+        _chain(previous, signum, frame)
+
+
+def _chain(previous: Any, signum: int, frame: FrameType | None) -> None:
+    """Do what the handler before ours would have done with the signal."""
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_DFL:  # what the signal would have done: end the process
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
