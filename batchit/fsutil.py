@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable, Iterator
@@ -21,6 +22,10 @@ StatTuple = tuple[int, int, int, int]
 
 TEMP_MARK = ".batchit-tmp-"
 """Temporary files carry this in their name so a later run can recognise and remove leftovers."""
+
+TEMP_NAME = re.compile(r"\.batchit-tmp-[0-9a-f]{12}-[0-9]+-")
+"""How every temporary name `temp_name_for` makes begins: the sweep removes only those, never a
+user's file that merely starts with TEMP_MARK."""
 
 NAME_MAX = 255
 """The longest file name, in bytes, that Linux and macOS file systems take."""
@@ -303,7 +308,7 @@ def sweep_temp_files(directory: Path) -> list[Path]:
     removed: list[Path] = []
     for parent, _, names in os.walk(directory):
         for name in names:
-            if name.startswith(TEMP_MARK):
+            if TEMP_NAME.match(name):
                 path = Path(parent, name)
                 path.unlink(missing_ok=True)
                 removed.append(path)

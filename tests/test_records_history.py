@@ -142,9 +142,14 @@ def test_gc_removes_cache_files_a_killed_run_wrote_but_never_indexed(copies: Pro
     stray = cache / "ab" / ("ab" + "0" * 62)
     stray.parent.mkdir(exist_ok=True)
     stray.write_bytes(b"written by a job whose commit never came")
+    left = copies.root / "_build/.batchit-tmp-0123456789ab-7-a.txt"  # as temp_name_for names them
+    left.write_bytes(b"half")
+    mine = copies.root / "_build/.batchit-tmp-draft.md"  # a user's file that only looks like one
+    mine.write_bytes(b"keep me")
     result = copies.run("gc")
-    assert result.code == 0 and "1 file(s) killed runs left" in result.stdout, result.describe()
+    assert result.code == 0 and "2 file(s) killed runs left" in result.stdout, result.describe()
     assert sorted(p for p in cache.rglob("*") if p.is_file()) == indexed
+    assert not left.exists() and mine.read_bytes() == b"keep me"
 
 
 def test_manifest_names_the_audit_head_and_the_log_names_the_manifest(copies: Project) -> None:
