@@ -4,6 +4,7 @@ is up to date again, so neither the manifest nor `quarantine list` may still hol
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def test_a_quarantined_inputs_key8_output_stays_until_the_input_is_fixed(project
         assert project.manifest()["summary"]["pruned"] == 0
         assert project.read(f"_build/{good}") == "B\n"
         assert good in {o["path"] for o in project.manifest()["outputs"]}
+
+    for attempt in range(3):  # each bad version claims a name it never writes: none of them stays
+        project.write({"in/b.txt": f"bad {attempt}\n"})
+        project.build(expect=1)
+    with sqlite3.connect(project.root / ".batchit/state.db") as db:
+        rows = db.execute("SELECT count(*) FROM outputs WHERE job_id = 'parse:in/b.txt'").fetchone()[0]
+    assert rows == 2, "the output it built, and the claim of the latest attempt"
 
     project.write({"in/b.txt": "b2\n"})
     project.build()

@@ -321,13 +321,13 @@ class StateStore:
         self.db.executemany("UPDATE outputs SET job_id = ?, rule = ? WHERE path = ?", owners)
 
     def outputs_of_jobs(self, job_ids: Iterable[str]) -> set[str]:
-        """The paths recorded for these jobs (a job blocked before its `{key8}` name was known keeps
-        the output it recorded last)."""
+        """The paths of the outputs these jobs wrote and recorded (a job blocked before its `{key8}`
+        name was known, or failing, keeps the output it recorded last); a claim that never got a
+        file is not among them."""
         found: set[str] = set()
+        query = "SELECT path FROM outputs WHERE job_id = ? AND blake3 IS NOT NULL"
         for job_id in job_ids:
-            found.update(
-                row[0] for row in self.db.execute("SELECT path FROM outputs WHERE job_id = ?", (job_id,))
-            )
+            found.update(row[0] for row in self.db.execute(query, (job_id,)))
         return found
 
     def commit_outputs(self, records: Iterable[OutputRecord]) -> None:
