@@ -121,7 +121,7 @@ class ImageSave(ImageOperator):
                 "type": "boolean",
                 "default": False,
                 "description": "Spend more time for smaller files: optimal Huffman tables (jpeg), "
-                "maximum compression (png), method 6 (webp), a slower speed (avif).",
+                "maximum compression (png, whatever its quality), method 6 (webp), a slower speed (avif).",
             },
         },
         "required": ["format"],
