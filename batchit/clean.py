@@ -76,14 +76,18 @@ def _orphans(config: Config, registry: OperatorRegistry) -> list[str]:
 def produced_outputs(config: Config, registry: OperatorRegistry) -> set[str]:
     """The outputs (relative to `out`) the current jobs produce, planned read-only.
 
-    A job whose key is not known yet (its upstream is stale) keeps the output it recorded last time.
+    A job whose key is not known yet (its upstream is stale), whose input is held in quarantine, or
+    that failed keeps the output it recorded last time, as pruning does (batchit.plan.pruning); a
+    held job's new `{key8}` name is not expected before its input is released or fixed.
     """
     jobs = plan_build(config, registry, BuildOptions(overwrite=True)).jobs
-    produced = {job.output for job in jobs if job.key != UNKNOWN}
-    pending = {job.job_id for job in jobs if job.key == UNKNOWN}
-    if pending:
-        store = StateStore.open_readonly(config.state_dir / "state.db")
-        if store:
-            produced |= {r.path for r in store.load_outputs().values() if r.job_id in pending}
-            store.close()
+    produced = {job.output for job in jobs if job.key != UNKNOWN and job.action != "quarantined"}
+    store = StateStore.open_readonly(config.state_dir / "state.db")
+    if store:
+        failing = store.load_failures()
+        keeping = (
+            j.job_id for j in jobs if j.key == UNKNOWN or j.action == "quarantined" or j.job_id in failing
+        )
+        produced |= store.outputs_of_jobs(keeping)
+        store.close()
     return produced

@@ -62,6 +62,9 @@ def test_a_quarantined_inputs_key8_output_stays_until_the_input_is_fixed(project
         assert project.manifest()["summary"]["pruned"] == 0
         assert project.read(f"_build/{good}") == "B\n"
         assert good in {o["path"] for o in project.manifest()["outputs"]}
+        reconciled = project.run("reconcile")
+        assert reconciled.code == 0, reconciled.describe()  # neither orphaned nor missing
+        assert "would remove 0 file(s)" in project.run("clean", "--orphans", "--dry-run").stdout
 
     for attempt in range(3):  # each bad version claims a name it never writes: none of them stays
         project.write({"in/b.txt": f"bad {attempt}\n"})
