@@ -427,6 +427,18 @@ def test_what_jobs_discovered_is_forgotten_with_the_last_cache_entry_and_output_
     assert remembered() == 0
 
 
+def test_plan_reads_a_state_store_from_before_discoveries_were_remembered(project: Project) -> None:
+    """`plan` opens the store read-only, so it cannot add the table an older batchit did not make."""
+    build_home_page(project, {"t/page.html.j2": EXTENDING_PAGE, "t/base.html": "<main></main>"})
+    with sqlite3.connect(project.root / ".batchit/state.db") as db:
+        db.execute("DROP TABLE discoveries")
+    for snapshot in (project.root / ".batchit").glob("plan-snapshot*"):
+        snapshot.unlink()
+    planned = project.run("plan")
+    assert planned.code == 0 and "0 of 1 jobs to do" in planned.stdout, planned.describe()
+    project.build()
+
+
 def test_key8_rename_prunes_the_old_name(project: Project) -> None:
     project.config(
         """\

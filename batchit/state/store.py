@@ -273,14 +273,18 @@ class StateStore:
         with no record of its own (after `clean`, in a new `out`) is keyed as it ran and restored."""
         try:
             return dict(self.db.execute("SELECT base_key, paths FROM discoveries").fetchall())
-        except sqlite3.OperationalError:  # a read-only store from before the table: none recorded
+        except sqlite3.OperationalError as exc:  # a read-only store from before the table: none recorded
+            if "no such table" not in str(exc):
+                raise
             return {}
 
     def discoveries_one(self, base_key: str) -> str | None:
         """`load_discoveries` for one key, for a plan that needs only a few."""
         try:
             row = self.db.execute("SELECT paths FROM discoveries WHERE base_key = ?", (base_key,)).fetchone()
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
             return None
         return None if row is None else str(row[0])
 
