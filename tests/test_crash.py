@@ -16,6 +16,8 @@ import pytest
 from blake3 import blake3
 from conftest import Project, process_gone, wait_until
 
+from batchit.execute.pools import PROCESSES_FROM
+
 GATED = """\
 version: 1
 rules:
@@ -344,3 +346,29 @@ def test_a_stopped_build_starts_no_further_command_of_a_batch(project: Project) 
     for pid in pids():
         wait_until(lambda pid=pid: process_gone(pid), f"command {pid} to stop")
     assert project.manifest()["failures"] == []
+
+
+def test_no_command_a_worker_process_runs_outlives_a_stopped_build(project: Project) -> None:
+    """A `shell` rule declared `cpu` runs in worker processes, which leave Ctrl-C to the coordinator
+    but pass it on to their commands, and kill them when they are terminated."""
+    project.config(
+        'version: 1\nrules:\n  slow:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        "    resources: cpu\n"
+        '    steps: [shell: {argv: [sh, -c, "echo $$ >> started; sleep 300; cat {in}"]}]\n'
+    )
+    project.write({f"in/{n:03}.txt": f"{n}\n" for n in range(PROCESSES_FROM)})
+    command = [sys.executable, "-m", "batchit", "build", "--no-progress", "-j", "2"]
+    build = subprocess.Popen(
+        command, cwd=project.root, start_new_session=True, stderr=subprocess.PIPE, text=True
+    )
+    started = project.root / "started"
+
+    def pids() -> list[int]:
+        return [int(line) for line in started.read_text().split()] if started.exists() else []
+
+    wait_until(lambda: len(pids()) == 2, "both worker processes to start a command")
+    os.killpg(build.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, stderr = build.communicate(timeout=60)
+    assert build.returncode == 130, stderr
+    for pid in pids():
+        wait_until(lambda pid=pid: process_gone(pid), f"command {pid} to stop")
