@@ -77,3 +77,21 @@ def test_a_quarantined_inputs_key8_output_stays_until_the_input_is_fixed(project
     project.build()
     assert not (project.root / "_build" / good).exists(), "once it builds again, the old name goes"
     assert project.manifest()["summary"]["pruned"] == 1
+
+
+def test_a_held_output_someone_removed_leaves_the_record(project: Project) -> None:
+    """It cannot be built again while its input is held; listing it would make `verify` fail on
+    a tree nobody tampered with."""
+    project.config(PICKY)
+    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "b\n"})
+    project.build()
+    project.write({"in/b.txt": "bad\n"})
+    project.build(expect=1)
+    (project.root / "_build/b.txt").unlink()
+    result = project.run("build", "--no-progress")
+    assert result.code == 1 and "_build/b.txt is gone" in result.stdout + result.stderr, result.describe()
+    assert [o["path"] for o in project.manifest()["outputs"]] == ["a.txt"]
+    assert project.run("verify").code == 0
+    project.write({"in/b.txt": "b2\n"})
+    project.build()
+    assert project.read("_build/b.txt") == "B2\n"

@@ -378,6 +378,7 @@ class RunningBuild:
         """Write the run's record: signed manifest, provenance, report, audit entry, copies in `out`."""
         troubled = outcome.counts["failed"] or outcome.counts["quarantined"]
         status = "interrupted" if self.interrupted else ("failed" if troubled else "ok")
+        self._forget_vanished_held_outputs(outcome.jobs)
         statuses = {j.output: _status(j, self.results.get(j.job_id)) for j in outcome.jobs}
         info = RunInfo(
             self.run_id, started, datetime.now(UTC), self.config.config_hash, status, outcome.counts
@@ -386,6 +387,22 @@ class RunningBuild:
         outcome.record = recorder.write(self.store, info, statuses, rows, self.options.rules)
         outcome.key_created = outcome.record.key_created
         return outcome.record.manifest
+
+    def _forget_vanished_held_outputs(self, jobs: list[Job]) -> None:
+        """A held job's output that someone removed cannot be built again while its input is held:
+        the record lets it go, so the manifest lists only outputs that are there."""
+        gone = [
+            j.output
+            for j in jobs
+            if j.action in ("held", "quarantined") and not (self.config.out_dir / j.output).exists()
+        ]
+        if gone:
+            with self.store.transaction():
+                self.store.forget_outputs(gone)
+            for path in gone:
+                self._warn(
+                    f"{self.config.out}/{path} is gone; its input is held, so it is built again once released"
+                )
 
 
 def _status(job: Job, result: JobResult | None) -> str:
