@@ -391,3 +391,40 @@ def test_work_runs_here_when_no_child_process_can_be_made(monkeypatch: pytest.Mo
     monkeypatch.setattr(os, "fork", no_process)
     with concurrently(functools.partial(lambda value: value, [1, 2]), in_child=True) as value:
         assert value() == [1, 2]
+
+
+HELD_THEN_BACK = """\
+version: 1
+rules:
+  parse:
+    inputs: ["in/*.txt"]
+    output: "{stem}.txt"
+    steps:
+      - python: {function: "picky:parse", version: "1"}
+  all:
+    inputs: {rule: parse}
+    aggregate: true
+    output: all.txt
+    steps:
+      - python: {function: "tools:join", version: "1"}
+"""
+
+
+def test_an_input_back_from_quarantine_keys_the_aggregate_reading_it_with_its_output(
+    project: Project,
+) -> None:
+    """The snapshot a build leaves while an input is held has no output hash for it: when the input
+    returns to its built bytes, the aggregate over its rule is planned with the recorded one."""
+    project.config(HELD_THEN_BACK)
+    project.write({"picky.py": PICKY_MODULE, "tools.py": TOOLS, "in/a.txt": "a\n", "in/b.txt": "b\n"})
+    project.build()
+    project.write({"in/b.txt": "bad\n"})
+    project.build(expect=1)
+    project.build(expect=1)  # nothing changed: this one leaves a snapshot
+    project.write({"in/b.txt": "b\n"})
+    project.build()
+    [aggregate] = [o for o in project.manifest()["outputs"] if o["path"] == "all.txt"]
+    assert aggregate["action_key"] and all(i["blake3"] for i in aggregate["inputs"]), aggregate
+    assert project.read("_build/all.txt") == "A\nB\n"
+    project.build()
+    assert project.manifest()["summary"]["built"] == project.manifest()["summary"]["restored"] == 0
