@@ -79,8 +79,9 @@ def patch_plan(
             now = _one_input_jobs(rule, before, inputs_moved, {job.inputs[0] for job in moved}, check, replan)
             touched.add(rule.name)
         held = {job.job_id for job in before if job.action == "quarantined"}
-        if rule.name in read and any(job.job_id in held and job.action != "quarantined" for job in now):
-            return None  # a held input is back: the snapshot has no output hash for rules reading it
+        if rule.name in read and any(job.job_id in held and job.action == "skip" for job in now):
+            return None  # a held input is back as built, so no run re-plans the rules reading it, and
+            # the snapshot has no output hash for it
         planned.extend(now)
         if rule.name in read:
             outputs[rule.name] = [(j.output, predicted_hash(j)) for j in now if j.action != "quarantined"]
