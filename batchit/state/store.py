@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 SCHEMA_VERSION = "1"
 
@@ -271,22 +271,22 @@ class StateStore:
     def load_discoveries(self) -> dict[str, str]:
         """The files jobs discovered (JSON list) by their key without them (`discoveries`), so a job
         with no record of its own (after `clean`, in a new `out`) is keyed as it ran and restored."""
-        try:
-            return dict(self.db.execute("SELECT base_key, paths FROM discoveries").fetchall())
-        except sqlite3.OperationalError as exc:  # a read-only store from before the table: none recorded
-            if "no such table" not in str(exc):
-                raise
-            return {}
+        return dict(self._discoveries("SELECT base_key, paths FROM discoveries", ()))
 
     def discoveries_one(self, base_key: str) -> str | None:
         """`load_discoveries` for one key, for a plan that needs only a few."""
+        rows = self._discoveries("SELECT paths FROM discoveries WHERE base_key = ?", (base_key,))
+        return str(rows[0][0]) if rows else None
+
+    def _discoveries(self, query: str, args: tuple[str, ...]) -> list[Any]:
+        """The rows of a query of `discoveries`; none from a store made before the table, which a
+        read-only open cannot add."""
         try:
-            row = self.db.execute("SELECT paths FROM discoveries WHERE base_key = ?", (base_key,)).fetchone()
+            return self.db.execute(query, args).fetchall()
         except sqlite3.OperationalError as exc:
             if "no such table" not in str(exc):
                 raise
-            return None
-        return None if row is None else str(row[0])
+            return []
 
     def put_discoveries(self, base_key: str, paths: str, action_key: str) -> None:
         """Remember what a job keyed `base_key` (without them) discovered, and the key it got."""
