@@ -11,6 +11,7 @@ from batchit.fsutil import removal_refused, remove_outputs
 from batchit.model import RESERVED_OUTPUTS, Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN
+from batchit.plan.pruning import kept_outputs
 from batchit.record.audit import append_audit
 from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
@@ -84,10 +85,6 @@ def produced_outputs(config: Config, registry: OperatorRegistry) -> set[str]:
     produced = {job.output for job in jobs if job.key != UNKNOWN and job.action != "quarantined"}
     store = StateStore.open_readonly(config.state_dir / "state.db")
     if store:
-        failing = store.load_failures()
-        keeping = (
-            j.job_id for j in jobs if j.key == UNKNOWN or j.action == "quarantined" or j.job_id in failing
-        )
-        produced |= store.outputs_of_jobs(keeping)
+        produced |= kept_outputs(store, jobs)
         store.close()
     return produced

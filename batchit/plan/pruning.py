@@ -34,12 +34,7 @@ def prunable(
     full build.
     """
     jobs = [job for planned in by_rule.values() for job in planned]
-    current = {job.output for job in jobs}
-    if store is not None:
-        failing = store.load_failures()
-        current |= store.outputs_of_jobs(
-            job.job_id for job in jobs if job.key == UNKNOWN or job.job_id in failing
-        )
+    current = {job.output for job in jobs} | kept_outputs(store, jobs)
     done = set(finished)
     unplanned = [template_pattern(rules[name].output).fullmatch for name in rules if name not in by_rule]
     return [
@@ -49,3 +44,13 @@ def prunable(
         and (rule in done or (full and rule not in rules))
         and not any(may_write(path) for may_write in unplanned)
     ]
+
+
+def kept_outputs(store: StateStore | None, jobs: Iterable[Job]) -> set[str]:
+    """The outputs that jobs with no output of their own to show recorded last and keep: a job
+    blocked before its key was known, or one with a failure on record (failed, or held in
+    quarantine; its `{key8}` name moved with its input)."""
+    if store is None:
+        return set()
+    failing = store.load_failures()
+    return store.outputs_of_jobs(job.job_id for job in jobs if job.key == UNKNOWN or job.job_id in failing)
