@@ -61,7 +61,8 @@ def run_command(
     if _stopping:
         raise CommandStopped
     main = threading.current_thread() is threading.main_thread()
-    _starting = main  # a forwarded signal's KeyboardInterrupt waits until the command is registered
+    if main:  # a forwarded signal's KeyboardInterrupt (raised here only) waits for the registration
+        _starting = True
     try:
         process = subprocess.Popen(
             argv,
@@ -75,7 +76,8 @@ def run_command(
         with _running_lock:
             _running.add(process.pid)
     finally:
-        _starting = False
+        if main:
+            _starting = False
     try:
         if _stopping:  # the stop came between the check above and the registration
             _kill_group(process)
@@ -83,7 +85,7 @@ def run_command(
                 _chain(*_deferred.pop(), None)  # the host's own handling (a KeyboardInterrupt)
             raise CommandStopped
         try:
-            stdout, stderr = _wait(process, stdin, timeout)
+            stdout, stderr = _wait(process, stdin, timeout) if main else process.communicate(stdin, timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
             raise CommandTimeout from None
@@ -99,8 +101,9 @@ def run_command(
 
 
 def _wait(process: subprocess.Popen[bytes], stdin: bytes, timeout: float | None) -> tuple[bytes, bytes]:
-    """`process.communicate(stdin, timeout)`, waking every WAKE_EVERY seconds: a signal the system
-    gave another thread of this process runs its Python handler only when the main thread wakes."""
+    """`process.communicate(stdin, timeout)` in the main thread, waking every WAKE_EVERY seconds:
+    a signal the system gave another thread runs its Python handler only when the main thread
+    wakes (another thread's wait never blocks the handlers, which run in the main thread)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         left = WAKE_EVERY if deadline is None else min(WAKE_EVERY, deadline - time.monotonic())
