@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import COPY_AND_UPPER, PAGES_RULE, PICKY_MODULE, TOOLS, Project, plan_event
+from conftest import PICKY as PICKY_CONFIG
 
 from batchit.plan.snapshot import FORK_ABOVE, concurrently
 
@@ -142,12 +143,7 @@ def test_a_job_that_discovers_dependencies_leaves_the_next_plan(remembered: Proj
     assert work(remembered) == 0
 
 
-PICKY = """\
-  parse:
-    inputs: ["in/*.txt"]
-    output: "parsed/{stem}.txt"
-    steps:
-      - python: {function: "picky:parse", version: "1"}
+AGGREGATE_OF_PARSE = """\
   all:
     inputs: {rule: parse}
     aggregate: true
@@ -155,6 +151,18 @@ PICKY = """\
     steps:
       - python: {function: "tools:join", version: "1"}
 """
+"""A rule (to follow `parse`) joining every parsed input."""
+
+PICKY = (
+    """\
+  parse:
+    inputs: ["in/*.txt"]
+    output: "parsed/{stem}.txt"
+    steps:
+      - python: {function: "picky:parse", version: "1"}
+"""
+    + AGGREGATE_OF_PARSE
+)
 
 
 def test_a_quarantined_input_still_leaves_the_next_plan(project: Project) -> None:
@@ -393,29 +401,12 @@ def test_work_runs_here_when_no_child_process_can_be_made(monkeypatch: pytest.Mo
         assert value() == [1, 2]
 
 
-HELD_THEN_BACK = """\
-version: 1
-rules:
-  parse:
-    inputs: ["in/*.txt"]
-    output: "{stem}.txt"
-    steps:
-      - python: {function: "picky:parse", version: "1"}
-  all:
-    inputs: {rule: parse}
-    aggregate: true
-    output: all.txt
-    steps:
-      - python: {function: "tools:join", version: "1"}
-"""
-
-
 def test_an_input_back_from_quarantine_keys_the_aggregate_reading_it_with_its_output(
     project: Project,
 ) -> None:
     """The snapshot a build leaves while an input is held has no output hash for it: when the input
     returns to its built bytes, the aggregate over its rule is planned with the recorded one."""
-    project.config(HELD_THEN_BACK)
+    project.config(PICKY_CONFIG + AGGREGATE_OF_PARSE)
     project.write({"picky.py": PICKY_MODULE, "tools.py": TOOLS, "in/a.txt": "a\n", "in/b.txt": "b\n"})
     project.build()
     project.write({"in/b.txt": "bad\n"})
