@@ -390,6 +390,24 @@ def test_a_job_whose_worker_process_dies_fails_alone_and_the_others_build(
     assert not (project.root / "_build/050.out").exists()
 
 
+def test_workers_dying_while_others_finish_never_crash_the_build(project: Project) -> None:
+    """Each death breaks the process pool; a batch dispatched before the coordinator has seen that
+    goes to a fresh pool instead of failing the whole build (it used to crash with a traceback)."""
+    project.config(
+        'version: 1\nrules:\n  r:\n    inputs: ["in/*.txt"]\n    output: "{stem}.out"\n'
+        '    steps: [python: {function: "fatal:f", version: "1"}]\n'
+    )
+    fatal = "import os, signal\n\ndef f(value, ctx):\n    if value == b'fatal':\n"
+    fatal += "        os.kill(os.getpid(), signal.SIGKILL)\n    return value\n"
+    inputs = {f"in/{n:03}.txt": "fatal" if n % 2 == 0 else str(n) for n in range(PROCESSES_FROM)}
+    project.write({"fatal.py": fatal, **inputs})
+    project.build("-j", "4", "--batch-size", "1", expect=1)  # more workers, more teardown races
+    failures = project.manifest()["failures"]
+    assert {f["input"] for f in failures} == {p for p, text in inputs.items() if text == "fatal"}
+    assert {f["class"] for f in failures} == {"WorkerCrashed"}
+    assert project.manifest()["summary"]["built"] == len(inputs) - len(failures)
+
+
 @pytest.mark.parametrize(
     ("flag", "last_built"), [(None, True), ("--keep-going", True), ("--fail-fast", False)]
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from types import FrameType
@@ -102,6 +103,10 @@ class Pools:
                     mp_context=self._context(),
                     initializer=_leave_interrupts_to_the_coordinator,
                 )
+                # Start every worker with the first batch, as the pool does under `fork`, never one
+                # later from `submit`: a worker started while the pool breaks (another one died)
+                # races the pool's own teardown, which then crashes, or waits for it forever.
+                self._process._safe_to_dynamically_spawn_children = False  # type: ignore[attr-defined]
             return self._process
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="batchit-io")
@@ -144,15 +149,32 @@ class Pools:
 def _leave_interrupts_to_the_coordinator() -> None:
     """Worker processes leave Ctrl-C to the coordinator, which stops the build in order; they only
     pass it on to the commands they run, in process groups of their own. Terminated (the build
-    abandoned), a worker kills its commands first."""
+    abandoned, or the pool broken by another worker's death), a worker kills its commands first.
+
+    SIGTERM is acted on by a thread of its own, woken through the signal wakeup fd: a Python-level
+    handler runs only once the main thread gets control, and a SIGTERM arriving just before an idle
+    worker blocks on the pool's call queue would then wait forever (the worker, and the pool's
+    teardown joining it, with it)."""
     signal.signal(signal.SIGINT, _forward_to_commands)
-    signal.signal(signal.SIGTERM, _end_with_commands)
+    wakeup, notify = os.pipe()
+    os.set_blocking(notify, False)
+    signal.set_wakeup_fd(notify, warn_on_full_buffer=False)
+    threading.Thread(target=_end_with_commands_on_sigterm, args=(wakeup,), daemon=True).start()
+    # Last: until now SIGTERM's default action ends the worker; from now on the wakeup fd gets it
+    # (which happens only for a signal with a Python-level handler).
+    signal.signal(signal.SIGTERM, _noted)
 
 
 def _forward_to_commands(signum: int, frame: FrameType | None) -> None:
     signal_commands(signum)
 
 
-def _end_with_commands(signum: int, frame: FrameType | None) -> None:
+def _noted(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM's Python-level handler: `_end_with_commands_on_sigterm` acts on it."""
+
+
+def _end_with_commands_on_sigterm(wakeup: int) -> None:
+    while signal.SIGTERM not in os.read(wakeup, 64):
+        pass
     signal_commands(signal.SIGKILL)
-    os._exit(128 + signum)
+    os._exit(128 + signal.SIGTERM)

@@ -106,16 +106,16 @@ class Scheduler:
         waiting: list[Future[Any]] = [*self._running, self._wakeup]
         done, _ = wait(waiting, timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
-            if future is self._wakeup:
-                continue
-            _, batch, generation = self._running.pop(future)
+            entry = self._running.pop(future, None)
+            if entry is None:
+                continue  # the wakeup, or a batch already made a suspect when its pool broke
+            _, batch, generation = entry
             for spec in batch:
                 self._per_rule[spec.rule] -= 1
             try:
                 results = future.result()
             except BrokenProcessPool:
-                self.pool_broke = True
-                self.pools.renew_processes(generation)
+                self._broken(generation)
                 if len(batch) == 1 and batch[0].job_id in self._alone:
                     yield crashed(batch[0])
                 else:
@@ -150,8 +150,28 @@ class Scheduler:
         for spec in batch:
             self._per_rule[spec.rule] = self._per_rule.get(spec.rule, 0) + 1
         generation = self.pools.generation
-        future = self.pools.submit(resources, batch)
+        try:
+            future = self.pools.submit(resources, batch)
+        except BrokenProcessPool:  # a worker died; the failure of its batch is not seen here yet
+            self._broken(generation)
+            generation = self.pools.generation
+            future = self.pools.submit(resources, batch)  # a fresh pool, which no death broke
         self._running[future] = (resources, batch, generation)
+
+    def _broken(self, generation: int) -> None:
+        """A worker process of pool `generation` died: replace the pool, and make every batch still
+        in flight there a suspect now. Their futures cannot be trusted to say so: CPython 3.11 loses
+        a batch submitted while the pool was breaking, whose future then never resolves."""
+        self.pool_broke = True
+        if generation != self.pools.generation:
+            return  # that pool was already replaced
+        self.pools.renew_processes(generation)
+        for future, (resources, batch, sent_to) in list(self._running.items()):
+            if resources == "cpu" and sent_to == generation:
+                del self._running[future]
+                for spec in batch:
+                    self._per_rule[spec.rule] -= 1
+                self._suspects.extend(batch)
 
     def _take(self, queue: deque[JobSpec], size: int) -> list[JobSpec]:
         batch: list[JobSpec] = []
