@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from blake3 import blake3
-from conftest import Project, process_gone, wait_until
+from conftest import COPY_CONFIG, Project, process_gone, wait_until
 
 from batchit.execute.pools import PROCESSES_FROM
 
@@ -315,6 +316,14 @@ def test_sigterm_before_the_jobs_run_exits_130_saying_so(project: Project) -> No
     try:
         wait_until(reading, "batchit to read its config")
         build.send_signal(signal.SIGTERM)
+        # A signal landing just before the blocking read is handled once the read returns (Python
+        # runs handlers between bytecodes), so give it something to return: either way, SIGTERM
+        # wins before the config is used.
+        assert writer is not None
+        with contextlib.suppress(BrokenPipeError):  # batchit may be gone already
+            os.write(writer, COPY_CONFIG.encode())
+        os.close(writer)
+        writer = None
         _, stderr = build.communicate(timeout=60)
     finally:
         if writer is not None:
