@@ -357,27 +357,43 @@ def test_a_stopped_build_starts_no_further_command_of_a_batch(project: Project) 
     assert project.manifest()["failures"] == []
 
 
-def test_no_command_a_worker_process_runs_outlives_a_stopped_build(project: Project) -> None:
-    """A `shell` rule declared `cpu` runs in worker processes, which leave Ctrl-C to the coordinator
-    but pass it on to their commands, and kill them when they are terminated."""
+def start_commands_in_workers(project: Project, stderr: int) -> tuple[subprocess.Popen[str], list[int]]:
+    """Start a build in a session of its own whose two worker processes each run a command that
+    sleeps; return it once both run, with the pids of both commands and both worker processes."""
     project.config(
         'version: 1\nrules:\n  slow:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
         "    resources: cpu\n"
-        '    steps: [shell: {argv: [sh, -c, "echo $$ >> started; sleep 300; cat {in}"]}]\n'
+        '    steps: [shell: {argv: [sh, -c, "echo $$ $PPID >> started; sleep 300; cat {in}"]}]\n'
     )
     project.write({f"in/{n:03}.txt": f"{n}\n" for n in range(PROCESSES_FROM)})
     command = [sys.executable, "-m", "batchit", "build", "--no-progress", "-j", "2"]
-    build = subprocess.Popen(
-        command, cwd=project.root, start_new_session=True, stderr=subprocess.PIPE, text=True
-    )
+    build = subprocess.Popen(command, cwd=project.root, start_new_session=True, stderr=stderr, text=True)
     started = project.root / "started"
 
     def pids() -> list[int]:
-        return [int(line) for line in started.read_text().split()] if started.exists() else []
+        return [int(pid) for pid in started.read_text().split()] if started.exists() else []
 
-    wait_until(lambda: len(pids()) == 2, "both worker processes to start a command")
+    wait_until(lambda: len(pids()) == 4, "both worker processes to start a command")
+    return build, pids()
+
+
+def test_no_command_a_worker_process_runs_outlives_a_stopped_build(project: Project) -> None:
+    """A `shell` rule declared `cpu` runs in worker processes, which leave Ctrl-C to the coordinator
+    but pass it on to their commands, and kill them when they are terminated."""
+    build, pids = start_commands_in_workers(project, subprocess.PIPE)
     os.killpg(build.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     _, stderr = build.communicate(timeout=60)
     assert build.returncode == 130, stderr
-    for pid in pids():
-        wait_until(lambda pid=pid: process_gone(pid), f"command {pid} to stop")
+    for pid in pids:
+        wait_until(lambda pid=pid: process_gone(pid), f"process {pid} to stop")
+
+
+def test_a_killed_build_leaves_no_worker_process_or_command_running(project: Project) -> None:
+    """SIGKILL (the out-of-memory killer, a CI runner's hard stop) gives the coordinator no chance
+    to stop anything: its worker processes notice it is gone, and end with their commands."""
+    # stderr: the resource tracker left behind reports the killed coordinator's semaphores
+    build, pids = start_commands_in_workers(project, subprocess.DEVNULL)
+    build.kill()
+    build.wait(timeout=60)
+    for pid in pids:
+        wait_until(lambda pid=pid: process_gone(pid), f"process {pid} to end")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import threading
 from collections.abc import Sequence
@@ -149,17 +150,19 @@ class Pools:
 def _leave_interrupts_to_the_coordinator() -> None:
     """Worker processes leave Ctrl-C to the coordinator, which stops the build in order; they only
     pass it on to the commands they run, in process groups of their own. Terminated (the build
-    abandoned, or the pool broken by another worker's death), a worker kills its commands first.
+    abandoned, or the pool broken by another worker's death), a worker kills its commands first;
+    so it does when the coordinator is gone (killed with SIGKILL, say), instead of waiting for work
+    forever.
 
-    SIGTERM is acted on by a thread of its own, woken through the signal wakeup fd: a Python-level
-    handler runs only once the main thread gets control, and a SIGTERM arriving just before an idle
-    worker blocks on the pool's call queue would then wait forever (the worker, and the pool's
-    teardown joining it, with it)."""
+    A thread of its own does that, woken through the signal wakeup fd or by the end of the pipe
+    the coordinator holds: a Python-level handler runs only once the main thread gets control, and
+    a SIGTERM arriving just before an idle worker blocks on the pool's call queue would then wait
+    forever (the worker, and the pool's teardown joining it, with it)."""
     signal.signal(signal.SIGINT, _forward_to_commands)
     wakeup, notify = os.pipe()
     os.set_blocking(notify, False)
     signal.set_wakeup_fd(notify, warn_on_full_buffer=False)
-    threading.Thread(target=_end_with_commands_on_sigterm, args=(wakeup,), daemon=True).start()
+    threading.Thread(target=_end_with_commands_when_told, args=(wakeup,), daemon=True).start()
     # Last: until now SIGTERM's default action ends the worker; from now on the wakeup fd gets it
     # (which happens only for a signal with a Python-level handler).
     signal.signal(signal.SIGTERM, _noted)
@@ -170,11 +173,18 @@ def _forward_to_commands(signum: int, frame: FrameType | None) -> None:
 
 
 def _noted(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM's Python-level handler: `_end_with_commands_on_sigterm` acts on it."""
+    """SIGTERM's Python-level handler: `_end_with_commands_when_told` acts on it."""
 
 
-def _end_with_commands_on_sigterm(wakeup: int) -> None:
-    while signal.SIGTERM not in os.read(wakeup, 64):
-        pass
+def _end_with_commands_when_told(wakeup: int) -> None:
+    """Kill this worker and its commands on SIGTERM, or once the coordinator is gone."""
+    import multiprocessing  # a worker process has it already
+
+    coordinator = multiprocessing.parent_process()
+    watched = [wakeup] if coordinator is None else [wakeup, coordinator.sentinel]
+    while True:
+        ready, _, _ = select.select(watched, [], [])
+        if wakeup not in ready or signal.SIGTERM in os.read(wakeup, 64):
+            break
     signal_commands(signal.SIGKILL)
     os._exit(128 + signal.SIGTERM)
