@@ -408,6 +408,46 @@ def test_workers_dying_while_others_finish_never_crash_the_build(project: Projec
     assert project.manifest()["summary"]["built"] == len(inputs) - len(failures)
 
 
+SUSPECTS_MODULE = """\
+import os, signal, time
+
+def f(value, ctx):
+    with open(ctx.root / "log", "a") as log:
+        log.write(f"start {value.decode()}\\n")
+    died = ctx.root / "first-died"
+    if value == b"second" or (value == b"first" and not died.exists()):
+        died.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    if value in (b"first", b"innocent"):  # suspects, once `first` killed the pool: then alone
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:  # a window for any other job to (wrongly) start
+            time.sleep(0.01)
+    with open(ctx.root / "log", "a") as log:
+        log.write(f"end {value.decode()}\\n")
+    return value
+"""
+
+
+def test_a_suspect_runs_alone_so_only_the_culprit_is_blamed(project: Project) -> None:
+    """The jobs of batches whose worker died run again alone, one after another: were another job
+    to die beside one, that one would be blamed for a death it did not cause, and its input
+    quarantined. `first` dies only once, so both suspects build when run alone."""
+    project.config(
+        'version: 1\nrules:\n  r:\n    inputs: ["in/*.txt"]\n    output: "{stem}.out"\n'
+        "    concurrency: 2\n"  # `first` and `innocent` in flight together, nothing else
+        '    steps: [python: {function: "suspects:f", version: "1"}]\n'
+    )
+    inputs = {f"in/{n:03}.txt": str(n) for n in range(PROCESSES_FROM)}
+    inputs.update({"in/000.txt": "first", "in/001.txt": "innocent", "in/050.txt": "second"})
+    project.write({"suspects.py": SUSPECTS_MODULE, **inputs})
+    project.build("-j", "2", "--batch-size", "1", expect=1)
+    assert [f["input"] for f in project.manifest()["failures"]] == ["in/050.txt"]
+    log = project.read("log").splitlines()
+    for suspect in ("first", "innocent"):
+        alone = len(log) - 1 - log[::-1].index(f"start {suspect}")  # its last run
+        assert log[alone + 1] == f"end {suspect}", f"no other job starts while {suspect} runs alone"
+
+
 @pytest.mark.parametrize(
     ("flag", "last_built"), [(None, True), ("--keep-going", True), ("--fail-fast", False)]
 )

@@ -128,8 +128,9 @@ class Scheduler:
             return
         workers = self.pools.workers
         for resources, queue in self._queues.items():
-            if resources == "cpu" and self._suspects:
-                self._dispatch_suspect()
+            if resources == "cpu" and (self._suspects or self._suspect_running()):
+                if self._suspects:
+                    self._dispatch_suspect()
                 continue
             limit = workers * 2
             while queue and self._in_flight(resources) < limit:
@@ -145,6 +146,14 @@ class Scheduler:
             spec = self._suspects.popleft()
             self._alone.add(spec.job_id)
             self._submit("cpu", [spec])
+
+    def _suspect_running(self) -> bool:
+        """A suspect runs: no other `cpu` batch may join it until it is done, or a death in that
+        batch would break the suspect's pool too and be blamed on the suspect."""
+        return any(
+            resources == "cpu" and len(batch) == 1 and batch[0].job_id in self._alone
+            for resources, batch, _ in self._running.values()
+        )
 
     def _submit(self, resources: str, batch: list[JobSpec]) -> None:
         for spec in batch:
