@@ -179,10 +179,10 @@ class Committer:
                 path: self.planner.hasher.hash_path(path, discovered=True) for path in result.discovered
             }
             template = self.config.rules[job.rule].output
-            key = action_key(job.recipe, job.input_hashes, discovered, job.inputs, template)
+            key = base_key = action_key(job.recipe, job.input_hashes, {}, job.inputs, template)
             discovered_json = json.dumps(discovered, sort_keys=True)
-            base_key = action_key(job.recipe, job.input_hashes, {}, job.inputs, template)
             if discovered:  # so a job with no record of its own finds them (`load_discoveries`)
+                key = action_key(job.recipe, job.input_hashes, discovered, job.inputs, template)
                 self.store.put_discoveries(base_key, json.dumps(sorted(discovered)), key)
             else:  # it discovers nothing now: what it found before must not key it any more
                 self.store.drop_discoveries(base_key)
