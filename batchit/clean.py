@@ -11,6 +11,7 @@ from batchit.fsutil import removal_refused, remove_outputs
 from batchit.model import RESERVED_OUTPUTS, Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN
+from batchit.plan.ownership import refuse_foreign_state
 from batchit.plan.pruning import kept_outputs
 from batchit.record.audit import append_audit
 from batchit.state.lock import ProjectLock
@@ -39,6 +40,7 @@ def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run:
         doomed = _orphans(config, registry)
     else:
         store = StateStore.open_readonly(store_path)
+        refuse_foreign_state(config, store)  # its records name another config's outputs
         owned = store.output_paths(config.out) if store else set()
         if store:
             store.close()

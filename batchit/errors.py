@@ -77,6 +77,11 @@ class OutputConflictError(UsageError):
     """An output path holds a file batchit did not write; it is never overwritten silently (exit 2)."""
 
 
+class ForeignStateError(UsageError):
+    """The project's `.batchit` holds the state of another config file, which still exists: building
+    this one there would prune or disown that one's outputs (exit 2)."""
+
+
 class LockHeldError(BatchitError):
     """Another batchit run holds the project's lock (exit 3)."""
 

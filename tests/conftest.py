@@ -143,6 +143,13 @@ class Project:
                         found[path.relative_to(self.root).as_posix()] = path.read_bytes()
         return found
 
+    def recorded(self) -> dict[str, bytes]:
+        """`_build` and `.batchit` with their bytes, but SQLite's -wal and -shm companions, which a
+        read-only open of the state store may create (its content stays in state.db): what a
+        refused command must leave as it was."""
+        files = self.snapshot("_build", ".batchit")
+        return {path: data for path, data in files.items() if not path.endswith(("-wal", "-shm"))}
+
 
 def plan_event(project: Project) -> dict[str, Any]:
     """The latest run's `plan` event (whether its plan was replayed or patched from a snapshot)."""

@@ -50,6 +50,33 @@ def test_dash_f_names_another_config_file(pages: Project) -> None:
     assert (pages.root / "_build/b.html").exists()
 
 
+def test_a_renamed_config_takes_over_the_state_and_rebuilds_nothing(pages: Project) -> None:
+    pages.build()
+    (pages.root / "batchit.yaml").rename(pages.root / "renamed.yaml")
+    assert pages.run("-f", "renamed.yaml", "build", "--no-progress").code == 0
+    assert pages.manifest()["summary"]["built"] == 0
+    assert pages.manifest()["summary"]["up_to_date"] == 2
+
+
+@pytest.mark.parametrize("out", ["_build", "_other"])
+def test_a_second_config_in_one_root_is_refused_before_it_prunes_or_disowns_the_first(
+    pages: Project, out: str
+) -> None:
+    pages.build()
+    other = f"version: 1\nout: {out}\nrules:\n" + MARKDOWN_RULE.replace("{stem}", "x-{stem}")
+    pages.write({"other.yaml": other})
+    before = pages.recorded()
+    for command in (["build", "--no-progress"], ["plan"], ["explain", "x-a.html"], ["clean"]):
+        result = pages.run("-f", "other.yaml", *command)
+        assert result.code == 2, result.describe()
+        assert "other.yaml: .batchit/ holds the state of batchit.yaml, which still exists" in result.stderr
+        assert "if other.yaml replaces batchit.yaml, delete batchit.yaml" in result.stderr
+    assert pages.recorded() == before
+    assert not (pages.root / "_other").exists()
+    pages.build()
+    assert pages.manifest()["summary"]["built"] == 0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

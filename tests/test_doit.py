@@ -138,6 +138,21 @@ def test_doit_after_batchit_build_runs_nothing(site: Project) -> None:
     assert executed(result) == []
 
 
+def test_a_config_doit_built_with_keeps_the_state_from_any_other(site: Project) -> None:
+    assert doit(site).code == 0
+    site.write({"other.yaml": CONFIG.replace("cdn.json", "other.json")})
+    refused = site.run("-f", "other.yaml", "build", "--no-progress")
+    assert refused.code == 2, refused.describe()
+    assert "other.yaml: .batchit/ holds the state of batchit.yaml" in refused.stderr
+    dodo = site.root.parent / "dodo.py"
+    other_dodo = DODO.replace('tasks("site")', 'tasks("site", config_file="other.yaml")')
+    dodo.write_text(other_dodo, encoding="utf-8")
+    result = doit(site, "list")
+    assert result.code == 3, result.describe()
+    assert result.stderr.startswith("ERROR: batchit: other.yaml: .batchit/ holds the state of batchit.yaml")
+    assert (site.root / "_build/cdn.json").exists()
+
+
 def test_a_changed_input_reruns_its_jobs_and_the_aggregate_only(site: Project) -> None:
     assert doit(site).code == 0
     site.write({"images/red.png": png("orange")})

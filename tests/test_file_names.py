@@ -17,24 +17,16 @@ def make_undecodable(project: Project, name: bytes) -> None:
         handle.write(b"junk\n")
 
 
-def recorded(project: Project) -> dict[str, bytes]:
-    """`_build` and `.batchit`, but SQLite's -wal and -shm companions, which a read-only open of the
-    state store may create (its content stays in state.db)."""
-    return {
-        k: v for k, v in project.snapshot("_build", ".batchit").items() if not k.endswith(("-wal", "-shm"))
-    }
-
-
 def test_an_input_whose_name_is_not_utf8_exits_2_naming_it_and_writes_nothing(copies: Project) -> None:
     copies.build()
     make_undecodable(copies, b"src/\xff.txt")
-    before = recorded(copies)
+    before = copies.recorded()
     for command in (("plan",), ("build", "--no-progress")):
         result = copies.run(*command)
         assert result.code == 2, result.describe()
         assert "src/\\xff.txt" in result.stderr, result.describe()
         assert "not valid UTF-8" in result.stderr and "rename" in result.stderr, result.describe()
-    assert recorded(copies) == before
+    assert copies.recorded() == before
 
 
 def test_a_name_no_glob_matches_or_an_exclude_covers_is_ignored(project: Project) -> None:

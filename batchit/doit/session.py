@@ -148,6 +148,7 @@ class Session:
         if not self.state_db.exists() or not self._read_only().owns(self.config.out):
             with ProjectLock(self.config.state_dir / "lock", shared=True):
                 store = StateStore.open(self.state_db)
+                store.adopt_config(self.config.file)  # planning the tasks refused another config's state
                 moved = store.adopt_out(self.config.out)  # `out` changed: its old rows are forgotten
                 store.close()
             if moved is not None:
@@ -293,6 +294,7 @@ class Session:
                 _warn(f"removed {leftover.name}, left by a killed run")
         run_id = self._record_id()
         planner, jobs = self._plan(store)
+        store.adopt_config(self.config.file)  # the plan refused the state of another config
         by_rule: dict[str, list[Job]] = {name: [] for name in self.config.rules}
         for job in jobs:
             by_rule[job.rule].append(job)

@@ -89,6 +89,7 @@ def run_build(
         try:
             if killed:
                 _sweep(config, store, emit, "a killed run")
+            store.adopt_config(config.file)  # planning refused the state of another config
             _adopt_out(config, store, emit)
             if store.generation() != planner.generation:
                 planner, predicted = _plan(config, registry, options, store)

@@ -20,6 +20,7 @@ from batchit.plan.claims import OutputClaims
 from batchit.plan.decide import Decider
 from batchit.plan.files import FileTree, Hasher
 from batchit.plan.jobs import NOTHING_DISCOVERED, UNKNOWN, Job, JobExpander
+from batchit.plan.ownership import refuse_foreign_state
 from batchit.plan.patch import patch_plan
 from batchit.plan.rows import KeysOnDemand, RowsOnDemand, StoreView
 from batchit.plan.snapshot import PlanSnapshot, Reads, load_snapshot, pack_stats, plan_fingerprint
@@ -82,7 +83,9 @@ class Planner:
         rows_on_demand: bool = False,
     ) -> Planner:
         """Get ready to plan against `store` (None: a project never built); with `rows_on_demand`,
-        to plan a few jobs (`plan_one`), reading their rows one at a time."""
+        to plan a few jobs (`plan_one`), reading their rows one at a time. A store that belongs
+        to another config is refused (batchit.plan.ownership)."""
+        refuse_foreign_state(config, store)
         return cls(config, registry, store, options, rows_on_demand=rows_on_demand)
 
     @functools.cached_property

@@ -214,6 +214,19 @@ class StateStore:
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'out'", (out,))
         return recorded, forgotten
 
+    # -- the config file --------------------------------------------------------------------------
+    def recorded_config(self) -> str | None:
+        """The config file (as `Config.file` names it) whose builds wrote these rows, or None for a
+        store that predates recording it."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+        return None if row is None else str(row[0])
+
+    def adopt_config(self, file: str) -> None:
+        """Record `file` as the config these rows belong to (once it is checked that no other config
+        still holds them: batchit.plan.ownership). Writes only when something changes."""
+        if self.recorded_config() != file:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('config', ?)", (file,))
+
     # -- outputs ----------------------------------------------------------------------------------
     def output(self, path: str) -> OutputRecord | None:
         """What batchit recorded about one output (path relative to `out`), if it owns it."""
