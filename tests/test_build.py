@@ -216,6 +216,31 @@ def test_duplicate_inputs_compute_once(project: Project) -> None:
     assert summary(project)["restored"] == 1
 
 
+def test_a_downstream_job_with_the_key_of_a_finished_upstream_job_still_runs(project: Project) -> None:
+    project.config(
+        """\
+        version: 1
+        rules:
+          stage:
+            inputs: ["in/*.txt"]
+            output: "staged/{stem}.txt"
+            steps:
+              - file.copy: {}
+          publish:
+            inputs: {rule: stage}
+            output: "public/{stem}.txt"
+            steps:
+              - file.copy: {}
+        """
+    )
+    project.write({"in/a.txt": "a\n", "in/b.txt": "b\n"})
+    project.build()  # a publish job copies the bytes its stage job copied: one action key
+    assert project.read("_build/public/a.txt") == "a\n"
+    assert project.read("_build/public/b.txt") == "b\n"
+    assert (summary(project)["built"], summary(project)["restored"]) == (2, 2)
+    assert {o["path"] for o in project.manifest()["outputs"]} >= {"public/a.txt", "public/b.txt"}
+
+
 SHOUT_MODULE = """\
 import threading
 

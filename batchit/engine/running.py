@@ -232,7 +232,12 @@ class RunningBuild:
         self.jobs[job.job_id] = job
         self.open_jobs[rule_name].add(job.job_id)
         if job.action == "run" and job.key in self.leaders:
-            self.followers.setdefault(job.key, []).append(job)
+            leader = self.jobs[self.leaders[job.key]]
+            done = self.results.get(leader.job_id)
+            if done is None:
+                self.followers.setdefault(job.key, []).append(job)  # it follows when its leader ends
+            else:  # a downstream rule's job, released after its leader (of an upstream rule) ended
+                self._follow(job, leader, done)
             return
         spec = job_spec(self.config, self.registry, job, self.by_rule)
         resources = self.config.rules[rule_name].resources
@@ -274,16 +279,21 @@ class RunningBuild:
             }
         )
         for twin in self.followers.pop(job.key, []) if self.leaders.get(job.key) == job.job_id else []:
-            if result.ok:
-                twin.action = "restore"
-                self.committer.claim(twin)
-                copy = twin_restore_spec(twin, str(self.config.out_dir / job.output), result)
-                self.scheduler.add(copy, "io")
-            else:
-                self._finish(twin, twin_failure(twin, job, result))
+            self._follow(twin, job, result)
         if not result.ok and self.options.fail_fast:
             for dropped in self.scheduler.stop():
                 self.open_jobs[dropped.rule].discard(dropped.job_id)
+
+    def _follow(self, twin: Job, leader: Job, result: JobResult) -> None:
+        """Settle a job with the same action key as one that ended (its leader): a copy of the
+        leader's output, or the leader's failure."""
+        if result.ok:
+            twin.action = "restore"
+            self.committer.claim(twin)
+            copy = twin_restore_spec(twin, str(self.config.out_dir / leader.output), result)
+            self.scheduler.add(copy, "io")
+        else:
+            self._finish(twin, twin_failure(twin, leader, result))
 
     def _leave_unrun(self, job: Job) -> None:
         """Record nothing for a job (and its waiting twins) that failed once the build was stopping:
