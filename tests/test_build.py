@@ -507,17 +507,58 @@ def test_a_rendered_page_keeps_its_key8_name_and_key_from_plan_to_record(project
     assert summary(project)["restored"] == 1
 
 
+KEYED_ASSETS = (
+    'version: 1\nrules:\n  pages:\n    inputs: ["src/*.txt"]\n    output: "{stem}.txt"\n'
+    "    steps: [text.load: {}]\n"
+    '  assets:\n    inputs: {rule: pages}\n    output: "assets/{key8}.txt"\n    steps: [file.copy: {}]\n'
+)
+"""`assets` names each output by its key alone, known once `pages` has run."""
+
+
 def test_content_addressed_names_downstream_of_another_rule_build(project: Project) -> None:
-    project.config(
-        'version: 1\nrules:\n  pages:\n    inputs: ["src/*.txt"]\n    output: "{stem}.txt"\n'
-        "    steps: [text.load: {}]\n"
-        '  assets:\n    inputs: {rule: pages}\n    output: "assets/{key8}.txt"\n    steps: [file.copy: {}]\n'
-    )
+    project.config(KEYED_ASSETS)
     project.write({"src/a.txt": "a\n", "src/b.txt": "b\n"})
     assert "run      _build/assets/{key8}.txt" in project.run("plan").stdout
     project.build()
     assert sorted(p.read_text() for p in (project.root / "_build/assets").iterdir()) == ["a\n", "b\n"]
     assert project.build().stdout.startswith("batchit: ok: 4 up to date")
+
+
+def test_a_file_batchit_did_not_write_at_a_key8_path_stops_the_build_once_its_name_is_known(
+    project: Project,
+) -> None:
+    project.config(KEYED_ASSETS)
+    project.write({"src/a.txt": "a\n", "src/b.txt": "b\n"})
+    project.build()
+    assets = sorted((project.root / "_build/assets").iterdir())
+    shutil.rmtree(project.root / ".batchit")  # batchit forgets it wrote them: now they are strangers
+    for page in ("a.txt", "b.txt"):
+        (project.root / "_build" / page).unlink()
+    assets[0].write_text("precious\n")
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert "output path(s) hold files batchit did not write" in result.stderr
+    assert f"_build/assets/{assets[0].name}" in result.stderr
+    assert assets[0].read_text() == "precious\n"
+    assert summary(project)["built"] == 2, "the pages that ran before the stop are recorded"
+    assert not (project.root / ".batchit/build-in-progress").exists()
+    project.build("--overwrite")
+    assert sorted(p.read_text() for p in assets) == ["a\n", "b\n"]
+
+
+def test_byte_identical_upstream_outputs_naming_one_key8_output_stop_the_build_at_that_rule(
+    project: Project,
+) -> None:
+    project.config(KEYED_ASSETS)
+    project.write({"src/a.txt": "same\n", "src/b.txt": "same\n"})
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert "rule 'assets': two jobs write one output _build/assets/" in result.stderr
+    assert [o["path"] for o in project.manifest()["outputs"]] == ["a.txt", "b.txt"]
+    assert not (project.root / ".batchit/build-in-progress").exists()
+    project.config(KEYED_ASSETS.replace("assets/{key8}", "assets/{stem}-{key8}"))
+    project.build()
+    assert len(list((project.root / "_build/assets").iterdir())) == 2
 
 
 def test_file_batchit_did_not_write_is_never_overwritten(texts: Project) -> None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from batchit.config.validation import record_checked
 from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
 from batchit.engine.running import RunningBuild, build_pools
-from batchit.errors import OutputConflictError
+from batchit.engine.strangers import refuse_strangers
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import Job
@@ -74,7 +74,7 @@ def run_build(
     if cpu_rules and not (config.state_dir / "state.db").exists():
         pools.warm_up()  # a first build: every job will run
     planner, predicted = _plan_read_only(config, registry, options)
-    _refuse_non_files(config, planner)
+    refuse_strangers(config, planner.strangers, overwrite=True)  # not even --overwrite
     cpu_jobs = sum(1 for job in predicted if job.action == "run" and job.rule in cpu_rules)
     pools.expect(cpu_jobs)
     if cpu_jobs:
@@ -93,7 +93,7 @@ def run_build(
             _adopt_out(config, store, emit)
             if store.generation() != planner.generation:
                 planner, predicted = _plan(config, registry, options, store)
-                _refuse_non_files(config, planner)
+                refuse_strangers(config, planner.strangers, overwrite=True)  # not even --overwrite
             planner.view.store = store
             build = RunningBuild(config, registry, options, store, emit, run_id, planner, predicted, pools)
             outcome = build.run()
@@ -106,6 +106,8 @@ def run_build(
             store.close()
         if not build.abandoned:  # else threads left running may still write: the next build sweeps
             unfinished.unlink()
+    if build.conflict is not None:  # found once an upstream rule had run; what ran is recorded
+        raise build.conflict
     outcome.seconds = time.perf_counter() - clock
     outcome.interrupted = build.interrupted
     _alert(config, outcome, emit)
@@ -137,7 +139,7 @@ def _remember_plan(config: Config, planner: Planner, build: RunningBuild, outcom
     to date with the key it was recorded with, or held back by its quarantined input
     (batchit.plan.remember). Otherwise remove the old one, which can no longer match. Call it after
     the build's last write to the state store."""
-    if build.interrupted or outcome.counts["failed"]:
+    if build.interrupted or build.conflict or outcome.counts["failed"]:
         forget_snapshot(config.state_dir)
     else:
         remember_plan(planner, build.store.generation(), lambda: build.settled_outputs(outcome.jobs))
@@ -192,38 +194,6 @@ def _plan(
         PlanOptions(options.force, options.use_cache, options.only_failed, options.only_jobs),
     )
     jobs = planner.predict(select_rules(config, options.rules))
-    _refuse_strangers(config, planner, options)
+    if not options.overwrite:  # else only a build refuses non-files (plan, explain and clean show them)
+        refuse_strangers(config, planner.strangers, overwrite=False)
     return planner, jobs
-
-
-def _refuse_strangers(config: Config, planner: Planner, options: BuildOptions) -> None:
-    """Stop before anything is written when an output path holds a file batchit did not write
-    (unless --overwrite) or anything but a regular file (a build refuses it even with --overwrite)."""
-    if options.overwrite:
-        return
-    _refuse_non_files(config, planner)
-    strangers = list(planner.strangers)
-    if strangers:
-        listed = _listing(config, strangers)
-        raise OutputConflictError(
-            f"{len(strangers)} output path(s) hold files batchit did not write:\n  {listed}",
-            hint="move them away, or run `batchit build --overwrite` to replace them",
-        )
-
-
-def _refuse_non_files(config: Config, planner: Planner) -> None:
-    """Stop when an output path holds a directory, FIFO, socket or device: batchit never reads,
-    replaces or removes one, so not even --overwrite lets a build write there."""
-    found = {path: kind for path, kind in planner.strangers.items() if kind}
-    if found:
-        listed = _listing(config, [f"{path} ({kind})" for path, kind in found.items()])
-        raise OutputConflictError(
-            f"{len(found)} output path(s) hold something that is not a regular file:\n  {listed}",
-            hint="move each away (batchit writes only regular files; --overwrite replaces only files)",
-        )
-
-
-def _listing(config: Config, paths: list[str]) -> str:
-    """Up to 20 output paths under `out`, one a line, and how many more."""
-    listed = "\n  ".join(f"{config.out}/{p}" for p in paths[:20])
-    return listed + (f"\n  ... and {len(paths) - 20} more" if len(paths) > 20 else "")

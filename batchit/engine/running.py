@@ -14,6 +14,8 @@ from pathlib import Path
 
 from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
 from batchit.engine.single import cache_restore_spec, job_spec, twin_failure, twin_restore_spec
+from batchit.engine.strangers import refuse_strangers
+from batchit.errors import UsageError
 from batchit.execute.pools import Pools
 from batchit.execute.retry import backoff_delay
 from batchit.execute.scheduler import Scheduler
@@ -99,6 +101,9 @@ class RunningBuild:
         self.interrupted = False
         self.abandoned = False
         """Jobs still ran when the grace period ended: their threads may write after the build."""
+        self.conflict: UsageError | None = None
+        """Why the build stopped releasing rules: an output conflict found only once an upstream
+        rule had run (a `{key8}` name). What ran is committed and recorded; the build then raises it."""
         self.signals = StopSignals(self._warn, self.scheduler.wake, self.pools.interrupt, self.pools.abandon)
 
     def run(self) -> BuildOutcome:
@@ -143,7 +148,7 @@ class RunningBuild:
         finished = [r.name for r in self.rules if r.name in self.released and not self.open_jobs[r.name]]
         pruned = (
             []  # a replayed plan is the one the last build left after pruning: nothing to prune
-            if self.interrupted or self.planner.replayed
+            if self.interrupted or self.planner.replayed or self.conflict
             else self.committer.prune(self.by_rule, finished, full=not self.options.rules)
         )
         evict_cache(self.store, self.cache_dir, self.config.cache_max_size)
@@ -187,7 +192,12 @@ class RunningBuild:
                 return
             jobs = self.by_rule[rule.name]
             if any(self._upstream_changed(up) for up in rule.from_rules):
-                jobs = self._replan(rule.name)
+                try:
+                    jobs = self._replan(rule.name)
+                except UsageError as exc:
+                    self.conflict = exc
+                    self._drop_queued()  # the jobs in flight finish and are committed
+                    return
             self.released.add(rule.name)
             self.open_jobs[rule.name] = set()
             for job in jobs:
@@ -205,6 +215,9 @@ class RunningBuild:
             for up in rule.from_rules
         }
         jobs = self.planner.plan_rule(rule, upstream)
+        strangers = self.planner.strangers
+        found = {job.output: strangers[job.output] for job in jobs if job.output in strangers}
+        refuse_strangers(self.config, found, overwrite=self.options.overwrite)  # at `{key8}` paths
         self.committer.stat_updates(self.planner.stat_updates())
         for job in jobs:
             if job.key == UNKNOWN:
@@ -281,8 +294,12 @@ class RunningBuild:
         for twin in self.followers.pop(job.key, []) if self.leaders.get(job.key) == job.job_id else []:
             self._follow(twin, job, result)
         if not result.ok and self.options.fail_fast:
-            for dropped in self.scheduler.stop():
-                self.open_jobs[dropped.rule].discard(dropped.job_id)
+            self._drop_queued()
+
+    def _drop_queued(self) -> None:
+        """Run no job that has not started; those running finish."""
+        for dropped in self.scheduler.stop():
+            self.open_jobs[dropped.rule].discard(dropped.job_id)
 
     def _follow(self, twin: Job, leader: Job, result: JobResult) -> None:
         """Settle a job with the same action key as one that ended (its leader): a copy of the
