@@ -92,7 +92,7 @@ def watch(
             return
         ready()
         while True:
-            burst = {changes.get()}
+            burst = {_next_change(changes)}
             quiet_until = time.monotonic() + debounce
             while (left := quiet_until - time.monotonic()) > 0:
                 try:
@@ -108,3 +108,13 @@ def watch(
     finally:
         observer.stop()
         observer.join(timeout=STOP_SECONDS)  # its threads are daemons: a stuck one cannot hold the exit
+
+
+def _next_change(changes: queue.Queue[str]) -> str:
+    """The next changed path, however long it takes. The wait wakes every half second: a Ctrl-C
+    that lands just before an untimed wait blocks would only be handled at the next change."""
+    while True:
+        try:
+            return changes.get(timeout=0.5)
+        except queue.Empty:
+            continue
