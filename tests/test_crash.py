@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from blake3 import blake3
@@ -386,6 +387,50 @@ def test_no_command_a_worker_process_runs_outlives_a_stopped_build(project: Proj
     assert build.returncode == 130, stderr
     for pid in pids:
         wait_until(lambda pid=pid: process_gone(pid), f"process {pid} to stop")
+
+
+SIGNAL_INSIDE_FORWARDING = """\
+import os, signal, sys
+from pathlib import Path
+
+from batchit.execute.pools import _leave_interrupts_to_the_coordinator
+from batchit.operators.commands import CommandStopped, run_command
+
+_leave_interrupts_to_the_coordinator()  # a worker process's handlers
+lines = 0
+
+def forwarding(frame, event, arg):
+    global lines
+    if event == "line":
+        lines += 1
+        if lines == int(sys.argv[1]):  # a second Ctrl-C lands here, inside the first one's forwarding
+            os.kill(os.getpid(), signal.SIGINT)
+    return forwarding
+
+def outermost(frame, event, arg):
+    return forwarding if frame.f_code.co_name == "signal_commands" and lines == 0 else None
+
+sys.settrace(outermost)
+try:
+    done = run_command(["sh", "-c", "kill -INT $PPID; sleep 60"], b"", Path.cwd(), None, None)
+    print("ended", done.returncode)
+except CommandStopped:
+    print("stopped")
+"""
+
+
+@pytest.mark.parametrize("line", range(1, 5))
+def test_a_second_ctrl_c_inside_the_forwarding_of_the_first_never_hangs_a_worker(
+    tmp_path: Path, line: int
+) -> None:
+    """A terminal's Ctrl-C reaches a worker process, and so does the coordinator's forwarding of
+    it: the second can land while the worker's handler is still passing the first on."""
+    script = tmp_path / "worker.py"
+    script.write_text(SIGNAL_INSIDE_FORWARDING)
+    worker = subprocess.run(
+        [sys.executable, str(script), str(line)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert worker.stdout in ("ended -2\n", "stopped\n"), worker.stderr
 
 
 def test_a_killed_build_leaves_no_worker_process_or_command_running(project: Project) -> None:

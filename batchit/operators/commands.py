@@ -26,8 +26,12 @@ from typing import Any
 WAKE_EVERY = 0.2
 """Seconds between the checks for a pending signal while a command runs (see `_wait`)."""
 
-_running: set[int] = set()
-"""Process-group ids of the commands this process is running (one per running `shell` job)."""
+_running: frozenset[int] = frozenset()
+"""Process-group ids of the commands this process is running (one per running `shell` job). Never
+changed in place, but replaced under `_running_lock`: `signal_commands`, which signal handlers
+call, reads it without the lock. A handler that took the lock would deadlock when a second stop
+signal (a terminal's Ctrl-C and the coordinator's forwarding of it) lands while the first one's
+handler holds it, in the same thread."""
 _running_lock = threading.Lock()
 _stopping = False
 """A stop was forwarded to this process's commands: the next ones of a batch must not start."""
@@ -73,8 +77,7 @@ def run_command(
             env=env,
             process_group=0,
         )
-        with _running_lock:
-            _running.add(process.pid)
+        _register(process.pid, running=True)
     finally:
         if main:
             _starting = False
@@ -95,8 +98,7 @@ def run_command(
         # The first process has exited; anything it left behind in its group goes with it.
         _signal_group(process.pid, signal.SIGKILL)
     finally:
-        with _running_lock:
-            _running.discard(process.pid)
+        _register(process.pid, running=False)
     return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 
@@ -119,10 +121,15 @@ def signal_commands(signum: int) -> None:
     terminal's Ctrl-C would have done had they stayed in batchit's process group."""
     global _stopping
     _stopping = True
-    with _running_lock:
-        groups = list(_running)
-    for group in groups:
+    for group in _running:  # a snapshot, read without a lock (see `_running`)
         _signal_group(group, signum)
+
+
+def _register(group: int, *, running: bool) -> None:
+    """Add a command's process group to `_running`, or take it out, replacing the set."""
+    global _running
+    with _running_lock:
+        _running = _running | {group} if running else _running - {group}
 
 
 def resume_commands() -> None:
