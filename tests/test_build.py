@@ -90,6 +90,46 @@ def test_upstream_rebuilt_to_same_bytes_leaves_dependants_up_to_date(texts: Proj
     assert outputs["index.txt"] == "up_to_date"
 
 
+NORMALISED_CHAIN = """\
+version: 1
+rules:
+  norm:
+    inputs: ["src/*.txt"]
+    output: "norm/{stem}.txt"
+    steps: [text.load: {}, text.replace: {pattern: L, replacement: l}]
+  copy:
+    inputs: {rule: norm}
+    output: "copy/{stem}-{key8}.txt"
+    steps: [file.copy: {}]
+  upper:
+    inputs: {rule: copy}
+    output: "upper/{stem}.txt"
+    steps: [text.load: {}, text.replace: {pattern: h, replacement: H}]
+  excl:
+    inputs: {rule: copy}
+    output: "excl/{stem}.txt"
+    steps: [text.load: {}, text.replace: {pattern: "$", replacement: "!", count: 1}]
+"""
+"""`norm` lowers every L, so an edit of an L's case changes nothing below it."""
+
+
+def test_rules_two_levels_below_an_upstream_rebuilt_to_the_same_bytes_stay_as_they_were(
+    project: Project,
+) -> None:
+    project.config(NORMALISED_CHAIN)
+    project.write({"src/a.txt": "hello"})
+    project.build()
+    first = project.snapshot("_build/copy", "_build/upper", "_build/excl")
+    project.write({"src/a.txt": "heLlo"})  # norm runs again and writes "hello" again
+    project.build()
+    assert (summary(project)["built"], summary(project)["up_to_date"]) == (1, 3)
+    assert project.snapshot("_build/copy", "_build/upper", "_build/excl") == first
+    assert [p.read_text() for p in (project.root / "_build/excl").iterdir()] == ["hello!"]
+    assert all("{key8}" not in o["path"] and o["action_key"] for o in project.manifest()["outputs"])
+    project.build()
+    assert summary(project)["up_to_date"] == 4
+
+
 def test_changed_parameter_rebuilds_only_that_rules_jobs(texts: Project) -> None:
     texts.build()
     texts.config(COPY_AND_UPPER.replace('replacement: "A"', 'replacement: "4"'))

@@ -191,7 +191,11 @@ class RunningBuild:
             if self.scheduler.stopped:
                 return
             jobs = self.by_rule[rule.name]
-            if any(self._upstream_changed(up) for up in rule.from_rules):
+            # planned again when an upstream job ran, or when it was planned while its upstream
+            # outputs were not known yet (its keys are unknown), even if they turned out unchanged
+            if any(job.key == UNKNOWN for job in jobs) or any(
+                self._upstream_changed(up) for up in rule.from_rules
+            ):
                 try:
                     jobs = self._replan(rule.name)
                 except UsageError as exc:
@@ -204,6 +208,7 @@ class RunningBuild:
                 self._dispatch(rule.name, job)
 
     def _upstream_changed(self, rule: str) -> bool:
+        """True when a job of `rule` ran or will: its output may differ from the one planned with."""
         return any(job.action not in ("skip", "held", "quarantined") for job in self.by_rule[rule])
 
     def _replan(self, name: str) -> list[Job]:
