@@ -307,6 +307,24 @@ def test_python_steps_on_threads_print_into_their_own_job_logs(project: Project)
         assert f"printed by in/{other}.txt" not in log
 
 
+def test_what_a_template_sees_of_its_job_keeps_matrix_variants_and_renamed_rules_apart(
+    project: Project,
+) -> None:
+    config = (
+        'version: 1\nrules:\n  pages:\n    inputs: ["src/*.txt"]\n    matrix: {lang: [en, fr]}\n'
+        '    output: "{lang}/{stem}.txt"\n'
+        "    steps: [text.load: {}, template.render: {template: t/page.txt}]\n"
+    )
+    project.config(config)
+    project.write({"src/a.txt": "hello", "t/page.txt": "{{ rule }} {{ output }}: {{ content }}"})
+    project.build()
+    assert project.read("_build/en/a.txt") == "pages en/a.txt: hello"
+    assert project.read("_build/fr/a.txt") == "pages fr/a.txt: hello"
+    project.config(config.replace("  pages:", "  docs:"))
+    project.build()
+    assert project.read("_build/fr/a.txt") == "docs fr/a.txt: hello"
+
+
 def test_python_steps_see_paths_so_paths_enter_their_key(project: Project) -> None:
     project.config(
         """\

@@ -31,7 +31,7 @@ from batchit.placeholders import (
     substitute_value,
 )
 from batchit.plan.files import MISSING, FileTree, Hasher
-from batchit.plan.keys import Recipe, StepCall, action_key, make_recipe
+from batchit.plan.keys import Recipe, Seen, StepCall, action_key, make_recipe
 
 UNKNOWN = ""
 """The hash of an upstream output that is not built yet (only seen in dry runs)."""
@@ -137,11 +137,12 @@ class JobExpander:
                 discovered = discovered_of(job_id)
                 key = UNKNOWN
                 if UNKNOWN not in unit.hashes:
-                    key = action_key(recipe, unit.hashes, discovered, unit.inputs, rule.output)
+                    seen = Seen(unit.inputs, rule.output, rule.name, combo) if recipe.path_aware else None
+                    key = action_key(recipe, unit.hashes, discovered, seen)
                     if not discovered:  # no record of its own: keyed as the same work ran before
                         discovered = rediscovered(key)
                         if discovered:
-                            key = action_key(recipe, unit.hashes, discovered, unit.inputs, rule.output)
+                            key = action_key(recipe, unit.hashes, discovered, seen)
                 values["key8"] = key[:8] if key else "{key8}"  # shown as such until the key is known
                 output = render_output(values)
                 jobs.append(

@@ -78,28 +78,41 @@ def nfc(path: str) -> str:
     return path if path.isascii() else unicodedata.normalize("NFC", path)
 
 
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What a path-aware step can see of its job besides its input bytes: the input paths, the
+    rule's output template, the job's matrix values (which, with the input paths, render that
+    template but for `{key8}`) and the rule's name (`rule` in a template, `ctx.rule`)."""
+
+    input_paths: Sequence[str]
+    output_template: str
+    rule: str
+    matrix: Mapping[str, Any]
+
+
 def action_key(
-    recipe: Recipe,
-    input_hashes: Sequence[str],
-    discovered: Mapping[str, str],
-    input_paths: Sequence[str] = (),
-    output_template: str = "",
+    recipe: Recipe, input_hashes: Sequence[str], discovered: Mapping[str, str], seen: Seen | None
 ) -> str:
     """The action key of one job.
 
-    Input paths and the output template enter only for path-aware recipes; the rendered output path
-    never does, so jobs computing the same bytes share a key.
+    What the job's steps can see enters only for path-aware recipes, which must be given `seen`;
+    the rendered output path never does, so jobs computing the same bytes share a key.
     """
     inputs = '["' + '","'.join(input_hashes) + '"]' if input_hashes else "[]"
     disc = canonical_json({nfc(path): digest for path, digest in discovered.items()}) if discovered else "{}"
     head = f'{{"discovered":{disc},"inputs":{inputs}'
     if not recipe.path_aware:
         return blake3(head.encode() + recipe.key_tail).hexdigest()
+    assert seen is not None, "a path-aware recipe's key holds what its steps see"
     paths = (
         '{"inputs":['
-        + ",".join(json_string(nfc(p)) for p in input_paths)
-        + '],"output":'
-        + json_string(output_template)
+        + ",".join(json_string(nfc(p)) for p in seen.input_paths)
+        + '],"matrix":'
+        + (canonical_json(dict(seen.matrix)) if seen.matrix else "{}")
+        + ',"output":'
+        + json_string(seen.output_template)
+        + ',"rule":'
+        + json_string(seen.rule)
         + "}"
     )
     return blake3_hex(f'{head},"paths":{paths},"recipe":{recipe.doc},"v":{KEY_FORMAT}}}'.encode())

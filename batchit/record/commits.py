@@ -20,7 +20,7 @@ from batchit.execute.worker import JobResult
 from batchit.fsutil import cache_entry, remove_outputs
 from batchit.model import Config
 from batchit.plan.jobs import Job
-from batchit.plan.keys import action_key
+from batchit.plan.keys import Seen, action_key
 from batchit.plan.planner import Planner
 from batchit.plan.pruning import prunable
 from batchit.plan.rows import RowsOnDemand
@@ -178,11 +178,11 @@ class Committer:
             discovered = {
                 path: self.planner.hasher.hash_path(path, discovered=True) for path in result.discovered
             }
-            template = self.config.rules[job.rule].output
-            key = base_key = action_key(job.recipe, job.input_hashes, {}, job.inputs, template)
+            seen = Seen(job.inputs, self.config.rules[job.rule].output, job.rule, job.matrix)
+            key = base_key = action_key(job.recipe, job.input_hashes, {}, seen)
             discovered_json = json.dumps(discovered, sort_keys=True)
             if discovered:  # so a job with no record of its own finds them (`load_discoveries`)
-                key = action_key(job.recipe, job.input_hashes, discovered, job.inputs, template)
+                key = action_key(job.recipe, job.input_hashes, discovered, seen)
                 self.store.put_discoveries(base_key, json.dumps(sorted(discovered)), key)
             else:  # it discovers nothing now: what it found before must not key it any more
                 self.store.drop_discoveries(base_key)
