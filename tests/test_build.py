@@ -613,6 +613,7 @@ def test_byte_identical_upstream_outputs_naming_one_key8_output_stop_the_build_a
     assert result.code == 2, result.describe()
     assert "rule 'assets': two jobs write one output _build/assets/" in result.stderr
     assert [o["path"] for o in project.manifest()["outputs"]] == ["a.txt", "b.txt"]
+    assert project.manifest()["status"] == "failed", "the stop is a failed run, not an ok one"
     assert not (project.root / ".batchit/build-in-progress").exists()
     project.config(KEYED_ASSETS.replace("assets/{key8}", "assets/{stem}-{key8}"))
     project.build()

@@ -271,6 +271,18 @@ def test_successful_run_alerts_only_with_when_always(project: Project, webhook: 
     assert [body["status"] for _, body in Hooks.received] == ["ok"]
 
 
+def test_a_build_stopped_by_an_output_conflict_midway_alerts(project: Project, webhook: str) -> None:
+    project.config(
+        f'version: 1\nalerts: {{webhook: "{webhook}", when: failure}}\nrules:\n'
+        '  pages:\n    inputs: ["src/*.txt"]\n    output: "{stem}.txt"\n    steps: [text.load: {}]\n'
+        '  assets:\n    inputs: {rule: pages}\n    output: "{key8}.txt"\n    steps: [file.copy: {}]\n'
+    )
+    project.write({"src/a.txt": "same\n", "src/b.txt": "same\n"})  # one key8 name for both assets
+    assert project.run("build", "--no-progress").code == 2
+    [(_, body)] = Hooks.received
+    assert (body["status"], body["run_id"]) == ("failed", project.manifest()["run_id"])
+
+
 def test_refused_alert_leaves_the_exit_code_alone(picky: Project, webhook: str) -> None:
     Hooks.status = 400
     picky.config(PICKY + f'alerts: {{webhook: "{webhook}"}}\n')

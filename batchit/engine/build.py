@@ -106,11 +106,12 @@ def run_build(
             store.close()
         if not build.abandoned:  # else threads left running may still write: the next build sweeps
             unfinished.unlink()
-    if build.conflict is not None:  # found once an upstream rule had run; what ran is recorded
-        raise build.conflict
     outcome.seconds = time.perf_counter() - clock
     outcome.interrupted = build.interrupted
+    outcome.conflict = build.conflict
     _alert(config, outcome, emit)
+    if outcome.conflict is not None:  # found once an upstream rule had run; what ran is recorded
+        raise outcome.conflict
     return outcome
 
 

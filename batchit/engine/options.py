@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchit.errors import BuildInterrupted
+from batchit.errors import BuildInterrupted, UsageError
 from batchit.execute.pools import ExecutorKind
 from batchit.execute.worker import JobResult
 from batchit.plan.jobs import Job
@@ -61,14 +61,20 @@ class BuildOutcome:
     """For a plan: the outputs (relative to `out`) the build would prune."""
     strangers: frozenset[str] = frozenset()
     """For a plan: output paths holding something batchit did not write (a build stops for them)."""
+    conflict: UsageError | None = None
+    """An output conflict that stopped the build once a `{key8}` name was known: raised after the
+    run was recorded (and alerted)."""
 
     @property
     def exit_code(self) -> int:
-        """130 when interrupted; 1 when a job failed or an input stays quarantined (with --strict also
-        deferred jobs and a key minted during the run); else 0 (SPEC section 4)."""
+        """130 when interrupted; 2 when stopped by an output conflict; 1 when a job failed or an
+        input stays quarantined (with --strict also deferred jobs and a key minted during the run);
+        else 0 (SPEC section 4)."""
         counts = self.counts
         if self.interrupted:
             return BuildInterrupted.exit_code
+        if self.conflict is not None:
+            return self.conflict.exit_code
         if counts.get("failed") or counts.get("quarantined"):
             return 1
         if self.strict_failures:

@@ -408,7 +408,7 @@ class RunningBuild:
 
     def record(self, started: datetime, outcome: BuildOutcome, recorder: Recorder) -> Path:
         """Write the run's record: signed manifest, provenance, report, audit entry, copies in `out`."""
-        troubled = outcome.counts["failed"] or outcome.counts["quarantined"]
+        troubled = outcome.counts["failed"] or outcome.counts["quarantined"] or self.conflict
         status = "interrupted" if self.interrupted else ("failed" if troubled else "ok")
         self._forget_vanished_held_outputs(outcome.jobs)
         statuses = {j.output: _status(j, self.results.get(j.job_id)) for j in outcome.jobs}
