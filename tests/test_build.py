@@ -321,6 +321,7 @@ def test_what_a_template_sees_of_its_job_keeps_matrix_variants_and_renamed_rules
     assert project.read("_build/en/a.txt") == "pages en/a.txt: hello"
     assert project.read("_build/fr/a.txt") == "pages fr/a.txt: hello"
     project.config(config.replace("  pages:", "  docs:"))
+    assert "rule renamed: pages -> docs (its steps see the rule's name)" in project.run("plan").stdout
     project.build()
     assert project.read("_build/fr/a.txt") == "docs fr/a.txt: hello"
 

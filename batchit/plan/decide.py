@@ -143,4 +143,6 @@ class Decider:
         for path, digest in sorted(old_discovered.items()):
             if job.discovered.get(path, digest) != digest:
                 reasons.append(f"discovered dependency changed: {path}")
+        if job.recipe.path_aware and record.rule != job.rule:
+            reasons.append(f"rule renamed: {record.rule} -> {job.rule} (its steps see the rule's name)")
         return reasons
