@@ -153,6 +153,42 @@ def test_a_config_doit_built_with_keeps_the_state_from_any_other(site: Project) 
     assert (site.root / "_build/cdn.json").exists()
 
 
+KEYED_CHAIN = """\
+version: 1
+out: _build
+rules:
+  pages:
+    inputs: ["src/*.txt"]
+    output: "pages/{stem}.txt"
+    steps: [text.load: {}]
+  hashed:
+    inputs: {rule: pages}
+    output: "hashed/{stem}-{key8}.txt"
+    steps: [file.copy: {}]
+  mirror:
+    inputs: {rule: hashed}
+    output: "mirror/{stem}.txt"
+    steps: [text.load: {}, text.replace: {pattern: o, replacement: "0"}]
+"""
+"""`mirror` reads outputs whose names are not known when doit loads the tasks."""
+
+
+@pytest.mark.parametrize("parallel", [(), ("-n", "2", "-P", "process")])
+def test_a_rule_reading_key8_names_builds_on_the_first_doit_run(
+    tmp_path: Path, parallel: tuple[str, ...]
+) -> None:
+    site = make_project(tmp_path)
+    site.config(KEYED_CHAIN)
+    site.write({"src/note.txt": "hello world\n"})
+    first = doit(site, *parallel)
+    assert first.code == 0, first.describe()
+    [mirrored] = (site.root / "_build/mirror").iterdir()
+    assert mirrored.read_text() == "hell0 w0rld\n"
+    assert executed(doit(site)) == []
+    site.build()
+    assert site.manifest()["summary"]["up_to_date"] == 3
+
+
 def test_a_changed_input_reruns_its_jobs_and_the_aggregate_only(site: Project) -> None:
     assert doit(site).code == 0
     site.write({"images/red.png": png("orange")})

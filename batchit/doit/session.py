@@ -57,6 +57,9 @@ class Session:
     started: datetime
     pid: int = field(default_factory=os.getpid)
     """doit's own process, which outlives every sub-task (`-P process` forks it)."""
+    _unnamed: dict[str, str] = field(default_factory=dict, repr=False)
+    """Output path (under `out`, with `{key8}` unknown when doit loaded the tasks) -> the id of the
+    job writing it: a sub-task reading it looks up the name that job recorded when it ran."""
     _predicted: tuple[int, dict[str, str], frozenset[str]] | None = field(default=None, repr=False)
     """(store generation, job id -> action, outputs) of the last plan the checks made."""
     _connections: dict[tuple[int, int, bool], StateStore] = field(default_factory=dict, repr=False)
@@ -91,6 +94,7 @@ class Session:
             if store is not None:
                 store.close()
         names = {f"{self.config.out}/{job.output}": job.output for job in jobs}
+        self._unnamed = {f"{self.config.out}/{job.output}": job.job_id for job in jobs if job.key == UNKNOWN}
         by_rule: dict[str, list[str]] = {}
         for job in jobs:
             by_rule.setdefault(job.rule, []).append(f"{self.basename}:{job.output}")
@@ -132,6 +136,12 @@ class Session:
         """Plan one job as `batchit plan` would: (the planner, the job or None when it is gone, the
         jobs planned). A one-input job is planned alone; an aggregate with its rule and upstream."""
         if self.config.rules[rule].aggregate is None:
+            for unnamed in set(inputs) & self._unnamed.keys():  # its upstream job has run since
+                named = store.outputs_of_jobs([self._unnamed[unnamed]])
+                if len(named) == 1:
+                    path = f"{self.config.out}/{named.pop()}"
+                    job_id = job_id.replace(unnamed, path)
+                    inputs = tuple(path if i == unnamed else i for i in inputs)
             planner = Planner.open(self.config, self.registry, store, PlanOptions(), rows_on_demand=True)
             job = planner.plan_one(self.config.rules[rule], job_id, inputs)
             return planner, job, [job] if job else []
