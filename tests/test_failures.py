@@ -122,6 +122,26 @@ def test_only_failed_retries_just_the_failed_jobs(picky: Project) -> None:
     assert picky.manifest()["summary"]["quarantined"] == 1
 
 
+def test_only_failed_after_a_fix_holds_the_rules_below_and_succeeds(picky: Project) -> None:
+    below = (
+        '  copy:\n    inputs: {rule: parse}\n    output: "copy/{stem}.txt"\n    steps: [file.copy: {}]\n'
+        "  joined:\n    inputs: {rule: copy}\n    aggregate: true\n    output: all.txt\n"
+        '    steps: [python: {function: "joiner:join", version: "1"}]\n'
+    )
+    picky.config(PICKY + below)
+    picky.write({"joiner.py": "def join(files, ctx):\n    return ''.join(f.read_text() for f in files)\n"})
+    picky.write({"in/b.txt": "good\n"})
+    picky.build()
+    picky.write({"in/b.txt": "bad\n"})
+    picky.build(expect=1)  # in/b.txt is quarantined: its copy goes, all.txt goes on without it
+    picky.write({"in/b.txt": "fixed\n"})
+    picky.build("--only-failed")
+    assert picky.read("_build/b.txt") == "FIXED\n"
+    assert not (picky.root / "_build/copy/b.txt").exists(), "held until a full build"
+    picky.build()
+    assert picky.read("_build/all.txt") == "A\nFIXED\nC\n"
+
+
 FLAKY = """\
 version: 1
 rules:

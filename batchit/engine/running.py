@@ -225,7 +225,7 @@ class RunningBuild:
         refuse_strangers(self.config, found, overwrite=self.options.overwrite)  # at `{key8}` paths
         self.committer.stat_updates(self.planner.stat_updates())
         for job in jobs:
-            if job.key == UNKNOWN:
+            if job.key == UNKNOWN and job.action in ("run", "restore"):  # a held job stays held
                 job.action = "blocked"
                 job.reasons = ("an upstream job failed",)
         self.by_rule[name] = jobs
