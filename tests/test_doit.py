@@ -185,6 +185,11 @@ def test_a_rule_reading_key8_names_builds_on_the_first_doit_run(
     [mirrored] = (site.root / "_build/mirror").iterdir()
     assert mirrored.read_text() == "hell0 w0rld\n"
     assert executed(doit(site)) == []
+    site.write({"src/note.txt": "good night\n"})  # a new {key8} name beside the old, until `_record`
+    again = doit(site, *parallel)
+    assert again.code == 0, again.describe()
+    [mirrored] = (site.root / "_build/mirror").iterdir()
+    assert mirrored.read_text() == "g00d night\n"
     site.build()
     assert site.manifest()["summary"]["up_to_date"] == 3
 

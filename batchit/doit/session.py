@@ -137,9 +137,8 @@ class Session:
         jobs planned). A one-input job is planned alone; an aggregate with its rule and upstream."""
         if self.config.rules[rule].aggregate is None:
             for unnamed in set(inputs) & self._unnamed.keys():  # its upstream job has run since
-                named = store.outputs_of_jobs([self._unnamed[unnamed]])
-                if len(named) == 1:
-                    path = f"{self.config.out}/{named.pop()}"
+                path = self._name_written(store, self._unnamed[unnamed])
+                if path is not None:
                     job_id = job_id.replace(unnamed, path)
                     inputs = tuple(path if i == unnamed else i for i in inputs)
             planner = Planner.open(self.config, self.registry, store, PlanOptions(), rows_on_demand=True)
@@ -147,6 +146,15 @@ class Session:
             return planner, job, [job] if job else []
         planner, jobs = self._plan(store, rule)
         return planner, next((j for j in jobs if j.job_id == job_id), None), jobs
+
+    def _name_written(self, store: StateStore, job_id: str) -> str | None:
+        """The output path (under `out`) job `job_id` recorded, for a `{key8}` name unknown when
+        doit loaded the tasks: the one written in this doit run when it also still has an older one
+        (`_record` prunes that)."""
+        named = store.outputs_of_jobs([job_id])
+        if len(named) > 1:
+            named = {path for path in named if (row := store.output(path)) and row.run_id == self.run_id}
+        return f"{self.config.out}/{named.pop()}" if len(named) == 1 else None
 
     def is_up_to_date(self, job_id: str, rule: str, inputs: tuple[str, ...]) -> bool:
         """True exactly when `batchit plan` would say `skip` for the job now.
