@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime
 
 from batchit.config.validation import record_checked
+from batchit.engine.closing import record_run, settled_outputs, write_replay
 from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
 from batchit.engine.running import RunningBuild, build_pools
 from batchit.engine.strangers import refuse_strangers
@@ -99,8 +100,8 @@ def run_build(
             outcome = build.run()
             if build.scheduler.pool_broke and not build.abandoned:
                 _sweep(config, store, emit, "a worker that died")
-            build.write_replay()
-            outcome.manifest = build.record(started, outcome, recorder)
+            write_replay(build)
+            outcome.manifest = record_run(build, started, outcome, recorder)
             _remember_plan(config, planner, build, outcome)
         finally:
             store.close()
@@ -143,7 +144,7 @@ def _remember_plan(config: Config, planner: Planner, build: RunningBuild, outcom
     if build.interrupted or build.conflict or outcome.counts["failed"]:
         forget_snapshot(config.state_dir)
     else:
-        remember_plan(planner, build.store.generation(), lambda: build.settled_outputs(outcome.jobs))
+        remember_plan(planner, build.store.generation(), lambda: settled_outputs(build, outcome.jobs))
 
 
 def _alert(config: Config, outcome: BuildOutcome, emit: EventSink) -> None:

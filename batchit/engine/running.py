@@ -9,8 +9,6 @@ import os
 import secrets
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
-from pathlib import Path
 
 from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
 from batchit.engine.single import cache_restore_spec, job_spec, twin_failure, twin_restore_spec
@@ -23,16 +21,11 @@ from batchit.execute.signals import GRACE_SECONDS, StopSignals
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
-from batchit.plan.decide import QUARANTINED
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, select_rules
-from batchit.plan.remember import Settled, settled_unrun
 from batchit.record.commits import Committer, quarantines
 from batchit.record.events import FLUSH_EVERY
-from batchit.record.manifest import RunInfo
-from batchit.record.recorder import Recorder
-from batchit.record.replays import replay_record, write_job_log, write_replay_record
-from batchit.record.rundata import job_row
+from batchit.record.replays import write_job_log
 from batchit.record.runs import evict_cache
 from batchit.state.store import StateStore
 
@@ -323,33 +316,6 @@ class RunningBuild:
         for unrun in [job, *self.followers.pop(job.key, [])]:
             self.open_jobs[unrun.rule].discard(unrun.job_id)
 
-    def write_replay(self) -> None:
-        """Record the jobs this run tried, and those it held back for a quarantined input (its
-        failures too, which `replay --failed` runs again), with their input hashes, seed and settings."""
-        tried = [
-            (
-                job := self.jobs[job_id],
-                "built" if r.ok else "quarantined" if quarantines(job, r) else "failed",
-            )
-            for job_id, r in self.results.items()
-        ]
-        held = [
-            (j, "quarantined")
-            for planned in self.by_rule.values()
-            for j in planned
-            if j.action == "quarantined"
-        ]
-        options = self.options
-        settings = {
-            "jobs": options.jobs,
-            "executor": options.executor,
-            "fail_fast": options.fail_fast,
-            "batch_size": options.batch_size,
-            "rules": list(options.rules),
-        }
-        record = replay_record(self.run_id, self.seed, self.config.flags, settings, [*tried, *held])
-        write_replay_record(self.config.state_dir / "runs" / self.run_id, record)
-
     def _retry(self, job: Job, result: JobResult) -> bool:
         """Schedule the next attempt of a transiently failed job, unless attempts are used up."""
         spec, resources = self.specs[job.job_id]
@@ -371,79 +337,3 @@ class RunningBuild:
         self.specs[job.job_id] = (following, resources)
         self.scheduler.add_later(following, resources, delay)
         return True
-
-    def settled_outputs(self, jobs: list[Job]) -> Settled | None:
-        """Each job as the next plan will see it, with its output's stat and BLAKE3, when every job
-        is now up to date (skipped, or run or restored and recorded) or held back by a quarantined
-        input (its output's stat only); None when the next plan cannot be told (a failure, an input
-        that changed while its job ran, or a key that moved with discovered dependencies and names
-        the output through `{key8}`)."""
-        settled: Settled = []
-        for job in jobs:
-            result = self.results.get(job.job_id)
-            if result is not None and quarantines(job, result):
-                job = replace(job, action="quarantined", reasons=QUARANTINED)
-                result = None
-            if result is None:
-                item = settled_unrun(self.planner, job)
-                if item is None:
-                    return None
-                settled.append(item)
-                continue
-            if (
-                job.action not in ("run", "restore")
-                or not result.ok
-                or result.output_stat is None
-                or job.job_id in self.committer.unsettled
-            ):
-                return None
-            recorded = self.committer.rekeyed.get(job.job_id)
-            if recorded is not None:
-                key, discovered = recorded
-                if key != job.key and "{key8}" in self.config.rules[job.rule].output:
-                    return None  # the next plan names the output after the new key
-                job = replace(job, key=key, discovered=discovered, action="skip", reasons=())
-            settled.append((job, result.output_stat, result.blake3))
-        return settled
-
-    def record(self, started: datetime, outcome: BuildOutcome, recorder: Recorder) -> Path:
-        """Write the run's record: signed manifest, provenance, report, audit entry, copies in `out`."""
-        troubled = outcome.counts["failed"] or outcome.counts["quarantined"] or self.conflict
-        status = "interrupted" if self.interrupted else ("failed" if troubled else "ok")
-        self._forget_vanished_held_outputs(outcome.jobs)
-        statuses = {j.output: _status(j, self.results.get(j.job_id)) for j in outcome.jobs}
-        info = RunInfo(
-            self.run_id, started, datetime.now(UTC), self.config.config_hash, status, outcome.counts
-        )
-        rows = [job_row(j, self.results.get(j.job_id)) for j in outcome.jobs]
-        outcome.record = recorder.write(self.store, info, statuses, rows, self.options.rules)
-        outcome.key_created = outcome.record.key_created
-        return outcome.record.manifest
-
-    def _forget_vanished_held_outputs(self, jobs: list[Job]) -> None:
-        """A held job's output that someone removed cannot be built again while its input is held:
-        the record lets it go, so the manifest lists only outputs that are there."""
-        gone = [
-            j.output
-            for j in jobs
-            if j.action in ("held", "quarantined") and not (self.config.out_dir / j.output).exists()
-        ]
-        if gone:
-            with self.store.transaction():
-                self.store.forget_outputs(gone)
-            for path in gone:
-                self._warn(
-                    f"{self.config.out}/{path} is gone; its input is held, so it is built again once released"
-                )
-
-
-def _status(job: Job, result: JobResult | None) -> str:
-    if job.action == "skip":
-        return "up_to_date"
-    if job.action in ("held", "quarantined"):
-        return "unchanged"
-    if result is None:
-        return "stale"
-    if not result.ok:
-        return "failed"
-    return "restored" if job.action == "restore" else "built"

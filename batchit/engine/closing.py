@@ -1,0 +1,124 @@
+"""Closing a build: the run's record (signed manifest, provenance, report), its replay record,
+and the settled plan the next build replays (batchit.plan.remember)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from batchit.engine.options import BuildOutcome
+from batchit.execute.worker import JobResult
+from batchit.plan.decide import QUARANTINED
+from batchit.plan.jobs import Job
+from batchit.plan.remember import Settled, settled_unrun
+from batchit.record.commits import quarantines
+from batchit.record.manifest import RunInfo
+from batchit.record.recorder import Recorder
+from batchit.record.replays import replay_record, write_replay_record
+from batchit.record.rundata import job_row
+
+if TYPE_CHECKING:
+    from batchit.engine.running import RunningBuild
+
+
+def write_replay(build: RunningBuild) -> None:
+    """Record the jobs this run tried, and those it held back for a quarantined input (its
+    failures too, which `replay --failed` runs again), with their input hashes, seed and settings."""
+    tried = [
+        (
+            job := build.jobs[job_id],
+            "built" if r.ok else "quarantined" if quarantines(job, r) else "failed",
+        )
+        for job_id, r in build.results.items()
+    ]
+    held = [
+        (j, "quarantined") for planned in build.by_rule.values() for j in planned if j.action == "quarantined"
+    ]
+    options = build.options
+    settings = {
+        "jobs": options.jobs,
+        "executor": options.executor,
+        "fail_fast": options.fail_fast,
+        "batch_size": options.batch_size,
+        "rules": list(options.rules),
+    }
+    record = replay_record(build.run_id, build.seed, build.config.flags, settings, [*tried, *held])
+    write_replay_record(build.config.state_dir / "runs" / build.run_id, record)
+
+
+def settled_outputs(build: RunningBuild, jobs: list[Job]) -> Settled | None:
+    """Each job as the next plan will see it, with its output's stat and BLAKE3, when every job
+    is now up to date (skipped, or run or restored and recorded) or held back by a quarantined
+    input (its output's stat only); None when the next plan cannot be told (a failure, an input
+    that changed while its job ran, or a key that moved with discovered dependencies and names
+    the output through `{key8}`)."""
+    settled: Settled = []
+    for job in jobs:
+        result = build.results.get(job.job_id)
+        if result is not None and quarantines(job, result):
+            job = replace(job, action="quarantined", reasons=QUARANTINED)
+            result = None
+        if result is None:
+            item = settled_unrun(build.planner, job)
+            if item is None:
+                return None
+            settled.append(item)
+            continue
+        if (
+            job.action not in ("run", "restore")
+            or not result.ok
+            or result.output_stat is None
+            or job.job_id in build.committer.unsettled
+        ):
+            return None
+        recorded = build.committer.rekeyed.get(job.job_id)
+        if recorded is not None:
+            key, discovered = recorded
+            if key != job.key and "{key8}" in build.config.rules[job.rule].output:
+                return None  # the next plan names the output after the new key
+            job = replace(job, key=key, discovered=discovered, action="skip", reasons=())
+        settled.append((job, result.output_stat, result.blake3))
+    return settled
+
+
+def record_run(build: RunningBuild, started: datetime, outcome: BuildOutcome, recorder: Recorder) -> Path:
+    """Write the run's record: signed manifest, provenance, report, audit entry, copies in `out`."""
+    troubled = outcome.counts["failed"] or outcome.counts["quarantined"] or build.conflict
+    status = "interrupted" if build.interrupted else ("failed" if troubled else "ok")
+    _forget_vanished_held_outputs(build, outcome.jobs)
+    statuses = {j.output: _status(j, build.results.get(j.job_id)) for j in outcome.jobs}
+    info = RunInfo(build.run_id, started, datetime.now(UTC), build.config.config_hash, status, outcome.counts)
+    rows = [job_row(j, build.results.get(j.job_id)) for j in outcome.jobs]
+    outcome.record = recorder.write(build.store, info, statuses, rows, build.options.rules)
+    outcome.key_created = outcome.record.key_created
+    return outcome.record.manifest
+
+
+def _forget_vanished_held_outputs(build: RunningBuild, jobs: list[Job]) -> None:
+    """A held job's output that someone removed cannot be built again while its input is held:
+    the record lets it go, so the manifest lists only outputs that are there."""
+    gone = [
+        j.output
+        for j in jobs
+        if j.action in ("held", "quarantined") and not (build.config.out_dir / j.output).exists()
+    ]
+    if gone:
+        with build.store.transaction():
+            build.store.forget_outputs(gone)
+    for path in gone:
+        message = f"{build.config.out}/{path} is gone; its input is held, so it is built again once released"
+        build.emit({"event": "warning", "message": message})
+
+
+def _status(job: Job, result: JobResult | None) -> str:
+    if job.action == "skip":
+        return "up_to_date"
+    if job.action in ("held", "quarantined"):
+        return "unchanged"
+    if result is None:
+        return "stale"
+    if not result.ok:
+        return "failed"
+    return "restored" if job.action == "restore" else "built"
