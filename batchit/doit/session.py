@@ -1,4 +1,4 @@
-"""A doit invocation's view of a batchit project: its sub-tasks, their checks and actions, `_record`.
+"""A doit invocation's view of a batchit project: its sub-tasks, their checks and actions.
 
 Every action plans its job again from the state store: doit may run it in another process
 (`-P process`), long after the tasks were created, and batchit's state is the only truth. The checks
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,25 +22,20 @@ from typing import Any
 from doit.exceptions import TaskFailed
 
 from batchit.config import load_config
+from batchit.doit.closing import job_label, warn, write_doit_record
 from batchit.engine import run_planned_job
 from batchit.errors import BatchitError
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, PlanOptions, select_rules
-from batchit.plan.remember import remember_plan, settled_plan
-from batchit.record.commits import Committer
-from batchit.record.manifest import RunInfo, latest_run, new_run_id
-from batchit.record.recorder import Recorder
-from batchit.record.rundata import JobRow
-from batchit.record.runs import IN_PROGRESS, UNFINISHED, mark_in_progress, mark_unfinished, sweep_litter
-from batchit.record.subtasks import with_job_results
+from batchit.record.manifest import latest_run, new_run_id
+from batchit.record.runs import UNFINISHED, mark_in_progress, mark_unfinished
 from batchit.state.lock import ProjectLock
-from batchit.state.store import Failure, OutputRecord, StateStore
+from batchit.state.store import StateStore
 
 TaskDict = dict[str, Any]
 RECORD = "_record"
-SUMMARY = ("built", "restored", "up_to_date", "failed", "quarantined", "deferred", "pruned")
 
 
 @dataclass
@@ -87,7 +81,7 @@ class Session:
         """A sub-task per job of the current plan, then `_record` depending on all of them."""
         store = StateStore.open_readonly(self.state_db)
         try:
-            _, jobs = self._plan(store)
+            _, jobs = self.plan(store)
             if store is not None:  # the checks start from this plan (a project never built has none)
                 self._predicted = (store.generation(), *_actions_and_outputs(jobs))
         finally:
@@ -110,7 +104,7 @@ class Session:
             yield {
                 "basename": self.basename,
                 "name": job.output,
-                "doc": f"{job.rule}: {_label(job)}",
+                "doc": f"{job.rule}: {job_label(job)}",
                 "actions": [(self.run, (job.job_id, job.rule, job.inputs))],
                 "targets": [str(self.config.out_dir / job.output)] if known else [],
                 "task_dep": depends,
@@ -125,7 +119,7 @@ class Session:
             "uptodate": [self.record_is_current],
         }
 
-    def _plan(self, store: StateStore | None, rule: str | None = None) -> tuple[Planner, list[Job]]:
+    def plan(self, store: StateStore | None, rule: str | None = None) -> tuple[Planner, list[Job]]:
         """Plan every rule, or `rule` and the rules it reads, as `batchit plan` does."""
         planner = Planner.open(self.config, self.registry, store, PlanOptions())
         return planner, planner.predict(select_rules(self.config, [rule] if rule else []))
@@ -144,7 +138,7 @@ class Session:
             planner = Planner.open(self.config, self.registry, store, PlanOptions(), rows_on_demand=True)
             job = planner.plan_one(self.config.rules[rule], job_id, inputs)
             return planner, job, [job] if job else []
-        planner, jobs = self._plan(store, rule)
+        planner, jobs = self.plan(store, rule)
         return planner, next((j for j in jobs if j.job_id == job_id), None), jobs
 
     def _name_written(self, store: StateStore, job_id: str) -> str | None:
@@ -171,9 +165,7 @@ class Session:
                 store.close()
             if moved is not None:
                 old = moved[0]
-                _warn(
-                    f"`out` changed from {old} to {self.config.out}: the outputs under {old} are left there"
-                )
+                warn(f"`out` changed from {old} to {self.config.out}: the outputs under {old} are left there")
             return False
         predicted = self._predicted or self._predict()
         if predicted[1].get(job_id) == "skip":
@@ -215,7 +207,7 @@ class Session:
         store = self._read_only()
         generation = store.generation()
         if self._predicted is None or self._predicted[0] != generation:
-            _, jobs = self._plan(store)
+            _, jobs = self.plan(store)
             self._predicted = (generation, *_actions_and_outputs(jobs))
         return self._predicted
 
@@ -251,7 +243,7 @@ class Session:
             by_rule.setdefault(planned.rule, []).append(planned)
         mark_in_progress(self.config.state_dir / "runs" / self.run_id, self.pid)  # its logs go there
         mark_unfinished(self.config.state_dir)  # until `_record`: a kill before it leaves litter to sweep
-        result = run_planned_job(self.config, self.registry, store, planner, job, self.run_id, by_rule, _warn)
+        result = run_planned_job(self.config, self.registry, store, planner, job, self.run_id, by_rule, warn)
         if not result.ok:
             return TaskFailed(
                 f"batchit: {job.rule}: {self.config.out}/{job.output}: {result.error_class}: {result.message}"
@@ -298,85 +290,12 @@ class Session:
             with ProjectLock(self.config.state_dir / "lock"):
                 store = StateStore.open(self.state_db, fsync=self.config.durability == "fsync")
                 try:
-                    self._record(store)
+                    write_doit_record(self, store)
                 finally:
                     store.close()
         except BatchitError as exc:
             return TaskFailed(f"batchit: {exc}")
         return None
-
-    def _record(self, store: StateStore) -> None:
-        unfinished = self.config.state_dir / UNFINISHED
-        if unfinished.exists():  # every sub-task is done, and the exclusive lock keeps others out
-            for leftover in sweep_litter(self.config, store):
-                _warn(f"removed {leftover.name}, left by a killed run")
-        run_id = self._record_id()
-        planner, jobs = self._plan(store)
-        store.adopt_config(self.config.file)  # the plan refused the state of another config
-        by_rule: dict[str, list[Job]] = {name: [] for name in self.config.rules}
-        for job in jobs:
-            by_rule[job.rule].append(job)
-        committer = Committer(store, planner, self.config, run_id, _warn)
-        pruned = committer.prune(by_rule, list(by_rule), full=True)  # every job ran before _record
-        committer.forget_failures_of_current(jobs)
-        outputs, failures = store.load_outputs(), store.load_failures()
-        rows = [self._row(job, outputs.get(job.output), failures.get(job.job_id)) for job in jobs]
-        rows = with_job_results(self.config.state_dir / "runs" / run_id, rows)
-        statuses = {row.output: "stale" if row.status == "not_run" else row.status for row in rows}
-        counts = dict.fromkeys(SUMMARY, 0)
-        counts["pruned"] = len(pruned)
-        for row in rows:
-            if row.status in counts:
-                counts[row.status] += 1
-        troubled = counts["failed"] or counts["quarantined"]
-        info = RunInfo(
-            run_id,
-            self.started,
-            datetime.now(UTC),
-            self.config.config_hash,
-            "failed" if troubled else "ok",
-            counts,
-        )
-        Recorder(self.config, run_id, _say).write(store, info, statuses, rows, ())
-        (self.config.state_dir / "runs" / run_id / IN_PROGRESS).unlink(missing_ok=True)
-        unfinished.unlink(missing_ok=True)
-        remember_plan(planner, store.generation(), lambda: settled_plan(planner, jobs))
-
-    def _record_id(self) -> str:
-        """The id to record this doit run under: the one minted when doit loaded the tasks, unless a
-        run recorded since sorts after it (a `batchit build` between two sub-tasks); then a new one,
-        with the sub-tasks' logs moved there. So run ids sort in the order runs were recorded, which
-        retention, LATEST and the report's trend rely on."""
-        runs = self.config.state_dir / "runs"
-        newest = max((p.name for p in runs.iterdir() if p.is_dir()), default="") if runs.is_dir() else ""
-        if newest <= self.run_id:
-            return self.run_id
-        run_id = new_run_id()
-        if (runs / self.run_id).is_dir():
-            os.replace(runs / self.run_id, runs / run_id)
-        return run_id
-
-    def _row(self, job: Job, record: OutputRecord | None, failure: Failure | None) -> JobRow:
-        """The report's row for a job: what this doit run did to it, read back from the state store."""
-        message = ""
-        if failure is not None and failure.run_id == self.run_id:
-            status = "quarantined" if failure.quarantine else "failed"
-            message = failure.message
-        elif record is not None and record.run_id == self.run_id and record.job_id == job.job_id:
-            status = record.status
-        else:
-            status = "up_to_date" if job.action == "skip" else "not_run"
-        error = failure.error_class if message and failure else ""
-        return JobRow(
-            job.job_id,
-            job.rule,
-            job.output,
-            _label(job),
-            status,
-            tuple(job.reasons),
-            error_class=error,
-            message=message,
-        )
 
 
 @dataclass(frozen=True)
@@ -399,19 +318,3 @@ class UpToDate:
 def _actions_and_outputs(jobs: list[Job]) -> tuple[dict[str, str], frozenset[str]]:
     """What the checks need of a plan: each job's action by job id, and the outputs."""
     return {job.job_id: job.action for job in jobs}, frozenset(job.output for job in jobs)
-
-
-def _label(job: Job) -> str:
-    return job.inputs[0] if len(job.inputs) == 1 else f"{len(job.inputs)} inputs"
-
-
-def _warn(text: str) -> None:
-    print(f"batchit: warning: {text}", file=sys.stderr)
-
-
-def _say(event: dict[str, Any]) -> None:
-    """Show the events a recorded run emits that a person should see (warnings, a new key)."""
-    if event.get("event") == "warning":
-        _warn(str(event["message"]))
-    elif event.get("event") == "key_created":
-        print(f"batchit: created signing key {event['key_id']} ({event['path']})", file=sys.stderr)

@@ -1,0 +1,119 @@
+"""doit's `_record` sub-task: what a doit run leaves behind, as `batchit build` does at its end."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from batchit.plan.jobs import Job
+from batchit.plan.remember import remember_plan, settled_plan
+from batchit.record.commits import Committer
+from batchit.record.manifest import RunInfo, new_run_id
+from batchit.record.recorder import Recorder
+from batchit.record.rundata import JobRow
+from batchit.record.runs import IN_PROGRESS, UNFINISHED, sweep_litter
+from batchit.record.subtasks import with_job_results
+from batchit.state.store import Failure, OutputRecord, StateStore
+
+if TYPE_CHECKING:
+    from batchit.doit.session import Session
+
+SUMMARY = ("built", "restored", "up_to_date", "failed", "quarantined", "deferred", "pruned")
+
+
+def write_doit_record(session: Session, store: StateStore) -> None:
+    """`_record`'s work, under the exclusive lock: sweep what a killed run left, prune, forget
+    failures of jobs now up to date, then write the run's record and leave the settled plan."""
+    unfinished = session.config.state_dir / UNFINISHED
+    if unfinished.exists():  # every sub-task is done, and the exclusive lock keeps others out
+        for leftover in sweep_litter(session.config, store):
+            warn(f"removed {leftover.name}, left by a killed run")
+    run_id = _record_id(session)
+    planner, jobs = session.plan(store)
+    store.adopt_config(session.config.file)  # the plan refused the state of another config
+    by_rule: dict[str, list[Job]] = {name: [] for name in session.config.rules}
+    for job in jobs:
+        by_rule[job.rule].append(job)
+    committer = Committer(store, planner, session.config, run_id, warn)
+    pruned = committer.prune(by_rule, list(by_rule), full=True)  # every job ran before _record
+    committer.forget_failures_of_current(jobs)
+    outputs, failures = store.load_outputs(), store.load_failures()
+    rows = [_row(session, job, outputs.get(job.output), failures.get(job.job_id)) for job in jobs]
+    rows = with_job_results(session.config.state_dir / "runs" / run_id, rows)
+    statuses = {row.output: "stale" if row.status == "not_run" else row.status for row in rows}
+    counts = dict.fromkeys(SUMMARY, 0)
+    counts["pruned"] = len(pruned)
+    for row in rows:
+        if row.status in counts:
+            counts[row.status] += 1
+    troubled = counts["failed"] or counts["quarantined"]
+    info = RunInfo(
+        run_id,
+        session.started,
+        datetime.now(UTC),
+        session.config.config_hash,
+        "failed" if troubled else "ok",
+        counts,
+    )
+    Recorder(session.config, run_id, _say).write(store, info, statuses, rows, ())
+    (session.config.state_dir / "runs" / run_id / IN_PROGRESS).unlink(missing_ok=True)
+    unfinished.unlink(missing_ok=True)
+    remember_plan(planner, store.generation(), lambda: settled_plan(planner, jobs))
+
+
+def _record_id(session: Session) -> str:
+    """The id to record this doit run under: the one minted when doit loaded the tasks, unless a
+    run recorded since sorts after it (a `batchit build` between two sub-tasks); then a new one,
+    with the sub-tasks' logs moved there. So run ids sort in the order runs were recorded, which
+    retention, LATEST and the report's trend rely on."""
+    runs = session.config.state_dir / "runs"
+    newest = max((p.name for p in runs.iterdir() if p.is_dir()), default="") if runs.is_dir() else ""
+    if newest <= session.run_id:
+        return session.run_id
+    run_id = new_run_id()
+    if (runs / session.run_id).is_dir():
+        os.replace(runs / session.run_id, runs / run_id)
+    return run_id
+
+
+def _row(session: Session, job: Job, record: OutputRecord | None, failure: Failure | None) -> JobRow:
+    """The report's row for a job: what this doit run did to it, read back from the state store."""
+    message = ""
+    if failure is not None and failure.run_id == session.run_id:
+        status = "quarantined" if failure.quarantine else "failed"
+        message = failure.message
+    elif record is not None and record.run_id == session.run_id and record.job_id == job.job_id:
+        status = record.status
+    else:
+        status = "up_to_date" if job.action == "skip" else "not_run"
+    error = failure.error_class if message and failure else ""
+    return JobRow(
+        job.job_id,
+        job.rule,
+        job.output,
+        job_label(job),
+        status,
+        tuple(job.reasons),
+        error_class=error,
+        message=message,
+    )
+
+
+def job_label(job: Job) -> str:
+    """A job as doit lists it: its input, or how many inputs an aggregate reads."""
+    return job.inputs[0] if len(job.inputs) == 1 else f"{len(job.inputs)} inputs"
+
+
+def warn(text: str) -> None:
+    """A warning on stderr, where doit leaves its sub-tasks' own output."""
+    print(f"batchit: warning: {text}", file=sys.stderr)
+
+
+def _say(event: dict[str, Any]) -> None:
+    """Show the events a recorded run emits that a person should see (warnings, a new key)."""
+    if event.get("event") == "warning":
+        warn(str(event["message"]))
+    elif event.get("event") == "key_created":
+        print(f"batchit: created signing key {event['key_id']} ({event['path']})", file=sys.stderr)
