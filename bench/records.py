@@ -29,7 +29,7 @@ from batchit.record.provenance import BuildRequest, manifest_statement, provenan
 from batchit.record.report import render_report
 from batchit.record.rundata import JobRow, run_document
 from batchit.record.signing import SigningKey, key_id, sign_envelope
-from batchit.state.store import OutputRecord
+from batchit.state.rows import OutputRecord
 
 
 def synthetic(count: int) -> tuple[list[OutputRecord], dict[str, str], list[JobRow]]:

@@ -15,7 +15,8 @@ from batchit.record.recorder import Recorder
 from batchit.record.rundata import JobRow
 from batchit.record.runs import IN_PROGRESS, UNFINISHED, sweep_litter
 from batchit.record.subtasks import with_job_results
-from batchit.state.store import Failure, OutputRecord, StateStore
+from batchit.state.rows import Failure, OutputRecord
+from batchit.state.store import StateStore
 
 if TYPE_CHECKING:
     from batchit.doit.session import Session

@@ -17,7 +17,7 @@ from batchit.fsutil import StatTuple, not_a_file, stat_identity
 from batchit.plan.files import Hasher
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.keys import hash_map_changes, recipe_differences
-from batchit.state.store import Owned
+from batchit.state.rows import Owned
 
 QUARANTINED = ("its input is quarantined and unchanged (batchit quarantine release)",)
 """The reasons of a job held back by its quarantined input."""

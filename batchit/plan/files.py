@@ -18,7 +18,7 @@ from batchit.errors import ConfigError
 from batchit.fsutil import StatTuple
 from batchit.globs import Glob
 from batchit.hashing import hash_file
-from batchit.state.store import StatRow
+from batchit.state.rows import StatRow
 
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".batchit", "__pycache__"})
 """Directories no glob descends into (version control, batchit's own state, bytecode)."""

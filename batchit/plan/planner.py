@@ -24,7 +24,8 @@ from batchit.plan.ownership import refuse_foreign_state
 from batchit.plan.patch import patch_plan
 from batchit.plan.rows import KeysOnDemand, RowsOnDemand, StoreView
 from batchit.plan.snapshot import PlanSnapshot, Reads, load_snapshot, pack_stats, plan_fingerprint
-from batchit.state.store import Owned, StateStore, StatRow
+from batchit.state.rows import Owned, StatRow
+from batchit.state.store import StateStore
 
 
 @dataclass(frozen=True)

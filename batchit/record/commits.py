@@ -28,7 +28,8 @@ from batchit.record.audit import append_audit, settle_audit
 from batchit.record.clearing import blocking_outputs, in_the_way
 from batchit.record.events import FLUSH_EVERY
 from batchit.record.quarantine import quarantine_input
-from batchit.state.store import Failure, OutputRecord, StateStore, StatRow
+from batchit.state.rows import Failure, OutputRecord, StatRow
+from batchit.state.store import StateStore
 
 FLUSH_COUNT = 1000
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from batchit import __version__
 from batchit.hashing import canonical_json, json_string
-from batchit.state.store import Failure, OutputRecord
+from batchit.state.rows import Failure, OutputRecord
 
 FORMAT = "batchit-manifest"
 FORMAT_VERSION = 1

@@ -16,7 +16,7 @@ from typing import Any
 from batchit import __version__
 from batchit.hashing import canonical_json
 from batchit.record.manifest import RunInfo, iso_time, json_text
-from batchit.state.store import OutputRecord
+from batchit.state.rows import OutputRecord
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 MANIFEST_PREDICATE = "https://batchit.dev/manifest/v1"

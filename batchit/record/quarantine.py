@@ -15,7 +15,8 @@ from pathlib import Path
 from batchit.errors import UsageError
 from batchit.fsutil import atomic_write_text, companion_name, remove_empty_parents, replacing
 from batchit.record.audit import append_audit, settle_audit
-from batchit.state.store import Failure, StateStore
+from batchit.state.rows import Failure
+from batchit.state.store import StateStore
 
 REASON_SUFFIX = ".reason.json"
 

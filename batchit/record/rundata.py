@@ -18,7 +18,7 @@ from batchit.execute.worker import JobResult
 from batchit.plan.jobs import Job
 from batchit.record.manifest import RunInfo, iso_time
 from batchit.record.replays import log_name
-from batchit.state.store import Failure
+from batchit.state.rows import Failure
 
 RUN_FILE = "run.json"
 RUN_FORMAT = "batchit-run"

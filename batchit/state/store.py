@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
+
+from batchit.state.rows import Failure, OutputRecord, Owned, StatRow
 
 SCHEMA_VERSION = "1"
 
@@ -50,66 +51,6 @@ CREATE TABLE IF NOT EXISTS discoveries (
     action_key TEXT NOT NULL        -- the key they gave it then (the row goes when nothing keeps it)
 ) WITHOUT ROWID;
 """
-
-StatRow = tuple[str, int, int, int, int, str]
-"""A stat-cache row: (path, size, mtime_ns, ctime_ns, inode, blake3)."""
-
-
-class Owned(NamedTuple):
-    """The part of an output's record that planning needs (loaded for every output, so kept small).
-
-    The stat fields come from the stat cache when it vouches for the recorded hash (else None), so
-    an unchanged output is recognised without a second row per output.
-    """
-
-    rule: str
-    action_key: str | None
-    blake3: str | None
-    size: int | None
-    mtime_ns: int | None
-    ctime_ns: int | None
-    inode: int | None
-
-    @property
-    def stat(self) -> tuple[int | None, ...]:
-        """(size, mtime_ns, ctime_ns, inode) as recorded: equal to a StatTuple when it vouches."""
-        return self[3:]
-
-
-@dataclass(frozen=True, slots=True)
-class OutputRecord:
-    """What batchit recorded about one output it owns."""
-
-    path: str
-    job_id: str
-    rule: str
-    action_key: str | None
-    blake3: str | None
-    sha256: str | None
-    size: int | None
-    inputs: str
-    discovered: str
-    recipe: str | None
-    status: str
-    run_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """A job that failed in its latest attempt and has not succeeded since."""
-
-    job_id: str
-    rule: str
-    input: str
-    output: str | None
-    error_class: str
-    message: str
-    run_id: str
-    quarantine: str | None = None
-    """Where the input was copied (project-relative) when the failure is permanent."""
-    inputs_key: str | None = None
-    """The input hashes the job failed on, joined: the quarantine holds while they are unchanged."""
-
 
 _STAT_ROWS = "SELECT path, size, mtime_ns, ctime_ns, inode, blake3 FROM stats"
 """Stat-cache rows as `StatRow`s (a WHERE clause may follow)."""
