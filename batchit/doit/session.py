@@ -88,7 +88,8 @@ class Session:
             if store is not None:
                 store.close()
         names = {f"{self.config.out}/{job.output}": job.output for job in jobs}
-        self._unnamed = {f"{self.config.out}/{job.output}": job.job_id for job in jobs if job.key == UNKNOWN}
+        out = self.config.out  # a `{key8}` still in an output path is a name not known yet:
+        self._unnamed = {f"{out}/{job.output}": job.job_id for job in jobs if "{key8}" in job.output}
         by_rule: dict[str, list[str]] = {}
         for job in jobs:
             by_rule.setdefault(job.rule, []).append(f"{self.basename}:{job.output}")
