@@ -212,8 +212,8 @@ def collect_garbage(config: Config) -> Collected:
             (config.state_dir / UNFINISHED).unlink(missing_ok=True)
             removed = apply_retention(runs_dir(config), config.runs_keep)
             entries, freed = evict_cache(store, config.state_dir / "cache", config.cache_max_size)
-            if not entries:  # eviction forgets them; else what outputs `clean` removed kept goes here
-                with store.transaction():
+            if not entries:  # else eviction has already forgotten what nothing keeps any more
+                with store.transaction():  # what outputs `clean` removed kept, say
                     store.forget_discoveries()
             details = {"removed_runs": removed, "cache_entries": entries, "cache_bytes": freed}
             append_audit(config.state_dir, store, "gc", details, fsync=config.durability == "fsync")
