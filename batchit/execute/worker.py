@@ -1,35 +1,28 @@
-"""What runs inside a worker: a job's pipeline, its atomic output write, and nothing else.
+"""What runs inside a worker: a job's pipeline, then its output put in place, and nothing else.
 
 Only plain data crosses the executor boundary: `JobSpec`s in, `JobResult`s out; every exception
 becomes a result here, so nothing unpicklable travels back and one bad job never kills a batch.
-Workers never touch the state store; they write the output (temp file, verify, rename) and link it
-into the content-addressed cache.
+Workers never touch the state store; they write the output (temp file, verify, rename) and copy it
+into the content-addressed cache (batchit.execute.publish).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import hashlib
 import io
 import logging
-import os
-import shutil
 import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from blake3 import blake3
-
-from batchit.errors import JobError, OutputError, PermanentError, RecipeError, TransientError, WorkerCrashed
-from batchit.execute.contracts import check_contracts, check_input
-from batchit.fsutil import StatTuple, cache_entry, publish_bytes, replacing, stat_identity
-from batchit.hashing import CHUNK, hash_file_pair
+from batchit.errors import JobError, OutputError, PermanentError, RecipeError, WorkerCrashed
+from batchit.execute.contracts import check_input
+from batchit.execute.publish import copy_into_cache, restore_output, write_output
+from batchit.fsutil import StatTuple, cache_entry, stat_identity
 from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource
 from batchit.operators.registry import load_target
 from batchit.plan.keys import StepCall
@@ -128,7 +121,9 @@ def run_job(
     buffer: io.StringIO | None = None
     try:
         if spec.restore_from is not None:
-            digest, sha, size = _restore(Path(spec.restore_from), dest, spec.restore_blake3, settings)
+            digest, sha, size = restore_output(
+                Path(spec.restore_from), dest, spec.restore_blake3, settings.root, fsync=settings.fsync
+            )
             return JobResult(
                 spec.job_id,
                 True,
@@ -155,8 +150,10 @@ def run_job(
         timings: list[tuple[str, float]] = []
         value = _pipeline(spec, ctx, root, operators, timings)
         written = time.perf_counter()
-        digest, sha, size, data = _write(value, dest, spec, settings)
-        cached = _copy_into_cache(settings, spec, dest, data)
+        digest, sha, size, data = write_output(value, dest, spec.expect, settings.root, fsync=settings.fsync)
+        cache_dir = settings.cache_dir if spec.cache else None
+        if cache_dir is not None:
+            copy_into_cache(cache_entry(cache_dir, spec.key), dest, data)
         timings.append(("write", time.perf_counter() - written))
         return JobResult(
             spec.job_id,
@@ -167,7 +164,7 @@ def run_job(
             tuple(sorted(ctx.discovered)),
             attempts=spec.attempt,
             duration=time.perf_counter() - started,
-            cached=cached,
+            cached=cache_dir is not None,
             step_seconds=tuple(timings),
             log=buffer.getvalue() if buffer else "",
             **_stats_after(settings, spec, dest),
@@ -297,109 +294,3 @@ def _ctrl_c_raises_here() -> bool:
         threading.current_thread() is threading.main_thread()
         and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     )
-
-
-def _write(
-    value: bytes | str | InputFile, dest: Path, spec: JobSpec, settings: WorkerSettings
-) -> tuple[str, str, int, bytes | None]:
-    """Write the output beside its destination, check it, then rename it into place.
-
-    Returns the output's hashes and size, and its bytes when they fit in memory (for the cache).
-    """
-    data = value.encode("utf-8") if isinstance(value, str) else value
-    if isinstance(data, InputFile):
-        data = _read_small(data)
-    if isinstance(data, bytes):
-        size = len(data)
-
-        def check(tmp: Path) -> None:
-            check_contracts(spec.expect, tmp, size, Path(settings.root))
-
-        with _writing(dest, settings):
-            publish_bytes(str(dest), data, fsync=settings.fsync, check=check if spec.expect else None)
-        return blake3(data).hexdigest(), hashlib.sha256(data).hexdigest(), size, data
-    b3, sha = blake3(), hashlib.sha256()
-    size = 0
-    with (
-        open(data.absolute, "rb") as source,
-        _writing(dest, settings),
-        replacing(dest, fsync=settings.fsync) as tmp,
-    ):
-        with open(tmp, "wb") as handle:
-            while chunk := source.read(CHUNK):
-                handle.write(chunk)
-                b3.update(chunk)
-                sha.update(chunk)
-                size += len(chunk)
-            if settings.fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        check_contracts(spec.expect, tmp, size, Path(settings.root))
-    return b3.hexdigest(), sha.hexdigest(), size, None
-
-
-@contextlib.contextmanager
-def _writing(dest: Path, settings: WorkerSettings) -> Iterator[None]:
-    """Turn an OSError while writing an output into an OutputError naming it: a file or directory in
-    the way, a full or read-only disk is no fault of the job's input."""
-    try:
-        yield
-    except OSError as exc:
-        output = dest.relative_to(settings.root).as_posix()
-        raise OutputError(
-            f"cannot write {output}: {exc.strerror or exc}",
-            hint=f"clear the way to {output} (a file or directory batchit did not write?) and build again",
-        ) from exc
-
-
-def _read_small(file: InputFile) -> bytes | InputFile:
-    """The whole content of a file of at most CHUNK bytes; a larger one stays an InputFile (streamed).
-
-    The read asks for the file's size plus one byte, not for CHUNK: a 1 MiB buffer per small file
-    costs more than reading it. A file that grew meanwhile is streamed instead.
-    """
-    with open(file.absolute, "rb", buffering=0) as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size > CHUNK:
-            return file
-        data = handle.read(size + 1)
-    return data if len(data) <= size else file
-
-
-def _restore(
-    source: Path, dest: Path, expected: str | None, settings: WorkerSettings
-) -> tuple[str, str, int]:
-    """Put a known copy of the output in place, refusing it if its bytes are not the expected ones.
-
-    A copy that is gone or unreadable (a cache entry deleted by hand, say) is a CacheMiss like a
-    corrupted one: the job runs instead, and the input is not blamed.
-    """
-    try:
-        reader = open(source, "rb")  # noqa: SIM115 - the `with` below closes it
-    except OSError as exc:
-        raise CacheMiss(f"{source} cannot be read: {exc.strerror or exc}") from exc
-    with reader, _writing(dest, settings), replacing(dest, fsync=settings.fsync) as tmp:
-        with open(tmp, "wb") as writer:
-            shutil.copyfileobj(reader, writer)
-        digest, sha, size = hash_file_pair(tmp)
-        if expected is not None and digest != expected:
-            raise CacheMiss(f"{source} does not hold the recorded bytes")
-    return digest, sha, size
-
-
-class CacheMiss(TransientError):
-    """A cache entry (or a twin output) was missing or corrupted; the job must be run instead."""
-
-
-def _copy_into_cache(settings: WorkerSettings, spec: JobSpec, dest: Path, data: bytes | None) -> bool:
-    """Keep a copy (never a hard link: an output edited in place must not corrupt its cache entry)."""
-    if settings.cache_dir is None or not spec.cache:
-        return False
-    entry = cache_entry(settings.cache_dir, spec.key)
-    if not entry.exists():
-        if data is None:
-            with replacing(entry) as tmp:
-                shutil.copyfile(dest, tmp)
-        else:
-            publish_bytes(str(entry), data)
-    return True
