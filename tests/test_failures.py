@@ -142,6 +142,24 @@ def test_only_failed_after_a_fix_holds_the_rules_below_and_succeeds(picky: Proje
     assert picky.read("_build/all.txt") == "A\nFIXED\nC\n"
 
 
+def test_only_failed_and_replay_prune_nothing(picky: Project) -> None:
+    """Partial builds hold every job they were not asked to run, so an output whose input is gone
+    stays until the next full build."""
+    picky.build(expect=1)
+    (picky.root / "in/a.txt").unlink()
+    picky.write({"in/b.txt": "fixed\n"})
+    picky.build("--only-failed")
+    assert picky.read("_build/a.txt") == "A\n"
+    assert picky.manifest()["summary"]["pruned"] == 0
+    replayed = picky.run("replay", picky.manifest()["run_id"], "--no-progress")
+    assert replayed.code == 0, replayed.describe()
+    assert picky.read("_build/a.txt") == "A\n"
+    assert picky.manifest()["summary"]["pruned"] == 0
+    picky.build()
+    assert not (picky.root / "_build/a.txt").exists()
+    assert picky.manifest()["summary"]["pruned"] == 1
+
+
 FLAKY = """\
 version: 1
 rules:

@@ -42,7 +42,7 @@ def plan_build(
     try:
         planner, jobs = _plan(config, registry, options, store)
         # a replayed plan is the one a build left after pruning, with nothing changed since
-        if with_prunes and not planner.replayed:
+        if with_prunes and not planner.replayed and not options.holds_others:
             by_rule: dict[str, list[Job]] = {rule.name: [] for rule in select_rules(config, options.rules)}
             for job in jobs:
                 by_rule[job.rule].append(job)

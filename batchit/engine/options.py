@@ -37,6 +37,12 @@ class BuildOptions:
     only_jobs: frozenset[str] | None = None
     """Run exactly these jobs (a replay) and hold every other."""
 
+    @property
+    def holds_others(self) -> bool:
+        """True for a build that runs only the jobs it was asked for (`--only-failed`, a replay):
+        every other job is held as it is, so such a build prunes nothing."""
+        return self.only_failed or self.only_jobs is not None
+
 
 @dataclass
 class BuildOutcome:

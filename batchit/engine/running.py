@@ -138,11 +138,16 @@ class RunningBuild:
             self.interrupted = self.interrupted or stop.requested  # also a Ctrl-C once nothing ran
         self.committer.flush()
         self.committer.forget_failures_of_current(j for jobs in self.by_rule.values() for j in jobs)
-        finished = [r.name for r in self.rules if r.name in self.released and not self.open_jobs[r.name]]
+        holding = self.options.holds_others  # prunes nothing (outputs still pass between rules)
+        finished = [
+            r.name
+            for r in self.rules
+            if r.name in self.released and not self.open_jobs[r.name] and not holding
+        ]
         pruned = (
             []  # a replayed plan is the one the last build left after pruning: nothing to prune
             if self.interrupted or self.planner.replayed or self.conflict
-            else self.committer.prune(self.by_rule, finished, full=not self.options.rules)
+            else self.committer.prune(self.by_rule, finished, full=not self.options.rules and not holding)
         )
         evict_cache(self.store, self.cache_dir, self.config.cache_max_size)
         all_jobs = [j for jobs in self.by_rule.values() for j in jobs]
@@ -212,6 +217,10 @@ class RunningBuild:
             up: [(j.output, self._current_hash(j)) for j in self.by_rule[up] if not self._set_aside(j)]
             for up in rule.from_rules
         }
+        if self.options.only_failed:  # their outputs' `{key8}` names are known now
+            self.planner.note_rebuilt(
+                j for up in rule.from_rules for j in self.by_rule[up] if self._rebuilt(j)
+            )
         jobs = self.planner.plan_rule(rule, upstream)
         strangers = self.planner.strangers
         found = {job.output: strangers[job.output] for job in jobs if job.output in strangers}
