@@ -160,6 +160,78 @@ def test_only_failed_and_replay_prune_nothing(picky: Project) -> None:
     assert picky.manifest()["summary"]["pruned"] == 1
 
 
+def test_a_released_input_is_retried_by_only_failed(picky: Project) -> None:
+    """Released, its job is no longer quarantined but still failed: every build retries it."""
+    picky.build(expect=1)
+    assert picky.run("quarantine", "release", "in/b.txt").code == 0
+    assert json.loads(picky.run("quarantine", "list", "--json").stdout) == []
+    retried = picky.build("--only-failed", expect=1)  # still bad: quarantined again
+    assert "quarantined in/b.txt" in retried.stdout + retried.stderr, retried.describe()
+    assert picky.manifest()["summary"]["quarantined"] == 1
+
+
+FLAKY = """\
+version: 1
+rules:
+  fetch:
+    inputs: ["in/*.txt"]
+    output: "{stem}.txt"
+    retry: {attempts: ATTEMPTS, backoff: 0.01, max_backoff: 0.05}
+    steps:
+      - python: {function: "flaky:fetch", version: "1"}
+"""
+
+FLAKY_MODULE = """\
+from pathlib import Path
+from batchit.errors import TransientError
+
+def fetch(value, ctx):
+    log = Path("attempts.log")
+    tries = len(log.read_text().splitlines()) + 1 if log.exists() else 1
+    log.write_text("x\\n" * tries)
+    if tries < 3:
+        raise TransientError(f"service busy (attempt {tries})")
+    return value
+"""
+
+
+@pytest.mark.parametrize(
+    ("attempts", "expect", "calls"), [(3, 0, 3), (2, 1, 2)], ids=["succeeds", "gives-up"]
+)
+def test_transient_errors_are_retried_up_to_the_attempts(
+    project: Project, attempts: int, expect: int, calls: int
+) -> None:
+    project.config(FLAKY.replace("ATTEMPTS", str(attempts)))
+    project.write({"flaky.py": FLAKY_MODULE, "in/one.txt": "payload\n"})
+    result = project.build("--log-format", "json", expect=expect)
+    assert len(project.read("attempts.log").splitlines()) == calls
+    retries = [json.loads(line) for line in result.stderr.splitlines() if '"retry"' in line]
+    assert [r["attempt"] for r in retries] == list(range(1, min(attempts, 3)))
+    if expect:
+        assert project.manifest()["failures"][0]["class"] == "TransientError"
+        assert project.manifest()["failures"][0]["quarantine"] is None
+        assert not (project.root / ".batchit/quarantine").exists()
+    else:
+        assert project.read("_build/one.txt") == "payload\n"
+    report = (project.root / ".batchit/runs" / project.manifest()["run_id"] / "report.html").read_text()
+    assert "Retries" in report
+    assert "service busy (attempt 1)" in report
+
+
+ORDERED_MODULE = """\
+from pathlib import Path
+from batchit.errors import TransientError
+
+def run(value, ctx):
+    log = Path("order.log")
+    seen = log.read_text().split() if log.exists() else []
+    log.write_text(" ".join([*seen, ctx.input]))
+    if ctx.input == "in/a.txt" and "in/a.txt" not in seen:
+        raise TransientError("busy, try again")
+    return value
+"""
+
+
 FLAKY = """\
 version: 1
 rules:

@@ -84,7 +84,7 @@ def release(root: Path, state_dir: Path, store: StateStore, path: str | None) ->
             _reason_path(copy).unlink(missing_ok=True)
             remove_empty_parents(copy, base)
     with store.transaction():
-        store.clear_failures(f.job_id for jobs in chosen.values() for f in jobs)
+        store.release_failures(f.job_id for jobs in chosen.values() for f in jobs)
         for rule, input_path in chosen:
             append_audit(state_dir, store, "release", {"rule": rule, "input": input_path})
     settle_audit(state_dir, store)

@@ -326,6 +326,14 @@ class StateStore:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def release_failures(self, job_ids: Iterable[str]) -> None:
+        """Let quarantined jobs go: they stay failed (the next build, `--only-failed` too, retries
+        them) but are no longer held while their input is unchanged."""
+        self.db.executemany(
+            "UPDATE failures SET quarantine = NULL, inputs_key = NULL WHERE job_id = ?",
+            ((j,) for j in job_ids),
+        )
+
     def clear_failures(self, job_ids: Iterable[str]) -> None:
         """Forget the failures of jobs that have since succeeded or no longer exist."""
         self.db.executemany("DELETE FROM failures WHERE job_id = ?", ((j,) for j in job_ids))
