@@ -122,24 +122,46 @@ def test_only_failed_retries_just_the_failed_jobs(picky: Project) -> None:
     assert picky.manifest()["summary"]["quarantined"] == 1
 
 
-def test_only_failed_after_a_fix_holds_the_rules_below_and_succeeds(picky: Project) -> None:
-    below = (
-        '  copy:\n    inputs: {rule: parse}\n    output: "copy/{stem}.txt"\n    steps: [file.copy: {}]\n'
-        "  joined:\n    inputs: {rule: copy}\n    aggregate: true\n    output: all.txt\n"
-        '    steps: [python: {function: "joiner:join", version: "1"}]\n'
-    )
-    picky.config(PICKY + below)
-    picky.write({"joiner.py": "def join(files, ctx):\n    return ''.join(f.read_text() for f in files)\n"})
-    picky.write({"in/b.txt": "good\n"})
+BELOW_PICKY = (
+    '  copy:\n    inputs: {rule: parse}\n    output: "copy/{stem}.txt"\n    steps: [file.copy: {}]\n'
+    "  joined:\n    inputs: {rule: copy}\n    aggregate: true\n    output: all.txt\n"
+    '    steps: [python: {function: "joiner:join", version: "1"}]\n'
+)
+"""Two rules below PICKY's: a copy of each output, and an aggregate joining the copies."""
+JOINER_MODULE = "def join(files, ctx):\n    return ''.join(f.read_text() for f in files)\n"
+
+
+def test_only_failed_after_a_fix_rebuilds_what_reads_the_retried_outputs(picky: Project) -> None:
+    """The jobs below a retried one follow it, so the tree ends as a full build leaves it; jobs
+    stale for other reasons stay held."""
+    picky.config(PICKY + BELOW_PICKY)
+    picky.write({"joiner.py": JOINER_MODULE, "in/b.txt": "good\n"})
     picky.build()
     picky.write({"in/b.txt": "bad\n"})
     picky.build(expect=1)  # in/b.txt is quarantined: its copy goes, all.txt goes on without it
-    picky.write({"in/b.txt": "fixed\n"})
+    picky.write({"in/b.txt": "fixed\n", "in/c.txt": "c changed\n"})
     picky.build("--only-failed")
-    assert picky.read("_build/b.txt") == "FIXED\n"
-    assert not (picky.root / "_build/copy/b.txt").exists(), "held until a full build"
+    assert picky.read("_build/copy/b.txt") == "FIXED\n"
+    assert picky.read("_build/all.txt") == "A\nFIXED\nC\n", "in/c.txt's change waits for a full build"
+    statuses = {o["path"]: o["status"] for o in picky.manifest()["outputs"]}
+    assert (statuses["b.txt"], statuses["copy/b.txt"], statuses["all.txt"]) == ("built",) * 3
+    assert statuses["c.txt"] == statuses["copy/c.txt"] == "unchanged"
     picky.build()
-    assert picky.read("_build/all.txt") == "A\nFIXED\nC\n"
+    assert picky.read("_build/all.txt") == "A\nFIXED\nC CHANGED\n"
+
+
+def test_only_failed_runs_the_jobs_a_transient_failure_blocked(project: Project) -> None:
+    """Jobs blocked by an upstream failure count as failed, so `--only-failed` runs them too, once
+    the retried job succeeds."""
+    flaky = FLAKY.replace("ATTEMPTS", "2").replace("backoff: 0.01", "backoff: 0")
+    project.config(flaky + BELOW_PICKY.replace("{rule: parse}", "{rule: fetch}"))
+    project.write({"flaky.py": FLAKY_MODULE, "joiner.py": JOINER_MODULE, "in/one.txt": "payload\n"})
+    project.build(expect=1)  # two attempts, both busy: copy and joined are blocked
+    assert project.manifest()["summary"]["failed"] == 3
+    assert not (project.root / "_build/copy/one.txt").exists()
+    project.build("--only-failed")  # the third attempt succeeds
+    assert project.read("_build/copy/one.txt") == project.read("_build/all.txt") == "payload\n"
+    assert "plan: 0 of 3 jobs to do" in project.run("plan").stdout
 
 
 def test_only_failed_and_replay_prune_nothing(picky: Project) -> None:
@@ -168,68 +190,6 @@ def test_a_released_input_is_retried_by_only_failed(picky: Project) -> None:
     retried = picky.build("--only-failed", expect=1)  # still bad: quarantined again
     assert "quarantined in/b.txt" in retried.stdout + retried.stderr, retried.describe()
     assert picky.manifest()["summary"]["quarantined"] == 1
-
-
-FLAKY = """\
-version: 1
-rules:
-  fetch:
-    inputs: ["in/*.txt"]
-    output: "{stem}.txt"
-    retry: {attempts: ATTEMPTS, backoff: 0.01, max_backoff: 0.05}
-    steps:
-      - python: {function: "flaky:fetch", version: "1"}
-"""
-
-FLAKY_MODULE = """\
-from pathlib import Path
-from batchit.errors import TransientError
-
-def fetch(value, ctx):
-    log = Path("attempts.log")
-    tries = len(log.read_text().splitlines()) + 1 if log.exists() else 1
-    log.write_text("x\\n" * tries)
-    if tries < 3:
-        raise TransientError(f"service busy (attempt {tries})")
-    return value
-"""
-
-
-@pytest.mark.parametrize(
-    ("attempts", "expect", "calls"), [(3, 0, 3), (2, 1, 2)], ids=["succeeds", "gives-up"]
-)
-def test_transient_errors_are_retried_up_to_the_attempts(
-    project: Project, attempts: int, expect: int, calls: int
-) -> None:
-    project.config(FLAKY.replace("ATTEMPTS", str(attempts)))
-    project.write({"flaky.py": FLAKY_MODULE, "in/one.txt": "payload\n"})
-    result = project.build("--log-format", "json", expect=expect)
-    assert len(project.read("attempts.log").splitlines()) == calls
-    retries = [json.loads(line) for line in result.stderr.splitlines() if '"retry"' in line]
-    assert [r["attempt"] for r in retries] == list(range(1, min(attempts, 3)))
-    if expect:
-        assert project.manifest()["failures"][0]["class"] == "TransientError"
-        assert project.manifest()["failures"][0]["quarantine"] is None
-        assert not (project.root / ".batchit/quarantine").exists()
-    else:
-        assert project.read("_build/one.txt") == "payload\n"
-    report = (project.root / ".batchit/runs" / project.manifest()["run_id"] / "report.html").read_text()
-    assert "Retries" in report
-    assert "service busy (attempt 1)" in report
-
-
-ORDERED_MODULE = """\
-from pathlib import Path
-from batchit.errors import TransientError
-
-def run(value, ctx):
-    log = Path("order.log")
-    seen = log.read_text().split() if log.exists() else []
-    log.write_text(" ".join([*seen, ctx.input]))
-    if ctx.input == "in/a.txt" and "in/a.txt" not in seen:
-        raise TransientError("busy, try again")
-    return value
-"""
 
 
 FLAKY = """\

@@ -233,6 +233,11 @@ class RunningBuild:
         self.by_rule[name] = jobs
         return jobs
 
+    def _rebuilt(self, job: Job) -> bool:
+        """True when this build wrote the job's output."""
+        result = self.results.get(job.job_id)
+        return result is not None and result.ok
+
     def _set_aside(self, job: Job) -> bool:
         """A quarantined job's output is no input downstream: the rest go on without it."""
         result = self.results.get(job.job_id)

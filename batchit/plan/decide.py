@@ -43,6 +43,9 @@ class Decider:
     use_cache: bool = True
     only_failed: bool = False
     only_jobs: frozenset[str] | None = None
+    rebuilt: set[str] = field(default_factory=set)
+    """Project-relative paths of outputs this build writes again: under `--only-failed`, a job
+    reading one follows the retried job that writes it instead of being held."""
     strangers: dict[str, str | None] = field(default_factory=dict)
     """Output paths holding files batchit did not record, or anything but a regular file (what it
     is, else None); never overwritten without --overwrite, never read."""
@@ -66,8 +69,9 @@ class Decider:
                 and record.stat == stat_identity(self._prefix + job.output)
             ):
                 return  # up to date, the recorded stat vouching for the output: `skip` is the default
-        retrying = self.only_failed or self.only_jobs is not None
-        if (self.only_failed and job.job_id not in self.failed) or (
+        retrying = (self.only_failed and job.job_id in self.failed) or self.only_jobs is not None
+        following = self.only_failed and not retrying and not self.rebuilt.isdisjoint(job.inputs)
+        if (self.only_failed and not retrying and not following) or (
             self.only_jobs is not None and job.job_id not in self.only_jobs
         ):
             job.action = "held"
@@ -85,7 +89,7 @@ class Decider:
         elif on_disk is not None and (record is None or kind is not None):
             self.strangers[job.output] = kind
         reasons = [f"output path holds {kind}"] if kind else self._stale_reasons(job, record, on_disk)
-        if self.only_failed:
+        if self.only_failed and retrying:
             reasons = ["retrying a failed job (--only-failed)"]
         elif self.only_jobs is not None:
             reasons = ["replayed"]

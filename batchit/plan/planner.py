@@ -189,6 +189,11 @@ class Planner:
             decide(job)
         return jobs
 
+    def note_rebuilt(self, jobs: Iterable[Job]) -> None:
+        """Say that these jobs write their outputs in this build: under `--only-failed`, the jobs
+        reading them are planned as usual instead of held (they would go stale)."""
+        self.decider.rebuilt.update(f"{self.config.out}/{job.output}" for job in jobs)
+
     def plan_one(self, rule: Rule, job_id: str, inputs: Iterable[str]) -> Job | None:
         """Plan one job of a one-input rule again, reading only its input and its own state rows.
 
@@ -234,6 +239,8 @@ class Planner:
         planned: list[Job] = []
         for rule in selected:
             jobs = self.plan_rule(rule, outputs)
+            if self.options.only_failed:
+                self.note_rebuilt(j for j in jobs if j.action in ("run", "restore"))
             if rule.name in read:  # only a rule another rule reads from needs its outputs predicted
                 outputs[rule.name] = [
                     (j.output, self._predicted_hash(j)) for j in jobs if j.action != "quarantined"
