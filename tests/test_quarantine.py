@@ -95,3 +95,13 @@ def test_a_held_output_someone_removed_leaves_the_record(project: Project) -> No
     project.write({"in/b.txt": "b2\n"})
     project.build()
     assert project.read("_build/b.txt") == "B2\n"
+
+
+def test_an_input_quarantined_before_it_ever_built_is_not_reported_gone(project: Project) -> None:
+    """Its output never existed, so there is nothing "gone" to warn about while it is held."""
+    project.config(PICKY)
+    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "bad\n"})
+    project.build(expect=1)
+    held = project.run("build", "--no-progress")
+    assert held.code == 1 and "stay quarantined" in held.stdout, held.describe()
+    assert "gone" not in held.stdout + held.stderr, held.describe()

@@ -97,18 +97,27 @@ def record_run(build: RunningBuild, started: datetime, outcome: BuildOutcome, re
 
 
 def _forget_vanished_held_outputs(build: RunningBuild, jobs: list[Job]) -> None:
-    """A held job's output that someone removed cannot be built again while its input is held:
-    the record lets it go, so the manifest lists only outputs that are there."""
+    """A held job's output that someone removed cannot be built again while its job is held: the
+    record lets it go, so the manifest lists only outputs that are there. Outputs that were never
+    written (an input quarantined on its first build) go without a word."""
     gone = [
-        j.output
+        j
         for j in jobs
         if j.action in ("held", "quarantined") and not (build.config.out_dir / j.output).exists()
     ]
-    if gone:
-        with build.store.transaction():
-            build.store.forget_outputs(gone)
-    for path in gone:
-        message = f"{build.config.out}/{path} is gone; its input is held, so it is built again once released"
+    if not gone:
+        return
+    records = build.planner.records
+    written = [j for j in gone if (record := records.get(j.output)) is not None and record.blake3]
+    with build.store.transaction():
+        build.store.forget_outputs([j.output for j in gone])
+    for job in written:
+        when = (
+            "once its input is released or changes"
+            if job.action == "quarantined"
+            else "by a build that runs it"
+        )
+        message = f"{build.config.out}/{job.output} is gone; its job is held, so it is built again {when}"
         build.emit({"event": "warning", "message": message})
 
 
