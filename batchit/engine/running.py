@@ -261,11 +261,17 @@ class RunningBuild:
             done = self.results.get(leader.job_id)
             if done is None:
                 self.followers.setdefault(job.key, []).append(job)  # it follows when its leader ends
+            elif leader.job_id in self.committer.unsettled:  # its output may mix versions (`_finish`)
+                self._submit(job)
             else:  # a downstream rule's job, released after its leader (of an upstream rule) ended
                 self._follow(job, leader, done)
             return
+        self._submit(job)
+
+    def _submit(self, job: Job) -> None:
+        """Send a job to its pool: a `run` job leads the jobs with its key that come after it."""
         spec = job_spec(self.config, self.registry, job, self.by_rule)
-        resources = self.config.rules[rule_name].resources
+        resources = self.config.rules[job.rule].resources
         if job.action == "restore":
             spec = cache_restore_spec(spec, job, self.cache_dir, self.committer.cached_blake3(job.key))
             resources = "io"
@@ -289,7 +295,7 @@ class RunningBuild:
             return
         self.results[job.job_id] = result
         self.open_jobs[job.rule].discard(job.job_id)
-        self.committer.add(job, result)
+        changed = self.committer.add(job, result)
         if result.log:
             write_job_log(self.config.state_dir / "runs" / self.run_id, job.output, result.log)
         self.emit(
@@ -304,7 +310,10 @@ class RunningBuild:
             }
         )
         for twin in self.followers.pop(job.key, []) if self.leaders.get(job.key) == job.job_id else []:
-            self._follow(twin, job, result)
+            if changed:  # the output may mix an input's versions: no copy of it for the twin
+                self._submit(twin)
+            else:
+                self._follow(twin, job, result)
         if not result.ok and self.options.fail_fast:
             self._drop_queued()
 

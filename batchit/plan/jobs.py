@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 
 from batchit.config import ConditionError, compile_condition, flags_read
 from batchit.errors import ConfigError
-from batchit.fsutil import normalise_relative
+from batchit.fsutil import StatTuple, normalise_relative
 from batchit.globs import compile_glob
-from batchit.model import Config, Rule, Step
+from batchit.model import Config, Rule
 from batchit.operators.registry import OperatorRegistry
 from batchit.placeholders import (
     PATH_PLACEHOLDERS,
@@ -104,6 +104,10 @@ class JobExpander:
         self.output_size = output_size
         """The size of an upstream output (path relative to `out`, blake3), for `input.size`."""
         self._deps: dict[str, dict[str, str]] = {}
+        self.watched: dict[str, tuple[tuple[str, StatTuple | None], ...]] = {}
+        """By recipe hash: the files its key hashed besides the inputs (files steps name, `deps`,
+        `validate.checksums`, `expect.schema`) with the stat each had then, so that a job's result
+        can be checked against an edit made while it ran."""
 
     def expand(
         self, rule: Rule, upstream: Mapping[str, list[tuple[str, str]]], only: frozenset[str] | None = None
@@ -241,6 +245,7 @@ class JobExpander:
         calls: list[StepCall] = []
         libraries: dict[str, dict[str, str]] = {}
         files: dict[str, str] = {}
+        paths: list[str] = []
         flags: dict[str, Any] = {}
         path_aware = False
         for number, (step, keep) in enumerate(zip(rule.steps, chosen, strict=True), start=1):
@@ -258,34 +263,44 @@ class JobExpander:
             libraries[step.operator] = self.registry.library_versions(step.operator)
             path_aware = path_aware or op.path_aware or bool(names_in_value(step.params) & PATH_PLACEHOLDERS)
             for label, path in op.key_files(params, self.config.root).items():
-                files[label] = self._file_hash(rule, step, number, path)
+                paths.append(self._named_path(path))
+                files[label] = self._existing(rule, paths[-1], f"step {number} ({step.operator})", step.line)
         if rule.validate and ("checksums" in rule.validate or "extensions" in rule.validate):
             path_aware = True  # these checks read the input's path: twins by content may differ
         if rule.validate and isinstance(rule.validate.get("checksums"), str):
             checksums = rule.validate["checksums"]
             files[f"validate.checksums:{checksums}"] = self._existing(rule, checksums, "validate.checksums")
+            paths.append(checksums)
         expect = rule.expect
         if expect and isinstance(expect.get("schema"), str):
             files[f"expect.schema:{expect['schema']}"] = self._existing(
                 rule, expect["schema"], "expect.schema"
             )
-        return make_recipe(
+            paths.append(expect["schema"])
+        deps = self._rule_deps(rule)
+        recipe = make_recipe(
             calls,
             libraries=libraries,
-            deps=self._rule_deps(rule),
+            deps=deps,
             files=files,
             expect=expect,
             flags=flags,
             path_aware=path_aware,
             validate=rule.validate,
         )
+        if recipe.hash not in self.watched:
+            looked_up, walked = self.hasher.looked_up, self.tree.stats
+            self.watched[recipe.hash] = tuple(
+                [(path, looked_up.get(path)) for path in paths] + [(path, walked.get(path)) for path in deps]
+            )
+        return recipe
 
-    def _file_hash(self, rule: Rule, step: Step, number: int, path: Path) -> str:
+    def _named_path(self, path: Path) -> str:
+        """A file a step's parameter names: project-relative, or absolute when outside the project."""
         try:
-            relative = path.resolve().relative_to(self.config.root).as_posix()
+            return path.resolve().relative_to(self.config.root).as_posix()
         except ValueError:
-            relative = str(path)
-        return self._existing(rule, relative, f"step {number} ({step.operator})", step.line)
+            return str(path)
 
     def _existing(self, rule: Rule, path: str, named_by: str, line: int | None = None) -> str:
         """The hash of a file the rule names (a step parameter, `validate.checksums`, `expect.schema`).

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from batchit.execute.worker import JobResult
-from batchit.fsutil import cache_entry, remove_outputs
+from batchit.fsutil import cache_entry, remove_outputs, stat_identity
 from batchit.model import Config
 from batchit.plan.jobs import Job
 from batchit.plan.keys import Seen, action_key
@@ -46,7 +46,7 @@ class Committer:
         self.config = config
         self.run_id = run_id
         self._claims: list[tuple[str, str, str]] = []
-        self._results: list[tuple[Job, JobResult]] = []
+        self._results: list[tuple[Job, JobResult, list[str]]] = []
         self._last_flush = time.monotonic()
         self._cache = RowsOnDemand(store.cache_one)
         """Cache entries (blake3, size) by action key, read as restores ask for them."""
@@ -97,9 +97,15 @@ class Committer:
             self._claims.clear()
             self._to_forget.clear()
 
-    def add(self, job: Job, result: JobResult) -> None:
-        """Queue a finished job's result for the next commit."""
-        self._results.append((job, result))
+    def add(self, job: Job, result: JobResult) -> list[str]:
+        """Queue a finished job's result for the next commit. Return the files its key hashed that
+        changed while it ran (`changed_while_running`): then its output may mix versions, so it
+        is kept but not recorded as up to date, and it enters no cache."""
+        changed = self.changed_while_running(job, result) if result.ok else []
+        if changed:
+            self.unsettled.add(job.job_id)
+        self._results.append((job, result, changed))
+        return changed
 
     def flush_if_due(self) -> None:
         """Commit queued results when enough have piled up or enough time has passed."""
@@ -116,9 +122,9 @@ class Committer:
         stats: list[StatRow] = []
         failed = False
         with self.store.transaction():
-            for job, result in self._results:
+            for job, result, changed in self._results:
                 if result.ok:
-                    records.append(self._output_record(job, result, stats))
+                    records.append(self._output_record(job, result, stats, changed))
                 else:
                     failed = True
                     self._failed.add(job.job_id)
@@ -171,9 +177,14 @@ class Committer:
         self.warn(f"quarantined {job.inputs[0]} ({job.rule}): {result.error_class}; copy at {place}")
         return replace(failure, quarantine=place, inputs_key=inputs_key)
 
-    def _output_record(self, job: Job, result: JobResult, stats: list[StatRow]) -> OutputRecord:
+    def _output_record(
+        self, job: Job, result: JobResult, stats: list[StatRow], changed: list[str]
+    ) -> OutputRecord:
         """The record of a finished output (stat and cache rows are gathered on the side)."""
         out = self.config.out
+        if changed and result.cached and self._cache.get(job.key) is None:
+            cache_entry(self.config.state_dir / "cache", job.key).unlink(missing_ok=True)  # the worker's copy
+            result = replace(result, cached=False)
         key, discovered_json = job.key, "{}"
         if result.discovered or job.discovered:
             discovered = {
@@ -194,19 +205,18 @@ class Committer:
             self.store.put_recipe(job.recipe.hash, job.recipe.doc)
             self._recipes.add(job.recipe.hash)
         recorded_key: str | None = key
-        if self._inputs_changed(job, result):
+        if changed:
             self.warn(
-                f"an input of {out}/{job.output} changed while its job ran; "
-                "the output is kept but not recorded as up to date, so the next build redoes it"
+                f"{', '.join(changed)} changed while the job of {out}/{job.output} ran; the output is "
+                "kept but not recorded as up to date, so the next build redoes it"
             )
             recorded_key = None
-            self.unsettled.add(job.job_id)
         if result.output_stat is not None:
             stats.append((f"{out}/{job.output}", *result.output_stat, result.blake3))
         if job.job_id in self._failed:
             self.store.clear_failures([job.job_id])
             self._failed.discard(job.job_id)
-        if result.cached or job.action == "restore":
+        if result.cached or (job.action == "restore" and not changed):
             self.store.put_cache(key, result.blake3, result.size, time.time_ns())
             self._cache[key] = (result.blake3, result.size)
         return OutputRecord(
@@ -224,14 +234,21 @@ class Committer:
             self.run_id,
         )
 
-    def _inputs_changed(self, job: Job, result: JobResult) -> bool:
-        """True when an input's stat after the job differs from when it was hashed: the result may
-        mix versions."""
-        planned = self.planner.expander.tree.stats
-        return any(
-            path in planned and now != planned[path]
+    def changed_while_running(self, job: Job, result: JobResult) -> list[str]:
+        """The files the job's key hashed whose stat after the job differs from the one they had
+        when hashed: its inputs (stat-ed by the worker) and the files its recipe names."""
+        expander = self.planner.expander
+        planned = expander.tree.stats
+        changed = [
+            path
             for path, now in zip(job.inputs, result.input_stats, strict=True)
-        )
+            if path in planned and now != planned[path]
+        ]
+        root = self.config.root
+        for path, then in expander.watched.get(job.recipe.hash, ()):
+            if stat_identity(str(root / path)) != then:
+                changed.append(path)
+        return changed
 
     def cached_blake3(self, key: str) -> str | None:
         """The recorded content hash of a cache entry."""
