@@ -256,6 +256,21 @@ def test_duplicate_inputs_compute_once(project: Project) -> None:
     assert summary(project)["restored"] == 1
 
 
+def test_duplicate_inputs_built_without_the_cache_leave_it_empty(project: Project) -> None:
+    """The second of two equal inputs gets a copy of the first's output, which is no cache entry:
+    with --no-cache nothing may promise a restore from a cache that holds nothing."""
+    project.config(SHOUT + '      - text.load: {}\n      - text.replace: {pattern: "s", replacement: "S"}\n')
+    project.write({"in/one.txt": "same\n", "in/two.txt": "same\n"})
+    project.build("--no-cache")
+    for output in ("one.txt", "two.txt"):
+        (project.root / "_build" / output).unlink()
+    planned = json.loads(project.run("plan", "--json").stdout)
+    assert {job["output"]: job["action"] for job in planned["jobs"]} == {
+        "_build/one.txt": "run",
+        "_build/two.txt": "run",
+    }
+
+
 def test_a_downstream_job_with_the_key_of_a_finished_upstream_job_still_runs(project: Project) -> None:
     project.config(
         """\

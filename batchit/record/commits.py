@@ -216,7 +216,8 @@ class Committer:
         if job.job_id in self._failed:
             self.store.clear_failures([job.job_id])
             self._failed.discard(job.job_id)
-        if result.cached or (job.action == "restore" and not changed):
+        if result.cached or (job.action == "restore" and not changed and self._cache.get(key) is not None):
+            # a twin's copy of its leader's output is no cache entry: its leader's (if any) is
             self.store.put_cache(key, result.blake3, result.size, time.time_ns())
             self._cache[key] = (result.blake3, result.size)
         return OutputRecord(
