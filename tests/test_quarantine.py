@@ -105,3 +105,20 @@ def test_an_input_quarantined_before_it_ever_built_is_not_reported_gone(project:
     held = project.run("build", "--no-progress")
     assert held.code == 1 and "stay quarantined" in held.stdout, held.describe()
     assert "gone" not in held.stdout + held.stderr, held.describe()
+
+
+@pytest.mark.parametrize("rules", [("parse",), ("parse", "other")], ids=["its-rule", "every-rule"])
+def test_a_deleted_quarantined_input_leaves_quarantine_with_a_build_of_its_rule(
+    project: Project, rules: tuple[str, ...]
+) -> None:
+    """A build of some rules forgets the failures of their jobs that no longer exist, as it prunes
+    their outputs; naming every rule is a full build."""
+    other = '  other:\n    inputs: ["in/*.txt"]\n    output: "other/{stem}.txt"\n    steps: [file.copy: {}]\n'
+    project.config(PICKY + other)
+    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "bad\n"})
+    project.build(expect=1)
+    (project.root / "in/b.txt").unlink()
+    project.build(*rules)
+    assert json.loads(project.run("quarantine", "list", "--json").stdout) == []
+    assert (project.manifest()["status"], project.manifest()["failures"]) == ("ok", [])
+    assert (project.root / "_build/other/b.txt").exists() == (rules == ("parse",))

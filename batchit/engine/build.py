@@ -47,7 +47,8 @@ def plan_build(
             for job in jobs:
                 by_rule[job.rule].append(job)
             owned = planner.owned_rules()
-            pruned = prunable(owned, config.rules, store, by_rule, by_rule, full=not options.rules)
+            full = len(by_rule) == len(config.rules)  # `build RULE` naming every rule is a full build
+            pruned = prunable(owned, config.rules, store, by_rule, by_rule, full=full)
     finally:
         if store:
             store.close()

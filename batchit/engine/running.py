@@ -147,7 +147,7 @@ class RunningBuild:
         pruned = (
             []  # a replayed plan is the one the last build left after pruning: nothing to prune
             if self.interrupted or self.planner.replayed or self.conflict
-            else self.committer.prune(self.by_rule, finished, full=not self.options.rules and not holding)
+            else self.committer.prune(self.by_rule, finished, full=self._selects_all() and not holding)
         )
         evict_cache(self.store, self.cache_dir, self.config.cache_max_size)
         all_jobs = [j for jobs in self.by_rule.values() for j in jobs]
@@ -232,6 +232,11 @@ class RunningBuild:
                 job.reasons = ("an upstream job failed",)
         self.by_rule[name] = jobs
         return jobs
+
+    def _selects_all(self) -> bool:
+        """True when the build's rules are all the config's (`build RULE` naming every one of them
+        counts): it prunes as a full build."""
+        return len(self.rules) == len(self.config.rules)
 
     def _rebuilt(self, job: Job) -> bool:
         """True when this build wrote the job's output."""

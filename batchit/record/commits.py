@@ -268,8 +268,9 @@ class Committer:
             entry.unlink(missing_ok=True)
 
     def prune(self, by_rule: dict[str, list[Job]], finished: list[str], *, full: bool) -> list[str]:
-        """Remove recorded outputs no current job produces (SPEC section 3); return the paths of
-        those that had been written (a claim whose job never finished leaves only its row).
+        """Remove recorded outputs no current job produces (SPEC section 3), and forget the failures
+        of jobs that no longer exist, of the `finished` rules (every rule, `full`); return the paths
+        of the outputs that had been written (a claim whose job never finished leaves only its row).
 
         Which ones is `prunable`'s answer; an output a planned job produces but another rule
         recorded (a renamed rule, swapped output templates) passes to that job. A path batchit
@@ -288,9 +289,9 @@ class Committer:
             self.store.reown_outputs(moved)
             self.store.forget_outputs(removed)
             self.store.drop_stats(f"{self.config.out}/{p}" for p in removed)
-            if full:
-                live = {job.job_id for job in jobs}
-                self.store.clear_failures(j for j in self.store.load_failures() if j not in live)
+            live, done = {job.job_id for job in jobs}, set(finished)
+            failures = self.store.load_failures().items()
+            self.store.clear_failures(j for j, f in failures if j not in live and (full or f.rule in done))
         return written
 
 
