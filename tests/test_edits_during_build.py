@@ -123,3 +123,45 @@ def test_a_file_a_step_names_edited_while_its_job_ran_is_caught_like_an_input(pr
     project.write({"page.j2": "v1:{{ content }}"})  # put back: the first build's key again
     project.build()
     assert project.read("_build/a.html") == "v1:a"
+
+
+INCLUDING = """\
+version: 1
+rules:
+  page:
+    inputs: ["src/*.txt"]
+    output: "{stem}.html"
+    steps:
+      - template.render: {template: page.j2}
+      - python: {function: "reinclude:edit", version: "1"}
+"""
+
+REINCLUDE_MODULE = """\
+def edit(value, ctx):
+    marker = ctx.root / "edit-part"
+    if marker.exists():  # the user saves the included file once the page was rendered from it
+        (ctx.root / "part.txt").write_text(marker.read_text())
+        marker.unlink()
+    return value
+"""
+
+
+def test_an_include_edited_after_its_job_read_it_is_caught(project: Project) -> None:
+    """The job's key records its discovered dependencies once it is done: with the include's new
+    bytes, the output rendered from the old ones would pass for up to date."""
+    project.config(INCLUDING)
+    project.write(
+        {
+            "reinclude.py": REINCLUDE_MODULE,
+            "page.j2": "{% include 'part.txt' %}:{{ content }}",
+            "part.txt": "A",
+            "edit-part": "B",
+            "src/a.txt": "a",
+        }
+    )
+    edited = project.build()
+    assert project.read("_build/a.html") == "A:a"
+    assert "1 of 1 jobs to do" in project.run("plan").stdout, "not recorded as up to date"
+    assert "part.txt changed while the job of _build/a.html ran" in edited.stderr, edited.describe()
+    project.build()
+    assert project.read("_build/a.html") == "B:a"

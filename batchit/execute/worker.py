@@ -91,6 +91,8 @@ class JobResult:
     """For a transient failure: the least wait before trying again (a server's Retry-After)."""
     log: str = ""
     """What the job's `python`/`shell` steps printed and logged (kept under the run's logs/)."""
+    read_hashes: tuple[tuple[str, str], ...] = ()
+    """(path, blake3) of discovered files whose bytes a step hashed as it read them."""
     output_stat: StatTuple | None = None
     """The output's stat once it is in place, for the stat cache."""
     input_stats: tuple[StatTuple | None, ...] = ()
@@ -167,6 +169,7 @@ def run_job(
             cached=cache_dir is not None,
             step_seconds=tuple(timings),
             log=buffer.getvalue() if buffer else "",
+            read_hashes=tuple(sorted(ctx.read_hashes.items())),
             **_stats_after(settings, spec, dest),
         )
     except Exception as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from batchit.errors import PermanentError
+from batchit.hashing import blake3_hex
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class JobContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("batchit.job"))
     discovered: set[str] = field(default_factory=set)
     """Project-relative files this job read beyond its inputs; they enter its next action key."""
+    read_hashes: dict[str, str] = field(default_factory=dict)
+    """The BLAKE3 of the bytes read, for discovered files a step hashed as it read them: the key
+    then holds what the job used, even if the file is edited before the build commits the job."""
     sources: Mapping[str, UpstreamSource] = field(default_factory=dict)
     """For an aggregate over other rules' outputs (`inputs: {rule: NAME}`): each such input's path
     -> the job that produced it. Empty for every other job."""
@@ -74,9 +78,12 @@ class JobContext:
         """The absolute path of a project-relative file."""
         return self.root / relative
 
-    def note_read(self, relative: str) -> None:
-        """Record that the job read `relative`, so a change to it makes the job stale."""
+    def note_read(self, relative: str, data: bytes | None = None) -> None:
+        """Record that the job read `relative`, so a change to it makes the job stale; with `data`,
+        the bytes it read (else the file as the build finds it once the job is done counts)."""
         self.discovered.add(relative)
+        if data is not None:
+            self.read_hashes[relative] = blake3_hex(data)
 
 
 class Operator:

@@ -114,6 +114,8 @@ class _RecordingLoader(jinja2.FileSystemLoader):
         if name != self.top:
             self.ctx.note_read(name)
         source, filename, uptodate = super().get_source(environment, template)
+        if name != self.top:
+            self.ctx.note_read(name, source.encode("utf-8"))  # what was read, as the loader decoded it
         self.names[filename] = name
         return source, filename, uptodate
 

@@ -237,7 +237,8 @@ class Committer:
 
     def changed_while_running(self, job: Job, result: JobResult) -> list[str]:
         """The files the job's key hashed whose stat after the job differs from the one they had
-        when hashed: its inputs (stat-ed by the worker) and the files its recipe names."""
+        when hashed: its inputs (stat-ed by the worker) and the files its recipe names; and the
+        discovered files a step hashed as it read them whose bytes differ now."""
         expander = self.planner.expander
         planned = expander.tree.stats
         changed = [
@@ -248,6 +249,10 @@ class Committer:
         root = self.config.root
         for path, then in expander.watched.get(job.recipe.hash, ()):
             if stat_identity(str(root / path)) != then:
+                changed.append(path)
+        hasher = self.planner.hasher
+        for path, read in result.read_hashes:  # a discovered file, as the step read it
+            if hasher.hash_path(path, discovered=True) != read:
                 changed.append(path)
         return changed
 
