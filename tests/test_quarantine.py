@@ -122,3 +122,20 @@ def test_a_deleted_quarantined_input_leaves_quarantine_with_a_build_of_its_rule(
     assert json.loads(project.run("quarantine", "list", "--json").stdout) == []
     assert (project.manifest()["status"], project.manifest()["failures"]) == ("ok", [])
     assert (project.root / "_build/other/b.txt").exists() == (rules == ("parse",))
+
+
+def test_an_ended_quarantines_evidence_makes_way_for_a_new_one(project: Project) -> None:
+    """The copy of a fixed input stays as evidence; when that path becomes a folder whose file is
+    quarantined in turn, the old copy gives way instead of failing every build."""
+    project.config(PICKY.replace('["in/*.txt"]', '["in/**/*.txt"]').replace('"{stem}.txt"', '"{path}.txt"'))
+    project.write({"picky.py": PICKY_MODULE, "in/d.txt": "bad\n"})
+    project.build(expect=1)
+    project.write({"in/d.txt": "fixed\n"})
+    project.build()
+    (project.root / "in/d.txt").unlink()
+    project.write({"in/d.txt/e.txt": "bad again\n"})
+    for _ in range(2):
+        project.build(expect=1)
+        held = json.loads(project.run("quarantine", "list", "--json").stdout)
+        assert [q["input"] for q in held] == ["in/d.txt/e.txt"]
+    assert (project.root / ".batchit/quarantine/parse/in/d.txt/e.txt").read_text() == "bad again\n"

@@ -29,6 +29,7 @@ def quarantine_dir(state_dir: Path) -> Path:
 def quarantine_input(root: Path, state_dir: Path, failure: Failure, input_hash: str) -> str:
     """Copy a failed input into quarantine with its reason; return the copy's project-relative path."""
     copy = quarantine_dir(state_dir) / failure.rule / failure.input
+    _make_way(quarantine_dir(state_dir), copy)
     source = root / failure.input
     if source.exists():
         with replacing(copy) as tmp:
@@ -44,6 +45,18 @@ def quarantine_input(root: Path, state_dir: Path, failure: Failure, input_hash: 
     }
     atomic_write_text(_reason_path(copy), json.dumps(reason, indent=2) + "\n")
     return copy.relative_to(root).as_posix()
+
+
+def _make_way(base: Path, copy: Path) -> None:
+    """Remove an ended quarantine's evidence that stands where `copy` goes: a copy where one of its
+    folders must be, or a folder of copies where it must be. That input is gone (a path cannot be
+    a file and a folder at once), and without this every later build would fail on the clash."""
+    for folder in reversed(copy.parents):
+        if folder.is_relative_to(base) and folder != base and folder.is_file():
+            folder.unlink()
+            _reason_path(folder).unlink(missing_ok=True)
+    if copy.is_dir() and not copy.is_symlink():
+        shutil.rmtree(copy)
 
 
 def _reason_path(copy: Path) -> Path:
