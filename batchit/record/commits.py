@@ -99,9 +99,9 @@ class Committer:
 
     def add(self, job: Job, result: JobResult) -> list[str]:
         """Queue a finished job's result for the next commit. Return the files its key hashed that
-        changed while it ran (`changed_while_running`): then its output may mix versions, so it
+        changed while it ran (`_changed_while_running`): then its output may mix versions, so it
         is kept but not recorded as up to date, and it enters no cache."""
-        changed = self.changed_while_running(job, result) if result.ok else []
+        changed = self._changed_while_running(job, result) if result.ok else []
         if changed:
             self.unsettled.add(job.job_id)
         self._results.append((job, result, changed))
@@ -235,7 +235,7 @@ class Committer:
             self.run_id,
         )
 
-    def changed_while_running(self, job: Job, result: JobResult) -> list[str]:
+    def _changed_while_running(self, job: Job, result: JobResult) -> list[str]:
         """The files the job's key hashed whose stat after the job differs from the one they had
         when hashed: its inputs (stat-ed by the worker) and the files its recipe names; and the
         discovered files a step hashed as it read them whose bytes differ now."""
