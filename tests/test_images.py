@@ -68,6 +68,11 @@ FIT_CASES = {
     "contain-upscale": FitCase((80, 40), {"width": 160, "upscale": True}, (160, 80)),
     "cover-no-upscale": FitCase((80, 40), {"width": 100, "height": 100, "fit": "cover"}, (40, 40)),
     "fill-no-upscale": FitCase((80, 40), {"width": 100, "height": 30, "fit": "fill"}, (80, 30)),
+    # sizes whose crop, in floating point, came out a hair wider than the image (a negative offset)
+    "cover-exact-side": FitCase((156, 52), {"width": 90, "height": 30, "fit": "cover"}, (90, 30)),
+    "cover-upscale-exact-side": FitCase(
+        (92, 31), {"width": 150, "height": 100, "fit": "cover", "upscale": True}, (150, 100)
+    ),
 }
 
 

@@ -123,7 +123,8 @@ def geometry(
     if scale > 1 and not upscale:  # the largest crop with the box's shape, at full resolution
         shrink = min(width / want_w, height / want_h)
         scale, out_w, out_h = 1.0, max(1, round(want_w * shrink)), max(1, round(want_h * shrink))
-    crop_w, crop_h = out_w / scale, out_h / scale
+    # the crop fills one side exactly; rounding may overshoot it by 1e-15, which Pillow refuses
+    crop_w, crop_h = min(out_w / scale, float(width)), min(out_h / scale, float(height))
     left, top = (width - crop_w) / 2, (height - crop_h) / 2
     return (out_w, out_h), (left, top, left + crop_w, top + crop_h)
 
