@@ -194,6 +194,24 @@ def test_a_rule_reading_key8_names_builds_on_the_first_doit_run(
     assert site.manifest()["summary"]["up_to_date"] == 3
 
 
+def test_key8_outputs_sharing_a_name_until_their_keys_are_known_build_under_doit(tmp_path: Path) -> None:
+    """`note.txt` and `note.md` give `hashed/note-{key8}.txt` twice while their keys are unknown:
+    doit gets two sub-tasks of distinct names. A job reading one of them cannot tell which it reads
+    until the next doit run (the README says so)."""
+    site = make_project(tmp_path)
+    chain = KEYED_CHAIN.split("  mirror:")[0].replace('["src/*.txt"]', '["src/*"]')
+    site.config(chain.replace('"pages/{stem}.txt"', '"pages/{name}"'))
+    site.write({"src/note.txt": "hello\n", "src/note.md": "world\n"})
+    listed = doit(site, "list", "--all")
+    assert "hashed/note-{key8}.txt #1" in listed.stdout and "hashed/note-{key8}.txt #2" in listed.stdout
+    first = doit(site)
+    assert first.code == 0, first.describe()
+    assert sorted(p.read_text() for p in (site.root / "_build/hashed").iterdir()) == ["hello\n", "world\n"]
+    assert executed(doit(site)) == []
+    site.build()
+    assert site.manifest()["summary"]["up_to_date"] == 4
+
+
 def test_a_changed_input_reruns_its_jobs_and_the_aggregate_only(site: Project) -> None:
     assert doit(site).code == 0
     site.write({"images/red.png": png("orange")})

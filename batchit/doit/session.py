@@ -87,12 +87,17 @@ class Session:
         finally:
             if store is not None:
                 store.close()
-        names = {f"{self.config.out}/{job.output}": job.output for job in jobs}
-        out = self.config.out  # a `{key8}` still in an output path is a name not known yet:
-        self._unnamed = {f"{out}/{job.output}": job.job_id for job in jobs if "{key8}" in job.output}
+        out = self.config.out
+        task_names = _task_names(jobs)
+        shared = {job.output for job in jobs if task_names[id(job)] != job.output}
+        names = {f"{out}/{job.output}": job.output for job in jobs if job.output not in shared}
+        # a `{key8}` still in an output path is a name not known yet; one that several jobs share
+        # (their keys, which tell them apart, are not known either) names none of them
+        unknown = [job for job in jobs if "{key8}" in job.output and job.output not in shared]
+        self._unnamed = {f"{out}/{job.output}": job.job_id for job in unknown}
         by_rule: dict[str, list[str]] = {}
         for job in jobs:
-            by_rule.setdefault(job.rule, []).append(f"{self.basename}:{job.output}")
+            by_rule.setdefault(job.rule, []).append(f"{self.basename}:{task_names[id(job)]}")
         for job in jobs:
             upstream = self.config.rules[job.rule].from_rules
             if job.aggregate or any(
@@ -101,10 +106,12 @@ class Session:
                 depends = [name for rule in upstream for name in by_rule.get(rule, [])]
             else:
                 depends = [f"{self.basename}:{names[path]}" for path in job.inputs if path in names]
-            known = job.key != UNKNOWN or "{key8}" not in self.config.rules[job.rule].output
+            known = job.output not in shared and (
+                job.key != UNKNOWN or "{key8}" not in self.config.rules[job.rule].output
+            )
             yield {
                 "basename": self.basename,
-                "name": job.output,
+                "name": task_names[id(job)],
                 "doc": f"{job.rule}: {job_label(job)}",
                 "actions": [(self.run, (job.job_id, job.rule, job.inputs))],
                 "targets": [str(self.config.out_dir / job.output)] if known else [],
@@ -319,3 +326,21 @@ class UpToDate:
 def _actions_and_outputs(jobs: list[Job]) -> tuple[dict[str, str], frozenset[str]]:
     """What the checks need of a plan: each job's action by job id, and the outputs."""
     return {job.job_id: job.action for job in jobs}, frozenset(job.output for job in jobs)
+
+
+def _task_names(jobs: list[Job]) -> dict[int, str]:
+    """Each job's sub-task name, by `id(job)`: its output path, or, for jobs whose outputs share a
+    path that still holds an unknown `{key8}` (two inputs with one stem, say), that path with a
+    number in plan order, since doit refuses two tasks of one name."""
+    count: dict[str, int] = {}
+    for job in jobs:
+        count[job.output] = count.get(job.output, 0) + 1
+    seen: dict[str, int] = {}
+    names: dict[int, str] = {}
+    for job in jobs:
+        if count[job.output] == 1:
+            names[id(job)] = job.output
+        else:
+            seen[job.output] = seen.get(job.output, 0) + 1
+            names[id(job)] = f"{job.output} #{seen[job.output]}"
+    return names
