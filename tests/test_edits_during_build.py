@@ -82,24 +82,22 @@ def test_a_twin_of_a_job_whose_input_was_edited_runs_itself(project: Project) ->
     assert project.read("_build/shout/c.txt") == "Old\n"
 
 
-TEMPLATED = """\
-version: 1
-rules:
-  page:
-    inputs: ["src/*.txt"]
-    output: "{stem}.html"
-    steps:
-      - python: {function: "retemplate:edit", version: "1"}
-      - template.render: {template: page.j2}
-"""
+def page_rule(*steps: str) -> str:
+    """A config of one rule, `page`, from src/*.txt to {stem}.html through `steps`."""
+    head = 'version: 1\nrules:\n  page:\n    inputs: ["src/*.txt"]\n    output: "{stem}.html"\n    steps:\n'
+    return head + "".join(f"      - {step}\n" for step in steps)
 
-RETEMPLATE_MODULE = """\
-from pathlib import Path
 
-def edit(value, ctx):
-    marker = ctx.root / "edit-template"
-    if marker.exists():  # the user saves the template while the job runs, before it is rendered
-        (ctx.root / "page.j2").write_text(marker.read_text())
+RENDER = "template.render: {template: page.j2}"
+TEMPLATED = page_rule(
+    'python: {function: "saver:save", version: "1", path: page.j2, marker: edit-template}', RENDER
+)
+
+SAVER_MODULE = """\
+def save(value, ctx, path, marker):
+    marker = ctx.root / marker
+    if marker.exists():  # the user saves `path` while the job runs, with the marker's text
+        (ctx.root / path).write_text(marker.read_text())
         marker.unlink()
     return value.read_text() if hasattr(value, "read_text") else value
 """
@@ -109,7 +107,7 @@ def test_a_file_a_step_names_edited_while_its_job_ran_is_caught_like_an_input(pr
     project.config(TEMPLATED)
     project.write(
         {
-            "retemplate.py": RETEMPLATE_MODULE,
+            "saver.py": SAVER_MODULE,
             "page.j2": "v1:{{ content }}",
             "edit-template": "v2:{{ content }}",
             "src/a.txt": "a",
@@ -125,25 +123,9 @@ def test_a_file_a_step_names_edited_while_its_job_ran_is_caught_like_an_input(pr
     assert project.read("_build/a.html") == "v1:a"
 
 
-INCLUDING = """\
-version: 1
-rules:
-  page:
-    inputs: ["src/*.txt"]
-    output: "{stem}.html"
-    steps:
-      - template.render: {template: page.j2}
-      - python: {function: "reinclude:edit", version: "1"}
-"""
-
-REINCLUDE_MODULE = """\
-def edit(value, ctx):
-    marker = ctx.root / "edit-part"
-    if marker.exists():  # the user saves the included file once the page was rendered from it
-        (ctx.root / "part.txt").write_text(marker.read_text())
-        marker.unlink()
-    return value
-"""
+INCLUDING = page_rule(
+    RENDER, 'python: {function: "saver:save", version: "1", path: part.txt, marker: edit-part}'
+)
 
 
 def test_an_include_edited_after_its_job_read_it_is_caught(project: Project) -> None:
@@ -152,7 +134,7 @@ def test_an_include_edited_after_its_job_read_it_is_caught(project: Project) -> 
     project.config(INCLUDING)
     project.write(
         {
-            "reinclude.py": REINCLUDE_MODULE,
+            "saver.py": SAVER_MODULE,
             "page.j2": "{% include 'part.txt' %}:{{ content }}",
             "part.txt": "A",
             "edit-part": "B",
