@@ -47,7 +47,7 @@ def plan_build(
             for job in jobs:
                 by_rule[job.rule].append(job)
             owned = planner.owned_rules()
-            full = len(by_rule) == len(config.rules)  # `build RULE` naming every rule is a full build
+            full = options.prunes_as_full_build(config)
             pruned = prunable(owned, config.rules, store, by_rule, by_rule, full=full)
     finally:
         if store:

@@ -10,7 +10,9 @@ from typing import Any
 from batchit.errors import BuildInterrupted, UsageError
 from batchit.execute.pools import ExecutorKind
 from batchit.execute.worker import JobResult
+from batchit.model import Config
 from batchit.plan.jobs import Job
+from batchit.plan.planner import select_rules
 from batchit.record.recorder import RunRecord
 
 Event = dict[str, Any]
@@ -42,6 +44,12 @@ class BuildOptions:
         """True for a build that runs only the jobs it was asked for (`--only-failed`, a replay):
         every other job is held as it is, so such a build prunes nothing."""
         return self.only_failed or self.only_jobs is not None
+
+    def prunes_as_full_build(self, config: Config) -> bool:
+        """True when the build prunes as a plain one: it holds no job back and its rules (those
+        named and the rules they read) are all of `config`'s, so `build RULE` naming every rule
+        counts; then failures and outputs of rules gone from the config go too."""
+        return not self.holds_others and len(select_rules(config, self.rules)) == len(config.rules)
 
 
 @dataclass

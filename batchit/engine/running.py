@@ -138,16 +138,17 @@ class RunningBuild:
             self.interrupted = self.interrupted or stop.requested  # also a Ctrl-C once nothing ran
         self.committer.flush()
         self.committer.forget_failures_of_current(j for jobs in self.by_rule.values() for j in jobs)
-        holding = self.options.holds_others  # prunes nothing (outputs still pass between rules)
-        finished = [
-            r.name
-            for r in self.rules
-            if r.name in self.released and not self.open_jobs[r.name] and not holding
-        ]
+        finished = (
+            []  # it prunes nothing (outputs still pass between rules that swapped them)
+            if self.options.holds_others
+            else [r.name for r in self.rules if r.name in self.released and not self.open_jobs[r.name]]
+        )
         pruned = (
             []  # a replayed plan is the one the last build left after pruning: nothing to prune
             if self.interrupted or self.planner.replayed or self.conflict
-            else self.committer.prune(self.by_rule, finished, full=self._selects_all() and not holding)
+            else self.committer.prune(
+                self.by_rule, finished, full=self.options.prunes_as_full_build(self.config)
+            )
         )
         evict_cache(self.store, self.cache_dir, self.config.cache_max_size)
         all_jobs = [j for jobs in self.by_rule.values() for j in jobs]
@@ -232,11 +233,6 @@ class RunningBuild:
                 job.reasons = ("an upstream job failed",)
         self.by_rule[name] = jobs
         return jobs
-
-    def _selects_all(self) -> bool:
-        """True when the build's rules are all the config's (`build RULE` naming every one of them
-        counts): it prunes as a full build."""
-        return len(self.rules) == len(self.config.rules)
 
     def _rebuilt(self, job: Job) -> bool:
         """True when this build wrote the job's output."""
