@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from conftest import Project
 
-EDITING = """\
-version: 1
-rules:
-  work:
-    inputs: ["src/*.txt"]
-    output: "{stem}.txt"
-    steps:
-      - python: {function: "editor:work", version: "1"}
-"""
+
+def one_rule(output: str, *steps: str) -> str:
+    """A config of one rule, `work`, from src/*.txt to `output` through `steps`."""
+    head = f'version: 1\nrules:\n  work:\n    inputs: ["src/*.txt"]\n    output: "{output}"\n    steps:\n'
+    return head + "".join(f"      - {step}\n" for step in steps)
+
+
+EDITING = one_rule("{stem}.txt", 'python: {function: "editor:work", version: "1"}')
 
 EDITOR_MODULE = """\
 def work(value, ctx):
@@ -82,15 +81,11 @@ def test_a_twin_of_a_job_whose_input_was_edited_runs_itself(project: Project) ->
     assert project.read("_build/shout/c.txt") == "Old\n"
 
 
-def page_rule(*steps: str) -> str:
-    """A config of one rule, `page`, from src/*.txt to {stem}.html through `steps`."""
-    head = 'version: 1\nrules:\n  page:\n    inputs: ["src/*.txt"]\n    output: "{stem}.html"\n    steps:\n'
-    return head + "".join(f"      - {step}\n" for step in steps)
-
-
 RENDER = "template.render: {template: page.j2}"
-TEMPLATED = page_rule(
-    'python: {function: "saver:save", version: "1", path: page.j2, marker: edit-template}', RENDER
+TEMPLATED = one_rule(
+    "{stem}.html",
+    'python: {function: "saver:save", version: "1", path: page.j2, marker: edit-template}',
+    RENDER,
 )
 
 SAVER_MODULE = """\
@@ -123,8 +118,8 @@ def test_a_file_a_step_names_edited_while_its_job_ran_is_caught_like_an_input(pr
     assert project.read("_build/a.html") == "v1:a"
 
 
-INCLUDING = page_rule(
-    RENDER, 'python: {function: "saver:save", version: "1", path: part.txt, marker: edit-part}'
+INCLUDING = one_rule(
+    "{stem}.html", RENDER, 'python: {function: "saver:save", version: "1", path: part.txt, marker: edit-part}'
 )
 
 
