@@ -219,6 +219,25 @@ def test_a_damaged_cache_entry_is_a_cache_miss_and_the_job_runs(texts: Project, 
     assert summary(texts)["restored"] == 1, "the run put a good entry back"
 
 
+def test_a_cache_that_cannot_be_written_fails_no_job(texts: Project) -> None:
+    """The cache only saves work: a copy into it that fails (here a file stands where each of its
+    folders must go) leaves the job built, blames no input, and promises no restore."""
+    cache = texts.root / ".batchit/cache"
+    cache.mkdir(parents=True)
+    for shard in range(256):
+        (cache / f"{shard:02x}").write_text("in the way\n")
+    result = texts.build()
+    assert result.stderr.count("could not copy _build/") == 1, result.describe()
+    assert "into the cache: Not a directory at " in result.stderr
+    assert texts.read("_build/upper/b.txt") == "betA\n"
+    assert summary(texts)["built"] == 7
+    assert texts.manifest()["failures"] == []
+    (texts.root / "_build/upper/b.txt").unlink()
+    texts.build()
+    assert texts.read("_build/upper/b.txt") == "betA\n"
+    assert summary(texts)["built"] == 1
+
+
 def test_damaged_output_is_rebuilt_without_the_cache(texts: Project) -> None:
     texts.build()
     (texts.root / "_build/copy/a.txt").write_text("scribbled\n")

@@ -452,6 +452,35 @@ def test_an_output_failing_its_contract_leaves_no_folder_it_made(project: Projec
     assert not (project.root / "_build/deep").exists()
 
 
+SLOW_STEP = """\
+import time
+
+def slow(value, ctx):
+    time.sleep(0.005)  # over OVERLAP_FROM: its output is published beside the next job's steps
+    return value
+"""
+
+
+def test_outputs_published_beside_the_next_jobs_steps_keep_their_own_results(project: Project) -> None:
+    """A worker writes a job's output while the next job of its batch runs: a contract failing there
+    fails that job alone, and every other job gets its own output."""
+    project.config(
+        'version: 1\nrules:\n  r:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        '    expect: {contains: "ok"}\n    steps: [python: {function: "slow:slow", version: "1"}]\n'
+    )
+    project.write(
+        {"slow.py": SLOW_STEP, **{f"in/{n}.txt": f"ok {n}\n" for n in range(6)}, "in/3.txt": "bad\n"}
+    )
+    project.build("-j", "1", "--batch-size", "6", expect=1)
+    (failure,) = project.manifest()["failures"]
+    assert failure["quarantine"] == ".batchit/quarantine/r/in/3.txt"
+    assert "does not contain 'ok'" in failure["message"]
+    assert sorted(path.name for path in (project.root / "_build").glob("*.txt")) == [
+        f"{n}.txt" for n in (0, 1, 2, 4, 5)
+    ]
+    assert all(project.read(f"_build/{n}.txt") == f"ok {n}\n" for n in (0, 1, 2, 4, 5))
+
+
 @pytest.mark.parametrize("death", ["os._exit(1)", "os.kill(os.getpid(), signal.SIGKILL)"])
 def test_a_job_whose_worker_process_dies_fails_alone_and_the_others_build(
     project: Project, death: str

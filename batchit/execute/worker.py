@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -85,6 +86,8 @@ class JobResult:
     attempts: int = 1
     duration: float = 0.0
     cached: bool = False
+    cache_error: str = ""
+    """Why the output could not be copied into the cache (the job is built all the same)."""
     step_seconds: tuple[tuple[str, float], ...] = ()
     """(operator, seconds) of each step of the last attempt, then ("write", seconds) for the output."""
     retry_after: float | None = None
@@ -102,10 +105,36 @@ class JobResult:
     output could not be written, nor for a RecipeError)."""
 
 
+OVERLAP_FROM = 0.001
+"""Seconds a job's steps must take before `run_batch` publishes its output beside the next job's
+steps instead of before them: handing a quicker job's output to another thread costs more than it
+saves."""
+
+
 def run_batch(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]:
-    """Run several jobs in this worker, one after another, and return one result each."""
+    """Run several jobs in this worker, one after another, and return one result each.
+
+    While a job's steps run, the output of the job before it is published (written, hashed, copied
+    into the cache) on a thread of its own, so when the steps release the GIL (Pillow, the codecs,
+    a command) putting files in place costs a worker no time. Jobs of one batch never read each
+    other's outputs: a job is dispatched once the jobs it reads have finished.
+    """
     operators: dict[str, Operator] = {}
-    return [run_job(settings, spec, operators) for spec in specs]
+    results: list[JobResult | Future[JobResult]] = []
+    publishing: Future[JobResult] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="batchit-publish") as publisher:
+        for spec in specs:
+            done = _compute(settings, spec, operators)
+            if isinstance(done, JobResult):
+                results.append(done)
+            elif done.seconds < OVERLAP_FROM:
+                results.append(done.publish())
+            else:
+                if publishing is not None:
+                    publishing.result()  # one output at a time waits in memory
+                publishing = publisher.submit(done.publish)
+                results.append(publishing)
+    return [result if isinstance(result, JobResult) else result.result() for result in results]
 
 
 def run_job(
@@ -117,28 +146,73 @@ def run_job(
 
     `operators` shares operator instances between the jobs of a batch (they hold no state).
     """
+    done = _compute(settings, spec, operators if operators is not None else {})
+    return done if isinstance(done, JobResult) else done.publish()
+
+
+@dataclass(slots=True)
+class _Computed:
+    """A job whose steps have run: its value, waiting to be published as the output."""
+
+    settings: WorkerSettings
+    spec: JobSpec
+    value: bytes | str | InputFile
+    ctx: JobContext
+    log: io.StringIO | None
+    timings: list[tuple[str, float]]
+    started: float
+    seconds: float
+    """How long the steps took."""
+
+    def publish(self) -> JobResult:
+        """Put the value in place as the job's output (see `write_output`) and keep a copy in the
+        cache; the job's result. Never raises."""
+        settings, spec = self.settings, self.spec
+        dest = Path(f"{settings.root}/{settings.out}/{spec.output}")
+        try:
+            written = time.perf_counter()
+            digest, sha, size, data = write_output(
+                self.value, dest, spec.expect, settings.root, fsync=settings.fsync
+            )
+            cache_dir = settings.cache_dir if spec.cache else None
+            cache_error = (
+                "" if cache_dir is None else _keep_in_cache(cache_entry(cache_dir, spec.key), dest, data)
+            )
+            self.timings.append(("write", time.perf_counter() - written))
+            return _in_place(
+                settings,
+                spec,
+                dest,
+                (digest, sha, size),
+                tuple(sorted(self.ctx.discovered)),
+                self.started,
+                attempts=spec.attempt,
+                cached=cache_dir is not None and not cache_error,
+                cache_error=cache_error,
+                step_seconds=tuple(self.timings),
+                log=self.log.getvalue() if self.log else "",
+                read_hashes=tuple(sorted(self.ctx.read_hashes.items())),
+            )
+        except Exception as exc:
+            return _failed(spec, exc, self.started, self.log)
+
+
+def _compute(
+    settings: WorkerSettings, spec: JobSpec, operators: dict[str, Operator]
+) -> JobResult | _Computed:
+    """Run a job's steps: a value to publish, or the job's result already (a restored copy, a failure)."""
     started = time.perf_counter()
     root = Path(settings.root)
-    dest = Path(f"{settings.root}/{settings.out}/{spec.output}")
     buffer: io.StringIO | None = None
     try:
         if spec.restore_from is not None:
-            digest, sha, size = restore_output(
+            dest = Path(f"{settings.root}/{settings.out}/{spec.output}")
+            hashes = restore_output(
                 Path(spec.restore_from), dest, spec.restore_blake3, settings.root, fsync=settings.fsync
             )
-            return JobResult(
-                spec.job_id,
-                True,
-                digest,
-                sha,
-                size,
-                spec.restore_discovered,
-                duration=time.perf_counter() - started,
-                **_stats_after(settings, spec, dest),
-            )
+            return _in_place(settings, spec, dest, hashes, spec.restore_discovered, started)
         if spec.validate:
             check_input(spec.validate, [root / p for p in spec.inputs], root)
-        operators = operators if operators is not None else {}
         ctx = JobContext(
             input=list(spec.inputs) if spec.aggregate else spec.inputs[0],
             output=spec.output,
@@ -151,44 +225,65 @@ def run_job(
         buffer = _capture_log(spec, operators, ctx)
         timings: list[tuple[str, float]] = []
         value = _pipeline(spec, ctx, root, operators, timings)
-        written = time.perf_counter()
-        digest, sha, size, data = write_output(value, dest, spec.expect, settings.root, fsync=settings.fsync)
-        cache_dir = settings.cache_dir if spec.cache else None
-        if cache_dir is not None:
-            copy_into_cache(cache_entry(cache_dir, spec.key), dest, data)
-        timings.append(("write", time.perf_counter() - written))
-        return JobResult(
-            spec.job_id,
-            True,
-            digest,
-            sha,
-            size,
-            tuple(sorted(ctx.discovered)),
-            attempts=spec.attempt,
-            duration=time.perf_counter() - started,
-            cached=cache_dir is not None,
-            step_seconds=tuple(timings),
-            log=buffer.getvalue() if buffer else "",
-            read_hashes=tuple(sorted(ctx.read_hashes.items())),
-            **_stats_after(settings, spec, dest),
-        )
+        seconds = time.perf_counter() - started
+        return _Computed(settings, spec, value, ctx, buffer, timings, started, seconds)
     except Exception as exc:
-        transient, name = classify(exc)
-        message = str(exc) or name
-        if not isinstance(exc, JobError | OSError):
-            message += "\n" + "".join(traceback.format_exception(exc)[-3:]).rstrip()
-        return JobResult(
-            spec.job_id,
-            False,
-            error_class=name,
-            message=message,
-            transient=transient,
-            attempts=spec.attempt,
-            duration=time.perf_counter() - started,
-            retry_after=getattr(exc, "retry_after", None),
-            log=buffer.getvalue() if buffer else "",
-            input_at_fault=not isinstance(exc, OutputError | RecipeError),
-        )
+        return _failed(spec, exc, started, buffer)
+
+
+def _in_place(
+    settings: WorkerSettings,
+    spec: JobSpec,
+    dest: Path,
+    hashes: tuple[str, str, int],
+    discovered: tuple[str, ...],
+    started: float,
+    **details: Any,
+) -> JobResult:
+    """The result of a job whose output is in place: its BLAKE3, SHA-256 and size, what the job
+    discovered, and the stats that tell whether an input changed while it ran."""
+    digest, sha, size = hashes
+    return JobResult(
+        spec.job_id,
+        True,
+        digest,
+        sha,
+        size,
+        discovered,
+        duration=time.perf_counter() - started,
+        **details,
+        **_stats_after(settings, spec, dest),
+    )
+
+
+def _keep_in_cache(entry: Path, dest: Path, data: bytes | None) -> str:
+    """Copy the output into the cache; what went wrong, when that cannot be done (a full disk,
+    something in the way under .batchit/cache). The cache only saves work: no job fails for it."""
+    try:
+        copy_into_cache(entry, dest, data)
+    except OSError as exc:
+        return f"{exc.strerror or exc} at {entry.parent}"
+    return ""
+
+
+def _failed(spec: JobSpec, exc: Exception, started: float, log: io.StringIO | None) -> JobResult:
+    """The result of a job that raised `exc`."""
+    transient, name = classify(exc)
+    message = str(exc) or name
+    if not isinstance(exc, JobError | OSError):
+        message += "\n" + "".join(traceback.format_exception(exc)[-3:]).rstrip()
+    return JobResult(
+        spec.job_id,
+        False,
+        error_class=name,
+        message=message,
+        transient=transient,
+        attempts=spec.attempt,
+        duration=time.perf_counter() - started,
+        retry_after=getattr(exc, "retry_after", None),
+        log=log.getvalue() if log else "",
+        input_at_fault=not isinstance(exc, OutputError | RecipeError),
+    )
 
 
 def crashed(spec: JobSpec) -> JobResult:

@@ -59,6 +59,7 @@ class Committer:
         self.cleared: list[str] = []
         """Stale outputs removed because they stood in the way of an output of this build."""
         self._to_forget: list[str] = []
+        self._cache_failed = False
 
     def stat_updates(self, rows: list[StatRow]) -> None:
         """Store stat-cache rows learned while planning (a touched file re-hashed, no job run)."""
@@ -211,6 +212,13 @@ class Committer:
                 "kept but not recorded as up to date, so the next build redoes it"
             )
             recorded_key = None
+        if result.cache_error and not self._cache_failed:
+            self._cache_failed = True
+            self.warn(
+                f"could not copy {out}/{job.output} into the cache: {result.cache_error} (named for the "
+                "first such output only; the build goes on, and outputs the cache lacks are built again "
+                "instead of restored)"
+            )
         if result.output_stat is not None:
             stats.append((f"{out}/{job.output}", *result.output_stat, result.blake3))
         if job.job_id in self._failed:
