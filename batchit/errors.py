@@ -103,12 +103,15 @@ class JobError(BatchitError):
 class TransientError(JobError):
     """A failure that may succeed when retried: a timeout, a refused connection, HTTP 429 or 5xx.
 
-    `retry_after` (seconds) is the least wait before the next attempt, as a server's Retry-After says.
+    `retry_after` is the least wait before the next attempt: seconds, or a server's Retry-After
+    header as it came (seconds or an HTTP date). A value that is neither is ignored.
     """
 
     transient = True
 
-    def __init__(self, message: str, *, hint: str | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, retry_after: float | str | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
 

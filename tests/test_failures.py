@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar, NamedTuple
@@ -292,15 +293,22 @@ def test_python_job_output_is_kept_in_the_run_logs(picky: Project) -> None:
 
 
 class Hooks(BaseHTTPRequestHandler):
-    """Records every POST it receives."""
+    """Records every POST it receives, and when; answers with `status`, or first with the answers
+    (status, headers) in `script`."""
 
     received: ClassVar[list[tuple[dict[str, str], dict[str, object]]]] = []
+    times: ClassVar[list[float]] = []
     status: ClassVar[int] = 200
+    script: ClassVar[list[tuple[int, dict[str, str]]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         Hooks.received.append((dict(self.headers), json.loads(body)))
-        self.send_response(Hooks.status)
+        Hooks.times.append(time.monotonic())
+        status, headers = Hooks.script.pop(0) if Hooks.script else (Hooks.status, {})
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.end_headers()
 
     def log_message(self, format: str, *args: object) -> None:
@@ -310,7 +318,7 @@ class Hooks(BaseHTTPRequestHandler):
 @pytest.fixture
 def webhook() -> Iterator[str]:
     """A real HTTP server on 127.0.0.1 that records the alerts POSTed to it."""
-    Hooks.received = []
+    Hooks.received, Hooks.times, Hooks.script = [], [], []
     Hooks.status = 200
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -358,6 +366,23 @@ def test_refused_alert_leaves_the_exit_code_alone(picky: Project, webhook: str) 
     picky.config(PICKY + f'alerts: {{webhook: "{webhook}"}}\n')
     result = picky.build(expect=1)
     assert "not delivered: HTTP 400" in result.stderr
+
+
+def test_a_busy_webhook_gets_the_alert_again_after_its_retry_after(picky: Project, webhook: str) -> None:
+    Hooks.script = [(503, {"Retry-After": "2"})]
+    picky.config(PICKY + f'alerts: {{webhook: "{webhook}"}}\n')
+    result = picky.build(expect=1)
+    assert "not delivered" not in result.stderr
+    first, second = Hooks.times
+    assert second - first >= 1.9
+
+
+def test_a_webhook_that_redirects_is_not_asked_again(picky: Project, webhook: str) -> None:
+    Hooks.script = [(302, {"Location": webhook})]
+    picky.config(PICKY + f'alerts: {{webhook: "{webhook}"}}\n')
+    result = picky.build(expect=1)
+    assert "not delivered: HTTP 302" in result.stderr
+    assert len(Hooks.received) == 1
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ into the content-addressed cache (batchit.execute.publish).
 
 from __future__ import annotations
 
-import errno
 import io
 import logging
 import signal
@@ -23,14 +22,11 @@ from typing import Any, TypedDict
 from batchit.errors import JobError, OutputError, PermanentError, RecipeError, WorkerCrashed
 from batchit.execute.contracts import check_input
 from batchit.execute.publish import copy_into_cache, restore_output, write_output
+from batchit.execute.retry import classify, retry_after_of
 from batchit.fsutil import StatTuple, cache_entry, stat_identity
 from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource
 from batchit.operators.registry import load_target
 from batchit.plan.keys import StepCall
-
-TRANSIENT_ERRNOS = frozenset(
-    {errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ECONNREFUSED, errno.ECONNRESET}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +276,7 @@ def _failed(spec: JobSpec, exc: Exception, started: float, log: io.StringIO | No
         transient=transient,
         attempts=spec.attempt,
         duration=time.perf_counter() - started,
-        retry_after=getattr(exc, "retry_after", None),
+        retry_after=retry_after_of(exc) if transient else None,
         log=log.getvalue() if log else "",
         input_at_fault=not isinstance(exc, OutputError | RecipeError),
     )
@@ -327,18 +323,6 @@ def _capture_log(spec: JobSpec, operators: dict[str, Operator], ctx: JobContext)
     logger.addHandler(handler)
     ctx.log = logger
     return buffer
-
-
-def classify(exc: BaseException) -> tuple[bool, str]:
-    """(transient?, class name) of a failure: timeouts, refused connections and EAGAIN/EBUSY retry."""
-    name = type(exc).__name__
-    if isinstance(exc, JobError):
-        return exc.transient, name
-    if isinstance(exc, TimeoutError | ConnectionError):
-        return True, name
-    if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
-        return True, name
-    return False, name
 
 
 def _pipeline(

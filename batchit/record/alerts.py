@@ -1,7 +1,8 @@
 """Run alerts (SPEC section 6): POST a run's summary to `alerts.webhook`.
 
 The request carries `Idempotency-Key: <run id>` so a receiver can drop duplicates of a retried
-delivery. Delivery is retried with backoff for at most 30 s; an alert that cannot be delivered is
+delivery. Delivery is retried with backoff for at most 30 s (after a connection error, a 429 or a
+5xx, never waiting less than the answer's Retry-After); an alert that cannot be delivered is
 reported to the caller and never changes the build's exit code.
 """
 
@@ -11,6 +12,7 @@ import random
 import time
 from typing import Any
 
+from batchit.execute.retry import retry_after_seconds
 from batchit.model import Alerts
 
 DEADLINE = 30.0
@@ -40,11 +42,14 @@ def send_alert(webhook: str, run_id: str, payload: dict[str, Any], deadline: flo
             if response.status_code < 300:
                 return None
             problem = f"HTTP {response.status_code}"
-            if 400 <= response.status_code < 500 and response.status_code != 429:
-                return problem  # the receiver refuses this alert; retrying cannot help
+            if response.status_code != 429 and response.status_code < 500:
+                return problem  # refused or sent elsewhere (3xx): retrying cannot help
+            floor = retry_after_seconds(response.headers.get("Retry-After")) or 0.0
         except httpx.HTTPError as exc:
             problem = f"{type(exc).__name__}: {exc}"
-        pause = random.uniform(0, min(5.0, 0.25 * 2**attempt))  # noqa: S311 - jitter, not crypto
+            floor = 0.0
+        jitter = random.uniform(0, min(5.0, 0.25 * 2**attempt))  # noqa: S311 - jitter, not crypto
+        pause = max(jitter, floor)
         if time.monotonic() + pause >= give_up:
             return f"{problem} (gave up after {attempt} attempts)"
         time.sleep(pause)
