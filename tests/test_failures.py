@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar, NamedTuple
 
 import pytest
-from conftest import PICKY, PICKY_MODULE, Project
+from conftest import PICKY, PICKY_MODULE, Project, serving
 
 from batchit.execute.pools import PROCESSES_FROM
 
@@ -320,12 +319,8 @@ def webhook() -> Iterator[str]:
     """A real HTTP server on 127.0.0.1 that records the alerts POSTed to it."""
     Hooks.received, Hooks.times, Hooks.script = [], [], []
     Hooks.status = 200
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-    server.server_close()
+    with serving(Hooks, "/hook") as url:
+        yield url
 
 
 def test_failed_run_posts_an_alert_with_the_run_id_as_idempotency_key(picky: Project, webhook: str) -> None:

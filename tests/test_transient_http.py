@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import email.utils
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import pytest
-from conftest import Project
+from conftest import Project, serving
 
 FETCH = """\
 version: 1
@@ -121,12 +120,8 @@ class Busy(BaseHTTPRequestHandler):
 def busy_url() -> Iterator[str]:
     """A real HTTP server on 127.0.0.1 that is busy (503) the first time it is asked."""
     Busy.asked = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/item"
-    server.shutdown()
-    server.server_close()
+    with serving(Busy, "/item") as url:
+        yield url
 
 
 @pytest.mark.parametrize("function", ["via_urllib", "via_httpx"])
