@@ -885,3 +885,21 @@ def test_an_input_symlink_leaving_the_project_exits_2(project: Project, tmp_path
     result = project.build(expect=2)
     assert "input in/x.txt is a symlink leading outside the project" in result.stderr, result.describe()
     assert not (project.root / "_build").exists()
+
+
+def test_a_symlink_leaving_the_project_that_no_glob_takes_is_no_error(
+    project: Project, tmp_path: Path
+) -> None:
+    """A virtualenv's `bin/python` links out of the project: only an input may not."""
+    (tmp_path / "secret.txt").write_text("secret\n")
+    project.config(
+        SUB_COPY.replace('inputs: ["in/*.txt"]', 'inputs: ["in/*.txt"]\n    exclude: ["in/x.txt"]')
+    )
+    project.write({"in/a.txt": "a\n", ".venv/bin/README": "not an input\n"})
+    (project.root / ".venv/bin/python").symlink_to("/usr/bin/env")
+    (project.root / "in/x.txt").symlink_to(tmp_path / "secret.txt")
+    project.build()
+    assert sorted(p.name for p in (project.root / "_build/a/b").iterdir()) == ["a.txt"]
+    project.config(project.read("batchit.yaml").replace('inputs: ["in/*.txt"]', 'inputs: ["**/*"]'))
+    result = project.build(expect=2)
+    assert "input .venv/bin/python is a symlink leading outside the project (glob '**/*'" in result.stderr

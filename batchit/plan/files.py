@@ -26,6 +26,9 @@ SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".batchit", "__pycache__"})
 MISSING = "missing"
 """The hash recorded for a file that does not exist (a deleted discovered dependency)."""
 
+UNDECODABLE = ("has a name that is not valid UTF-8", "rename it (batchit records paths as UTF-8)")
+LEADING_OUT = ("is a symlink leading outside the project", "copy the file into the project")
+
 PARALLEL_HASH_BYTES = 64 << 20
 """Below this many bytes to re-read, hashing serially beats a thread pool's per-file overhead."""
 
@@ -40,9 +43,10 @@ class FileTree:
     stats: dict[str, StatTuple] = field(default_factory=dict)
     walked: list[str] = field(default_factory=list)
     """The glob bases walked, in order."""
-    undecodable: list[str] = field(default_factory=list)
-    """Walked files whose names are not valid UTF-8 (kept out of `stats`: no key, record or
-    report can hold them); `match` refuses one that a glob matches."""
+    refused: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Walked files no job may read, kept out of `stats`, with what is wrong and the fix: names
+    that are not valid UTF-8 (no key, record or report can hold them), symlinks leading out of the
+    project. `match` refuses one that a glob matches and no exclude pattern leaves out."""
 
     def files_under(self, base: str) -> list[str]:
         """Project-relative paths of every file under `base` (walked once, then remembered)."""
@@ -69,13 +73,11 @@ class FileTree:
                 matching = (p for p in matching if not any(rx(p) for rx in excluded))
             for path in matching:
                 found.setdefault(path, glob.base)
-            for path in self.undecodable:
+            for path, (wrong, fix) in self.refused.items():
                 if glob.regex.fullmatch(path) and not any(rx(path) for rx in excluded):
                     raise ConfigError(
-                        f"input {shown_path(path)} has a name that is not valid UTF-8 "
-                        f"(glob {glob.pattern!r} matches it)",
-                        hint="rename it (batchit records paths as UTF-8), or leave it out with an "
-                        "`exclude:` pattern of the rule that matches it",
+                        f"input {shown_path(path)} {wrong} (glob {glob.pattern!r} matches it)",
+                        hint=f"{fix}, or leave it out with an `exclude:` pattern of the rule that matches it",
                     )
         return sorted(found.items())
 
@@ -95,13 +97,11 @@ class FileTree:
                             stack.append((entry.path, rel + "/"))
                     elif entry.is_file():
                         if not _decodable(rel):
-                            self.undecodable.append(rel)
+                            self.refused[rel] = UNDECODABLE
                             continue
                         if entry.is_symlink() and not _inside(Path(entry.path), root_resolved):
-                            raise ConfigError(
-                                f"input {rel} is a symlink leading outside the project",
-                                hint="copy the file into the project or exclude it",
-                            )
+                            self.refused[rel] = LEADING_OUT
+                            continue
                         st = entry.stat()
                         self.stats[rel] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 

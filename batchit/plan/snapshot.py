@@ -190,7 +190,7 @@ class PlanSnapshot:
             tree = FileTree(root, frozenset({out, STATE_DIR}))
             for base in walked:
                 tree.files_under(base)
-            changed_paths = set(tree.undecodable)  # a plan of them refuses those a glob matches
+            changed_paths = set(tree.refused)  # a plan of them refuses those a glob matches
             if list(tree.stats) != paths or pack_stats(tree.stats.values()) != stats:
                 before = dict(zip(paths, unpack_stats(stats), strict=True))
                 changed_paths = {path for path, stat in tree.stats.items() if before.get(path) != stat}
