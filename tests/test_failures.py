@@ -150,6 +150,30 @@ def test_only_failed_after_a_fix_rebuilds_what_reads_the_retried_outputs(picky: 
     assert picky.read("_build/all.txt") == "A\nFIXED\nC CHANGED\n"
 
 
+@pytest.mark.parametrize("damage", ["edited", "deleted"])
+def test_a_run_lists_only_the_outputs_it_left_alone_that_are_as_recorded(picky: Project, damage: str) -> None:
+    """A signed manifest vouches for what it lists: an output a partial build leaves alone that was
+    changed or deleted by hand since is left out, with a warning, and the next build of its rule
+    writes it again."""
+    picky.config(PICKY + BELOW_PICKY)
+    picky.write({"joiner.py": JOINER_MODULE})
+    picky.build(expect=1)
+    target = picky.root / "_build/copy/a.txt"
+    if damage == "edited":
+        target.write_text("scribbled\n")
+    else:
+        target.unlink()
+    result = picky.build("parse", expect=1)
+    assert ("is gone" if damage == "deleted" else "was changed since batchit wrote it") in result.stderr
+    listed = {o["path"] for o in picky.manifest()["outputs"]}
+    assert "copy/a.txt" not in listed and "copy/c.txt" in listed
+    verified = picky.run("verify")
+    assert verified.code == 0, verified.describe()
+    picky.build(expect=1)
+    assert picky.read("_build/copy/a.txt") == "A\n"
+    assert "copy/a.txt" in {o["path"] for o in picky.manifest()["outputs"]}
+
+
 def test_only_failed_runs_the_jobs_a_transient_failure_blocked(project: Project) -> None:
     """Jobs blocked by an upstream failure count as failed, so `--only-failed` runs them too, once
     the retried job succeeds."""

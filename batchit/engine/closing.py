@@ -3,13 +3,17 @@ and the settled plan the next build replays (batchit.plan.remember)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batchit.engine.options import BuildOutcome
+from batchit.errors import PermanentError
 from batchit.execute.worker import JobResult
+from batchit.fsutil import stat_identity
+from batchit.hashing import hash_file
 from batchit.plan.decide import QUARANTINED
 from batchit.plan.jobs import Job
 from batchit.plan.remember import Settled, settled_unrun
@@ -18,6 +22,7 @@ from batchit.record.manifest import RunInfo
 from batchit.record.recorder import Recorder
 from batchit.record.replays import replay_record, write_replay_record
 from batchit.record.rundata import job_row
+from batchit.state.rows import OutputRecord
 
 if TYPE_CHECKING:
     from batchit.engine.running import RunningBuild
@@ -91,7 +96,14 @@ def record_run(build: RunningBuild, started: datetime, outcome: BuildOutcome, re
     statuses = {j.output: _status(j, build.results.get(j.job_id)) for j in outcome.jobs}
     info = RunInfo(build.run_id, started, datetime.now(UTC), build.config.config_hash, status, outcome.counts)
     rows = [job_row(j, build.results.get(j.job_id)) for j in outcome.jobs]
-    outcome.record = recorder.write(build.store, info, statuses, rows, build.options.rules)
+    outcome.record = recorder.write(
+        build.store,
+        info,
+        statuses,
+        rows,
+        build.options.rules,
+        lambda outputs: _changed_behind_its_record(build, outputs, statuses),
+    )
     outcome.key_created = outcome.record.key_created
     return outcome.record.manifest
 
@@ -119,6 +131,42 @@ def _forget_vanished_held_outputs(build: RunningBuild, jobs: list[Job]) -> None:
         )
         message = f"{build.config.out}/{job.output} is gone; its job is held, so it is built again {when}"
         build.emit({"event": "warning", "message": message})
+
+
+def _changed_behind_its_record(
+    build: RunningBuild, outputs: list[OutputRecord], statuses: dict[str, str]
+) -> set[str]:
+    """The outputs this run neither wrote nor found up to date (a rule it did not build, a job it
+    held or that an upstream failure blocked) whose file is gone or holds other bytes than batchit
+    recorded: the manifest leaves them out, since it vouches for what it lists, and says why. Their
+    records stay, so the next build that runs their jobs builds them again."""
+    changed = set()
+    out = build.config.out
+    for output in outputs:
+        if statuses.get(output.path) in PRODUCED:
+            continue
+        now = stat_identity(f"{build.config.out_dir}/{output.path}")
+        recorded = build.store.stat_row(f"{out}/{output.path}")
+        if now is not None and recorded is not None and now == recorded[1:5]:
+            continue
+        if now is not None and output.blake3 is not None:
+            with contextlib.suppress(OSError, PermanentError):
+                if hash_file(build.config.out_dir / output.path) == output.blake3:
+                    continue
+        changed.add(output.path)
+        what = "is gone" if now is None else "was changed since batchit wrote it"
+        build.emit(
+            {
+                "event": "warning",
+                "message": f"{out}/{output.path} {what}; this run's manifest leaves it out, and a build "
+                "that runs its job writes it again",
+            }
+        )
+    return changed
+
+
+PRODUCED = frozenset({"built", "restored", "up_to_date"})
+"""The manifest statuses of outputs this run wrote or found up to date."""
 
 
 def _status(job: Job, result: JobResult | None) -> str:

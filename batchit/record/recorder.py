@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from batchit.record.report import write_report
 from batchit.record.rundata import RUN_FILE, JobRow, run_document
 from batchit.record.runs import apply_retention, runs_dir
 from batchit.record.signing import SigningKey, generate_keys, load_signing_key, sign_envelope
+from batchit.state.rows import OutputRecord
 from batchit.state.store import StateStore
 
 MANIFEST = "manifest.json"
@@ -62,17 +64,22 @@ class Recorder:
         statuses: dict[str, str],
         rows: list[JobRow],
         rules: tuple[str, ...],
+        unvouched: Callable[[list[OutputRecord]], set[str]] | None = None,
     ) -> RunRecord:
         """Write the run's record from the state store and the run's jobs; call under the project lock.
 
         `statuses` maps output paths to what the run did to them (the manifest's `status`), `rows`
         are the report's jobs, and `rules` are the rules named on the command line (none: all).
+        `unvouched` picks, among the recorded outputs, those the manifest must leave out.
         """
         config = self.config
         fsync = config.durability == "fsync"
         key = self.key or self._mint()
         info = replace(info, audit_head=audit_head(store))
         outputs = store.finished_outputs()
+        left_out = unvouched(outputs) if unvouched is not None else set()
+        if left_out:
+            outputs = [output for output in outputs if output.path not in left_out]
         failures = list(store.load_failures().values())
         manifest = render_manifest(info, outputs, statuses, failures)
         digest = hashlib.sha256(manifest).hexdigest()
