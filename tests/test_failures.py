@@ -13,6 +13,7 @@ from typing import ClassVar, NamedTuple
 import pytest
 from conftest import PICKY, PICKY_MODULE, Project, serving
 
+from batchit.engine.closing import BULK_FROM
 from batchit.execute.pools import PROCESSES_FROM
 
 
@@ -172,6 +173,23 @@ def test_a_run_lists_only_the_outputs_it_left_alone_that_are_as_recorded(picky: 
     picky.build(expect=1)
     assert picky.read("_build/copy/a.txt") == "A\n"
     assert "copy/a.txt" in {o["path"] for o in picky.manifest()["outputs"]}
+
+
+def test_a_partial_build_checks_thousands_of_outputs_it_left_alone_at_once(project: Project) -> None:
+    """Over BULK_FROM outputs left alone, their records are read in one query: same outcome."""
+    project.config(
+        'version: 1\nrules:\n  many:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        "    steps: [file.copy: {}]\n"
+        '  one:\n    inputs: ["solo/*.txt"]\n    output: "solo/{stem}.txt"\n    steps: [file.copy: {}]\n'
+    )
+    project.write({f"in/{n:04}.txt": f"{n}\n" for n in range(BULK_FROM + 1)} | {"solo/s.txt": "s\n"})
+    project.build()
+    (project.root / "_build/0007.txt").write_text("scribbled\n")
+    (project.root / "_build/0008.txt").touch()  # a new stat, the same bytes: still as recorded
+    project.build("one")
+    listed = {o["path"] for o in project.manifest()["outputs"]}
+    assert "0007.txt" not in listed and {"0008.txt", "solo/s.txt"} <= listed
+    assert len(listed) == BULK_FROM + 1
 
 
 def test_only_failed_runs_the_jobs_a_transient_failure_blocked(project: Project) -> None:

@@ -140,14 +140,14 @@ def _changed_behind_its_record(
     held or that an upstream failure blocked) whose file is gone or holds other bytes than batchit
     recorded: the manifest leaves them out, since it vouches for what it lists, and says why. Their
     records stay, so the next build that runs their jobs builds them again."""
+    left = [output for output in outputs if statuses.get(output.path) not in PRODUCED]
+    out, store = build.config.out, build.store
+    owned = store.load_owned(out) if len(left) > BULK_FROM else None
     changed = set()
-    out = build.config.out
-    for output in outputs:
-        if statuses.get(output.path) in PRODUCED:
-            continue
+    for output in left:
         now = stat_identity(f"{build.config.out_dir}/{output.path}")
-        recorded = build.store.stat_row(f"{out}/{output.path}")
-        if now is not None and recorded is not None and now == recorded[1:5]:
+        recorded = owned.get(output.path) if owned is not None else store.owned_one(out, output.path)
+        if now is not None and recorded is not None and now == recorded.stat:
             continue
         if now is not None and output.blake3 is not None:
             with contextlib.suppress(OSError, PermanentError):
@@ -164,6 +164,9 @@ def _changed_behind_its_record(
         )
     return changed
 
+
+BULK_FROM = 1000
+"""Outputs to check from which their records are read at once rather than one by one."""
 
 PRODUCED = frozenset({"built", "restored", "up_to_date"})
 """The manifest statuses of outputs this run wrote or found up to date."""
