@@ -99,7 +99,7 @@ def _candidates(config: Config, path: str) -> list[str]:
             path = given.resolve().relative_to(config.root.resolve()).as_posix()
         except ValueError:
             return [path]
-    cleaned = posixpath.normpath(path.replace("\\", "/")).lstrip("/")
+    cleaned = posixpath.normpath(path).lstrip("/")  # a backslash is part of a POSIX file name
     cleaned = "" if cleaned == "." else cleaned
     candidates = [cleaned]
     prefix = config.out.rstrip("/") + "/"

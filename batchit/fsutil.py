@@ -202,8 +202,9 @@ def fsync_dir(directory: Path) -> None:
 
 
 def is_relative_clean(path: str) -> bool:
-    """True for a relative POSIX path with no `..`, no empty or `.` segment trickery, no drive."""
-    if not path or path.startswith("/") or "\\" in path:
+    """True for a relative POSIX path with no `..` segment: one that stays inside the folder it is
+    joined to. A backslash is an ordinary character of a POSIX file name, not a separator."""
+    if not path or path.startswith("/"):
         return False
     return ".." not in PurePosixPath(path).parts
 

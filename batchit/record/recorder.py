@@ -5,16 +5,23 @@
 `write` is the build's last step. The manifest's signature covers a Statement naming the manifest's
 sha256 (computed from the bytes, never by serialising outputs again), and the run's audit entry
 records that sha256, so the audit log keeps every run's hash after retention removes the run.
+The record is written in an order that a stop at any point leaves LATEST naming a whole record:
+the run's files (`run.json` last), the report, the copies in `out`, LATEST, and only then retention.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from batchit.fsutil import atomic_write_bytes, atomic_write_text
 from batchit.model import MANIFEST_COPY, Config
@@ -103,23 +110,26 @@ class Recorder:
         )
         document["provenance"] = config.provenance
         files[RUN_FILE] = json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")
-        for name, data in files.items():
-            atomic_write_bytes(self.run_dir / name, data, fsync=fsync)
-        removed = apply_retention(self.run_dir.parent, config.runs_keep, self.run_id)
-        report = write_report(self.run_dir)
-        atomic_write_bytes(config.out_dir / MANIFEST_COPY, manifest, fsync=fsync)
-        atomic_write_bytes(config.out_dir / f"{MANIFEST_COPY}.sig", files[SIGNATURE], fsync=fsync)
-        atomic_write_text(self.run_dir.parent / "LATEST", self.run_id + "\n", fsync=fsync)
-        entry = {
-            "run_id": info.run_id,
-            "status": info.status,
-            "summary": info.summary,
-            "manifest_sha256": digest,
-            "key_id": key.key_id,
-            "removed_runs": removed,
-        }
-        append_audit(config.state_dir, store, "run", entry, fsync=fsync)
-        self.events.close()
+        # run.json goes last of the run's files: it makes the folder a record (`apply_retention`).
+        # A first stop signal waits for the record, unless the run was already stopped (SPEC 7).
+        with _stop_signals_held(info.status != "interrupted"):
+            for name, data in files.items():
+                atomic_write_bytes(self.run_dir / name, data, fsync=fsync)
+            report = write_report(self.run_dir)
+            atomic_write_bytes(config.out_dir / MANIFEST_COPY, manifest, fsync=fsync)
+            atomic_write_bytes(config.out_dir / f"{MANIFEST_COPY}.sig", files[SIGNATURE], fsync=fsync)
+            atomic_write_text(self.run_dir.parent / "LATEST", self.run_id + "\n", fsync=fsync)
+            removed = apply_retention(self.run_dir.parent, config.runs_keep)
+            entry = {
+                "run_id": info.run_id,
+                "status": info.status,
+                "summary": info.summary,
+                "manifest_sha256": digest,
+                "key_id": key.key_id,
+                "removed_runs": removed,
+            }
+            append_audit(config.state_dir, store, "run", entry, fsync=fsync)
+            self.events.close()
         return RunRecord(info.run_id, self.run_dir / MANIFEST, report, key.key_id, key.created)
 
     def _mint(self) -> SigningKey:
@@ -136,6 +146,39 @@ class Recorder:
             }
         )
         return key
+
+
+@contextlib.contextmanager
+def _stop_signals_held(hold: bool) -> Iterator[None]:
+    """Hold back a first SIGINT or SIGTERM while the block runs (writing a run's record takes a
+    moment), then deliver it to the handler it was meant for; a second one is delivered at once.
+    Only the main thread can set handlers: elsewhere, and with `hold` false, signals act as usual."""
+    if not hold or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        previous.clear()
+
+    def hold_back(signum: int, frame: FrameType | None) -> None:
+        if held:  # the second: as if nothing held it
+            restore()
+            signal.raise_signal(signum)
+        held.append(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not None:  # None: a handler Python cannot put back
+            previous[signum] = signal.signal(signum, hold_back)
+    try:
+        yield
+    finally:
+        restore()
+    if held:
+        signal.raise_signal(held[0])
 
 
 def _shown(root: Path, path: Path) -> str:

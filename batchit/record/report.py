@@ -13,18 +13,18 @@ use); Jinja2 recompiles when the template's source, Jinja2 or Python changes.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined, TemplateError
 from jinja2.bccache import Bucket
 
+from batchit.errors import UsageError
 from batchit.fsutil import atomic_write_text
 from batchit.record.rundata import RUN_FILE, STAGES
-from batchit.record.runs import RunSummary, list_runs
+from batchit.record.runs import RunSummary, list_runs, read_json_object
 from batchit.resources import bundled_dir
 
 REPORT_FILE = "report.html"
@@ -127,9 +127,26 @@ def render_report(run: dict[str, Any], trend: list[RunSummary]) -> str:
 
 
 def write_report(run_dir: Path) -> Path:
-    """Render a recorded run's report from its `run.json` and the runs before it; return its path."""
-    run = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    """Render a recorded run's report from its `run.json` and the runs before it; return its path.
+
+    A `run.json` that is missing or damaged (not a JSON object, or without what the report shows)
+    is a UsageError naming the run: its manifest may still verify, but it has no report to render.
+    """
+    run = read_json_object(run_dir / RUN_FILE)
+    if run is None:
+        raise _damaged(run_dir, "missing, or not a JSON object")
     trend = [r for r in list_runs(run_dir.parent) if r.run_id <= run_dir.name][-TREND_RUNS:]
+    try:
+        html = render_report(run, trend)
+    except (KeyError, TypeError, ValueError, AttributeError, TemplateError) as exc:
+        raise _damaged(run_dir, f"{type(exc).__name__}: {exc}") from exc
     path = run_dir / REPORT_FILE
-    atomic_write_text(path, render_report(run, trend))
+    atomic_write_text(path, html)
     return path
+
+
+def _damaged(run_dir: Path, why: str) -> UsageError:
+    return UsageError(
+        f"run {run_dir.name} has no report to render: its {RUN_FILE} is damaged ({why})",
+        hint="pick another run (`batchit runs` lists them)",
+    )

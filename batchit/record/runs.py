@@ -72,21 +72,40 @@ def list_runs(directory: Path) -> list[RunSummary]:
 
 
 def _summary(run_dir: Path) -> RunSummary | None:
-    """A run's summary from its `run.json`, else from its manifest; None for a run with neither."""
+    """A run's summary from its `run.json`, else from its manifest; None for a run with neither.
+
+    A file that is not a JSON object (damaged, or cut short) counts as missing, and a field of the
+    wrong type as absent."""
     for name in (RUN_FILE, "manifest.json"):
-        try:
-            doc = json.loads((run_dir / name).read_bytes())
-        except (OSError, ValueError):
+        doc = read_json_object(run_dir / name)
+        if doc is None:
             continue
+        summary = doc.get("summary")
+        seconds = doc.get("seconds")
+        key_id = doc.get("key_id")
         return RunSummary(
             run_dir.name,
             str(doc.get("status", "unknown")),
             str(doc.get("started", "")),
-            doc.get("seconds"),
-            dict(doc.get("summary", {})),
-            doc.get("key_id"),
+            float(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else None,
+            {
+                str(k): v
+                for k, v in (summary.items() if isinstance(summary, dict) else ())
+                if isinstance(v, int) and not isinstance(v, bool)
+            },
+            key_id if isinstance(key_id, str) else None,
         )
     return None
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in a record file (`run.json`, a manifest); None when the file is missing,
+    unreadable, not JSON, or JSON but not an object."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def find_run(directory: Path, run_id: str | None) -> Path:
@@ -106,22 +125,25 @@ def find_run(directory: Path, run_id: str | None) -> Path:
     )
 
 
-def apply_retention(directory: Path, keep: int, current: str | None = None) -> list[str]:
-    """Remove all but the newest `keep` recorded runs, never `current` (the run being recorded);
-    return the ids removed.
+def apply_retention(directory: Path, keep: int) -> list[str]:
+    """Remove all but the newest `keep` recorded runs, never the run LATEST names (it counts among
+    the `keep`); return the ids removed.
 
-    Only folders holding a record count, as `batchit runs` lists them. A folder without one (the
-    logs of a doit run whose sub-task failed before `_record`, the events of a killed build) is
-    litter by the time a run is recorded or `gc` runs, both under the exclusive lock: it goes too,
-    unless a doit run still going on marked it (`mark_in_progress`).
+    A folder is a record once it holds `run.json`, which the recorder writes after the manifest and
+    its signature, before it names the run in LATEST. A folder without one (a build stopped while
+    writing its record, the logs of a doit run whose sub-task failed before `_record`, the events of
+    a killed build) is litter by the time a run is recorded or `gc` runs, both under the exclusive
+    lock: it goes too, unless a doit run still going on marked it (`mark_in_progress`).
     """
     folders = sorted(p.name for p in directory.iterdir() if p.is_dir()) if directory.exists() else []
-    recorded = [name for name in folders if name != current and _holds_record(directory / name)]
-    removed = recorded[: max(0, len(recorded) - (keep - 1 if current else keep))]
+    latest = latest_run(directory)
+    recorded = [name for name in folders if _holds_record(directory / name)]
+    others = [name for name in recorded if name != latest]
+    removed = others[: max(0, len(others) - (keep - 1 if latest in recorded else keep))]
     litter = [
         name
         for name in folders
-        if name != current and name not in recorded and not _in_progress(directory / name)
+        if name != latest and name not in recorded and not _in_progress(directory / name)
     ]
     for run_id in removed + litter:
         shutil.rmtree(directory / run_id, ignore_errors=True)
@@ -129,8 +151,8 @@ def apply_retention(directory: Path, keep: int, current: str | None = None) -> l
 
 
 def _holds_record(run_dir: Path) -> bool:
-    """True for a run folder with a record in it (its run data or its manifest)."""
-    return any((run_dir / name).is_file() for name in (RUN_FILE, "manifest.json"))
+    """True for a run folder with a record in it: its run data, written last of its files."""
+    return (run_dir / RUN_FILE).is_file()
 
 
 def mark_in_progress(run_dir: Path, pid: int) -> None:

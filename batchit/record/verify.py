@@ -136,13 +136,17 @@ def _check_signature(result: Verification, data: bytes, signature: Path, trusted
 
 def _check_output(base: Path, entry: dict[str, Any]) -> Problem | None:
     path = str(entry.get("path", ""))
+    if "\0" in path:
+        return Problem("manifest", f"output path {path!r} holds a NUL byte, which no file name can", path)
     if not is_relative_clean(path):
         return Problem("manifest", f"output path {path!r} leaves the output folder", path)
     target = base / path
     try:
         size = os.stat(target).st_size
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # NotADirectory: a file stands where a folder was
         return Problem("missing", "missing", path)
+    except OSError as exc:  # a permission, a symlink loop, a name too long: a finding, not a crash
+        return Problem("modified", f"cannot be read: {exc.strerror or exc}", path)
     if size != entry.get("size"):
         return Problem("modified", f"modified: {size} bytes, the manifest says {entry.get('size')}", path)
     try:
