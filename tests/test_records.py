@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import pytest
 from blake3 import blake3
 from conftest import COPY_CONFIG, Project
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -87,6 +87,30 @@ def test_an_unreadable_public_key_is_moved_aside_for_a_new_pair(
     kept = list(keys.glob("batchit.unreadable-*.pub"))
     assert len(kept) == 1 and kept[0].read_bytes() == b"not a key\n"
     copies.build()
+    assert copies.run("verify").code == 0
+
+
+def test_a_key_pair_that_does_not_match_signs_nothing(copies: Project) -> None:
+    """Runs signed with a private key whose `batchit.pub` is another key's would never verify."""
+    copies.build()
+    key = copies.root / ".batchit/keys/batchit.key"
+    other = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    key.write_bytes(other)
+    runs_before = sorted((copies.root / ".batchit/runs").iterdir())
+    copies.write({"src/a.txt": "changed\n"})
+    result = copies.build(expect=2)
+    assert "batchit.pub is not the public half of" in result.stderr
+    assert sorted((copies.root / ".batchit/runs").iterdir()) == runs_before
+
+
+def test_a_missing_public_key_is_written_again_from_the_private_key(copies: Project) -> None:
+    copies.build()
+    public = copies.root / ".batchit/keys/batchit.pub"
+    before = public.read_bytes()
+    public.unlink()
+    copies.write({"src/a.txt": "changed\n"})
+    copies.build()
+    assert public.read_bytes() == before
     assert copies.run("verify").code == 0
 
 

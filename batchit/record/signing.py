@@ -140,7 +140,29 @@ def load_signing_key(state_dir: Path, environ: Mapping[str, str]) -> SigningKey 
     path = keys_dir(state_dir) / PRIVATE_NAME
     if not path.exists():
         return None
-    return _signing_key(_parse_private(path.read_bytes(), str(path)), str(path))
+    private = _parse_private(path.read_bytes(), str(path))
+    _check_public_half(path.with_name(PUBLIC_NAME), private, path)
+    return _signing_key(private, str(path))
+
+
+def _check_public_half(public_path: Path, private: Ed25519PrivateKey, private_path: Path) -> None:
+    """Make sure the project's `batchit.pub` is the public half of its `batchit.key`, so that the runs
+    signed now verify: a missing one is written again from the private key; another key, or a file
+    that is no key, is a usage error (nothing is signed with a pair that does not match)."""
+    public_pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    if not public_path.exists():
+        atomic_write_bytes(public_path, public_pem)
+        return
+    try:
+        matches = load_public_key(public_path).key_id == key_id(private.public_key())
+    except UsageError:
+        matches = False
+    if not matches:
+        raise UsageError(
+            f"{public_path} is not the public half of {private_path}: runs signed now would not verify",
+            hint="put back the matching file of the pair, or make a new pair with `batchit keygen "
+            "--force` (it keeps the old public key, for the runs it signed)",
+        )
 
 
 def _parse_private(pem: bytes, where: str) -> Ed25519PrivateKey:
