@@ -92,6 +92,18 @@ def test_quarantined_input_is_not_retried_while_unchanged(picky: Project) -> Non
     assert "stay quarantined" in again.stdout
 
 
+def test_the_report_of_a_later_run_shows_why_an_input_stays_quarantined(picky: Project) -> None:
+    picky.build(expect=1)
+    picky.build(expect=1)
+    run = picky.root / ".batchit/runs" / picky.manifest()["run_id"]
+    (failure,) = json.loads((run / "run.json").read_text())["failures"]
+    assert (failure["class"], failure["message"]) == (
+        "PermanentError",
+        "step 1 (python): cannot parse in/b.txt",
+    )
+    assert "cannot parse in/b.txt" in (run / "report.html").read_text()
+
+
 def test_fixing_a_quarantined_input_rebuilds_it(picky: Project) -> None:
     picky.build(expect=1)
     picky.write({"in/b.txt": "better\n"})

@@ -120,7 +120,8 @@ def run_document(
     retries: Iterable[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The JSON document the report renders (`run.json`); `key` is (key id, minted during the run)."""
-    quarantine = {f.job_id: f.quarantine for f in failures}
+    recorded = {f.job_id: f for f in failures}
+    quarantine = {job_id: f.quarantine for job_id, f in recorded.items()}
     per_rule: dict[str, dict[str, Any]] = {}
     stages = dict.fromkeys(STAGES, 0.0)
     ran: list[JobRow] = []
@@ -139,7 +140,11 @@ def run_document(
         if status in ("built", "restored"):
             written += row.size
         if status in FAILED:
-            failure = {"class": row.error_class or status, "message": row.message or "; ".join(row.reasons)}
+            known = recorded.get(row.job_id)  # a held quarantined job's is from the run that failed it
+            failure = {
+                "class": row.error_class or (known.error_class if known else status),
+                "message": row.message or (known.message if known else "; ".join(row.reasons)),
+            }
             tables["failures"].add({**_brief(row), **failure, "quarantine": quarantine.get(row.job_id)})
         elif status == "deferred":
             tables["deferred"].add({**_brief(row), "message": row.message})
