@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from batchit.config.hints import did_you_mean, listing
-from batchit.config.paths import escapes, normalise
+from batchit.config.paths import escapes, normalise, unusable
 from batchit.config.presets import expand, load_presets, locate
 from batchit.config.rules import RuleContext, build_rule
 from batchit.config.steps import Operators
@@ -125,6 +125,9 @@ def _out(value: str, config: Document) -> str:
         raise error_at(
             mark, f"out {value!r} is absolute or names a parent (..)", hint="write a directory such as _build"
         )
+    problem = unusable(value)
+    if problem:
+        raise error_at(mark, f"out {value!r} {problem[0]}", hint=problem[1])
     out = normalise(value)
     if not out:
         raise error_at(mark, "out may not be the project root", hint="write a directory such as _build")

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import re
 
+from batchit.fsutil import NAME_MAX
+from batchit.globs import WILDCARDS
+from batchit.placeholders import PLACEHOLDER
+
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -20,3 +24,21 @@ def escapes(path: str) -> bool:
 def normalise(path: str) -> str:
     """`path` without empty and `.` segments (`./img//a` is `img/a`); empty when nothing is left."""
     return "/".join(segment for segment in path.split("/") if segment not in ("", "."))
+
+
+def unusable(path: str) -> tuple[str, str] | None:
+    """What makes `path` unusable as a file path on any system, and the fix; None when nothing does.
+
+    A NUL character ends a path for the OS; a name over NAME_MAX bytes is refused by it. Placeholders
+    are not counted, and a name holding a wildcard is not measured: what they stand for may be shorter.
+    """
+    if "\0" in path:
+        return "contains a NUL character (\\0)", "remove the \\0: no file name can hold it"
+    for segment in PLACEHOLDER.sub("", path).split("/"):
+        size = len(segment.encode("utf-8", "surrogatepass"))
+        if size > NAME_MAX and not WILDCARDS.search(segment):
+            return (
+                f"has a name of {size} bytes, longer than file systems take",
+                f"shorten each folder and file name to at most {NAME_MAX} bytes",
+            )
+    return None

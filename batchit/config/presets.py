@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from batchit.config.hints import did_you_mean, listing
-from batchit.config.paths import escapes, normalise
+from batchit.config.paths import escapes, normalise, unusable
 from batchit.config.structure import PRESET_FILE
 from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Document, Mark, Marks, YamlPath, error_at, marks_under, read_document
@@ -82,6 +82,9 @@ def locate(root: Path, spec: str, mark: Mark | None = None) -> tuple[Path, str]:
         raise error_at(
             mark, f"include {spec!r} escapes the project", hint="write it relative to the project root"
         )
+    problem = unusable(spec)
+    if problem:
+        raise error_at(mark, f"include {spec!r} {problem[0]}", hint=problem[1])
     if not (root / spec).is_file():
         raise error_at(
             mark, f"included file {spec!r} not found", hint="include paths are relative to the project root"

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchit.config.hints import did_you_mean, listing
-from batchit.config.paths import escapes, normalise
+from batchit.config.paths import escapes, normalise, unusable
 from batchit.config.steps import Operators, RuleScope, build_steps
 from batchit.config.units import parse_size
 from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
 from batchit.errors import ConfigError
 from batchit.globs import WILDCARDS, compile_glob
-from batchit.model import STATE_DIR, Aggregate, Resources, Retry, Rule
+from batchit.model import RESERVED_OUTPUTS, STATE_DIR, Aggregate, Resources, Retry, Rule
 from batchit.placeholders import PATH_PLACEHOLDERS, names_in
+from batchit.placeholders import text as as_text
 
 RESERVED_NAMES = PATH_PLACEHOLDERS | {"key8", "flags", "input"}
 """Names a matrix key or partition group may not take: they already mean something.
@@ -105,6 +106,7 @@ class _RuleBuilder:
                         f"input {item!r} escapes the project",
                         "write globs relative to the project root",
                     )
+                self.usable(item, f"input {item!r}", path)
                 self.compilable(item, "input", path)
                 globs.append(self.outside_state(normalise(item), "input", context.out, path))
             elif item["rule"] == self.name:
@@ -141,8 +143,16 @@ class _RuleBuilder:
                     f"{key} {path!r} escapes the project",
                     "write it relative to the project root",
                 )
+            self.usable(path, f"{key} {path!r}", (key, index))
             self.compilable(path, key, (key, index))
         return tuple(normalise(path) for path in paths)
+
+    def usable(self, path: str, what: str, where: YamlPath) -> None:
+        """Refuse a path no file system can hold (a NUL character in it, a name too long); `what`
+        says which value it is, for the message."""
+        problem = unusable(path)
+        if problem:
+            raise self.fail(where, f"{what} {problem[0]}", problem[1])
 
     def compilable(self, glob: str, key: str, path: YamlPath) -> None:
         """Refuse a glob the planner could not compile (a character class such as `[z-a]`)."""
@@ -211,7 +221,20 @@ class _RuleBuilder:
             )
         if not normalise(template):
             raise self.fail(where, f"output {template!r} names no file", "write a file path relative to out")
+        top = normalise(template).split("/")[0]
+        if top in RESERVED_OUTPUTS:  # as a file or as a folder, it would take the manifest copy's place
+            within = "is" if top == normalise(template) else f"is inside {top}, a name"
+            raise self.fail(
+                where,
+                f"output {template!r} {within} reserved for batchit's manifest copy",
+                "choose another output path",
+            )
+        self.usable(template, f"output {template!r}", where)
         used = set(names_in(template))
+        for key, values in matrix:
+            for index, value in enumerate(values if key in used else ()):
+                what = f"matrix value {value!r} of {{{key}}}, used in output,"
+                self.usable(as_text(value), what, ("matrix", key, index))
         keys = [key for key, _ in matrix]
         allowed = set(keys) | {"key8"} | (groups if aggregate else PATH_PLACEHOLDERS)
         for name in names_in(template):
@@ -254,12 +277,14 @@ class _RuleBuilder:
         for size in ("max_size", "min_size"):
             if size in checked:
                 checked[size] = parse_size(checked[size])
-        if isinstance(checked.get(path_key), str) and escapes(checked[path_key]):
-            raise self.fail(
-                (key, path_key),
-                f"{key}.{path_key} escapes the project",
-                "write it relative to the project root",
-            )
+        if isinstance(checked.get(path_key), str):
+            if escapes(checked[path_key]):
+                raise self.fail(
+                    (key, path_key),
+                    f"{key}.{path_key} escapes the project",
+                    "write it relative to the project root",
+                )
+            self.usable(checked[path_key], f"{key}.{path_key} {checked[path_key]!r}", (key, path_key))
         for text in ("contains", "not_contains"):
             if isinstance(checked.get(text), str):
                 checked[text] = [checked[text]]

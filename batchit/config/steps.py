@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from batchit.config.conditions import ConditionError, check_condition
 from batchit.config.hints import did_you_mean, listing
-from batchit.config.paths import escapes
+from batchit.config.paths import escapes, unusable
 from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
 from batchit.errors import ConfigError
 from batchit.model import Step
 from batchit.operators.base import Operator
 from batchit.operators.registry import OperatorRegistry
-from batchit.placeholders import PATH_PLACEHOLDERS, names_in, names_in_value, substitute_value
+from batchit.placeholders import PATH_PLACEHOLDERS, names_in, names_in_value, substitute_value, text
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
@@ -141,16 +141,26 @@ def _check_placeholders(
 def _check_file_params(
     params: Mapping[str, Any], operator: type[Operator], scope: RuleScope, where: YamlPath
 ) -> None:
-    """Parameters that name project files must stay inside the project."""
+    """Parameters that name project files must stay inside the project, and be paths a file system
+    can hold with every matrix value they use."""
     for param in operator.file_params:
         value = params.get(param)
-        if isinstance(value, str) and escapes(value):
+        if not isinstance(value, str):
+            continue
+        if escapes(value):
             raise _fail(
                 scope,
                 (*where, param),
                 f"{_step_label(where)} parameter '{param}' escapes the project: {value!r}",
                 "write a path relative to the project root, without '..'",
             )
+        used = names_in(value)
+        values = [text(item) for key, items in scope.matrix if key in used for item in items]
+        for path in (value, *values):
+            problem = unusable(path)
+            if problem:
+                message = f"{_step_label(where)} parameter '{param}' {problem[0]}: {path!r}"
+                raise _fail(scope, (*where, param), message, problem[1])
 
 
 def _check_params(

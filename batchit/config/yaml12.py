@@ -26,6 +26,13 @@ YamlPath = tuple[str | int, ...]
 MAX_NODES = 1_000_000
 """Cap on nodes visited (aliases count each time they are used): an alias bomb fails, not hangs."""
 
+MAX_DEPTH = 100
+"""Cap on lists and mappings nested in each other: deeper, the parser and the checks after it would
+exceed Python's recursion limit. No config needs more than a handful."""
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+"""What a `\\uD800`-style escape gives: half of a UTF-16 pair, no character, not writable as UTF-8."""
+
 _TAG = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {f"{_TAG}{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")}
 """The tags of what JSON can hold; `!!binary`, `!!set`, `!!timestamp` and the like are refused."""
@@ -74,10 +81,29 @@ def marks_under(marks: Mapping[YamlPath, Mark], key: str) -> dict[str, Marks]:
     return grouped
 
 
+class NestedTooDeep(yaml.composer.ComposerError):
+    """Lists and mappings nested more than MAX_DEPTH levels."""
+
+
 class Yaml12Loader(yaml.SafeLoader):
     """A safe loader with YAML 1.2 core-schema scalars: `on`/`yes`/`1_000` are strings, `0o17` is 15."""
 
     yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}  # noqa: RUF012 (PyYAML's own class-level table)
+    depth = 0
+    """How many collections the node being composed is in."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """PyYAML's composer, which recurses once per level, refusing to go deeper than MAX_DEPTH."""
+        if self.depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise NestedTooDeep(
+                None, None, f"lists and mappings nested more than {MAX_DEPTH} levels deep", mark
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 Yaml12Loader.add_implicit_resolver(
@@ -152,7 +178,10 @@ def read_document(path: Path, file: str, *, missing_hint: str | None = None) -> 
         raise ConfigError(
             f"not valid UTF-8 at byte {exc.start}", file=file, hint="save it as UTF-8"
         ) from None
-    loader = Yaml12Loader(text)
+    try:
+        loader = Yaml12Loader(text)  # the reader checks every character here
+    except yaml.reader.ReaderError as exc:
+        raise _unprintable(exc, text, file) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -163,13 +192,35 @@ def read_document(path: Path, file: str, *, missing_hint: str | None = None) -> 
         mark = exc.problem_mark or exc.context_mark
         problem = ": ".join(part for part in (exc.context, exc.problem) if part)
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        hint = (
+            "flatten it: no setting needs more than a few levels" if isinstance(exc, NestedTooDeep) else None
+        )
         raise ConfigError(
-            f"invalid YAML: {problem}", file=file, line=line, column=column, hint="fix the YAML syntax there"
+            f"invalid YAML: {problem}",
+            file=file,
+            line=line,
+            column=column,
+            hint=hint or "fix the YAML syntax there",
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", file=file) from None
     finally:
         loader.dispose()
+
+
+def _unprintable(exc: yaml.reader.ReaderError, text: str, file: str) -> ConfigError:
+    """The error for a character YAML does not allow anywhere (a control character such as NUL or
+    BEL, even in a comment), at its line and column."""
+    code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+    start = text.rfind("\n", 0, exc.position) + 1
+    escape = f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return ConfigError(
+        f"invalid YAML: character U+{code:04X} is not allowed, not even in a comment",
+        file=file,
+        line=text.count("\n", 0, exc.position) + 1,
+        column=exc.position - start + 1,
+        hint=f'delete it; in a double-quoted string write it as the escape "{escape}"',
+    )
 
 
 class _Walker:
@@ -213,7 +264,19 @@ class _Walker:
                 self.visit(item, (*path, index))
         elif node.tag == f"{_TAG}float" and not math.isfinite(self.construct(node)):
             raise self.fail(node, f"{node.value} is not a finite number", "write a finite number")
+        elif node.tag == f"{_TAG}str":
+            self.check_text(node)
         self.active.discard(id(node))
+
+    def check_text(self, node: yaml.Node) -> None:
+        """Refuse a lone surrogate (`"\\ud800"`): no file name, key or record can hold it as UTF-8."""
+        found = _SURROGATE.search(node.value)
+        if found:
+            raise self.fail(
+                node,
+                f"\\u{ord(found.group()):04x} is half of a UTF-16 surrogate pair, not a character",
+                "write the character itself, or as one escape: \\U0001F600, not \\ud83d\\ude00",
+            )
 
     def visit_mapping(self, node: yaml.MappingNode, path: YamlPath) -> None:
         """Mark each entry at its key; keys must be strings, each written once."""
@@ -221,6 +284,7 @@ class _Walker:
         for key_node, value_node in node.value:
             if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == f"{_TAG}str"):
                 raise self.fail(key_node, "mapping keys must be strings", 'quote the key, e.g. "1": ...')
+            self.check_text(key_node)
             key, here = key_node.value, self.mark(key_node)
             if key in seen:
                 raise error_at(

@@ -17,6 +17,10 @@ from typing import Any, ClassVar, Literal
 from batchit.errors import PermanentError
 from batchit.hashing import blake3_hex
 
+LARGEST_COUNT = 2**31 - 1
+"""The schema maximum of a count or a pixel distance: more than any text or image needs, and what
+the C code under an operator (regular expressions, Pillow) holds without overflowing."""
+
 
 @dataclass(frozen=True)
 class InputFile:

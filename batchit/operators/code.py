@@ -35,6 +35,11 @@ STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGKILL, signal.
 OOM killer): a command they killed says nothing about its input."""
 
 
+LONGEST_TIMEOUT = 7 * 24 * 3600
+"""The schema maximum of `shell`'s `timeout`, in seconds (a week): the OS waits at most about 24 days
+in one call, and Python overflows on timeouts far beyond that."""
+
+
 class PythonCall(Operator):
     """`python`: call `function(value, ctx, **params)` from a module importable from the project root.
 
@@ -250,7 +255,9 @@ class ShellCommand(Operator):
             "timeout": {
                 "type": "number",
                 "exclusiveMinimum": 0,
-                "description": "Seconds before the command is killed; a timeout is a transient failure.",
+                "maximum": LONGEST_TIMEOUT,
+                "description": "Seconds before the command is killed (a week at most); a timeout is a "
+                "transient failure. Without one, a command may run as long as it takes.",
             },
             "env": {
                 "type": "object",

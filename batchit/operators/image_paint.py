@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from batchit.errors import JobError, RecipeError
-from batchit.operators.base import JobContext
+from batchit.operators.base import LARGEST_COUNT, JobContext
 from batchit.operators.image import ImageOperator, decoding, picture_of, place
 from batchit.operators.image_names import any_case
 
@@ -82,6 +82,7 @@ class ImageWatermark(ImageOperator):
             "margin": {
                 "type": "integer",
                 "minimum": 0,
+                "maximum": LARGEST_COUNT,
                 "default": 16,
                 "description": "Distance in pixels between the mark and the edges it sits at.",
             },

@@ -6,7 +6,7 @@ import re
 from typing import Any, ClassVar
 
 from batchit.errors import PermanentError, RecipeError
-from batchit.operators.base import InputFile, JobContext, Operator, as_text
+from batchit.operators.base import LARGEST_COUNT, InputFile, JobContext, Operator, as_text
 
 DEFAULT_MARKDOWN_EXTENSIONS = ("extra", "toc", "sane_lists")
 """Python-Markdown's tables, fenced code, footnotes, ...; heading ids; list parsing without surprises."""
@@ -86,6 +86,7 @@ class TextReplace(Operator):
             "count": {
                 "type": "integer",
                 "minimum": 0,
+                "maximum": LARGEST_COUNT,
                 "default": 0,
                 "description": "Replace at most this many matches, first to last; 0 replaces them all.",
             },

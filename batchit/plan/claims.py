@@ -1,9 +1,9 @@
 """Which job writes which output, and that every output stays inside `out` (SPEC sections 2 and 3).
 
 Two jobs writing one output, an output that would be the folder of another, an output with the name
-of batchit's manifest copy, and an output directory that leads outside `out` through a symlink are
-config errors, raised while planning so nothing is written. Each output directory is checked once
-per plan.
+of batchit's manifest copy (or inside a folder of that name), and an output directory that leads
+outside `out` through a symlink are config errors, raised while planning so nothing is written. Each
+output directory is checked once per plan.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class OutputClaims:
             return
         if (
             self.claimed.setdefault(output, job.job_id) != job.job_id
-            or output in RESERVED_OUTPUTS
+            or output.partition("/")[0] in RESERVED_OUTPUTS
             or not output
             or output.rpartition("/")[0] not in self._safe_dirs
             or output in self._safe_dirs
@@ -46,7 +46,8 @@ class OutputClaims:
         claimed, rules = self.claimed, self.config.rules
         jobs = [job for job in jobs if job.key != UNKNOWN or "{key8}" not in rules[job.rule].output]
         claimed.update((job.output, job.job_id) for job in jobs)
-        if len(claimed) != len(jobs) or "" in claimed or not RESERVED_OUTPUTS.isdisjoint(claimed):
+        reserved = any(path.partition("/")[0] in RESERVED_OUTPUTS for path in claimed)
+        if len(claimed) != len(jobs) or "" in claimed or reserved:
             claimed.clear()  # two jobs write one output, or one writes a reserved name: say which
             for job in jobs:
                 self.claim(rules[job.rule], job)
@@ -77,11 +78,13 @@ class OutputClaims:
                 f"output {job.output!r} of {job.job_id} leaves `out`: a placeholder's value is `..`",
                 "make sure no matrix value, partition or input name is `..` (or use another placeholder)",
             )
-        if job.output in RESERVED_OUTPUTS or not job.output:
+        top = job.output.partition("/")[0]
+        if top in RESERVED_OUTPUTS or not job.output:  # as a file or a folder: the copy's place
+            within = "is" if top == job.output else f"is inside {top}, a name"
             raise rule_error(
                 self.config,
                 rule,
-                f"output {job.output!r} is reserved for batchit's manifest copy",
+                f"output {job.output!r} {within} reserved for batchit's manifest copy",
                 "choose another output name",
             )
         parent = job.output.rpartition("/")[0]

@@ -7,6 +7,7 @@ bytes leaves its dependants up to date: early cutoff).
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import re
@@ -17,8 +18,8 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from batchit.config import ConditionError, compile_condition, flags_read
-from batchit.errors import ConfigError
-from batchit.fsutil import StatTuple, normalise_relative
+from batchit.errors import ConfigError, PermanentError
+from batchit.fsutil import StatTuple, normalise_relative, not_a_file
 from batchit.globs import compile_glob
 from batchit.model import Config, Rule
 from batchit.operators.registry import OperatorRegistry
@@ -35,6 +36,13 @@ from batchit.plan.keys import Recipe, Seen, StepCall, action_key, make_recipe
 
 UNKNOWN = ""
 """The hash of an upstream output that is not built yet (only seen in dry runs)."""
+
+_UNUSABLE_PATHS = {
+    errno.ENOTDIR: "has a file where its path needs a folder",
+    errno.ENAMETOOLONG: "is a path too long for the file system",
+    errno.ELOOP: "leads into a loop of symlinks",
+}
+"""Why the OS refuses a path a config names, when the path itself is to blame."""
 
 NOTHING_DISCOVERED: Mapping[str, str] = MappingProxyType({})
 """Shared by every job that discovered no dependencies (most of them): one object, not 100,000."""
@@ -306,9 +314,20 @@ class JobExpander:
         """The hash of a file the rule names (a step parameter, `validate.checksums`, `expect.schema`).
 
         A missing one is a config error, exit 2 before anything runs: as a job failure it would
-        fail (or quarantine) every input of the rule for a mistake in the config.
+        fail (or quarantine) every input of the rule for a mistake in the config. So is a path to
+        something else than a regular file (a folder), or one the OS refuses (a file as a folder).
         """
-        digest = self.hasher.hash_path(path)
+        try:
+            digest = self.hasher.hash_path(path)
+        except (OSError, PermanentError) as exc:
+            kind = not_a_file(self.config.root / path) if isinstance(exc, PermanentError) else None
+            wrong = f"is {kind}, not a file" if kind else _UNUSABLE_PATHS.get(getattr(exc, "errno", 0) or 0)
+            if wrong is None:
+                raise
+            message = f"{named_by} names {path}, which {wrong}"
+            raise rule_error(
+                self.config, rule, message, "name a file, or correct the path", line=line
+            ) from None
         if digest == MISSING:
             raise rule_error(
                 self.config,

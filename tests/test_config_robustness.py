@@ -1,0 +1,264 @@
+"""Configs no user means but any user can write (found by fuzzing): each is a config error, exit 2,
+naming the file, the line, the rule and a fix, with no traceback and nothing written (SPEC section 2).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pytest
+from conftest import Project
+
+from batchit.config.yaml12 import MAX_DEPTH
+
+HEAD = """\
+version: 1
+rules:
+  pages:
+    inputs: ["src/*.txt"]
+"""
+"""A config up to the rule `pages`, which reads src/*.txt; a case adds the rest of the rule."""
+
+COPY = HEAD + '    output: "{path}.txt"\n    steps: [file.copy: {}]\n'
+"""A valid config, for cases that add something after it."""
+
+
+def steps(*lines: str) -> str:
+    """The rule `pages` writing `{path}.html` with these steps, one YAML flow mapping each."""
+    return HEAD + '    output: "{path}.html"\n    steps:\n' + "".join(f"      - {line}\n" for line in lines)
+
+
+def nested(opening: str, closing: str, levels: int = 2000) -> str:
+    """A value nested `levels` deep in flow style, as a fuzzer writes it."""
+    return opening * levels + "1" + closing * levels
+
+
+def block_nested(levels: int = 2000) -> str:
+    """A flag value nested `levels` deep in block style: one indented mapping per line."""
+    return (
+        "flags:\n" + "".join(f"{'  ' * level}a:\n" for level in range(1, levels)) + "  " * levels + "b: 1\n"
+    )
+
+
+class Case(NamedTuple):
+    id: str
+    config: str
+    where: str
+    """`file:line[:column]` the message starts with."""
+    message: str
+    fix: str
+    rule: str | None = "pages"
+    files: dict[str, str | bytes] = {}  # noqa: RUF012 (NamedTuple default, never mutated)
+
+
+DEEP = f"lists and mappings nested more than {MAX_DEPTH} levels deep"
+
+CASES = [
+    Case(
+        "deep_flow_sequence",
+        COPY + f"flags: {{x: {nested('[', ']')}}}\n",
+        "batchit.yaml:7:",
+        DEEP,
+        "flatten it",
+        None,
+    ),
+    Case(
+        "deep_flow_mapping",
+        COPY + f"flags: {{x: {nested('{a: ', '}')}}}\n",
+        "batchit.yaml:7:",
+        DEEP,
+        "flatten it",
+        None,
+    ),
+    Case("deep_block_mapping", COPY + block_nested(), "batchit.yaml:106:", DEEP, "flatten it", None),
+    Case(
+        "control_character_in_a_comment",
+        COPY + "# a comment with a BEL \a in it\n",
+        "batchit.yaml:7:24",
+        "invalid YAML: character U+0007 is not allowed, not even in a comment",
+        'write it as the escape "\\x07"',
+        None,
+    ),
+    Case(
+        "nul_byte_in_an_included_file",
+        "version: 1\ninclude: [presets/p.yaml]\n" + COPY.removeprefix("version: 1\n"),
+        "presets/p.yaml:2:5",
+        "invalid YAML: character U+0000 is not allowed",
+        'write it as the escape "\\x00"',
+        None,
+        {"presets/p.yaml": b"presets: {}\n# a \x00\n"},
+    ),
+    Case(
+        "lone_surrogate_escape",
+        HEAD + '    output: "{path}-\\ud800.txt"\n    steps: [file.copy: {}]\n',
+        "batchit.yaml:5:13",
+        "\\ud800 is half of a UTF-16 surrogate pair, not a character",
+        "write the character itself",
+        None,
+    ),
+    Case(
+        "lone_surrogate_in_a_key",
+        COPY + 'flags: {"\\udc80": 1}\n',
+        "batchit.yaml:7:9",
+        "\\udc80 is half of a UTF-16 surrogate pair",
+        "write the character itself",
+        None,
+    ),
+    Case(
+        "nul_in_out",
+        COPY + 'out: "_b\\0uild"\n',
+        "batchit.yaml:7:1",
+        "out '_b\\x00uild' contains a NUL character",
+        "remove the \\0",
+        None,
+    ),
+    Case(
+        "nul_in_a_matrix_value_used_in_output",
+        HEAD + '    matrix: {v: [a, "b\\0c"]}\n    output: "{path}-{v}.txt"\n    steps: [file.copy: {}]\n',
+        "batchit.yaml:5:",
+        "matrix value 'b\\x00c' of {v}, used in output, contains a NUL character",
+        "remove the \\0",
+    ),
+    Case(
+        "nul_in_a_template_path",
+        steps("text.load: {}", 'template.render: {template: "t\\0.j2"}'),
+        "batchit.yaml:8:",
+        "step 2 (template.render) parameter 'template' contains a NUL character",
+        "remove the \\0",
+    ),
+    Case(
+        "nul_in_a_matrix_value_used_in_a_template_path",
+        HEAD
+        + '    matrix: {t: ["a\\0.j2"]}\n    output: "{path}-{t}.html"\n'
+        + '    steps: [text.load: {}, template.render: {template: "{t}"}]\n',
+        "batchit.yaml:7:",
+        "parameter 'template' contains a NUL character (\\0): 'a\\x00.j2'",
+        "remove the \\0",
+    ),
+    Case(
+        "nul_in_expect_schema",
+        HEAD + '    output: "{path}.txt"\n    expect: {schema: "s\\0.json"}\n    steps: [file.copy: {}]\n',
+        "batchit.yaml:6:",
+        "expect.schema 's\\x00.json' contains a NUL character",
+        "remove the \\0",
+    ),
+    Case(
+        "nul_in_an_input_glob",
+        HEAD.replace("src/*.txt", "src/\\0*.txt") + '    output: "{path}.txt"\n    steps: [file.copy: {}]\n',
+        "batchit.yaml:4:",
+        "contains a NUL character",
+        "remove the \\0",
+    ),
+    Case(
+        "over_long_out",
+        COPY + f"out: {'x' * 300}\n",
+        "batchit.yaml:7:1",
+        "has a name of 300 bytes, longer than file systems take",
+        "at most 255 bytes",
+        None,
+    ),
+    Case(
+        "over_long_include",
+        f"version: 1\ninclude: [{'p' * 300}.yaml]\n" + COPY.removeprefix("version: 1\n"),
+        "batchit.yaml:2:11",
+        "has a name of 305 bytes, longer than file systems take",
+        "at most 255 bytes",
+        None,
+    ),
+    Case(
+        "text_replace_count_too_large",
+        steps("text.load: {}", 'text.replace: {pattern: o, replacement: "0", count: 99999999999999999999}'),
+        "batchit.yaml:8:",
+        "parameter 'count' is invalid: 99999999999999999999 is greater than the maximum of 2147483647",
+        "at most this many matches",
+    ),
+    Case(
+        "shell_timeout_too_large",
+        steps('shell: {argv: [cat, "{in}"], timeout: 1e308}'),
+        "batchit.yaml:7:",
+        "parameter 'timeout' is invalid: 1e+308 is greater than the maximum of 604800",
+        "a week at most",
+    ),
+    Case(
+        "watermark_margin_too_large",
+        steps("image.load: {}", "image.watermark: {text: hi, margin: 99999999999999999999}"),
+        "batchit.yaml:8:",
+        "parameter 'margin' is invalid: 99999999999999999999 is greater than the maximum of 2147483647",
+        "Distance in pixels",
+    ),
+    Case(
+        "template_is_a_folder",
+        steps("text.load: {}", "template.render: {template: templates}"),
+        "batchit.yaml:8:",
+        "step 2 (template.render) names templates, which is a directory, not a file",
+        "name a file",
+        files={"templates/t.j2": "{{ content }}"},
+    ),
+    Case(
+        "template_under_a_file",
+        steps("text.load: {}", "template.render: {template: dep.cfg/t.j2}"),
+        "batchit.yaml:8:",
+        "step 2 (template.render) names dep.cfg/t.j2, which has a file where its path needs a folder",
+        "name a file",
+        files={"dep.cfg": "x\n"},
+    ),
+    Case(
+        "output_inside_the_manifest_copy_name",
+        HEAD + "    aggregate: true\n    output: batchit-manifest.json/x\n    steps: [file.copy: {}]\n",
+        "batchit.yaml:6:",
+        "output 'batchit-manifest.json/x' is inside batchit-manifest.json, a name reserved for batchit's "
+        "manifest copy",
+        "choose another output",
+    ),
+    Case(
+        "output_inside_the_manifest_copy_name_by_a_matrix_value",
+        HEAD + '    matrix: {v: [batchit-manifest.json.sig]}\n    output: "{v}/{path}"\n'
+        "    steps: [file.copy: {}]\n",
+        "batchit.yaml:3",
+        "output 'batchit-manifest.json.sig/a' is inside batchit-manifest.json.sig, a name reserved",
+        "choose another output",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_config_mistake_exits_2_with_location_rule_and_fix(project: Project, case: Case) -> None:
+    project.write({"batchit.yaml": case.config, "src/a.txt": "hello\n", **case.files})
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+    assert f"error: {case.where}" in result.stderr, result.describe()
+    assert case.message in result.stderr, result.describe()
+    assert "fix:" in result.stderr and case.fix in result.stderr.split("fix:", 1)[1], result.describe()
+    if case.rule:
+        assert f"rule '{case.rule}':" in result.stderr, result.describe()
+    assert project.snapshot(".batchit", "_build") == {}
+
+
+@pytest.mark.parametrize("command", ["plan", "build", "clean", "reconcile"])
+def test_every_command_that_reads_the_config_refuses_a_control_character(
+    project: Project, command: str
+) -> None:
+    project.write({"batchit.yaml": COPY + "# \x07\n", "src/a.txt": "hello\n"})
+    result = project.run(command)
+    assert result.code == 2, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+    assert "batchit.yaml:7:3: invalid YAML: character U+0007 is not allowed" in result.stderr
+
+
+def test_nesting_below_the_limit_builds(project: Project) -> None:
+    """The limit leaves room: a parameter nested just below it goes through every later step (the
+    schema checks, the action key, the worker) without hitting Python's recursion limit."""
+    levels = MAX_DEPTH - 7  # root, rules, pages, steps, the step, its parameters, the innermost value
+    project.write(
+        {
+            "batchit.yaml": steps(
+                f'python: {{function: "tools:same", version: "1", deep: {nested("[", "]", levels)}}}'
+            ),
+            "tools.py": "def same(value, ctx, **params):\n    return value\n",
+            "src/a.txt": "hello\n",
+        }
+    )
+    project.build()
+    assert project.read("_build/a.html") == "hello\n"
+    assert project.run("build", "--no-progress", "--force").code == 0
