@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -252,3 +252,31 @@ def serving(handler: type[BaseHTTPRequestHandler], path: str) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class ConfigMistake(NamedTuple):
+    """A config error a test makes: the config (and other files), and what its message must say."""
+
+    id: str
+    config: str
+    where: str
+    """`file:line[:column]` the message must start with."""
+    message: str
+    fix: str
+    rule: str | None = "pages"
+    files: dict[str, str | bytes] = {}  # noqa: RUF012 (NamedTuple default, never mutated)
+
+
+def assert_refused(project: Project, mistake: ConfigMistake, inputs: dict[str, str]) -> None:
+    """Build `project` with `mistake`'s config beside `inputs`: exit 2 with no traceback, the message
+    at its place, naming the rule and the fix, and nothing written to `.batchit` or `_build`."""
+    project.write({"batchit.yaml": mistake.config, **inputs, **mistake.files})
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+    assert f"error: {mistake.where}" in result.stderr, result.describe()
+    assert mistake.message in result.stderr, result.describe()
+    assert "fix:" in result.stderr and mistake.fix in result.stderr.split("fix:", 1)[1], result.describe()
+    if mistake.rule:
+        assert f"rule '{mistake.rule}':" in result.stderr, result.describe()
+    assert project.snapshot(".batchit", "_build") == {}

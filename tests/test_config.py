@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
-from conftest import Project
+from conftest import ConfigMistake as Case
+from conftest import Project, assert_refused
 
 from batchit.config import load_config
 from batchit.errors import ConfigError
@@ -27,16 +27,6 @@ def rule(body: str) -> str:
 
 ONE_RULE = "rules:\n  pages: {inputs: ['*.md'], output: '{path}', steps: [file.copy: {}]}\n"
 """A valid `rules:` section, for cases about the top-level keys."""
-
-
-class Case(NamedTuple):
-    id: str
-    config: str
-    where: str
-    """`file:line[:column]` the message must start with."""
-    message: str
-    fix: str
-    rule: str | None = "pages"
 
 
 CASES = [
@@ -393,15 +383,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_config_error_exits_2_with_location_rule_and_fix(project: Project, case: Case) -> None:
-    project.write({"batchit.yaml": case.config, "pages/a.md": "# A\n"})
-    result = project.run("build", "--no-progress")
-    assert result.code == 2, result.describe()
-    assert f"error: {case.where}" in result.stderr, result.describe()
-    assert case.message in result.stderr, result.describe()
-    assert "fix:" in result.stderr and case.fix in result.stderr.split("fix:", 1)[1], result.describe()
-    if case.rule:
-        assert f"rule '{case.rule}':" in result.stderr, result.describe()
-    assert project.snapshot(".batchit", "_build") == {}
+    assert_refused(project, case, {"pages/a.md": "# A\n"})
 
 
 def test_missing_config_file_exits_2_with_a_fix(project: Project) -> None:

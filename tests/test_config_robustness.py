@@ -4,10 +4,9 @@ naming the file, the line, the rule and a fix, with no traceback and nothing wri
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import pytest
-from conftest import Project
+from conftest import ConfigMistake as Case
+from conftest import Project, assert_refused
 
 from batchit.config.yaml12 import MAX_DEPTH
 
@@ -38,17 +37,6 @@ def block_nested(levels: int = 2000) -> str:
     return (
         "flags:\n" + "".join(f"{'  ' * level}a:\n" for level in range(1, levels)) + "  " * levels + "b: 1\n"
     )
-
-
-class Case(NamedTuple):
-    id: str
-    config: str
-    where: str
-    """`file:line[:column]` the message starts with."""
-    message: str
-    fix: str
-    rule: str | None = "pages"
-    files: dict[str, str | bytes] = {}  # noqa: RUF012 (NamedTuple default, never mutated)
 
 
 DEEP = f"lists and mappings nested more than {MAX_DEPTH} levels deep"
@@ -223,16 +211,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_config_mistake_exits_2_with_location_rule_and_fix(project: Project, case: Case) -> None:
-    project.write({"batchit.yaml": case.config, "src/a.txt": "hello\n", **case.files})
-    result = project.run("build", "--no-progress")
-    assert result.code == 2, result.describe()
-    assert "Traceback" not in result.stderr, result.describe()
-    assert f"error: {case.where}" in result.stderr, result.describe()
-    assert case.message in result.stderr, result.describe()
-    assert "fix:" in result.stderr and case.fix in result.stderr.split("fix:", 1)[1], result.describe()
-    if case.rule:
-        assert f"rule '{case.rule}':" in result.stderr, result.describe()
-    assert project.snapshot(".batchit", "_build") == {}
+    assert_refused(project, case, {"src/a.txt": "hello\n"})
 
 
 @pytest.mark.parametrize("command", ["plan", "build", "clean", "reconcile"])
