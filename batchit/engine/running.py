@@ -39,13 +39,14 @@ def build_pools(config: Config, registry: OperatorRegistry, options: BuildOption
         if rule.resources == "cpu"
         for step in rule.steps
     }
+    workers = options.jobs or config.jobs or os.cpu_count() or 1
     settings = WorkerSettings(
         str(config.root),
         config.out,
         str(config.state_dir / "cache") if options.use_cache else None,
         config.durability == "fsync",
+        overlap=workers < (os.cpu_count() or 1),
     )
-    workers = options.jobs or config.jobs or os.cpu_count() or 1
     return Pools(settings, workers, options.executor, sorted(cpu_operators))
 
 

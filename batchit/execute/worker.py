@@ -38,6 +38,8 @@ class WorkerSettings:
     cache_dir: str | None
     """Where finished outputs are linked by action key; None with --no-cache."""
     fsync: bool
+    overlap: bool = False
+    """Publish an output beside the next job's steps (`run_batch`): when the build leaves a CPU free."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +112,11 @@ saves."""
 def run_batch(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]:
     """Run several jobs in this worker, one after another, and return one result each.
 
-    While a job's steps run, the output of the job before it is published (written, hashed, copied
-    into the cache) on a thread of its own, so when the steps release the GIL (Pillow, the codecs,
-    a command) putting files in place costs a worker no time. Jobs of one batch never read each
-    other's outputs: a job is dispatched once the jobs it reads have finished.
+    With `settings.overlap` (the build has fewer workers than CPUs), while a job's steps run, the
+    output of the job before it is published (written, hashed, copied into the cache) on a thread
+    of its own, so when the steps release the GIL (Pillow, the codecs, a command) putting files in
+    place costs a worker no time; with every CPU busy the hand-off would only cost. Jobs of one
+    batch never read each other's outputs: a job is dispatched once the jobs it reads have finished.
     """
     operators: dict[str, Operator] = {}
     results: list[JobResult | Future[JobResult]] = []
@@ -123,7 +126,7 @@ def run_batch(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]
             done = _compute(settings, spec, operators)
             if isinstance(done, JobResult):
                 results.append(done)
-            elif done.seconds < OVERLAP_FROM:
+            elif not settings.overlap or done.seconds < OVERLAP_FROM:
                 results.append(done.publish())
             else:
                 if publishing is not None:
