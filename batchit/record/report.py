@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined, UndefinedError
 from jinja2.bccache import Bucket
 
 from batchit.errors import UsageError
@@ -138,7 +138,7 @@ def write_report(run_dir: Path) -> Path:
     trend = [r for r in list_runs(run_dir.parent) if r.run_id <= run_dir.name][-TREND_RUNS:]
     try:
         html = render_report(run, trend)
-    except (KeyError, TypeError, ValueError, AttributeError, TemplateError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, UndefinedError) as exc:  # data, not template
         raise _damaged(run_dir, f"{type(exc).__name__}: {exc}") from exc
     path = run_dir / REPORT_FILE
     atomic_write_text(path, html)
