@@ -126,6 +126,14 @@ class Config:
     checked: CheckedConfig | None = None
     """Set when this load ran the schema checks, for the build to record; None when an earlier
     build's record showed they had passed for this config as it is."""
+    out_real: str | None = None
+    """The project folder `out` leads to through a symlink, when it leads to another one than itself."""
+
+    @property
+    def unwalked(self) -> frozenset[str]:
+        """Project-relative folders no input glob descends into: `out` (and the folder it leads
+        to), and batchit's own state."""
+        return frozenset({self.out, STATE_DIR} | ({self.out_real} if self.out_real else set()))
 
     @property
     def out_dir(self) -> Path:

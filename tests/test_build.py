@@ -887,6 +887,52 @@ def test_an_input_symlink_leaving_the_project_exits_2(project: Project, tmp_path
     assert not (project.root / "_build").exists()
 
 
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("in", "out 'o' leads through a symlink to in, where rule 'copy' finds its inputs ('in/*.txt')"),
+        (".batchit", "out 'o' leads through a symlink to .batchit"),
+        (".", "out 'o' leads through a symlink to the project root"),
+    ],
+)
+def test_out_leading_through_a_symlink_to_inputs_or_state_exits_2(
+    project: Project, target: str, message: str
+) -> None:
+    """Outputs would land among the inputs (which the globs would then miss, and the next build
+    take for inputs) or among batchit's state."""
+    project.config(SUB_COPY.replace("version: 1\n", "version: 1\nout: o\n"))
+    project.write({"in/x.txt": "x\n"})
+    (project.root / target).mkdir(exist_ok=True)
+    (project.root / "o").symlink_to(target)
+    before = project.snapshot("in", ".batchit")
+    result = project.build(expect=2)
+    assert message in result.stderr, result.describe()
+    assert project.snapshot("in", ".batchit") == before
+
+
+def test_no_glob_looks_into_the_folder_out_leads_to(project: Project) -> None:
+    project.config(SUB_COPY.replace("version: 1\n", "version: 1\nout: o\n").replace("in/*.txt", "**/*.txt"))
+    project.write({"in/x.txt": "x\n"})
+    (project.root / "www").mkdir()
+    (project.root / "o").symlink_to("www")
+    project.build()
+    project.build()
+    assert sorted(p.relative_to(project.root).as_posix() for p in (project.root / "www").rglob("*.txt")) == [
+        "www/a/b/x.txt"
+    ]
+    assert project.manifest()["summary"]["up_to_date"] == 1
+
+
+def test_out_may_lead_through_a_symlink_out_of_the_project(project: Project, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "fast-disk"
+    elsewhere.mkdir()
+    project.config(SUB_COPY.replace("version: 1\n", "version: 1\nout: o\n"))
+    project.write({"in/x.txt": "x\n"})
+    (project.root / "o").symlink_to(elsewhere)
+    project.build()
+    assert (elsewhere / "a/b/x.txt").read_text() == "x\n"
+
+
 def test_a_symlink_leaving_the_project_that_no_glob_takes_is_no_error(
     project: Project, tmp_path: Path
 ) -> None:

@@ -25,6 +25,7 @@ from batchit.config.units import parse_size
 from batchit.config.validation import SchemaChecks, checked_config, vouched_for
 from batchit.config.yaml12 import Document, Marks, error_at, marks_under, nearest, parse_scalar, read_document
 from batchit.errors import ConfigError
+from batchit.globs import compile_glob
 from batchit.hashing import blake3_hex
 from batchit.model import STATE_DIR, Alerts, CheckedConfig, Config, Rule
 from batchit.operators.registry import OperatorRegistry
@@ -67,6 +68,7 @@ def load_config(
     )
     checks.check(data, structure_schema(), config.marks)
     out = _out(data.get("out", "_build"), config)
+    out_real = _out_real(root, out, config)
     presets, included = load_presets(root, config, checks)
     flags = _flags(data.get("flags", {}), flag_overrides or {}, config)
     context = RuleContext(operators, checks, frozenset(data["rules"]), frozenset(flags), out)
@@ -78,6 +80,8 @@ def load_config(
             raw, marks = expand(name, raw, marks, presets)
             checks.check(raw, RULE, marks, rule=name)
         rules[name] = build_rule(name, raw, marks, context)
+    if out_real is not None:
+        _refuse_out_over_inputs(out, out_real, rules, config)
     jobs = data.get("jobs", "auto")
     return Config(
         root=root,
@@ -93,6 +97,7 @@ def load_config(
         provenance=data.get("provenance", True),
         config_hash=blake3_hex(b"".join(document.raw for document in (config, *included))),
         checked=None if checks.vouched else _checked(config, included, rules, operators),
+        out_real=out_real,
     )
 
 
@@ -134,6 +139,41 @@ def _out(value: str, config: Document) -> str:
     if out.split("/")[0] == STATE_DIR:
         raise error_at(mark, f"out may not be inside {STATE_DIR}", hint="write a directory such as _build")
     return out
+
+
+def _out_real(root: Path, out: str, config: Document) -> str | None:
+    """The project folder `out` leads to through a symlink, when another than itself; None when it
+    is no symlink or leads out of the project (outputs on another disk). It may lead to a folder of
+    the project (a web server's `www`), never to the root or into `.batchit`. `root` is resolved."""
+    real = (root / out).resolve()
+    if real == root / out:
+        return None
+    try:
+        inside = real.relative_to(root).as_posix()
+    except ValueError:
+        return None
+    if inside == "." or inside.split("/")[0] == STATE_DIR:
+        raise error_at(
+            config.marks.get(("out",)),
+            f"out {out!r} leads through a symlink to {'the project root' if inside == '.' else inside}",
+            hint="make out a folder of its own, or a symlink to a folder that holds nothing else",
+        )
+    return inside
+
+
+def _refuse_out_over_inputs(out: str, real: str, rules: dict[str, Rule], config: Document) -> None:
+    """`out` leading to a folder a rule globs its inputs from would mix outputs with inputs: the
+    globs never look into `out`, so they would find none of those inputs either."""
+    for rule in rules.values():
+        for pattern in rule.globs:
+            base = compile_glob(pattern).base
+            if base == real or base.startswith(f"{real}/"):
+                raise error_at(
+                    config.marks.get(("out",)),
+                    f"out {out!r} leads through a symlink to {real}, where rule {rule.name!r} finds its "
+                    f"inputs ({pattern!r})",
+                    hint="make out a folder of its own, or a symlink to a folder that holds no inputs",
+                )
 
 
 def _flags(declared: Mapping[str, Any], overrides: Mapping[str, str], config: Document) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from difflib import get_close_matches
 
 from batchit.errors import UsageError
 from batchit.fsutil import StatTuple, stat_identity
-from batchit.model import STATE_DIR, Config, Rule
+from batchit.model import Config, Rule
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.claims import OutputClaims
 from batchit.plan.decide import Decider
@@ -66,7 +66,7 @@ class Planner:
         """True when `predict` planned only the jobs a snapshot could not vouch for."""
         self.fingerprint: str | None = None
         """The snapshot fingerprint of the last `predict` (None: options that change decisions)."""
-        self._tree = FileTree(config.root, frozenset({config.out, STATE_DIR}))
+        self._tree = FileTree(config.root, config.unwalked)
         self._snapshot: PlanSnapshot | None = None
         """The snapshot the plan was replayed or patched from."""
         self._on_demand = rows_on_demand and store is not None
@@ -259,7 +259,7 @@ class Planner:
         snapshot = load_snapshot(self.config.state_dir, self.generation, self.fingerprint)
         if snapshot is None:
             return None
-        check = snapshot.check(self.config.root, self.config.out)
+        check = snapshot.check(self.config.root, self.config.out, self.config.unwalked)
         self._tree = check.tree  # a full plan walks no file twice
         self._snapshot = snapshot
         if check.unchanged:

@@ -170,8 +170,9 @@ class PlanSnapshot:
     hashes: list[str]
     """Each job's output BLAKE3, as recorded."""
 
-    def check(self, root: Path, out: str) -> SnapshotCheck:
-        """Compare every read with the files now.
+    def check(self, root: Path, out: str, unwalked: frozenset[str]) -> SnapshotCheck:
+        """Compare every read with the files now; `unwalked` are the folders no glob enters
+        (`Config.unwalked`).
 
         The outputs are stat-ed in a child process while this one walks the inputs: with two CPUs
         that halves the largest cost of an unchanged plan, 200,000 `stat` calls.
@@ -187,7 +188,7 @@ class PlanSnapshot:
             return [i for i, o in enumerate(outputs) if (stat_identity(prefix + o) or MISSING) != before[i]]
 
         with concurrently(changed_outputs, in_child=len(outputs) >= FORK_ABOVE) as outcome:
-            tree = FileTree(root, frozenset({out, STATE_DIR}))
+            tree = FileTree(root, unwalked)
             for base in walked:
                 tree.files_under(base)
             changed_paths = set(tree.refused)  # a plan of them refuses those a glob matches
