@@ -933,6 +933,46 @@ def test_out_may_lead_through_a_symlink_out_of_the_project(project: Project, tmp
     assert (elsewhere / "a/b/x.txt").read_text() == "x\n"
 
 
+LEADING_OUT = [
+    (
+        "template",
+        'steps: [text.load: {}, template.render: {template: "t/page.j2"}]',
+        "t/page.j2",
+        "step 2 (template.render) names t/page.j2, a symlink leading outside the project",
+    ),
+    (
+        "expect.schema",
+        'expect: {schema: "t/page.j2"}\n    steps: [file.copy: {}]',
+        "t/page.j2",
+        "expect.schema names t/page.j2, a symlink leading outside the project",
+    ),
+    (
+        "include",
+        "steps: [file.copy: {}]\ninclude: [t/more.yaml]",
+        "t/more.yaml",
+        "include 't/more.yaml' is a symlink leading outside the project",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rest", "link", "message"), [case[1:] for case in LEADING_OUT], ids=[c[0] for c in LEADING_OUT]
+)
+def test_a_file_the_config_names_that_a_symlink_leads_out_of_the_project_exits_2(
+    project: Project, tmp_path: Path, rest: str, link: str, message: str
+) -> None:
+    """SPEC section 2: what a build reads resolves inside the project, named files as inputs."""
+    secret = tmp_path / "elsewhere"
+    secret.write_text("rules: {}\n")
+    project.config(SUB_COPY.replace("    steps:\n      - file.copy: {}\n", f"    {rest}\n"))
+    project.write({"in/x.txt": "x\n"})
+    (project.root / "t").mkdir()
+    (project.root / link).symlink_to(secret)
+    result = project.build(expect=2)
+    assert message in result.stderr, result.describe()
+    assert not (project.root / "_build").exists()
+
+
 def test_a_symlink_leaving_the_project_that_no_glob_takes_is_no_error(
     project: Project, tmp_path: Path
 ) -> None:

@@ -18,6 +18,7 @@ from batchit.config.paths import escapes, normalise, unusable
 from batchit.config.structure import PRESET_FILE
 from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Document, Mark, Marks, YamlPath, error_at, marks_under, read_document
+from batchit.fsutil import resolves_inside
 from batchit.placeholders import text
 from batchit.resources import bundled_dir
 
@@ -88,6 +89,12 @@ def locate(root: Path, spec: str, mark: Mark | None = None) -> tuple[Path, str]:
     if not (root / spec).is_file():
         raise error_at(
             mark, f"included file {spec!r} not found", hint="include paths are relative to the project root"
+        )
+    if not resolves_inside(root.resolve(), root / spec):
+        raise error_at(
+            mark,
+            f"include {spec!r} is a symlink leading outside the project",
+            hint="copy the file into the project",
         )
     return root / spec, normalise(spec)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchit.errors import ConfigError
-from batchit.fsutil import StatTuple
+from batchit.fsutil import StatTuple, resolves_inside
 from batchit.globs import Glob
 from batchit.hashing import hash_file
 from batchit.state.rows import StatRow
@@ -99,7 +99,7 @@ class FileTree:
                         if not _decodable(rel):
                             self.refused[rel] = UNDECODABLE
                             continue
-                        if entry.is_symlink() and not _inside(Path(entry.path), root_resolved):
+                        if entry.is_symlink() and not resolves_inside(root_resolved, Path(entry.path)):
                             self.refused[rel] = LEADING_OUT
                             continue
                         st = entry.stat()
@@ -122,14 +122,6 @@ def shown_path(path: str) -> str:
 
 def _is_under(path: str, base: str) -> bool:
     return not base or path == base or path.startswith(base + "/")
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root)
-    except ValueError:
-        return False
-    return True
 
 
 def stat_tuple(st: os.stat_result) -> StatTuple:

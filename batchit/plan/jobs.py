@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from batchit.config import ConditionError, compile_condition, flags_read
 from batchit.errors import ConfigError, PermanentError
-from batchit.fsutil import StatTuple, normalise_relative, not_a_file
+from batchit.fsutil import StatTuple, normalise_relative, not_a_file, resolves_inside
 from batchit.globs import compile_glob
 from batchit.model import Config, Rule
 from batchit.operators.registry import OperatorRegistry
@@ -271,8 +271,11 @@ class JobExpander:
             libraries[step.operator] = self.registry.library_versions(step.operator)
             path_aware = path_aware or op.path_aware or bool(names_in_value(step.params) & PATH_PLACEHOLDERS)
             for label, path in op.key_files(params, self.config.root).items():
+                named_by = f"step {number} ({step.operator})"
+                if path.is_relative_to(self.config.root):  # a project file: it must stay one
+                    self._inside(rule, path.relative_to(self.config.root).as_posix(), named_by, step.line)
                 paths.append(self._named_path(path))
-                files[label] = self._existing(rule, paths[-1], f"step {number} ({step.operator})", step.line)
+                files[label] = self._existing(rule, paths[-1], named_by, step.line)
         if rule.validate and ("checksums" in rule.validate or "extensions" in rule.validate):
             path_aware = True  # these checks read the input's path: twins by content may differ
         if rule.validate and isinstance(rule.validate.get("checksums"), str):
@@ -315,8 +318,12 @@ class JobExpander:
 
         A missing one is a config error, exit 2 before anything runs: as a job failure it would
         fail (or quarantine) every input of the rule for a mistake in the config. So is a path to
-        something else than a regular file (a folder), or one the OS refuses (a file as a folder).
+        something else than a regular file (a folder), or one the OS refuses (a file as a folder),
+        and a symlink leading out of the project (a bundled file, named by its absolute path, is no
+        project file).
         """
+        if not path.startswith("/"):
+            self._inside(rule, path, named_by, line)
         try:
             digest = self.hasher.hash_path(path)
         except (OSError, PermanentError) as exc:
@@ -337,6 +344,12 @@ class JobExpander:
                 line=line,
             )
         return digest
+
+    def _inside(self, rule: Rule, path: str, named_by: str, line: int | None) -> None:
+        """Refuse a project file the rule names that a symlink leads out of the project."""
+        if not resolves_inside(self.config.root, self.config.root / path):
+            message = f"{named_by} names {path}, a symlink leading outside the project"
+            raise rule_error(self.config, rule, message, "copy the file into the project", line=line)
 
     def _rule_deps(self, rule: Rule) -> dict[str, str]:
         if rule.name not in self._deps:
