@@ -104,6 +104,15 @@ def test_the_report_of_a_later_run_shows_why_an_input_stays_quarantined(picky: P
     assert "cannot parse in/b.txt" in (run / "report.html").read_text()
 
 
+@pytest.mark.parametrize("spelled", ["./in/b.txt", "in//b.txt", "ABSOLUTE"])
+def test_release_takes_the_input_path_however_it_is_spelled(picky: Project, spelled: str) -> None:
+    picky.build(expect=1)
+    path = str(picky.root / "in/b.txt") if spelled == "ABSOLUTE" else spelled
+    released = picky.run("quarantine", "release", path)
+    assert released.code == 0, released.describe()
+    assert "released in/b.txt (parse)" in released.stdout
+
+
 def test_fixing_a_quarantined_input_rebuilds_it(picky: Project) -> None:
     picky.build(expect=1)
     picky.write({"in/b.txt": "better\n"})

@@ -7,7 +7,9 @@ releases it. The copy keeps the evidence even if the original is fixed or delete
 
 from __future__ import annotations
 
+import contextlib
 import json
+import posixpath
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,11 +81,21 @@ def _held(store: StateStore | None) -> dict[tuple[str, str], list[Failure]]:
     return held
 
 
+def _input_path(root: Path, path: str) -> str:
+    """An input path as a user may type it (`./src/a.txt`, `src//a.txt`, or absolute inside the
+    project) as batchit names inputs: project-relative and normalised."""
+    if posixpath.isabs(path):
+        with contextlib.suppress(ValueError):
+            path = Path(path).relative_to(root).as_posix()
+    return posixpath.normpath(path).strip("/")
+
+
 def release(root: Path, state_dir: Path, store: StateStore, path: str | None) -> list[Failure]:
     """Release one quarantined input (by its project-relative path) or all, with every job that
     failed on it; return what was released, once per (rule, input)."""
     held = _held(store)
-    chosen = {k: jobs for k, jobs in held.items() if path is None or k[1] == path.strip("/")}
+    wanted = None if path is None else _input_path(root, path)
+    chosen = {k: jobs for k, jobs in held.items() if wanted is None or k[1] == wanted}
     if path is not None and not chosen:
         listing = ", ".join(sorted({k[1] for k in held})) or "none"
         raise UsageError(
