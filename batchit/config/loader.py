@@ -68,6 +68,7 @@ def load_config(
     )
     checks.check(data, structure_schema(), config.marks)
     out = _out(data.get("out", "_build"), config)
+    _out_is_no_file(root, out, config)
     out_real = _out_real(root, out, config)
     presets, included = load_presets(root, config, checks)
     flags = _flags(data.get("flags", {}), flag_overrides or {}, config)
@@ -139,6 +140,21 @@ def _out(value: str, config: Document) -> str:
     if out.split("/")[0] == STATE_DIR:
         raise error_at(mark, f"out may not be inside {STATE_DIR}", hint="write a directory such as _build")
     return out
+
+
+def _out_is_no_file(root: Path, out: str, config: Document) -> None:
+    """`out`, or the nearest part of its path that exists, must be a folder: a file there (`out:
+    batchit.yaml`) would fail every output's write."""
+    path = root / out
+    while not path.exists() and path != root:
+        path = path.parent
+    if path != root and not path.is_dir():
+        shown = path.relative_to(root).as_posix()
+        raise error_at(
+            config.marks.get(("out",)),
+            f"out {out!r} cannot be a folder: {shown} is a file",
+            hint="name a folder for the outputs, such as _build",
+        )
 
 
 def _out_real(root: Path, out: str, config: Document) -> str | None:
