@@ -13,7 +13,8 @@ from stat import S_ISLNK
 
 from batchit.fsutil import resolves_inside
 from batchit.model import RESERVED_OUTPUTS, Config, Rule
-from batchit.plan.jobs import UNKNOWN, Job, rule_error
+from batchit.plan.jobs import UNKNOWN, Job
+from batchit.plan.named import rule_error
 
 
 class OutputClaims:

@@ -7,19 +7,16 @@ bytes leaves its dependants up to date: early cutoff).
 
 from __future__ import annotations
 
-import errno
 import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from batchit.config import ConditionError, compile_condition, flags_read
-from batchit.errors import ConfigError, PermanentError
-from batchit.fsutil import StatTuple, normalise_relative, not_a_file, resolves_inside
+from batchit.fsutil import StatTuple, normalise_relative
 from batchit.globs import compile_glob
 from batchit.model import Config, Rule
 from batchit.operators.registry import OperatorRegistry
@@ -31,18 +28,12 @@ from batchit.placeholders import (
     substitute,
     substitute_value,
 )
-from batchit.plan.files import MISSING, FileTree, Hasher
+from batchit.plan.files import FileTree, Hasher
 from batchit.plan.keys import Recipe, Seen, StepCall, action_key, make_recipe
+from batchit.plan.named import NamedFiles, rule_error
 
 UNKNOWN = ""
 """The hash of an upstream output that is not built yet (only seen in dry runs)."""
-
-_UNUSABLE_PATHS = {
-    errno.ENOTDIR: "has a file where its path needs a folder",
-    errno.ENAMETOOLONG: "is a path too long for the file system",
-    errno.ELOOP: "leads into a loop of symlinks",
-}
-"""Why the OS refuses a path a config names, when the path itself is to blame."""
 
 NOTHING_DISCOVERED: Mapping[str, str] = MappingProxyType({})
 """Shared by every job that discovered no dependencies (most of them): one object, not 100,000."""
@@ -111,7 +102,7 @@ class JobExpander:
         """For a job without them: what a job with the same key without them discovered last."""
         self.output_size = output_size
         """The size of an upstream output (path relative to `out`, blake3), for `input.size`."""
-        self._deps: dict[str, dict[str, str]] = {}
+        self.named = NamedFiles(config, tree, hasher)
         self.watched: dict[str, tuple[tuple[str, StatTuple | None], ...]] = {}
         """By recipe hash: the files its key hashed besides the inputs (files steps name, `deps`,
         `validate.checksums`, `expect.schema`) with the stat each had then, so that a job's result
@@ -273,22 +264,24 @@ class JobExpander:
             for label, path in op.key_files(params, self.config.root).items():
                 named_by = f"step {number} ({step.operator})"
                 if path.is_relative_to(self.config.root):  # a project file: it must stay one
-                    self._inside(rule, path.relative_to(self.config.root).as_posix(), named_by, step.line)
-                paths.append(self._named_path(path))
-                files[label] = self._existing(rule, paths[-1], named_by, step.line)
+                    self.named.check_inside(
+                        rule, path.relative_to(self.config.root).as_posix(), named_by, step.line
+                    )
+                paths.append(self.named.path_of(path))
+                files[label] = self.named.hash(rule, paths[-1], named_by, step.line)
         if rule.validate and ("checksums" in rule.validate or "extensions" in rule.validate):
             path_aware = True  # these checks read the input's path: twins by content may differ
         if rule.validate and isinstance(rule.validate.get("checksums"), str):
             checksums = rule.validate["checksums"]
-            files[f"validate.checksums:{checksums}"] = self._existing(rule, checksums, "validate.checksums")
+            files[f"validate.checksums:{checksums}"] = self.named.hash(rule, checksums, "validate.checksums")
             paths.append(checksums)
         expect = rule.expect
         if expect and isinstance(expect.get("schema"), str):
-            files[f"expect.schema:{expect['schema']}"] = self._existing(
+            files[f"expect.schema:{expect['schema']}"] = self.named.hash(
                 rule, expect["schema"], "expect.schema"
             )
             paths.append(expect["schema"])
-        deps = self._rule_deps(rule)
+        deps = self.named.deps(rule)
         recipe = make_recipe(
             calls,
             libraries=libraries,
@@ -305,73 +298,6 @@ class JobExpander:
                 [(path, looked_up.get(path)) for path in paths] + [(path, walked.get(path)) for path in deps]
             )
         return recipe
-
-    def _named_path(self, path: Path) -> str:
-        """A file a step's parameter names: project-relative, or absolute when outside the project."""
-        try:
-            return path.resolve().relative_to(self.config.root).as_posix()
-        except ValueError:
-            return str(path)
-
-    def _existing(self, rule: Rule, path: str, named_by: str, line: int | None = None) -> str:
-        """The hash of a file the rule names (a step parameter, `validate.checksums`, `expect.schema`).
-
-        A missing one is a config error, exit 2 before anything runs: as a job failure it would
-        fail (or quarantine) every input of the rule for a mistake in the config. So is a path to
-        something else than a regular file (a folder), or one the OS refuses (a file as a folder),
-        and a symlink leading out of the project (a bundled file, named by its absolute path, is no
-        project file).
-        """
-        if not path.startswith("/"):
-            self._inside(rule, path, named_by, line)
-        try:
-            digest = self.hasher.hash_path(path)
-        except (OSError, PermanentError) as exc:
-            kind = not_a_file(self.config.root / path) if isinstance(exc, PermanentError) else None
-            wrong = f"is {kind}, not a file" if kind else _UNUSABLE_PATHS.get(getattr(exc, "errno", 0) or 0)
-            if wrong is None:
-                raise
-            message = f"{named_by} names {path}, which {wrong}"
-            raise rule_error(
-                self.config, rule, message, "name a file, or correct the path", line=line
-            ) from None
-        if digest == MISSING:
-            raise rule_error(
-                self.config,
-                rule,
-                f"{named_by} names {path}, which does not exist",
-                "create the file or correct the path",
-                line=line,
-            )
-        return digest
-
-    def _inside(self, rule: Rule, path: str, named_by: str, line: int | None) -> None:
-        """Refuse a project file the rule names that a symlink leads out of the project."""
-        if not resolves_inside(self.config.root, self.config.root / path):
-            message = f"{named_by} names {path}, a symlink leading outside the project"
-            raise rule_error(self.config, rule, message, "copy the file into the project", line=line)
-
-    def _rule_deps(self, rule: Rule) -> dict[str, str]:
-        if rule.name not in self._deps:
-            deps: dict[str, str] = {}
-            for pattern in rule.deps:
-                matches = self.tree.match([compile_glob(pattern)], [])
-                if not matches:
-                    raise rule_error(
-                        self.config,
-                        rule,
-                        f"deps pattern {pattern!r} matches no file",
-                        "correct the path or remove it from deps",
-                    )
-                stats = self.tree.stats
-                deps.update(self.hasher.hash_many([(p, stats[p]) for p, _ in matches]))
-            self._deps[rule.name] = dict(sorted(deps.items()))
-        return self._deps[rule.name]
-
-
-def rule_error(config: Config, rule: Rule, message: str, hint: str, line: int | None = None) -> ConfigError:
-    """A plan-time config error about `rule`, pointing at its line (or `line`) in the config file."""
-    return ConfigError(message, file=config.file, line=line or rule.line, rule=rule.name, hint=hint)
 
 
 def output_renderer(template: str) -> Callable[[Mapping[str, Any]], str]:
