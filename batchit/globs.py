@@ -68,3 +68,17 @@ def _segment_regex(segment: str) -> str:
             out.append(re.escape(char))
         i += 1
     return "".join(out)
+
+
+def reaches_into(pattern: str, folder: str) -> bool:
+    """True when the glob could match a file inside `folder` (project-relative), as far as its
+    pattern tells: every segment of the folder matches the pattern's, or a `**` takes the rest."""
+    segments = pattern.split("/")
+    for index, name in enumerate(folder.split("/")):
+        if index >= len(segments) - 1:  # the pattern's last segment names files, nothing below
+            return False
+        if segments[index] == "**":
+            return True
+        if not re.fullmatch(_segment_regex(segments[index]), name):
+            return False
+    return True

@@ -890,7 +890,11 @@ def test_an_input_symlink_leaving_the_project_exits_2(project: Project, tmp_path
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        ("in", "out 'o' leads through a symlink to in, where rule 'copy' finds its inputs ('in/*.txt')"),
+        ("in", "out 'o' leads through a symlink to in, where rule 'copy' may find inputs ('in/**/*.txt')"),
+        (
+            "in/sub",
+            "out 'o' leads through a symlink to in/sub, where rule 'copy' may find inputs ('in/**/*.txt')",
+        ),
         (".batchit", "out 'o' leads through a symlink to .batchit"),
         (".", "out 'o' leads through a symlink to the project root"),
     ],
@@ -900,7 +904,7 @@ def test_out_leading_through_a_symlink_to_inputs_or_state_exits_2(
 ) -> None:
     """Outputs would land among the inputs (which the globs would then miss, and the next build
     take for inputs) or among batchit's state."""
-    project.config(SUB_COPY.replace("version: 1\n", "version: 1\nout: o\n"))
+    project.config(SUB_COPY.replace("version: 1\n", "version: 1\nout: o\n").replace("in/*", "in/**/*"))
     project.write({"in/x.txt": "x\n"})
     (project.root / target).mkdir(exist_ok=True)
     (project.root / "o").symlink_to(target)
@@ -910,8 +914,10 @@ def test_out_leading_through_a_symlink_to_inputs_or_state_exits_2(
     assert project.snapshot("in", ".batchit") == before
 
 
-def test_no_glob_looks_into_the_folder_out_leads_to(project: Project) -> None:
-    project.config(SUB_COPY.replace("version: 1\n", "version: 1\nout: o\n").replace("in/*.txt", "**/*.txt"))
+def test_out_may_lead_to_a_project_folder_the_globs_leave_out(project: Project) -> None:
+    """A web server's `www`: no rule finds inputs there (here `exclude:` says so), and no glob looks."""
+    config = SUB_COPY.replace("version: 1\n", "version: 1\nout: o\n").replace("in/*.txt", "**/*.txt")
+    project.config(config.replace("    output:", '    exclude: ["www/**"]\n    output:'))
     project.write({"in/x.txt": "x\n"})
     (project.root / "www").mkdir()
     (project.root / "o").symlink_to("www")

@@ -25,7 +25,7 @@ from batchit.config.units import parse_size
 from batchit.config.validation import SchemaChecks, checked_config, vouched_for
 from batchit.config.yaml12 import Document, Marks, error_at, marks_under, nearest, parse_scalar, read_document
 from batchit.errors import ConfigError
-from batchit.globs import compile_glob
+from batchit.globs import compile_glob, reaches_into
 from batchit.hashing import blake3_hex
 from batchit.model import STATE_DIR, Alerts, CheckedConfig, Config, Rule
 from batchit.operators.registry import OperatorRegistry
@@ -178,17 +178,21 @@ def _out_real(root: Path, out: str, config: Document) -> str | None:
 
 
 def _refuse_out_over_inputs(out: str, real: str, rules: dict[str, Rule], config: Document) -> None:
-    """`out` leading to a folder a rule globs its inputs from would mix outputs with inputs: the
-    globs never look into `out`, so they would find none of those inputs either."""
+    """`out` leading to a folder a rule's glob could find inputs in would mix outputs with inputs
+    (and the globs never look into `out`, so they would silently miss those inputs), unless the
+    rule's exclude patterns leave the whole folder out."""
+    probes = (f"{real}/\0", f"{real}/\0/\0")  # a file in it, and one deeper
     for rule in rules.values():
+        excluded = [compile_glob(pattern).regex for pattern in rule.exclude]
+        if all(any(rx.fullmatch(probe) for rx in excluded) for probe in probes):
+            continue
         for pattern in rule.globs:
-            base = compile_glob(pattern).base
-            if base == real or base.startswith(f"{real}/"):
+            if reaches_into(pattern, real):
                 raise error_at(
                     config.marks.get(("out",)),
-                    f"out {out!r} leads through a symlink to {real}, where rule {rule.name!r} finds its "
+                    f"out {out!r} leads through a symlink to {real}, where rule {rule.name!r} may find "
                     f"inputs ({pattern!r})",
-                    hint="make out a folder of its own, or a symlink to a folder that holds no inputs",
+                    hint=f"make out a folder of its own, or exclude '{real}/**' from the rule's inputs",
                 )
 
 
