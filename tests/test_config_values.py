@@ -114,6 +114,9 @@ def test_flags_read_finds_attribute_and_item_reads() -> None:
         pytest.param("flags[name]", "reads flags indirectly", id="dynamic_flag"),
         pytest.param("flags.watermak", "unknown flag 'watermak'", id="unknown_flag"),
         pytest.param("widht > 3", "unknown name 'widht'", id="unknown_name"),
+        pytest.param(
+            "lipsum(1000000)|length > 0", "unknown name 'lipsum'", id="jinja_global_that_decides_nothing"
+        ),
     ],
 )
 def test_check_condition_refuses(expr: str, message: str) -> None:

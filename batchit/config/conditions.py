@@ -38,12 +38,19 @@ class ConditionError(ValueError):
         self.hint = hint
 
 
+CONDITION_GLOBALS = frozenset({"range", "dict"})
+"""Jinja2's globals a condition may call; `lipsum`, `cycler`, `joiner` and `namespace` decide
+nothing, and `lipsum(1000000)` alone kept `plan` busy for over a minute."""
+
+
 @cache
 def _environment() -> SandboxedEnvironment:
     """One sandbox for every condition (an environment is costly to build and safe to share)."""
     from jinja2.sandbox import SandboxedEnvironment
 
-    return SandboxedEnvironment()
+    environment = SandboxedEnvironment()
+    environment.globals = {name: environment.globals[name] for name in CONDITION_GLOBALS}
+    return environment
 
 
 def _parse(expr: str) -> nodes.Expr:
