@@ -262,13 +262,8 @@ class JobExpander:
             libraries[step.operator] = self.registry.library_versions(step.operator)
             path_aware = path_aware or op.path_aware or bool(names_in_value(step.params) & PATH_PLACEHOLDERS)
             for label, path in op.key_files(params, self.config.root).items():
-                named_by = f"step {number} ({step.operator})"
-                if path.is_relative_to(self.config.root):  # a project file: it must stay one
-                    self.named.check_inside(
-                        rule, path.relative_to(self.config.root).as_posix(), named_by, step.line
-                    )
                 paths.append(self.named.path_of(path))
-                files[label] = self.named.hash(rule, paths[-1], named_by, step.line)
+                files[label] = self.named.hash(rule, paths[-1], f"step {number} ({step.operator})", step.line)
         if rule.validate and ("checksums" in rule.validate or "extensions" in rule.validate):
             path_aware = True  # these checks read the input's path: twins by content may differ
         if rule.validate and isinstance(rule.validate.get("checksums"), str):

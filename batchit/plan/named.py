@@ -7,6 +7,7 @@ fail (or quarantine) every input of the rule for a mistake in the config.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from pathlib import Path
 
@@ -34,11 +35,12 @@ class NamedFiles:
         self._deps: dict[str, dict[str, str]] = {}
 
     def path_of(self, path: Path) -> str:
-        """A file a step's parameter names: project-relative, or absolute when outside the project."""
-        try:
-            return path.resolve().relative_to(self.config.root).as_posix()
-        except ValueError:
-            return str(path)
+        """A file a step's parameter names: project-relative, as named when it is named inside the
+        project (so that `hash` sees a symlink in it), or absolute when outside the project."""
+        for candidate in (path, path.resolve()):
+            with contextlib.suppress(ValueError):
+                return candidate.relative_to(self.config.root).as_posix()
+        return str(path)
 
     def hash(self, rule: Rule, path: str, named_by: str, line: int | None = None) -> str:
         """The hash of a file the rule names (a step parameter, `validate.checksums`, `expect.schema`).
@@ -50,7 +52,7 @@ class NamedFiles:
         project file).
         """
         if not path.startswith("/"):
-            self.check_inside(rule, path, named_by, line)
+            self._check_inside(rule, path, named_by, line)
         try:
             digest = self.hasher.hash_path(path)
         except (OSError, PermanentError) as exc:
@@ -72,7 +74,7 @@ class NamedFiles:
             )
         return digest
 
-    def check_inside(self, rule: Rule, path: str, named_by: str, line: int | None) -> None:
+    def _check_inside(self, rule: Rule, path: str, named_by: str, line: int | None) -> None:
         """Refuse a project file the rule names that a symlink leads out of the project."""
         if not resolves_inside(self.config.root, self.config.root / path):
             message = f"{named_by} names {path}, a symlink leading outside the project"
