@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     clean.set_defaults(handler="commands:clean")
     _record_commands(sub)
     _watch_command(sub)
+    _serve_command(sub)
     return parser
 
 
@@ -109,6 +110,16 @@ def _watch_command(sub: Any) -> None:
         help="wait until no change arrived for MS milliseconds before rebuilding (default: 200)",
     )
     watch.set_defaults(handler="watch:run", dry_run=False)
+
+
+def _serve_command(sub: Any) -> None:
+    """`serve` (`batchit.cli.serve`): the HTTP trigger API."""
+    serve = sub.add_parser("serve", help="an HTTP API that queues builds and serves their records")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="port to listen on (default: 8000; 0 picks a free one)"
+    )
+    serve.set_defaults(handler="serve:run")
 
 
 def _build_flags(parser: argparse.ArgumentParser) -> None:
@@ -168,6 +179,16 @@ def _positive_int(text: str) -> int:
 
 def _batch_size(text: str) -> int | None:
     return None if text == "auto" else _positive_int(text)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be 0 to 65535")
+    return value
 
 
 def _milliseconds(text: str) -> int:
