@@ -132,8 +132,9 @@ def test_a_build_that_cannot_start_ends_in_error_with_its_message(api: httpx.Cli
         (b'{"rule": ["copy"]}', "unknown field"),
         (b'{"rules": "copy"}', "list of rule names"),
         (b"[1]", "JSON object"),
+        (b'{"flags": {"a=b": "c"}}', "map flag names"),
     ],
-    ids=["not-json", "unknown-field", "rules-not-a-list", "not-an-object"],
+    ids=["not-json", "unknown-field", "rules-not-a-list", "not-an-object", "flag-name-with-equals"],
 )
 def test_a_malformed_request_is_refused_with_400(api: httpx.Client, body: bytes, says: str) -> None:
     answer = api.post("/runs", content=body, headers={"Content-Type": "application/json"})

@@ -59,8 +59,10 @@ class BuildRequest:
         if not isinstance(rules, list) or not all(isinstance(r, str) and r for r in rules):
             raise UsageError("`rules` must be a list of rule names")
         flags = body.get("flags", {})
-        if not isinstance(flags, dict) or not all(
-            isinstance(v, str | int | float | bool) for v in flags.values()
+        if (
+            not isinstance(flags, dict)
+            or not all(isinstance(v, str | int | float | bool) for v in flags.values())
+            or any(not name or "=" in name for name in flags)
         ):
             raise UsageError('`flags` must map flag names to values: {"NAME": "VALUE"}')
         return cls(tuple(rules), tuple(sorted((str(k), _flag_text(v)) for k, v in flags.items())))
