@@ -98,6 +98,8 @@ class JobError(BatchitError):
     """A job's failure, raised by an operator; the build records it and goes on (exit 1 at the end)."""
 
     transient: ClassVar[bool] = False
+    defers: ClassVar[bool] = False
+    """True when the job is deferred, not failed, once its attempts are used up (ServiceUnreachable)."""
 
 
 class TransientError(JobError):
@@ -114,6 +116,15 @@ class TransientError(JobError):
     ) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
+
+
+class ServiceUnreachable(TransientError):
+    """A service a step needs cannot be reached: a refused connection, a timeout, an answer of 429
+    or 5xx. Retried like any transient error; when the last attempt fails too, the job is deferred
+    (SPEC section 11): neither failed nor quarantined, counted as `deferred`, tried again by the next
+    build, and the jobs that read its output are deferred with it. `http.enrich` raises it."""
+
+    defers = True
 
 
 class PermanentError(JobError):

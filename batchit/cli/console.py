@@ -50,6 +50,8 @@ class Console:
                 self._progress.advance(self._task)
             if event["status"] == "failed":
                 self.error(f"FAILED {event['rule']}: {event['output']}\n  {event['message']}")
+            elif event["status"] == "deferred":  # the next build tries it again
+                self.error(f"deferred {event['rule']}: {event['output']}\n  {event['message']}")
         elif kind == "warning":
             self.error(f"warning: {event['message']}")
 

@@ -69,7 +69,15 @@ class _RuleBuilder:
         scope = RuleScope(self.name, self.marks, matrix, per_job, aggregate is not None, context.flags)
         steps = build_steps(raw["steps"], scope, context.operators, context.checks)
         all_io = all(context.operators.get(step.operator).resources == "io" for step in steps)
-        resources: Resources = raw.get("resources", "io" if all_io else "cpu")
+        shared = [step.operator for step in steps if context.operators.get(step.operator).coordinator_only]
+        resources: Resources = raw.get("resources", "io" if all_io or shared else "cpu")
+        if shared and resources != "io":
+            raise self.fail(
+                ("resources",),
+                f"step {shared[0]} must run in batchit's own process (its rate limit is shared by "
+                "the whole run), which only `resources: io` rules do",
+                "remove `resources: cpu` (a rule with this step is `io` by default)",
+            )
         mark = self.marks.get(())
         return Rule(
             name=self.name,

@@ -22,7 +22,7 @@ from batchit.errors import ConfigError
 from batchit.model import Step
 from batchit.operators.base import Operator
 from batchit.operators.registry import OperatorRegistry
-from batchit.placeholders import PATH_PLACEHOLDERS, names_in, names_in_value, substitute_value, text
+from batchit.placeholders import PATH_PLACEHOLDERS, names_in, names_in_value, text
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
@@ -125,6 +125,8 @@ def _check_placeholders(
     """Every placeholder in the parameters must have a value when the job runs."""
     allowed = {key for key, _ in scope.matrix} | scope.per_job
     for param, value in params.items():
+        if param in operator.record_params:
+            continue  # a name that is no placeholder here is a field of the record, filled at run time
         for name in sorted(names_in_value(value) - operator.runtime_placeholders - allowed):
             if name == "key8":
                 hint = "{key8} names an output after its job's key: it is available only in output"
@@ -184,7 +186,7 @@ def _check_params(
 
     for combination in itertools.product(*(values for _, values in matrix)):
         values = {**samples, **dict(zip((key for key, _ in matrix), combination, strict=True))}
-        concrete = substitute_value(params, values, keep=operator.runtime_placeholders)
+        concrete = operator.fill_params(params, values)
         checks.check(
             concrete, operator.params_schema, scope.marks, prefix=where, rule=scope.rule, skip=sampled
         )

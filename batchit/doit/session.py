@@ -252,9 +252,11 @@ class Session:
         mark_in_progress(self.config.state_dir / "runs" / self.run_id, self.pid)  # its logs go there
         mark_unfinished(self.config.state_dir)  # until `_record`: a kill before it leaves litter to sweep
         result = run_planned_job(self.config, self.registry, store, planner, job, self.run_id, by_rule, warn)
-        if not result.ok:
+        if not result.ok:  # doit has no deferred outcome: a deferred job fails its sub-task, unrecorded
+            deferred = " (deferred: the next run tries it again)" if result.deferred else ""
             return TaskFailed(
-                f"batchit: {job.rule}: {self.config.out}/{job.output}: {result.error_class}: {result.message}"
+                f"batchit: {job.rule}: {self.config.out}/{job.output}: {result.error_class}: "
+                f"{result.message}{deferred}"
             )
         return None
 

@@ -31,13 +31,7 @@ if TYPE_CHECKING:
 def write_replay(build: RunningBuild) -> None:
     """Record the jobs this run tried, and those it held back for a quarantined input (its
     failures too, which `replay --failed` runs again), with their input hashes, seed and settings."""
-    tried = [
-        (
-            job := build.jobs[job_id],
-            "built" if r.ok else "quarantined" if quarantines(job, r) else "failed",
-        )
-        for job_id, r in build.results.items()
-    ]
+    tried = [(job := build.jobs[job_id], _tried(job, r)) for job_id, r in build.results.items()]
     held = [
         (j, "quarantined") for planned in build.by_rule.values() for j in planned if j.action == "quarantined"
     ]
@@ -51,6 +45,15 @@ def write_replay(build: RunningBuild) -> None:
     }
     record = replay_record(build.run_id, build.seed, build.config.flags, settings, [*tried, *held])
     write_replay_record(build.config.state_dir / "runs" / build.run_id, record)
+
+
+def _tried(job: Job, result: JobResult) -> str:
+    """What a run did to a job it ran, as its replay record says."""
+    if result.ok:
+        return "built"
+    if result.deferred:
+        return "deferred"
+    return "quarantined" if quarantines(job, result) else "failed"
 
 
 def settled_outputs(build: RunningBuild, jobs: list[Job]) -> Settled | None:
@@ -177,8 +180,10 @@ def _status(job: Job, result: JobResult | None) -> str:
         return "up_to_date"
     if job.action in ("held", "quarantined"):
         return "unchanged"
+    if job.action == "deferred":
+        return "deferred"
     if result is None:
         return "stale"
     if not result.ok:
-        return "failed"
+        return "deferred" if result.deferred else "failed"
     return "restored" if job.action == "restore" else "built"

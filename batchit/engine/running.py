@@ -95,6 +95,8 @@ class RunningBuild:
         self.interrupted = False
         self.abandoned = False
         """Jobs still ran when the grace period ended: their threads may write after the build."""
+        self.deferred_outputs: set[str] = set()
+        """Project-relative outputs of the jobs deferred so far: the jobs reading them are deferred too."""
         self.conflict: UsageError | None = None
         """Why the build stopped releasing rules: an output conflict found only once an upstream
         rule had run (a `{key8}` name). What ran is committed and recorded; the build then raises it."""
@@ -153,7 +155,7 @@ class RunningBuild:
         )
         evict_cache(self.store, self.cache_dir, self.config.cache_max_size)
         all_jobs = [j for jobs in self.by_rule.values() for j in jobs]
-        failures = [(self.jobs[i], r) for i, r in self.results.items() if not r.ok]
+        failures = [(self.jobs[i], r) for i, r in self.results.items() if not r.ok and not r.deferred]
         newly_quarantined = sum(1 for job, result in failures if quarantines(job, result))
         counts = {
             "built": sum(1 for r in self.results.values() if r.ok and not self._restored(r)),
@@ -161,7 +163,8 @@ class RunningBuild:
             "up_to_date": sum(1 for j in all_jobs if j.action == "skip"),
             "failed": len(failures) - newly_quarantined + sum(1 for j in all_jobs if j.action == "blocked"),
             "quarantined": newly_quarantined + sum(1 for j in all_jobs if j.action == "quarantined"),
-            "deferred": 0,
+            "deferred": sum(1 for r in self.results.values() if r.deferred)
+            + sum(1 for j in all_jobs if j.action == "deferred"),
             "pruned": len(pruned) + len(self.committer.cleared),
         }
         held = [job for job, result in failures if quarantines(job, result)]
@@ -230,10 +233,23 @@ class RunningBuild:
         self.committer.stat_updates(self.planner.stat_updates())
         for job in jobs:
             if job.key == UNKNOWN and job.action in ("run", "restore"):  # a held job stays held
-                job.action = "blocked"
-                job.reasons = ("an upstream job failed",)
+                if self._waits_only_on_deferred(job):
+                    job.action = "deferred"
+                    job.reasons = ("an upstream job was deferred",)
+                    self.deferred_outputs.add(f"{self.config.out}/{job.output}")
+                else:
+                    job.action = "blocked"
+                    job.reasons = ("an upstream job failed",)
         self.by_rule[name] = jobs
         return jobs
+
+    def _waits_only_on_deferred(self, job: Job) -> bool:
+        """True when every input of `job` whose hash is not known comes from a deferred job: then
+        it is deferred with them (and runs with them next time), else an upstream failure blocks it."""
+        unknown = [
+            path for path, digest in zip(job.inputs, job.input_hashes, strict=True) if digest == UNKNOWN
+        ]
+        return bool(unknown) and all(path in self.deferred_outputs for path in unknown)
 
     def _rebuilt(self, job: Job) -> bool:
         """True when this build wrote the job's output."""
@@ -297,7 +313,9 @@ class RunningBuild:
             return
         self.results[job.job_id] = result
         self.open_jobs[job.rule].discard(job.job_id)
-        changed = self.committer.add(job, result)
+        if result.deferred:  # nothing to commit: its old record stays, so the next build runs it
+            self.deferred_outputs.add(f"{self.config.out}/{job.output}")
+        changed = [] if result.deferred else self.committer.add(job, result)
         if result.log:
             write_job_log(self.config.state_dir / "runs" / self.run_id, job.output, result.log)
         self.emit(
@@ -307,7 +325,7 @@ class RunningBuild:
                 "input": job.inputs[0] if len(job.inputs) == 1 else None,
                 "output": f"{self.config.out}/{job.output}",
                 "duration": round(result.duration, 6),
-                "status": ("restored" if job.action == "restore" else "built") if result.ok else "failed",
+                "status": _status_of(job, result),
                 "message": None if result.ok else f"{result.error_class}: {result.message}",
             }
         )
@@ -316,7 +334,7 @@ class RunningBuild:
                 self._submit(twin)
             else:
                 self._follow(twin, job, result)
-        if not result.ok and self.options.fail_fast:
+        if not result.ok and not result.deferred and self.options.fail_fast:
             self._drop_queued()
 
     def _drop_queued(self) -> None:
@@ -343,6 +361,8 @@ class RunningBuild:
 
     def _retry(self, job: Job, result: JobResult) -> bool:
         """Schedule the next attempt of a transiently failed job, unless attempts are used up."""
+        if job.job_id not in self.specs:
+            return False  # a twin that followed its leader's last attempt: it ends as the leader did
         spec, resources = self.specs[job.job_id]
         policy = self.config.rules[job.rule].retry
         if spec.attempt >= policy.attempts or self.scheduler.stopped:
@@ -362,3 +382,10 @@ class RunningBuild:
         self.specs[job.job_id] = (following, resources)
         self.scheduler.add_later(following, resources, delay)
         return True
+
+
+def _status_of(job: Job, result: JobResult) -> str:
+    """How a job that ran ended, as its `job` event says."""
+    if result.ok:
+        return "restored" if job.action == "restore" else "built"
+    return "deferred" if result.deferred else "failed"

@@ -90,6 +90,9 @@ class JobResult:
     """(operator, seconds) of each step of the last attempt, then ("write", seconds) for the output."""
     retry_after: float | None = None
     """For a transient failure: the least wait before trying again (a server's Retry-After)."""
+    defers: bool = False
+    """For a transient failure: once its attempts are used up the job is deferred, not failed (a
+    `ServiceUnreachable`: `http.enrich` could not reach its service)."""
     log: str = ""
     """What the job's `python`/`shell` steps printed and logged (kept under the run's logs/)."""
     read_hashes: tuple[tuple[str, str], ...] = ()
@@ -101,6 +104,11 @@ class JobResult:
     input_at_fault: bool = True
     """For a permanent failure of a one-input job: whether it quarantines the input (not when the
     output could not be written, nor for a RecipeError)."""
+
+    @property
+    def deferred(self) -> bool:
+        """True for a job deferred rather than failed, once its last attempt is over (`defers`)."""
+        return not self.ok and self.defers
 
 
 OVERLAP_FROM = 0.001
@@ -280,6 +288,7 @@ def _failed(spec: JobSpec, exc: Exception, started: float, log: io.StringIO | No
         attempts=spec.attempt,
         duration=time.perf_counter() - started,
         retry_after=retry_after_of(exc) if transient else None,
+        defers=transient and isinstance(exc, JobError) and exc.defers,
         log=log.getvalue() if log else "",
         input_at_fault=not isinstance(exc, OutputError | RecipeError),
     )

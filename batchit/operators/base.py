@@ -16,10 +16,15 @@ from typing import Any, ClassVar, Literal
 
 from batchit.errors import PermanentError
 from batchit.hashing import blake3_hex
+from batchit.placeholders import names_in_value, substitute_value
 
 LARGEST_COUNT = 2**31 - 1
 """The schema maximum of a count or a pixel distance: more than any text or image needs, and what
 the C code under an operator (regular expressions, Pillow) holds without overflowing."""
+
+RUN_TIME_PASS = frozenset({"-"})
+"""Kept by `Operator.fill_params` in a record parameter: no placeholder is named `-`, but a keep
+set that is not empty leaves the escapes `{{` and `}}` for the operator's pass at run time."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,14 @@ class Operator:
     """True when the operator can see paths: then input paths and the output template enter the key."""
     runtime_placeholders: ClassVar[frozenset[str]] = frozenset()
     """Placeholders the operator fills itself at run time (`{in}`, `{out}` for `shell`)."""
+    record_params: ClassVar[frozenset[str]] = frozenset()
+    """Parameters whose placeholders that are neither output placeholders nor matrix keys name
+    fields of the record the step receives, filled by the operator at run time (`http.enrich`'s
+    `url: https://api.example.com/items/{id}`)."""
+    coordinator_only: ClassVar[bool] = False
+    """True when every job must run in the coordinating process (a rate limit shared by the whole
+    run): a rule with such a step is `resources: io`, which keeps its jobs on the coordinator's
+    threads under every executor."""
     libraries: ClassVar[tuple[str, ...]] = ()
     """Distributions whose versions enter the action key."""
     imports_user_code: ClassVar[bool] = False
@@ -141,6 +154,19 @@ class Operator:
             for name in self.file_params
             if isinstance(params.get(name), str)
         }
+
+    @classmethod
+    def fill_params(cls, params: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+        """The step's parameters with their placeholders filled from `values`, but those the
+        operator fills at run time: `runtime_placeholders`, and in `record_params` every name that
+        `values` lacks (there `{{` and `}}` stay escaped for the operator's own pass)."""
+        filled = {}
+        for name, value in params.items():
+            keep = cls.runtime_placeholders
+            if name in cls.record_params:
+                keep = keep | RUN_TIME_PASS | (names_in_value(value) - values.keys())
+            filled[name] = substitute_value(value, values, keep)
+        return filled
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """Transform `value` (what the previous step returned) into the next step's value."""

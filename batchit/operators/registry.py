@@ -31,6 +31,11 @@ BUILTIN_OPERATORS: dict[str, str] = {
     "image.strip_metadata": "batchit.operators.image_save:ImageStripMetadata",
     "image.save": "batchit.operators.image_save:ImageSave",
     "cdn.manifest": "batchit.operators.cdn:CdnManifest",
+    "http.enrich": "batchit.operators.http:HttpEnrich",
+    "data.load": "batchit.operators.data:DataLoad",
+    "data.dump": "batchit.operators.data:DataDump",
+    "data.validate": "batchit.operators.data:DataValidate",
+    "data.mask": "batchit.operators.data_mask:DataMask",
 }
 """Built-in operator names and the classes that implement them."""
 

@@ -26,7 +26,6 @@ from batchit.placeholders import (
     names_in_value,
     path_values,
     substitute,
-    substitute_value,
 )
 from batchit.plan.files import FileTree, Hasher
 from batchit.plan.keys import Recipe, Seen, StepCall, action_key, make_recipe
@@ -254,7 +253,7 @@ class JobExpander:
                 continue
             op_class = self.registry.get(step.operator)
             op = op_class()
-            params = substitute_value(step.params, values, op.runtime_placeholders)
+            params = op.fill_params(step.params, values)
             section = op.validate_section
             if section and rule.validate and section in rule.validate:
                 params = {**rule.validate[section], **params}  # the rule's guard, unless the step says more

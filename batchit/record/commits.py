@@ -126,7 +126,7 @@ class Committer:
             for job, result, changed in self._results:
                 if result.ok:
                     records.append(self._output_record(job, result, stats, changed))
-                else:
+                elif not result.deferred:  # a deferred job leaves no trace: the next run tries it again
                     failed = True
                     self._failed.add(job.job_id)
                     self.store.put_failure(self._failure(job, result))

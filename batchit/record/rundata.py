@@ -61,6 +61,8 @@ def job_row(job: Job, result: JobResult | None) -> JobRow:
         status = {"skip": "up_to_date", "run": "not_run", "restore": "not_run"}.get(job.action, job.action)
         return JobRow(job.job_id, job.rule, job.output, label, status, tuple(job.reasons))
     status = ("restored" if job.action == "restore" else "built") if result.ok else "failed"
+    if result.deferred:
+        status = "deferred"
     return JobRow(
         job.job_id,
         job.rule,

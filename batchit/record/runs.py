@@ -199,11 +199,12 @@ def mark_unfinished(state_dir: Path) -> None:
 
 
 def sweep_litter(config: Config, store: StateStore) -> list[Path]:
-    """Remove what a killed run or a dead worker left: temporary files in `out` and in the cache,
+    """Remove what a killed run or a dead worker left: temporary files in `out` and in the caches,
     and cache files it wrote but never indexed (eviction only sees the index, so they would stay
     past `cache.max_size` forever). Only under the exclusive lock, with no job running."""
     cache_dir = config.state_dir / "cache"
     removed = sweep_temp_files(config.out_dir) + sweep_temp_files(cache_dir)
+    removed += sweep_temp_files(config.state_dir / "http")  # the response cache of `http.enrich`
     indexed = store.cache_entries()
     for parent, _, names in os.walk(cache_dir):
         for name in names:

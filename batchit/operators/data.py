@@ -1,0 +1,212 @@
+"""Structured data operators: `data.load`, `data.dump`, `data.validate` (SPEC sections 11 and 12).
+
+`data.load` reads JSON, YAML, TOML or CSV into JSON-like data (dicts, lists, strings, numbers,
+booleans, None), later steps transform it, and `data.dump` writes it in any of those formats. The
+formats themselves live in `batchit.operators.data_formats`; `data.mask` in `data_mask`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from batchit.errors import PermanentError, RecipeError
+from batchit.operators.base import InputFile, JobContext, Operator
+from batchit.operators.data_formats import (
+    FORMATS,
+    dump,
+    first_misfit,
+    format_by_extension,
+    parse,
+    recipe_format,
+    require_data,
+    unknown_format,
+)
+
+
+def _format_param(description: str) -> dict[str, Any]:
+    return {"enum": ["auto", *FORMATS], "default": "auto", "description": description}
+
+
+def _decoded(data: bytes, source: str) -> str:
+    """UTF-8 text (a leading BOM dropped: spreadsheets write one); anything else is a permanent error."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PermanentError(
+            f"{source} is not valid UTF-8: {exc.reason} at byte {exc.start}", hint="save it as UTF-8"
+        ) from None
+
+
+class DataLoad(Operator):
+    """`data.load`: a JSON, YAML, TOML or CSV input as JSON-like data.
+
+    YAML goes through batchit's safe YAML 1.2 loader (the config's): a tag such as
+    `!!python/object/apply:...` is refused, never constructed, and an alias bomb stops at a budget
+    of nodes instead of hanging. A malformed input, or one that is not UTF-8, is a permanent error
+    naming it and the line and column the parser reports: the input is quarantined.
+    """
+
+    name = "data.load"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "description": "Read JSON, YAML, TOML or CSV into data (mappings, lists, strings, numbers).",
+        "properties": {
+            "format": _format_param(
+                "The input's format; auto reads it from the extension: .json, .yaml or .yml, .toml, .csv."
+            ),
+        },
+        "additionalProperties": False,
+    }
+    libraries = ("pyyaml",)
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        """The data of the input file (or bytes, or text); an aggregate's files give a list of them."""
+        if isinstance(value, list) and all(isinstance(item, InputFile) for item in value):
+            return [self.run(item, ctx, **params) for item in value]
+        if isinstance(value, InputFile):
+            source, text = value.path, _decoded(value.read_bytes(), value.path)
+        elif isinstance(value, bytes | str):
+            source = ctx.input if isinstance(ctx.input, str) else ctx.output
+            text = value if isinstance(value, str) else _decoded(value, source)
+        else:
+            raise RecipeError(
+                f"step {self.name} needs a file, bytes or text, got {type(value).__name__}",
+                hint="put data.load first",
+            )
+        fmt: str = params.get("format", "auto")
+        if fmt == "auto":
+            fmt = format_by_extension(source) or ""
+            if not fmt:
+                raise PermanentError(
+                    unknown_format(source, "the input", self.name),
+                    hint="set the step's `format`, or narrow the rule's inputs to those extensions",
+                )
+        return parse(text, fmt, source)
+
+
+class DataDump(Operator):
+    """`data.dump`: data written as JSON, YAML, TOML or CSV text, the same data always as the same bytes.
+
+    Keys keep the order they were read in (which the input fixes) unless `sort_keys` is set. A value
+    the format cannot hold (a list at the top of TOML, a null in TOML, a nested value in a CSV cell)
+    is a permanent error naming its path.
+    """
+
+    name = "data.dump"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "description": "Write data as JSON, YAML, TOML or CSV text.",
+        "properties": {
+            "format": _format_param(
+                "The output's format; auto reads it from the output's extension, as data.load does."
+            ),
+            "indent": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 8,
+                "default": 2,
+                "description": "JSON indentation; 0 writes one compact line.",
+            },
+            "sort_keys": {
+                "type": "boolean",
+                "default": False,
+                "description": "Write every mapping's keys sorted; by default they keep the input's order.",
+            },
+        },
+        "additionalProperties": False,
+    }
+    libraries = ("pyyaml", "tomli-w")
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        """The data's text in the chosen format, ending with a newline."""
+        require_data(value, self.name)
+        fmt: str = params.get("format", "auto")
+        if fmt == "auto":
+            fmt = recipe_format(ctx.output, self.name)
+        return dump(
+            value, fmt, self.name, indent=params.get("indent", 2), sort_keys=params.get("sort_keys", False)
+        )
+
+
+class DataValidate(Operator):
+    """`data.validate`: the data, unchanged, once it meets the JSON Schema in the `schema` file.
+
+    A mismatch is a permanent error naming the failing value's path (`$.items[2].price: -1 is less
+    than the minimum of 0`): the input is quarantined. The schema file (JSON, or YAML read safely)
+    is part of the job's key, so editing it rebuilds. A schema that cannot be read or is not a valid
+    schema is the recipe's fault: the job fails and its input is not quarantined. The schema's
+    `$schema` picks the draft (2020-12 when it names none); `$ref` reaches only inside the file.
+    """
+
+    name = "data.validate"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "description": "Check the data against a JSON Schema; pass it on unchanged.",
+        "properties": {
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Project-relative JSON Schema file, JSON (.json) or YAML (.yaml, .yml).",
+            },
+        },
+        "required": ["schema"],
+        "additionalProperties": False,
+    }
+    file_params = ("schema",)
+    libraries = ("jsonschema", "pyyaml")
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        """`value` itself, when it is valid."""
+        import jsonschema  # ~60 ms: imported only by a job that validates
+
+        require_data(value, self.name)
+        problem = first_misfit(value)
+        if problem:
+            raise PermanentError(f"step {self.name}: {problem}")
+        schema_file: str = params["schema"]
+        validator = self._validator(schema_file, ctx)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        if error is not None:
+            count = sum(1 for _ in validator.iter_errors(value))
+            more = f" (and {count - 1} more)" if count > 1 else ""
+            raise PermanentError(
+                f"{error.json_path}: {error.message}{more} (schema {schema_file})",
+                hint="fix the data, or the schema if it is wrong",
+            )
+        return value
+
+    def _validator(self, schema_file: str, ctx: JobContext) -> Any:
+        """The validator of the schema file; a file that cannot be read or is no schema is a RecipeError."""
+        import jsonschema
+
+        path = ctx.project_path(schema_file)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise RecipeError(
+                f"step {self.name}: cannot read schema {schema_file}: {exc.strerror}",
+                hint="write the schema file, or fix the `schema` path",
+            ) from None
+        fmt = "json" if format_by_extension(schema_file) == "json" else "yaml"
+        try:
+            schema = parse(_decoded(raw, schema_file), fmt, schema_file)
+        except PermanentError as exc:
+            raise RecipeError(exc.message, hint=exc.hint) from None
+        if not isinstance(schema, dict):
+            raise RecipeError(
+                f"step {self.name}: schema {schema_file} holds a {type(schema).__name__}, not a schema",
+                hint="write the schema as a mapping ({type: object, ...})",
+            )
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        try:
+            cls.check_schema(schema)
+        except jsonschema.exceptions.SchemaError as exc:
+            raise RecipeError(
+                f"step {self.name}: schema {schema_file} is not a valid JSON Schema: "
+                f"{exc.json_path}: {exc.message}",
+                hint="fix the schema",
+            ) from None
+        return cls(schema)

@@ -1,0 +1,221 @@
+"""`http.enrich`: GET a URL made from the record, and merge the JSON answer into it (SPEC 11, 12).
+
+The value is a record, a mapping such as `data.load` gives for a JSON object. Its fields fill the
+`url`'s placeholders that are neither output placeholders nor matrix keys (`{id}`), percent-encoded.
+What the service cannot help (a refused connection, a timeout, an answer of 429 or 5xx) raises
+`ServiceUnreachable`: the build retries it as the rule's `retry:` says, honouring a Retry-After, and
+defers the job when the last attempt fails too. Any other 4xx is the record's fault (a permanent
+error: the input is quarantined); an answer that is not JSON, or a `${env:NAME}` in `headers` whose
+variable is not set, is the rule's (a `RecipeError`: the job fails, the input stays).
+
+Secrets stay out of every record: `${env:NAME}` is read only here, as the request is made, and no
+message, cache entry or action key holds the value (the key and the cache name hold the header as
+written). Requests to one host share the process's rate limit (batchit.operators.rate_limit);
+answers are kept in the response cache (batchit.operators.http_cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from batchit.errors import PermanentError, RecipeError, ServiceUnreachable
+from batchit.operators.base import JobContext, Operator
+from batchit.operators.http_cache import Answer, cache_key, entry_path, read_entry, write_entry
+from batchit.operators.rate_limit import LIMITER
+from batchit.placeholders import UnknownPlaceholder, substitute, text
+
+ENV_VALUE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+"""`${env:NAME}` in a header value: the environment variable NAME, read as the request is made."""
+
+TRANSIENT_STATUS = frozenset({429}) | frozenset(range(500, 600))
+"""Answers that say "not now": retried, then the job is deferred."""
+
+WEEK = 604_800
+TEN_YEARS = 315_360_000
+
+
+class HttpEnrich(Operator):
+    """GET a URL made from the record; merge the JSON answer into a copy of the record."""
+
+    name = "http.enrich"
+    version = "1"
+    resources = "io"
+    libraries = ("httpx",)
+    record_params = frozenset({"url"})
+    coordinator_only = True
+    params_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "description": "GET url and merge the JSON answer into the record; an unreachable service "
+        "defers the job.",
+        "additionalProperties": False,
+        "required": ["url"],
+        "properties": {
+            "url": {
+                "type": "string",
+                "minLength": 1,
+                "description": "http(s) URL to GET. {field} takes the record's field (percent-encoded) "
+                "unless an output placeholder or matrix key has that name.",
+            },
+            "rate": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 10000,
+                "description": "At most this many requests per second to the URL's host, across the "
+                "whole run (below 1: one request every 1/rate seconds). Without it, no limit.",
+            },
+            "timeout": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 3600,
+                "default": 30,
+                "description": "Seconds to wait for the service (connecting, then each read); a "
+                "timeout is retried, then defers the job.",
+            },
+            "headers": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "propertyNames": {"pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},
+                "description": "Request headers. ${env:NAME} in a value is the environment variable "
+                "NAME, read at run time and never written anywhere.",
+            },
+            "cache_ttl": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": TEN_YEARS,
+                "description": "Seconds an answer in .batchit/http/ is reused when the job runs again "
+                "(0: never). Without it, forever.",
+            },
+            "into": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Put the answer (any JSON) under this key of the record instead of "
+                "merging its keys into the record's top level.",
+            },
+        },
+    }
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> dict[str, Any]:
+        """The record with the service's answer for it merged in (parameters: see `params_schema`)."""
+        if not isinstance(value, Mapping):
+            raise PermanentError(
+                f"http.enrich needs a record (a mapping, as data.load gives for a JSON object), "
+                f"got {type(value).__name__}"
+            )
+        target = request_url(params["url"], value)
+        templates: dict[str, str] = dict(params.get("headers") or {})
+        entry = entry_path(ctx.root, cache_key("GET", target, templates))
+        answer = read_entry(entry, params.get("cache_ttl"))
+        if answer is None:
+            answer = fetch(target, expand_headers(templates), params.get("timeout", 30), params.get("rate"))
+            parsed = parse_answer(target, answer)
+            try:
+                write_entry(entry, "GET", target, answer)
+            except OSError as exc:  # the cache only saves requests: no job fails for it
+                ctx.log.warning("could not keep the answer of %s in %s: %s", target, entry.parent, exc)
+        else:
+            parsed = parse_answer(target, answer)
+        return merge(value, parsed, params.get("into"), target)
+
+
+def request_url(template: str, record: Mapping[str, Any]) -> str:
+    """The URL to GET: `template`'s remaining placeholders filled from the record's fields."""
+    fields: dict[str, str] = {}
+    for key, field in record.items():
+        if isinstance(key, str) and (field is None or isinstance(field, str | int | float | bool)):
+            fields[key] = urllib.parse.quote(text(field), safe="")
+    try:
+        filled = substitute(template, fields)
+    except UnknownPlaceholder as exc:
+        what = "is not a text, number or boolean" if exc.name in record else "is missing"
+        raise PermanentError(f"url {template!r}: the record's field {exc.name!r} {what}") from None
+    target = str(filled)
+    if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
+        raise PermanentError(f"url {target!r} is not an http(s) URL")
+    return target
+
+
+def expand_headers(templates: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The headers to send, each `${env:NAME}` replaced by the variable's value (unset: the rule's
+    fault), and the values read, which no message may show."""
+    expanded: dict[str, str] = {}
+    secrets: list[str] = []
+    for name, template in templates.items():
+        for variable in ENV_VALUE.findall(template):
+            if variable not in os.environ:
+                raise RecipeError(
+                    f"header {name!r} reads the environment variable {variable}, which is not set",
+                    hint=f"set {variable} in the environment batchit runs in",
+                )
+            secrets.append(os.environ[variable])
+        expanded[name] = ENV_VALUE.sub(lambda match: os.environ[match.group(1)], template)
+    return expanded, tuple(secret for secret in secrets if secret)
+
+
+def fetch(
+    url: str, headers: tuple[dict[str, str], tuple[str, ...]], timeout: float, rate: float | None
+) -> Answer:
+    """GET `url` with `headers` (and the secrets they hold) within the host's rate: a 2xx answer;
+    anything else raises (see the module). No message quotes a secret, whatever the library says."""
+    sent, secrets = headers
+    host = urllib.parse.urlsplit(url).netloc.lower()
+    with LIMITER.slot(host, rate):
+        try:
+            with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+                response = client.get(url, headers=sent)
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.TooManyRedirects) as exc:
+            raise PermanentError(f"GET {url}: {_told(exc, secrets)}") from None
+        except httpx.TransportError as exc:  # refused, reset, timed out: the service cannot be reached
+            raise ServiceUnreachable(f"GET {url}: {_told(exc, secrets)}") from None
+        except (ValueError, TypeError) as exc:  # a header value no request can carry
+            raise RecipeError(f"GET {url}: the headers cannot be sent: {_told(exc, secrets)}") from None
+    status = response.status_code
+    if status in TRANSIENT_STATUS:
+        raise ServiceUnreachable(
+            f"GET {url} answered {status} {response.reason_phrase}",
+            retry_after=response.headers.get("Retry-After"),
+        )
+    if not 200 <= status < 300:
+        raise PermanentError(f"GET {url} answered {status} {response.reason_phrase}")
+    return Answer(status, response.headers.get("Content-Type", ""), response.content, time.time())
+
+
+def _told(exc: Exception, secrets: tuple[str, ...]) -> str:
+    """What a library's exception says, with every secret it might quote masked."""
+    message = f"{type(exc).__name__}: {exc}"
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    return message
+
+
+def parse_answer(url: str, answer: Answer) -> Any:
+    """The JSON an answer holds; one that holds none is the rule's fault (the URL asks the wrong thing)."""
+    try:
+        return json.loads(answer.body)
+    except ValueError:
+        raise RecipeError(
+            f"GET {url}: the answer ({answer.content_type or 'no Content-Type'}) is not JSON",
+            hint="point url at a JSON API",
+        ) from None
+
+
+def merge(record: Mapping[str, Any], answer: Any, into: str | None, url: str) -> dict[str, Any]:
+    """A copy of `record` with the answer's keys added (replacing the record's), or under `into`."""
+    merged = dict(record)
+    if into is not None:
+        merged[into] = answer
+    elif isinstance(answer, dict):
+        merged.update(answer)
+    else:
+        raise RecipeError(
+            f"GET {url}: the answer is a JSON {type(answer).__name__}, not an object",
+            hint="set `into: KEY` to keep it under a key of the record",
+        )
+    return merged

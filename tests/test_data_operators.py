@@ -1,0 +1,326 @@
+"""The data operators (`data.load`, `data.dump`, `data.validate`, `data.mask`) and the `convert_data`
+preset, through the real `batchit` command on real files (SPEC sections 8, 11 and 12)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from conftest import ConfigMistake, Project, assert_refused
+
+TRICKY = {
+    "name": "Ada",
+    "looks_like": ["yes", "on", "010", "0o17", "0x1f", "1e3", ".inf", "null", "true", "", "~"],
+    "numbers": [0, -7, 1.5, 9007199254740993, 2.5e-08],
+    "flags": [True, False],
+    "unicode": "café ✓",
+    "nested": {"list": [{"a": 1}, {"a": 2}], "none": [], "empty": {}},
+}
+"""JSON data whose strings a YAML 1.1 writer or a careless one would turn into other types. Its
+mappings end with their sub-mappings, as TOML writes a table's sub-tables after its other keys."""
+
+
+def convert(project: Project, files: dict[str, str | bytes], steps: str, output: str = "{stem}.json") -> None:
+    """Write `files` and a config whose rule `data` maps in/* through `steps` (YAML flow list) to
+    `output`."""
+    project.write(files)
+    project.config(
+        f'version: 1\nrules:\n  data:\n    inputs: ["in/*"]\n    output: "{output}"\n    steps: {steps}\n'
+    )
+
+
+def failures(project: Project) -> dict[str, str]:
+    """The latest run's failure messages by input path."""
+    return {failure["input"]: failure["message"] for failure in project.manifest()["failures"]}
+
+
+class RoundTrip(NamedTuple):
+    """A file converted to `via` and back to its own format by two rules."""
+
+    id: str
+    name: str
+    content: str
+    via: str
+
+
+ROUND_TRIPS = [
+    RoundTrip("json_via_yaml", "a.json", json.dumps(TRICKY, indent=2, ensure_ascii=False) + "\n", "yaml"),
+    RoundTrip("json_via_toml", "a.json", json.dumps(TRICKY, indent=2, ensure_ascii=False) + "\n", "toml"),
+    RoundTrip("csv_via_json", "a.csv", 'name,code,note\nAda,010,yes\n"Lovelace, A",0o17,\n', "json"),
+    RoundTrip("yaml_via_json", "a.yaml", "name: Ada\nlooks_like:\n- 'yes'\n- '0o17'\nnone: null\n", "json"),
+]
+
+
+@pytest.mark.parametrize("case", ROUND_TRIPS, ids=[case.id for case in ROUND_TRIPS])
+def test_a_file_converted_there_and_back_is_byte_for_byte_the_same(project: Project, case: RoundTrip) -> None:
+    """`format: auto` reads each format from the input's extension and writes the output's."""
+    stem, ext = case.name.split(".")
+    project.write({f"in/{case.name}": case.content})
+    project.config(
+        "version: 1\nrules:\n"
+        f'  there:\n    inputs: ["in/*"]\n    output: "there/{{stem}}.{case.via}"\n'
+        "    steps: [data.load: {}, data.dump: {}]\n"
+        f'  back:\n    inputs: {{rule: there}}\n    output: "back/{{stem}}.{ext}"\n'
+        "    steps: [data.load: {}, data.dump: {}]\n"
+    )
+    project.build()
+    assert project.read(f"_build/back/{stem}.{ext}") == case.content
+    assert project.read(f"_build/there/{stem}.{case.via}") != case.content
+
+
+def test_format_auto_goes_by_extension_and_format_names_it_for_any_other(project: Project) -> None:
+    convert(
+        project,
+        {
+            "in/a.YML": "k: [1, yes]\n",
+            "in/b.toml": "[t]\nwhen = 1979-05-27T07:32:00Z\n",
+            "in/c.csv": "k,v\n1,x\n",
+            "other/d.txt": '{"k": "from text"}',
+        },
+        "[data.load: {}, data.dump: {indent: 0}]",
+    )
+    project.write(
+        {
+            "batchit.yaml": project.read("batchit.yaml")
+            + '  text:\n    inputs: ["other/*.txt"]\n    output: "{stem}.yaml"\n'
+            "    steps: [data.load: {format: json}, data.dump: {}]\n"
+        }
+    )
+    project.build()
+    assert project.read("_build/a.json") == '{"k":[1,"yes"]}\n'
+    assert project.read("_build/b.json") == '{"t":{"when":"1979-05-27T07:32:00+00:00"}}\n'
+    assert project.read("_build/c.json") == '[{"k":"1","v":"x"}]\n'
+    assert project.read("_build/d.yaml") == "k: from text\n"
+
+
+def test_a_malformed_input_is_quarantined_naming_it_and_its_line(project: Project) -> None:
+    convert(
+        project,
+        {"in/good.json": '{"a": 1}', "in/bad.json": '{\n  "a": 1,\n  "b": ]\n}\n'},
+        "[data.load: {}, data.dump: {}]",
+    )
+    project.build(expect=1)
+    assert json.loads(project.read("_build/good.json")) == {"a": 1}
+    assert "in/bad.json:3:8: invalid JSON" in failures(project)["in/bad.json"]
+    reason = json.loads(project.read(".batchit/quarantine/data/in/bad.json.reason.json"))
+    assert "in/bad.json:3:8" in reason["message"]
+
+
+class Hostile(NamedTuple):
+    """A YAML input that must be refused before anything is built from it."""
+
+    id: str
+    content: str
+    message: str
+
+
+LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{name}: &{name} [{', '.join([f'*{before}'] * 10)}]\n"
+    for before, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+"""Billion laughs: nine levels of ten aliases each, 10^9 strings once expanded."""
+
+HOSTILE = [
+    Hostile("python_tag", '!!python/object/apply:os.system ["touch pwned"]\n', "unsupported tag !!python/"),
+    Hostile("python_tag_inside", 'x: !!python/object/apply:os.system ["touch pwned"]\n', "unsupported tag"),
+    Hostile("alias_bomb", LAUGHS, "the document expands too far"),
+]
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=[case.id for case in HOSTILE])
+def test_a_hostile_yaml_input_is_quarantined_without_running_anything(
+    project: Project, case: Hostile
+) -> None:
+    convert(project, {"in/evil.yaml": case.content}, "[data.load: {}, data.dump: {}]")
+    result = project.run("build", "--no-progress", timeout=60)  # the timeout is only a safety net
+    assert result.code == 1, result.describe()
+    assert case.message in failures(project)["in/evil.yaml"]
+    assert (project.root / ".batchit/quarantine/data/in/evil.yaml").exists()
+    assert not (project.root / "pwned").exists()
+    assert not (project.root / "_build/evil.json").exists()
+
+
+def test_an_input_that_is_not_utf8_is_quarantined(project: Project) -> None:
+    convert(project, {"in/latin.csv": "name\ncaf\xe9\n".encode("latin-1")}, "[data.load: {}, data.dump: {}]")
+    project.build(expect=1)
+    assert "in/latin.csv is not valid UTF-8" in failures(project)["in/latin.csv"]
+
+
+class Unfit(NamedTuple):
+    """Data a target format cannot hold, and the message naming where."""
+
+    id: str
+    content: str
+    output: str
+    message: str
+
+
+UNFIT = [
+    Unfit("null_in_toml", '{"a": {"b": null}}', "{stem}.toml", "$.a.b is null, which TOML cannot hold"),
+    Unfit("huge_integer_in_toml", '{"n": 100000000000000000000}', "{stem}.toml", "beyond TOML's 64-bit"),
+    Unfit("list_at_top_of_toml", "[1, 2]", "{stem}.toml", "TOML: it holds a table at the top, not a list"),
+    Unfit("nested_in_csv", '[{"a": 1}, {"a": [2]}]', "{stem}.csv", "$[1].a is a list"),
+    Unfit("scalars_as_csv", '["a", "b"]', "{stem}.csv", "CSV: it holds a list of records"),
+]
+
+
+@pytest.mark.parametrize("case", UNFIT, ids=[case.id for case in UNFIT])
+def test_data_the_output_format_cannot_hold_fails_naming_its_path(project: Project, case: Unfit) -> None:
+    convert(project, {"in/a.json": case.content}, "[data.load: {}, data.dump: {}]", case.output)
+    project.build(expect=1)
+    assert case.message in failures(project)["in/a.json"]
+
+
+SCHEMA = """\
+type: object
+required: [items]
+properties:
+  items:
+    type: array
+    items:
+      type: object
+      properties: {price: {type: number, minimum: 0}}
+"""
+"""A YAML JSON Schema: a list of items whose prices are not negative."""
+
+VALIDATE = "[data.load: {}, data.validate: {schema: schemas/order.yaml}, data.dump: {indent: 0}]"
+
+
+def test_data_validate_passes_valid_data_and_names_the_failing_path(project: Project) -> None:
+    convert(
+        project,
+        {
+            "schemas/order.yaml": SCHEMA,
+            "in/ok.json": '{"items": [{"price": 1}]}',
+            "in/bad.json": '{"items": [{"price": 1}, {"price": 0}, {"price": -1}]}',
+        },
+        VALIDATE,
+    )
+    project.build(expect=1)
+    assert project.read("_build/ok.json") == '{"items":[{"price":1}]}\n'
+    assert "$.items[2].price: -1 is less than the minimum of 0" in failures(project)["in/bad.json"]
+    assert (project.root / ".batchit/quarantine/data/in/bad.json").exists()
+
+
+def test_editing_the_schema_rebuilds_the_jobs_it_checks(project: Project) -> None:
+    convert(project, {"schemas/order.yaml": SCHEMA, "in/ok.json": '{"items": []}'}, VALIDATE)
+    project.build()
+    project.build()
+    assert project.manifest()["summary"]["built"] == 0
+    project.write({"schemas/order.yaml": SCHEMA.replace("minimum: 0", "minimum: 1")})
+    project.build()
+    assert project.manifest()["summary"]["built"] == 1
+
+
+def test_a_schema_that_is_no_json_schema_fails_the_job_and_quarantines_nothing(project: Project) -> None:
+    convert(project, {"schemas/order.yaml": "type: nonsense\n", "in/ok.json": "{}"}, VALIDATE)
+    project.build(expect=1)
+    assert "schemas/order.yaml is not a valid JSON Schema" in failures(project)["in/ok.json"]
+    assert not (project.root / ".batchit/quarantine").exists()
+
+
+PEOPLE = {
+    "users": [
+        {"name": "a", "email": "same@example.com", "password": "p1"},
+        {"name": "b", "email": "same@example.com", "password": "p2"},
+        {"name": "c", "email": "other@example.com"},
+    ],
+    "admin": {"name": "root", "password": "p3"},
+    "password": "p4",
+}
+"""Records with the same email twice; passwords at three depths."""
+
+
+def masked(project: Project, mode: str, env: dict[str, str] | None = None) -> Any:
+    """Build PEOPLE through data.mask of `users.*.email` and `*.password` in `mode`; the output's data."""
+    convert(
+        project,
+        {"in/people.json": json.dumps(PEOPLE)},
+        f'[data.load: {{}}, data.mask: {{fields: ["users.*.email", "*.password"], mode: {mode}}}, '
+        "data.dump: {}]",
+    )
+    result = project.run("build", "--no-progress", env=env)
+    assert result.code == 0, result.describe()
+    return json.loads(project.read("_build/people.json"))
+
+
+def test_data_mask_redacts_the_fields_its_wildcards_match_one_level_each(project: Project) -> None:
+    data = masked(project, "redact")
+    assert [user["email"] for user in data["users"]] == ["***", "***", "***"]
+    assert data["admin"] == {"name": "root", "password": "***"}
+    assert data["password"] == PEOPLE["password"], "`*.password` is one level down, not the top"
+    assert [user.get("password") for user in data["users"]] == ["p1", "p2", None], "`*` is one level"
+    assert [user["name"] for user in data["users"]] == ["a", "b", "c"]
+
+
+def test_data_mask_hashes_equal_values_equally_keyed_by_batchit_mask_key(project: Project) -> None:
+    first = masked(project, "hash", {"BATCHIT_MASK_KEY": "first secret"})
+    emails = [user["email"] for user in first["users"]]
+    assert emails[0] == emails[1] != emails[2]
+    assert all(len(email) == 32 and int(email, 16) >= 0 for email in emails)
+    second = masked(project, "hash", {"BATCHIT_MASK_KEY": "second secret"})
+    assert project.manifest()["summary"]["built"] == 1, "a new key rebuilds the job"
+    assert second["users"][0]["email"] not in (emails[0], "same@example.com")
+    assert not any(b"secret" in data for data in project.snapshot(".batchit", "_build").values())
+
+
+MISTAKE_RULE = 'version: 1\nrules:\n  pages:\n    inputs: ["in/*.json"]\n    output: "{stem}.json"\n'
+
+MISTAKES = [
+    ConfigMistake(
+        "mask_mode_unknown",
+        MISTAKE_RULE
+        + "    steps: [data.load: {}, data.mask: {fields: [a], mode: scramble}, data.dump: {}]\n",
+        "batchit.yaml:6:",
+        "parameter 'mode' must be one of 'redact', 'hash', not 'scramble'",
+        "redact",
+    ),
+    ConfigMistake(
+        "mask_without_fields",
+        MISTAKE_RULE + "    steps: [data.load: {}, data.mask: {fields: []}, data.dump: {}]\n",
+        "batchit.yaml:6:",
+        "'fields'",
+        "Dotted paths",
+    ),
+    ConfigMistake(
+        "load_format_unknown",
+        MISTAKE_RULE + "    steps: [data.load: {format: xml}, data.dump: {}]\n",
+        "batchit.yaml:6:",
+        "parameter 'format' must be one of 'auto', 'json', 'yaml', 'toml', 'csv', not 'xml'",
+        "extension",
+    ),
+    ConfigMistake(
+        "validate_without_schema",
+        MISTAKE_RULE + "    steps: [data.load: {}, data.validate: {}, data.dump: {}]\n",
+        "batchit.yaml:6:",
+        "missing required parameter 'schema'",
+        "schema",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", MISTAKES, ids=[case.id for case in MISTAKES])
+def test_a_bad_parameter_is_refused_when_the_config_loads(project: Project, case: ConfigMistake) -> None:
+    assert_refused(project, case, {"in/a.json": "{}"})
+
+
+def test_the_convert_preset_converts_a_tree_of_data_files_keeping_its_folders(project: Project) -> None:
+    project.write(
+        {
+            "data/eu/prices.csv": "item,price\ntea,3\n",
+            "data/settings.toml": 'title = "shop"\n[limits]\nmax = 5\n',
+            "data/notes.txt": "not data\n",
+            "batchit.yaml": "version: 1\ninclude: [batchit:convert]\n"
+            "rules:\n  data:\n    preset: convert_data\n    with: {to: yaml}\n",
+        }
+    )
+    project.build()
+    assert project.read("_build/data/eu/prices.yaml") == "- item: tea\n  price: '3'\n"
+    assert project.read("_build/data/settings.yaml") == "title: shop\nlimits:\n  max: 5\n"
+    built = sorted(
+        p.relative_to(project.root / "_build").as_posix()
+        for p in Path(project.root / "_build").rglob("*.yaml")
+    )
+    assert built == ["data/eu/prices.yaml", "data/settings.yaml"]
