@@ -39,6 +39,7 @@ def replay_run(
     options = BuildOptions(
         jobs=settings.get("jobs"),
         executor=settings.get("executor", "local"),
+        dask_address=settings.get("dask_address"),
         fail_fast=settings.get("fail_fast", False),
         use_cache=False,
         batch_size=settings.get("batch_size"),

@@ -185,8 +185,14 @@ print(" ".join(sorted(sys.modules)), file=sys.stderr)
 @pytest.mark.parametrize(
     ("args", "unused"),
     [
-        (["--help"], ["batchit.engine", "batchit.config", "jinja2", "yaml", "cryptography", "watchdog"]),
-        (["build", "--no-progress"], ["jsonschema", "watchdog", "importlib.metadata", "batchit.cli.records"]),
+        (
+            ["--help"],
+            ["batchit.engine", "batchit.config", "jinja2", "yaml", "cryptography", "watchdog", "dask"],
+        ),
+        (
+            ["build", "--no-progress"],
+            ["jsonschema", "watchdog", "importlib.metadata", "batchit.cli.records", "distributed", "dask"],
+        ),
     ],
     ids=["help", "no-op-build"],
 )

@@ -32,7 +32,8 @@ def _options(args: argparse.Namespace) -> BuildOptions:
     return BuildOptions(
         rules=tuple(args.rules),
         jobs=args.jobs,
-        executor=args.executor,
+        executor=args.executor[0],
+        dask_address=args.executor[1],
         fail_fast=args.fail_fast,
         dry_run=args.dry_run,
         force=args.force,

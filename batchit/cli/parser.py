@@ -129,9 +129,12 @@ def _build_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--executor",
-        choices=["local", "thread"],
-        default="local",
-        help="local: processes for cpu rules, threads for io rules; thread: threads for all",
+        type=_executor,
+        default=("local", None),
+        metavar="local|thread|dask[=ADDRESS]",
+        help="local (default): processes for cpu rules, threads for io rules; thread: threads for all; "
+        "dask: cpu rules on the Dask scheduler at ADDRESS (tcp://host:port), or on a local cluster of "
+        "-j workers started for the build; io rules stay in this process",
     )
     going = parser.add_mutually_exclusive_group()
     going.add_argument(
@@ -175,6 +178,18 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _executor(text: str) -> tuple[str, str | None]:
+    """`--executor`: the executor's kind, and the Dask scheduler's address for `dask=ADDRESS`."""
+    kind, equals, address = text.partition("=")
+    if kind == "dask" and (address or not equals):
+        return kind, address or None
+    if kind in ("local", "thread") and not equals:
+        return kind, None
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not local, thread, dask or dask=ADDRESS (as in dask=tcp://10.0.0.5:8786)"
+    )
 
 
 def _batch_size(text: str) -> int | None:

@@ -99,7 +99,7 @@ def run_build(
             planner.view.store = store
             build = RunningBuild(config, registry, options, store, emit, run_id, planner, predicted, pools)
             outcome = build.run()
-            if build.scheduler.pool_broke and not build.abandoned:
+            if (build.scheduler.pool_broke or pools.worker_lost) and not build.abandoned:
                 _sweep(config, store, emit, "a worker that died")
             write_replay(build)
             outcome.manifest = record_run(build, started, outcome, recorder)

@@ -39,6 +39,7 @@ def write_replay(build: RunningBuild) -> None:
     settings = {
         "jobs": options.jobs,
         "executor": options.executor,
+        "dask_address": options.dask_address,
         "fail_fast": options.fail_fast,
         "batch_size": options.batch_size,
         "rules": list(options.rules),

@@ -26,6 +26,9 @@ class BuildOptions:
     rules: tuple[str, ...] = ()
     jobs: int | None = None
     executor: ExecutorKind = "local"
+    dask_address: str | None = None
+    """With `executor="dask"`: the scheduler to connect to (`--executor dask=ADDRESS`); None starts
+    a local cluster."""
     fail_fast: bool = False
     dry_run: bool = False
     force: bool = False

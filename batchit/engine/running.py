@@ -47,6 +47,10 @@ def build_pools(config: Config, registry: OperatorRegistry, options: BuildOption
         config.durability == "fsync",
         overlap=workers < (os.cpu_count() or 1),
     )
+    if options.executor == "dask":
+        from batchit.execute.dask import DaskPools  # Dask only for the builds that run on it
+
+        return DaskPools(settings, workers, options.dask_address, sized=bool(options.jobs or config.jobs))
     return Pools(settings, workers, options.executor, sorted(cpu_operators))
 
 

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing.context import BaseContext
 
-ExecutorKind = Literal["local", "thread"]
+ExecutorKind = Literal["local", "thread", "dask"]
+"""`dask` runs `cpu` jobs on a Dask cluster (batchit.execute.dask.DaskPools)."""
 
 PROCESSES_FROM = 100
 """`cpu` jobs to run from which worker processes pay off. Starting them costs about 80 ms here (the
@@ -55,6 +56,8 @@ class Pools:
         """Counts the process pools replaced after a worker died (`renew_processes`)."""
         self._thread: ThreadPoolExecutor | None = None
         self._few_jobs = False
+        self.worker_lost = False
+        """A remote worker died running a batch (`DaskPools`): it may have left a temporary file."""
 
     def submit(self, resources: str, batch: list[JobSpec]) -> Future[list[JobResult]]:
         """Run a batch of jobs on the pool their resource class belongs to."""

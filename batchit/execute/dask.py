@@ -1,0 +1,256 @@
+"""`--executor dask[=ADDRESS]`: `cpu` jobs on a Dask distributed cluster (SPEC section 10).
+
+The only module that imports Dask, and only a build with this executor imports it. `DaskPools` is
+`Pools` with its process pool swapped for a cluster, so the scheduler dispatches, retries and stops
+as it does locally: the same `run_batch` of the same picklable job specs goes to a worker as one
+task per batch, its results come back as it completes, and `io` jobs (rate-limited HTTP) stay in
+the coordinator's threads. The coordinator alone writes the state store.
+
+`dask=ADDRESS` connects to a running scheduler; `dask` alone starts a `LocalCluster` of `-j`
+single-threaded worker processes for the build. Workers read inputs and write `out` at the project's
+absolute path, so they share its storage and run the same batchit version (checked on connect).
+
+A batch becomes a `concurrent.futures.Future` the scheduler waits on like a process pool's. It stays
+cancellable until a worker reports (an event on STARTED) that the batch began: stopping the build
+(Ctrl-C, `--fail-fast`) cancels what has not started, and what runs finishes and is committed, as
+locally. A worker that dies mid-batch is dask's to handle: it runs the batch again elsewhere (its key
+yields one result, committed once); after `distributed.scheduler.allowed-failures` deaths the task
+fails with KilledWorker, which the scheduler treats as a broken process pool: the batch's jobs run
+again one at a time, and the one that kills its worker again fails (`WorkerCrashed`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import signal
+import threading
+import uuid
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from batchit import __version__
+from batchit.errors import BatchitError, UsageError
+from batchit.execute.pools import Pools
+from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_batch
+from batchit.operators.commands import signal_commands
+
+try:
+    import distributed
+except ModuleNotFoundError as missing:  # Dask is an optional extra
+    raise UsageError(
+        "--executor dask needs Dask's `distributed` package, which is not installed",
+        hint="pip install 'batchit[dask]' (on the workers too), or build with --executor local",
+    ) from missing
+
+STARTED = "batchit-batch-started"
+"""The event topic on which a worker announces each batch it starts (its task key)."""
+
+CLOSE_SECONDS = 10
+"""How long closing the client or the local cluster may take."""
+
+Task = distributed.Future[list[JobResult]]
+"""A batch's task on the cluster."""
+
+
+class DaskPools(Pools):
+    """The executors of a build whose `cpu` jobs run on a Dask cluster."""
+
+    def __init__(self, settings: WorkerSettings, workers: int, address: str | None, *, sized: bool) -> None:
+        super().__init__(settings, workers, "dask")
+        self.address = address
+        """The scheduler to connect to; None: start a LocalCluster of `workers` processes."""
+        self._sized = sized
+        """`workers` was asked for (`-j`, the config's `jobs`); else a cluster's thread count rules."""
+        self._client: distributed.Client | None = None
+        self._cluster: distributed.LocalCluster | None = None
+        self._lock = threading.RLock()  # a signal handler (`abandon`) may interrupt its holder
+        self._batches: dict[str, tuple[Task, Future[list[JobResult]]]] = {}
+        """Batches in flight by task key: the Dask future and the one the scheduler waits on."""
+
+    def warm_up(self) -> None:
+        """Connect (or start the local cluster) before anything is written: a build that cannot reach
+        its cluster fails with nothing done."""
+        self._connect()
+
+    def submit(self, resources: str, batch: list[JobSpec]) -> Future[list[JobResult]]:
+        """Run an `io` batch in the coordinator's threads, a `cpu` batch as a task on the cluster."""
+        if resources != "cpu":
+            return super().submit(resources, batch)
+        client = self._connect()
+        key = f"batchit-batch-{uuid.uuid4().hex}"
+        waited: Future[list[JobResult]] = Future()
+        task = client.submit(run_on_worker, self.settings, batch, key=key, pure=False)
+        with self._lock:
+            self._batches[key] = (task, waited)
+        task.add_done_callback(self._settle)
+        waited.add_done_callback(functools.partial(self._cancel_task, task))
+        # Each batch is a pool generation of its own: a worker's death (KilledWorker) breaks that
+        # batch alone, never the batches other workers run (Scheduler._broken).
+        self.generation += 1
+        return waited
+
+    def _connect(self) -> distributed.Client:
+        """The client, connected on first use, with the workers checked."""
+        if self._client is not None:
+            return self._client
+        for handler in logging.getLogger("distributed").handlers:
+            handler.setLevel(logging.CRITICAL + 1)  # stderr is batchit's (`--log-format json`)
+        if self.address is None:
+            self._cluster = distributed.LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.CRITICAL,
+            )
+            client = distributed.Client(self._cluster, set_as_default=False)
+            client.register_plugin(LeaveInterruptsToTheCoordinator(), name="batchit-interrupts")
+        else:
+            try:
+                client = distributed.Client(self.address, set_as_default=False)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise UsageError(
+                    f"cannot connect to the Dask scheduler at {self.address}: {exc}; nothing was built",
+                    hint="check the address and that `dask scheduler` runs there (and `dask worker "
+                    f"{self.address}` on the workers), or use --executor dask to start a local cluster",
+                ) from exc
+        self._client = client
+        client.subscribe_topic(STARTED, self._started)
+        client.subscribe_topic("all", self._scheduler_event)
+        try:
+            self._check_workers(client)
+        except BaseException:
+            self.shutdown()
+            raise
+        return client
+
+    def _check_workers(self, client: distributed.Client) -> None:
+        """Every worker must run this batchit version and see the project at its absolute path."""
+        where = f"the Dask cluster at {self.address}" if self.address else "the local Dask cluster"
+        fix = "install this batchit version on every worker and mount the project at the same path there"
+        try:
+            seen: dict[str, tuple[str, bool]] = client.run(sees_project, self.settings.root)
+        except ImportError as exc:
+            raise UsageError(f"a worker of {where} cannot import batchit: {exc}", hint=fix) from exc
+        wrong = sorted(
+            f"{worker} ({'batchit ' + version if version != __version__ else 'no ' + self.settings.root})"
+            for worker, (version, visible) in seen.items()
+            if version != __version__ or not visible
+        )
+        if wrong:
+            raise UsageError(
+                f"workers of {where} cannot run this build (batchit {__version__} at "
+                f"{self.settings.root}): {', '.join(wrong)}",
+                hint=fix,
+            )
+        if self.address is not None and not self._sized:
+            threads = (info["nthreads"] for info in client.scheduler_info()["workers"].values())
+            self.workers = max(1, sum(threads))
+
+    def _started(self, event: tuple[float, Any]) -> None:
+        """A worker began a batch: from now on stopping the build lets it finish (Dask's event loop).
+        A batch that Dask runs again (its worker died) starts twice."""
+        with self._lock:
+            entry = self._batches.get(event[1])
+            if entry is not None and not (entry[1].running() or entry[1].done()):
+                entry[1].set_running_or_notify_cancel()  # False if cancelled meanwhile: it stays so
+
+    def _scheduler_event(self, event: tuple[float, Any]) -> None:
+        """Note a worker that left while it ran one of this build's batches (Dask's event loop)."""
+        message = event[1]
+        if isinstance(message, dict) and message.get("action") == "remove-worker":
+            with self._lock:
+                if any(key in self._batches for key in message.get("processing-tasks", ())):
+                    self.worker_lost = True
+
+    def _settle(self, task: Task) -> None:
+        """Hand a finished task's results (or why it failed) to the future the scheduler waits on."""
+        with self._lock:
+            entry = self._batches.pop(str(task.key), None)
+        if entry is None or entry[1].cancelled():
+            return
+        waited = entry[1]
+        error: BaseException | None = None
+        with contextlib.suppress(InvalidStateError):  # the build cancelled it meanwhile
+            try:
+                if task.status == "finished":
+                    waited.set_result(task.result())
+                    return
+                error = task.exception() if task.status == "error" else None
+            except Exception as exc:  # the results could not be fetched
+                error = exc
+            if isinstance(error, distributed.KilledWorker):
+                self.worker_lost = True
+                waited.set_exception(BrokenProcessPool(str(error)))
+            else:
+                waited.set_exception(self._lost(str(task.status), error))
+
+    def _lost(self, status: str, error: BaseException | None) -> BatchitError:
+        """Why a batch came back with no results: the worker could not run it, or the cluster is gone."""
+        where = self.address or "the local cluster"
+        return BatchitError(
+            f"a batch of jobs sent to the Dask cluster ({where}) came back {status}: "
+            + (f"{type(error).__name__}: {error}" if error else "did the scheduler go away?"),
+            hint="what finished is committed: build again once the cluster and its workers are up",
+        )
+
+    def _cancel_task(self, task: Task, waited: Future[list[JobResult]]) -> None:
+        """The build dropped a batch before it started: the cluster need not run it."""
+        if waited.cancelled():
+            with self._lock:
+                self._batches.pop(str(task.key), None)
+            task.cancel()
+
+    def shutdown(self, *, cancel: bool = False) -> None:
+        """Stop the coordinator's threads, then leave the cluster (and stop the local one)."""
+        super().shutdown(cancel=cancel)
+        client, cluster = self._client, self._cluster
+        self._client = self._cluster = None
+        if client is not None:
+            with contextlib.suppress(Exception):  # a scheduler gone cannot be told
+                for topic in (STARTED, "all"):
+                    client.unsubscribe_topic(topic)
+            client.close(timeout=CLOSE_SECONDS)
+        if cluster is not None:
+            cluster.close(timeout=CLOSE_SECONDS)
+
+    def abandon(self) -> None:
+        """Stop without waiting: batches still on the cluster are cancelled, and the commands they
+        run on the local cluster's workers killed (a remote cluster's are left to finish)."""
+        client = self._client
+        if client is not None:
+            with self._lock:
+                tasks = [task for task, _ in self._batches.values()]
+                self._batches.clear()
+            with contextlib.suppress(Exception):
+                client.cancel(tasks)
+                if self._cluster is not None:
+                    client.run(signal_commands, signal.SIGKILL)
+        super().abandon()
+        with contextlib.suppress(Exception):
+            self.shutdown(cancel=True)
+
+
+def run_on_worker(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]:
+    """A batch as a Dask task: say it started (the coordinator may no longer cancel it), run it."""
+    worker = distributed.get_worker()
+    worker.log_event(STARTED, worker.get_current_task())
+    return run_batch(settings, specs)
+
+
+def sees_project(root: str) -> tuple[str, bool]:
+    """On a worker: its batchit version, and whether it sees the project root."""
+    return __version__, Path(root).is_dir()
+
+
+class LeaveInterruptsToTheCoordinator(distributed.WorkerPlugin):
+    """A Ctrl-C in the terminal reaches the local cluster's workers too; they ignore it, so the
+    coordinator stops the build in order (as the local process pool's workers do)."""
+
+    def setup(self, worker: distributed.Worker) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
