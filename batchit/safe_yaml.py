@@ -129,6 +129,8 @@ class Yaml12Dumper(yaml.SafeDumper):
         node = super().represent_str(data)
         if node.style is None and implicit_tag(data) != f"{TAG}str":
             node.style = "'"
+        if "\x85" in data:  # NEL, a line break to a reader: single-quoted or plain, it reads back as a space
+            node.style = '"'  # double quotes write it as the escape \N
         return node
 
 

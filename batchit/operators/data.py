@@ -161,6 +161,7 @@ class DataValidate(Operator):
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """`value` itself, when it is valid."""
         import jsonschema  # ~60 ms: imported only by a job that validates
+        import referencing.exceptions
 
         require_data(value, self.name)
         problem = first_misfit(value)
@@ -168,9 +169,16 @@ class DataValidate(Operator):
             raise PermanentError(f"step {self.name}: {problem}")
         schema_file: str = params["schema"]
         validator = self._validator(schema_file, ctx)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        try:
+            errors = list(validator.iter_errors(value))
+        except referencing.exceptions.Unresolvable as exc:  # met only where the data reaches it
+            raise RecipeError(
+                f"step {self.name}: schema {schema_file}: cannot resolve $ref {exc.ref!r}",
+                hint="a $ref reaches only inside the schema file: move the definition under $defs",
+            ) from None
+        error = jsonschema.exceptions.best_match(errors)
         if error is not None:
-            count = sum(1 for _ in validator.iter_errors(value))
+            count = len(errors)
             more = f" (and {count - 1} more)" if count > 1 else ""
             raise PermanentError(
                 f"{error.json_path}: {error.message}{more} (schema {schema_file})",

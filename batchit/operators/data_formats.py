@@ -31,6 +31,11 @@ EXTENSIONS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml",
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+"""What a lone `\\ud800`-style escape gives: half of a UTF-16 pair, no character, not writable as UTF-8."""
+
+_HALF_PAIR = "holds half of a UTF-16 surrogate pair, not a character"
+
 Path = tuple[str | int, ...]
 """Where a value sits in a document: mapping keys and list indices from the root."""
 
@@ -71,10 +76,24 @@ def parse(text: str, fmt: str, source: str) -> Any:
     return _PARSERS[fmt](text, source)
 
 
+def loads_json(text: str | bytes) -> Any:
+    """The JSON-like data of JSON `text`. Raises ValueError for what is not JSON or not such data:
+    `json.JSONDecodeError` (with a position) for malformed text, else a message naming the value:
+    NaN and Infinity (not JSON, though Python reads them), a number no float holds (`1e400`), a key
+    written twice, a lone surrogate escape (`"\\ud800"`, which no UTF-8 output can hold)."""
+    data = json.loads(
+        text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
+    )
+    problem = first_misfit(data)
+    if problem:
+        raise _Unfit(problem)
+    return data
+
+
 def _parse_json(text: str, source: str) -> Any:
-    """JSON, refusing NaN and Infinity (not JSON, though Python reads them) and keys written twice."""
+    """JSON, refusing what `loads_json` refuses, naming `source` (and the line and column it can)."""
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        return loads_json(text)
     except json.JSONDecodeError as exc:
         raise PermanentError(
             f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}", hint="fix the JSON there"
@@ -227,8 +246,13 @@ def _misfit(item: Any, toml: bool) -> str | None:
         return f"is {item}, not a finite number"
     if not isinstance(item, dict | list | str | int | float | bool | type(None)):
         return f"is a {type(item).__name__}, not JSON-like data"
+    if isinstance(item, str) and _SURROGATE.search(item):
+        return _HALF_PAIR
     key = next((key for key in item if not isinstance(key, str)), None) if isinstance(item, dict) else None
-    return None if key is None else f"has the key {key!r}, which is not a string"
+    if key is not None:
+        return f"has the key {key!r}, which is not a string"
+    half = next((key for key in item if _SURROGATE.search(key)), None) if isinstance(item, dict) else None
+    return None if half is None else f"has the key {half!r}, which {_HALF_PAIR}"
 
 
 def _walk(value: Any, path: Path) -> Iterator[tuple[Path, Any]]:
@@ -273,10 +297,16 @@ def _dump_csv(value: Any, step: str) -> str:
         )
     header = list(dict.fromkeys(key for record in value for key in record))
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    for index, record in enumerate(value):
-        writer.writerow(_cell(record.get(key), (index, key), step) for key in header)
+    plain = csv.writer(buffer, lineterminator="\n")
+    # the writer quotes a field holding a character of its line terminator, not a lone CR, which a
+    # reader takes for a line end: a row holding one is written with every field quoted
+    quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    rows = [
+        header,
+        *([_cell(record.get(key), (i, key), step) for key in header] for i, record in enumerate(value)),
+    ]
+    for row in rows:
+        (quoted if any("\r" in field for field in row) else plain).writerow(row)
     return buffer.getvalue()
 
 

@@ -16,7 +16,6 @@ answers are kept in the response cache (batchit.operators.http_cache).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -28,12 +27,18 @@ import httpx
 
 from batchit.errors import PermanentError, RecipeError, ServiceUnreachable
 from batchit.operators.base import JobContext, Operator
+from batchit.operators.data_formats import loads_json
 from batchit.operators.http_cache import Answer, cache_key, entry_path, read_entry, write_entry
 from batchit.operators.rate_limit import LIMITER
 from batchit.placeholders import UnknownPlaceholder, substitute, text
 
 ENV_VALUE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 """`${env:NAME}` in a header value: the environment variable NAME, read as the request is made."""
+
+_UNSENDABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Characters no header value may hold (RFC 9110: control characters but HTAB). The library would
+refuse such a value with a message quoting it escaped (`\\r`), which no mask finds: batchit refuses
+it first, naming only the variable."""
 
 TRANSIENT_STATUS = frozenset({429}) | frozenset(range(500, 600))
 """Answers that say "not now": retried, then the job is deferred."""
@@ -154,6 +159,12 @@ def expand_headers(templates: Mapping[str, str]) -> tuple[dict[str, str], tuple[
                     f"header {name!r} reads the environment variable {variable}, which is not set",
                     hint=f"set {variable} in the environment batchit runs in",
                 )
+            if _UNSENDABLE.search(os.environ[variable]):  # which the library's message would quote
+                raise RecipeError(
+                    f"header {name!r} reads the environment variable {variable}, which holds a "
+                    "control character (a line end?) that no header can carry",
+                    hint=f"set {variable} without it (a token read from a file keeps its CR or LF)",
+                )
             secrets.append(os.environ[variable])
         expanded[name] = ENV_VALUE.sub(lambda match: os.environ[match.group(1)], template)
     return expanded, tuple(secret for secret in secrets if secret)
@@ -198,10 +209,10 @@ def _told(exc: Exception, secrets: tuple[str, ...]) -> str:
 def parse_answer(url: str, answer: Answer) -> Any:
     """The JSON an answer holds; one that holds none is the rule's fault (the URL asks the wrong thing)."""
     try:
-        return json.loads(answer.body)
-    except ValueError:
+        return loads_json(answer.body)
+    except ValueError as exc:  # NaN, a key written twice and the like are no JSON either
         raise RecipeError(
-            f"GET {url}: the answer ({answer.content_type or 'no Content-Type'}) is not JSON",
+            f"GET {url}: the answer ({answer.content_type or 'no Content-Type'}) is not JSON: {exc}",
             hint="point url at a JSON API",
         ) from None
 

@@ -1,0 +1,191 @@
+"""Edge cases of the data operators and `http.enrich`, through the real CLI (SPEC sections 6, 8, 11,
+12): what is the input's fault (quarantined) and what is the rule's or the service's (not), data
+that could not be written back or read back the same, and secrets that must stay out of every
+record even when they hold a character no header may carry."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from typing import ClassVar
+
+import pytest
+from conftest import Project, serving
+
+SECRET = "edge-7c1e-never-written"  # noqa: S105 - a made-up secret the test looks for everywhere
+
+
+class Answers(BaseHTTPRequestHandler):
+    """/PATH answers `bodies[PATH]` (200, application/json); notes each path asked."""
+
+    bodies: ClassVar[dict[str, bytes]] = {}
+    asked: ClassVar[list[str]] = []
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:
+        with Answers.lock:
+            Answers.asked.append(self.path)
+            body = Answers.bodies.get(self.path, b'{"ok": true}')
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test reads `asked`."""
+
+
+@pytest.fixture
+def answers() -> Iterator[str]:
+    """A fresh Answers server on 127.0.0.1: its base URL."""
+    Answers.bodies, Answers.asked = {}, []
+    with serving(Answers, "") as url:
+        yield url
+
+
+ENRICH = """\
+version: 1
+rules:
+  enrich:
+    inputs: ["items/*.json"]
+    output: "{stem}.json"
+    retry: {attempts: 2, backoff: 0.01, max_backoff: 0.02}
+    steps:
+      - data.load: {}
+      - http.enrich: {url: "BASE/items/{id}", headers: {Authorization: "Bearer ${env:EDGE_TOKEN}"}}
+      - data.dump: {}
+"""
+
+
+def test_an_answer_holding_nan_is_the_services_fault_not_the_inputs(project: Project, answers: str) -> None:
+    """NaN is not JSON (data.load refuses it): an answer holding it is a RecipeError, as any answer
+    that is not JSON, so the input is not quarantined and the answer is not kept in the cache."""
+    project.config(ENRICH.replace("BASE", answers))
+    project.write({"items/a.json": '{"id": 1}'})
+    Answers.bodies = {"/items/1": b'{"score": NaN}'}
+    project.run("build", "--no-progress", env={"EDGE_TOKEN": SECRET})
+    (failure,) = project.manifest()["failures"]
+    assert failure["class"] == "RecipeError" and "not JSON" in failure["message"], failure
+    assert failure["quarantine"] is None
+    Answers.bodies = {}  # the service is fixed: the next build asks it again and builds
+    result = project.run("build", "--no-progress", env={"EDGE_TOKEN": SECRET})
+    assert result.code == 0, result.describe()
+    assert json.loads(project.read("_build/a.json")) == {"id": 1, "ok": True}
+    assert Answers.asked == ["/items/1", "/items/1"]
+
+
+def test_a_secret_holding_a_line_end_is_refused_and_never_written(project: Project, answers: str) -> None:
+    """A token read with its CR (a file saved on Windows) cannot be sent: the rule's fault, named by
+    its variable, and the value appears in no file and no output, escaped or not."""
+    project.config(ENRICH.replace("BASE", answers))
+    project.write({"items/a.json": '{"id": 1}'})
+    result = project.run("build", "--no-progress", env={"EDGE_TOKEN": SECRET + "\r"})
+    assert result.code == 1, result.describe()
+    (failure,) = project.manifest()["failures"]
+    assert failure["class"] == "RecipeError" and "EDGE_TOKEN" in failure["message"], failure
+    assert failure["quarantine"] is None
+    written = project.snapshot(".batchit", "_build")
+    assert [path for path, data in written.items() if SECRET.encode() in data] == []
+    assert SECRET not in result.stdout + result.stderr
+    assert Answers.asked == []
+
+
+CONVERT = """\
+version: 1
+rules:
+  convert:
+    inputs: ["data/*.json"]
+    output: "{stem}.yaml"
+    steps:
+      - data.load: {}
+      - data.dump: {}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [('{"x": 1e400}', "not a finite number"), ('{"x": "\\ud800"}', "surrogate")],
+)
+def test_json_data_load_refuses_what_data_cannot_hold(project: Project, text: str, problem: str) -> None:
+    """A JSON number too large for a float, or a lone surrogate escape, is refused by data.load
+    naming the input (as YAML's loader does), not written as a YAML no reader takes back."""
+    project.config(CONVERT)
+    project.write({"data/x.json": text})
+    project.build(expect=1)
+    (failure,) = project.manifest()["failures"]
+    assert failure["message"].startswith("step 1 (data.load): data/x.json"), failure
+    assert problem in failure["message"] and failure["quarantine"], failure
+    assert not (project.root / "_build/x.yaml").exists()
+
+
+def test_a_ref_outside_the_schema_file_is_the_rules_fault(project: Project) -> None:
+    """`$ref` reaches only inside the schema file: one leading elsewhere fails the job as the
+    recipe's fault (RecipeError), and the input is not quarantined."""
+    project.config(
+        """\
+        version: 1
+        rules:
+          check:
+            inputs: ["data/*.json"]
+            output: "{stem}.json"
+            steps:
+              - data.load: {}
+              - data.validate: {schema: schema.json}
+              - data.dump: {}
+        """
+    )
+    project.write(
+        {
+            "schema.json": '{"properties": {"a": {"$ref": "other.json"}}}',
+            "other.json": '{"type": "integer"}',
+            "data/x.json": '{"a": 1}',
+        }
+    )
+    project.build(expect=1)
+    (failure,) = project.manifest()["failures"]
+    assert failure["class"] == "RecipeError" and "other.json" in failure["message"], failure
+    assert failure["quarantine"] is None
+
+
+ROUND_TRIP = """\
+version: 1
+rules:
+  there:
+    inputs: ["data/*.json"]
+    output: "{stem}.FORMAT"
+    steps:
+      - data.load: {}
+      - data.dump: {}
+  back:
+    inputs: {rule: there}
+    output: "back/{stem}.json"
+    steps:
+      - data.load: {}
+      - data.dump: {}
+"""
+"""data/*.json dumped in FORMAT, then read back and dumped as JSON again."""
+
+
+def round_trip(project: Project, data: object, fmt: str) -> object:
+    """`data` written as JSON, converted to `fmt` and back to JSON by the CLI: what came back."""
+    project.config(ROUND_TRIP.replace("FORMAT", fmt))
+    project.write({"data/x.json": json.dumps(data)})
+    project.build()
+    return json.loads(project.read("_build/back/x.json"))
+
+
+def test_a_csv_field_holding_a_lone_cr_reads_back_as_one_field(project: Project) -> None:
+    """A field with a lone CR (an old Mac line end) is quoted when dumped as CSV: read back, the
+    records are the same, not split at the CR."""
+    records = [{"note": "first\rsecond", "n": "1"}, {"note": "plain", "n": "2"}]
+    assert round_trip(project, records, "csv") == records
+
+
+def test_a_nel_character_survives_a_yaml_round_trip(project: Project) -> None:
+    """U+0085 (NEL, what latin-1 makes of cp1252's ellipsis) is a line break to a YAML reader:
+    data.dump writes it escaped, so data.load reads the same text back, not a space."""
+    record = {"title": "wait\x85 what", "more\x85": "x"}
+    assert round_trip(project, record, "yaml") == record
