@@ -122,7 +122,13 @@ class Yaml12Dumper(yaml.SafeDumper):
     """PyYAML's safe dumper, quoting every string a YAML 1.2 reader would take for something else.
 
     PyYAML quotes by YAML 1.1 (`yes`, `010`), but writes `0o17` and `1e3` plain, which 1.2 reads
-    as numbers: those are quoted too, so a dumped document loads back as the same data."""
+    as numbers: those are quoted too, so a dumped document loads back as the same data. It writes
+    no anchors or aliases: data read with aliases shares objects, and equal data must give equal
+    bytes wherever it came from."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        """Always: every value is written out in full."""
+        return True
 
     def represent_str(self, data: str) -> yaml.ScalarNode:
         """The string's node, single-quoted when 1.2 would resolve it as plain text to another type."""

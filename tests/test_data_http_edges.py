@@ -189,3 +189,30 @@ def test_a_nel_character_survives_a_yaml_round_trip(project: Project) -> None:
     data.dump writes it escaped, so data.load reads the same text back, not a space."""
     record = {"title": "wait\x85 what", "more\x85": "x"}
     assert round_trip(project, record, "yaml") == record
+
+
+YAML_TO_YAML = """\
+version: 1
+rules:
+  copy:
+    inputs: ["data/*.yaml"]
+    output: "{stem}.yaml"
+    steps:
+      - data.load: {}
+      - data.dump: {}
+"""
+
+
+def test_equal_data_dumps_to_equal_bytes_whether_read_through_aliases_or_not(project: Project) -> None:
+    """YAML read through an alias shares one object between two places; data.dump writes it out in
+    full at both, as it writes the same data spelled out, never as `&id001` anchors."""
+    project.config(YAML_TO_YAML)
+    project.write(
+        {"data/aliased.yaml": "a: &A {k: 1}\nb: *A\n", "data/spelled.yaml": "a: {k: 1}\nb: {k: 1}\n"}
+    )
+    project.build()
+    assert (
+        project.read("_build/aliased.yaml")
+        == project.read("_build/spelled.yaml")
+        == "a:\n  k: 1\nb:\n  k: 1\n"
+    )
