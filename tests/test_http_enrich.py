@@ -162,12 +162,19 @@ def test_into_keeps_the_answer_under_a_key(project: Project, api: str) -> None:
     assert output(project, "a") == {"id": 7, "name": "a", "meta": {"title": "item 7", "authorized": True}}
 
 
-def test_a_missing_field_is_a_permanent_error_naming_it(project: Project, api: str) -> None:
+@pytest.mark.parametrize(
+    ("record", "says"),
+    [('{"name": "a"}', "'id' is missing"), ('{"id": null}', "'id' is not a text, number or boolean")],
+    ids=["missing", "null"],
+)
+def test_a_missing_or_null_field_is_a_permanent_error_naming_it(
+    project: Project, api: str, record: str, says: str
+) -> None:
     enrich(project, api, {"a": 7})
-    project.write({"items/a.json": '{"name": "a"}'})
+    project.write({"items/a.json": record})
     result = build(project, expect=1)
     (failure,) = project.manifest()["failures"]
-    assert "'id' is missing" in failure["message"] and "http.enrich" in failure["message"]
+    assert says in failure["message"] and "http.enrich" in failure["message"]
     assert failure["quarantine"], result.describe()
     assert Api.asked == []
 

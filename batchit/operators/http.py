@@ -134,7 +134,7 @@ def request_url(template: str, record: Mapping[str, Any]) -> str:
     """The URL to GET: `template`'s remaining placeholders filled from the record's fields."""
     fields: dict[str, str] = {}
     for key, field in record.items():
-        if isinstance(key, str) and (field is None or isinstance(field, str | int | float | bool)):
+        if isinstance(key, str) and isinstance(field, str | int | float | bool):
             fields[key] = urllib.parse.quote(text(field), safe="")
     try:
         filled = substitute(template, fields)
