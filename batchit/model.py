@@ -128,12 +128,17 @@ class Config:
     build's record showed they had passed for this config as it is."""
     out_real: str | None = None
     """The project folder `out` leads to through a symlink, when it leads to another one than itself."""
+    state: str = STATE_DIR
+    """Where this config's state lives, relative to `root`: `.batchit`, or for a sample built into
+    a folder of its own (`build --sample --out DIR`), a folder under `.batchit/samples/`."""
+    walled: frozenset[str] = frozenset()
+    """Other project folders no glob walks: the config's own `out` while a sample builds elsewhere."""
 
     @property
     def unwalked(self) -> frozenset[str]:
         """Project-relative folders no input glob descends into: `out` (and the folder it leads
         to), and batchit's own state."""
-        return frozenset({self.out, STATE_DIR} | ({self.out_real} if self.out_real else set()))
+        return frozenset({self.out, STATE_DIR} | ({self.out_real} if self.out_real else set()) | self.walled)
 
     @property
     def out_dir(self) -> Path:
@@ -142,5 +147,10 @@ class Config:
 
     @property
     def state_dir(self) -> Path:
-        """The absolute `.batchit` directory."""
+        """The absolute directory of this config's state store, records, cache and quarantine."""
+        return self.root / self.state
+
+    @property
+    def project_state_dir(self) -> Path:
+        """The absolute `.batchit` directory, which holds the signing keys of every build."""
         return self.root / STATE_DIR

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 
 from batchit.cli import console, print_json, project_root
-from batchit.config import load_config
+from batchit.config import load_config, sample_into
 from batchit.engine import BuildOptions, BuildOutcome, plan_build, run_build
 from batchit.errors import OutputConflictError, UsageError
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
+from batchit.plan.sample import parse_sample
 
 
 def _flags(pairs: list[str]) -> dict[str, str]:
@@ -25,7 +26,13 @@ def _flags(pairs: list[str]) -> dict[str, str]:
 def load(args: argparse.Namespace) -> tuple[Config, OperatorRegistry]:
     """The config the command line names (`-f`, `--flag`), with the operator registry it uses."""
     registry = OperatorRegistry.default()
-    return load_config(project_root(), args.file, _flags(getattr(args, "flag", [])), registry), registry
+    config = load_config(project_root(), args.file, _flags(getattr(args, "flag", [])), registry)
+    into = getattr(args, "sample_out", None)
+    if into is not None:
+        if args.sample is None:
+            raise UsageError("--out DIR is where a sample is built", hint="add --sample (--sample 5%)")
+        config = sample_into(config, into)
+    return config, registry
 
 
 def _options(args: argparse.Namespace) -> BuildOptions:
@@ -43,6 +50,8 @@ def _options(args: argparse.Namespace) -> BuildOptions:
         only_failed=args.only_failed,
         strict=args.strict,
         seed=args.seed,
+        sample=parse_sample(args.sample) if args.sample is not None else None,
+        sample_apart=args.sample_out is not None,
     )
 
 

@@ -164,7 +164,24 @@ def _build_flags(parser: argparse.ArgumentParser) -> None:
         "--strict", action="store_true", help="deferred jobs and a newly minted key fail the build"
     )
     parser.add_argument(
-        "--seed", type=int, default=None, metavar="N", help="seed for retry jitter (default: fresh)"
+        "--sample",
+        default=None,
+        metavar="COUNT|FRACTION",
+        help="build only the jobs of a deterministic sample of the inputs: 50, 0.05 or 5%%; prunes nothing",
+    )
+    parser.add_argument(
+        "--out",
+        dest="sample_out",
+        default=None,
+        metavar="DIR",
+        help="with --sample: build into DIR, with a state of its own, instead of into `out`",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed for retry jitter (default: fresh) and --sample (default: 0)",
     )
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

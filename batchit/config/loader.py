@@ -10,7 +10,9 @@ Schema checks among them are skipped when a build recorded that they passed for 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from batchit.config.structure import RULE, structure_schema
 from batchit.config.units import parse_size
 from batchit.config.validation import SchemaChecks, checked_config, vouched_for
 from batchit.config.yaml12 import Document, Marks, error_at, marks_under, nearest, parse_scalar, read_document
-from batchit.errors import ConfigError
+from batchit.errors import ConfigError, UsageError
 from batchit.globs import compile_glob, reaches_into
 from batchit.hashing import blake3_hex
 from batchit.model import STATE_DIR, Alerts, CheckedConfig, Config, Rule
@@ -181,19 +183,66 @@ def _refuse_out_over_inputs(out: str, real: str, rules: dict[str, Rule], config:
     """`out` leading to a folder a rule's glob could find inputs in would mix outputs with inputs
     (and the globs never look into `out`, so they would silently miss those inputs), unless the
     rule's exclude patterns leave the whole folder out."""
-    probes = (f"{real}/\0", f"{real}/\0/\0")  # a file in it, and one deeper
+    reaching = _glob_reaching(real, rules)
+    if reaching is not None:
+        raise error_at(
+            config.marks.get(("out",)),
+            f"out {out!r} leads through a symlink to {real}, where rule {reaching[0]!r} may find "
+            f"inputs ({reaching[1]!r})",
+            hint=f"make out a folder of its own, or exclude '{real}/**' from the rule's inputs",
+        )
+
+
+def _glob_reaching(folder: str, rules: dict[str, Rule]) -> tuple[str, str] | None:
+    """(rule, glob) of the first glob that could match a file in `folder`, unless that rule's
+    exclude patterns leave the whole folder out; None when no glob reaches it."""
+    probes = (f"{folder}/\0", f"{folder}/\0/\0")  # a file in it, and one deeper
     for rule in rules.values():
         excluded = [compile_glob(pattern).regex for pattern in rule.exclude]
         if all(any(rx.fullmatch(probe) for rx in excluded) for probe in probes):
             continue
         for pattern in rule.globs:
-            if reaches_into(pattern, real):
-                raise error_at(
-                    config.marks.get(("out",)),
-                    f"out {out!r} leads through a symlink to {real}, where rule {rule.name!r} may find "
-                    f"inputs ({pattern!r})",
-                    hint=f"make out a folder of its own, or exclude '{real}/**' from the rule's inputs",
-                )
+            if reaches_into(pattern, folder):
+                return rule.name, pattern
+    return None
+
+
+SAMPLES_DIR = f"{STATE_DIR}/samples"
+"""Where the state of samples built into folders of their own lives, one folder per `--out DIR`."""
+
+
+def sample_into(config: Config, value: str) -> Config:
+    """`config` building into `value` (`build --sample ... --out DIR`) with a state of its own
+    under `.batchit/samples/`: the sample's outputs, records and cache never mix with the build's,
+    and the config's own `out` stays a folder no glob walks. DIR must be a folder of the project
+    no glob reaches (a later full build would read the sample's outputs as inputs) and apart
+    from `out`; anything else is a UsageError."""
+    fix = "name a folder of its own, such as --out _sample"
+    problem = unusable(value)
+    if escapes(value) or problem:
+        raise UsageError(f"--out {value!r} {problem[0] if problem else 'leaves the project'}", hint=fix)
+    out = normalise(value)
+    taken = {config.out, *([config.out_real] if config.out_real else [])}
+    if not out or out.split("/")[0] == STATE_DIR or any(_nested(out, folder) for folder in taken):
+        where = out or "the project root"
+        raise UsageError(f"--out {where} overlaps the project, {STATE_DIR} or out ({config.out})", hint=fix)
+    path = (config.root / out).resolve()
+    if path != config.root / out or (path.exists() and not path.is_dir()):
+        raise UsageError(f"--out {out} is a symlink or a file, not a folder of the project", hint=fix)
+    reaching = _glob_reaching(out, config.rules)
+    if reaching is not None:
+        raise UsageError(
+            f"--out {out}: rule {reaching[0]!r} may find inputs there ({reaching[1]!r}), so a later "
+            "build would read the sample's outputs as inputs",
+            hint=fix,
+        )
+    state = f"{SAMPLES_DIR}/{urllib.parse.quote(out, safe='')}"
+    return dataclasses.replace(config, out=out, out_real=None, state=state, walled=frozenset(taken))
+
+
+def _nested(one: str, other: str) -> bool:
+    """True when one folder is the other or holds it."""
+    return one == other or one.startswith(f"{other}/") or other.startswith(f"{one}/")
 
 
 def _flags(declared: Mapping[str, Any], overrides: Mapping[str, str], config: Document) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from batchit.engine.strangers import refuse_strangers
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import Job
-from batchit.plan.planner import Planner, PlanOptions, select_rules
+from batchit.plan.planner import Planner, select_rules
 from batchit.plan.pruning import prunable
 from batchit.plan.remember import remember_plan
 from batchit.plan.snapshot import forget_snapshot
@@ -194,7 +194,7 @@ def _plan(
         config,
         registry,
         store,
-        PlanOptions(options.force, options.use_cache, options.only_failed, options.only_jobs),
+        options.plan_options(config),
     )
     jobs = planner.predict(select_rules(config, options.rules))
     if not options.overwrite:  # else only a build refuses non-files (plan, explain and clean show them)

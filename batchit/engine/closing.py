@@ -40,6 +40,7 @@ def write_replay(build: RunningBuild) -> None:
         "jobs": options.jobs,
         "executor": options.executor,
         "dask_address": options.dask_address,
+        "sample": list(options.sample) if options.sample else None,
         "fail_fast": options.fail_fast,
         "batch_size": options.batch_size,
         "rules": list(options.rules),

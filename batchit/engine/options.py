@@ -12,7 +12,8 @@ from batchit.execute.pools import ExecutorKind
 from batchit.execute.worker import JobResult
 from batchit.model import Config
 from batchit.plan.jobs import Job
-from batchit.plan.planner import select_rules
+from batchit.plan.planner import PlanOptions, select_rules
+from batchit.plan.sample import DEFAULT_SEED, Sample
 from batchit.record.recorder import RunRecord
 
 Event = dict[str, Any]
@@ -41,12 +42,26 @@ class BuildOptions:
     """Seeds the retry jitter (and sampling): a replay passes the recorded one. None: a fresh seed."""
     only_jobs: frozenset[str] | None = None
     """Run exactly these jobs (a replay) and hold every other."""
+    sample: tuple[int | None, float | None] | None = None
+    """`--sample`: build the jobs of this many inputs (a count, or a fraction), drawn with `seed`."""
+    sample_apart: bool = False
+    """The sample builds into a folder of its own (`--out DIR`): its aggregates are built too."""
 
     @property
     def holds_others(self) -> bool:
-        """True for a build that runs only the jobs it was asked for (`--only-failed`, a replay):
-        every other job is held as it is, so such a build prunes nothing."""
-        return self.only_failed or self.only_jobs is not None
+        """True for a build that runs only the jobs it was asked for (`--only-failed`, a replay, a
+        sample): every other job is held as it is, so such a build prunes nothing."""
+        return self.only_failed or self.only_jobs is not None or self.sample is not None
+
+    def plan_options(self, config: Config) -> PlanOptions:
+        """What of these options changes the planner's decisions."""
+        sample = None
+        if self.sample is not None:
+            count, fraction = self.sample
+            rules = tuple(rule.name for rule in select_rules(config, self.rules))
+            seed = self.seed if self.seed is not None else DEFAULT_SEED
+            sample = Sample(count, fraction, seed, rules, hold_aggregates=not self.sample_apart)
+        return PlanOptions(self.force, self.use_cache, self.only_failed, self.only_jobs, sample)
 
     def prunes_as_full_build(self, config: Config) -> bool:
         """True when the build prunes as a plain one: it holds no job back and its rules (those

@@ -23,6 +23,10 @@ QUARANTINED = ("its input is quarantined and unchanged (batchit quarantine relea
 """The reasons of a job held back by its quarantined input."""
 
 
+SAMPLED_AGGREGATE = ("held by --sample: built from a sample, it would replace the one of every input",)
+"""Why a `--sample` build holds an aggregate job."""
+
+
 @dataclass
 class Decider:
     """Compares planned jobs with what the state store recorded and with the files in `out`."""
@@ -43,6 +47,8 @@ class Decider:
     use_cache: bool = True
     only_failed: bool = False
     only_jobs: frozenset[str] | None = None
+    hold_aggregates: bool = False
+    """Hold every aggregate job (a `--sample` build: an aggregate of a sample is no output to keep)."""
     rebuilt: set[str] = field(default_factory=set)
     """Project-relative paths of outputs this build writes again: under `--only-failed`, a job
     reading one follows the retried job that writes it instead of being held."""
@@ -60,6 +66,10 @@ class Decider:
 
     def decide(self, job: Job) -> None:
         """Set `job.action` and `job.reasons`."""
+        if self.hold_aggregates and job.aggregate:
+            job.action = "held"
+            job.reasons = SAMPLED_AGGREGATE
+            return
         if self._plain:
             record = self.records.get(job.output)
             if (

@@ -14,6 +14,7 @@ from difflib import get_close_matches
 
 from batchit.errors import UsageError
 from batchit.fsutil import StatTuple, stat_identity
+from batchit.globs import compile_glob
 from batchit.model import Config, Rule
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.claims import OutputClaims
@@ -23,6 +24,7 @@ from batchit.plan.jobs import NOTHING_DISCOVERED, UNKNOWN, Job, JobExpander
 from batchit.plan.ownership import refuse_foreign_state
 from batchit.plan.patch import patch_plan
 from batchit.plan.rows import KeysOnDemand, RowsOnDemand, StoreView
+from batchit.plan.sample import Sample
 from batchit.plan.snapshot import PlanSnapshot, Reads, load_snapshot, pack_stats, plan_fingerprint
 from batchit.state.rows import Owned, StatRow
 from batchit.state.store import StateStore
@@ -38,6 +40,13 @@ class PlanOptions:
     """Run only the jobs whose last attempt failed or was quarantined; hold every other job."""
     only_jobs: frozenset[str] | None = None
     """Run exactly these jobs, forced (a replay), and hold every other job."""
+    sample: Sample | None = None
+    """Plan only the jobs of the sampled inputs (and of what they feed); hold every aggregate."""
+
+    @property
+    def replans_all(self) -> bool:
+        """True when the options change decisions, so no snapshot of an earlier plan answers."""
+        return self.force or self.only_failed or self.only_jobs is not None or self.sample is not None
 
 
 class Planner:
@@ -135,6 +144,7 @@ class Planner:
             use_cache=options.use_cache,
             only_failed=options.only_failed,
             only_jobs=options.only_jobs,
+            hold_aggregates=options.sample is not None and options.sample.hold_aggregates,
         )
 
     @functools.cached_property
@@ -180,9 +190,23 @@ class Planner:
         what that is (None: a file); none when nothing was decided."""
         return self.decider.strangers if "decider" in self.__dict__ else {}
 
+    @functools.cached_property
+    def sampled(self) -> frozenset[str] | None:
+        """The input files of a `--sample` build (None: every input). Drawn from the files the
+        sampled rules' globs match, so the jobs downstream of them follow through their outputs."""
+        sample = self.options.sample
+        if sample is None:
+            return None
+        candidates: set[str] = set()
+        for name in sample.rules or self.config.rules:
+            rule = self.config.rules[name]
+            globs, exclude = [compile_glob(g) for g in rule.globs], [compile_glob(g) for g in rule.exclude]
+            candidates.update(path for path, _ in self._tree.match(globs, exclude))
+        return sample.choose(candidates)
+
     def plan_rule(self, rule: Rule, upstream: dict[str, list[tuple[str, str]]]) -> list[Job]:
         """Expand `rule` into jobs and decide each one, given its upstream rules' current outputs."""
-        jobs = self.expander.expand(rule, upstream)
+        jobs = self.expander.expand(rule, upstream, self.sampled)
         claim, decide = self.claims.claim, self.decider.decide
         for job in jobs:
             claim(rule, job)
@@ -250,8 +274,7 @@ class Planner:
 
     def _replay(self, selected: list[Rule]) -> list[Job] | None:
         """The snapshot's jobs when nothing they read changed, patched when a few did (else None)."""
-        options = self.options
-        if options.force or options.only_failed or options.only_jobs is not None:
+        if self.options.replans_all:
             return None
         self.fingerprint = plan_fingerprint(self.config, self.registry, selected)  # for the next one
         if self.view.store is None:

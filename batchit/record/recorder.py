@@ -60,7 +60,7 @@ class Recorder:
         self.config = config
         self.run_id = run_id
         self.run_dir = runs_dir(config) / run_id
-        self.key: SigningKey | None = load_signing_key(config.state_dir, os.environ)
+        self.key: SigningKey | None = load_signing_key(config.project_state_dir, os.environ)
         self.events = EventLog(self.run_dir, emit)
         """The event sink to hand the engine: it logs, then forwards to `emit`."""
 
@@ -134,7 +134,7 @@ class Recorder:
 
     def _mint(self) -> SigningKey:
         """Create the project's key pair (it had none) and say so once, as an event."""
-        key = generate_keys(self.config.state_dir)
+        key = generate_keys(self.config.project_state_dir)
         self.key = key
         public = Path(key.source).with_name("batchit.pub")
         self.events(
