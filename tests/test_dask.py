@@ -70,6 +70,7 @@ def cluster() -> Iterator[str]:
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},  # a free port, not 8787 (a warning if taken)
         silence_logs=logging.CRITICAL,
     ) as local:
         yield local.scheduler_address

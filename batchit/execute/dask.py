@@ -70,6 +70,9 @@ class DaskPools(Pools):
         self._lock = threading.RLock()  # a signal handler (`abandon`) may interrupt its holder
         self._batches: dict[str, tuple[Task, Future[list[JobResult]]]] = {}
         """Batches in flight by task key: the Dask future and the one the scheduler waits on."""
+        self._stop = f"batchit-stop-{uuid.uuid4().hex}"
+        """The name of the Dask event that says this build stopped (see `_say_stop`)."""
+        self._stopped = False
 
     def warm_up(self) -> None:
         """Connect (or start the local cluster) before anything is written: a build that cannot reach
@@ -83,7 +86,7 @@ class DaskPools(Pools):
         client = self._connect()
         key = f"batchit-batch-{uuid.uuid4().hex}"
         waited: Future[list[JobResult]] = Future()
-        task = client.submit(run_on_worker, self.settings, batch, key=key, pure=False)
+        task = client.submit(run_on_worker, self.settings, batch, self._stop, key=key, pure=False)
         with self._lock:
             self._batches[key] = (task, waited)
         task.add_done_callback(self._settle)
@@ -105,12 +108,14 @@ class DaskPools(Pools):
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
+                scheduler_kwargs={"dashboard_address": ":0"},  # its HTTP routes, else on port 8787
                 silence_logs=logging.CRITICAL,
             )
             client = distributed.Client(self._cluster, set_as_default=False)
             client.register_plugin(LeaveInterruptsToTheCoordinator(), name="batchit-interrupts")
         else:
             try:
+                _answers_as_a_scheduler(self.address)
                 client = distributed.Client(self.address, set_as_default=False)
             except (OSError, TimeoutError, ValueError) as exc:
                 raise UsageError(
@@ -203,7 +208,17 @@ class DaskPools(Pools):
         if waited.cancelled():
             with self._lock:
                 self._batches.pop(str(task.key), None)
+            self._say_stop()
             task.cancel()
+
+    def _say_stop(self) -> None:
+        """Tell the workers, through the scheduler, that the build stopped: a batch they already
+        hold starts no job once this returns, even if its cancellation reaches them later."""
+        if self._stopped or self._client is None:
+            return
+        self._stopped = True
+        with contextlib.suppress(Exception):  # a cluster gone runs nothing more anyway
+            distributed.Event(self._stop, client=self._client).set()
 
     def shutdown(self, *, cancel: bool = False) -> None:
         """Stop the coordinator's threads, then leave the cluster (and stop the local one)."""
@@ -235,8 +250,41 @@ class DaskPools(Pools):
             self.shutdown(cancel=True)
 
 
-def run_on_worker(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]:
-    """A batch as a Dask task: say it started (the coordinator may no longer cancel it), run it."""
+def _answers_as_a_scheduler(address: str) -> None:
+    """Open one connection to `address` and exchange Dask's handshake: an OSError if no connection
+    opens within the connect timeout (`distributed.comm.timeouts.connect`), a TimeoutError if the
+    handshake takes as long again. `Client` bounds the connection alone, and waits forever for the
+    handshake of a port that accepts but never answers (a dashboard's HTTP port, say)."""
+    import asyncio
+
+    import dask.config
+    from dask.utils import parse_timedelta
+    from distributed.comm.core import connect
+
+    seconds = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
+    arguments = distributed.Security().get_connection_args("client")
+
+    async def handshake() -> None:
+        try:
+            comm = await connect(address, timeout=seconds, **arguments)
+        except TypeError as exc:  # `tls://` without Dask's TLS settings
+            raise ValueError(str(exc)) from exc
+        await comm.close()
+
+    async def bounded() -> None:
+        try:
+            await asyncio.wait_for(handshake(), 2 * seconds)
+        except TimeoutError as exc:
+            raise TimeoutError(f"it accepts connections but gave no Dask handshake in {seconds:g} s") from exc
+
+    asyncio.run(bounded())
+
+
+def run_on_worker(settings: WorkerSettings, specs: list[JobSpec], stop: str) -> list[JobResult]:
+    """A batch as a Dask task: unless the build has stopped (event `stop`), say it started (the
+    coordinator may no longer cancel it) and run it."""
+    if distributed.Event(stop).is_set():
+        return []  # cancelled by the build; its cancellation has not reached this worker yet
     worker = distributed.get_worker()
     worker.log_event(STARTED, worker.get_current_task())
     return run_batch(settings, specs)

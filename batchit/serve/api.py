@@ -127,6 +127,10 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     def _body(self) -> Any:
         """The request's JSON body (None when empty); _REFUSED after answering a bad one."""
+        if "Transfer-Encoding" in self.headers:  # chunked: unread, the body would be taken for none
+            self._problem(HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length, not chunked")
+            self.close_connection = True
+            return _REFUSED
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:

@@ -189,6 +189,10 @@ class BuildQueue:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                     env=_child_environment(),
+                    # A group of its own: a Ctrl-C in the server's terminal reaches the server alone,
+                    # which passes the build one SIGINT (`stop`); a second one would make it exit at
+                    # once, unrecorded (batchit.execute.signals).
+                    process_group=0,
                 )
                 process = self._running
             summary, error = _read_events(process)

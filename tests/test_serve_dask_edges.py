@@ -1,0 +1,129 @@
+"""Edge cases of `batchit serve` and `build --executor dask=ADDRESS`, through the real CLI and real
+processes: a Ctrl-C in the server's terminal, a chunked request body, an address that accepts
+connections but is no Dask scheduler."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.conftest import Project, wait_until
+
+HOLD_CONFIG = """\
+version: 1
+out: _build
+jobs: 1
+rules:
+  hold:
+    inputs: ["src/*.txt"]
+    output: "{stem}.txt"
+    steps:
+      - python: {function: "hold:hold", version: "1"}
+"""
+"""One rule whose jobs run one at a time and each wait for the test to let them go."""
+
+HOLD = """\
+import time
+
+def hold(value, ctx):
+    (ctx.root / f"started-{ctx.output}").touch()
+    while not (ctx.root / f"release-{ctx.output}").exists():
+        time.sleep(0.01)
+    return value
+"""
+"""A step that says it started its job, then waits until the test lets that job go."""
+
+
+def started_serve(project: Project) -> tuple[subprocess.Popen[str], str]:
+    """`batchit serve --port 0` as a terminal's foreground job would run it (a process group of its
+    own, which a Ctrl-C signals as a whole), and its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "batchit", "serve", "--port", "0"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    assert "listening on http://" in first, first + process.communicate(timeout=30)[1]
+    return process, first.split("listening on ")[1].split()[0]
+
+
+def test_ctrl_c_in_the_terminal_lets_the_running_build_finish_and_record_its_run(project: Project) -> None:
+    project.write({"batchit.yaml": HOLD_CONFIG, "hold.py": HOLD, "src/a.txt": "a\n", "src/b.txt": "b\n"})
+    process, url = started_serve(project)
+    try:
+        httpx.post(f"{url}/runs", timeout=30).raise_for_status()
+        wait_until(lambda: any(project.root.glob("started-*")), "the first job to start")
+        running = next(project.root.glob("started-*")).name.removeprefix("started-")
+
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the server and everything in its group
+        (project.root / f"release-{running}").touch()  # the running job may finish in its grace
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 0, err
+    assert "batchit serve: stopped" in out
+    # The build got one interrupt, not two: it finished its running job and recorded the run.
+    assert (project.root / ".batchit/runs/LATEST").is_file(), err
+    recorded = [entry["path"] for entry in project.manifest()["outputs"]]
+    assert recorded == [running]  # the job that ran; the other was never started
+
+
+def test_a_chunked_body_is_refused_not_read_as_an_empty_one(project: Project) -> None:
+    project.write({"batchit.yaml": HOLD_CONFIG, "hold.py": HOLD})
+    process, url = started_serve(project)
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        body = b'{"rules": ["nothing"]}'
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(
+                b"POST /runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+            )  # fmt: skip
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+        status = answer.split(b"\r\n", 1)[0]
+        assert b" 411 " in status, answer
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+        assert httpx.get(f"{url}/runs", timeout=30).json()["requests"] == []  # no build was queued
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+
+
+@pytest.mark.slow
+def test_an_address_that_accepts_but_is_no_dask_scheduler_exits_2_instead_of_hanging(
+    project: Project,
+) -> None:
+    pytest.importorskip("distributed")
+    project.write({"batchit.yaml": HOLD_CONFIG, "hold.py": HOLD, "src/a.txt": "a\n"})
+    (project.root / "release-a.txt").touch()
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections wait in its backlog, unanswered
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        result = project.run(
+            "build", "--no-progress", "--executor", f"dask={address}",
+            env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"},
+            timeout=90,
+        )  # fmt: skip
+
+    assert result.code == 2, result.describe()
+    assert f"cannot connect to the Dask scheduler at {address}" in result.stderr, result.describe()
+    assert "handshake" in result.stderr, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+    assert not (project.root / "_build").exists()
