@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -224,3 +226,44 @@ def test_a_config_broken_while_serving_fails_that_request_only(api: httpx.Client
     assert (broken["status"], broken["exit_code"]) == ("error", 2)
     assert "batchit.yaml" in broken["message"]
     assert fixed["status"] == "succeeded"
+
+
+def test_other_methods_are_405_naming_the_allowed_ones(api: httpx.Client) -> None:
+    put = api.put("/runs")
+    delete = api.delete("/runs/req-1")
+
+    assert (put.status_code, put.headers["Allow"]) == (405, "GET, POST")
+    assert (delete.status_code, delete.headers["Allow"]) == (405, "GET")
+    assert "DELETE" in delete.json()["error"]
+
+
+def raw_request(api: httpx.Client, request: bytes) -> tuple[bytes, bytes]:
+    """Send bytes no HTTP client would, and read the answer to the end: its head and its body."""
+    with socket.create_connection((str(api.base_url.host), int(api.base_url.port or 80)), timeout=30) as raw:
+        raw.sendall(request)
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_a_content_length_that_is_no_number_is_400(api: httpx.Client) -> None:
+    head, body = raw_request(api, b"POST /runs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}")
+
+    assert head.startswith(b"HTTP/1.1 400")
+    assert "Content-Length" in json.loads(body)["error"]
+    assert api.get("/runs").json()["requests"] == []
+
+
+def test_wait_that_is_no_number_is_400_for_a_run_as_for_a_request(api: httpx.Client) -> None:
+    run_id = api.get(f"/runs/{api.post('/runs').json()['id']}", params=WAIT).json()["run_id"]
+
+    assert api.get(f"/runs/{run_id}", params={"wait": "abc"}).status_code == 400
+
+
+def test_the_servers_own_error_answers_stay_json(api: httpx.Client) -> None:
+    head, body = raw_request(api, b'FO"O /runs HTTP/1.1\r\nHost: x\r\n\r\n')
+
+    assert head.startswith(b"HTTP/1.1 501")
+    assert 'FO"O' in json.loads(body)["error"]

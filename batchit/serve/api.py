@@ -81,6 +81,21 @@ class ApiHandler(BaseHTTPRequestHandler):
         else:
             self._problem(HTTPStatus.NOT_FOUND, f"no route {path}")
 
+    def refuse_method(self) -> None:
+        """Any other method: 405, with the methods the path takes."""
+        allowed = "GET, POST" if urlsplit(self.path).path == "/runs" else "GET"
+        self._problem(
+            HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not a method of this API", {"Allow": allowed}
+        )
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = refuse_method
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's error answers (a malformed request line, a path too long), with
+        the message escaped so that the body stays JSON."""
+        escaped = json.dumps(message)[1:-1] if message else None
+        super().send_error(code, escaped, explain)
+
     def do_POST(self) -> None:
         """`POST /runs`: queue a build; 202 for a new request, 200 for a repeated Idempotency-Key."""
         path, _ = self._route()
@@ -135,7 +150,11 @@ class ApiHandler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
-        if length < 0 or length > LARGEST_BODY:
+        if length < 0:
+            self._problem(HTTPStatus.BAD_REQUEST, "Content-Length is not a number of bytes")
+            self.close_connection = True
+            return _REFUSED
+        if length > LARGEST_BODY:
             self._problem(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"a request body holds at most {LARGEST_BODY} bytes"
             )
@@ -152,12 +171,12 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     def _show(self, run_id: str, query: dict[str, list[str]]) -> None:
         """A request this server queued (waiting up to `?wait=` seconds for it to end), else a run."""
+        wait = _seconds(query.get("wait", ["0"])[-1])
+        if wait is None:
+            self._problem(HTTPStatus.BAD_REQUEST, "`wait` takes a number of seconds")
+            return
         request = self.server.queue.get(run_id)
         if request is not None:
-            wait = _seconds(query.get("wait", ["0"])[-1])
-            if wait is None:
-                self._problem(HTTPStatus.BAD_REQUEST, "`wait` takes a number of seconds")
-                return
             request.done.wait(min(wait, LONGEST_WAIT))
             self._json(HTTPStatus.OK, request.as_json())
             return
