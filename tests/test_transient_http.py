@@ -150,3 +150,13 @@ def test_an_unreadable_retry_after_is_ignored(project: Project) -> None:
     project.build()
     assert attempts(project) == 2
     assert project.read("_build/a.json") == "{}"
+
+
+def test_a_retry_after_longer_than_a_build_waits_ends_the_attempts_now(project: Project) -> None:
+    fetching(project, "told_to_wait", "86400")  # come back tomorrow
+
+    result = project.build(expect=1)
+
+    assert attempts(project) == 1
+    assert "retry after 86400 s" in result.stderr and "the next build tries again" in result.stderr
+    assert not list(project.root.glob(".batchit/quarantine/**/*.txt"))  # transient: never quarantined

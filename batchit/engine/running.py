@@ -15,7 +15,7 @@ from batchit.engine.single import cache_restore_spec, job_spec, twin_failure, tw
 from batchit.engine.strangers import refuse_strangers
 from batchit.errors import UsageError
 from batchit.execute.pools import Pools
-from batchit.execute.retry import backoff_delay
+from batchit.execute.retry import LONGEST_RETRY_AFTER, backoff_delay
 from batchit.execute.scheduler import Scheduler
 from batchit.execute.signals import GRACE_SECONDS, StopSignals
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings
@@ -370,6 +370,16 @@ class RunningBuild:
         spec, resources = self.specs[job.job_id]
         policy = self.config.rules[job.rule].retry
         if spec.attempt >= policy.attempts or self.scheduler.stopped:
+            return False
+        if result.retry_after is not None and result.retry_after > LONGEST_RETRY_AFTER:
+            self.emit(
+                {
+                    "event": "warning",
+                    "message": f"{self.config.out}/{job.output}: the service asks to retry after "
+                    f"{result.retry_after:.0f} s, longer than a build waits ({LONGEST_RETRY_AFTER:.0f} s): "
+                    "no more attempts now, the next build tries again",
+                }
+            )
             return False
         delay = backoff_delay(policy, spec.attempt, f"{self.seed}:{job.key}", result.retry_after)
         self.emit(

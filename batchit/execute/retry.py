@@ -28,6 +28,12 @@ TRANSIENT_ERRNOS = frozenset(
 )
 
 
+LONGEST_RETRY_AFTER = 300.0
+"""The longest `Retry-After` a build waits for, in seconds: a server asking for more (an hour, a
+day) ends the job's attempts now, and the next build tries it again, instead of a build that
+sits idle for the rest of the day."""
+
+
 def backoff_delay(policy: Retry, attempt: int, seed: str, retry_after: float | None = None) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based) before the next one."""
     ceiling = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1))
