@@ -9,10 +9,13 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 from conftest import Project, serving
+
+from batchit.operators.http_cache import Answer, read_entry, write_entry
 
 SECRET = "edge-7c1e-never-written"  # noqa: S105 - a made-up secret the test looks for everywhere
 
@@ -216,3 +219,15 @@ def test_equal_data_dumps_to_equal_bytes_whether_read_through_aliases_or_not(pro
         == project.read("_build/spelled.yaml")
         == "a:\n  k: 1\nb:\n  k: 1\n"
     )
+
+
+@pytest.mark.parametrize(("age", "fresh"), [(10, True), (59, True), (61, False), (-3600, False)])
+def test_a_kept_answer_is_fresh_only_while_younger_than_its_ttl(
+    tmp_path: Path, age: float, fresh: bool
+) -> None:
+    """An answer's age is measured from when it was fetched; one stamped later than now (the clock
+    was set back since) has no age to trust, and is fetched again rather than kept for ever."""
+    entry = tmp_path / "entry"
+    write_entry(entry, "GET", "http://127.0.0.1/x", Answer(200, "application/json", b"{}", 1_000_000.0))
+
+    assert (read_entry(entry, 60, now=1_000_000.0 + age) is not None) is fresh

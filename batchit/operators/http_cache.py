@@ -51,7 +51,8 @@ def entry_path(root: Path, key: str) -> Path:
 
 def read_entry(path: Path, ttl: float | None, now: float | None = None) -> Answer | None:
     """The answer kept at `path` while it is fresh (younger than `ttl` seconds; None: always);
-    None when there is none, it is too old, or it cannot be read."""
+    None when there is none, it is too old, it says it was fetched later than now (the clock was
+    set back: its age is unknown), or it cannot be read."""
     try:
         data = path.read_bytes()
         head, _, body = data.partition(b"\n")
@@ -60,7 +61,7 @@ def read_entry(path: Path, ttl: float | None, now: float | None = None) -> Answe
     except (OSError, ValueError, KeyError, TypeError):
         return None
     age = (time.time() if now is None else now) - answer.fetched
-    return answer if ttl is None or age < ttl else None
+    return answer if ttl is None or 0 <= age < ttl else None  # fetched "in the future": a clock moved
 
 
 def write_entry(path: Path, method: str, url: str, answer: Answer) -> None:
