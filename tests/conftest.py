@@ -85,6 +85,18 @@ rules:
 """One 1:1 rule whose `python` step is PICKY_MODULE's parser."""
 
 
+HOLD = """\
+import time
+
+def hold(value, ctx):
+    (ctx.root / f"started-{ctx.output}").touch()
+    while not (ctx.root / f"release-{ctx.output}").exists():
+        time.sleep(0.01)
+    return value
+"""
+"""A step that says it started its job, then waits until the test lets that job go."""
+
+
 @dataclass
 class Project:
     """A project directory with helpers to write files and run `python -m batchit` inside it."""

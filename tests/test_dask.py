@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project, wait_until
+from conftest import HOLD, Project, wait_until
 
 distributed = pytest.importorskip("distributed")  # the `dask` extra, in `test` too
 
@@ -187,17 +187,6 @@ def test_without_distributed_the_dask_executor_exits_2_naming_the_extra(shouting
     assert "pip install 'batchit[dask]'" in proc.stderr
     assert shouting.snapshot(".batchit", "_build") == {}
 
-
-HOLD = """\
-import time
-
-def hold(value, ctx):
-    (ctx.root / f"started-{ctx.output}").touch()
-    while not (ctx.root / f"release-{ctx.output}").exists():
-        time.sleep(0.01)
-    return value
-"""
-"""A step that says it started its job, then waits until the test lets that job go."""
 
 HOLD_CONFIG = """\
 version: 1

@@ -14,7 +14,7 @@ import sys
 import httpx
 import pytest
 
-from tests.conftest import Project, wait_until
+from tests.conftest import HOLD, Project, wait_until
 
 HOLD_CONFIG = """\
 version: 1
@@ -28,17 +28,6 @@ rules:
       - python: {function: "hold:hold", version: "1"}
 """
 """One rule whose jobs run one at a time and each wait for the test to let them go."""
-
-HOLD = """\
-import time
-
-def hold(value, ctx):
-    (ctx.root / f"started-{ctx.output}").touch()
-    while not (ctx.root / f"release-{ctx.output}").exists():
-        time.sleep(0.01)
-    return value
-"""
-"""A step that says it started its job, then waits until the test lets that job go."""
 
 
 def started_serve(project: Project) -> tuple[subprocess.Popen[str], str]:

@@ -22,6 +22,15 @@ LARGEST_COUNT = 2**31 - 1
 """The schema maximum of a count or a pixel distance: more than any text or image needs, and what
 the C code under an operator (regular expressions, Pillow) holds without overflowing."""
 
+JSON_INDENT: dict[str, Any] = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": 8,
+    "default": 2,
+    "description": "JSON indentation; 0 writes one compact line.",
+}
+"""The schema of an `indent` parameter of an operator that writes JSON (cdn.manifest, data.dump)."""
+
 RUN_TIME_PASS = frozenset({"-"})
 """Kept by `Operator.fill_params` in a record parameter: no placeholder is named `-`, but a keep
 set that is not empty leaves the escapes `{{` and `}}` for the operator's pass at run time."""

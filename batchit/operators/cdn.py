@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from batchit.errors import PermanentError
 from batchit.hashing import hash_file
-from batchit.operators.base import InputFile, JobContext, Operator
+from batchit.operators.base import JSON_INDENT, InputFile, JobContext, Operator
 
 FIXED_FIELDS = ("path", "blake3", "size", "url")
 
@@ -38,13 +38,7 @@ class CdnManifest(Operator):
                 "description": "Prefix that makes each output's `url` (for example "
                 "https://cdn.example.com/); without it no `url` is written.",
             },
-            "indent": {
-                "type": "integer",
-                "minimum": 0,
-                "maximum": 8,
-                "default": 2,
-                "description": "JSON indentation; 0 writes one compact line.",
-            },
+            "indent": JSON_INDENT,
         },
         "additionalProperties": False,
     }

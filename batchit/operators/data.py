@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from batchit.errors import PermanentError, RecipeError
-from batchit.operators.base import InputFile, JobContext, Operator
+from batchit.operators.base import JSON_INDENT, InputFile, JobContext, Operator
 from batchit.operators.data_formats import (
     FORMATS,
     dump,
@@ -102,13 +102,7 @@ class DataDump(Operator):
             "format": _format_param(
                 "The output's format; auto reads it from the output's extension, as data.load does."
             ),
-            "indent": {
-                "type": "integer",
-                "minimum": 0,
-                "maximum": 8,
-                "default": 2,
-                "description": "JSON indentation; 0 writes one compact line.",
-            },
+            "indent": JSON_INDENT,
             "sort_keys": {
                 "type": "boolean",
                 "default": False,
