@@ -229,15 +229,35 @@ def sample_into(config: Config, value: str) -> Config:
     path = (config.root / out).resolve()
     if path != config.root / out or (path.exists() and not path.is_dir()):
         raise UsageError(f"--out {out} is a symlink or a file, not a folder of the project", hint=fix)
-    reaching = _glob_reaching(out, config.rules)
-    if reaching is not None:
-        raise UsageError(
-            f"--out {out}: rule {reaching[0]!r} may find inputs there ({reaching[1]!r}), so a later "
-            "build would read the sample's outputs as inputs",
-            hint=fix,
-        )
+    for kind, reaching, harm in (
+        (
+            "inputs",
+            _glob_reaching(out, config.rules),
+            "a later build would read the sample's outputs as inputs",
+        ),
+        (
+            "deps",
+            _deps_reaching(out, config.rules),
+            "the sample's outputs would change the key of its every job",
+        ),
+    ):
+        if reaching is not None:
+            raise UsageError(
+                f"--out {out}: rule {reaching[0]!r} may find {kind} there ({reaching[1]!r}), so {harm}",
+                hint=fix,
+            )
     state = f"{SAMPLES_DIR}/{urllib.parse.quote(out, safe='')}"
     return dataclasses.replace(config, out=out, out_real=None, state=state, walled=frozenset(taken))
+
+
+def _deps_reaching(folder: str, rules: dict[str, Rule]) -> tuple[str, str] | None:
+    """(rule, pattern) of the first `deps` pattern that could match a file in `folder` (`exclude`
+    leaves no dep out); None when none reaches it."""
+    for rule in rules.values():
+        for pattern in rule.deps:
+            if reaches_into(pattern, folder):
+                return rule.name, pattern
+    return None
 
 
 def _nested(one: str, other: str) -> bool:

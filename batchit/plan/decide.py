@@ -26,6 +26,9 @@ QUARANTINED = ("its input is quarantined and unchanged (batchit quarantine relea
 SAMPLED_AGGREGATE = ("held by --sample: built from a sample, it would replace the one of every input",)
 """Why a `--sample` build holds an aggregate job."""
 
+SAMPLED_DOWNSTREAM = ("held by --sample: it reads the output of an aggregate the sample holds",)
+"""Why a `--sample` build holds a job reading a held aggregate's output (it may not exist yet)."""
+
 
 @dataclass
 class Decider:
@@ -48,7 +51,10 @@ class Decider:
     only_failed: bool = False
     only_jobs: frozenset[str] | None = None
     hold_aggregates: bool = False
-    """Hold every aggregate job (a `--sample` build: an aggregate of a sample is no output to keep)."""
+    """Hold every aggregate job (a `--sample` build: an aggregate of a sample is no output to keep),
+    and every job reading the output of a job held so."""
+    sample_held: set[str] = field(default_factory=set)
+    """Project-relative paths of the outputs `hold_aggregates` held: the jobs reading them are held too."""
     rebuilt: set[str] = field(default_factory=set)
     """Project-relative paths of outputs this build writes again: under `--only-failed`, a job
     reading one follows the retried job that writes it instead of being held."""
@@ -66,9 +72,10 @@ class Decider:
 
     def decide(self, job: Job) -> None:
         """Set `job.action` and `job.reasons`."""
-        if self.hold_aggregates and job.aggregate:
+        if self.hold_aggregates and (job.aggregate or not self.sample_held.isdisjoint(job.inputs)):
             job.action = "held"
-            job.reasons = SAMPLED_AGGREGATE
+            job.reasons = SAMPLED_AGGREGATE if job.aggregate else SAMPLED_DOWNSTREAM
+            self.sample_held.add(f"{self.out}/{job.output}")
             return
         if self._plain:
             record = self.records.get(job.output)

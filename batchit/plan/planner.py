@@ -96,6 +96,13 @@ class Planner:
         to plan a few jobs (`plan_one`), reading their rows one at a time. A store that belongs
         to another config is refused (batchit.plan.ownership)."""
         refuse_foreign_state(config, store)
+        if config.state_dir != config.project_state_dir:  # a sample with a state of its own
+            project = StateStore.open_readonly(config.project_state_dir / "state.db")
+            try:
+                refuse_foreign_state(config, project)  # the project's state is another config's
+            finally:
+                if project is not None:
+                    project.close()
         return cls(config, registry, store, options, rows_on_demand=rows_on_demand)
 
     @functools.cached_property

@@ -1,0 +1,58 @@
+"""`build --sample` at its edges, through the CLI: rule graphs, `--out DIR` and what follows a sample."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import Project
+from tests.test_sample import CHAIN, INPUTS, JOIN
+
+PUBLISHED = """\
+  published:
+    inputs: {rule: index}
+    output: "pub/{name}"
+    steps:
+      - file.copy: {}
+"""
+"""A 1:1 rule reading the output of CHAIN's aggregate."""
+
+
+def test_a_sample_into_out_holds_the_jobs_reading_a_held_aggregate(project: Project) -> None:
+    project.config(CHAIN + PUBLISHED)
+    project.write({"join.py": JOIN, **{path: f"file {path}\n" for path in INPUTS}})
+    plan = json.loads(project.run("plan", "--sample", "1", "--json").stdout)
+    actions = {job["output"]: job for job in plan["jobs"]}
+
+    project.build("--sample", "1")  # the index does not exist yet: nothing may read it
+
+    assert actions["_build/pub/index.txt"]["action"] == "held"
+    assert "--sample" in actions["_build/pub/index.txt"]["reasons"][0]
+    assert not (project.root / "_build/pub").exists()
+    assert project.manifest()["summary"]["failed"] == 0
+    project.build()
+    assert project.read("_build/pub/index.txt") == "".join(f"file {path}\n" for path in sorted(INPUTS))
+
+
+def test_a_sample_folder_that_a_rules_deps_reach_exits_2(project: Project) -> None:
+    project.config(CHAIN.replace('output: "{path}.txt"', 'deps: ["conf/**"]\n    output: "{path}.txt"'))
+    project.write({"join.py": JOIN, "conf/settings.yaml": "a: 1\n", INPUTS[0]: "file\n"})
+
+    result = project.run("build", "--no-progress", "--sample", "1", "--out", "conf")
+
+    assert result.code == 2, result.describe()  # else its outputs would be deps of every job
+    assert "deps" in result.stderr and "fix:" in result.stderr
+    assert not (project.root / ".batchit").exists()
+
+
+def test_a_sample_of_another_config_into_its_own_folder_is_refused_as_a_build_is(project: Project) -> None:
+    """The project's state belongs to batchit.yaml: other.yaml may not build there, a sample of
+    it with a state of its own neither (README, Commands: one root holds the state of one config)."""
+    project.config(CHAIN)
+    project.write({"join.py": JOIN, "other.yaml": CHAIN, **{path: f"file {path}\n" for path in INPUTS}})
+    project.build()
+
+    result = project.run("-f", "other.yaml", "build", "--no-progress", "--sample", "1", "--out", "canary")
+
+    assert result.code == 2, result.describe()
+    assert "holds the state of batchit.yaml" in result.stderr
+    assert not (project.root / "canary").exists()
