@@ -239,6 +239,7 @@ def test_an_unreachable_service_defers_the_job_until_it_answers(
     assert "deferred enrich: _build/a.json" in result.stderr and "ConnectError" in result.stderr
     manifest = project.manifest()
     assert manifest["summary"]["deferred"] == 1 and manifest["summary"]["failed"] == 0
+    assert manifest["status"] == "ok"
     assert manifest["failures"] == [] and manifest["outputs"] == []
     assert not (project.root / "_build/a.json").exists()
     assert not (project.root / ".batchit/quarantine").exists()
@@ -246,6 +247,7 @@ def test_an_unreachable_service_defers_the_job_until_it_answers(
     (deferred,) = json.loads((run_dir / "run.json").read_text())["deferred"]
     assert deferred["output"] == "a.json"
     build(project, "--strict", expect=1)
+    assert project.manifest()["status"] == "failed"  # the record says what the exit code says
     with serving_on(closed_port):
         assert "run      _build/a.json" in project.run("plan").stdout, "a deferred job stays stale"
         build(project)

@@ -96,6 +96,7 @@ def settled_outputs(build: RunningBuild, jobs: list[Job]) -> Settled | None:
 def record_run(build: RunningBuild, started: datetime, outcome: BuildOutcome, recorder: Recorder) -> Path:
     """Write the run's record: signed manifest, provenance, report, audit entry, copies in `out`."""
     troubled = outcome.counts["failed"] or outcome.counts["quarantined"] or build.conflict
+    troubled = troubled or (build.options.strict and outcome.counts["deferred"])  # exit 1 too
     status = "interrupted" if build.interrupted else ("failed" if troubled else "ok")
     _forget_vanished_held_outputs(build, outcome.jobs)
     statuses = {j.output: _status(j, build.results.get(j.job_id)) for j in outcome.jobs}
