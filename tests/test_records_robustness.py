@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import shutil
 import signal
@@ -15,13 +17,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 from conftest import COPY_CONFIG, Project, wait_until
 
 from batchit.fsutil import is_relative_clean
 from batchit.record.runs import IN_PROGRESS
+from batchit.record.signing import first_key, load_public_key
 
 
 def runs_dir(project: Project) -> Path:
@@ -313,3 +316,28 @@ RELATIVE = [
 @pytest.mark.parametrize("case", RELATIVE, ids=[repr(c.path) for c in RELATIVE])
 def test_only_parent_segments_and_absolute_paths_leave_the_output_folder(case: Relative) -> None:
     assert is_relative_clean(case.path) is case.inside
+
+
+def _mint_after(barrier: multiprocessing.synchronize.Barrier, state_dir: str, found: Any) -> None:
+    """In a child process: wait for the others, then take the project's first key."""
+    barrier.wait()
+    found.put(first_key(Path(state_dir), {}).key_id)
+
+
+def test_runs_that_find_no_key_and_mint_at_once_end_with_one_key(tmp_path: Path) -> None:
+    """A build and a sample building into its own folder hold different locks: when both find no
+    key and mint one as they record, they must sign with one pair, the one in .batchit/keys."""
+    context = multiprocessing.get_context("fork")
+    for round_ in range(8):
+        state_dir = tmp_path / f"round{round_}" / ".batchit"
+        barrier, found = context.Barrier(4), context.Queue()
+        children = [
+            context.Process(target=_mint_after, args=(barrier, str(state_dir), found)) for _ in range(4)
+        ]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join(60)
+        ids = {found.get(timeout=10) for _ in children}
+        assert len(ids) == 1, f"round {round_}: {len(ids)} different keys minted"
+        assert load_public_key(state_dir / "keys" / "batchit.pub").key_id in ids

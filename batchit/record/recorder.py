@@ -32,7 +32,7 @@ from batchit.record.provenance import BuildRequest, manifest_statement, provenan
 from batchit.record.report import write_report
 from batchit.record.rundata import RUN_FILE, JobRow, run_document
 from batchit.record.runs import apply_retention, runs_dir
-from batchit.record.signing import SigningKey, generate_keys, load_signing_key, sign_envelope
+from batchit.record.signing import SigningKey, first_key, load_signing_key, sign_envelope
 from batchit.state.rows import OutputRecord
 from batchit.state.store import StateStore
 
@@ -133,9 +133,13 @@ class Recorder:
         return RunRecord(info.run_id, self.run_dir / MANIFEST, report, key.key_id, key.created)
 
     def _mint(self) -> SigningKey:
-        """Create the project's key pair (it had none) and say so once, as an event."""
-        key = generate_keys(self.config.project_state_dir)
+        """Create the project's key pair (it had none as the run started) and say so once, as an
+        event; or take the pair another run made meanwhile (a sample building into its own folder
+        runs beside a build)."""
+        key = first_key(self.config.project_state_dir, os.environ)
         self.key = key
+        if not key.created:
+            return key
         public = Path(key.source).with_name("batchit.pub")
         self.events(
             {

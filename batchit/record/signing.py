@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import json
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +76,25 @@ def keys_dir(state_dir: Path) -> Path:
     return state_dir / "keys"
 
 
+MINT_LOCK = ".mint.lock"
+"""Held while a key pair is made, in `.batchit/keys/`: runs under different locks (a build, a
+sample building into its own folder, `keygen`) then make one pair between them, never two."""
+
+
+@contextlib.contextmanager
+def _minting(state_dir: Path) -> Iterator[Path]:
+    """Wait for, then hold, the right to make the project's key pair; yields `.batchit/keys/`."""
+    directory = keys_dir(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    fd = os.open(directory / MINT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released with the descriptor; making a pair takes milliseconds
+        yield directory
+    finally:
+        os.close(fd)
+
+
 def generate_keys(state_dir: Path, *, force: bool = False) -> SigningKey:
     """Write a new key pair into `.batchit/keys/`; refuse to replace one unless `force`.
 
@@ -81,6 +102,19 @@ def generate_keys(state_dir: Path, *, force: bool = False) -> SigningKey:
     still be verified with `--key` after the rotation; one that is no Ed25519 public key (damaged)
     is kept as `batchit.unreadable-<random>.pub`, never deleted and never in the way.
     """
+    with _minting(state_dir):
+        return _new_pair(state_dir, force=force)
+
+
+def first_key(state_dir: Path, environ: Mapping[str, str]) -> SigningKey:
+    """The key a run signs with when it found none as it started: the one another run made since,
+    else a new pair (`created`)."""
+    with _minting(state_dir):
+        return load_signing_key(state_dir, environ) or _new_pair(state_dir, force=False)
+
+
+def _new_pair(state_dir: Path, *, force: bool) -> SigningKey:
+    """`generate_keys`'s work, with the minting lock held."""
     directory = keys_dir(state_dir)
     private_path, public_path = directory / PRIVATE_NAME, directory / PUBLIC_NAME
     if private_path.exists() and not force:
@@ -91,8 +125,6 @@ def generate_keys(state_dir: Path, *, force: bool = False) -> SigningKey:
         )
     if public_path.exists():
         os.replace(public_path, directory / _kept_name(public_path))
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)
     private = Ed25519PrivateKey.generate()
     _write_private(private_path, private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     public_pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
