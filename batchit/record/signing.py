@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -200,7 +200,7 @@ def _check_public_half(public_path: Path, private: Ed25519PrivateKey, private_pa
 def _parse_private(pem: bytes, where: str) -> Ed25519PrivateKey:
     try:
         key = load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # the last: a damaged algorithm id
         key = None
     if not isinstance(key, Ed25519PrivateKey):
         raise UsageError(
@@ -220,7 +220,7 @@ def load_public_key(path: Path) -> TrustedKey:
         key = load_pem_public_key(path.read_bytes())
     except OSError as exc:
         raise UsageError(f"cannot read the public key {path}: {exc.strerror}") from exc
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # the last: a damaged algorithm id
         key = None
     if not isinstance(key, Ed25519PublicKey):
         raise UsageError(

@@ -8,10 +8,12 @@ process writes it, in batched transactions, as job results arrive.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from batchit.state.rows import Failure, OutputRecord, Owned, StatRow
 
@@ -87,7 +89,10 @@ class StateStore:
         """Open an existing store for reading only (for `plan`), or None when there is none."""
         if not path.exists():
             return None
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        # A URI's path is percent-decoded and ends at '?' or '#': quote it, or a project (or a
+        # `--sample --out a/b` store, `samples/a%2Fb/`) whose path holds '%', '?' or '#' opens
+        # another file or none.
+        db = sqlite3.connect(f"file:{quote(os.fsencode(path))}?mode=ro", uri=True, isolation_level=None)
         db.execute("PRAGMA busy_timeout=30000")
         return cls(db)
 
