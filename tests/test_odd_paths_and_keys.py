@@ -1,4 +1,4 @@
-"""Faults the session-17 fuzzers found, each through the real CLI."""
+"""State stores at paths a SQLite URI would mangle, and key files no library can read: through the CLI."""
 
 from __future__ import annotations
 
