@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import Project
-from tests.test_sample import CHAIN, INPUTS, JOIN
+from tests.test_sample import CHAIN, INPUTS, JOIN, lowest
 
 PUBLISHED = """\
   published:
@@ -56,3 +56,22 @@ def test_a_sample_of_another_config_into_its_own_folder_is_refused_as_a_build_is
     assert result.code == 2, result.describe()
     assert "holds the state of batchit.yaml" in result.stderr
     assert not (project.root / "canary").exists()
+
+
+def test_a_folder_of_its_own_holds_exactly_the_latest_sample_built_into_it(project: Project) -> None:
+    """Another seed into the same DIR: the first sample's outputs go, and the index and the
+    manifest there are the second sample's alone."""
+    project.config(CHAIN)
+    project.write({"join.py": JOIN, **{path: f"file {path}\n" for path in INPUTS}})
+    project.build("--sample", "2", "--out", "canary")
+    project.build("--sample", "2", "--seed", "1", "--out", "canary")
+
+    picked = sorted(lowest(INPUTS, 1, 2))
+    stems = {path.removeprefix("src/") for path in picked}
+    copies = {
+        p.relative_to(project.root / "canary").as_posix() for p in (project.root / "canary").rglob("*.txt")
+    }
+    assert copies == {"index.txt", *stems, *(f"loud/{s}" for s in stems)}
+    assert project.read("canary/index.txt") == "".join(f"file {path}\n" for path in picked)
+    manifest = json.loads(project.read("canary/batchit-manifest.json"))
+    assert {o["path"] for o in manifest["outputs"]} == copies

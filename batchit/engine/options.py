@@ -50,8 +50,11 @@ class BuildOptions:
     @property
     def holds_others(self) -> bool:
         """True for a build that runs only the jobs it was asked for (`--only-failed`, a replay, a
-        sample): every other job is held as it is, so such a build prunes nothing."""
-        return self.only_failed or self.only_jobs is not None or self.sample is not None
+        sample into `out`): every other job is held as it is, so such a build prunes nothing. A
+        sample into a folder of its own is that folder's whole build: it prunes the outputs of an
+        earlier sample there that this one does not hold."""
+        sampled_in_place = self.sample is not None and not self.sample_apart
+        return self.only_failed or self.only_jobs is not None or sampled_in_place
 
     def plan_options(self, config: Config) -> PlanOptions:
         """What of these options changes the planner's decisions."""
