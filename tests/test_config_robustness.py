@@ -224,6 +224,14 @@ CASES = [
         "output 'batchit-manifest.json.sig/a' is inside batchit-manifest.json.sig, a name reserved",
         "choose another output",
     ),
+    Case(
+        "matrix_key_named_like_a_shell_placeholder",
+        HEAD + '    matrix: {out: [a, b]}\n    output: "{out}/{path}.txt"\n'
+        '    steps: [shell: {argv: [cp, "{in}", "{out}"]}]\n',
+        "batchit.yaml:5",
+        "matrix key 'out' is reserved",
+        "rename it",
+    ),
 ]
 
 

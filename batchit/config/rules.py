@@ -25,8 +25,9 @@ from batchit.model import RESERVED_OUTPUTS, STATE_DIR, Aggregate, Resources, Ret
 from batchit.placeholders import PATH_PLACEHOLDERS, names_in
 from batchit.placeholders import text as as_text
 
-RESERVED_NAMES = PATH_PLACEHOLDERS | {"key8", "flags", "input"}
-"""Names a matrix key or partition group may not take: they already mean something.
+RESERVED_NAMES = PATH_PLACEHOLDERS | {"key8", "flags", "input", "in", "out"}
+"""Names a matrix key or partition group may not take: they already mean something (`in` and
+`out` are the paths `shell` fills into its argv, which a matrix value would silently replace).
 
 A partition group named like a matrix key is refused too: one name, one value.
 """
