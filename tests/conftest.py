@@ -97,6 +97,20 @@ def hold(value, ctx):
 """A step that says it started its job, then waits until the test lets that job go."""
 
 
+HOLD_CONFIG = """\
+version: 1
+out: _build
+jobs: 1
+rules:
+  hold:
+    inputs: ["src/*.txt"]
+    output: "{stem}.txt"
+    steps:
+      - python: {function: "hold:hold", version: "1"}
+"""
+"""One rule whose jobs run one at a time and each wait for the test to let them go."""
+
+
 @dataclass
 class Project:
     """A project directory with helpers to write files and run `python -m batchit` inside it."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HOLD, Project, wait_until
+from conftest import HOLD, HOLD_CONFIG, Project, wait_until
 
 distributed = pytest.importorskip("distributed")  # the `dask` extra, in `test` too
 
@@ -186,17 +186,6 @@ def test_without_distributed_the_dask_executor_exits_2_naming_the_extra(shouting
     assert proc.returncode == 2, proc.stderr
     assert "pip install 'batchit[dask]'" in proc.stderr
     assert shouting.snapshot(".batchit", "_build") == {}
-
-
-HOLD_CONFIG = """\
-version: 1
-rules:
-  hold:
-    inputs: ["src/*.txt"]
-    output: "{stem}.txt"
-    steps:
-      - python: {function: "hold:hold", version: "1"}
-"""
 
 
 def test_ctrl_c_cancels_batches_not_started_and_commits_running_ones(project: Project) -> None:

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import pytest
 from conftest import Project, serving
+from test_http_enrich import ENRICH as ENRICHING
 
 from batchit.operators.http_cache import Answer, read_entry, write_entry
 
@@ -49,18 +50,8 @@ def answers() -> Iterator[str]:
         yield url
 
 
-ENRICH = """\
-version: 1
-rules:
-  enrich:
-    inputs: ["items/*.json"]
-    output: "{stem}.json"
-    retry: {attempts: 2, backoff: 0.01, max_backoff: 0.02}
-    steps:
-      - data.load: {}
-      - http.enrich: {url: "BASE/items/{id}", headers: {Authorization: "Bearer ${env:EDGE_TOKEN}"}}
-      - data.dump: {}
-"""
+ENRICH = ENRICHING.replace("${env:TOKEN}", "${env:EDGE_TOKEN}").replace("EXTRA", "")
+"""test_http_enrich's rule, its token read from EDGE_TOKEN."""
 
 
 def test_an_answer_holding_nan_is_the_services_fault_not_the_inputs(project: Project, answers: str) -> None:

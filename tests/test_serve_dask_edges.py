@@ -14,20 +14,7 @@ import sys
 import httpx
 import pytest
 
-from tests.conftest import HOLD, Project, wait_until
-
-HOLD_CONFIG = """\
-version: 1
-out: _build
-jobs: 1
-rules:
-  hold:
-    inputs: ["src/*.txt"]
-    output: "{stem}.txt"
-    steps:
-      - python: {function: "hold:hold", version: "1"}
-"""
-"""One rule whose jobs run one at a time and each wait for the test to let them go."""
+from tests.conftest import HOLD, HOLD_CONFIG, Project, wait_until
 
 
 def started_serve(project: Project) -> tuple[subprocess.Popen[str], str]:
