@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchit.fsutil import atomic_write_bytes
-from batchit.hashing import blake3_hex
+from batchit.fsutil import atomic_write_bytes, cache_entry
+from batchit.hashing import blake3_hex, canonical_json
 from batchit.model import STATE_DIR
 
 CACHE_FOLDER = "http"
@@ -40,13 +40,12 @@ class Answer:
 def cache_key(method: str, url: str, header_templates: Mapping[str, str]) -> str:
     """The entry name of a request: its method, URL, and header names with unexpanded values."""
     headers = sorted((name.lower(), template) for name, template in header_templates.items())
-    document = json.dumps([method, url, headers], separators=(",", ":"), ensure_ascii=False)
-    return blake3_hex(document.encode("utf-8"))
+    return blake3_hex(canonical_json([method, url, headers]).encode("utf-8"))
 
 
 def entry_path(root: Path, key: str) -> Path:
     """Where the entry of `key` lives in the project at `root`."""
-    return root / STATE_DIR / CACHE_FOLDER / key[:2] / key
+    return cache_entry(root / STATE_DIR / CACHE_FOLDER, key)
 
 
 def read_entry(path: Path, ttl: float | None, now: float | None = None) -> Answer | None:
@@ -73,5 +72,5 @@ def write_entry(path: Path, method: str, url: str, answer: Answer) -> None:
         "status": answer.status,
         "content_type": answer.content_type,
     }
-    head = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    head = canonical_json(meta).encode("utf-8")
     atomic_write_bytes(path, head + b"\n" + answer.body)
