@@ -17,6 +17,7 @@ from pathlib import Path
 from batchit.errors import UsageError
 from batchit.fsutil import atomic_write_text, companion_name, remove_empty_parents, replacing
 from batchit.record.audit import append_audit, settle_audit
+from batchit.record.manifest import iso_time
 from batchit.state.rows import Failure
 from batchit.state.store import StateStore
 
@@ -43,7 +44,7 @@ def quarantine_input(root: Path, state_dir: Path, failure: Failure, input_hash: 
         "input_blake3": input_hash,
         "rule": failure.rule,
         "run_id": failure.run_id,
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "time": iso_time(datetime.now(UTC)),
     }
     atomic_write_text(_reason_path(copy), json.dumps(reason, indent=2) + "\n")
     return copy.relative_to(root).as_posix()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from batchit.errors import BatchitError, UsageError
+from batchit.record.manifest import iso_time
 
 TOKEN_VARIABLE = "BATCHIT_API_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
@@ -249,4 +250,4 @@ def _child_environment() -> dict[str, str]:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_time(datetime.now(UTC))
