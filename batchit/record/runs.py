@@ -65,13 +65,13 @@ def list_runs(directory: Path) -> list[RunSummary]:
         return []
     found = []
     for run_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
-        summary = _summary(run_dir)
+        summary = run_summary(run_dir)
         if summary is not None:
             found.append(summary)
     return found
 
 
-def _summary(run_dir: Path) -> RunSummary | None:
+def run_summary(run_dir: Path) -> RunSummary | None:
     """A run's summary from its `run.json`, else from its manifest; None for a run with neither.
 
     A file that is not a JSON object (damaged, or cut short) counts as missing, and a field of the

@@ -23,7 +23,7 @@ from batchit.errors import BatchitError
 from batchit.record.recorder import MANIFEST
 from batchit.record.report import REPORT_FILE
 from batchit.record.rundata import RUN_FILE
-from batchit.record.runs import list_runs, read_json_object
+from batchit.record.runs import list_runs, read_json_object, run_summary
 from batchit.serve.openapi import OPENAPI
 from batchit.serve.queue import BuildQueue, BuildRequest, IdempotencyConflict
 
@@ -181,8 +181,8 @@ class ApiHandler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.OK, request.as_json())
             return
         recorded = self._run_dir(run_id)
-        summary = next((run for run in list_runs(self.server.runs) if run.run_id == run_id), None)
-        if recorded is None or summary is None:
+        summary = run_summary(recorded) if recorded is not None else None
+        if summary is None:
             self._problem(HTTPStatus.NOT_FOUND, f"no run {run_id}")
             return
         self._json(HTTPStatus.OK, summary.as_json())
