@@ -8,10 +8,12 @@ planner's business, when files exist).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from batchit.fsutil import NAME_MAX
 from batchit.globs import WILDCARDS
-from batchit.placeholders import PLACEHOLDER
+from batchit.placeholders import PLACEHOLDER, names_in, text
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -41,4 +43,18 @@ def unusable(path: str) -> tuple[str, str] | None:
                 f"has a name of {size} bytes, longer than file systems take",
                 f"shorten each folder and file name to at most {NAME_MAX} bytes",
             )
+    return None
+
+
+def unusable_value(
+    template: str, matrix: Sequence[tuple[str, Sequence[Any]]]
+) -> tuple[str, int, Any, tuple[str, str]] | None:
+    """The first matrix value `template` uses that no path can hold (see `unusable`): its key, its
+    index, the value, and what is wrong with it and the fix; None when every value it uses is fine."""
+    used = set(names_in(template))
+    for key, values in matrix:
+        for index, value in enumerate(values if key in used else ()):
+            problem = unusable(text(value))
+            if problem:
+                return key, index, value, problem
     return None

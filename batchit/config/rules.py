@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchit.config.hints import did_you_mean, listing
-from batchit.config.paths import escapes, normalise, unusable
+from batchit.config.paths import escapes, normalise, unusable, unusable_value
 from batchit.config.steps import Operators, RuleScope, build_steps
 from batchit.config.units import parse_size
 from batchit.config.validation import SchemaChecks
@@ -23,7 +23,6 @@ from batchit.errors import ConfigError
 from batchit.globs import WILDCARDS, compile_glob
 from batchit.model import RESERVED_OUTPUTS, STATE_DIR, Aggregate, Resources, Retry, Rule
 from batchit.placeholders import PATH_PLACEHOLDERS, names_in
-from batchit.placeholders import text as as_text
 
 RESERVED_NAMES = PATH_PLACEHOLDERS | {"key8", "flags", "input", "in", "out"}
 """Names a matrix key or partition group may not take: they already mean something (`in` and
@@ -239,11 +238,13 @@ class _RuleBuilder:
                 "choose another output path",
             )
         self.usable(template, f"output {template!r}", where)
+        found = unusable_value(template, matrix)
+        if found is not None:
+            key, index, value, (problem, fix) = found
+            raise self.fail(
+                ("matrix", key, index), f"matrix value {value!r} of {{{key}}}, used in output, {problem}", fix
+            )
         used = set(names_in(template))
-        for key, values in matrix:
-            for index, value in enumerate(values if key in used else ()):
-                what = f"matrix value {value!r} of {{{key}}}, used in output,"
-                self.usable(as_text(value), what, ("matrix", key, index))
         keys = [key for key, _ in matrix]
         allowed = set(keys) | {"key8"} | (groups if aggregate else PATH_PLACEHOLDERS)
         for name in names_in(template):

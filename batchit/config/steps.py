@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchit.config.conditions import ConditionError, check_condition
 from batchit.config.hints import did_you_mean, listing
-from batchit.config.paths import escapes, unusable
+from batchit.config.paths import escapes, unusable, unusable_value
 from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
 from batchit.errors import ConfigError
@@ -156,13 +156,13 @@ def _check_file_params(
                 f"{_step_label(where)} parameter '{param}' escapes the project: {value!r}",
                 "write a path relative to the project root, without '..'",
             )
-        used = names_in(value)
-        values = [text(item) for key, items in scope.matrix if key in used for item in items]
-        for path in (value, *values):
-            problem = unusable(path)
-            if problem:
-                message = f"{_step_label(where)} parameter '{param}' {problem[0]}: {path!r}"
-                raise _fail(scope, (*where, param), message, problem[1])
+        path, problem = value, unusable(value)
+        found = unusable_value(value, scope.matrix) if problem is None else None
+        if found is not None:
+            path, problem = text(found[2]), found[3]
+        if problem:
+            message = f"{_step_label(where)} parameter '{param}' {problem[0]}: {path!r}"
+            raise _fail(scope, (*where, param), message, problem[1])
 
 
 def _check_params(
