@@ -10,10 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import httpx
 import pytest
 
+from batchit.serve.api import ApiServer
+from batchit.serve.queue import BuildQueue
 from tests.conftest import HOLD, HOLD_CONFIG, Project, wait_until
 
 
@@ -81,6 +84,28 @@ def test_a_chunked_body_is_refused_not_read_as_an_empty_one(project: Project) ->
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
+
+
+def test_a_body_that_stalls_is_answered_408_and_frees_its_connection(project: Project) -> None:
+    project.write({"batchit.yaml": HOLD_CONFIG, "hold.py": HOLD})
+    queue = BuildQueue(project.root, "batchit.yaml")  # never started: no build may be queued
+    server = ApiServer(("127.0.0.1", 0), queue, project.root / ".batchit/runs", None, idle_seconds=0.5)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        port = int(server.server_address[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(b'POST /runs HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n{"rules"')
+            answer = b""
+            while chunk := conn.recv(65536):  # the server closes the connection after its answer
+                answer += chunk
+        assert b" 408 " in answer.split(b"\r\n", 1)[0], answer
+        assert "did not arrive" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+        assert queue.requests() == []
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).json() == {"status": "ok"}
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.slow

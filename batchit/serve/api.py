@@ -31,6 +31,10 @@ LARGEST_BODY = 64 * 1024
 """A run request is a few rule names and flags; a larger body is refused unread."""
 LONGEST_WAIT = 300.0
 """The most `?wait=` may ask for, in seconds: a client waits longer by asking again."""
+IDLE_SECONDS = 30.0
+"""How long a connection may send nothing before it is dropped (a body that stalls is answered
+408): otherwise a client that stops mid-request would hold a thread for ever."""
+"""The most `?wait=` may ask for, in seconds: a client waits longer by asking again."""
 OPEN_ROUTES = frozenset({"/healthz", "/openapi.json"})
 """What answers without the token: a load balancer's probe and the API's description."""
 RECORD_FILES = {
@@ -44,12 +48,20 @@ class ApiServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], queue: BuildQueue, runs: Path, token: str | None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        queue: BuildQueue,
+        runs: Path,
+        token: str | None,
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, ApiHandler)
         self.queue = queue
         self.runs = runs
         self.token = token
+        self.idle_seconds = idle_seconds
 
 
 class ApiHandler(BaseHTTPRequestHandler):
@@ -60,6 +72,11 @@ class ApiHandler(BaseHTTPRequestHandler):
     error_content_type = "application/json"
     error_message_format = '{"error": "%(message)s"}'
     quiet: ClassVar[bool] = True
+
+    def setup(self) -> None:
+        """Give the connection the server's idle limit before anything is read from it."""
+        super().setup()
+        self.connection.settimeout(self.server.idle_seconds)
 
     def do_GET(self) -> None:
         """Health, the API description, the list of runs, one run, a run's manifest or report."""
@@ -160,7 +177,13 @@ class ApiHandler(BaseHTTPRequestHandler):
             )
             self.close_connection = True
             return _REFUSED
-        raw = self.rfile.read(length) if length else b""
+        try:
+            raw = self.rfile.read(length) if length else b""
+        except TimeoutError:
+            waited = self.server.idle_seconds
+            self._problem(HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive within {waited:g} s")
+            self.close_connection = True
+            return _REFUSED
         if not raw.strip():
             return None
         try:

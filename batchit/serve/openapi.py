@@ -47,6 +47,7 @@ OPENAPI: dict[str, Any] = {
                     },
                     "400": _ERROR,
                     "401": _ERROR,
+                    "408": {**_ERROR, "description": "the body stalled: nothing arrived for 30 s"},
                     "413": _ERROR,
                     "411": {**_ERROR, "description": "a chunked body: send it with a Content-Length"},
                     "422": {**_ERROR, "description": "the Idempotency-Key came before with another body"},
