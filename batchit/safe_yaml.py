@@ -42,13 +42,15 @@ PLAIN_TAGS = {f"{TAG}{name}" for name in ("str", "int", "float", "bool", "null",
 
 
 class YamlProblem(ValueError):
-    """A well-formed document that holds what JSON-like data may not, at a 1-based line and column."""
+    """A document that does not parse, or holds what JSON-like data may not, with a hint and a 1-based
+    line and column (None for the few errors PyYAML gives no position)."""
 
-    def __init__(self, message: str, hint: str, position: Position) -> None:
+    def __init__(self, message: str, hint: str, position: Position | None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
-        self.line, self.column = position
+        self.line: int | None = position[0] if position else None
+        self.column: int | None = position[1] if position else None
 
 
 class NestedTooDeep(yaml.composer.ComposerError):
@@ -147,19 +149,41 @@ def parse(text: str) -> tuple[Any, dict[YamlPath, Position]]:
     """The data of a one-document YAML text and the position of each value (for a mapping entry: its
     key's); an empty document is None.
 
-    Raises PyYAML's errors for what does not parse (`yaml.reader.ReaderError` for a character YAML
-    allows nowhere, `yaml.MarkedYAMLError` with a position for the rest, `NestedTooDeep` among
-    them) and `YamlProblem` for what parses but is not JSON-like data.
+    Raises `YamlProblem` both for what does not parse and for what parses but is not JSON-like data.
     """
-    loader = Yaml12Loader(text)  # the reader checks every character here
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, {(): (1, 1)}
-        positions = _Walker(loader.construct_object).walk(node)
-        return loader.construct_document(node), positions
-    finally:
-        loader.dispose()
+        loader = Yaml12Loader(text)  # the reader checks every character here
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None, {(): (1, 1)}
+            positions = _Walker(loader.construct_object).walk(node)
+            return loader.construct_document(node), positions
+        finally:
+            loader.dispose()
+    except yaml.reader.ReaderError as exc:
+        raise _unprintable(exc, text) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = ": ".join(part for part in (exc.context, exc.problem) if part)
+        hint = "flatten it: nothing needs more than a few levels" if isinstance(exc, NestedTooDeep) else None
+        position = (mark.line + 1, mark.column + 1) if mark else None
+        raise YamlProblem(f"invalid YAML: {problem}", hint or "fix the YAML syntax there", position) from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem(f"invalid YAML: {exc}", "fix the YAML syntax", None) from None
+
+
+def _unprintable(exc: yaml.reader.ReaderError, text: str) -> YamlProblem:
+    """The problem of a character YAML does not allow anywhere (a control character such as NUL or
+    BEL, even in a comment), at its line and column."""
+    code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+    start = text.rfind("\n", 0, exc.position) + 1
+    escape = f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return YamlProblem(
+        f"invalid YAML: character U+{code:04X} is not allowed, not even in a comment",
+        f'delete it; in a double-quoted string write it as the escape "{escape}"',
+        (text.count("\n", 0, exc.position) + 1, exc.position - start + 1),
+    )
 
 
 def _position(node: yaml.Node) -> Position:

@@ -17,9 +17,9 @@ import yaml
 
 from batchit.errors import ConfigError
 from batchit.safe_yaml import MAX_DEPTH as MAX_DEPTH  # re-exported: the config's tests read it here
-from batchit.safe_yaml import NestedTooDeep, YamlProblem, parse
 from batchit.safe_yaml import Yaml12Loader as Yaml12Loader
 from batchit.safe_yaml import YamlPath as YamlPath
+from batchit.safe_yaml import YamlProblem, parse
 
 
 @dataclass(frozen=True)
@@ -106,40 +106,7 @@ def read_document(path: Path, file: str, *, missing_hint: str | None = None) -> 
         ) from None
     try:
         data, positions = parse(text)
-    except yaml.reader.ReaderError as exc:
-        raise _unprintable(exc, text, file) from None
     except YamlProblem as exc:
-        raise error_at(Mark(file, exc.line, exc.column), exc.message, hint=exc.hint) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = ": ".join(part for part in (exc.context, exc.problem) if part)
-        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        hint = (
-            "flatten it: no setting needs more than a few levels" if isinstance(exc, NestedTooDeep) else None
-        )
-        raise ConfigError(
-            f"invalid YAML: {problem}",
-            file=file,
-            line=line,
-            column=column,
-            hint=hint or "fix the YAML syntax there",
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", file=file) from None
+        raise ConfigError(exc.message, file=file, line=exc.line, column=exc.column, hint=exc.hint) from None
     marks = {path: Mark(file, line, column) for path, (line, column) in positions.items()}
     return Document(file, data, marks, raw)
-
-
-def _unprintable(exc: yaml.reader.ReaderError, text: str, file: str) -> ConfigError:
-    """The error for a character YAML does not allow anywhere (a control character such as NUL or
-    BEL, even in a comment), at its line and column."""
-    code = ord(exc.character) if isinstance(exc.character, str) else exc.character
-    start = text.rfind("\n", 0, exc.position) + 1
-    escape = f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-    return ConfigError(
-        f"invalid YAML: character U+{code:04X} is not allowed, not even in a comment",
-        file=file,
-        line=text.count("\n", 0, exc.position) + 1,
-        column=exc.position - start + 1,
-        hint=f'delete it; in a double-quoted string write it as the escape "{escape}"',
-    )

@@ -122,21 +122,13 @@ def _no_constant(name: str) -> Any:
 
 def _parse_yaml(text: str, source: str) -> Any:
     """YAML through batchit's safe 1.2 loader: no tags, a budget on nodes, aliases and depth."""
-    import yaml  # ~20 ms: imported only by a job that reads YAML
-
-    from batchit.safe_yaml import YamlProblem, parse
+    from batchit.safe_yaml import YamlProblem, parse  # PyYAML: ~20 ms, paid only by a job reading YAML
 
     try:
         return parse(text)[0]
     except YamlProblem as exc:
-        raise PermanentError(f"{source}:{exc.line}:{exc.column}: {exc.message}", hint=exc.hint) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = ": ".join(part for part in (exc.context, exc.problem) if part)
-        raise PermanentError(f"{where}: invalid YAML: {problem}", hint="fix the YAML there") from None
-    except yaml.YAMLError as exc:  # the reader's: a character YAML allows nowhere (NUL, BEL, ...)
-        raise PermanentError(f"{source}: invalid YAML: {exc}", hint="fix the YAML") from None
+        where = f"{source}:{exc.line}:{exc.column}" if exc.line else source
+        raise PermanentError(f"{where}: {exc.message}", hint=exc.hint) from None
 
 
 def _parse_toml(text: str, source: str) -> Any:
