@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # Tests press Ctrl-C by sending SIGINT to `batchit build`, `watch` and `serve`. A suite started
+    # in the background by a non-interactive shell (`pytest &`) has SIGINT ignored, and every child
+    # would inherit that and ignore the test's Ctrl-C, as a background job should. A handler of our
+    # own is reset to the default in each child instead.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 COPY_AND_UPPER = """\
 version: 1
