@@ -1,6 +1,6 @@
 """pytest-benchmark view of the incremental benchmark: batchit's cold and no-op builds of 1,000 files.
 
-    .venv/bin/python -m pytest bench/ --benchmark-enable
+    .venv/bin/python -m pytest bench/ --benchmark-enable -n 0
 
 Outside the default test run (pyproject's testpaths is tests/). Without --benchmark-enable (the
 project's default) each benchmark runs once, as a smoke test of the benchmark itself.

@@ -19,7 +19,10 @@ from conftest import HOLD, HOLD_CONFIG, Project, wait_until
 
 distributed = pytest.importorskip("distributed")  # the `dask` extra, in `test` too
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("dask-cluster"),  # one test process runs them all: one cluster
+]
 
 CONFIG = """\
 version: 1
