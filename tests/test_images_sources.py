@@ -96,6 +96,51 @@ def test_a_colour_profile_is_kept_only_for_its_own_colour_space(root: Path, case
     assert (out.info.get("icc_profile") == icc) is case.kept
 
 
+def s15_fixed16(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+def one_colour_cmyk_profile(lab: tuple[int, int, int]) -> bytes:
+    """A minimal ICC v2 CMYK printer profile whose A2B0 table maps every ink mix to one Lab colour
+    (lut8 encoding: L 0-255 for 0-100, a and b 128 for 0), so a conversion through it is unmistakable."""
+    white = s15_fixed16(0.9642) + s15_fixed16(1.0) + s15_fixed16(0.8249)  # D50
+    identity = b"".join(s15_fixed16(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    lut = b"mft1" + bytes(4) + bytes([4, 3, 2, 0]) + identity
+    lut += bytes(range(256)) * 4 + bytes(lab) * 2**4 + bytes(range(256)) * 3  # in curves, grid, out curves
+    tags = [(b"wtpt", b"XYZ " + bytes(4) + white), (b"A2B0", lut + bytes(-len(lut) % 4))]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = struct.pack(">I", len(tags)), b""
+    for signature, body in tags:
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    header = struct.pack(">I", offset + len(data)) + bytes(4) + bytes([2, 0x10, 0, 0]) + b"prtrCMYKLab "
+    header += bytes(12) + b"acsp" + bytes(28) + white
+    return header + bytes(128 - len(header)) + table + data
+
+
+@pytest.mark.parametrize(
+    ("icc", "expected"),
+    [
+        (one_colour_cmyk_profile((128, 128, 128)), (119, 119, 119)),  # L* 50 grey, through the profile
+        (None, (0, 255, 255)),  # no profile: Pillow's plain formula, as browsers do
+        (b"not an ICC profile", (0, 255, 255)),  # unreadable: the same, and the photo is built
+    ],
+    ids=["profile", "none", "broken"],
+)
+def test_cmyk_pixels_become_srgb_through_their_embedded_profile(
+    root: Path, icc: bytes | None, expected: tuple[int, int, int]
+) -> None:
+    cyan = Image.new("CMYK", (16, 16), (255, 0, 0, 0))
+    options = {"icc_profile": icc} if icc else {}
+    source = write_image(root, "in.tif", cyan, "TIFF", **options)  # lossless: exact pixels
+    out = decoded(pipeline(root, source, (ImageSave(), {"format": "png"})))
+    assert out.mode == "RGB"
+    pixel = out.getpixel((8, 8))
+    assert isinstance(pixel, tuple)
+    assert all(abs(got - want) <= 2 for got, want in zip(pixel, expected, strict=True)), pixel
+    assert "icc_profile" not in out.info  # a CMYK profile does not describe the RGB output
+
+
 def damaged_gps_exif() -> bytes:
     """EXIF whose GPS IFD writes GPSVersionID as ASCII "2.2" instead of 4 bytes (Pillow reads it, and
     cannot write it back)."""

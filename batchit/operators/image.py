@@ -28,7 +28,14 @@ from batchit.errors import PermanentError
 from batchit.operators.base import InputFile, JobContext, Operator
 from batchit.operators.image_names import JPEG_LIKE, format_accepted, formats_schema
 
-CODECS = {"libjpeg": "jpg", "libwebp": "webp", "libavif": "avif", "zlib": "zlib", "freetype2": "freetype2"}
+CODECS = {
+    "libjpeg": "jpg",
+    "libwebp": "webp",
+    "libavif": "avif",
+    "zlib": "zlib",
+    "freetype2": "freetype2",
+    "lcms2": "littlecms2",
+}
 """Pillow features whose versions shape decoded pixels or encoded bytes, by the label in the key."""
 
 ORIENTATION = 0x0112
@@ -134,7 +141,7 @@ class Picture:
             image = opened
             if self.orientation in TRANSPOSES:
                 image = image.transpose(TRANSPOSES[self.orientation])
-            image = working_mode(image)
+            image = working_mode(image, self.metadata.get("icc_profile"))
             if getattr(opened, "fp", None) is not None or getattr(opened, "_fp", None) is not None:
                 image = opened.copy() if image is opened else image
                 opened.close()
@@ -147,8 +154,12 @@ class Picture:
         return self
 
 
-def working_mode(image: Image.Image) -> Image.Image:
+def working_mode(image: Image.Image, profile: bytes | None = None) -> Image.Image:
     """L, RGB or RGBA: CMYK and YCbCr become RGB, palettes RGB(A), 16-bit grey 8-bit, LA RGBA.
+
+    CMYK pixels mean a colour only through the printing conditions their ICC `profile` describes:
+    with one, they are converted to sRGB through it (see `cmyk_to_srgb`); without one, by Pillow's
+    plain formula, as browsers and most tools do.
 
     A colour key (PNG's tRNS: `transparency` in `info`, on a palette, grey or RGB image) becomes an
     alpha channel, RGBA: the working modes have no other way to keep it. Integer grey (I;16, and I
@@ -172,7 +183,40 @@ def working_mode(image: Image.Image) -> Image.Image:
         return image.convert("RGB")
     if mode in ("LA", "La", "PA", "RGBa"):
         return image.convert("RGBA")
+    if mode == "CMYK" and profile:
+        return cmyk_to_srgb(image, profile)
     return image.convert("RGB")
+
+
+def cmyk_to_srgb(image: Image.Image, profile: bytes) -> Image.Image:
+    """CMYK pixels in sRGB through their ICC profile (relative colorimetric with black point
+    compensation, what image editors use for photographs). A profile LittleCMS cannot read, or a
+    Pillow built without it, falls back to the plain formula: the pixels are still fine."""
+    try:
+        from PIL import ImageCms
+    except ImportError:  # a Pillow built without LittleCMS
+        return image.convert("RGB")
+    try:
+        transform = _cmyk_transform(profile)
+    except (ImageCms.PyCMSError, OSError):  # OSError: LittleCMS could not read the profile at all
+        return image.convert("RGB")
+    converted = ImageCms.applyTransform(image, transform)
+    return converted if converted is not None else image.convert("RGB")
+
+
+@functools.lru_cache(maxsize=8)
+def _cmyk_transform(profile: bytes) -> Any:
+    """The LittleCMS transform from `profile`'s CMYK to sRGB; a batch of photos shares a few profiles."""
+    from PIL import ImageCms
+
+    return ImageCms.buildTransform(
+        ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+        ImageCms.createProfile("sRGB"),
+        "CMYK",
+        "RGB",
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+        flags=ImageCms.Flags.BLACKPOINTCOMPENSATION,
+    )
 
 
 BOMB_HINT = (
@@ -238,7 +282,7 @@ class ImageLoad(ImageOperator):
     """
 
     name = "image.load"
-    version = "1"
+    version = "2"  # 2: CMYK through its ICC profile
     validate_section = "image"
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
