@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -207,6 +210,27 @@ def test_rate_holds_in_every_one_second_window_at_the_server(project: Project, a
     build(project, "-j", "4")
     arrivals = sorted(when for when, _, _ in Api.asked)
     assert len(arrivals) == 5
+    busiest = max(sum(1 for other in arrivals if start <= other < start + 1.0) for start in arrivals)
+    assert busiest <= 2, arrivals
+
+
+@pytest.mark.slow
+def test_rate_holds_across_the_processes_of_doit_sub_tasks(project: Project, api: str) -> None:
+    enrich(project, api, {f"i{n}": n for n in range(6)}, extra=", rate: 2")
+    dodo = f"import batchit.doit\ntask_enrich = batchit.doit.tasks({project.root.name!r})\n"
+    (project.root.parent / "dodo.py").write_text(dodo, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "doit", "-n", "3", "-P", "process"],  # each sub-task in one of 3 processes
+        cwd=project.root.parent,
+        env={**os.environ, "TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    arrivals = sorted(when for when, _, _ in Api.asked)
+    assert len(arrivals) == 6
     busiest = max(sum(1 for other in arrivals if start <= other < start + 1.0) for start in arrivals)
     assert busiest <= 2, arrivals
 

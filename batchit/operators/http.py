@@ -10,7 +10,7 @@ variable is not set, is the rule's (a `RecipeError`: the job fails, the input st
 
 Secrets stay out of every record: `${env:NAME}` is read only here, as the request is made, and no
 message, cache entry or action key holds the value (the key and the cache name hold the header as
-written). Requests to one host share the process's rate limit (batchit.operators.rate_limit);
+written). Requests to one host share the project's rate limit (batchit.operators.rate_limit);
 answers are kept in the response cache (batchit.operators.http_cache).
 """
 
@@ -29,7 +29,7 @@ from batchit.errors import PermanentError, RecipeError, ServiceUnreachable
 from batchit.operators.base import JobContext, Operator
 from batchit.operators.data_formats import loads_json
 from batchit.operators.http_cache import Answer, cache_key, entry_path, read_entry, write_entry
-from batchit.operators.rate_limit import LIMITER
+from batchit.operators.rate_limit import HostLimiter, limiter_for
 from batchit.placeholders import UnknownPlaceholder, substitute, text
 
 ENV_VALUE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -119,7 +119,8 @@ class HttpEnrich(Operator):
         entry = entry_path(ctx.root, cache_key("GET", target, templates))
         answer = read_entry(entry, params.get("cache_ttl"))
         if answer is None:
-            answer = fetch(target, expand_headers(templates), params.get("timeout", 30), params.get("rate"))
+            limit = (limiter_for(ctx.root), params.get("rate"))
+            answer = fetch(target, expand_headers(templates), params.get("timeout", 30), limit)
             parsed = parse_answer(target, answer)
             try:
                 write_entry(entry, "GET", target, answer)
@@ -171,13 +172,18 @@ def expand_headers(templates: Mapping[str, str]) -> tuple[dict[str, str], tuple[
 
 
 def fetch(
-    url: str, headers: tuple[dict[str, str], tuple[str, ...]], timeout: float, rate: float | None
+    url: str,
+    headers: tuple[dict[str, str], tuple[str, ...]],
+    timeout: float,
+    limit: tuple[HostLimiter, float | None],
 ) -> Answer:
-    """GET `url` with `headers` (and the secrets they hold) within the host's rate: a 2xx answer;
-    anything else raises (see the module). No message quotes a secret, whatever the library says."""
+    """GET `url` with `headers` (and the secrets they hold) within the host's rate (`limit`: the
+    project's limiter and the step's rate): a 2xx answer; anything else raises (see the module).
+    No message quotes a secret, whatever the library says."""
     sent, secrets = headers
     host = urllib.parse.urlsplit(url).netloc.lower()
-    with LIMITER.slot(host, rate):
+    limiter, rate = limit
+    with limiter.slot(host, rate):
         try:
             with httpx.Client(timeout=timeout, follow_redirects=True) as client:
                 response = client.get(url, headers=sent)

@@ -1,22 +1,41 @@
 """The request rate of `http.enrich`: at most N requests to a host in any one-second window (SPEC 12).
 
-One limiter serves the whole process, every thread of it: `http.enrich` is a coordinator-only
-operator (`Operator.coordinator_only`), so a build's requests all go through here. A request holds
-its slot from the moment it is sent until one second after its answer (or its failure) came back:
-counting from the answer rather than from the sending makes the limit hold where the server counts,
-whatever the latency of each request, so a burst above N is never seen at the other end. A rate
-below 1 spaces requests 1/rate seconds apart (0.5: one every two seconds); above 1 it is a whole
-number of requests per second (2.5 counts as 2).
+SPEC counts the rate across the whole run, and a run is not always one process: under doit with
+`-P process`, each sub-task runs in a process of its own. So the limiter keeps each host's record
+in a small file under `.batchit/http/rate/`, read and written under an exclusive `flock`, and every
+thread of every process of the project goes through it. A request holds its slot from the moment
+it is sent until one second after its answer (or its failure) came back: counting from the answer
+rather than from the sending makes the limit hold where the server counts, whatever the latency of
+each request, so a burst above N is never seen at the other end. A rate below 1 spaces requests
+1/rate seconds apart (0.5: one every two seconds); above 1 it is a whole number of requests per
+second (2.5 counts as 2).
+
+Times are `time.monotonic()`, one clock for every process of the machine. A process that died
+while sending (SIGKILL) leaves its entry behind; the next request finds its pid gone and drops it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import math
-import threading
+import os
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blake3 import blake3
+
+from batchit.model import STATE_DIR
+
+RATE_FOLDER = Path("http") / "rate"
+"""Where the hosts' files live, under the state folder."""
+POLL_SECONDS = 0.01
+"""How often a request waiting for one under way (in any process) to end looks again."""
 
 
 def allowance(rate: float) -> tuple[int, float]:
@@ -26,18 +45,47 @@ def allowance(rate: float) -> tuple[int, float]:
     return 1, 1.0 / rate
 
 
-class HostLimiter:
-    """Request slots per host, shared by every thread that asks for one."""
+@dataclass
+class HostRecord:
+    """What one host's file holds: the requests under way, and when recent ones ended."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._changed = threading.Condition()
-        self._sending: dict[str, int] = {}
-        """Requests to each host that are under way."""
-        self._answered: dict[str, deque[float]] = {}
-        """When each recent request to a host ended, oldest first."""
-        self._longest: dict[str, float] = {}
-        """The longest window any rate used for a host: older answers count for no one."""
+    sending: dict[str, int] = field(default_factory=dict)
+    """Each request under way, by a token of its own: the pid of the process sending it."""
+    answered: list[float] = field(default_factory=list)
+    """When each recent request ended, oldest first."""
+    longest: float = 0.0
+    """The longest window any rate used for this host: older answers count for no one."""
+
+    @classmethod
+    def parse(cls, raw: bytes) -> HostRecord:
+        """The record in `raw`; an empty or damaged file (a crash while writing) is an empty record."""
+        try:
+            data: Any = json.loads(raw) if raw else {}
+            return cls(
+                {str(k): int(v) for k, v in data.get("sending", {}).items()},
+                sorted(float(t) for t in data.get("answered", [])),
+                float(data.get("longest", 0.0)),
+            )
+        except (ValueError, TypeError, AttributeError):
+            return cls()
+
+    def dump(self) -> bytes:
+        """The record as the file holds it."""
+        record = {"sending": self.sending, "answered": self.answered, "longest": self.longest}
+        return json.dumps(record).encode()
+
+    def forget_stale(self, now: float) -> None:
+        """Drop answers too old to count for any rate (or from a clock before a reboot) and the
+        requests of processes that are gone."""
+        self.answered = [t for t in self.answered if now - self.longest < t <= now]
+        self.sending = {token: pid for token, pid in self.sending.items() if _alive(pid)}
+
+
+class HostLimiter:
+    """Request slots per host, shared by every thread and process of one project."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
 
     @contextmanager
     def slot(self, host: str, rate: float | None) -> Iterator[None]:
@@ -47,27 +95,53 @@ class HostLimiter:
             yield
             return
         count, window = allowance(rate)
-        with self._changed:
-            self._longest[host] = max(self._longest.get(host, 0.0), window)
-            answered = self._answered.setdefault(host, deque())
-            while True:
-                now = self._clock()
-                while answered and answered[0] <= now - self._longest[host]:
-                    answered.popleft()
-                recent = [ended for ended in answered if ended > now - window]
-                if self._sending.get(host, 0) + len(recent) < count:
+        token = uuid.uuid4().hex
+        path = self.folder / f"{blake3(host.encode()).hexdigest()[:32]}.json"
+        while True:
+            with self._record(path) as record:
+                now = time.monotonic()
+                record.longest = max(record.longest, window)
+                record.forget_stale(now)
+                recent = [ended for ended in record.answered if ended > now - window]
+                if len(record.sending) + len(recent) < count:
+                    record.sending[token] = os.getpid()
                     break
-                # the oldest recent answer leaves the window then; a request under way may end first
-                self._changed.wait(recent[0] + window - now if recent else None)
-            self._sending[host] = self._sending.get(host, 0) + 1
+            # the oldest recent answer leaves the window then; a request under way may end sooner
+            wait = recent[0] + window - now if recent else POLL_SECONDS
+            time.sleep(max(min(wait, POLL_SECONDS) if record.sending else wait, 0.0))
         try:
             yield
         finally:
-            with self._changed:
-                self._sending[host] -= 1
-                answered.append(self._clock())
-                self._changed.notify_all()
+            with self._record(path) as record:
+                record.sending.pop(token, None)
+                record.answered.append(time.monotonic())
+
+    @contextmanager
+    def _record(self, path: Path) -> Iterator[HostRecord]:
+        """The host's record, read and written back under an exclusive lock on its file."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            record = HostRecord.parse(os.pread(fd, 1 << 20, 0))
+            yield record
+            data = record.dump()
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
 
 
-LIMITER = HostLimiter()
-"""The process's limiter: a rate is per host across the whole run, whichever rule or job asks."""
+def limiter_for(root: Path) -> HostLimiter:
+    """The limiter of the project at `root`."""
+    return HostLimiter(root / STATE_DIR / RATE_FOLDER)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
