@@ -7,6 +7,7 @@ then runs `python -m doit ...` in a subprocess, as a user's terminal or CI would
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -356,6 +357,56 @@ def test_a_killed_doit_run_leaves_its_mark_and_the_next_run_sweeps_its_litter(tm
     assert not any(path.exists() for path in litter)
     assert not (site.root / ".batchit/build-in-progress").exists()
     assert site.run("reconcile").code == 0
+
+
+LONG_STEP = """\
+import time
+
+
+def work(value, ctx):
+    if (ctx.root / "gate").exists():
+        (ctx.root / "started").touch()
+        while (ctx.root / "gate").exists():  # a long job: Python code running on
+            time.sleep(0.01)
+    return value
+"""
+
+
+@pytest.mark.parametrize("parallel", [(), ("-n", "2", "-P", "process")], ids=["serial", "processes"])
+def test_ctrl_c_during_doit_stops_the_run_without_quarantining_the_running_job(
+    tmp_path: Path, parallel: tuple[str, ...]
+) -> None:
+    site = make_project(tmp_path)
+    site.config(
+        'version: 1\nout: _build\nrules:\n  copy:\n    inputs: ["images/*.png"]\n    output: "{name}"\n'
+        '    steps: [python: {function: "long:work", version: "1"}]\n'
+    )
+    site.write({"long.py": LONG_STEP, "gate": ""})
+    command = [sys.executable, "-m", "doit", *parallel]
+    run = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_until(lambda: (site.root / "started").exists(), "a sub-task to start its job")
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C in doit's terminal: doit and its processes
+    _, err = run.communicate(timeout=60)
+
+    assert run.returncode != 0, err
+    held = site.run("quarantine", "list", "--json")
+    assert json.loads(held.stdout) == [], held.describe()  # the user stopped it: no fault of the input
+    assert not list((site.root / "_build").glob(".batchit-tmp-*"))
+    (site.root / "gate").unlink()
+    rerun = doit(site)
+    assert rerun.code == 0, rerun.describe()
+    assert sorted(p.name for p in (site.root / "_build").glob("*.png")) == [
+        "blue.png",
+        "green.png",
+        "red.png",
+    ]
 
 
 def test_doit_after_clean_restores_a_page_whose_template_extends_another(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from batchit.execute.publish import copy_into_cache, restore_output, write_outpu
 from batchit.execute.retry import classify, retry_after_of
 from batchit.fsutil import StatTuple, cache_entry, stat_identity
 from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource
+from batchit.operators.commands import ends_in_keyboard_interrupt
 from batchit.operators.registry import load_target
 from batchit.plan.keys import StepCall
 
@@ -384,7 +385,6 @@ def _ctrl_c_raises_here() -> bool:
     Python's default SIGINT handler. Elsewhere one comes from the step's own code: worker threads
     never see signals, worker processes ignore SIGINT, and a build's main thread turns it into a flag.
     """
-    return (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    return threading.current_thread() is threading.main_thread() and ends_in_keyboard_interrupt(
+        signal.getsignal(signal.SIGINT)
     )

@@ -150,6 +150,14 @@ def forward_stop_signals() -> None:
             signal.signal(signum, functools.partial(_forward, signal.getsignal(signum)))
 
 
+def ends_in_keyboard_interrupt(handler: Any) -> bool:
+    """True when the SIGINT `handler` raises Python's KeyboardInterrupt: the default handler itself,
+    or the forwarder `forward_stop_signals` put in front of it."""
+    while isinstance(handler, functools.partial) and handler.func is _forward:
+        handler = handler.args[0]
+    return handler is signal.default_int_handler
+
+
 def _forward(previous: Any, signum: int, frame: FrameType | None) -> None:
     signal_commands(signum)
     if _starting:
