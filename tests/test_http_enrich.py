@@ -18,7 +18,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
+from blake3 import blake3
 from conftest import Project, Result, serving
+
+from batchit.operators.http import host_of
+from batchit.operators.rate_limit import STALE_SECONDS
 
 TOKEN = "tok-3f9a1c-never-written"  # noqa: S105 - a made-up secret the test looks for everywhere
 
@@ -58,8 +62,9 @@ def join(value, ctx):
 
 
 class Api(BaseHTTPRequestHandler):
-    """/items/ID answers {"title": "item ID", "authorized": ...} (never the token itself); an ID in
-    `down` answers 503 (Retry-After: 0), the first `busy` requests 503 too, `missing` IDs 404.
+    """/redir/ID redirects to /items/ID, which answers {"title": "item ID", "authorized": ...}
+    (never the token itself); an ID in `down` answers 503 (Retry-After: 0), the first `busy`
+    requests 503 too, `missing` IDs 404.
     Notes when each request arrived, its path and its Authorization header."""
 
     asked: ClassVar[list[tuple[float, str, str | None]]] = []
@@ -73,6 +78,12 @@ class Api(BaseHTTPRequestHandler):
             Api.asked.append((time.monotonic(), self.path, self.headers.get("Authorization")))
             busy = len(Api.asked) <= Api.busy
         item = self.path.rsplit("/", 1)[-1]
+        if self.path.startswith("/redir/"):  # moved: to /items/ID
+            self.send_response(302)
+            self.send_header("Location", f"/items/{item}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         status = 503 if busy or item in Api.down else 404 if item in Api.missing else 200
         answer = {
             "title": f"item {item}",
@@ -205,13 +216,17 @@ def test_an_unset_header_variable_fails_the_job_and_keeps_the_input(project: Pro
     assert Api.asked == []
 
 
+def busiest_second(arrivals: list[float]) -> int:
+    """The most requests that arrived within one second of each other."""
+    return max(sum(1 for other in arrivals if start <= other < start + 1.0) for start in arrivals)
+
+
 def test_rate_holds_in_every_one_second_window_at_the_server(project: Project, api: str) -> None:
     enrich(project, api, {f"i{n}": n for n in range(5)}, extra=", rate: 2")
     build(project, "-j", "4")
     arrivals = sorted(when for when, _, _ in Api.asked)
     assert len(arrivals) == 5
-    busiest = max(sum(1 for other in arrivals if start <= other < start + 1.0) for start in arrivals)
-    assert busiest <= 2, arrivals
+    assert busiest_second(arrivals) <= 2, arrivals
 
 
 @pytest.mark.slow
@@ -231,8 +246,51 @@ def test_rate_holds_across_the_processes_of_doit_sub_tasks(project: Project, api
     assert done.returncode == 0, done.stdout + done.stderr
     arrivals = sorted(when for when, _, _ in Api.asked)
     assert len(arrivals) == 6
-    busiest = max(sum(1 for other in arrivals if start <= other < start + 1.0) for start in arrivals)
-    assert busiest <= 2, arrivals
+    assert busiest_second(arrivals) <= 2, arrivals
+
+
+def test_each_redirect_counts_against_the_rate(project: Project, api: str) -> None:
+    enrich(project, api.replace("/items", "") + "/redir", {f"i{n}": n for n in range(3)}, extra=", rate: 1")
+    build(project, "-j", "4")
+    arrivals = sorted(when for when, _, _ in Api.asked)
+    assert len(arrivals) == 6  # each record: the redirect, then the item
+    assert busiest_second(arrivals) == 1, arrivals
+
+
+def test_the_default_port_written_out_is_the_same_host_to_the_rate() -> None:
+    assert host_of("http://Example.org/a") == host_of("http://example.org:80/b") == "example.org:80"
+    assert host_of("https://example.org/a") == host_of("https://example.org:443/b")
+    assert host_of("http://example.org:8080/a") != host_of("http://example.org/a")
+
+
+def test_a_request_left_under_way_by_a_dead_run_holds_the_rate_only_so_long(
+    project: Project, api: str
+) -> None:
+    """An entry whose pid is alive again (another process now) is still dropped once it is older
+    than any request can be; else the build would wait for it for ever."""
+    enrich(project, api, {"a": 1}, extra=", rate: 1")
+    port = api.rsplit(":", 1)[1].split("/")[0]
+    record = {"sending": {"left": [os.getpid(), time.monotonic() - STALE_SECONDS - 1]}, "answered": []}
+    rate_file = (
+        project.root / ".batchit/http/rate" / f"{blake3(f'127.0.0.1:{port}'.encode()).hexdigest()[:32]}.json"
+    )
+    rate_file.parent.mkdir(parents=True)
+    rate_file.write_text(json.dumps(record), encoding="utf-8")
+    build(project)
+    assert len(Api.asked) == 1
+
+
+def test_a_rate_that_cannot_be_kept_fails_the_job_without_quarantining_the_input(
+    project: Project, api: str
+) -> None:
+    enrich(project, api, {"a": 1}, extra=", rate: 1")
+    (project.root / ".batchit/http").mkdir(parents=True)
+    (project.root / ".batchit/http/rate").write_text("a file where the folder belongs", encoding="utf-8")
+    result = build(project, expect=1)
+    [failure] = project.manifest()["failures"]
+    assert "cannot keep the request rate" in failure["message"], result.describe()
+    assert failure["quarantine"] is None
+    assert Api.asked == []
 
 
 def test_a_404_quarantines_the_input_naming_the_url_and_status(project: Project, api: str) -> None:

@@ -42,6 +42,9 @@ it first, naming only the variable."""
 
 TRANSIENT_STATUS = frozenset({429}) | frozenset(range(500, 600))
 """Answers that say "not now": retried, then the job is deferred."""
+MAX_REDIRECTS = 20
+"""Redirects followed before the request fails, as httpx's own default."""
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 WEEK = 604_800
 TEN_YEARS = 315_360_000
@@ -181,18 +184,24 @@ def fetch(
     project's limiter and the step's rate): a 2xx answer; anything else raises (see the module).
     No message quotes a secret, whatever the library says."""
     sent, secrets = headers
-    host = urllib.parse.urlsplit(url).netloc.lower()
     limiter, rate = limit
-    with limiter.slot(host, rate):
-        try:
-            with httpx.Client(timeout=timeout, follow_redirects=True) as client:
-                response = client.get(url, headers=sent)
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.TooManyRedirects) as exc:
-            raise PermanentError(f"GET {url}: {_told(exc, secrets)}") from None
-        except httpx.TransportError as exc:  # refused, reset, timed out: the service cannot be reached
-            raise ServiceUnreachable(f"GET {url}: {_told(exc, secrets)}") from None
-        except (ValueError, TypeError) as exc:  # a header value no request can carry
-            raise RecipeError(f"GET {url}: the headers cannot be sent: {_told(exc, secrets)}") from None
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            request = client.build_request("GET", url, headers=sent)
+            for _ in range(MAX_REDIRECTS + 1):  # each hop is a request of its own to the rate
+                with limiter.slot(host_of(str(request.url)), rate):
+                    response = client.send(request)
+                if response.next_request is None:
+                    break
+                request = response.next_request
+            else:
+                raise httpx.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects", request=request)
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.TooManyRedirects) as exc:
+        raise PermanentError(f"GET {url}: {_told(exc, secrets)}") from None
+    except httpx.TransportError as exc:  # refused, reset, timed out: the service cannot be reached
+        raise ServiceUnreachable(f"GET {url}: {_told(exc, secrets)}") from None
+    except (ValueError, TypeError) as exc:  # a header value no request can carry
+        raise RecipeError(f"GET {url}: the headers cannot be sent: {_told(exc, secrets)}") from None
     status = response.status_code
     if status in TRANSIENT_STATUS:
         raise ServiceUnreachable(
@@ -202,6 +211,17 @@ def fetch(
     if not 200 <= status < 300:
         raise PermanentError(f"GET {url} answered {status} {response.reason_phrase}")
     return Answer(status, response.headers.get("Content-Type", ""), response.content, time.time())
+
+
+def host_of(url: str) -> str:
+    """The host a request goes to, as the rate counts hosts: `host:port`, with the scheme's default
+    port written out, so `http://example.org` and `http://example.org:80` are one host."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # no port number: httpx refuses the URL
+        return parts.netloc.lower()
+    return f"{(parts.hostname or '').lower()}:{port}"
 
 
 def _told(exc: Exception, secrets: tuple[str, ...]) -> str:

@@ -11,7 +11,9 @@ each request, so a burst above N is never seen at the other end. A rate below 1 
 second (2.5 counts as 2).
 
 Times are `time.monotonic()`, one clock for every process of the machine. A process that died
-while sending (SIGKILL) leaves its entry behind; the next request finds its pid gone and drops it.
+while sending (SIGKILL) leaves its entry behind. The next request drops it when its pid is gone,
+or is this very process but not one of its requests (a container's pid 1 started again), or when
+it is older than STALE_SECONDS whatever its pid says (a pid used again by another process).
 """
 
 from __future__ import annotations
@@ -30,12 +32,20 @@ from typing import Any
 
 from blake3 import blake3
 
+from batchit.errors import OutputError
 from batchit.model import STATE_DIR
 
 RATE_FOLDER = Path("http") / "rate"
 """Where the hosts' files live, under the state folder."""
 POLL_SECONDS = 0.01
 """How often a request waiting for one under way (in any process) to end looks again."""
+STALE_SECONDS = 600.0
+"""A request under way longer than this is taken for one whose process died (each attempt of a
+request ends within its `timeout` of silence; ten minutes of a slow answer is past any sane one)."""
+
+_mine: set[str] = set()
+"""The tokens of this process's requests under way, to tell them from a dead process's entries
+that carry this process's pid."""
 
 
 def allowance(rate: float) -> tuple[int, float]:
@@ -49,8 +59,9 @@ def allowance(rate: float) -> tuple[int, float]:
 class HostRecord:
     """What one host's file holds: the requests under way, and when recent ones ended."""
 
-    sending: dict[str, int] = field(default_factory=dict)
-    """Each request under way, by a token of its own: the pid of the process sending it."""
+    sending: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Each request under way, by a token of its own: the pid of the process sending it, and when
+    it started."""
     answered: list[float] = field(default_factory=list)
     """When each recent request ended, oldest first."""
     longest: float = 0.0
@@ -61,13 +72,15 @@ class HostRecord:
         """The record in `raw`; an empty or damaged file (a crash while writing) is an empty record."""
         try:
             data: Any = json.loads(raw) if raw else {}
-            return cls(
-                {str(k): int(v) for k, v in data.get("sending", {}).items()},
+            record = cls(
+                {str(k): (int(pid), float(since)) for k, (pid, since) in data.get("sending", {}).items()},
                 sorted(float(t) for t in data.get("answered", [])),
                 float(data.get("longest", 0.0)),
             )
         except (ValueError, TypeError, AttributeError):
             return cls()
+        times = [*record.answered, record.longest, *(since for _, since in record.sending.values())]
+        return record if all(math.isfinite(t) for t in times) else cls()
 
     def dump(self) -> bytes:
         """The record as the file holds it."""
@@ -78,7 +91,11 @@ class HostRecord:
         """Drop answers too old to count for any rate (or from a clock before a reboot) and the
         requests of processes that are gone."""
         self.answered = [t for t in self.answered if now - self.longest < t <= now]
-        self.sending = {token: pid for token, pid in self.sending.items() if _alive(pid)}
+        self.sending = {
+            token: (pid, since)
+            for token, (pid, since) in self.sending.items()
+            if now - STALE_SECONDS < since <= now and (token in _mine if pid == os.getpid() else _alive(pid))
+        }
 
 
 class HostLimiter:
@@ -104,7 +121,8 @@ class HostLimiter:
                 record.forget_stale(now)
                 recent = [ended for ended in record.answered if ended > now - window]
                 if len(record.sending) + len(recent) < count:
-                    record.sending[token] = os.getpid()
+                    record.sending[token] = (os.getpid(), now)
+                    _mine.add(token)
                     break
             # the oldest recent answer leaves the window then; a request under way may end sooner
             wait = recent[0] + window - now if recent else POLL_SECONDS
@@ -112,15 +130,26 @@ class HostLimiter:
         try:
             yield
         finally:
-            with self._record(path) as record:
-                record.sending.pop(token, None)
-                record.answered.append(time.monotonic())
+            try:
+                with self._record(path) as record:
+                    record.sending.pop(token, None)
+                    record.answered.append(time.monotonic())
+            finally:
+                _mine.discard(token)  # only now: until the answer is counted, the slot stays held
 
     @contextmanager
     def _record(self, path: Path) -> Iterator[HostRecord]:
-        """The host's record, read and written back under an exclusive lock on its file."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        """The host's record, read and written back under an exclusive lock on its file. A file
+        that cannot be made or written fails the job, as an output that cannot be: no fault of its
+        input, which stays out of quarantine."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot keep the request rate in {path}: {exc.strerror or exc}",
+                hint=f"make {self.folder} writable",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             record = HostRecord.parse(os.pread(fd, 1 << 20, 0))
@@ -138,6 +167,8 @@ def limiter_for(root: Path) -> HostLimiter:
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:  # no process's pid (0 and -1 would ask about a group or every process)
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
