@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -103,6 +104,34 @@ def test_a_body_that_stalls_is_answered_408_and_frees_its_connection(project: Pr
         assert "did not arrive" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
         assert queue.requests() == []
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).json() == {"status": "ok"}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_report_read_slowly_arrives_whole_past_the_idle_limit(project: Project) -> None:
+    """The idle limit is on silence, not on the time one answer takes to send."""
+    project.write({"batchit.yaml": HOLD_CONFIG, "hold.py": HOLD})
+    run_dir = project.root / ".batchit/runs/20260101T000000000Z-abcdef"
+    run_dir.mkdir(parents=True)
+    report = bytes(range(256)) * 64 * 1024  # 16 MiB: more than the kernel's socket buffers hold
+    (run_dir / "report.html").write_bytes(report)
+    (run_dir / "manifest.json").write_text("{}", encoding="utf-8")
+    server = ApiServer(("127.0.0.1", 0), BuildQueue(project.root, "batchit.yaml"), run_dir.parent, None, 0.5)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.socket() as conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # no kernel autotuning
+            conn.settimeout(30)
+            conn.connect(("127.0.0.1", int(server.server_address[1])))
+            conn.sendall(f"GET /runs/{run_dir.name}/report HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            answer = b""
+            started = time.monotonic()
+            while len(answer) < len(report) + 100 and (chunk := conn.recv(65536)):
+                answer += chunk
+                time.sleep(0.005)  # a slow reader: the whole answer takes longer than the idle limit
+        assert time.monotonic() - started > 0.5  # it did outlast the idle limit
+        assert answer.split(b"\r\n\r\n", 1)[1] == report
     finally:
         server.shutdown()
         server.server_close()

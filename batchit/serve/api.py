@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import socket
+import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,7 +35,8 @@ LONGEST_WAIT = 300.0
 IDLE_SECONDS = 30.0
 """How long a connection may send nothing before it is dropped (a body that stalls is answered
 408): otherwise a client that stops mid-request would hold a thread for ever."""
-"""The most `?wait=` may ask for, in seconds: a client waits longer by asking again."""
+SEND_CHUNK = 64 * 1024
+"""An answer is sent in pieces this large, each within IDLE_SECONDS: a whole report need not be."""
 OPEN_ROUTES = frozenset({"/healthz", "/openapi.json"})
 """What answers without the token: a load balancer's probe and the API's description."""
 RECORD_FILES = {
@@ -62,6 +64,13 @@ class ApiServer(ThreadingHTTPServer):
         self.runs = runs
         self.token = token
         self.idle_seconds = idle_seconds
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (a reset, a broken pipe, silence past the idle
+        limit) is no fault of the server's: nothing is printed. Anything else is, with its traceback."""
+        if isinstance(sys.exception(), ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
 
 class ApiHandler(BaseHTTPRequestHandler):
@@ -246,7 +255,9 @@ class ApiHandler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        view = memoryview(body)
+        for start in range(0, len(view), SEND_CHUNK):  # a socket timeout bounds one whole write
+            self.wfile.write(view[start : start + SEND_CHUNK])
 
     def log_message(self, format: str, *args: Any) -> None:
         """Requests are not logged line by line: the builds they start report themselves."""
