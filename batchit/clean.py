@@ -46,11 +46,12 @@ def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run:
             store.close()
         doomed = sorted(owned)
         doomed += [p for p in sorted(RESERVED_OUTPUTS) if (config.out_dir / p).exists()]
+    present = {path for path in doomed if os.path.lexists(config.out_dir / path)}
     if dry_run or not doomed:
         refused = {path: why for path in doomed if (why := removal_refused(config.out_dir, path))}
-        return Cleaned([path for path in doomed if path not in refused], refused)
+        return Cleaned([path for path in doomed if path in present and path not in refused], refused)
     with ProjectLock(config.state_dir / "lock"):
-        removed, kept = remove_outputs(config.out_dir, doomed)
+        removed, kept = remove_outputs(config.out_dir, doomed)  # and the records of those already gone
         store = StateStore.open(store_path)
         try:
             with store.transaction():
@@ -60,7 +61,7 @@ def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run:
             append_audit(config.state_dir, store, "clean", details, fsync=config.durability == "fsync")
         finally:
             store.close()
-    return Cleaned(removed, kept)
+    return Cleaned([path for path in removed if path in present], kept)
 
 
 def _orphans(config: Config, registry: OperatorRegistry) -> list[str]:

@@ -56,7 +56,7 @@ def explain(config: Config, registry: OperatorRegistry, path: str) -> Explanatio
             recorded = (
                 next((r for r in map(store.output, candidates) if r is not None), None) if store else None
             )
-            if recorded is None:
+            if recorded is None or recorded.blake3 is None:  # no record, or a claim never written
                 raise UsageError(
                     f"no rule produces {path!r} (looked for {config.out}/{candidates[0]})",
                     hint="give an output path relative to `out`; `batchit plan` lists every output",

@@ -79,6 +79,31 @@ def test_a_quarantined_inputs_key8_output_stays_until_the_input_is_fixed(project
     assert project.manifest()["summary"]["pruned"] == 1
 
 
+def test_a_name_claimed_by_a_job_that_never_wrote_it_is_no_file_to_clean_prune_or_explain(
+    project: Project,
+) -> None:
+    """A `{key8}` job claims its output's name before it runs; when its input is quarantined on the
+    first build, nothing is ever written there, and no command may speak of removing it."""
+    project.config(PICKY.replace('output: "{stem}.txt"', 'output: "{stem}-{key8}.txt"'))
+    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "bad\n"})
+    project.build(expect=1)
+    [built] = [path.name for path in (project.root / "_build").glob("a-*.txt")]
+
+    cleaning = project.run("clean", "--dry-run")
+    assert "b-" not in cleaning.stdout and "would remove 3 file(s)" in cleaning.stdout, cleaning.describe()
+    (project.root / "in/b.txt").unlink()
+    plan = json.loads(project.run("plan", "--json").stdout)
+    assert plan["prune"] == [] and plan["summary"]["prune"] == 0
+    claimed = [row[0] for row in sqlite3.connect(project.root / ".batchit/state.db").execute(
+        "SELECT path FROM outputs WHERE blake3 IS NULL")]  # fmt: skip
+    assert len(claimed) == 1
+    assert project.run("explain", claimed[0]).code == 2  # no output: nothing to explain
+
+    (project.root / "_build" / built).unlink()  # gone before clean: not reported as removed
+    cleaned = project.run("clean")
+    assert cleaned.code == 0 and "removed 2 file(s)" in cleaned.stdout and built not in cleaned.stdout
+
+
 def test_a_held_output_someone_removed_leaves_the_record(project: Project) -> None:
     """It cannot be built again while its input is held; listing it would make `verify` fail on
     a tree nobody tampered with."""

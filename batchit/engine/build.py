@@ -48,7 +48,11 @@ def plan_build(
                 by_rule[job.rule].append(job)
             owned = planner.owned_rules()
             full = options.prunes_as_full_build(config)
-            pruned = prunable(owned, config.rules, store, by_rule, by_rule, full=full)
+            pruned = [  # as the build counts them: outputs once written, not claims of jobs that failed
+                path
+                for path in prunable(owned, config.rules, store, by_rule, by_rule, full=full)
+                if store is None or (row := store.owned_one(config.out, path)) is None or row.blake3
+            ]
     finally:
         if store:
             store.close()
