@@ -10,7 +10,6 @@ from batchit.engine import BuildOptions, plan_build
 from batchit.fsutil import removal_refused, remove_outputs
 from batchit.model import RESERVED_OUTPUTS, Config
 from batchit.operators.registry import OperatorRegistry
-from batchit.plan.jobs import UNKNOWN
 from batchit.plan.ownership import refuse_foreign_state
 from batchit.plan.pruning import kept_outputs
 from batchit.record.audit import append_audit
@@ -80,12 +79,17 @@ def _orphans(config: Config, registry: OperatorRegistry) -> list[str]:
 def produced_outputs(config: Config, registry: OperatorRegistry) -> set[str]:
     """The outputs (relative to `out`) the current jobs produce, planned read-only.
 
-    A job whose key is not known yet (its upstream is stale), whose input is held in quarantine, or
-    that failed keeps the output it recorded last time, as pruning does (batchit.plan.pruning); a
-    held job's new `{key8}` name is not expected before its input is released or fixed.
+    A job whose key is not known yet (its upstream is stale: an aggregate over another rule's
+    outputs after `clean`) produces its output all the same unless the name holds that key
+    (`{key8}`). Such a job, one whose input is held in quarantine, or one that failed keeps the
+    output it recorded last time, as pruning does (batchit.plan.pruning); a held job's new `{key8}`
+    name is not expected before its input is released or fixed.
     """
     jobs = plan_build(config, registry, BuildOptions(overwrite=True)).jobs
-    produced = {job.output for job in jobs if job.key != UNKNOWN and job.action != "quarantined"}
+    rules = config.rules
+    produced = {
+        job.output for job in jobs if job.output_known(rules[job.rule]) and job.action != "quarantined"
+    }
     store = StateStore.open_readonly(config.state_dir / "state.db")
     if store:
         produced |= kept_outputs(store, jobs)

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Project
+from conftest import COPY_AND_UPPER, TOOLS, Project
 
 
 @pytest.fixture
@@ -75,3 +75,19 @@ def test_reconcile_lists_duplicated_content_as_information(built: Project) -> No
     found = reconciled(built, 0)
     assert [d["paths"] for d in found["duplicates"]] == [["a.txt", "twin.txt"]]
     assert "same content" in built.run("reconcile").stdout
+
+
+@pytest.mark.parametrize("built_before", [True, False], ids=["after-clean", "never-built"])
+def test_an_aggregate_over_another_rule_is_missing_as_any_output_is(
+    project: Project, built_before: bool
+) -> None:
+    """Its key waits for the outputs it reads, but its name does not: a rule still produces it."""
+    project.config(COPY_AND_UPPER)
+    project.write({"tools.py": TOOLS, "src/a.txt": "a\n", "src/b.txt": "b\n"})
+    if built_before:
+        project.build()
+        assert project.run("clean").code == 0
+    found = reconciled(project, 1)
+    assert "index.txt" in paths(found, "missing")
+    assert len(found["missing"]) == 5  # two copies, two transforms, the aggregate
+    assert all("a rule produces it" in finding["detail"] for finding in found["missing"])

@@ -13,7 +13,7 @@ from stat import S_ISLNK
 
 from batchit.fsutil import resolves_inside
 from batchit.model import RESERVED_OUTPUTS, Config, Rule
-from batchit.plan.jobs import UNKNOWN, Job
+from batchit.plan.jobs import Job
 from batchit.plan.named import rule_error
 
 
@@ -30,7 +30,7 @@ class OutputClaims:
         """Take the job's output path, checking it the first time its directory comes up; a path
         named by a `{key8}` not known yet (its upstream runs first) is claimed once it is known."""
         output = job.output
-        if job.key == UNKNOWN and "{key8}" in rule.output:
+        if not job.output_known(rule):
             return
         if (
             self.claimed.setdefault(output, job.job_id) != job.job_id
@@ -45,7 +45,7 @@ class OutputClaims:
     def claim_all(self, jobs: list[Job]) -> None:
         """`claim` every job (a replayed or patched plan), checking each output directory once."""
         claimed, rules = self.claimed, self.config.rules
-        jobs = [job for job in jobs if job.key != UNKNOWN or "{key8}" not in rules[job.rule].output]
+        jobs = [job for job in jobs if job.output_known(rules[job.rule])]
         claimed.update((job.output, job.job_id) for job in jobs)
         reserved = any(path.partition("/")[0] in RESERVED_OUTPUTS for path in claimed)
         if len(claimed) != len(jobs) or "" in claimed or reserved:

@@ -59,6 +59,11 @@ class Job:
     """`skip` (up to date), `run`, `restore` (from the cache) or `blocked` (an upstream job failed)."""
     reasons: tuple[str, ...] = ()
 
+    def output_known(self, rule: Rule) -> bool:
+        """True when `output` is the path the job will write: its key is known, or its rule's
+        output template does not name the file after the key (`{key8}`)."""
+        return self.key != UNKNOWN or "{key8}" not in rule.output
+
     def inputs_json(self) -> str:
         """The canonical `[{"blake3", "path"}]` list the manifest and state store keep."""
         return json.dumps(
