@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import Project
 
 PAGES = """\
@@ -27,19 +28,27 @@ def test_a_param_used_only_by_a_replaced_key_needs_no_value(project: Project) ->
     assert "a.txt" in project.read("_build/cdn-manifest.json")
 
 
-def test_a_bad_with_value_is_reported_at_the_with_line_naming_the_parameter(project: Project) -> None:
-    project.write(
-        {
-            "pages/a.md": "# A\n",
-            "batchit.yaml": PAGES + "  thumbs:\n    preset: responsive_images\n    with: {widths: 320}\n",
-        }
-    )
+@pytest.mark.parametrize(
+    ("widths", "error"),
+    [
+        ("320", "10:12: rule 'thumbs': 'matrix.width' must be a list, not an integer (320)"),
+        # a value of the list fills a step's parameter through the preset's matrix: still the user's line
+        (
+            "[320, abc]",
+            "10:26: rule 'thumbs': step 2 (image.resize) parameter 'width' must be an integer, "
+            "not a string ('abc')",
+        ),
+    ],
+    ids=["not-a-list", "a-bad-item"],
+)
+def test_a_bad_with_value_is_reported_where_it_is_written_naming_the_parameter(
+    project: Project, widths: str, error: str
+) -> None:
+    thumbs = f"  thumbs:\n    preset: responsive_images\n    with: {{widths: {widths}}}\n"
+    project.write({"pages/a.md": "# A\n", "batchit.yaml": PAGES + thumbs})
     result = project.run("build", "--no-progress")
     assert result.code == 2, result.describe()
-    assert (
-        "error: batchit.yaml:10:12: rule 'thumbs': 'matrix.width' must be a list, not an integer (320) "
-        "(from preset parameter 'widths')" in result.stderr
-    ), result.describe()
+    assert f"error: batchit.yaml:{error} (from preset parameter 'widths')" in result.stderr, result.describe()
     assert project.snapshot(".batchit", "_build") == {}
 
 

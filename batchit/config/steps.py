@@ -184,12 +184,23 @@ def _check_params(
             params, error.absolute_path, scope.per_job
         )
 
-    for combination in itertools.product(*(values for _, values in matrix)):
-        values = {**samples, **dict(zip((key for key, _ in matrix), combination, strict=True))}
-        concrete = operator.fill_params(params, values)
-        checks.check(
-            concrete, operator.params_schema, scope.marks, prefix=where, rule=scope.rule, skip=sampled
-        )
+    keys = [key for key, _ in matrix]
+    sole = {f"{{{key}}}": key for key in keys}
+    # a parameter that is one matrix value, and so a wrong value is blamed where it was written
+    alone = {
+        param: sole[value] for param, value in params.items() if isinstance(value, str) and value in sole
+    }
+    for combination in itertools.product(*(range(len(values)) for _, values in matrix)):
+        chosen = {key: values[index] for (key, values), index in zip(matrix, combination, strict=True)}
+        at = dict(zip(keys, combination, strict=True))
+        blamed = {
+            (*where, param): mark
+            for param, key in alone.items()
+            if (mark := scope.marks.get(("matrix", key, at[key]))) is not None
+        }
+        marks = {**scope.marks, **blamed} if blamed else scope.marks
+        concrete = operator.fill_params(params, {**samples, **chosen})
+        checks.check(concrete, operator.params_schema, marks, prefix=where, rule=scope.rule, skip=sampled)
 
 
 def _uses_per_job(params: Any, path: Sequence[str | int], per_job: frozenset[str]) -> bool:
