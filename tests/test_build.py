@@ -188,6 +188,11 @@ def test_damaged_output_is_restored_from_the_cache(texts: Project, damage: str) 
         target.write_text("scribbled\n")
     else:
         target.unlink()
+    planned = {job["output"]: job["action"] for job in json.loads(texts.run("plan", "--json").stdout)["jobs"]}
+    assert planned["_build/upper/b.txt"] == "restore"
+    assert (
+        planned["_build/index.txt"] == "skip"
+    )  # the restored bytes are the recorded ones: as the build finds
     texts.build()
     assert texts.read("_build/upper/b.txt") == "betA\n"
     assert summary(texts)["restored"] == 1

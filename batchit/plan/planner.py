@@ -369,7 +369,11 @@ class Planner:
 
     def _predicted_hash(self, job: Job) -> str:
         record = self.records.get(job.output)
-        if job.action in ("skip", "held") and record is not None and record.blake3:
+        if record is None or not record.blake3:
+            return UNKNOWN
+        if job.action in ("skip", "held"):
+            return record.blake3
+        if job.action == "restore" and record.action_key == job.key:  # the cache gives back those bytes
             return record.blake3
         return UNKNOWN
 
