@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from blake3 import blake3
-from conftest import COPY_CONFIG, Project, process_gone, wait_until
+from conftest import COPY_CONFIG, HOLD, HOLD_CONFIG, Project, process_gone, wait_until
 
 from batchit.execute.pools import PROCESSES_FROM
 
@@ -355,6 +355,43 @@ def test_a_stopped_build_starts_no_further_command_of_a_batch(project: Project) 
     assert len(pids()) == 2, "no command started after the stop"
     for pid in pids():
         wait_until(lambda pid=pid: process_gone(pid), f"command {pid} to stop")
+    assert project.manifest()["failures"] == []
+
+
+@pytest.mark.parametrize("inputs", [6, PROCESSES_FROM], ids=["threads", "processes"])
+def test_a_stopped_build_starts_no_further_job_of_a_batch(project: Project, inputs: int) -> None:
+    """Not only commands: once stopped, a worker starts none of its batch's other jobs, and the
+    summary says how many jobs the stop left for the next build."""
+    project.config(
+        HOLD_CONFIG.replace("jobs: 1\n", "").replace("    steps:", "    resources: cpu\n    steps:")
+    )
+    project.write({"hold.py": HOLD, **{f"src/{n:03}.txt": f"{n}\n" for n in range(inputs)}})
+    command = [sys.executable, "-m", "batchit", "build", "--no-progress", "-j", "2", "--batch-size", "3"]
+    build = subprocess.Popen(
+        command,
+        cwd=project.root,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def started() -> list[str]:
+        return sorted(path.name.removeprefix("started-") for path in project.root.glob("started-*"))
+
+    wait_until(lambda: len(started()) == 2, "both workers to start a job")
+    os.killpg(build.pid, signal.SIGINT)  # Ctrl-C: the build and its workers
+    assert build.stderr is not None
+    said = [build.stderr.readline()]  # the build's warning comes once it has passed the stop on
+    assert "interrupted (SIGINT)" in said[0], said
+    for name in started():
+        (project.root / f"release-{name}").touch()  # the running jobs may finish
+    out, err = build.communicate(timeout=60)
+    err = said[0] + err
+
+    assert build.returncode == 130, err
+    assert len(started()) == 2, "no job started after the stop"
+    assert f"2 built, {inputs - 2} not finished (the next build runs them)" in out, out + err
     assert project.manifest()["failures"] == []
 
 

@@ -89,6 +89,8 @@ class BuildOutcome:
     """Where the run's record (manifest, report) went and which key signed it."""
     strict: bool = False
     interrupted: bool = False
+    unfinished: int = 0
+    """Jobs the build meant to run or restore and did not finish: stopped by an interrupt."""
     quarantined_inputs: int = 0
     """How many (rule, input) pairs stay quarantined: `counts["quarantined"]` counts jobs, and a
     matrix rule runs several jobs on one input."""

@@ -180,6 +180,7 @@ class RunningBuild:
             failures=failures,
             strict=self.options.strict,
             quarantined_inputs=len({(job.rule, job.inputs[0]) for job in held}),
+            unfinished=sum(1 for j in all_jobs if j.action in STARTING and j.job_id not in self.results),
         )
 
     def _warn(self, text: str) -> None:
@@ -396,6 +397,10 @@ class RunningBuild:
         self.specs[job.job_id] = (following, resources)
         self.scheduler.add_later(following, resources, delay)
         return True
+
+
+STARTING = ("run", "restore")
+"""The actions of jobs a build starts (the others are decided without running anything)."""
 
 
 def _status_of(job: Job, result: JobResult) -> str:

@@ -36,7 +36,7 @@ from batchit import __version__
 from batchit.errors import BatchitError, UsageError
 from batchit.execute.pools import Pools
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_batch
-from batchit.operators.commands import signal_commands
+from batchit.operators.commands import signal_commands, stop_requested
 
 try:
     import distributed
@@ -287,7 +287,8 @@ def run_on_worker(settings: WorkerSettings, specs: list[JobSpec], stop: str) -> 
         return []  # cancelled by the build; its cancellation has not reached this worker yet
     worker = distributed.get_worker()
     worker.log_event(STARTED, worker.get_current_task())
-    return run_batch(settings, specs)
+    event = distributed.Event(stop)
+    return run_batch(settings, specs, lambda: stop_requested() or event.is_set())
 
 
 def sees_project(root: str) -> tuple[str, bool]:

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from batchit.execute.publish import copy_into_cache, restore_output, write_outpu
 from batchit.execute.retry import classify, retry_after_of
 from batchit.fsutil import StatTuple, cache_entry, stat_identity
 from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource
-from batchit.operators.commands import ends_in_keyboard_interrupt
+from batchit.operators.commands import ends_in_keyboard_interrupt, stop_requested
 from batchit.operators.registry import load_target
 from batchit.plan.keys import StepCall
 
@@ -118,8 +119,14 @@ steps instead of before them: handing a quicker job's output to another thread c
 saves."""
 
 
-def run_batch(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]:
+def run_batch(
+    settings: WorkerSettings, specs: list[JobSpec], stopped: Callable[[], bool] = stop_requested
+) -> list[JobResult]:
     """Run several jobs in this worker, one after another, and return one result each.
+
+    Once `stopped` says the build is stopping (a Ctrl-C reached this process, or the coordinator
+    told it), the jobs not started yet are not started: each gets a `NotStarted` result, which the
+    coordinator records as nothing, so the next build runs them.
 
     With `settings.overlap` (the build has fewer workers than CPUs), while a job's steps run, the
     output of the job before it is published (written, hashed, copied into the cache) on a thread
@@ -132,6 +139,9 @@ def run_batch(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]
     publishing: Future[JobResult] | None = None
     with ThreadPoolExecutor(1, thread_name_prefix="batchit-publish") as publisher:
         for spec in specs:
+            if stopped():
+                results.append(_not_started(spec))
+                continue
             done = _compute(settings, spec, operators)
             if isinstance(done, JobResult):
                 results.append(done)
@@ -292,6 +302,18 @@ def _failed(spec: JobSpec, exc: Exception, started: float, log: io.StringIO | No
         defers=transient and isinstance(exc, JobError) and exc.defers,
         log=log.getvalue() if log else "",
         input_at_fault=not isinstance(exc, OutputError | RecipeError),
+    )
+
+
+def _not_started(spec: JobSpec) -> JobResult:
+    """The result of a job of a batch that the build stopped before it started."""
+    return JobResult(
+        spec.job_id,
+        False,
+        error_class="NotStarted",
+        message="not started: the build was stopping",
+        attempts=spec.attempt,
+        input_at_fault=False,
     )
 
 

@@ -132,6 +132,11 @@ def _register(group: int, *, running: bool) -> None:
         _running = _running | {group} if running else _running - {group}
 
 
+def stop_requested() -> bool:
+    """True once a stop signal reached this process (`signal_commands`): start no new work."""
+    return _stopping
+
+
 def resume_commands() -> None:
     """Let commands start again (a new build in the same process, as `batchit watch` runs)."""
     global _stopping
