@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import Project
 
+from batchit.state.lock import ProjectLock
 from batchit.watch import _Collector
 
 DEADLINE = 60.0
@@ -108,6 +109,22 @@ def test_watch_rebuilds_on_a_change_and_ctrl_c_exits_0(project: Project, watchin
     )
     assert watching.wait_for("batchit: ok").startswith("batchit: ok: 1 built, 1 up to date")
     assert (project.root / "_build" / "b.txt").read_text() == "b"
+    assert watching.stop() == 0
+
+
+def test_a_change_while_another_run_holds_the_lock_is_built_once_it_is_free(
+    project: Project, watching: Watch
+) -> None:
+    other_run = ProjectLock(project.root / ".batchit/lock")  # as a `batchit build` elsewhere holds it
+    other_run.acquire()
+    try:
+        project.write({"src/a.txt": "edited"})
+        watching.wait_for("batchit watch: rebuild 1")
+        assert f"(pid {os.getpid()})" in watching.wait_for("batchit watch: waiting: another batchit run")
+    finally:
+        other_run.release()
+    assert watching.wait_for("batchit: ok").startswith("batchit: ok: 1 built")
+    assert (project.root / "_build/a.txt").read_text() == "edited"
     assert watching.stop() == 0
 
 
@@ -338,3 +355,10 @@ def wait_for_text(path: Path, text: str) -> None:
 def test_changes_under_out_and_state_do_not_count(tmp_path: Path, path: str, counts: bool) -> None:
     collector = _Collector(tmp_path, ["_build", ".batchit"], queue.Queue())
     assert (collector._relative(str(tmp_path / path)) is not None) is counts
+
+
+def test_a_debounce_longer_than_an_hour_is_refused_before_watching(project: Project) -> None:
+    project.config(CONFIG)
+    result = project.run("watch", "--debounce", "100000000000000")
+    assert result.code == 2, result.describe()
+    assert "must be 0 to 3600000 (an hour)" in result.stderr

@@ -223,11 +223,15 @@ def _port(text: str) -> int:
     return value
 
 
+LONGEST_DEBOUNCE_MS = 3_600_000
+"""The longest quiet time `watch --debounce` waits for (a larger one overflows the clock's waits)."""
+
+
 def _milliseconds(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
+    if not 0 <= value <= LONGEST_DEBOUNCE_MS:
+        raise argparse.ArgumentTypeError(f"must be 0 to {LONGEST_DEBOUNCE_MS} (an hour)")
     return value

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from batchit.cli import INTERRUPTED, commands, project_root, report_error
-from batchit.errors import BatchitError
+from batchit.errors import BatchitError, LockHeldError
 from batchit.model import STATE_DIR
 from batchit.operators.code import stale_helpers
+from batchit.state.lock import ProjectLock
 from batchit.watch import watch
 
 SHOWN_CHANGES = 3
@@ -106,16 +107,23 @@ def _restart(args: argparse.Namespace) -> NoReturn:
 def _build(args: argparse.Namespace) -> tuple[int, str | None]:
     """One `batchit build` with the watch's flags, and `out` as its config names it (None when the
     config did not load); an error is printed, not raised."""
-    out = None
-    try:
-        config, registry = commands.load(args)
-        out = config.out
-        code = commands.build_loaded(args, config, registry)
-    except BatchitError as exc:
-        code = report_error(args, exc)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    return code, out
+    while True:
+        out, lock = None, None
+        try:
+            config, registry = commands.load(args)
+            out, lock = config.out, ProjectLock(config.state_dir / "lock")
+            code = commands.build_loaded(args, config, registry)
+        except LockHeldError as exc:
+            if lock is not None:  # another run holds it: build once it is done, or the change is lost
+                _say(f"batchit watch: waiting: {exc.message}")
+                lock.wait_until_free()
+                continue
+            code = report_error(args, exc)
+        except BatchitError as exc:
+            code = report_error(args, exc)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return code, out
 
 
 def _say(line: str) -> None:

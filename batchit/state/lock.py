@@ -46,6 +46,16 @@ class ProjectLock:
             os.close(self._fd)
             self._fd = None
 
+    def wait_until_free(self) -> None:
+        """Block until no run holds the lock (a Ctrl-C ends the wait), without keeping it: the
+        caller then tries `acquire` again, which another run may still win."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)
+        finally:
+            os.close(fd)  # which releases it
+
     def __enter__(self) -> ProjectLock:
         self.acquire()
         return self
