@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import Project
+from tests.conftest import PICKY, PICKY_MODULE, Project
 from tests.test_sample import CHAIN, INPUTS, JOIN, lowest
 
 PUBLISHED = """\
@@ -75,3 +75,14 @@ def test_a_folder_of_its_own_holds_exactly_the_latest_sample_built_into_it(proje
     assert project.read("canary/index.txt") == "".join(f"file {path}\n" for path in picked)
     manifest = json.loads(project.read("canary/batchit-manifest.json"))
     assert {o["path"] for o in manifest["outputs"]} == copies
+
+
+def test_a_quarantine_in_a_sample_of_its_own_says_how_to_leave_it(project: Project) -> None:
+    """`batchit quarantine` sees the build's state, not a sample's: the summary names the way out."""
+    project.config(PICKY)
+    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "bad\n"})
+    result = project.run("build", "--no-progress", "--sample", "100%", "--out", "canary")
+    assert result.code == 1, result.describe()
+    assert "1 input(s) stay quarantined in this sample" in result.stdout, result.describe()
+    assert "remove .batchit/samples/canary/" in result.stdout
+    assert "`batchit quarantine list`" not in result.stdout

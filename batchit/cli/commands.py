@@ -8,7 +8,7 @@ from batchit.cli import console, print_json, project_root
 from batchit.config import load_config, sample_into
 from batchit.engine import BuildOptions, BuildOutcome, plan_build, run_build
 from batchit.errors import OutputConflictError, UsageError
-from batchit.model import Config
+from batchit.model import STATE_DIR, Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.sample import parse_sample
 
@@ -66,7 +66,7 @@ def build_loaded(args: argparse.Namespace, config: Config, registry: OperatorReg
     """`batchit build` of a config already loaded (`batchit watch` keeps it to know `out`)."""
     with console.Console(log_format=args.log_format, progress=args.progress) as screen:
         outcome = run_build(config, registry, _options(args), screen.emit)
-        screen.summary(outcome, config.out)
+        screen.summary(outcome, config.out, config.state if config.state != STATE_DIR else None)
     return outcome.exit_code
 
 

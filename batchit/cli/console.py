@@ -79,8 +79,9 @@ class Console:
         self._progress.start()
         self._task = self._progress.add_task("build", total=total)
 
-    def summary(self, outcome: BuildOutcome, out: str) -> None:
-        """The one-screen end-of-build summary."""
+    def summary(self, outcome: BuildOutcome, out: str, sample_state: str | None = None) -> None:
+        """The one-screen end-of-build summary; `sample_state` is the state folder of a sample built
+        into a folder of its own, whose quarantine the `quarantine` commands do not see."""
         counts = outcome.counts
         if self.json:
             self.emit(
@@ -120,7 +121,12 @@ class Console:
             print(f"  ... and {len(outcome.failures) - 10} more failures (see the manifest)")
         for reason in outcome.strict_failures:
             print(f"  --strict fails the build: {reason}")
-        if outcome.quarantined_inputs:
+        if outcome.quarantined_inputs and sample_state is not None:
+            print(
+                f"  {outcome.quarantined_inputs} input(s) stay quarantined in this sample and exit 1 until "
+                f"they change, or until you remove {sample_state}/ (the sample's own state)"
+            )
+        elif outcome.quarantined_inputs:
             print(
                 f"  {outcome.quarantined_inputs} input(s) stay quarantined and exit 1 until they change or "
                 "are released: `batchit quarantine list`"
