@@ -157,7 +157,7 @@ def test_a_sample_into_a_folder_of_its_own_builds_its_aggregates_and_leaves_the_
         (["--sample", "1", "--out", "_build"], "overlaps"),
         (["--sample", "1", "--out", "_build/sub"], "overlaps"),
         (["--sample", "1", "--out", ".batchit/x"], "overlaps"),
-        (["--sample", "1", "--out", "../elsewhere"], "leaves the project"),
+        (["--sample", "1", "--out", "../elsewhere"], "is not a path relative to the project root"),
         (["--sample", "1", "--out", "src/canary"], "may find inputs there"),
         (["--sample", "1", "--out", "join.py"], "not a folder"),
     ],

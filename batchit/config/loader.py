@@ -220,7 +220,8 @@ def sample_into(config: Config, value: str) -> Config:
     fix = "name a folder of its own, such as --out _sample"
     problem = unusable(value)
     if escapes(value) or problem:
-        raise UsageError(f"--out {value!r} {problem[0] if problem else 'leaves the project'}", hint=fix)
+        what = problem[0] if problem else "is not a path relative to the project root (no leading /, no ..)"
+        raise UsageError(f"--out {value!r} {what}", hint=fix)
     out = normalise(value)
     taken = {config.out, *([config.out_real] if config.out_real else [])}
     if not out or out.split("/")[0] == STATE_DIR or any(_nested(out, folder) for folder in taken):
