@@ -379,17 +379,21 @@ def test_a_stopped_build_starts_no_further_job_of_a_batch(project: Project, inpu
     def started() -> list[str]:
         return sorted(path.name.removeprefix("started-") for path in project.root.glob("started-*"))
 
-    wait_until(lambda: len(started()) == 2, "both workers to start a job")
-    os.killpg(build.pid, signal.SIGINT)  # Ctrl-C: the build and its workers
-    assert build.stderr is not None
-    said = [build.stderr.readline()]  # the build's warning comes once it has passed the stop on
-    assert "interrupted (SIGINT)" in said[0], said
-    for name in started():
-        (project.root / f"release-{name}").touch()  # the running jobs may finish
-    out, err = build.communicate(timeout=60)
-    err = said[0] + err
+    try:
+        wait_until(lambda: len(started()) == 2, "both workers to start a job")
+        os.killpg(build.pid, signal.SIGINT)  # Ctrl-C: the build and its workers
+        assert build.stderr is not None
+        said = build.stderr.readline()  # the build's warning comes once it has passed the stop on
+        assert "interrupted (SIGINT)" in said, said  # and nothing before it: no process died of it
+        for name in started():
+            (project.root / f"release-{name}").touch()  # the running jobs may finish
+        out, err = build.communicate(timeout=60)
+    finally:
+        if build.poll() is None:  # a failed check: leave no build running behind the test
+            os.killpg(build.pid, signal.SIGKILL)
+            build.communicate()
 
-    assert build.returncode == 130, err
+    assert build.returncode == 130, said + err
     assert len(started()) == 2, "no job started after the stop"
     assert f"2 built, {inputs - 2} not finished (the next build runs them)" in out, out + err
     assert project.manifest()["failures"] == []

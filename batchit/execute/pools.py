@@ -16,7 +16,7 @@ import os
 import select
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
@@ -84,7 +84,8 @@ class Pools:
             from multiprocessing import forkserver
 
             self._context()
-            forkserver.ensure_running()
+            with _spawned_ignoring_ctrl_c():
+                forkserver.ensure_running()
 
     @property
     def _uses_processes(self) -> bool:
@@ -148,6 +149,23 @@ class Pools:
             signal_commands(signal.SIGKILL)  # a thread waiting on a command then returns at once
             self._thread.shutdown(wait=False, cancel_futures=True)
         self._process = self._thread = None
+
+
+@contextlib.contextmanager
+def _spawned_ignoring_ctrl_c() -> Iterator[None]:
+    """Processes spawned in the block start with SIGINT ignored. A Ctrl-C that reached the
+    forkserver while its interpreter was still starting killed it with a "Fatal Python error" on
+    the terminal; once running, it ignores SIGINT itself and its workers set their own handler
+    (`_leave_interrupts_to_the_coordinator`). Only the main thread can change a handler; for the
+    block's few milliseconds, a Ctrl-C to this process is lost too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _leave_interrupts_to_the_coordinator() -> None:
