@@ -19,7 +19,7 @@ from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import Job
 from batchit.plan.planner import Planner, select_rules
-from batchit.plan.pruning import prunable
+from batchit.plan.pruning import once_written, prunable
 from batchit.plan.remember import remember_plan
 from batchit.plan.snapshot import forget_snapshot
 from batchit.record.alerts import send_alert, should_alert
@@ -48,11 +48,8 @@ def plan_build(
                 by_rule[job.rule].append(job)
             owned = planner.owned_rules()
             full = options.prunes_as_full_build(config)
-            pruned = [  # as the build counts them: outputs once written, not claims of jobs that failed
-                path
-                for path in prunable(owned, config.rules, store, by_rule, by_rule, full=full)
-                if store is None or (row := store.owned_one(config.out, path)) is None or row.blake3
-            ]
+            doomed = prunable(owned, config.rules, store, by_rule, by_rule, full=full)
+            pruned = once_written(doomed, planner.records)  # as the build counts what it pruned
     finally:
         if store:
             store.close()

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from batchit.model import Rule
 from batchit.placeholders import template_pattern
 from batchit.plan.jobs import UNKNOWN, Job
+from batchit.state.rows import Owned
 from batchit.state.store import StateStore
 
 
@@ -54,3 +55,9 @@ def kept_outputs(store: StateStore | None, jobs: Iterable[Job]) -> set[str]:
         return set()
     failing = store.load_failures()
     return store.outputs_of_jobs(job.job_id for job in jobs if job.key == UNKNOWN or job.job_id in failing)
+
+
+def once_written(paths: Iterable[str], records: Mapping[str, Owned]) -> list[str]:
+    """Those of `paths` whose output was written once: a `{key8}` job claims its output's name
+    before it runs, and one that failed or was stopped first leaves a record but no file."""
+    return [path for path in paths if (record := records.get(path)) is None or record.blake3]

@@ -22,7 +22,7 @@ from batchit.model import Config
 from batchit.plan.jobs import Job
 from batchit.plan.keys import Seen, action_key
 from batchit.plan.planner import Planner
-from batchit.plan.pruning import prunable
+from batchit.plan.pruning import once_written, prunable
 from batchit.plan.rows import RowsOnDemand
 from batchit.record.audit import append_audit, settle_audit
 from batchit.record.clearing import blocking_outputs, in_the_way
@@ -295,8 +295,7 @@ class Committer:
         removed, kept = remove_outputs(self.config.out_dir, doomed)
         for path, why in kept.items():
             self.warn(f"not pruned: {self.config.out}/{path}: {why}")
-        records = self.planner.records
-        written = [path for path in removed if (record := records.get(path)) is None or record.blake3]
+        written = once_written(removed, self.planner.records)
         moved = [(j.job_id, j.rule, j.output) for j in jobs if owned.get(j.output, j.rule) != j.rule]
         with self.store.transaction():
             self.store.reown_outputs(moved)

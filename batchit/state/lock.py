@@ -23,11 +23,9 @@ class ProjectLock:
 
     def acquire(self) -> None:
         """Take the lock without waiting; raise LockHeldError naming the holder's pid when it is held."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+        fd = self._open()
         try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            fcntl.flock(fd, self._mode | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
@@ -49,12 +47,20 @@ class ProjectLock:
     def wait_until_free(self) -> None:
         """Block until no run holds the lock (a Ctrl-C ends the wait), without keeping it: the
         caller then tries `acquire` again, which another run may still win."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)
+            fcntl.flock(fd, self._mode)
         finally:
             os.close(fd)  # which releases it
+
+    @property
+    def _mode(self) -> int:
+        return fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+
+    def _open(self) -> int:
+        """A descriptor of the lock file, made with its folder when missing."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
 
     def __enter__(self) -> ProjectLock:
         self.acquire()
