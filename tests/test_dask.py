@@ -223,6 +223,33 @@ def test_ctrl_c_cancels_batches_not_started_and_commits_running_ones(project: Pr
     assert [o["path"] for o in outputs(project)] == ["a.txt"]
 
 
+def test_ctrl_c_starts_no_further_job_of_a_batch_a_worker_runs(project: Project, cluster: str) -> None:
+    project.write({"batchit.yaml": HOLD_CONFIG.replace("jobs: 1\n", ""), "hold.py": HOLD, **SOURCES})
+    build = subprocess.Popen(
+        [sys.executable, "-m", "batchit", "build", "--no-progress", "--executor", f"dask={cluster}",
+         "-j", "2", "--batch-size", "3"],
+        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def started() -> list[str]:
+        return sorted(path.name for path in project.root.glob("started-*"))
+
+    try:
+        wait_until(lambda: len(started()) == 2, "both workers to start a batch's first job")
+        build.send_signal(signal.SIGINT)
+        assert build.stderr is not None
+        said = build.stderr.readline()  # the warning comes once the workers were told
+        assert "interrupted (SIGINT)" in said, said
+        for name in started():
+            (project.root / name.replace("started-", "release-")).touch()
+        out, err = build.communicate(timeout=60)
+    finally:
+        build.kill()
+    assert build.returncode == 130, said + err
+    assert len(started()) == 2, "no job started after the stop"
+    assert "2 built, 3 not finished" in out, out + err
+
+
 @pytest.mark.parametrize("value", ["dask=", "local=tcp://127.0.0.1:8786", "spark"])
 def test_an_executor_that_is_not_local_thread_dask_or_dask_address_is_a_usage_error(
     shouting: Project, value: str

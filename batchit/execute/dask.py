@@ -211,6 +211,12 @@ class DaskPools(Pools):
             self._say_stop()
             task.cancel()
 
+    def interrupt(self, signum: int) -> None:
+        """As locally, and tell the workers through the scheduler: a batch one of them runs starts
+        no further job (a Ctrl-C in the terminal reaches no remote worker)."""
+        super().interrupt(signum)
+        self._say_stop()
+
     def _say_stop(self) -> None:
         """Tell the workers, through the scheduler, that the build stopped: a batch they already
         hold starts no job once this returns, even if its cancellation reaches them later."""
@@ -287,7 +293,7 @@ def run_on_worker(settings: WorkerSettings, specs: list[JobSpec], stop: str) -> 
         return []  # cancelled by the build; its cancellation has not reached this worker yet
     worker = distributed.get_worker()
     worker.log_event(STARTED, worker.get_current_task())
-    event = distributed.Event(stop)
+    event = distributed.Event(stop)  # asked before each job: a round trip of about 1 ms
     return run_batch(settings, specs, lambda: stop_requested() or event.is_set())
 
 
