@@ -29,10 +29,10 @@ from batchit.record.provenance import BuildRequest, manifest_statement, provenan
 from batchit.record.report import render_report
 from batchit.record.rundata import JobRow, run_document
 from batchit.record.signing import SigningKey, key_id, sign_envelope
-from batchit.state.rows import OutputRecord
+from batchit.state.rows import ListedOutput
 
 
-def synthetic(count: int) -> tuple[list[OutputRecord], dict[str, str], list[JobRow]]:
+def synthetic(count: int) -> tuple[list[ListedOutput], dict[str, str], list[JobRow]]:
     """`count` outputs as the state store returns them, their statuses, and the run's job rows."""
     outputs = []
     rows = []
@@ -41,22 +41,7 @@ def synthetic(count: int) -> tuple[list[OutputRecord], dict[str, str], list[JobR
         source = f"images/{i // 1000:03d}/photo-{i:06d}.jpg"
         digest = blake3_hex(path.encode())
         inputs = json.dumps([{"blake3": digest, "path": source}], separators=(",", ":"))
-        outputs.append(
-            OutputRecord(
-                path,
-                f"job{i}",
-                "thumbs",
-                digest,
-                digest,
-                digest,
-                20_000 + i,
-                inputs,
-                "{}",
-                None,
-                "built",
-                "r",
-            )
-        )
+        outputs.append(ListedOutput(path, "thumbs", digest, digest, digest, 20_000 + i, inputs))
         steps = (("image.load", 0.004), ("image.resize", 0.003), ("image.save", 0.006), ("write", 0.001))
         rows.append(
             JobRow(f"job{i}", "thumbs", path, source, "built", ("new output",), 0.014, steps, size=20_000)

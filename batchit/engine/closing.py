@@ -22,7 +22,7 @@ from batchit.record.manifest import RunInfo
 from batchit.record.recorder import Recorder
 from batchit.record.replays import replay_record, write_replay_record
 from batchit.record.rundata import job_row
-from batchit.state.rows import OutputRecord
+from batchit.state.rows import ListedOutput
 
 if TYPE_CHECKING:
     from batchit.engine.running import RunningBuild
@@ -140,7 +140,7 @@ def _forget_vanished_held_outputs(build: RunningBuild, jobs: list[Job]) -> None:
 
 
 def _changed_behind_its_record(
-    build: RunningBuild, outputs: list[OutputRecord], statuses: dict[str, str]
+    build: RunningBuild, outputs: list[ListedOutput], statuses: dict[str, str]
 ) -> set[str]:
     """The outputs this run neither wrote nor found up to date (a rule it did not build, a job it
     held or that an upstream failure blocked) whose file is gone or holds other bytes than batchit

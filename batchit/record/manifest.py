@@ -16,7 +16,7 @@ from typing import Any
 
 from batchit import __version__
 from batchit.hashing import canonical_json, json_string
-from batchit.state.rows import Failure, OutputRecord
+from batchit.state.rows import Failure, ListedOutput
 
 FORMAT = "batchit-manifest"
 FORMAT_VERSION = 1
@@ -49,10 +49,16 @@ class RunInfo:
 
 
 def render_manifest(
-    info: RunInfo, outputs: list[OutputRecord], statuses: dict[str, str], failures: list[Failure]
+    info: RunInfo, outputs: list[ListedOutput], statuses: dict[str, str], failures: list[Failure]
 ) -> bytes:
     """The canonical manifest bytes; `statuses` maps output paths to what this run did to them."""
-    entries = ",".join(_output_entry(record, statuses.get(record.path, "unchanged")) for record in outputs)
+    status = statuses.get
+    entries = ",".join(
+        f'{{"action_key":{json_text(action_key or "")},"blake3":"{blake3}","inputs":{inputs},'
+        f'"path":{json_text(path)},"rule":{json_text(rule)},"sha256":"{sha256}","size":{size},'
+        f'"status":"{status(path, "unchanged")}"}}'
+        for path, rule, action_key, blake3, sha256, size, inputs in outputs
+    )
     failure_list = [
         {
             "class": f.error_class,
@@ -85,14 +91,6 @@ def render_manifest(
 def json_text(text: str) -> str:
     """`json_string`, with a fast path for the common text that needs no escaping (most paths)."""
     return f'"{text}"' if PLAIN_TEXT.fullmatch(text) else json_string(text)
-
-
-def _output_entry(record: OutputRecord, status: str) -> str:
-    return (
-        f'{{"action_key":{json_text(record.action_key or "")},"blake3":"{record.blake3}",'
-        f'"inputs":{record.inputs},"path":{json_text(record.path)},"rule":{json_text(record.rule)},'
-        f'"sha256":"{record.sha256}","size":{record.size},"status":"{status}"}}'
-    )
 
 
 def latest_run(runs_dir: Path) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 from batchit import __version__
 from batchit.hashing import canonical_json
 from batchit.record.manifest import RunInfo, iso_time, json_text
-from batchit.state.rows import OutputRecord
+from batchit.state.rows import ListedOutput
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 MANIFEST_PREDICATE = "https://batchit.dev/manifest/v1"
@@ -53,7 +53,7 @@ def manifest_statement(manifest_sha256: str, run_id: str, key_id: str, audit_hea
 
 
 def provenance_statement(
-    info: RunInfo, request: BuildRequest, root: Path, outputs: list[OutputRecord]
+    info: RunInfo, request: BuildRequest, root: Path, outputs: list[ListedOutput]
 ) -> bytes:
     """A SLSA Provenance v1 Statement whose subjects are the outputs (paths relative to `out`)."""
     config_path = root / request.config_file
@@ -89,7 +89,7 @@ def provenance_statement(
         },
     }
     subjects = ",".join(
-        f'{{"digest":{{"sha256":"{record.sha256}"}},"name":{json_text(record.path)}}}' for record in outputs
+        f'{{"digest":{{"sha256":"{output.sha256}"}},"name":{json_text(output.path)}}}' for output in outputs
     )
     return (
         f'{{"_type":"{STATEMENT_TYPE}","predicate":{canonical_json(predicate)},'

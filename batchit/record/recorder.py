@@ -33,7 +33,7 @@ from batchit.record.report import write_report
 from batchit.record.rundata import RUN_FILE, JobRow, run_document
 from batchit.record.runs import apply_retention, runs_dir
 from batchit.record.signing import SigningKey, first_key, load_signing_key, sign_envelope
-from batchit.state.rows import OutputRecord
+from batchit.state.rows import ListedOutput
 from batchit.state.store import StateStore
 
 MANIFEST = "manifest.json"
@@ -71,7 +71,7 @@ class Recorder:
         statuses: dict[str, str],
         rows: list[JobRow],
         rules: tuple[str, ...],
-        unvouched: Callable[[list[OutputRecord]], set[str]] | None = None,
+        unvouched: Callable[[list[ListedOutput]], set[str]] | None = None,
     ) -> RunRecord:
         """Write the run's record from the state store and the run's jobs; call under the project lock.
 

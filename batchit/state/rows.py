@@ -30,6 +30,23 @@ class Owned(NamedTuple):
         return self[3:]
 
 
+class ListedOutput(NamedTuple):
+    """What a run's manifest and provenance say about one output: its record's listed fields.
+
+    A tuple in the manifest's field order, read for every output of every run: unpacking it costs
+    less than building an `OutputRecord`, which is most of writing a record for 10,000 outputs.
+    """
+
+    path: str
+    rule: str
+    action_key: str | None
+    blake3: str
+    sha256: str | None
+    size: int | None
+    inputs: str
+    """Canonical JSON text: [{"blake3":..,"path":..}]."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutputRecord:
     """What batchit recorded about one output it owns."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from batchit.state.rows import Failure, OutputRecord, Owned, StatRow
+from batchit.state.rows import Failure, ListedOutput, OutputRecord, Owned, StatRow
 
 SCHEMA_VERSION = "1"
 
@@ -63,6 +63,12 @@ _OWNED_ROWS = (
 )
 """Each output's path and `Owned` fields, its stat joined when the stat cache vouches for its hash
 (a WHERE clause may follow; the parameter is `out` with a slash)."""
+
+_LISTED_ROWS = (
+    "SELECT path, rule, action_key, blake3, sha256, size, inputs FROM outputs "
+    "WHERE blake3 <> '' ORDER BY path"
+)
+"""Every finished output's `ListedOutput` fields, in path order."""
 
 
 class StateStore:
@@ -179,10 +185,10 @@ class StateStore:
         row = self.db.execute("SELECT * FROM outputs WHERE path = ?", (path,)).fetchone()
         return None if row is None else OutputRecord(*row)
 
-    def finished_outputs(self) -> list[OutputRecord]:
+    def finished_outputs(self) -> list[ListedOutput]:
         """Every output with a recorded hash (built or restored, not just claimed), in path order."""
-        rows = self.db.execute("SELECT * FROM outputs WHERE blake3 <> '' ORDER BY path")
-        return [OutputRecord(*row) for row in rows]
+        rows = self.db.execute(_LISTED_ROWS)
+        return list(map(ListedOutput._make, rows))
 
     def load_outputs(self) -> dict[str, OutputRecord]:
         """Every output batchit owns, by path relative to `out`, with everything recorded about it."""
