@@ -5,6 +5,7 @@ finding, and a backslash in a file name is an ordinary character."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import json
@@ -293,6 +294,23 @@ def test_an_output_with_a_backslash_in_its_name_verifies_and_is_explained(copies
     explained = copies.run("explain", "back\\slash.txt")
     assert explained.code == 0, explained.describe()
     assert explained.stdout.startswith("_build/back\\slash.txt: up to date")
+
+
+def test_outputs_whose_names_need_escaping_are_listed_exactly_in_manifest_and_provenance(
+    copies: Project,
+) -> None:
+    odd = ['say "hi".txt', "tab\there.txt", "caf\u00e9.txt"]
+    copies.write({f"src/{name}": "odd\n" for name in odd})
+    copies.build()
+    listed = {output["path"] for output in copies.manifest()["outputs"]}
+    assert listed == {"a.txt", "b.txt", "sub/c.txt", *odd}
+    runs = copies.root / ".batchit" / "runs"
+    provenance = runs / (runs / "LATEST").read_text().strip() / "provenance.intoto.json"
+    envelope = json.loads(provenance.read_bytes())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert {s["name"] for s in statement["subject"]} == listed
+    checked = copies.run("verify")
+    assert checked.code == 0, checked.describe()
 
 
 class Relative(NamedTuple):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ FORMAT = "batchit-manifest"
 FORMAT_VERSION = 1
 PLAIN_TEXT = re.compile(r'[^"\\\x00-\x1f]*')
 """Text that JSON writes as it is, between quotes: no quote, backslash or control character."""
+QUOTED = '"{}"'.format
+"""Plain text as a JSON string."""
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -52,10 +56,10 @@ def render_manifest(
     info: RunInfo, outputs: list[ListedOutput], statuses: dict[str, str], failures: list[Failure]
 ) -> bytes:
     """The canonical manifest bytes; `statuses` maps output paths to what this run did to them."""
-    status = statuses.get
+    status, quoted = statuses.get, text_quoter(outputs)
     entries = ",".join(
-        f'{{"action_key":{json_text(action_key or "")},"blake3":"{blake3}","inputs":{inputs},'
-        f'"path":{json_text(path)},"rule":{json_text(rule)},"sha256":"{sha256}","size":{size},'
+        f'{{"action_key":{quoted(action_key or "")},"blake3":"{blake3}","inputs":{inputs},'
+        f'"path":{quoted(path)},"rule":{quoted(rule)},"sha256":"{sha256}","size":{size},'
         f'"status":"{status(path, "unchanged")}"}}'
         for path, rule, action_key, blake3, sha256, size, inputs in outputs
     )
@@ -91,6 +95,18 @@ def render_manifest(
 def json_text(text: str) -> str:
     """`json_string`, with a fast path for the common text that needs no escaping (most paths)."""
     return f'"{text}"' if PLAIN_TEXT.fullmatch(text) else json_string(text)
+
+
+def text_quoter(outputs: list[ListedOutput]) -> Callable[[str], str]:
+    """How to write the outputs' paths, rules and action keys as JSON strings: between quotes as
+    they are when none of them needs escaping (checked once for all, the usual case), else each
+    through `json_text`."""
+    texts = (
+        "".join(map(itemgetter(0), outputs)),
+        "".join(map(itemgetter(1), outputs)),
+        "".join(filter(None, map(itemgetter(2), outputs))),
+    )
+    return QUOTED if all(PLAIN_TEXT.fullmatch(text) for text in texts) else json_text
 
 
 def latest_run(runs_dir: Path) -> str | None:

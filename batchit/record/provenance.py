@@ -15,7 +15,7 @@ from typing import Any
 
 from batchit import __version__
 from batchit.hashing import canonical_json
-from batchit.record.manifest import RunInfo, iso_time, json_text
+from batchit.record.manifest import RunInfo, iso_time, text_quoter
 from batchit.state.rows import ListedOutput
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -88,8 +88,9 @@ def provenance_statement(
             },
         },
     }
+    quoted = text_quoter(outputs)
     subjects = ",".join(
-        f'{{"digest":{{"sha256":"{output.sha256}"}},"name":{json_text(output.path)}}}' for output in outputs
+        f'{{"digest":{{"sha256":"{output.sha256}"}},"name":{quoted(output.path)}}}' for output in outputs
     )
     return (
         f'{{"_type":"{STATEMENT_TYPE}","predicate":{canonical_json(predicate)},'
