@@ -25,16 +25,9 @@ from batchit.record.recorder import MANIFEST
 from batchit.record.report import REPORT_FILE
 from batchit.record.rundata import RUN_FILE
 from batchit.record.runs import list_runs, read_json_object, run_summary
-from batchit.serve.openapi import OPENAPI
+from batchit.serve.openapi import IDLE_SECONDS, LARGEST_BODY, LONGEST_WAIT, OPENAPI
 from batchit.serve.queue import BuildQueue, BuildRequest, IdempotencyConflict
 
-LARGEST_BODY = 64 * 1024
-"""A run request is a few rule names and flags; a larger body is refused unread."""
-LONGEST_WAIT = 300.0
-"""The most `?wait=` may ask for, in seconds: a client waits longer by asking again."""
-IDLE_SECONDS = 30.0
-"""How long a connection may send nothing before it is dropped (a body that stalls is answered
-408): otherwise a client that stops mid-request would hold a thread for ever."""
 SEND_CHUNK = 64 * 1024
 """An answer is sent in pieces this large, each within IDLE_SECONDS: a whole report need not be."""
 OPEN_ROUTES = frozenset({"/healthz", "/openapi.json"})

@@ -1,10 +1,19 @@
-"""The OpenAPI 3.1 description of `batchit serve`'s API, served at `/openapi.json`."""
+"""The OpenAPI 3.1 description of `batchit serve`'s API, served at `/openapi.json`, and the limits it
+publishes, which the server (batchit.serve.api) enforces."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from batchit import __version__
+
+LARGEST_BODY = 64 * 1024
+"""A run request is a few rule names and flags; a larger body is refused unread."""
+LONGEST_WAIT = 300.0
+"""The most `?wait=` may ask for, in seconds: a client waits longer by asking again."""
+IDLE_SECONDS = 30.0
+"""How long a connection may send nothing before it is dropped (a body that stalls is answered
+408): otherwise a client that stops mid-request would hold a thread for ever."""
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _ERROR = {
@@ -47,8 +56,11 @@ OPENAPI: dict[str, Any] = {
                     },
                     "400": _ERROR,
                     "401": _ERROR,
-                    "408": {**_ERROR, "description": "the body stalled: nothing arrived for 30 s"},
-                    "413": _ERROR,
+                    "408": {
+                        **_ERROR,
+                        "description": f"the body stalled: nothing arrived for {IDLE_SECONDS:g} s",
+                    },
+                    "413": {**_ERROR, "description": f"the body is over {LARGEST_BODY} bytes"},
                     "411": {**_ERROR, "description": "a chunked body: send it with a Content-Length"},
                     "422": {**_ERROR, "description": "the Idempotency-Key came before with another body"},
                 },
@@ -67,7 +79,7 @@ OPENAPI: dict[str, Any] = {
                         "name": "wait",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "number", "minimum": 0, "maximum": 300},
+                        "schema": {"type": "number", "minimum": 0, "maximum": LONGEST_WAIT},
                         "description": "for a request: wait up to this many seconds for it to finish",
                     },
                 ],
