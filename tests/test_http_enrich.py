@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -269,15 +270,29 @@ def test_a_request_left_under_way_by_a_dead_run_holds_the_rate_only_so_long(
     """An entry whose pid is alive again (another process now) is still dropped once it is older
     than any request can be; else the build would wait for it for ever."""
     enrich(project, api, {"a": 1}, extra=", rate: 1")
-    port = api.rsplit(":", 1)[1].split("/")[0]
     record = {"sending": {"left": [os.getpid(), time.monotonic() - STALE_SECONDS - 1]}, "answered": []}
-    rate_file = (
-        project.root / ".batchit/http/rate" / f"{blake3(f'127.0.0.1:{port}'.encode()).hexdigest()[:32]}.json"
-    )
-    rate_file.parent.mkdir(parents=True)
-    rate_file.write_text(json.dumps(record), encoding="utf-8")
+    rate_file(project, api).write_text(json.dumps(record), encoding="utf-8")
     build(project)
     assert len(Api.asked) == 1
+
+
+def rate_file(project: Project, api: str) -> Path:
+    """The project's rate file for the test server's host, its folder made."""
+    port = api.rsplit(":", 1)[1].split("/")[0]
+    folder = project.root / ".batchit/http/rate"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{blake3(f'127.0.0.1:{port}'.encode()).hexdigest()[:32]}.json"
+
+
+def test_a_rate_file_whose_window_is_nan_is_read_as_empty(project: Project, api: str) -> None:
+    """JSON as Python writes it may hold NaN; a window of NaN would drop every recent answer and
+    let every request through at once."""
+    enrich(project, api, {f"i{n}": n for n in range(3)}, extra=", rate: 1")
+    rate_file(project, api).write_text('{"sending": {}, "answered": [], "longest": NaN}')
+    build(project, "-j", "3")
+    arrivals = sorted(when for when, _, _ in Api.asked)
+    assert len(arrivals) == 3
+    assert busiest_second(arrivals) == 1, arrivals
 
 
 def test_a_rate_that_cannot_be_kept_fails_the_job_without_quarantining_the_input(
