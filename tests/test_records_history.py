@@ -174,6 +174,18 @@ def test_audit_verify_passes_over_runs_clean_and_gc(copies: Project) -> None:
     assert "4 entries" in checked.stdout
 
 
+def test_a_log_whose_last_newline_was_cut_stays_a_chain_after_the_next_entry(copies: Project) -> None:
+    copies.build()
+    log = copies.root / ".batchit" / "audit.log"
+    log.write_bytes(log.read_bytes().rstrip(b"\n"))  # as an editor that drops the final newline
+    copies.write({"src/d.txt": "delta\n"})
+    copies.build()
+    assert [json.loads(line)["kind"] for line in audit_lines(copies)] == ["run", "run"]
+    checked = copies.run("audit", "verify")
+    assert checked.code == 0, checked.describe()
+    assert "2 entries" in checked.stdout
+
+
 def tamper_edit_first(lines: list[bytes]) -> list[bytes]:
     return [lines[0].replace(b'"status":"ok"', b'"status":"OK"'), *lines[1:]]
 

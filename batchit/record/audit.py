@@ -86,7 +86,7 @@ def append_audit(
     }
     line = canonical_json(entry)
     head = blake3_hex(line.encode("utf-8"))
-    offset, block = _pending(store) or (_log_size(path), "")
+    offset, block = _pending(store) or _log_end(path)
     rows = [
         (HEAD_KEY, head),
         (SEQ_KEY, str(entry["seq"])),
@@ -140,11 +140,16 @@ def _pending(store: StateStore) -> tuple[int, str] | None:
     return int(rows[PENDING_AT_KEY]), str(rows[PENDING_KEY])
 
 
-def _log_size(path: Path) -> int:
+def _log_end(path: Path) -> tuple[int, str]:
+    """Where the next line goes (the log's size), and what must come before it: a newline when the
+    last line lacks its own (cut by an editor), else the new line would run on from it."""
     try:
-        return path.stat().st_size
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(size - 1, 0))
+            return size, "" if size == 0 or handle.read(1) == b"\n" else "\n"
     except FileNotFoundError:
-        return 0
+        return 0, ""
 
 
 def _missing(path: Path, offset: int, block: bytes) -> bytes:
