@@ -82,6 +82,20 @@ class ForeignStateError(UsageError):
     this one there would prune or disown that one's outputs (exit 2)."""
 
 
+class DamagedStateError(UsageError):
+    """The state store is not a database SQLite can read (a file written over, a disk fault): no
+    command can trust it, and batchit never repairs it by guessing (exit 2)."""
+
+    HINT = (
+        "move it aside, with any state.db-wal and state.db-shm beside it and with audit.log, whose "
+        "chain it anchors: the next build starts both afresh, and `build --overwrite` replaces the "
+        "outputs already in `out`"
+    )
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"the state store {where} cannot be read: {reason}", hint=self.HINT)
+
+
 class LockHeldError(BatchitError):
     """Another batchit run holds the project's lock (exit 3)."""
 

@@ -359,3 +359,31 @@ def test_runs_that_find_no_key_and_mint_at_once_end_with_one_key(tmp_path: Path)
         ids = {found.get(timeout=10) for _ in children}
         assert len(ids) == 1, f"round {round_}: {len(ids)} different keys minted"
         assert load_public_key(state_dir / "keys" / "batchit.pub").key_id in ids
+
+
+# --- a state store SQLite cannot read ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("build", "--no-progress"), ("plan",), ("reconcile",), ("audit", "verify"), ("gc",), ("clean",)],
+    ids=" ".join,
+)
+def test_a_damaged_state_store_exits_2_naming_it_and_the_fix(
+    copies: Project, command: tuple[str, ...]
+) -> None:
+    copies.build()
+    state = copies.root / ".batchit" / "state.db"
+    for companion in state.parent.glob("state.db-*"):
+        companion.unlink()
+    state.write_bytes(b"not a database, written over by something else" * 100)
+    before = copies.recorded()
+    result = copies.run(*command)
+    assert result.code == 2, result.describe()
+    assert f"the state store {state} cannot be read" in result.stderr
+    assert "fix: move it aside" in result.stderr
+    assert "Traceback" not in result.stderr
+    after = copies.recorded()
+    after.pop(".batchit/lock")  # the pid of whoever held the lock last
+    before.pop(".batchit/lock")
+    assert after == before

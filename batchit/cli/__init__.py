@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from types import FrameType
 from batchit.cli.parser import build_parser
 from batchit.cli.streams import pipe_safe_streams
 from batchit.errors import BatchitError, BuildInterrupted, SystemFailure, UsageError
+from batchit.state.store import unreadable
 
 INTERRUPTED = BuildInterrupted.exit_code
 
@@ -71,6 +73,8 @@ def _run(argv: list[str] | None) -> int:
         code = report_error(args, exc)
     except OSError as exc:  # a full disk or a permission, met where no code could do better than say so
         code = report_error(args, SystemFailure.from_os_error(exc))
+    except sqlite3.DatabaseError as exc:  # damage met after the state store opened
+        code = report_error(args, unreadable(None, exc))
     except KeyboardInterrupt:
         _say_error(args, "batchit: interrupted", {"message": "interrupted", "exit_code": INTERRUPTED})
         code = INTERRUPTED

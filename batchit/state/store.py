@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from batchit.errors import BatchitError, DamagedStateError, LockHeldError
 from batchit.state.rows import Failure, ListedOutput, OutputRecord, Owned, StatRow
 
 SCHEMA_VERSION = "1"
@@ -71,6 +72,17 @@ _LISTED_ROWS = (
 """Every finished output's `ListedOutput` fields, in path order."""
 
 
+def unreadable(path: Path | None, exc: sqlite3.DatabaseError) -> BatchitError:
+    """The error to report for a state store SQLite refused: busy past the wait, or damaged."""
+    where = str(path) if path is not None else "under .batchit"
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        return LockHeldError(
+            f"the state store {where} stayed locked by another process: {exc}",
+            hint="wait for the other batchit command to finish, then run this one again",
+        )
+    return DamagedStateError(where, str(exc))
+
+
 class StateStore:
     """A connection to `.batchit/state.db` with the queries batchit needs, and nothing else."""
 
@@ -82,12 +94,16 @@ class StateStore:
         """Open (creating if needed) the store in WAL mode."""
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-        db.execute("PRAGMA busy_timeout=30000")
-        db.executescript(SCHEMA)
-        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            db.executescript(SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise unreadable(path, exc) from exc
         return cls(db)
 
     @classmethod
@@ -99,7 +115,14 @@ class StateStore:
         # `--sample --out a/b` store, `samples/a%2Fb/`) whose path holds '%', '?' or '#' opens
         # another file or none.
         db = sqlite3.connect(f"file:{quote(os.fsencode(path))}?mode=ro", uri=True, isolation_level=None)
-        db.execute("PRAGMA busy_timeout=30000")
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            if "no such table" in str(exc):  # created, but a build stopped before its first commit
+                return None
+            raise unreadable(path, exc) from exc
         return cls(db)
 
     def close(self) -> None:
