@@ -8,7 +8,9 @@ from one whose input was fixed.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from batchit.engine import BuildOptions, BuildOutcome, EventSink, run_build
@@ -16,7 +18,8 @@ from batchit.errors import UsageError
 from batchit.hashing import hash_file
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
-from batchit.record.replays import load_replay_record
+from batchit.record.replays import REPLAY_FILE
+from batchit.record.runs import find_run
 
 
 def replay_run(
@@ -24,16 +27,22 @@ def replay_run(
 ) -> BuildOutcome:
     """Re-run run `run_id`'s jobs (or only its failed ones) with its seed and settings."""
     record = load_replay_record(config.state_dir / "runs", run_id)
+    run_id = record["run_id"]
     jobs = [j for j in record["jobs"] if not failed_only or j["status"] in ("failed", "quarantined")]
     if not jobs:
         what = "failed jobs" if failed_only else "jobs that ran"
         raise UsageError(f"run {run_id} has no {what} to replay", hint="pick another run: `batchit runs`")
-    for job in jobs:
-        for item in job["inputs"]:
-            path = config.root / item["path"]
-            now = hash_file(path) if path.is_file() else "missing"
-            if now != item["blake3"]:
-                emit({"event": "warning", "message": f"input changed since run {run_id}: {item['path']}"})
+    gone_rules = sorted({job["rule"] for job in jobs} - set(config.rules))
+    if gone_rules:
+        message = f"rules of run {run_id} no longer in the config, whose jobs are not replayed: "
+        emit({"event": "warning", "message": message + ", ".join(gone_rules)})
+    inputs = {item["path"]: item["blake3"] for job in jobs for item in job["inputs"]}
+    for path, recorded in sorted(inputs.items()):
+        now = hash_file(config.root / path) if (config.root / path).is_file() else None
+        if now is None:
+            emit({"event": "warning", "message": f"input gone since run {run_id}: {path}"})
+        elif now != recorded:
+            emit({"event": "warning", "message": f"input changed since run {run_id}: {path}"})
     config = replace(config, flags=_recorded_flags(config, record.get("flags", {}), run_id, emit))
     settings = record["settings"]
     options = BuildOptions(
@@ -47,6 +56,48 @@ def replay_run(
         only_jobs=frozenset(job["job"] for job in jobs),
     )
     return run_build(config, registry, options, emit)
+
+
+ANOTHER_RUN = "pick another run (`batchit runs` lists them)"
+
+
+def load_replay_record(runs_dir: Path, run_id: str) -> dict[str, Any]:
+    """Run `run_id`'s replay record (a unique prefix of the id will do); a run that is unknown, kept
+    none, or whose record is damaged is a usage error naming it."""
+    path = find_run(runs_dir, run_id) / REPLAY_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(
+            f"run {path.parent.name} kept no replay record ({REPLAY_FILE})",
+            hint="runs that `doit` recorded keep none; pick a run of `batchit build` (`batchit runs`)",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}", hint=ANOTHER_RUN) from exc
+    if not _replayable(record):
+        raise UsageError(
+            f"{path} is not a replay record (damaged?)", hint="pick another run (`batchit runs`)"
+        )
+    record["run_id"] = path.parent.name
+    return record  # type: ignore[no-any-return]
+
+
+def _replayable(record: Any) -> bool:
+    """Whether `record` has the shape `replay_run` reads."""
+    try:
+        return (
+            isinstance(record["settings"], dict)
+            and isinstance(record["seed"], int)
+            and all(
+                isinstance(job["job"], str)
+                and isinstance(job["rule"], str)
+                and isinstance(job["status"], str)
+                and all(isinstance(i["path"], str) and isinstance(i["blake3"], str) for i in job["inputs"])
+                for job in record["jobs"]
+            )
+        )
+    except (KeyError, TypeError):
+        return False
 
 
 def _recorded_flags(config: Config, recorded: dict[str, Any], run_id: str, emit: EventSink) -> dict[str, Any]:

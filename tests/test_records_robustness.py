@@ -387,3 +387,59 @@ def test_a_damaged_state_store_exits_2_naming_it_and_the_fix(
     after.pop(".batchit/lock")  # the pid of whoever held the lock last
     before.pop(".batchit/lock")
     assert after == before
+
+
+# --- the latest run, when LATEST or its manifest is damaged ----------------------------------------
+
+
+def twice_built(copies: Project) -> Path:
+    """Two runs, the second after an edit; the runs folder."""
+    copies.build()
+    copies.write({"src/d.txt": "delta\n"})
+    copies.build()
+    return copies.root / ".batchit" / "runs"
+
+
+@pytest.mark.parametrize("latest", [None, b"\xff\xfe", b"20000101T000000000Z-000000\n"], ids=repr)
+def test_without_a_readable_latest_the_newest_kept_record_is_the_latest(
+    copies: Project, latest: bytes | None
+) -> None:
+    runs = twice_built(copies)
+    newest = (runs / "LATEST").read_text().strip()
+    if latest is None:
+        (runs / "LATEST").unlink()
+    else:
+        (runs / "LATEST").write_bytes(latest)
+    checked = copies.run("verify")
+    assert checked.code == 0, checked.describe()
+    assert f"runs/{newest}/manifest.json" in checked.stdout
+    assert "4 output(s) match" in checked.stdout
+    shown = copies.run("report")
+    assert shown.stdout.strip() == str(runs / newest / "report.html"), shown.describe()
+    assert copies.run("reconcile").code == 0
+
+
+@pytest.mark.parametrize("damage", [b"{bad", b'{"run_id": "x"}', b'{"run_id": "x", "outputs": [{}]}', None])
+def test_reconcile_against_a_damaged_or_missing_latest_manifest_exits_2_naming_it(
+    copies: Project, damage: bytes | None
+) -> None:
+    runs = twice_built(copies)
+    manifest = runs / (runs / "LATEST").read_text().strip() / "manifest.json"
+    if damage is None:
+        manifest.unlink()
+    else:
+        manifest.write_bytes(damage)
+    result = copies.run("reconcile")
+    assert result.code == 2, result.describe()
+    assert str(manifest) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("run_id", ["**", "*", "../elsewhere"])
+def test_report_of_what_is_not_a_run_id_exits_2_and_writes_nothing(copies: Project, run_id: str) -> None:
+    twice_built(copies)
+    before = copies.recorded()
+    result = copies.run("report", run_id)
+    assert result.code == 2, result.describe()
+    assert f"{run_id!r} is not a run id" in result.stderr
+    assert copies.recorded() == before

@@ -7,17 +7,17 @@ exit code (0, or 1 when the command ran and found something wrong; usage errors 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from batchit.cli import print_json, project_root
 from batchit.config import load_config
 from batchit.errors import UsageError
 from batchit.model import MANIFEST_COPY, STATE_DIR, Config
 from batchit.operators.registry import OperatorRegistry
-from batchit.record.manifest import latest_run
 from batchit.record.recorder import MANIFEST
+from batchit.record.runs import latest_run, read_json_object
 from batchit.record.signing import PUBLIC_NAME, TrustedKey, generate_keys, keys_dir, load_public_key
 
 
@@ -63,13 +63,12 @@ def verify(args: argparse.Namespace) -> int:
 def _manifest_and_base(named: str | None, config: Callable[[], Config]) -> tuple[Path, Path]:
     """The manifest to check and the folder its outputs resolve against (SPEC section 4)."""
     if named is None:
-        runs = project_root() / STATE_DIR / "runs"
-        run_id = latest_run(runs)
-        if run_id is None or not (runs / run_id / MANIFEST).is_file():
+        manifest = _latest_manifest(project_root() / STATE_DIR / "runs")
+        if manifest is None:
             raise UsageError(
                 "no manifest to check: no run is recorded here", hint="run `batchit build` first"
             )
-        return runs / run_id / MANIFEST, config().out_dir
+        return manifest, config().out_dir
     path = Path(named)
     if path.is_dir():
         path = path / MANIFEST_COPY
@@ -77,6 +76,21 @@ def _manifest_and_base(named: str | None, config: Callable[[], Config]) -> tuple
         raise UsageError(f"no manifest to check: {path} does not exist", hint="name a manifest.json file")
     base = path.parent if path.name == MANIFEST_COPY else config().out_dir
     return path, base
+
+
+def _latest_manifest(runs: Path) -> Path | None:
+    """The latest run's manifest, None when no run is recorded; a latest run whose manifest is
+    gone is an error naming it, not a project without runs."""
+    run_id = latest_run(runs)
+    if run_id is None:
+        return None
+    manifest = runs / run_id / MANIFEST
+    if not manifest.is_file():
+        raise UsageError(
+            f"the latest run's manifest {manifest} is missing",
+            hint="run `batchit build` to record the outputs again, or name another run's manifest",
+        )
+    return manifest
 
 
 def _trusted(paths: list[str]) -> list[TrustedKey]:
@@ -97,10 +111,8 @@ def reconcile(args: argparse.Namespace) -> int:
     from batchit.record.reconcile import reconcile as compare
 
     config = _config(args)
-    runs = config.state_dir / "runs"
-    run_id = latest_run(runs)
-    manifest_path = runs / run_id / MANIFEST if run_id else None
-    manifest = json.loads(manifest_path.read_bytes()) if manifest_path and manifest_path.is_file() else None
+    manifest_path = _latest_manifest(config.state_dir / "runs")
+    manifest = _manifest_outputs(manifest_path) if manifest_path else None
     result = compare(config.out_dir, produced_outputs(config, OperatorRegistry.default()), manifest)
     if args.json:
         print_json(result.as_json())
@@ -121,6 +133,22 @@ def reconcile(args: argparse.Namespace) -> int:
         f"reconcile: {'FAILED' if result.exit_code else 'ok'}: {counts}, {len(result.duplicates)} duplicated"
     )
     return result.exit_code
+
+
+def _manifest_outputs(path: Path) -> dict[str, Any]:
+    """The manifest at `path`, checked to be one whose outputs `reconcile` can compare."""
+    document = read_json_object(path) or {}
+    outputs = document.get("outputs")
+    if (
+        not isinstance(document.get("run_id"), str)
+        or not isinstance(outputs, list)
+        or not all(isinstance(entry, dict) and isinstance(entry.get("path"), str) for entry in outputs)
+    ):
+        raise UsageError(
+            f"{path} is not a batchit manifest (damaged, or not JSON)",
+            hint="`batchit verify` says what is wrong with it; `batchit build` records the outputs again",
+        )
+    return document
 
 
 def runs(args: argparse.Namespace) -> int:

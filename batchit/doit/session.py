@@ -29,8 +29,8 @@ from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, PlanOptions, select_rules
-from batchit.record.manifest import latest_run, new_run_id
-from batchit.record.runs import UNFINISHED, mark_in_progress, mark_unfinished
+from batchit.record.manifest import new_run_id
+from batchit.record.runs import UNFINISHED, latest_run, mark_in_progress, mark_unfinished
 from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
 

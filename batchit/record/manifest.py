@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
-from pathlib import Path
 from typing import Any
 
 from batchit import __version__
@@ -107,11 +106,3 @@ def text_quoter(outputs: list[ListedOutput]) -> Callable[[str], str]:
         "".join(filter(None, map(itemgetter(2), outputs))),
     )
     return QUOTED if all(PLAIN_TEXT.fullmatch(text) for text in texts) else json_text
-
-
-def latest_run(runs_dir: Path) -> str | None:
-    """The id of the latest run, if any."""
-    try:
-        return (runs_dir / "LATEST").read_text(encoding="utf-8").strip() or None
-    except FileNotFoundError:
-        return None

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from batchit.errors import UsageError
 from batchit.fsutil import atomic_write_text, companion_name
 from batchit.plan.jobs import Job
 
@@ -56,17 +55,3 @@ def write_replay_record(run_dir: Path, record: dict[str, Any]) -> None:
     """Store the run's jobs, seed and settings (a JSON document; see `batchit.replay`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / REPLAY_FILE, json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
-
-
-def load_replay_record(runs_dir: Path, run_id: str) -> dict[str, Any]:
-    """A past run's replay record; a run that is unknown or kept no record is a usage error."""
-    path = runs_dir / run_id / REPLAY_FILE
-    try:
-        record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        known = sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.exists() else []
-        raise UsageError(
-            f"no run {run_id!r} with a replay record in {runs_dir}",
-            hint=f"recent runs: {', '.join(known[-5:]) or 'none'} (`batchit runs` lists them)",
-        ) from None
-    return record

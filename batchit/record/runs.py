@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,6 @@ from batchit.errors import UsageError
 from batchit.fsutil import atomic_write_text, cache_entry, sweep_temp_files
 from batchit.model import Config
 from batchit.record.audit import append_audit
-from batchit.record.manifest import latest_run
 from batchit.record.rundata import RUN_FILE
 from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
@@ -108,14 +108,35 @@ def read_json_object(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def latest_run(directory: Path) -> str | None:
+    """The latest run's id: the one `LATEST` names, or, when that file is missing or damaged or
+    names no kept folder, the newest kept record (None when there is none)."""
+    try:
+        named = (directory / "LATEST").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        named = ""
+    if RUN_ID_TEXT.fullmatch(named) and (directory / named).is_dir():
+        return named
+    recorded = sorted(p.name for p in _folders(directory) if _holds_record(p))
+    return recorded[-1] if recorded else None
+
+
+RUN_ID_TEXT = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]*")
+"""What a run id (or a prefix of one) is made of: `20261129T150102123Z-3f9a1c`."""
+
+
 def find_run(directory: Path, run_id: str | None) -> Path:
     """The directory of run `run_id` (a unique prefix will do), or of the latest run for None."""
+    if run_id is not None and not RUN_ID_TEXT.fullmatch(run_id):
+        raise UsageError(
+            f"{run_id!r} is not a run id", hint="name a run as `batchit runs` lists it (a prefix will do)"
+        )
     wanted = run_id or latest_run(directory)
     if wanted is None:
         raise UsageError(f"no run recorded in {directory}", hint="run `batchit build` first")
     if (directory / wanted).is_dir():
         return directory / wanted
-    matches = sorted(p for p in directory.glob(f"{wanted}*") if p.is_dir()) if directory.is_dir() else []
+    matches = sorted(p for p in _folders(directory) if p.name.startswith(wanted))
     if len(matches) == 1:
         return matches[0]
     kept = [r.run_id for r in list_runs(directory)]
@@ -148,6 +169,14 @@ def apply_retention(directory: Path, keep: int) -> list[str]:
     for run_id in removed + litter:
         shutil.rmtree(directory / run_id, ignore_errors=True)
     return removed
+
+
+def _folders(directory: Path) -> list[Path]:
+    """The folders in the runs directory (none when it is missing)."""
+    try:
+        return [p for p in directory.iterdir() if p.is_dir()]
+    except FileNotFoundError:
+        return []
 
 
 def _holds_record(run_dir: Path) -> bool:
