@@ -95,6 +95,38 @@ def test_format_auto_goes_by_extension_and_format_names_it_for_any_other(project
     assert project.read("_build/d.yaml") == "k: from text\n"
 
 
+def test_format_auto_tells_apart_outputs_that_differ_only_by_extension(project: Project) -> None:
+    """The extension decides the bytes, so it is part of what makes a job: four outputs of one
+    input are four jobs, each in its own format, not one job restored three times."""
+    convert(project, {"in/x.json": '{"a": 1}'}, "[data.load: {}, data.dump: {}]", output="{stem}.{fmt}")
+    project.write({"batchit.yaml": project.read("batchit.yaml") + "    matrix: {fmt: [json, yaml, toml]}\n"})
+    project.build()
+    assert project.read("_build/x.yaml") == "a: 1\n"
+    assert project.read("_build/x.toml") == "a = 1\n"
+    assert project.manifest()["summary"]["built"] == 3
+
+
+def test_format_auto_reads_an_input_again_when_its_extension_changes(project: Project) -> None:
+    convert(project, {"in/x.yaml": "a: 1\n"}, "[data.load: {}, data.dump: {format: json, indent: 0}]")
+    project.build()
+    assert project.read("_build/x.json") == '{"a":1}\n'
+    (project.root / "in/x.yaml").rename(project.root / "in/x.csv")  # same bytes, now read as CSV
+    project.build()
+    assert project.read("_build/x.json") == "[]\n"
+
+
+def test_twins_by_content_read_by_extension_are_not_one_job(project: Project) -> None:
+    convert(
+        project,
+        {"in/x.txt": '{"a": 1}', "in/y.json": '{"a": 1}'},
+        "[data.load: {}, data.dump: {format: json, indent: 0}]",
+        output="{name}.out",
+    )
+    project.build(expect=1)  # x.txt: no format goes by .txt
+    assert project.read("_build/y.json.out") == '{"a":1}\n'
+    assert set(failures(project)) == {"in/x.txt"}
+
+
 def test_a_malformed_input_is_quarantined_naming_it_and_its_line(project: Project) -> None:
     convert(
         project,

@@ -142,6 +142,13 @@ class Operator:
     """True when re-running costs no more than restoring a copy: a pipeline of only cheap steps is
     not kept in the cache (its result would just duplicate bytes already on disk)."""
 
+    def sees_paths(self, params: Mapping[str, Any]) -> bool:
+        """Whether this step, with `params` (placeholders filled), can see the input paths or the
+        output path: then they enter the action key, and jobs that differ only by path never share
+        one. `path_aware` says so for every use of the operator; a step that reads a path only
+        under some parameters (a format told by the extension) says so here."""
+        return self.path_aware
+
     def library_versions(self) -> dict[str, str]:
         """Versions of the libraries whose behaviour shapes this operator's output."""
         if not self.libraries:

@@ -7,6 +7,7 @@ formats themselves live in `batchit.operators.data_formats`; `data.mask` in `dat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from batchit.errors import PermanentError, RecipeError
@@ -53,12 +54,17 @@ class DataLoad(Operator):
         "description": "Read JSON, YAML, TOML or CSV into data (mappings, lists, strings, numbers).",
         "properties": {
             "format": _format_param(
-                "The input's format; auto reads it from the extension: .json, .yaml or .yml, .toml, .csv."
+                "The input's format; auto reads it from the extension: .json, .yaml or .yml, .toml, .csv "
+                "(the input's path then enters the job's key: a renamed input is read again)."
             ),
         },
         "additionalProperties": False,
     }
     libraries = ("pyyaml",)
+
+    def sees_paths(self, params: Mapping[str, Any]) -> bool:
+        """With `format: auto`, the input's extension decides what the step does."""
+        return bool(params.get("format", "auto") == "auto")
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """The data of the input file (or bytes, or text); an aggregate's files give a list of them."""
@@ -100,7 +106,8 @@ class DataDump(Operator):
         "description": "Write data as JSON, YAML, TOML or CSV text.",
         "properties": {
             "format": _format_param(
-                "The output's format; auto reads it from the output's extension, as data.load does."
+                "The output's format; auto reads it from the output's extension, as data.load does (the "
+                "output's path then enters the job's key)."
             ),
             "indent": JSON_INDENT,
             "sort_keys": {
@@ -112,6 +119,10 @@ class DataDump(Operator):
         "additionalProperties": False,
     }
     libraries = ("pyyaml", "tomli-w")
+
+    def sees_paths(self, params: Mapping[str, Any]) -> bool:
+        """With `format: auto`, the output's extension decides what the step does."""
+        return bool(params.get("format", "auto") == "auto")
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """The data's text in the chosen format, ending with a newline."""

@@ -264,7 +264,9 @@ class JobExpander:
                 params = {**rule.validate[section], **params}  # the rule's guard, unless the step says more
             calls.append(StepCall(step.operator, self.registry.targets[step.operator], op.version, params))
             libraries[step.operator] = self.registry.library_versions(step.operator)
-            path_aware = path_aware or op.path_aware or bool(names_in_value(step.params) & PATH_PLACEHOLDERS)
+            path_aware = (
+                path_aware or op.sees_paths(params) or bool(names_in_value(step.params) & PATH_PLACEHOLDERS)
+            )
             for label, path in op.key_files(params, self.config.root).items():
                 paths.append(self.named.path_of(path))
                 files[label] = self.named.hash(rule, paths[-1], f"step {number} ({step.operator})", step.line)
