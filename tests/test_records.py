@@ -211,6 +211,28 @@ def test_verify_names_the_cause_of_each_failure(copies: Project, tmp_path: Path,
         assert "sub/c.txt" in result.stdout
 
 
+@pytest.mark.parametrize("keyid", [5, ["a"], None], ids=["number", "list", "null"])
+def test_a_signature_whose_unsigned_keyid_is_no_string_is_checked_all_the_same(
+    copies: Project, keyid: Any
+) -> None:
+    """DSSE signs the payload, not the key id, which is only a hint of which key to try."""
+    copies.build()
+    signature = copies.root / "_build/batchit-manifest.json.sig"
+    envelope = json.loads(signature.read_bytes())
+    envelope["signatures"][0]["keyid"] = keyid
+    signature.write_text(json.dumps(envelope))
+    assert copies.run("verify", "_build").code == 0
+    envelope["signatures"][0]["sig"] = base64.b64encode(b"\0" * 64).decode()
+    signature.write_text(json.dumps(envelope))
+    result = copies.run("verify", "_build")
+    assert result.code == 1, result.describe()
+    assert (
+        f"signature: {signature.relative_to(copies.root)}: the signature (by no key id) does not verify"
+        in (result.stdout)
+    )
+    assert "Traceback" not in result.stderr
+
+
 def test_verify_of_a_copied_out_folder_with_the_public_key(copies: Project, tmp_path: Path) -> None:
     copies.build()
     deploy = Project(tmp_path / "deploy")

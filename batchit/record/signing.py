@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -259,7 +260,8 @@ def open_envelope(data: bytes, trusted: list[TrustedKey]) -> tuple[bytes, str]:
         payload_type = envelope["payloadType"]
         body = base64.b64decode(envelope["payload"], validate=True)
         signatures = [
-            (s.get("keyid", ""), base64.b64decode(s["sig"], validate=True)) for s in envelope["signatures"]
+            (_key_id_text(s.get("keyid", "")), base64.b64decode(s["sig"], validate=True))
+            for s in envelope["signatures"]
         ]
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
         raise BadSignature(f"the signature file is not a DSSE envelope ({exc})") from exc
@@ -279,6 +281,12 @@ def open_envelope(data: bytes, trusted: list[TrustedKey]) -> tuple[bytes, str]:
         f"the signature (by {named}) does not verify with any trusted key: {keys}",
         hint="pass the signer's public key with --key (several --key are all trusted)",
     )
+
+
+def _key_id_text(value: Any) -> str:
+    """A signature's `keyid` as a hint ("" for none): DSSE does not sign it, so a value of another
+    type than a string says nothing, and the signature is checked all the same."""
+    return value if isinstance(value, str) else ""
 
 
 def _b64(data: bytes) -> str:

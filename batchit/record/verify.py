@@ -99,7 +99,7 @@ def _check_signature(result: Verification, data: bytes, signature: Path, trusted
     try:
         payload, result.key_id = open_envelope(envelope, trusted)
     except BadSignature as exc:
-        result.problems.append(Problem("signature", str(exc)))
+        result.problems.append(Problem("signature", f"{signature}: {exc}"))
         return
     digest = hashlib.sha256(data).hexdigest()
     try:
