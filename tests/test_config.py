@@ -427,3 +427,32 @@ def test_operator_that_cannot_be_imported_is_a_config_error(tmp_path: Path) -> N
     assert str(caught.value).startswith(
         "batchit.yaml:6:13: rule 'pages': step 1: operator 'x.broken' cannot be loaded"
     )
+
+
+FILLED_PER_JOB = [
+    Case(
+        "format-from-the-extension",
+        'version: 1\nrules:\n  pages:\n    inputs: ["in/*"]\n    output: "{stem}.{ext}"\n'
+        '    steps:\n      - data.load: {}\n      - data.dump: {format: "{ext}"}\n',
+        "batchit.yaml:8",
+        "parameter 'format' ('{ext}') is 'yml' for the input in/b.yml: 'yml' is not one of",
+        "narrow the rule's inputs",
+    ),
+    Case(
+        "mode-from-the-stem",
+        'version: 1\nrules:\n  pages:\n    inputs: ["in/*.json"]\n    output: "{stem}.json"\n'
+        "    steps:\n      - data.load: {}\n"
+        '      - data.mask: {fields: [a], mode: "{stem}"}\n      - data.dump: {}\n',
+        "batchit.yaml:8",
+        "parameter 'mode' ('{stem}') is 'a' for the input in/a.json: 'a' is not one of ['redact', 'hash']",
+        "narrow the rule's inputs",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", FILLED_PER_JOB, ids=[c.id for c in FILLED_PER_JOB])
+def test_a_choice_a_per_job_placeholder_fills_is_checked_for_every_input(
+    project: Project, case: Case
+) -> None:
+    """The load-time check sees `{ext}` only as a sample; each input's value is checked as it plans."""
+    assert_refused(project, case, {"in/a.json": '{"a": 1}', "in/b.yml": "a: 1\n"})

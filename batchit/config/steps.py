@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 SAMPLE = "sample"
 """Stands in for a placeholder whose value is known only per job, while parameters are checked."""
 
-_VALUE_KEYWORDS = frozenset({"enum", "const", "pattern", "format", "minLength", "maxLength"})
+VALUE_KEYWORDS = frozenset({"enum", "const", "pattern", "format", "minLength", "maxLength"})
 """Schema keywords that judge a string's content, which a sample cannot stand in for."""
 
 
@@ -180,9 +180,7 @@ def _check_params(
     samples = dict.fromkeys(scope.per_job, SAMPLE)
 
     def sampled(error: ValidationError) -> bool:
-        return error.validator in _VALUE_KEYWORDS and _uses_per_job(
-            params, error.absolute_path, scope.per_job
-        )
+        return error.validator in VALUE_KEYWORDS and _uses_per_job(params, error.absolute_path, scope.per_job)
 
     keys = [key for key, _ in matrix]
     sole = {f"{{{key}}}": key for key in keys}

@@ -28,6 +28,7 @@ from batchit.placeholders import (
     substitute,
 )
 from batchit.plan.files import FileTree, Hasher
+from batchit.plan.filled import FilledParams
 from batchit.plan.keys import Recipe, Seen, StepCall, action_key, make_recipe
 from batchit.plan.named import NamedFiles, rule_error
 
@@ -107,6 +108,7 @@ class JobExpander:
         self.output_size = output_size
         """The size of an upstream output (path relative to `out`, blake3), for `input.size`."""
         self.named = NamedFiles(config, tree, hasher)
+        self.filled = FilledParams(config)
         self.watched: dict[str, tuple[tuple[str, StatTuple | None], ...]] = {}
         """By recipe hash: the files its key hashed besides the inputs (files steps name, `deps`,
         `validate.checksums`, `expect.schema`) with the stat each had then, so that a job's result
@@ -137,7 +139,7 @@ class JobExpander:
                 cache_key = (index, chosen)
                 recipe = None if per_job else recipes.get(cache_key)
                 if recipe is None:
-                    recipe = self._recipe(rule, values, chosen)
+                    recipe = self._recipe(rule, values, chosen, unit.label if per_job else None)
                     if not per_job:
                         recipes[cache_key] = recipe
                 job_id = f"{rule.name}:{unit.label}{combo_ids[index]}"
@@ -244,7 +246,11 @@ class JobExpander:
             return None if match is None else {k: v or "" for k, v in match.groupdict().items()}
         return {}
 
-    def _recipe(self, rule: Rule, values: Mapping[str, Any], chosen: tuple[bool, ...]) -> Recipe:
+    def _recipe(
+        self, rule: Rule, values: Mapping[str, Any], chosen: tuple[bool, ...], input_name: str | None
+    ) -> Recipe:
+        """The recipe of a job with placeholder `values`; `input_name` names its input when the
+        recipe is the job's own (its parameters hold per-job placeholders, checked here)."""
         calls: list[StepCall] = []
         libraries: dict[str, dict[str, str]] = {}
         files: dict[str, str] = {}
@@ -259,6 +265,8 @@ class JobExpander:
             op_class = self.registry.get(step.operator)
             op = op_class()
             params = op.fill_params(step.params, values)
+            if input_name is not None:
+                self.filled.check(rule, number, step, op_class, params, input_name)
             section = op.validate_section
             if section and rule.validate and section in rule.validate:
                 params = {**rule.validate[section], **params}  # the rule's guard, unless the step says more
