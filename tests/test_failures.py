@@ -59,6 +59,7 @@ RECIPE_FAULTS = {
         {"t.j2": "{{ content }}"},
     ),
     "replace-bad-group": ('text.replace: {pattern: "(a)", replacement: "\\\\2"}', {}, {}),
+    "replace-unknown-group-name": ('text.replace: {pattern: "(?P<t>a)", replacement: "\\\\g<nope>"}', {}, {}),
     "load-unknown-encoding": ("text.load: {encoding: nope}", {}, {}),
     "shell-missing-program": ("shell: {argv: [no-such-program-here, '{in}']}", {}, {}),
 }

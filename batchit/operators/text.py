@@ -101,7 +101,7 @@ class TextReplace(Operator):
         try:
             compiled = re.compile(params["pattern"])
             return compiled.sub(params["replacement"], text, count=params.get("count", 0))
-        except re.error as exc:
+        except (re.error, IndexError) as exc:  # IndexError: a group name the pattern lacks
             raise RecipeError(
                 f"step {self.name}: bad pattern or replacement: {exc}",
                 hint="check the regular expression and the group references in `replacement`",
