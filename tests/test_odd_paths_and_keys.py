@@ -67,3 +67,25 @@ def test_a_key_whose_algorithm_id_is_damaged_is_a_usage_error(copies: Project, w
         assert result.code == 2, result.describe()
         assert "Traceback" not in result.stderr, result.describe()
         assert f".batchit/keys/{which}" in result.stderr, result.describe()
+
+
+def test_a_project_key_that_cannot_be_read_is_a_usage_error_before_any_work(copies: Project) -> None:
+    copies.build()
+    key = copies.root / ".batchit/keys/batchit.key"
+    key.unlink()
+    key.mkdir()  # read_bytes fails as a permission would (the suite may run as root)
+    copies.write({"src/d.txt": "delta\n"})
+    result = copies.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert f"the project's signing key {key} cannot be read" in result.stderr
+    assert not (copies.root / "_build/d.txt").exists()
+
+
+def test_a_damaged_project_key_says_to_make_a_new_pair_with_force(copies: Project) -> None:
+    copies.build()
+    (copies.root / ".batchit/keys/batchit.key").write_text("junk\n")
+    result = copies.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert "fix: make a new pair with `batchit keygen --force`" in result.stderr
+    assert copies.run("keygen", "--force").code == 0
+    copies.build()

@@ -160,22 +160,34 @@ def load_signing_key(state_dir: Path, environ: Mapping[str, str]) -> SigningKey 
     value = environ.get(KEY_ENV, "").strip()
     if value:
         if value.startswith("-----BEGIN"):
-            return _signing_key(_parse_private(value.encode(), f"${KEY_ENV}"), f"${KEY_ENV}")
+            return _signing_key(_parse_private(value.encode(), f"${KEY_ENV}", ENV_KEY_FIX), f"${KEY_ENV}")
         path = Path(value)
         try:
             pem = path.read_bytes()
         except OSError as exc:
             raise UsageError(
-                f"${KEY_ENV} names {path}, which cannot be read: {exc.strerror}",
-                hint="set it to a PEM private key or to the path of one",
+                f"${KEY_ENV} names {path}, which cannot be read: {exc.strerror}", hint=ENV_KEY_FIX
             ) from exc
-        return _signing_key(_parse_private(pem, f"${KEY_ENV} ({path})"), str(path))
+        return _signing_key(_parse_private(pem, f"${KEY_ENV} ({path})", ENV_KEY_FIX), str(path))
     path = keys_dir(state_dir) / PRIVATE_NAME
     if not path.exists():
         return None
-    private = _parse_private(path.read_bytes(), str(path))
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(
+            f"the project's signing key {path} cannot be read: {exc.strerror}",
+            hint=f"let this user read it (it stays mode 0600), or {NEW_PAIR}",
+        ) from exc
+    private = _parse_private(pem, str(path), NEW_PAIR)
     _check_public_half(path.with_name(PUBLIC_NAME), private, path)
     return _signing_key(private, str(path))
+
+
+NEW_PAIR = (
+    "make a new pair with `batchit keygen --force` (it keeps the old public key, for the runs it signed)"
+)
+ENV_KEY_FIX = f"set ${KEY_ENV} to an Ed25519 private key in PEM (as `batchit keygen` writes), or to its path"
 
 
 def _check_public_half(public_path: Path, private: Ed25519PrivateKey, private_path: Path) -> None:
@@ -193,21 +205,17 @@ def _check_public_half(public_path: Path, private: Ed25519PrivateKey, private_pa
     if not matches:
         raise UsageError(
             f"{public_path} is not the public half of {private_path}: runs signed now would not verify",
-            hint="put back the matching file of the pair, or make a new pair with `batchit keygen "
-            "--force` (it keeps the old public key, for the runs it signed)",
+            hint=f"put back the matching file of the pair, or {NEW_PAIR}",
         )
 
 
-def _parse_private(pem: bytes, where: str) -> Ed25519PrivateKey:
+def _parse_private(pem: bytes, where: str, fix: str) -> Ed25519PrivateKey:
     try:
         key = load_pem_private_key(pem, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):  # the last: a damaged algorithm id
         key = None
     if not isinstance(key, Ed25519PrivateKey):
-        raise UsageError(
-            f"{where} is not an unencrypted Ed25519 private key in PEM",
-            hint="create one with `batchit keygen`",
-        )
+        raise UsageError(f"{where} is not an unencrypted Ed25519 private key in PEM", hint=fix)
     return key
 
 
