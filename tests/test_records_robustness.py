@@ -443,3 +443,21 @@ def test_report_of_what_is_not_a_run_id_exits_2_and_writes_nothing(copies: Proje
     assert result.code == 2, result.describe()
     assert f"{run_id!r} is not a run id" in result.stderr
     assert copies.recorded() == before
+
+
+@pytest.mark.parametrize("name", ["batchit-manifest.json", "batchit-manifest.json.sig"])
+def test_a_folder_where_a_manifest_copy_goes_stops_the_build_before_any_work(
+    copies: Project, name: str
+) -> None:
+    copies.build()
+    (copies.root / "_build" / name).unlink()
+    (copies.root / "_build" / name).mkdir()
+    copies.write({"src/d.txt": "delta\n"})
+    before = copies.recorded()
+    result = copies.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert f"_build/{name} is a folder" in result.stderr
+    after = copies.recorded()
+    after.pop(".batchit/lock")
+    before.pop(".batchit/lock")
+    assert after == before  # no job ran, no half-written record

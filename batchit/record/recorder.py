@@ -23,8 +23,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from batchit.errors import OutputConflictError
 from batchit.fsutil import atomic_write_bytes, atomic_write_text
-from batchit.model import MANIFEST_COPY, Config
+from batchit.model import MANIFEST_COPY, RESERVED_OUTPUTS, Config
 from batchit.record.audit import append_audit, audit_head
 from batchit.record.events import EventLog, EventSink
 from batchit.record.manifest import RunInfo, render_manifest
@@ -61,6 +62,7 @@ class Recorder:
         self.run_id = run_id
         self.run_dir = runs_dir(config) / run_id
         self.key: SigningKey | None = load_signing_key(config.project_state_dir, os.environ)
+        _check_copy_paths(config)
         self.events = EventLog(self.run_dir, emit)
         """The event sink to hand the engine: it logs, then forwards to `emit`."""
 
@@ -150,6 +152,18 @@ class Recorder:
             }
         )
         return key
+
+
+def _check_copy_paths(config: Config) -> None:
+    """Refuse, before any work, a run whose manifest copies in `out` could not be written: a folder
+    where one goes (a rename cannot replace it) would stop the record halfway, after the jobs ran."""
+    for name in sorted(RESERVED_OUTPUTS):
+        path = config.out_dir / name
+        if path.is_dir() and not path.is_symlink():
+            raise OutputConflictError(
+                f"{config.out}/{name} is a folder, where batchit writes its copy of the run's manifest",
+                hint=f"move {config.out}/{name} away; that name in `out` is batchit's",
+            )
 
 
 @contextlib.contextmanager
