@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MARKDOWN_RULE, Project
+from conftest import COPY_CONFIG, MARKDOWN_RULE, Project
 
 PAGES = "version: 1\nrules:\n" + MARKDOWN_RULE
 
@@ -238,3 +238,19 @@ def test_json_log_format_reports_errors_as_json_too(project: Project) -> None:
     lines = [json.loads(line) for line in result.stderr.splitlines()]
     assert lines[0]["event"] == "error"
     assert "ouput" in lines[0]["message"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--log-format", "json", "-j", "0"), ("--log-format=json", "--no-such-flag")],
+    ids=["bad-value", "unknown-flag"],
+)
+def test_json_log_format_reports_usage_errors_of_the_command_line_as_json(
+    project: Project, args: tuple[str, ...]
+) -> None:
+    project.config(COPY_CONFIG)
+    result = project.run("build", *args)
+    assert result.code == 2, result.describe()
+    [line] = [json.loads(line) for line in result.stderr.splitlines()]
+    assert line["event"] == "error" and line["exit_code"] == 2
+    assert "error:" in line["message"]

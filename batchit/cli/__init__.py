@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import gc
 import importlib
+import io
 import json
 import os
 import signal
@@ -60,7 +61,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def _run(argv: list[str] | None) -> int:
     """Parse the arguments, run the command's handler, and map its errors to exit codes."""
-    args = build_parser().parse_args(argv)
+    args = _parse(sys.argv[1:] if argv is None else argv)
     args.started_in = _current_directory()
     try:
         if args.directory:
@@ -85,6 +86,24 @@ def _run(argv: list[str] | None) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The parsed command line. argparse writes its usage errors as text; under `--log-format json`
+    such an error becomes one JSON object on stderr, as every other line batchit writes there."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    if not any(a == "--log-format=json" or (a == "--log-format" and b == "json") for a, b in pairs):
+        return build_parser().parse_args(argv)
+    written = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(written):
+            return build_parser().parse_args(argv)
+    except SystemExit as exc:
+        lines = written.getvalue().strip().splitlines()
+        if lines:  # argparse's last line says what is wrong; the usage lines before it are left out
+            code = exc.code if isinstance(exc.code, int) else 2
+            _say_error(argparse.Namespace(log_format="json"), "", {"message": lines[-1], "exit_code": code})
+        raise
 
 
 def _current_directory() -> Path | None:
