@@ -85,6 +85,16 @@ def test_a_fault_of_the_recipe_fails_its_jobs_without_quarantining_their_inputs(
     assert project.build().stdout.startswith("batchit: ok: 1 built"), "the next build tries again"
 
 
+def test_the_json_log_calls_a_job_whose_input_was_quarantined_quarantined(picky: Project) -> None:
+    result = picky.run("build", "--no-progress", "--log-format", "json")
+    assert result.code == 1, result.describe()
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    statuses = {e["input"]: e["status"] for e in events if e["event"] == "job"}
+    summary = picky.manifest()["summary"]
+    assert sorted(statuses.values()).count("quarantined") == summary["quarantined"] == 1
+    assert "failed" not in statuses.values()
+
+
 def test_quarantined_input_is_not_retried_while_unchanged(picky: Project) -> None:
     picky.build(expect=1)
     again = picky.build(expect=1)

@@ -48,7 +48,7 @@ class Console:
         elif kind == "job":
             if self._task is not None:
                 self._progress.advance(self._task)
-            if event["status"] == "failed":
+            if event["status"] in ("failed", "quarantined"):  # the quarantine's warning follows
                 self.error(f"FAILED {event['rule']}: {event['output']}\n  {event['message']}")
             elif event["status"] == "deferred":  # the next build tries it again
                 self.error(f"deferred {event['rule']}: {event['output']}\n  {event['message']}")

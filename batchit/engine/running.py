@@ -404,7 +404,10 @@ STARTING = ("run", "restore")
 
 
 def _status_of(job: Job, result: JobResult) -> str:
-    """How a job that ran ended, as its `job` event says."""
+    """How a job that ran ended, as its `job` event says (the summary's words: a failure that
+    quarantines its input counts as quarantined there, so here too)."""
     if result.ok:
         return "restored" if job.action == "restore" else "built"
-    return "deferred" if result.deferred else "failed"
+    if result.deferred:
+        return "deferred"
+    return "quarantined" if quarantines(job, result) else "failed"
