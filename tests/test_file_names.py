@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 
-from conftest import COPY_CONFIG, THREE_SOURCES, Project
+from conftest import COPY_CONFIG, PICKY, PICKY_MODULE, THREE_SOURCES, Project
 
 
 def make_undecodable(project: Project, name: bytes) -> None:
@@ -68,3 +68,15 @@ def test_a_failing_input_with_the_longest_name_is_quarantined_with_its_reason_an
 
     assert project.run("quarantine", "release").code == 0
     assert not quarantined.exists(), "the copy and its reason are gone"
+
+
+def test_the_report_links_the_log_of_a_job_whose_output_name_holds_a_hash_sign(project: Project) -> None:
+    """A '#' (or '?', or a space) in a link starts a fragment (a query, ...) unless it is escaped."""
+    project.config(PICKY)
+    project.write({"picky.py": PICKY_MODULE, "in/x#y.txt": "fine\n"})
+    project.build()
+    runs = project.root / ".batchit" / "runs"
+    run = runs / (runs / "LATEST").read_text().strip()
+    assert (run / "logs/x#y.txt.log").is_file()
+    report = (run / "report.html").read_text(encoding="utf-8")
+    assert 'href="logs/x%23y.txt.log"' in report
