@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageDraw
 
-from batchit.errors import PermanentError
+from batchit.errors import PermanentError, RecipeError
 from batchit.operators.base import InputFile, JobContext
 from batchit.operators.image import ImageLoad, Picture
 from batchit.operators.image_paint import ImageWatermark
@@ -81,6 +81,13 @@ def test_resize_gives_the_size_each_fit_promises(root: Path, case: FitCase) -> N
     source = write_image(root, "in.png", Image.new("RGB", case.source, "teal"), "PNG")
     data = pipeline(root, source, (ImageResize(), case.params), (ImageSave(), {"format": "png"}))
     assert decoded(data).size == case.expected
+
+
+def test_an_upscale_past_pillows_pixel_limit_is_a_fault_of_the_rule_not_a_hang(root: Path) -> None:
+    source = write_image(root, "in.png", Image.new("RGB", (400, 300), "teal"), "PNG")
+    params = {"width": 100_000, "upscale": True}  # 100000x75000: 22 GB of pixels
+    with pytest.raises(RecipeError, match="would grow to 100000x75000"):
+        pipeline(root, source, (ImageResize(), params), (ImageSave(), {"format": "png"}))
 
 
 def test_cover_crops_the_overflow_evenly_from_both_sides(root: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from PIL import Image
 
-from batchit.errors import PermanentError
+from batchit.errors import PermanentError, RecipeError
 from batchit.operators.base import JobContext
 from batchit.operators.image import ImageOperator, picture_of, place
 
@@ -66,6 +66,13 @@ class ImageResize(ImageOperator):
         target, box = geometry(width, height, params)
         if target == (width, height) and box == (0, 0, width, height):
             return picture
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and target[0] * target[1] > limit:  # only `upscale` can get here
+            raise RecipeError(
+                f"step {self.name}: {width}x{height} would grow to {target[0]}x{target[1]}, over the "
+                f"{limit:,} pixels Pillow allows an image",
+                hint="ask for a smaller width or height, or leave `upscale` off",
+            )
         scaled = (round(width * target[0] / (box[2] - box[0])), round(height * target[1] / (box[3] - box[1])))
         fresh = not picture.decoded
         picture.draft((scaled[0] * DRAFT_GAP, scaled[1] * DRAFT_GAP))
