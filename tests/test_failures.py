@@ -61,6 +61,7 @@ RECIPE_FAULTS = {
     "replace-bad-group": ('text.replace: {pattern: "(a)", replacement: "\\\\2"}', {}, {}),
     "replace-unknown-group-name": ('text.replace: {pattern: "(?P<t>a)", replacement: "\\\\g<nope>"}', {}, {}),
     "load-unknown-encoding": ("text.load: {encoding: nope}", {}, {}),
+    "image-step-before-image-load": ("image.resize: {width: 10}", {}, {}),
     "shell-missing-program": ("shell: {argv: [no-such-program-here, '{in}']}", {}, {}),
 }
 """A step whose recipe is at fault, the files it needs, and the files that fix it (none: the fix is

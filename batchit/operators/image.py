@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, ClassVar
 
 from PIL import Image, UnidentifiedImageError
 
-from batchit.errors import PermanentError
+from batchit.errors import PermanentError, RecipeError
 from batchit.operators.base import InputFile, JobContext, Operator
 from batchit.operators.image_names import JPEG_LIKE, format_accepted, formats_schema
 
@@ -263,10 +263,11 @@ def decoding(source: str) -> Iterator[None]:
 
 
 def picture_of(value: Any, step: str) -> Picture:
-    """The value as a Picture, or a permanent error saying `image.load` must come first."""
+    """The value as a Picture, or an error of the rule saying `image.load` must come first: only
+    image.load makes a Picture, whatever the input, so no input is to blame."""
     if isinstance(value, Picture):
         return value
-    raise PermanentError(
+    raise RecipeError(
         f"step {step} needs an image, got {type(value).__name__}",
         hint="put image.load before the other image steps",
     )
