@@ -104,6 +104,16 @@ def test_two_jobs_writing_one_output_exits_2_and_writes_nothing(project: Project
     assert not (project.root / "_build").exists()
 
 
+def test_two_inputs_differing_only_by_extension_are_told_apart_by_the_hint(project: Project) -> None:
+    project.config(PAGES.replace('output: "{stem}.html"', 'output: "{path}.html"').replace("*.md", "*"))
+    project.write({"pages/a.md": "# A\n", "pages/a.txt": "A\n"})
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert "fix: put {ext}, {name} into `output` (it differs between them)" in result.stderr
+    project.config(PAGES.replace('output: "{stem}.html"', 'output: "{path}-{ext}.html"').replace("*.md", "*"))
+    project.build()
+
+
 def test_plan_changes_nothing(pages: Project) -> None:
     result = pages.run("plan")
     assert result.code == 0

@@ -13,6 +13,7 @@ from stat import S_ISLNK
 
 from batchit.fsutil import resolves_inside
 from batchit.model import RESERVED_OUTPUTS, Config, Rule
+from batchit.placeholders import names_in, path_values
 from batchit.plan.jobs import Job
 from batchit.plan.named import rule_error
 
@@ -70,7 +71,7 @@ class OutputClaims:
                 self.config,
                 rule,
                 f"two jobs write one output {self.config.out}/{job.output}: {other} and {job.job_id}",
-                "put a placeholder that tells them apart ({path}, a matrix key) into `output`",
+                _apart_hint(rule, other, job),
             )
         if job.output.startswith("/") or ".." in job.output.split("/"):
             raise rule_error(
@@ -142,3 +143,28 @@ class OutputClaims:
             return False
         self._safe_dirs.add(parent)
         return True
+
+
+def _apart_hint(rule: Rule, other_id: str, job: Job) -> str:
+    """How to give two jobs that write one output paths of their own: the placeholders whose values
+    differ between them and that `output` leaves out, when both are one-input jobs of `rule`."""
+    prefix = f"{rule.name}:"
+    if not other_id.startswith(prefix):
+        return "give one of the two rules another `output` (a folder of its own)"
+    generic = "put a placeholder that tells them apart ({path}, {ext}, a matrix key) into `output`"
+    if rule.aggregate is not None or len(job.inputs) != 1:
+        return generic
+    used = set(names_in(rule.output))
+    mine, _, my_combo = job.job_id[len(prefix) :].partition(":{")
+    theirs, _, their_combo = other_id[len(prefix) :].partition(":{")
+    apart = [
+        n
+        for n in ("path", "ext", "name", "dir")
+        if n not in used and path_values(mine)[n] != path_values(theirs)[n]
+    ]
+    if my_combo != their_combo:
+        apart += [key for key, _ in rule.matrix if key not in used]
+    if not apart:
+        return generic
+    shown = ", ".join(f"{{{name}}}" for name in apart)
+    return f"put {shown} into `output` (it differs between them), or narrow the rule's `inputs`"
