@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import pytest
 
@@ -314,3 +314,35 @@ def assert_refused(project: Project, mistake: ConfigMistake, inputs: dict[str, s
     if mistake.rule:
         assert f"rule '{mistake.rule}':" in result.stderr, result.describe()
     assert project.snapshot(".batchit", "_build") == {}
+
+
+class Hooks(BaseHTTPRequestHandler):
+    """Records every POST it receives, and when; answers with `status`, or first with the answers
+    (status, headers) in `script`."""
+
+    received: ClassVar[list[tuple[dict[str, str], dict[str, object]]]] = []
+    times: ClassVar[list[float]] = []
+    status: ClassVar[int] = 200
+    script: ClassVar[list[tuple[int, dict[str, str]]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Hooks.received.append((dict(self.headers), json.loads(body)))
+        Hooks.times.append(time.monotonic())
+        status, headers = Hooks.script.pop(0) if Hooks.script else (Hooks.status, {})
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test reads what was received, not the server's log."""
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 that records the alerts POSTed to it."""
+    Hooks.received, Hooks.times, Hooks.script = [], [], []
+    Hooks.status = 200
+    with serving(Hooks, "/hook") as url:
+        yield url

@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Project, Result, plan_event, process_gone, wait_until
+from conftest import Hooks, Project, Result, plan_event, process_gone, wait_until
 from PIL import Image
 
 from batchit.state.lock import ProjectLock
@@ -456,3 +456,19 @@ def test_ctrl_c_stops_the_commands_doit_sub_tasks_run(tmp_path: Path, parallel: 
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
+
+
+def test_a_doit_run_alerts_as_a_build_does(site: Project, webhook: str) -> None:
+    """`when: always`: the recorded run's summary; a failed job: an alert from its sub-task, since
+    doit runs no `_record` after a failure."""
+    site.config(CONFIG + f'alerts: {{webhook: "{webhook}", when: always}}\n')
+    assert doit(site).code == 0
+    [(headers, body)] = Hooks.received
+    assert body["status"] == "ok" and body["summary"]["built"] == 7
+    assert headers["Idempotency-Key"] == body["run_id"] == site.manifest()["run_id"]
+    site.write({"images/broken.png": b"\x89PNG\r\n\x1a\n not really"})
+    assert doit(site).code != 0
+    failed = Hooks.received[1][1]
+    assert failed["status"] == "failed"
+    [failure] = failed["failures"]
+    assert (failure["input"], failure["quarantined"]) == ("images/broken.png", True)

@@ -5,13 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
 import pytest
-from conftest import PICKY, PICKY_MODULE, Project, serving
+from conftest import PICKY, PICKY_MODULE, Hooks, Project
 
 from batchit.engine.closing import BULK_FROM
 from batchit.execute.pools import PROCESSES_FROM
@@ -364,38 +361,6 @@ def test_python_job_output_is_kept_in_the_run_logs(picky: Project) -> None:
     run_id = picky.manifest()["run_id"]
     log = picky.root / ".batchit/runs" / run_id / "logs" / "a.txt.log"
     assert "parsed in/a.txt" in log.read_text()
-
-
-class Hooks(BaseHTTPRequestHandler):
-    """Records every POST it receives, and when; answers with `status`, or first with the answers
-    (status, headers) in `script`."""
-
-    received: ClassVar[list[tuple[dict[str, str], dict[str, object]]]] = []
-    times: ClassVar[list[float]] = []
-    status: ClassVar[int] = 200
-    script: ClassVar[list[tuple[int, dict[str, str]]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Hooks.received.append((dict(self.headers), json.loads(body)))
-        Hooks.times.append(time.monotonic())
-        status, headers = Hooks.script.pop(0) if Hooks.script else (Hooks.status, {})
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the test reads what was received, not the server's log."""
-
-
-@pytest.fixture
-def webhook() -> Iterator[str]:
-    """A real HTTP server on 127.0.0.1 that records the alerts POSTed to it."""
-    Hooks.received, Hooks.times, Hooks.script = [], [], []
-    Hooks.status = 200
-    with serving(Hooks, "/hook") as url:
-        yield url
 
 
 def test_failed_run_posts_an_alert_with_the_run_id_as_idempotency_key(picky: Project, webhook: str) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchit.plan.jobs import Job
 from batchit.plan.remember import remember_plan, settled_plan
+from batchit.record.alerts import alert
 from batchit.record.commits import Committer
 from batchit.record.manifest import RunInfo, new_run_id
 from batchit.record.recorder import Recorder
@@ -58,7 +59,20 @@ def write_doit_record(session: Session, store: StateStore) -> None:
         "failed" if troubled else "ok",
         counts,
     )
-    Recorder(session.config, run_id, _say).write(store, info, statuses, rows, ())
+    record = Recorder(session.config, run_id, _say).write(store, info, statuses, rows, ())
+    failed = [
+        {
+            "rule": row.rule,
+            "input": job.inputs[0] if len(job.inputs) == 1 else None,
+            "output": row.output,
+            "class": row.error_class,
+            "message": row.message,
+            "quarantined": row.status == "quarantined",
+        }
+        for job, row in zip(jobs, rows, strict=True)
+        if row.status in ("failed", "quarantined")
+    ]
+    alert(session.config, run_id, info.status, counts, failed, str(record.manifest), warn)
     (session.config.state_dir / "runs" / run_id / IN_PROGRESS).unlink(missing_ok=True)
     unfinished.unlink(missing_ok=True)
     remember_plan(planner, store.generation(), lambda: settled_plan(planner, jobs))

@@ -25,10 +25,13 @@ from batchit.config import load_config
 from batchit.doit.closing import job_label, warn, write_doit_record
 from batchit.engine import run_planned_job
 from batchit.errors import BatchitError
+from batchit.execute.worker import JobResult
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, PlanOptions, select_rules
+from batchit.record.alerts import alert
+from batchit.record.commits import quarantines
 from batchit.record.manifest import new_run_id
 from batchit.record.runs import UNFINISHED, latest_run, mark_in_progress, mark_unfinished
 from batchit.state.lock import ProjectLock
@@ -254,11 +257,28 @@ class Session:
         result = run_planned_job(self.config, self.registry, store, planner, job, self.run_id, by_rule, warn)
         if not result.ok:  # doit has no deferred outcome: a deferred job fails its sub-task, unrecorded
             deferred = " (deferred: the next run tries it again)" if result.deferred else ""
+            if not result.deferred:  # doit runs no `_record` after a failure: this is the run's alert
+                self._alert_failure(job, result)
             return TaskFailed(
                 f"batchit: {job.rule}: {self.config.out}/{job.output}: {result.error_class}: "
                 f"{result.message}{deferred}"
             )
         return None
+
+    def _alert_failure(self, job: Job, result: JobResult) -> None:
+        """The run's alert about a failed job (the receiver drops a second one of the same run, whose
+        Idempotency-Key is the same run id, from another failing sub-task)."""
+        quarantined = quarantines(job, result)
+        failure = {
+            "rule": job.rule,
+            "input": job.inputs[0] if len(job.inputs) == 1 else None,
+            "output": job.output,
+            "class": result.error_class,
+            "message": result.message,
+            "quarantined": quarantined,
+        }
+        summary = {"failed": 0 if quarantined else 1, "quarantined": 1 if quarantined else 0}
+        alert(self.config, self.run_id, "failed", summary, [failure], None, warn)
 
     def record_is_current(self) -> bool:
         """`_record`'s check: no job ran in this doit run, nothing is left to prune, and the latest

@@ -22,7 +22,7 @@ from batchit.plan.planner import Planner, select_rules
 from batchit.plan.pruning import once_written, prunable
 from batchit.plan.remember import remember_plan
 from batchit.plan.snapshot import forget_snapshot
-from batchit.record.alerts import send_alert, should_alert
+from batchit.record.alerts import alert
 from batchit.record.commits import quarantines
 from batchit.record.manifest import new_run_id
 from batchit.record.recorder import Recorder
@@ -152,29 +152,26 @@ def _remember_plan(config: Config, planner: Planner, build: RunningBuild, outcom
 def _alert(config: Config, outcome: BuildOutcome, emit: EventSink) -> None:
     """POST the run's summary to `alerts.webhook` when asked; a failed delivery is only a warning."""
     troubled = outcome.exit_code != 0
-    if config.alerts is None or not should_alert(config.alerts, troubled):
-        return
-    payload = {
-        "run_id": outcome.run_id,
-        "status": "interrupted" if outcome.interrupted else ("failed" if troubled else "ok"),
-        "summary": outcome.counts,
-        "failures": [
-            {
-                "rule": job.rule,
-                "input": job.inputs[0] if len(job.inputs) == 1 else None,
-                "output": job.output,
-                "class": result.error_class,
-                "message": result.message,
-                "quarantined": quarantines(job, result),
-            }
-            for job, result in outcome.failures[:100]
-        ],
-        "manifest": str(outcome.manifest) if outcome.manifest else None,
-        "report": str(outcome.manifest.with_name("report.html")) if outcome.manifest else None,
-    }
-    problem = send_alert(config.alerts.webhook, outcome.run_id or "", payload)
-    if problem is not None:
-        emit({"event": "warning", "message": f"alert to {config.alerts.webhook} not delivered: {problem}"})
+    failures = [
+        {
+            "rule": job.rule,
+            "input": job.inputs[0] if len(job.inputs) == 1 else None,
+            "output": job.output,
+            "class": result.error_class,
+            "message": result.message,
+            "quarantined": quarantines(job, result),
+        }
+        for job, result in outcome.failures[:100]
+    ]
+    alert(
+        config,
+        outcome.run_id or "",
+        "interrupted" if outcome.interrupted else ("failed" if troubled else "ok"),
+        outcome.counts,
+        failures,
+        str(outcome.manifest) if outcome.manifest else None,
+        lambda message: emit({"event": "warning", "message": message}),
+    )
 
 
 def _plan_read_only(

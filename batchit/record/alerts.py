@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from batchit.execute.retry import retry_after_seconds
-from batchit.model import Alerts
+from batchit.model import Alerts, Config
 
 DEADLINE = 30.0
 """Seconds spent trying to deliver one alert, retries included."""
@@ -22,6 +24,34 @@ DEADLINE = 30.0
 def should_alert(alerts: Alerts | None, failed: bool) -> bool:
     """True when the config asks for an alert about a run with (or, `when: always`, without) failures."""
     return alerts is not None and (failed or alerts.when == "always")
+
+
+def alert(
+    config: Config,
+    run_id: str,
+    status: str,
+    summary: dict[str, int],
+    failures: list[dict[str, Any]],
+    manifest: str | None,
+    warn: Callable[[str], None],
+) -> None:
+    """POST a run's summary to `alerts.webhook` when the config asks for one about this run (a run
+    whose status is not ok, or every run with `when: always`); a failed delivery is only a warning.
+
+    `failures` are `{rule, input, output, class, message, quarantined}`, the first 100 sent."""
+    if config.alerts is None or not should_alert(config.alerts, status != "ok"):
+        return
+    payload = {
+        "run_id": run_id,
+        "status": status,
+        "summary": summary,
+        "failures": failures[:100],
+        "manifest": manifest,
+        "report": str(Path(manifest).with_name("report.html")) if manifest else None,
+    }
+    problem = send_alert(config.alerts.webhook, run_id, payload)
+    if problem is not None:
+        warn(f"alert to {config.alerts.webhook} not delivered: {problem}")
 
 
 def send_alert(webhook: str, run_id: str, payload: dict[str, Any], deadline: float = DEADLINE) -> str | None:
