@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchit.plan.jobs import Job
 from batchit.plan.remember import remember_plan, settled_plan
-from batchit.record.alerts import alert
+from batchit.record.alerts import alert, alert_failure
 from batchit.record.commits import Committer
 from batchit.record.manifest import RunInfo, new_run_id
 from batchit.record.recorder import Recorder
@@ -61,14 +61,9 @@ def write_doit_record(session: Session, store: StateStore) -> None:
     )
     record = Recorder(session.config, run_id, _say).write(store, info, statuses, rows, ())
     failed = [
-        {
-            "rule": row.rule,
-            "input": job.inputs[0] if len(job.inputs) == 1 else None,
-            "output": row.output,
-            "class": row.error_class,
-            "message": row.message,
-            "quarantined": row.status == "quarantined",
-        }
+        alert_failure(
+            row.rule, job.inputs, row.output, row.error_class, row.message, row.status == "quarantined"
+        )
         for job, row in zip(jobs, rows, strict=True)
         if row.status in ("failed", "quarantined")
     ]

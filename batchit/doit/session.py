@@ -30,7 +30,7 @@ from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, PlanOptions, select_rules
-from batchit.record.alerts import alert
+from batchit.record.alerts import alert, alert_failure
 from batchit.record.commits import quarantines
 from batchit.record.manifest import new_run_id
 from batchit.record.runs import UNFINISHED, latest_run, mark_in_progress, mark_unfinished
@@ -269,14 +269,9 @@ class Session:
         """The run's alert about a failed job (the receiver drops a second one of the same run, whose
         Idempotency-Key is the same run id, from another failing sub-task)."""
         quarantined = quarantines(job, result)
-        failure = {
-            "rule": job.rule,
-            "input": job.inputs[0] if len(job.inputs) == 1 else None,
-            "output": job.output,
-            "class": result.error_class,
-            "message": result.message,
-            "quarantined": quarantined,
-        }
+        failure = alert_failure(
+            job.rule, job.inputs, job.output, result.error_class, result.message, quarantined
+        )
         summary = {"failed": 0 if quarantined else 1, "quarantined": 1 if quarantined else 0}
         alert(self.config, self.run_id, "failed", summary, [failure], None, warn)
 

@@ -22,7 +22,7 @@ from batchit.plan.planner import Planner, select_rules
 from batchit.plan.pruning import once_written, prunable
 from batchit.plan.remember import remember_plan
 from batchit.plan.snapshot import forget_snapshot
-from batchit.record.alerts import alert
+from batchit.record.alerts import alert, alert_failure
 from batchit.record.commits import quarantines
 from batchit.record.manifest import new_run_id
 from batchit.record.recorder import Recorder
@@ -153,14 +153,9 @@ def _alert(config: Config, outcome: BuildOutcome, emit: EventSink) -> None:
     """POST the run's summary to `alerts.webhook` when asked; a failed delivery is only a warning."""
     troubled = outcome.exit_code != 0
     failures = [
-        {
-            "rule": job.rule,
-            "input": job.inputs[0] if len(job.inputs) == 1 else None,
-            "output": job.output,
-            "class": result.error_class,
-            "message": result.message,
-            "quarantined": quarantines(job, result),
-        }
+        alert_failure(
+            job.rule, job.inputs, job.output, result.error_class, result.message, quarantines(job, result)
+        )
         for job, result in outcome.failures[:100]
     ]
     alert(

@@ -26,6 +26,21 @@ def should_alert(alerts: Alerts | None, failed: bool) -> bool:
     return alerts is not None and (failed or alerts.when == "always")
 
 
+def alert_failure(
+    rule: str, inputs: tuple[str, ...], output: str, error_class: str, message: str, quarantined: bool
+) -> dict[str, Any]:
+    """One entry of an alert's `failures`: the job's rule, its input (None for an aggregate), its
+    output (relative to `out`), the error and whether its input was quarantined."""
+    return {
+        "rule": rule,
+        "input": inputs[0] if len(inputs) == 1 else None,
+        "output": output,
+        "class": error_class,
+        "message": message,
+        "quarantined": quarantined,
+    }
+
+
 def alert(
     config: Config,
     run_id: str,
@@ -38,7 +53,7 @@ def alert(
     """POST a run's summary to `alerts.webhook` when the config asks for one about this run (a run
     whose status is not ok, or every run with `when: always`); a failed delivery is only a warning.
 
-    `failures` are `{rule, input, output, class, message, quarantined}`, the first 100 sent."""
+    `failures` are `alert_failure` entries; the first 100 are sent."""
     if config.alerts is None or not should_alert(config.alerts, status != "ok"):
         return
     payload = {
