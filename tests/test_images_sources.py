@@ -52,7 +52,7 @@ def keyed_png(mode: str, key: int | tuple[int, int, int]) -> Image.Image:
     return image
 
 
-@pytest.mark.parametrize(("mode", "key"), [("RGB", (0, 0, 0)), ("L", 0), ("I;16", 0)])
+@pytest.mark.parametrize(("mode", "key"), [("RGB", (0, 0, 0)), ("L", 0), ("I;16", 0), ("I;16", 4000)])
 def test_a_png_colour_key_becomes_transparency(root: Path, mode: str, key: int | tuple[int, ...]) -> None:
     source = write_image(root, "in.png", keyed_png(mode, key), "PNG", transparency=key)
     out = decoded(pipeline(root, source, (ImageSave(), {"format": "webp", "lossless": True})))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageMath, UnidentifiedImageError
 
 from batchit.errors import PermanentError, RecipeError
 from batchit.operators.base import InputFile, JobContext, Operator
@@ -172,7 +172,9 @@ def working_mode(image: Image.Image, profile: bytes | None = None) -> Image.Imag
         grey = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
         if not keyed:
             return grey
-        return Image.merge("LA", (grey, image.convert("LA").getchannel("A"))).convert("RGBA")
+        key = image.info["transparency"]  # a 16-bit grey value, which convert("LA") would ignore
+        alpha = ImageMath.lambda_eval(lambda args: (args["im"] != key) * 255, im=image.convert("I"))
+        return Image.merge("LA", (grey, alpha.convert("L"))).convert("RGBA")
     if mode in ("1", "L", "RGB", "P") and keyed:
         return image.convert("RGBA")
     if mode in ("L", "RGB", "RGBA"):
