@@ -192,9 +192,14 @@ class Unfit(NamedTuple):
 UNFIT = [
     Unfit("null_in_toml", '{"a": {"b": null}}', "{stem}.toml", "$.a.b is null, which TOML cannot hold"),
     Unfit("huge_integer_in_toml", '{"n": 100000000000000000000}', "{stem}.toml", "beyond TOML's 64-bit"),
-    Unfit("list_at_top_of_toml", "[1, 2]", "{stem}.toml", "TOML: it holds a table at the top, not a list"),
+    Unfit(
+        "list_at_top_of_toml",
+        "[1, 2]",
+        "{stem}.toml",
+        "cannot write TOML, whose top is a table (a mapping), from a list",
+    ),
     Unfit("nested_in_csv", '[{"a": 1}, {"a": [2]}]', "{stem}.csv", "$[1].a is a list"),
-    Unfit("scalars_as_csv", '["a", "b"]', "{stem}.csv", "CSV: it holds a list of records"),
+    Unfit("scalars_as_csv", '["a", "b"]', "{stem}.csv", "cannot write CSV, which holds a list of records"),
 ]
 
 
@@ -202,7 +207,9 @@ UNFIT = [
 def test_data_the_output_format_cannot_hold_fails_naming_its_path(project: Project, case: Unfit) -> None:
     convert(project, {"in/a.json": case.content}, "[data.load: {}, data.dump: {}]", case.output)
     project.build(expect=1)
-    assert case.message in failures(project)["in/a.json"]
+    message = failures(project)["in/a.json"]
+    assert case.message in message
+    assert message.startswith("step 2 (data.dump): ") and "step data.dump" not in message, "named once"
 
 
 SCHEMA = """\

@@ -379,8 +379,9 @@ def _pipeline(
         step_started = time.perf_counter()
         try:
             value = operator.run(value, ctx, **call.params)
-        except JobError as exc:
-            exc.message = f"step {number} ({call.operator}): {exc.message}"
+        except JobError as exc:  # an operator naming itself ("step data.dump: ...") is named once
+            told = exc.message.removeprefix(f"step {call.operator}: ").removeprefix(f"step {call.operator} ")
+            exc.message = f"step {number} ({call.operator}): {told}"
             exc.args = (exc.message,)
             raise
         except (SystemExit, KeyboardInterrupt) as exc:

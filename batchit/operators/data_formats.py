@@ -261,7 +261,8 @@ def _walk(value: Any, path: Path) -> Iterator[tuple[Path, Any]]:
 def _dump_toml(value: Any, step: str, sort_keys: bool) -> str:
     if not isinstance(value, dict):
         raise PermanentError(
-            f"step {step}: cannot write TOML: it holds a table at the top, not a {type(value).__name__}",
+            f"step {step}: cannot write TOML, whose top is a table (a mapping), "
+            f"from a {type(value).__name__}",
             hint="dump JSON or YAML, or wrap the value in a mapping",
         )
     import tomli_w  # imported only by a job that writes TOML
@@ -283,8 +284,8 @@ def _dump_csv(value: Any, step: str) -> str:
     field is empty, None is empty, booleans are `true`/`false`; rows end with `\\n`."""
     if not isinstance(value, list) or not all(isinstance(record, dict) for record in value):
         raise PermanentError(
-            f"step {step}: cannot write CSV: it holds a list of records (mappings), "
-            f"not a {type(value).__name__}" + (" of other values" if isinstance(value, list) else ""),
+            f"step {step}: cannot write CSV, which holds a list of records (mappings), from a "
+            f"{type(value).__name__}" + (" of other values" if isinstance(value, list) else ""),
             hint="dump JSON or YAML instead",
         )
     header = list(dict.fromkeys(key for record in value for key in record))
