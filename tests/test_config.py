@@ -456,3 +456,18 @@ def test_a_choice_a_per_job_placeholder_fills_is_checked_for_every_input(
 ) -> None:
     """The load-time check sees `{ext}` only as a sample; each input's value is checked as it plans."""
     assert_refused(project, case, {"in/a.json": '{"a": 1}', "in/b.yml": "a: 1\n"})
+
+
+@pytest.mark.parametrize(
+    ("code", "said"), [(0, "must be at least 1, not 0"), (300, "must be at most 255, not 300")]
+)
+def test_transient_exit_codes_are_codes_a_failing_command_can_exit_with(
+    tmp_path: Path, code: int, said: str
+) -> None:
+    (tmp_path / "batchit.yaml").write_text(
+        rule(
+            f'output: "{{path}}"\nsteps: [shell: {{argv: [cat, "{{in}}"], transient_exit_codes: [{code}]}}]\n'
+        )
+    )
+    with pytest.raises(ConfigError, match=said):
+        load_config(tmp_path)

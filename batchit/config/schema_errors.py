@@ -123,6 +123,8 @@ def _phrase(error: ValidationError) -> str:
         return (
             f"must be {'at least' if error.validator == 'minimum' else 'more than'} {value}, not {instance}"
         )
+    if error.validator in ("maximum", "exclusiveMaximum"):
+        return f"must be {'at most' if error.validator == 'maximum' else 'less than'} {value}, not {instance}"
     if error.validator == "uniqueItems":
         return "must not list the same item twice"
     if error.validator in ("pattern", "anyOf", "oneOf"):

@@ -248,9 +248,10 @@ class ShellCommand(Operator):
             },
             "transient_exit_codes": {
                 "type": "array",
-                "items": {"type": "integer"},
+                "items": {"type": "integer", "minimum": 1, "maximum": 255},
                 "uniqueItems": True,
-                "description": "Exit codes that mean 'retry later'; other non-zero codes are permanent.",
+                "description": "Exit codes (1 to 255) that mean 'retry later'; other non-zero codes are "
+                "permanent.",
             },
             "timeout": {
                 "type": "number",
