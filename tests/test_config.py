@@ -471,3 +471,23 @@ def test_transient_exit_codes_are_codes_a_failing_command_can_exit_with(
     )
     with pytest.raises(ConfigError, match=said):
         load_config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("step", "said"),
+    [
+        ("image.watermark: {opacity: 0.3}", "step 2 (image.watermark) needs exactly one of 'text', 'image'"),
+        ("image.resize: {}", "step 2 (image.resize) needs at least one of 'width', 'height'"),
+        ("image.crop: {box: [0, 0, 1, 1], width: 3}", "needs exactly one of 'box', 'width' or 'height'"),
+        (
+            "shell: {argv: [cat], transient_exit_codes: [0]}",
+            "fix: see `shell`'s parameters in docs/operators.md",
+        ),
+    ],
+    ids=["watermark", "resize", "crop", "fallback-hint"],
+)
+def test_a_step_missing_one_of_its_alternatives_is_told_which(tmp_path: Path, step: str, said: str) -> None:
+    (tmp_path / "batchit.yaml").write_text(rule(f'output: "{{path}}"\nsteps: [image.load: {{}}, {step}]\n'))
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert said in str(caught.value)

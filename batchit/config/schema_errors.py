@@ -99,7 +99,7 @@ def _explain(error: ValidationError, path: YamlPath, rule: str | None) -> tuple[
         return f"{_prefix(path, label)}missing required {noun} '{missing}'", hint, ()
     if "propertyNames" in error.schema_path:
         return f"{_prefix(path, label)}invalid name {instance!r}", _description(error), (instance,)
-    return f"{label} {_phrase(error)}", _description(error), ()
+    return f"{label} {_phrase(error)}", _description(error) or _where_documented(path), ()
 
 
 def _phrase(error: ValidationError) -> str:
@@ -127,11 +127,33 @@ def _phrase(error: ValidationError) -> str:
         return f"must be {'at most' if error.validator == 'maximum' else 'less than'} {value}, not {instance}"
     if error.validator == "uniqueItems":
         return "must not list the same item twice"
+    choices = _required_choices(value) if error.validator in ("anyOf", "oneOf") else None
+    if choices:
+        one = "exactly one" if error.validator == "oneOf" else "at least one"
+        return f"needs {one} of {', '.join(choices)}"
     if error.validator in ("pattern", "anyOf", "oneOf"):
         return f"is not valid: {instance!r}" if shown else "is not valid"
     if error.validator == "format":
         return f"is not a valid {value}: {instance!r}"
     return f"is invalid: {error.message}"
+
+
+def _required_choices(schemas: Any) -> list[str] | None:
+    """How the alternatives of an anyOf/oneOf read when each only requires keys: `'text'`,
+    `'image'`, or `'width' or 'height'` for a nested anyOf; None for other alternatives."""
+    if not isinstance(schemas, list):
+        return None
+    choices = []
+    for schema in schemas:
+        if not isinstance(schema, dict):
+            return None
+        if schema.keys() == {"required"}:
+            choices.append(" and ".join(f"'{key}'" for key in schema["required"]))
+        elif schema.keys() == {"anyOf"} and (inner := _required_choices(schema["anyOf"])):
+            choices.append(" or ".join(inner))
+        else:
+            return None
+    return choices
 
 
 def _description(error: ValidationError) -> str | None:
@@ -144,6 +166,13 @@ def _description(error: ValidationError) -> str | None:
         parent = current.parent
         current = parent if isinstance(parent, ValidationError) else None
     return None
+
+
+def _where_documented(path: YamlPath) -> str:
+    """The fallback hint, when no schema around the error describes the value: where it is."""
+    if len(path) >= 3 and path[0] == "steps":
+        return f"see `{path[2]}`'s parameters in docs/operators.md"
+    return "see docs/config.md for what this key takes"
 
 
 def _schema(error: ValidationError) -> Mapping[str, Any]:
