@@ -481,10 +481,10 @@ def test_transient_exit_codes_are_codes_a_failing_command_can_exit_with(
         ("image.crop: {box: [0, 0, 1, 1], width: 3}", "needs exactly one of 'box', 'width' or 'height'"),
         (
             "shell: {argv: [cat], transient_exit_codes: [0]}",
-            "fix: see `shell`'s parameters in docs/operators.md",
+            "fix: Exit codes (1 to 255) that mean 'retry later'",
         ),
     ],
-    ids=["watermark", "resize", "crop", "fallback-hint"],
+    ids=["watermark", "resize", "crop", "hint-of-the-enclosing-list"],
 )
 def test_a_step_missing_one_of_its_alternatives_is_told_which(tmp_path: Path, step: str, said: str) -> None:
     (tmp_path / "batchit.yaml").write_text(rule(f'output: "{{path}}"\nsteps: [image.load: {{}}, {step}]\n'))

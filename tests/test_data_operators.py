@@ -324,6 +324,21 @@ MISTAKES = [
         "Dotted paths",
     ),
     ConfigMistake(
+        "mask_recursive_wildcard",
+        MISTAKE_RULE + '    steps: [data.load: {}, data.mask: {fields: ["**.email"]}, data.dump: {}]\n',
+        "batchit.yaml:6:",
+        "parameter 'fields[0]' is not valid: '**.email'",
+        "There is no ** or [0]",
+    ),
+    ConfigMistake(
+        "mask_bracket_index",
+        MISTAKE_RULE
+        + '    steps: [data.load: {}, data.mask: {fields: ["users[0].password"]}, data.dump: {}]\n',
+        "batchit.yaml:6:",
+        "parameter 'fields[0]' is not valid: 'users[0].password'",
+        "users.0.password",
+    ),
+    ConfigMistake(
         "load_format_unknown",
         MISTAKE_RULE + "    steps: [data.load: {format: xml}, data.dump: {}]\n",
         "batchit.yaml:6:",

@@ -75,12 +75,15 @@ def check(
             rule = str(path[1])
         else:
             owner = f"preset '{path[1]}': "
-    message, hint, where = _explain(error, relative, rule)
+    message, hint, where = _explain(error, relative, rule, against.schema)
     raise error_at(nearest(marks, (*path, *where)), owner + message, rule=rule, hint=hint)
 
 
-def _explain(error: ValidationError, path: YamlPath, rule: str | None) -> tuple[str, str | None, YamlPath]:
-    """The message, the hint, and the path below `path` where the problem is written."""
+def _explain(
+    error: ValidationError, path: YamlPath, rule: str | None, root: Any
+) -> tuple[str, str | None, YamlPath]:
+    """The message, the hint, and the path below `path` where the problem is written (`root`: the
+    whole schema, whose descriptions around the error's place can serve as the hint)."""
     label = _label(path, rule)
     value: Any = error.validator_value
     instance: Any = error.instance
@@ -99,7 +102,8 @@ def _explain(error: ValidationError, path: YamlPath, rule: str | None) -> tuple[
         return f"{_prefix(path, label)}missing required {noun} '{missing}'", hint, ()
     if "propertyNames" in error.schema_path:
         return f"{_prefix(path, label)}invalid name {instance!r}", _description(error), (instance,)
-    return f"{label} {_phrase(error)}", _description(error) or _where_documented(path), ()
+    hint = _description(error) or _enclosing_description(root, error) or _where_documented(path)
+    return f"{label} {_phrase(error)}", hint, ()
 
 
 def _phrase(error: ValidationError) -> str:
@@ -166,6 +170,21 @@ def _description(error: ValidationError) -> str | None:
         parent = current.parent
         current = parent if isinstance(parent, ValidationError) else None
     return None
+
+
+def _enclosing_description(root: Any, error: ValidationError) -> str | None:
+    """The description of the innermost schema, on the way from `root` to the failing one, that
+    has one (a list's items have none; the list they belong to does)."""
+    found: str | None = None
+    schema: Any = root
+    for part in list(error.absolute_schema_path)[:-1]:  # the last part is the failing keyword
+        try:
+            schema = schema[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        if isinstance(schema, dict) and isinstance(schema.get("description"), str):
+            found = schema["description"]
+    return found
 
 
 def _where_documented(path: YamlPath) -> str:

@@ -74,6 +74,11 @@ def _masked_below(value: Any, name: str, patterns: Sequence[Pattern], replace: C
     return masked(value, rest, replace) if rest else value
 
 
+FIELD_PATH = r"^(?!(.*\.)?\*\*(\.|$))(?!.*\[\d+\](\.|$))[^.]+(\.[^.]+)*$"
+"""A dotted field path: no empty segment, and none of the forms other tools use that would mask
+nothing here (a `**` segment, an `items[0]` index), so a mistaken pattern is refused, not ignored."""
+
+
 class DataMask(Operator):
     """`data.mask`: the data with the named fields replaced by `***` (`redact`) or a keyed hash (`hash`).
 
@@ -90,9 +95,10 @@ class DataMask(Operator):
             "fields": {
                 "type": "array",
                 "minItems": 1,
-                "items": {"type": "string", "pattern": r"^[^.]+(\.[^.]+)*$"},
+                "items": {"type": "string", "pattern": FIELD_PATH},
                 "description": "Dotted paths of the fields: user.email; * matches every key or list "
-                "item at its level (users.*.email, *.password); a number matches that list item.",
+                "item at its level (users.*.email, *.password); a number matches that list item "
+                "(users.0.password). There is no ** or [0].",
             },
             "mode": {
                 "enum": ["redact", "hash"],
