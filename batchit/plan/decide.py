@@ -29,6 +29,9 @@ SAMPLED_AGGREGATE = ("held by --sample: built from a sample, it would replace th
 SAMPLED_DOWNSTREAM = ("held by --sample: it reads the output of an aggregate the sample holds",)
 """Why a `--sample` build holds a job reading a held aggregate's output (it may not exist yet)."""
 
+NOT_SELECTED = ("left as it is: --only-failed or replay runs only the jobs it names",)
+"""Why `--only-failed` or a replay holds every other job."""
+
 
 @dataclass
 class Decider:
@@ -92,6 +95,7 @@ class Decider:
             self.only_jobs is not None and job.job_id not in self.only_jobs
         ):
             job.action = "held"
+            job.reasons = NOT_SELECTED
             return
         held_key = self.failed.get(job.job_id)
         if held_key is not None and not retrying and held_key == "|".join(job.input_hashes):
