@@ -92,6 +92,9 @@ class CheckedConfig:
 
 
 STATE_DIR = ".batchit"
+
+MOST_WORKERS = 1024
+"""The largest worker count `jobs` and `-j` take: more would only exhaust the machine's processes."""
 """batchit's own folder in a project: the state store, run records, cache and keys."""
 
 MANIFEST_COPY = "batchit-manifest.json"

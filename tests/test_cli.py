@@ -84,8 +84,9 @@ def test_a_second_config_in_one_root_is_refused_before_it_prunes_or_disowns_the_
         (["-C", "no-such-dir", "plan"], "cannot change into no-such-dir"),
         (["build", "--flag", "novalue"], "is not NAME=VALUE"),
         (["explain", "nothing.html"], "no rule produces 'nothing.html'"),
+        (["build", "-j", "99999999999999999999"], "must be at most 1024"),
     ],
-    ids=["unknown-rule", "bad-directory", "bad-flag", "unknown-output"],
+    ids=["unknown-rule", "bad-directory", "bad-flag", "unknown-output", "too-many-workers"],
 )
 def test_usage_errors_exit_2_with_a_message(pages: Project, args: list[str], message: str) -> None:
     result = pages.run(*args)

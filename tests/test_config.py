@@ -491,3 +491,9 @@ def test_a_step_missing_one_of_its_alternatives_is_told_which(tmp_path: Path, st
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path)
     assert said in str(caught.value)
+
+
+def test_a_worker_count_no_machine_can_start_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "batchit.yaml").write_text("version: 1\njobs: 100000\n" + ONE_RULE)
+    with pytest.raises(ConfigError, match="'jobs' must be at most 1024, not 100000"):
+        load_config(tmp_path)

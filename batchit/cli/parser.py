@@ -11,6 +11,7 @@ import argparse
 from typing import Any
 
 from batchit import __version__
+from batchit.model import MOST_WORKERS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +126,7 @@ def _serve_command(sub: Any) -> None:
 def _build_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("rules", nargs="*", metavar="RULE", help="rules to build (default: all)")
     parser.add_argument(
-        "-j", "--jobs", type=_positive_int, metavar="N", help="worker count (default: config `jobs`)"
+        "-j", "--jobs", type=_worker_count, metavar="N", help="worker count (default: config `jobs`)"
     )
     parser.add_argument(
         "--executor",
@@ -207,6 +208,13 @@ def _executor(text: str) -> tuple[str, str | None]:
     raise argparse.ArgumentTypeError(
         f"{text!r} is not local, thread, dask or dask=ADDRESS (as in dask=tcp://10.0.0.5:8786)"
     )
+
+
+def _worker_count(text: str) -> int:
+    value = _positive_int(text)
+    if value > MOST_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be at most {MOST_WORKERS}")
+    return value
 
 
 def _batch_size(text: str) -> int | None:

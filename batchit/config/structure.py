@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchit.config.units import SIZE_PATTERN
+from batchit.model import MOST_WORKERS
 from batchit.operators.image_names import formats_schema
 
 Schema = dict[str, Any]
@@ -251,7 +252,7 @@ def structure_schema() -> Schema:
         "jobs": {
             "description": "Default worker count: auto (the CPU count) or a whole number, without a decimal "
             "point.",
-            "anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1}],
+            "anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1, "maximum": MOST_WORKERS}],
         },
         "durability": {
             "description": "fast relies on atomic renames; fsync also syncs outputs and the state store.",

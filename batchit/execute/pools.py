@@ -56,6 +56,7 @@ class Pools:
         """Counts the process pools replaced after a worker died (`renew_processes`)."""
         self._thread: ThreadPoolExecutor | None = None
         self._few_jobs = False
+        self._process_count = workers
         self.worker_lost = False
         """A remote worker died running a batch (`DaskPools`): it may have left a temporary file."""
 
@@ -73,8 +74,10 @@ class Pools:
             self.generation += 1
 
     def expect(self, cpu_jobs: int) -> None:
-        """Say how many `cpu` jobs the build will run: fewer than PROCESSES_FROM run in threads."""
+        """Say how many `cpu` jobs the build will run: fewer than PROCESSES_FROM run in threads,
+        and no more worker processes start than there are jobs for them."""
         self._few_jobs = cpu_jobs < PROCESSES_FROM
+        self._process_count = max(1, min(self.workers, cpu_jobs))
 
     def warm_up(self) -> None:
         """Start the process pool's forkserver now, for a build that will need worker processes:
@@ -104,7 +107,7 @@ class Pools:
                 from concurrent.futures import ProcessPoolExecutor
 
                 self._process = ProcessPoolExecutor(
-                    max_workers=self.workers,
+                    max_workers=self._process_count,
                     mp_context=self._context(),
                     initializer=_leave_interrupts_to_the_coordinator,
                 )
