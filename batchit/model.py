@@ -21,6 +21,8 @@ class Step:
     params: dict[str, Any]
     when: str | None = None
     line: int | None = None
+    file: str | None = None
+    """The file `line` is in: the config's, or an included preset file's."""
 
 
 @dataclass(frozen=True)

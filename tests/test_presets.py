@@ -63,3 +63,25 @@ def test_the_pages_preset_takes_its_sources_as_a_list_or_as_one_glob(project: Pr
         project.build()
         assert project.read("_build/a.html") == '<h1 id="a">A</h1>'
         assert not (project.root / "_build/b.html").exists()
+
+
+def test_a_file_a_preset_step_names_that_is_missing_is_blamed_on_the_preset_file(project: Project) -> None:
+    project.write(
+        {
+            "presets/mine.yaml": """\
+                presets:
+                  wrap:
+                    params: {template: t.j2}
+                    inputs: ["pages/*.md"]
+                    output: "{stem}.html"
+                    steps:
+                      - text.load: {}
+                      - template.render: {template: "${template}"}
+                """,
+            "pages/a.md": "# A\n",
+        }
+    )
+    project.config("version: 1\ninclude: [presets/mine.yaml]\nrules:\n  site:\n    preset: wrap\n")
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert "error: presets/mine.yaml:8: rule 'site': step 2 (template.render) names t.j2" in result.stderr

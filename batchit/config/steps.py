@@ -95,7 +95,7 @@ def build_steps(
         _check_file_params(params, operator, scope, where)
         _check_params(params, operator, checks, scope, where)
         mark = scope.marks.get(("steps", index))
-        steps.append(Step(name, params, when, mark.line if mark else None))
+        steps.append(Step(name, params, when, mark.line if mark else None, mark.file if mark else None))
     return tuple(steps)
 
 

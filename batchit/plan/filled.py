@@ -59,7 +59,7 @@ class FilledParams:
                     f"for the input {input_name}: {problem}"
                 )
                 hint = "narrow the rule's inputs to files whose names give a value the step takes"
-                raise rule_error(self.config, rule, message, hint, line=step.line)
+                raise rule_error(self.config, rule, message, hint, step)
 
 
 def _judges_content(schema: Any) -> bool:

@@ -189,7 +189,7 @@ class JobExpander:
             except ConditionError as exc:
                 job = f"{unit.label}{f' {combo}' if combo else ''}"
                 message = f"step {index + 1} ({step.operator}): {exc.message} (job {job})"
-                raise rule_error(self.config, rule, message, exc.hint or "", line=step.line) from None
+                raise rule_error(self.config, rule, message, exc.hint or "", step) from None
         return tuple(chosen)
 
     def _units(
@@ -277,7 +277,7 @@ class JobExpander:
             )
             for label, path in op.key_files(params, self.config.root).items():
                 paths.append(self.named.path_of(path))
-                files[label] = self.named.hash(rule, paths[-1], f"step {number} ({step.operator})", step.line)
+                files[label] = self.named.hash(rule, paths[-1], f"step {number} ({step.operator})", step)
         if rule.validate and ("checksums" in rule.validate or "extensions" in rule.validate):
             path_aware = True  # these checks read the input's path: twins by content may differ
         if rule.validate and isinstance(rule.validate.get("checksums"), str):

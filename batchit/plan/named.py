@@ -14,7 +14,7 @@ from pathlib import Path
 from batchit.errors import ConfigError, PermanentError
 from batchit.fsutil import not_a_file, resolves_inside
 from batchit.globs import compile_glob
-from batchit.model import Config, Rule
+from batchit.model import Config, Rule, Step
 from batchit.plan.files import MISSING, FileTree, Hasher
 
 _UNUSABLE_PATHS = {
@@ -42,7 +42,7 @@ class NamedFiles:
                 return candidate.relative_to(self.config.root).as_posix()
         return str(path)
 
-    def hash(self, rule: Rule, path: str, named_by: str, line: int | None = None) -> str:
+    def hash(self, rule: Rule, path: str, named_by: str, step: Step | None = None) -> str:
         """The hash of a file the rule names (a step parameter, `validate.checksums`, `expect.schema`).
 
         A missing one is a config error, exit 2 before anything runs: as a job failure it would
@@ -52,7 +52,7 @@ class NamedFiles:
         project file).
         """
         if not path.startswith("/"):
-            self._check_inside(rule, path, named_by, line)
+            self._check_inside(rule, path, named_by, step)
         try:
             digest = self.hasher.hash_path(path)
         except (OSError, PermanentError) as exc:
@@ -61,24 +61,22 @@ class NamedFiles:
             if wrong is None:
                 raise
             message = f"{named_by} names {path}, which {wrong}"
-            raise rule_error(
-                self.config, rule, message, "name a file, or correct the path", line=line
-            ) from None
+            raise rule_error(self.config, rule, message, "name a file, or correct the path", step) from None
         if digest == MISSING:
             raise rule_error(
                 self.config,
                 rule,
                 f"{named_by} names {path}, which does not exist",
                 "create the file or correct the path",
-                line=line,
+                step,
             )
         return digest
 
-    def _check_inside(self, rule: Rule, path: str, named_by: str, line: int | None) -> None:
+    def _check_inside(self, rule: Rule, path: str, named_by: str, step: Step | None) -> None:
         """Refuse a project file the rule names that a symlink leads out of the project."""
         if not resolves_inside(self.config.root, self.config.root / path):
             message = f"{named_by} names {path}, a symlink leading outside the project"
-            raise rule_error(self.config, rule, message, "copy the file into the project", line=line)
+            raise rule_error(self.config, rule, message, "copy the file into the project", step)
 
     def deps(self, rule: Rule) -> dict[str, str]:
         """The hashes of the files a rule's `deps` patterns match (each must match one), by path."""
@@ -99,6 +97,9 @@ class NamedFiles:
         return self._deps[rule.name]
 
 
-def rule_error(config: Config, rule: Rule, message: str, hint: str, line: int | None = None) -> ConfigError:
-    """A plan-time config error about `rule`, pointing at its line (or `line`) in the config file."""
-    return ConfigError(message, file=config.file, line=line or rule.line, rule=rule.name, hint=hint)
+def rule_error(config: Config, rule: Rule, message: str, hint: str, step: Step | None = None) -> ConfigError:
+    """A plan-time config error about `rule`, pointing at its line in the config file, or at
+    `step`'s line in the file that step is written in (a preset's steps are in the preset's)."""
+    if step is not None and step.line is not None:
+        return ConfigError(message, file=step.file or config.file, line=step.line, rule=rule.name, hint=hint)
+    return ConfigError(message, file=config.file, line=rule.line, rule=rule.name, hint=hint)
