@@ -62,7 +62,10 @@ def _segment_regex(segment: str) -> str:
             out.append("[^/]")
         elif char == "[" and (end := segment.find("]", i + 2)) != -1:
             body = segment[i + 1 : end]
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            negated = body.startswith("!")
+            body = (body[1:] if negated else body).replace("\\", "\\\\")
+            body = "\\" + body if body.startswith("^") else body  # a literal ^, as fnmatch reads it
+            out.append(f"[^/{body}]" if negated else f"[{body}]")  # a negation never takes the /
             i = end
         else:
             out.append(re.escape(char))

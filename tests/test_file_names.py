@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from conftest import COPY_CONFIG, PICKY, PICKY_MODULE, THREE_SOURCES, Project
 
 
@@ -80,3 +81,20 @@ def test_the_report_links_the_log_of_a_job_whose_output_name_holds_a_hash_sign(p
     assert (run / "logs/x#y.txt.log").is_file()
     report = (run / "report.html").read_text(encoding="utf-8")
     assert 'href="logs/x%23y.txt.log"' in report
+
+
+@pytest.mark.parametrize(
+    ("pattern", "built"),
+    [("src[!a]x/*.txt", []), ("src/[!a].txt", ["^.txt", "b.txt"]), ("src/[^a].txt", ["^.txt", "a.txt"])],
+    ids=["negation-never-crosses-a-slash", "negation", "a-leading-caret-is-one-of-the-set"],
+)
+def test_a_bracket_in_a_glob_matches_one_character_of_one_segment(
+    project: Project, pattern: str, built: list[str]
+) -> None:
+    project.config(COPY_CONFIG.replace('"src/**/*.txt"', f'"{pattern}"').replace('"{path}.txt"', '"{name}"'))
+    project.write({"src/x/a.txt": "x\n", "src/a.txt": "a\n", "src/b.txt": "b\n", "src/^.txt": "^\n"})
+    result = project.run("plan", "--json")
+    assert result.code == 0, result.describe()
+    assert sorted(job["output"] for job in json.loads(result.stdout)["jobs"]) == [
+        f"_build/{b}" for b in built
+    ]
