@@ -124,6 +124,21 @@ def test_check_condition_refuses(expr: str, message: str) -> None:
         check_condition(expr, ["width"], ["watermark"])
 
 
+@pytest.mark.parametrize(
+    ("expr", "fix"),
+    [
+        ("widht > 3", "did you mean 'width'?"),
+        ("stem == 'a'", "a condition has no {stem}: it reads input.path and input.ext instead"),
+        ("__import__('os')", "a condition reads these names (flags as flags.NAME): flags, input, width"),
+    ],
+    ids=["typo", "path-placeholder", "not-a-variable-name"],
+)
+def test_an_unknown_name_in_a_condition_gets_a_fix_that_works(expr: str, fix: str) -> None:
+    with pytest.raises(ConditionError) as caught:
+        check_condition(expr, ["width"], ["watermark"])
+    assert fix in str(caught.value.hint)
+
+
 def test_committed_schema_is_the_generated_one() -> None:
     generated = subprocess.run(
         [sys.executable, "-m", "batchit.config.schema"], capture_output=True, text=True, check=True, cwd=REPO

@@ -15,6 +15,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from batchit.config.hints import did_you_mean
+from batchit.placeholders import PATH_PLACEHOLDERS
 
 if TYPE_CHECKING:
     from jinja2 import nodes
@@ -133,10 +134,14 @@ def check_condition(expr: str, variables: Collection[str], flags: Collection[str
     unknown_names = sorted({node.name for node in _nodes(tree, nodes.Name)} - allowed)
     if unknown_names:
         name = unknown_names[0]
-        raise ConditionError(
-            f"condition reads unknown name '{name}'",
-            did_you_mean(name, allowed, f"declare '{name}' under matrix:"),
-        )
+        if name in PATH_PLACEHOLDERS:
+            fix = f"a condition has no {{{name}}}: it reads input.path and input.ext instead"
+        elif name.isidentifier() and not name.startswith("_"):
+            fix = did_you_mean(name, allowed, f"declare '{name}' under matrix: (a matrix key is a variable)")
+        else:
+            known = ", ".join(sorted(CONDITION_VARIABLES | set(variables)))
+            fix = f"a condition reads these names (flags as flags.NAME): {known}"
+        raise ConditionError(f"condition reads unknown name '{name}'", fix)
     unknown_attributes = sorted(_input_reads(tree) - INPUT_ATTRIBUTES)
     if unknown_attributes:
         attribute = unknown_attributes[0]
