@@ -44,6 +44,27 @@ def test_dash_c_changes_into_the_project_first(pages: Project, tmp_path: Path) -
     assert (pages.root / "_build/a.html").exists()
 
 
+def test_a_second_dash_c_is_relative_to_the_first_as_in_git(pages: Project) -> None:
+    top = pages.root.parent
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "batchit",
+            "-C",
+            str(top.parent),
+            "-C",
+            f"{top.name}/{pages.root.name}",
+            "plan",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "plan: 2 of 2 jobs to do" in result.stdout
+
+
 def test_dash_f_names_another_config_file(pages: Project) -> None:
     (pages.root / "batchit.yaml").rename(pages.root / "other.yaml")
     assert pages.run("-f", "other.yaml", "build", "--no-progress").code == 0

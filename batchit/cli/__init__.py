@@ -64,11 +64,11 @@ def _run(argv: list[str] | None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     args.started_in = _current_directory()
     try:
-        if args.directory:
+        for directory in args.directories:
             try:
-                os.chdir(args.directory)
+                os.chdir(directory)
             except OSError as exc:
-                raise UsageError(f"cannot change into {args.directory}: {exc.strerror}") from exc
+                raise UsageError(f"cannot change into {directory}: {exc.strerror}") from exc
         code = _handler(args.handler)(args)
     except BatchitError as exc:
         code = report_error(args, exc)

@@ -18,7 +18,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command (SPEC section 4)."""
     parser = argparse.ArgumentParser(prog="batchit", description="Declarative, incremental batch processing.")
     parser.add_argument("--version", action="version", version=f"batchit {__version__}")
-    parser.add_argument("-C", dest="directory", metavar="DIR", help="change into DIR first, like git -C")
+    parser.add_argument(
+        "-C",
+        dest="directories",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="change into DIR first, like git -C (each one relative to the one before)",
+    )
     parser.add_argument("-f", dest="file", default="batchit.yaml", metavar="FILE", help="config file")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
