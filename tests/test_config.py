@@ -497,3 +497,13 @@ def test_a_worker_count_no_machine_can_start_is_a_config_error(tmp_path: Path) -
     (tmp_path / "batchit.yaml").write_text("version: 1\njobs: 100000\n" + ONE_RULE)
     with pytest.raises(ConfigError, match="'jobs' must be at most 1024, not 100000"):
         load_config(tmp_path)
+
+
+@pytest.mark.parametrize("key", ["backoff", "max_backoff"])
+def test_a_retry_delay_longer_than_a_build_waits_is_a_config_error(tmp_path: Path, key: str) -> None:
+    """A backoff of 1e308 seconds would sleep for ever on the first transient failure."""
+    (tmp_path / "batchit.yaml").write_text(
+        rule(f'output: "{{path}}"\nretry: {{attempts: 2, {key}: 1e308}}\nsteps: [file.copy: {{}}]\n')
+    )
+    with pytest.raises(ConfigError, match=f"'retry.{key}' must be at most 300"):
+        load_config(tmp_path)

@@ -13,6 +13,10 @@ from batchit.config.units import SIZE_PATTERN
 from batchit.model import MOST_WORKERS
 from batchit.operators.image_names import formats_schema
 
+LONGEST_BACKOFF = 300
+"""The longest delay `retry` may ask for between attempts, in seconds: as the longest Retry-After a
+build waits for (batchit.execute.retry), beyond which the next build is the better retry."""
+
 Schema = dict[str, Any]
 
 IDENTIFIER: Schema = {
@@ -175,14 +179,17 @@ RULE_PROPERTIES: Schema = {
         {
             "attempts": _positive("Attempts in all, the first included (default 1)."),
             "backoff": {
-                "description": "First delay in seconds (default 0.2).",
+                "description": "First delay in seconds (default 0.2; at most 300).",
                 "type": "number",
                 "minimum": 0,
+                "maximum": LONGEST_BACKOFF,
             },
             "max_backoff": {
-                "description": "Longest delay in seconds (default 10).",
+                "description": "Longest delay in seconds (default 10; at most 300, as the longest "
+                "Retry-After a build waits for).",
                 "type": "number",
                 "minimum": 0,
+                "maximum": LONGEST_BACKOFF,
             },
         },
     ),
