@@ -206,6 +206,13 @@ CASES = [
         "did you mean {path}?",
     ),
     Case(
+        "malformed_placeholder_in_output",
+        rule('output: "{path.upper}.html"\nsteps: [text.load: {}]\n'),
+        "batchit.yaml:5:5",
+        "output '{path.upper}.html' holds a brace that is not part of a placeholder",
+        "write {{ and }} for literal braces",
+    ),
+    Case(
         "unknown_placeholder_in_params",
         rule(
             'matrix: {width: [1, 2]}\noutput: "{path}-{width}.txt"\nsteps:\n'

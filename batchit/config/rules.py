@@ -22,7 +22,7 @@ from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
 from batchit.errors import ConfigError
 from batchit.globs import WILDCARDS, compile_glob
 from batchit.model import RESERVED_OUTPUTS, STATE_DIR, Aggregate, Resources, Retry, Rule
-from batchit.placeholders import PATH_PLACEHOLDERS, names_in
+from batchit.placeholders import PATH_PLACEHOLDERS, PLACEHOLDER, names_in
 
 RESERVED_NAMES = PATH_PLACEHOLDERS | {"key8", "flags", "input", "in", "out"}
 """Names a matrix key or partition group may not take: they already mean something (`in` and
@@ -238,6 +238,12 @@ class _RuleBuilder:
                 "choose another output path",
             )
         self.usable(template, f"output {template!r}", where)
+        if set("{}") & set(PLACEHOLDER.sub("", template)):
+            raise self.fail(
+                where,
+                f"output {template!r} holds a brace that is not part of a placeholder",
+                "a placeholder is a name in braces ({path}, {width}); write {{ and }} for literal braces",
+            )
         found = unusable_value(template, matrix)
         if found is not None:
             key, index, value, (problem, fix) = found
