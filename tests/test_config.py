@@ -142,14 +142,21 @@ CASES = [
         "output_escapes_out_by_parent",
         rule('output: "../{path}.html"\nsteps: [text.load: {}]\n'),
         "batchit.yaml:5:5",
-        "output '../{path}.html' escapes out",
+        "output '../{path}.html' escapes out: it names a parent folder (..)",
         "relative to out",
     ),
     Case(
         "output_escapes_out_absolute",
         rule('output: "/tmp/{path}.html"\nsteps: [text.load: {}]\n'),
         "batchit.yaml:5:5",
-        "output '/tmp/{path}.html' escapes out",
+        "output '/tmp/{path}.html' escapes out: it is absolute",
+        "relative to out",
+    ),
+    Case(
+        "output_with_a_backslash",
+        rule('output: "p\\\\{path}.html"\nsteps: [text.load: {}]\n'),
+        "batchit.yaml:5:5",
+        "escapes out: it holds a backslash (folders are separated by /)",
         "relative to out",
     ),
     Case(

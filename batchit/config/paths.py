@@ -18,9 +18,16 @@ from batchit.placeholders import PLACEHOLDER, names_in, text
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def escapes(path: str) -> bool:
-    """True when `path` is absolute, names a parent (`..`) or uses a backslash: it could leave its root."""
-    return path.startswith("/") or "\\" in path or bool(_DRIVE.match(path)) or ".." in path.split("/")
+def escapes(path: str) -> str | None:
+    """How `path` could leave its root (it is absolute, names a parent `..`, or holds a backslash,
+    which is a separator elsewhere), or None when it stays inside."""
+    if path.startswith("/") or _DRIVE.match(path):
+        return "it is absolute"
+    if ".." in path.split("/"):
+        return "it names a parent folder (..)"
+    if "\\" in path:
+        return "it holds a backslash (folders are separated by /)"
+    return None
 
 
 def normalise(path: str) -> str:

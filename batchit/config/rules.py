@@ -108,10 +108,10 @@ class _RuleBuilder:
         for index, item in enumerate(items):
             path: YamlPath = ("inputs", index) if isinstance(raw, list) else ("inputs",)
             if isinstance(item, str):
-                if escapes(item):
+                if reason := escapes(item):
                     raise self.fail(
                         path,
-                        f"input {item!r} escapes the project",
+                        f"input {item!r} escapes the project: {reason}",
                         "write globs relative to the project root",
                     )
                 self.usable(item, f"input {item!r}", path)
@@ -223,9 +223,9 @@ class _RuleBuilder:
     ) -> str:
         """The output template, normalised; it must stay in `out` and give each job its own path."""
         where: YamlPath = ("output",)
-        if escapes(template):
+        if reason := escapes(template):
             raise self.fail(
-                where, f"output {template!r} escapes out", "write a path relative to out, without '..'"
+                where, f"output {template!r} escapes out: {reason}", "write a path relative to out"
             )
         if not normalise(template):
             raise self.fail(where, f"output {template!r} names no file", "write a file path relative to out")

@@ -149,11 +149,11 @@ def _check_file_params(
         value = params.get(param)
         if not isinstance(value, str):
             continue
-        if escapes(value):
+        if reason := escapes(value):
             raise _fail(
                 scope,
                 (*where, param),
-                f"{_step_label(where)} parameter '{param}' escapes the project: {value!r}",
+                f"{_step_label(where)} parameter '{param}' escapes the project: {value!r} ({reason})",
                 "write a path relative to the project root, without '..'",
             )
         path, problem = value, unusable(value)
