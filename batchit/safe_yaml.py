@@ -167,6 +167,8 @@ def parse(text: str) -> tuple[Any, dict[YamlPath, Position]]:
         mark = exc.problem_mark or exc.context_mark
         problem = ": ".join(part for part in (exc.context, exc.problem) if part)
         hint = "flatten it: nothing needs more than a few levels" if isinstance(exc, NestedTooDeep) else None
+        if hint is None and "'\\t'" in problem:  # PyYAML's words for a tab where YAML takes spaces
+            hint = "replace the tab with spaces, which YAML indents with (and puts after a key's colon)"
         position = (mark.line + 1, mark.column + 1) if mark else None
         raise YamlProblem(f"invalid YAML: {problem}", hint or "fix the YAML syntax there", position) from None
     except yaml.YAMLError as exc:

@@ -32,6 +32,14 @@ ONE_RULE = "rules:\n  pages: {inputs: ['*.md'], output: '{path}', steps: [file.c
 CASES = [
     Case("bad_yaml_syntax", "version: 1\nrules: [\n", "batchit.yaml:3", "invalid YAML", "YAML syntax", None),
     Case(
+        "tab_for_indentation",
+        "version: 1\nrules:\n\tpages: {}\n",
+        "batchit.yaml:3:1",
+        "found character '\\t' that cannot start any token",
+        "replace the tab with spaces",
+        None,
+    ),
+    Case(
         "duplicate_key",
         rule('output: "{path}.html"\nsteps: [text.load: {}]\noutput: "{path}.htm"\n'),
         "batchit.yaml:7:5",
