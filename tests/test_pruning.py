@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from conftest import COPY_CONFIG, THREE_SOURCES, Project
 
 
 def summary(project: Project) -> dict[str, int]:
@@ -251,3 +251,13 @@ def test_clean_and_prune_leave_a_non_file_at_an_output_path(built: Project, make
     assert "_build/b.out" in result.stderr and "not a regular file" in result.stderr, result.describe()
     assert not (built.root / ".batchit/build-in-progress").exists()
     assert (built.root / "_build/b.out").exists()
+
+
+def test_a_rule_whose_inputs_match_no_file_is_warned_about_before_it_prunes(project: Project) -> None:
+    project.config(COPY_CONFIG)
+    project.write(THREE_SOURCES)
+    project.build()
+    project.config(COPY_CONFIG.replace('"src/**/*.txt"', '"scr/**/*.txt"'))  # a typo
+    result = project.build()
+    assert "warning: rule 'copy': its inputs (scr/**/*.txt) match no file, so it has no job" in result.stderr
+    assert project.manifest()["summary"]["pruned"] == 3

@@ -78,6 +78,7 @@ def run_build(
         pools.warm_up()  # a first build: every job will run
     planner, predicted = _plan_read_only(config, registry, options)
     refuse_strangers(config, planner.strangers, overwrite=True)  # not even --overwrite
+    _warn_of_empty_rules(config, options, predicted, emit)
     cpu_jobs = sum(1 for job in predicted if job.action == "run" and job.rule in cpu_rules)
     pools.expect(cpu_jobs)
     if cpu_jobs:
@@ -116,6 +117,19 @@ def run_build(
     if outcome.conflict is not None:  # found once an upstream rule had run; what ran is recorded
         raise outcome.conflict
     return outcome
+
+
+def _warn_of_empty_rules(config: Config, options: BuildOptions, jobs: list[Job], emit: EventSink) -> None:
+    """Say which selected rules' input globs match no file: a typo there (`scr/**`) would otherwise
+    go unnoticed while the build prunes everything the rule wrote before."""
+    if options.sample is not None:
+        return  # a sample may leave a rule without inputs
+    planned = {job.rule for job in jobs}
+    for rule in select_rules(config, options.rules):
+        if rule.globs and not rule.from_rules and rule.name not in planned:
+            globs = ", ".join(rule.globs)
+            message = f"rule '{rule.name}': its inputs ({globs}) match no file, so it has no job"
+            emit({"event": "warning", "message": message + " (and a build prunes what it wrote before)"})
 
 
 def _sweep(config: Config, store: StateStore, emit: EventSink, culprit: str) -> None:
