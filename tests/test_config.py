@@ -529,3 +529,12 @@ def test_a_retry_delay_longer_than_a_build_waits_is_a_config_error(tmp_path: Pat
     )
     with pytest.raises(ConfigError, match=f"'retry.{key}' must be at most 300"):
         load_config(tmp_path)
+
+
+@pytest.mark.parametrize("key", ["validate", "expect"])
+def test_a_size_range_no_file_can_pass_is_a_config_error(tmp_path: Path, key: str) -> None:
+    (tmp_path / "batchit.yaml").write_text(
+        rule(f'output: "{{path}}"\n{key}: {{max_size: 1KB, min_size: 2KB}}\nsteps: [file.copy: {{}}]\n')
+    )
+    with pytest.raises(ConfigError, match=f"{key}.min_size \\(2KB\\) is over {key}.max_size \\(1KB\\)"):
+        load_config(tmp_path)

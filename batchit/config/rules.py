@@ -293,6 +293,13 @@ class _RuleBuilder:
         for size in ("max_size", "min_size"):
             if size in checked:
                 checked[size] = parse_size(checked[size])
+        if checked.get("min_size", 0) > checked.get("max_size", float("inf")):
+            raise self.fail(
+                (key, "min_size"),
+                f"{key}.min_size ({raw['min_size']}) is over {key}.max_size ({raw['max_size']}): "
+                "no file can pass both",
+                "swap them, or correct one",
+            )
         if isinstance(checked.get(path_key), str):
             if escapes(checked[path_key]):
                 raise self.fail(
