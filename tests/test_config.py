@@ -221,6 +221,13 @@ CASES = [
         "did you mean {path}?",
     ),
     Case(
+        "with_without_a_preset",
+        rule('output: "{path}.html"\nwith: {template: t.j2}\nsteps: [text.load: {}]\n'),
+        "batchit.yaml:6:5",
+        "'with' means nothing without 'preset'",
+        "add 'preset:', or remove 'with:'",
+    ),
+    Case(
         "malformed_placeholder_in_output",
         rule('output: "{path.upper}.html"\nsteps: [text.load: {}]\n'),
         "batchit.yaml:5:5",

@@ -100,6 +100,11 @@ def _explain(
         about = properties.get(missing, {}).get("description")
         hint = f"add '{missing}:'" + (f" ({about})" if about else "")
         return f"{_prefix(path, label)}missing required {noun} '{missing}'", hint, ()
+    if error.validator == "dependentRequired":
+        key, needs = next((k, n) for k, n in value.items() if k in instance and not set(n) <= set(instance))
+        missing = next(n for n in needs if n not in instance)
+        message = f"{_prefix(path, label)}'{key}' means nothing without '{missing}'"
+        return message, f"add '{missing}:', or remove '{key}:'", (key,)
     if "propertyNames" in error.schema_path:
         return f"{_prefix(path, label)}invalid name {instance!r}", _description(error), (instance,)
     hint = _description(error) or _enclosing_description(root, error) or _where_documented(path)

@@ -220,6 +220,7 @@ RULE: Schema = {
     "additionalProperties": False,
     "if": {"required": ["preset"]},
     "else": {"required": ["inputs", "output", "steps"]},
+    "dependentRequired": {"with": ["preset"]},
 }
 
 SKELETON: Schema = _mapping(
