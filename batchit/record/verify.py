@@ -1,9 +1,11 @@
 """`batchit verify`: check a manifest's signature, then re-hash every output it lists.
 
 The signature is a DSSE envelope over an in-toto Statement naming the manifest's sha256, so the
-manifest's bytes are checked first; only then are its outputs trusted as the list to re-hash. Outputs
-are hashed in a thread pool (BLAKE3 releases the GIL while it hashes), a size check first so a file of
-the wrong length is reported without reading it.
+manifest's bytes are checked first. The outputs it lists are re-hashed either way, so that one run
+of `verify` reports everything that is wrong; with a signature problem, though, the result fails
+whatever they hold, since nothing vouches for that list. Outputs are hashed in a thread pool (BLAKE3
+releases the GIL while it hashes), a size check first so a file of the wrong length is reported
+without reading it.
 """
 
 from __future__ import annotations
