@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from typing import NamedTuple
 
 import pytest
@@ -628,9 +629,13 @@ def test_builds_keep_going_by_default_and_stop_with_fail_fast(
     project.config(PICKY)
     inputs = {f"in/{n}.txt": f"{n}\n" for n in "bcdef"}
     project.write({"picky.py": PICKY_MODULE, "in/a.txt": "bad\n", **inputs})
-    project.build("-j", "1", "--batch-size", "1", *([flag] if flag else []), expect=1)
+    result = project.build("-j", "1", "--batch-size", "1", *([flag] if flag else []), expect=1)
     # one worker takes jobs in input order; fail-fast stops scheduling once `a` fails
     assert (project.root / "_build/f.txt").exists() is last_built
+    counted = [
+        int(n) for n in re.findall(r"(\d+) (?:built|quarantined|not run)", result.stdout.splitlines()[0])
+    ]
+    assert sum(counted) == 6, f"every job is counted once in the summary: {result.stdout}"
 
 
 def test_jobs_downstream_of_a_quarantined_input_go_on_without_it(picky: Project) -> None:

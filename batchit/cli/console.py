@@ -104,8 +104,9 @@ class Console:
             for k in ("built", "restored", "up_to_date", "failed", "quarantined", "deferred", "pruned")
             if counts.get(k)
         ]
-        if outcome.interrupted and outcome.unfinished:
-            parts.append(f"{outcome.unfinished} not finished (the next build runs them)")
+        if outcome.unfinished:  # a stop signal, or --fail-fast, left them unrun
+            done = "finished" if outcome.interrupted else "run"
+            parts.append(f"{outcome.unfinished} not {done} (the next build runs them)")
         status = "INTERRUPTED" if outcome.interrupted else "FAILED" if outcome.exit_code else "ok"
         print(f"batchit: {status}: {', '.join(parts) or 'nothing to do'} in {outcome.seconds:.2f}s")
         if outcome.manifest is not None:
