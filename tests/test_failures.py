@@ -144,6 +144,21 @@ def test_release_lets_the_input_run_again(picky: Project) -> None:
     assert picky.run("quarantine", "release", "in/nope.txt").code == 2
 
 
+def test_releasing_everything_when_nothing_is_held_is_the_same_before_the_first_build(
+    picky: Project,
+) -> None:
+    before = picky.run("quarantine", "release")
+    assert (before.code, before.stdout.splitlines()[-1]) == (
+        0,
+        "quarantine: released 0 input(s); the next build tries them again",
+    )
+    assert picky.run("quarantine", "release", "in/b.txt").code == 2
+    picky.write({"in/b.txt": "fine now\n"})
+    picky.build()
+    after = picky.run("quarantine", "release")
+    assert (after.code, after.stdout) == (before.code, before.stdout)
+
+
 def test_only_failed_retries_just_the_failed_jobs(picky: Project) -> None:
     picky.build(expect=1)
     picky.write({"in/a.txt": "a changed\n"})  # stale, but not a failed job

@@ -200,14 +200,17 @@ def quarantine_release(args: argparse.Namespace) -> int:
     from batchit.state.store import StateStore
 
     config, _ = load(args)
-    if not (config.state_dir / "state.db").exists():
-        raise UsageError("nothing is quarantined: this project has never been built")
-    with ProjectLock(config.state_dir / "lock"):
-        store = StateStore.open(config.state_dir / "state.db")
-        try:
-            released = release(config.root, config.state_dir, store, args.path)
-        finally:
-            store.close()
+    released = []
+    if not (config.state_dir / "state.db").exists():  # never built: nothing is quarantined
+        if args.path is not None:  # as for any path that is not quarantined
+            raise UsageError(f"{args.path} is not quarantined: this project has never been built")
+    else:
+        with ProjectLock(config.state_dir / "lock"):
+            store = StateStore.open(config.state_dir / "state.db")
+            try:
+                released = release(config.root, config.state_dir, store, args.path)
+            finally:
+                store.close()
     for failure in released:
         print(f"released {failure.input} ({failure.rule})")
     print(f"quarantine: released {len(released)} input(s); the next build tries them again")
