@@ -461,3 +461,14 @@ def test_a_folder_where_a_manifest_copy_goes_stops_the_build_before_any_work(
     after.pop(".batchit/lock")
     before.pop(".batchit/lock")
     assert after == before  # no job ran, no half-written record
+
+
+def test_a_file_name_holding_a_newline_is_one_line_of_verify_and_reconcile(copies: Project) -> None:
+    copies.write({"src/new\nline.txt": "n\n"})
+    copies.build()
+    (copies.root / "_build/new\nline.txt").write_text("changed\n")
+    for command in ("verify", "reconcile"):
+        result = copies.run(command)
+        assert result.code == 1, result.describe()
+        [line] = [line for line in result.stdout.splitlines() if "modified" in line and "line.txt" in line]
+        assert "new\\nline.txt" in line

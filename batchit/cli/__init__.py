@@ -150,6 +150,12 @@ def _say_error(args: argparse.Namespace, text: str, fields: dict[str, str | int]
     print(text, file=sys.stderr)
 
 
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped (a newline as \\n), for a line of text output
+    that names a file: a file name may hold a newline, which would split the line in two."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def print_json(value: object) -> None:
     """Write a JSON document to stdout.
 

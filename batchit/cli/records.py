@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from batchit.cli import print_json, project_root
+from batchit.cli import one_line, print_json, project_root
 from batchit.config import load_config
 from batchit.errors import UsageError
 from batchit.model import MANIFEST_COPY, STATE_DIR, Config
@@ -52,7 +52,8 @@ def verify(args: argparse.Namespace) -> int:
         return result.exit_code
     print(f"verify: {manifest} (outputs under {base})")
     for problem in result.problems:
-        print(f"  {problem.kind}: {problem.path + ': ' if problem.path else ''}{problem.detail}")
+        where = f"{one_line(problem.path)}: " if problem.path else ""
+        print(f"  {problem.kind}: {where}{problem.detail}")
     if result.problems:
         print(f"verify: FAILED: {len(result.problems)} problem(s), {result.outputs} output(s) listed")
     else:
@@ -125,9 +126,9 @@ def reconcile(args: argparse.Namespace) -> int:
         ("modified", result.modified),
     ):
         for finding in findings:
-            print(f"  {kind}: {config.out}/{finding.path}: {finding.detail}")
+            print(f"  {kind}: {config.out}/{one_line(finding.path)}: {finding.detail}")
     for digest, paths in result.duplicates:
-        print(f"  same content ({digest[:16]}...): {', '.join(f'{config.out}/{p}' for p in paths)}")
+        print(f"  same content ({digest[:16]}...): {', '.join(f'{config.out}/{one_line(p)}' for p in paths)}")
     counts = f"{len(result.missing)} missing, {len(result.orphans)} orphaned, {len(result.modified)} modified"
     print(
         f"reconcile: {'FAILED' if result.exit_code else 'ok'}: {counts}, {len(result.duplicates)} duplicated"
