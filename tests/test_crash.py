@@ -486,3 +486,17 @@ def test_a_killed_build_leaves_no_worker_process_or_command_running(project: Pro
     build.wait(timeout=60)
     for pid in pids:
         wait_until(lambda pid=pid: process_gone(pid), f"process {pid} to end")
+
+
+def test_a_store_a_killed_first_build_left_half_made_is_completed_by_the_next(copies: Project) -> None:
+    """Before the store was made in one transaction, a build killed while making it left some
+    tables and not others; planning then failed on every later command."""
+    state = copies.root / ".batchit" / "state.db"
+    state.parent.mkdir()
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+        db.execute("INSERT INTO meta VALUES ('schema', '1')")
+        db.commit()
+    copies.build()
+    assert copies.manifest()["summary"]["built"] == 3
+    assert copies.build().stdout.startswith("batchit: ok: 3 up to date")

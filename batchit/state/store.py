@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from batchit.errors import BatchitError, DamagedStateError, LockHeldError
+from batchit.errors import BatchitError, DamagedStateError, LockHeldError, SystemFailure
 from batchit.state.rows import Failure, ListedOutput, OutputRecord, Owned, StatRow
 
 SCHEMA_VERSION = "1"
@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS discoveries (
 ) WITHOUT ROWID;
 """
 
+TABLES = frozenset({"meta", "stats", "outputs", "recipes", "failures", "cache", "discoveries"})
+"""The tables SCHEMA makes: a store lacking one was never finished."""
+
+
 _STAT_ROWS = "SELECT path, size, mtime_ns, ctime_ns, inode, blake3 FROM stats"
 """Stat-cache rows as `StatRow`s (a WHERE clause may follow)."""
 
@@ -73,14 +77,21 @@ _LISTED_ROWS = (
 
 
 def unreadable(path: Path | None, exc: sqlite3.DatabaseError) -> BatchitError:
-    """The error to report for a state store SQLite refused: busy past the wait, or damaged."""
+    """The error to report for a state store SQLite refused: busy past the wait, a disk that
+    cannot take a write (full, read-only, failing), or damage."""
     where = str(path) if path is not None else "under .batchit"
-    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+    said = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in said:
         return LockHeldError(
             f"the state store {where} stayed locked by another process: {exc}",
             hint="wait for the other batchit command to finish, then run this one again",
         )
-    return DamagedStateError(where, str(exc))
+    if isinstance(exc, sqlite3.OperationalError) and any(w in said for w in ("full", "readonly", "I/O")):
+        return SystemFailure(
+            f"the state store {where} cannot be written: {exc}",
+            hint="free space or fix the permissions there, then run the command again (a build resumes)",
+        )
+    return DamagedStateError(where, said)
 
 
 class StateStore:
@@ -98,9 +109,12 @@ class StateStore:
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-            db.executescript(SCHEMA)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+            # one transaction: a build killed while it creates the store leaves all of it or none
+            db.executescript(
+                f"BEGIN;\n{SCHEMA}\n"
+                f"INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA_VERSION}');\n"
+                "INSERT OR IGNORE INTO meta VALUES ('generation', '0');\nCOMMIT;"
+            )
         except sqlite3.DatabaseError as exc:
             db.close()
             raise unreadable(path, exc) from exc
@@ -117,12 +131,13 @@ class StateStore:
         db = sqlite3.connect(f"file:{quote(os.fsencode(path))}?mode=ro", uri=True, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout=30000")
-            db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
             db.close()
-            if "no such table" in str(exc):  # created, but a build stopped before its first commit
-                return None
             raise unreadable(path, exc) from exc
+        if not tables >= TABLES:  # a build stopped while it made the store (before it did so at once)
+            db.close()
+            return None  # nothing was recorded: the next build completes it
         return cls(db)
 
     def close(self) -> None:
