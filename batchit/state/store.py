@@ -9,10 +9,11 @@ process writes it, in batched transactions, as job results arrive.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from batchit.errors import BatchitError, DamagedStateError, LockHeldError, SystemFailure
@@ -55,8 +56,17 @@ CREATE TABLE IF NOT EXISTS discoveries (
 ) WITHOUT ROWID;
 """
 
-TABLES = frozenset({"meta", "stats", "outputs", "recipes", "failures", "cache", "discoveries"})
-"""The tables SCHEMA makes: a store lacking one was never finished."""
+
+class _TableStatement(NamedTuple):
+    name: str
+    ddl: str
+
+
+_TABLE_STATEMENTS = [
+    _TableStatement(match.group(1), match.group(0))
+    for match in re.finditer(r"CREATE TABLE IF NOT EXISTS (\w+) [^;]*", SCHEMA)
+]
+"""Each table SCHEMA makes, with the statement that makes it."""
 
 
 _STAT_ROWS = "SELECT path, size, mtime_ns, ctime_ns, inode, blake3 FROM stats"
@@ -135,9 +145,9 @@ class StateStore:
         except sqlite3.DatabaseError as exc:
             db.close()
             raise unreadable(path, exc) from exc
-        if not tables >= TABLES:  # a build stopped while it made the store (before it did so at once)
-            db.close()
-            return None  # nothing was recorded: the next build completes it
+        for statement in _TABLE_STATEMENTS:  # an older batchit's store, or one a kill left half made
+            if statement.name not in tables:  # read as empty, as the next build will make it
+                db.execute(statement.ddl.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE", 1))
         return cls(db)
 
     def close(self) -> None:
