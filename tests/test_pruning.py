@@ -227,7 +227,23 @@ def make_dir(path: Path) -> None:
     (path / "mine.txt").write_text("mine\n")
 
 
-@pytest.mark.parametrize("make", [make_dir, os.mkfifo], ids=["directory", "fifo"])
+def make_empty_dir(path: Path) -> None:
+    """Put an empty directory at `path`: no output of batchit's, so nothing to clear away."""
+    path.mkdir()
+
+
+def make_symlink(path: Path) -> None:
+    """Put a symlink at `path` to a file of the user's outside `out`."""
+    target = path.parent.parent / "elsewhere.txt"
+    target.write_text("the user's\n")
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [make_dir, make_empty_dir, make_symlink, os.mkfifo],
+    ids=["directory", "empty-directory", "symlink", "fifo"],
+)
 def test_a_non_file_at_an_output_path_is_refused_by_plan_and_build_even_with_overwrite(
     built: Project, make: object
 ) -> None:
@@ -238,6 +254,9 @@ def test_a_non_file_at_an_output_path_is_refused_by_plan_and_build_even_with_ove
         assert "_build/b.out" in result.stderr and "not a regular file" in result.stderr, result.describe()
         assert "Traceback" not in result.stderr, result.describe()
     assert not (built.root / ".batchit/quarantine").exists()
+    if make is make_symlink:
+        assert (built.root / "elsewhere.txt").read_text() == "the user's\n"
+        assert (built.root / "_build/b.out").is_symlink()
 
 
 @pytest.mark.parametrize("make", [make_dir, os.mkfifo], ids=["directory", "fifo"])

@@ -105,6 +105,8 @@ class Decider:
         record = self.records.get(job.output)
         on_disk = stat_identity(self._prefix + job.output)
         kind = None if on_disk is None else not_a_file(self._prefix + job.output)
+        if kind is None and on_disk is not None and Path(self._prefix + job.output).is_symlink():
+            kind = "a symlink"  # batchit writes none: one is the user's, whatever it leads to
         if kind == "a directory" and self._only_outputs_below(job.output):
             kind = None  # batchit's own stale outputs, removed to make way before the job runs
         elif on_disk is not None and (record is None or kind is not None):
@@ -124,16 +126,19 @@ class Decider:
         job.action = "restore" if cached else "run"
 
     def _only_outputs_below(self, output: str) -> bool:
-        """True when a directory stands at `output` holding nothing but outputs batchit recorded
-        (an input that was a directory became a file): the build removes them to make way."""
+        """True when a directory stands at `output` holding outputs batchit recorded and nothing
+        else (an input that was a directory became a file): the build removes them to make way.
+        An empty one is no output of batchit's: it stays, and stops the build like any directory."""
         top = Path(self._prefix + output)
         if top.is_symlink() or not top.is_dir():
             return False
+        found = False
         for parent, _, names in os.walk(top):
             for name in names:
                 if self.records.get(Path(parent, name).relative_to(self.out_dir).as_posix()) is None:
                     return False
-        return True
+                found = True
+        return found
 
     def _stale_reasons(self, job: Job, record: Owned | None, on_disk: StatTuple | None) -> list[str]:
         if record is None or record.action_key is None or record.blake3 is None:
