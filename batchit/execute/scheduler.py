@@ -2,7 +2,10 @@
 
 Batches are sized from the queue: large when thousands of jobs wait (per-job overhead vanishes), one
 job each when few do (no worker idles while another holds a batch). A bounded number of batches is in
-flight per pool, so results stream back steadily and `--fail-fast` stops quickly.
+flight per pool, so results stream back steadily and `--fail-fast` stops quickly. A batch also holds
+no more jobs than its pool's jobs, as measured so far, finish in BATCH_SECONDS: results come back (and
+are committed) a batch at a time, so slow jobs travel in small batches and a build killed meanwhile
+loses little finished work.
 
 A worker process that dies (a crash in native code, the out-of-memory killer) breaks its pool and
 every batch the pool was running. Those batches' jobs become suspects: a fresh pool runs them one at
@@ -26,6 +29,10 @@ from batchit.execute.pools import Pools
 from batchit.execute.worker import JobResult, JobSpec, crashed
 
 MAX_BATCH = 64
+BATCH_SECONDS = 0.5
+"""The longest a batch should take, by the mean job time measured so far in its pool."""
+FIRST_BATCH = 2
+"""The largest batch before any job of its pool has finished (its job time is not known yet)."""
 
 
 @dataclass
@@ -48,6 +55,8 @@ class Scheduler:
     _later: list[tuple[float, int, JobSpec, str]] = field(default_factory=list)
     _order: itertools.count[int] = field(default_factory=itertools.count)
     _wakeup: Future[None] = field(default_factory=Future)
+    _job_seconds: dict[str, float] = field(default_factory=dict)
+    """Per resource class, a running mean of how long its jobs take."""
     stopped: bool = False
     pool_broke: bool = False
     """A worker process died during the build: it may have left a temporary file behind."""
@@ -109,7 +118,7 @@ class Scheduler:
             entry = self._running.pop(future, None)
             if entry is None:
                 continue  # the wakeup, or a batch already made a suspect when its pool broke
-            _, batch, generation = entry
+            resources, batch, generation = entry
             for spec in batch:
                 self._per_rule[spec.rule] -= 1
             try:
@@ -121,6 +130,7 @@ class Scheduler:
                 else:
                     self._suspects.extend(batch)
                 continue
+            self._measure(resources, results)
             yield from results
 
     def _dispatch(self) -> None:
@@ -134,7 +144,7 @@ class Scheduler:
                 continue
             limit = workers * 2
             while queue and self._in_flight(resources) < limit:
-                size = self.batch_size or max(1, min(MAX_BATCH, len(queue) // (workers * 4)))
+                size = self.batch_size or self._auto_size(resources, len(queue), workers)
                 batch = self._take(queue, size)
                 if not batch:
                     break
@@ -154,6 +164,22 @@ class Scheduler:
             resources == "cpu" and len(batch) == 1 and batch[0].job_id in self._alone
             for resources, batch, _ in self._running.values()
         )
+
+    def _auto_size(self, resources: str, queued: int, workers: int) -> int:
+        """A batch size for `queued` waiting jobs: a share of the queue, within what the jobs of
+        the pool finish in BATCH_SECONDS (FIRST_BATCH while that is not known)."""
+        size = max(1, min(MAX_BATCH, queued // (workers * 4)))
+        mean = self._job_seconds.get(resources)
+        timely = FIRST_BATCH if mean is None else max(1, int(BATCH_SECONDS / max(mean, 1e-6)))
+        return min(size, timely)
+
+    def _measure(self, resources: str, results: list[JobResult]) -> None:
+        """Fold a finished batch's job times into its pool's running mean."""
+        if not results:
+            return
+        seconds = sum(result.duration for result in results) / len(results)
+        known = self._job_seconds.get(resources)
+        self._job_seconds[resources] = seconds if known is None else 0.7 * known + 0.3 * seconds
 
     def _submit(self, resources: str, batch: list[JobSpec]) -> None:
         for spec in batch:
