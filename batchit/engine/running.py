@@ -104,7 +104,9 @@ class RunningBuild:
         self.conflict: UsageError | None = None
         """Why the build stopped releasing rules: an output conflict found only once an upstream
         rule had run (a `{key8}` name). What ran is committed and recorded; the build then raises it."""
-        self.signals = StopSignals(self._warn, self.scheduler.wake, self.pools.interrupt, self.pools.abandon)
+        self.signals = StopSignals(
+            self._warn, self.scheduler.wake, self.pools.interrupt, self.pools.kill_running
+        )
 
     def run(self) -> BuildOutcome:
         """Execute every selected rule's stale jobs; commit results as they arrive."""

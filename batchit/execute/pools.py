@@ -144,14 +144,20 @@ class Pools:
     def abandon(self) -> None:
         """Stop without waiting: worker processes are terminated (their commands with them), worker
         threads are left behind (the caller then exits the process, which ends them)."""
+        self.kill_running()
         if self._process is not None:
-            for process in self._workers():
-                process.terminate()  # ProcessPoolExecutor has no public way to stop a running call
             self._process.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:
-            signal_commands(signal.SIGKILL)  # a thread waiting on a command then returns at once
             self._thread.shutdown(wait=False, cancel_futures=True)
         self._process = self._thread = None
+
+    def kill_running(self) -> None:
+        """Terminate the worker processes and kill the commands of the worker threads, taking no
+        lock: a second Ctrl-C, which calls this and exits, may have interrupted the main thread
+        inside an executor's `submit`, which holds the lock `shutdown` waits for."""
+        for process in self._workers():
+            process.terminate()  # ProcessPoolExecutor has no public way to stop a running call
+        signal_commands(signal.SIGKILL)  # a thread waiting on a command then returns at once
 
 
 @contextlib.contextmanager

@@ -37,7 +37,8 @@ class StopSignals:
         self.forward = forward
         """Passes the first signal on to the commands the build runs (in their own process groups)."""
         self.abandon = abandon
-        """Kills what still runs, before a second signal exits at once."""
+        """Kills what still runs, before a second signal exits at once (taking no lock: the signal
+        may have interrupted its holder)."""
         self.requested = False
         self._previous: dict[int, object] = {}
 
