@@ -59,6 +59,14 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _ignore_further_stops() -> None:
+    """Once batchit is exiting because it was interrupted, a further SIGINT or SIGTERM changes
+    nothing: the exit code is 130 either way."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+
 def _run(argv: list[str] | None) -> int:
     """Parse the arguments, run the command's handler, and map its errors to exit codes."""
     args = _parse(sys.argv[1:] if argv is None else argv)
@@ -77,6 +85,7 @@ def _run(argv: list[str] | None) -> int:
     except sqlite3.DatabaseError as exc:  # damage met after the state store opened
         code = report_error(args, unreadable(None, exc))
     except KeyboardInterrupt:
+        _ignore_further_stops()  # a second Ctrl-C while this is said would print a traceback
         _say_error(args, "batchit: interrupted", {"message": "interrupted", "exit_code": INTERRUPTED})
         code = INTERRUPTED
     if code == INTERRUPTED:
