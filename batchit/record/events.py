@@ -34,14 +34,30 @@ class EventLog:
         """The run's warning messages, for the report."""
         self.retries: list[dict[str, Any]] = []
         """Each retry scheduled (rule, output, attempt, delay, message), for the report."""
+        self._busy = False
+        self._deferred: list[dict[str, Any]] = []
 
     def __call__(self, event: dict[str, Any]) -> None:
         """Log one event, then forward it.
 
         A `job` event reaches the file within FLUSH_EVERY seconds (as results reach the state
         store), so a 10,000-job build does not pay a write per job; every other event is written at
-        once, so a killed run keeps it.
+        once, so a killed run keeps it. An event emitted while another is being handled (by a signal
+        handler, which runs between two steps of the main thread) waits for it to finish: a file
+        or stream written to from inside its own write raises "reentrant call".
         """
+        if self._busy:
+            self._deferred.append(event)
+            return
+        self._busy = True
+        try:
+            self._handle_event(event)
+            while self._deferred:
+                self._handle_event(self._deferred.pop(0))
+        finally:
+            self._busy = False
+
+    def _handle_event(self, event: dict[str, Any]) -> None:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
