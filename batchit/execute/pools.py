@@ -162,22 +162,18 @@ class Pools:
 
 @contextlib.contextmanager
 def _spawned_ignoring_ctrl_c() -> Iterator[None]:
-    """Processes spawned in the block start with SIGINT ignored (and blocked). A Ctrl-C that
-    reached the forkserver while its interpreter was still starting killed it with a "Fatal Python
-    error" on the terminal; once running, it ignores SIGINT itself and its workers set their own
-    handler and unblock it (`_leave_interrupts_to_the_coordinator`). Only the main thread can
-    change a handler. Meanwhile SIGINT is blocked here too, so a Ctrl-C to this process in those
-    few milliseconds stays pending (Linux never discards a blocked signal as ignored) and reaches
-    the handler put back when the block ends."""
+    """Processes spawned in the block start with SIGINT blocked. A Ctrl-C that reached the
+    forkserver while its interpreter was still starting killed it with a "Fatal Python error" on
+    the terminal; once running, it ignores SIGINT itself, and its workers set their own handler and
+    unblock it (`_leave_interrupts_to_the_coordinator`). Blocked rather than ignored here, a Ctrl-C
+    to this process in those few milliseconds stays pending, and is handled when the block ends."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
