@@ -304,10 +304,13 @@ def remove_empty_parents(path: Path, stop: Path) -> None:
         parent = parent.parent
 
 
-def sweep_temp_files(directory: Path) -> list[Path]:
-    """Remove temporary files a killed run left under `directory`; return what was removed."""
+def sweep_temp_files(directory: Path, *, deep: bool = True) -> list[Path]:
+    """Remove temporary files a killed run left under `directory` (`deep`: in its folders too, else
+    in it alone); return what was removed."""
     removed: list[Path] = []
-    for parent, _, names in os.walk(directory):
+    for parent, folders, names in os.walk(directory):
+        if not deep:
+            folders.clear()
         for name in names:
             if TEMP_NAME.match(name):
                 path = Path(parent, name)

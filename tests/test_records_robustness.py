@@ -472,3 +472,21 @@ def test_a_file_name_holding_a_newline_is_one_line_of_verify_and_reconcile(copie
         assert result.code == 1, result.describe()
         [line] = [line for line in result.stdout.splitlines() if "modified" in line and "line.txt" in line]
         assert "new\\nline.txt" in line
+
+
+def test_gc_sweeps_the_temporary_files_a_killed_run_left_in_its_records(copies: Project) -> None:
+    copies.build()
+    state = copies.root / ".batchit"
+    run = state / "runs" / (state / "runs/LATEST").read_text().strip()
+    litter = [
+        state / ".batchit-tmp-0123456789ab-1-validated.json",
+        state / ".batchit-tmp-0123456789ab-2-plan-snapshot.json",
+        state / "runs/.batchit-tmp-0123456789ab-3-LATEST",
+        run / ".batchit-tmp-0123456789ab-4-report.html",
+    ]
+    for path in litter:
+        path.write_text("cut short")
+    result = copies.run("gc")
+    assert result.code == 0, result.describe()
+    assert "and 4 file(s) killed runs left" in result.stdout
+    assert not any(path.exists() for path in litter)

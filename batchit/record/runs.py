@@ -228,12 +228,15 @@ def mark_unfinished(state_dir: Path) -> None:
 
 
 def sweep_litter(config: Config, store: StateStore) -> list[Path]:
-    """Remove what a killed run or a dead worker left: temporary files in `out` and in the caches,
+    """Remove what a killed run or a dead worker left: temporary files in `out`, the caches, the run
+    records and `.batchit` itself (not a `--sample --out` folder's, whose build may be running),
     and cache files it wrote but never indexed (eviction only sees the index, so they would stay
     past `cache.max_size` forever). Only under the exclusive lock, with no job running."""
     cache_dir = config.state_dir / "cache"
     removed = sweep_temp_files(config.out_dir) + sweep_temp_files(cache_dir)
     removed += sweep_temp_files(config.state_dir / "http")  # the response cache of `http.enrich`
+    removed += sweep_temp_files(config.state_dir / "runs")  # LATEST, and each run's files
+    removed += sweep_temp_files(config.state_dir, deep=False)  # validated.json, the plan snapshot
     indexed = store.cache_entries()
     for parent, _, names in os.walk(cache_dir):
         for name in names:
