@@ -120,6 +120,8 @@ def publish_bytes(
             made = _make_directories(Path(directory))
         except FileExistsError:
             continue  # a leftover that happens to share the name: take the next number
+        except OSError as exc:  # a read-only or full disk: named after the file the user knows
+            raise naming(exc, dest, instead_of=tmp) from exc
     try:
         try:
             view = memoryview(data)
@@ -137,8 +139,8 @@ def publish_bytes(
         for folder in made:  # deepest first; one another job wrote into meanwhile stays
             with contextlib.suppress(OSError):
                 folder.rmdir()
-        if isinstance(exc, OSError):
-            raise naming(exc, dest) from exc
+        if isinstance(exc, OSError):  # named after the file the user knows, not its temporary twin
+            raise naming(exc, dest, instead_of=tmp) from exc
         raise
     if fsync:
         fsync_dir(Path(directory))
@@ -156,10 +158,10 @@ def _make_directories(directory: Path) -> list[Path]:
     return missing
 
 
-def naming(exc: OSError, path: str | os.PathLike[str]) -> OSError:
-    """`exc`, naming `path` when it names no file: a write to an open file that fails (a full disk)
-    says only what went wrong, and the user needs to know where."""
-    if exc.filename is not None:
+def naming(exc: OSError, path: str | os.PathLike[str], instead_of: str | None = None) -> OSError:
+    """`exc`, naming `path` when it names no file (or names `instead_of`): a write to an open file
+    that fails (a full disk) says only what went wrong, and the user needs to know where."""
+    if exc.filename is not None and exc.filename != instead_of:
         return exc
     return type(exc)(exc.errno, exc.strerror, os.fspath(path))
 

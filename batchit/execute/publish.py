@@ -10,6 +10,7 @@ content-addressed cache (`copy_into_cache`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -117,10 +118,15 @@ def _writing(dest: Path, root: str) -> Iterator[None]:
         yield
     except OSError as exc:
         output = dest.relative_to(root).as_posix()
-        raise OutputError(
-            f"cannot write {output}: {exc.strerror or exc}",
-            hint=f"clear the way to {output} (a file or directory batchit did not write?) and build again",
-        ) from exc
+        if exc.errno in _DISK_REFUSED:
+            hint = "free space or fix the permissions there, then build again (a build resumes)"
+        else:
+            hint = f"clear the way to {output} (a file or directory batchit did not write?) and build again"
+        raise OutputError(f"cannot write {output}: {exc.strerror or exc}", hint=hint) from exc
+
+
+_DISK_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+"""Errors that say the disk refused the write (full, read-only, not permitted), not what is in the way."""
 
 
 def _read_small(file: InputFile) -> bytes | InputFile:
