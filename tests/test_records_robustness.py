@@ -58,6 +58,7 @@ class Unreadable(NamedTuple):
 UNREADABLE = [
     Unreadable("its-folder-became-a-file", "sub/c.txt", "missing", "missing"),
     Unreadable("a-symlink-loop", "a.txt", "modified", "cannot be read"),
+    Unreadable("a-folder-in-its-place", "a.txt", "modified", "a directory stands there, not the file"),
 ]
 
 
@@ -67,6 +68,9 @@ def test_verify_lists_an_output_it_cannot_stat_as_a_problem(copies: Project, cas
     if case.name == "its-folder-became-a-file":
         shutil.rmtree(copies.root / "_build/sub")
         (copies.root / "_build/sub").write_text("a file where the folder was\n")
+    elif case.name == "a-folder-in-its-place":
+        (copies.root / "_build/a.txt").unlink()
+        (copies.root / "_build/a.txt").mkdir()
     else:
         (copies.root / "_build/a.txt").unlink()
         (copies.root / "_build/a.txt").symlink_to("a.txt")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from batchit.errors import PermanentError
-from batchit.fsutil import is_relative_clean
+from batchit.fsutil import is_relative_clean, not_a_file
 from batchit.hashing import hash_file
 from batchit.record.provenance import MANIFEST_PREDICATE, MANIFEST_SUBJECT, STATEMENT_TYPE
 from batchit.record.signing import BadSignature, TrustedKey, open_envelope
@@ -144,11 +144,15 @@ def _check_output(base: Path, entry: dict[str, Any]) -> Problem | None:
         return Problem("manifest", f"output path {path!r} leaves the output folder", path)
     target = base / path
     try:
-        size = os.stat(target).st_size
+        info = os.stat(target)
     except (FileNotFoundError, NotADirectoryError):  # NotADirectory: a file stands where a folder was
         return Problem("missing", "missing", path)
     except OSError as exc:  # a permission, a symlink loop, a name too long: a finding, not a crash
         return Problem("modified", f"cannot be read: {exc.strerror or exc}", path)
+    kind = not_a_file(target)
+    if kind is not None:
+        return Problem("modified", f"{kind} stands there, not the file", path)
+    size = info.st_size
     if size != entry.get("size"):
         return Problem("modified", f"modified: {size} bytes, the manifest says {entry.get('size')}", path)
     try:
