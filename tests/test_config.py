@@ -460,6 +460,14 @@ def test_operator_that_cannot_be_imported_is_a_config_error(tmp_path: Path) -> N
 
 FILLED_PER_JOB = [
     Case(
+        "quality-from-the-stem",
+        'version: 1\nrules:\n  pages:\n    inputs: ["in/*"]\n    output: "{stem}.webp"\n'
+        '    steps:\n      - image.load: {}\n      - image.save: {format: webp, quality: "{stem}"}\n',
+        "batchit.yaml:8",
+        "parameter 'quality' ('{stem}') is 'a' for the input in/a.json",
+        "narrow the rule's inputs",
+    ),
+    Case(
         "format-from-the-extension",
         'version: 1\nrules:\n  pages:\n    inputs: ["in/*"]\n    output: "{stem}.{ext}"\n'
         '    steps:\n      - data.load: {}\n      - data.dump: {format: "{ext}"}\n',

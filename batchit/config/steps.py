@@ -179,8 +179,9 @@ def _check_params(
     matrix = [(key, values) for key, values in scope.matrix if key in used]
     samples = dict.fromkeys(scope.per_job, SAMPLE)
 
-    def sampled(error: ValidationError) -> bool:
-        return error.validator in VALUE_KEYWORDS and _uses_per_job(params, error.absolute_path, scope.per_job)
+    def sampled(error: ValidationError) -> bool:  # a choice among alternatives judges the value too
+        judged = error.validator in VALUE_KEYWORDS or error.validator in ("anyOf", "oneOf")
+        return judged and _uses_per_job(params, error.absolute_path, scope.per_job)
 
     keys = [key for key, _ in matrix]
     sole = {f"{{{key}}}": key for key in keys}
