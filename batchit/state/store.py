@@ -67,6 +67,13 @@ _TABLE_STATEMENTS = [
     for match in re.finditer(r"CREATE TABLE IF NOT EXISTS (\w+) [^;]*", SCHEMA)
 ]
 """Each table SCHEMA makes, with the statement that makes it."""
+_SCHEMA_NAMES = frozenset(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", SCHEMA))
+"""The tables and indexes SCHEMA makes."""
+
+
+def _names(db: sqlite3.Connection) -> set[str]:
+    """The names of the tables and indexes the database holds."""
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
 
 
 _STAT_ROWS = "SELECT path, size, mtime_ns, ctime_ns, inode, blake3 FROM stats"
@@ -119,12 +126,15 @@ class StateStore:
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-            # one transaction: a build killed while it creates the store leaves all of it or none
-            db.executescript(
-                f"BEGIN;\n{SCHEMA}\n"
-                f"INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA_VERSION}');\n"
-                "INSERT OR IGNORE INTO meta VALUES ('generation', '0');\nCOMMIT;"
-            )
+            if not _names(db) >= _SCHEMA_NAMES:  # a new store, or one an older batchit made
+                # One transaction, taking the write lock at once (a read that turns into a write
+                # fails rather than waits while another process writes): a build killed while it
+                # creates the store leaves all of it or none.
+                db.executescript(
+                    f"BEGIN IMMEDIATE;\n{SCHEMA}\n"
+                    f"INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA_VERSION}');\n"
+                    "INSERT OR IGNORE INTO meta VALUES ('generation', '0');\nCOMMIT;"
+                )
         except sqlite3.DatabaseError as exc:
             db.close()
             raise unreadable(path, exc) from exc
@@ -141,7 +151,7 @@ class StateStore:
         db = sqlite3.connect(f"file:{quote(os.fsencode(path))}?mode=ro", uri=True, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout=30000")
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = _names(db)
         except sqlite3.DatabaseError as exc:
             db.close()
             raise unreadable(path, exc) from exc
