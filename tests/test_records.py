@@ -341,3 +341,18 @@ def test_the_private_key_never_appears_in_records_or_output(copies: Project, tmp
     for text in texts:
         for secret in secrets:
             assert secret not in text
+
+
+def test_a_private_key_others_can_read_is_used_with_a_warning(copies: Project) -> None:
+    copies.build()
+    key = copies.root / ".batchit/keys/batchit.key"
+    key.chmod(0o644)
+    copies.write({"src/d.txt": "delta\n"})
+    result = copies.build()
+    assert (
+        "warning: the signing key .batchit/keys/batchit.key can be read by others (mode 644)" in result.stderr
+    )
+    assert "chmod 600 .batchit/keys/batchit.key" in result.stderr
+    key.chmod(0o600)
+    copies.write({"src/e.txt": "epsilon\n"})
+    assert "can be read by others" not in copies.build().stderr

@@ -65,6 +65,8 @@ class Recorder:
         _check_copy_paths(config)
         self.events = EventLog(self.run_dir, emit)
         """The event sink to hand the engine: it logs, then forwards to `emit`."""
+        if self.key is not None:
+            self._warn_if_exposed(self.key)
 
     def write(
         self,
@@ -133,6 +135,23 @@ class Recorder:
             append_audit(config.state_dir, store, "run", entry, fsync=fsync)
             self.events.close()
         return RunRecord(info.run_id, self.run_dir / MANIFEST, report, key.key_id, key.created)
+
+    def _warn_if_exposed(self, key: SigningKey) -> None:
+        """Say so when the private key file can be read by others than its owner (keygen writes it
+        0600): batchit still signs with it, as the key is usable, but its signatures vouch less."""
+        try:
+            mode = Path(key.source).stat().st_mode
+        except OSError:
+            return  # `$BATCHIT_SIGNING_KEY` text, or a file the load just read and is now gone
+        if mode & 0o077:
+            shown = _shown(self.config.root, Path(key.source))
+            self.events(
+                {
+                    "event": "warning",
+                    "message": f"the signing key {shown} can be read by others (mode {mode & 0o777:o}); "
+                    f"run `chmod 600 {shown}`",
+                }
+            )
 
     def _mint(self) -> SigningKey:
         """Create the project's key pair (it had none as the run started) and say so once, as an
