@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -552,4 +553,26 @@ def test_a_size_range_no_file_can_pass_is_a_config_error(tmp_path: Path, key: st
         rule(f'output: "{{path}}"\n{key}: {{max_size: 1KB, min_size: 2KB}}\nsteps: [file.copy: {{}}]\n')
     )
     with pytest.raises(ConfigError, match=f"{key}.min_size \\(2KB\\) is over {key}.max_size \\(1KB\\)"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("top", "said"),
+    [
+        ("version: 1.0\n", "'version' must be an integer, not a number (1.0)"),
+        ("version: 1\nalerts: {webhook: 'http://'}\n", "'alerts.webhook' is not valid: 'http://'"),
+    ],
+    ids=["version-with-a-decimal-point", "webhook-without-a-host"],
+)
+def test_a_top_level_value_that_only_looks_right_is_refused(tmp_path: Path, top: str, said: str) -> None:
+    (tmp_path / "batchit.yaml").write_text(top + ONE_RULE)
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        load_config(tmp_path)
+
+
+def test_an_empty_list_of_accepted_extensions_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "batchit.yaml").write_text(
+        rule('output: "{path}"\nvalidate: {extensions: []}\nsteps: [file.copy: {}]\n')
+    )
+    with pytest.raises(ConfigError, match=re.escape("'validate.extensions' must not be empty")):
         load_config(tmp_path)

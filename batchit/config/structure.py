@@ -127,7 +127,7 @@ RULE_PROPERTIES: Schema = {
         {
             "max_size": _size("Largest input accepted."),
             "min_size": _size("Smallest input accepted."),
-            "extensions": _strings("Accepted file extensions."),
+            "extensions": _strings("Accepted file extensions.", min_items=1),
             "image": _mapping(
                 "Checks on image inputs.",
                 {
@@ -252,7 +252,7 @@ PRESET_FILE: Schema = _mapping(
 def structure_schema() -> Schema:
     """The schema of `batchit.yaml` with steps left open: what the loader checks before placeholders."""
     top = {
-        "version": {"description": "The config format version: 1.", "const": 1},
+        "version": {"description": "The config format version: 1.", "type": "integer", "const": 1},
         "out": {
             "description": "Output root, relative to the project root (default _build).",
             "type": "string",
@@ -280,7 +280,7 @@ def structure_schema() -> Schema:
                 "webhook": {
                     "description": "http(s) URL to POST to.",
                     "type": "string",
-                    "pattern": "^https?://",
+                    "pattern": "^https?://[^/?#\\s]+",
                 },
                 "when": {"description": "failure (default) or always.", "enum": ["failure", "always"]},
             },
