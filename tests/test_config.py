@@ -576,3 +576,21 @@ def test_an_empty_list_of_accepted_extensions_is_refused(tmp_path: Path) -> None
     )
     with pytest.raises(ConfigError, match=re.escape("'validate.extensions' must not be empty")):
         load_config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("include", "said"),
+    [
+        ("[batchit.yaml]", "include 'batchit.yaml' is the config file itself"),
+        ("[presets/my.yaml, ./presets//my.yaml]", "is the same file as include 'presets/my.yaml'"),
+    ],
+    ids=["the-config-itself", "one-file-twice"],
+)
+def test_including_a_file_twice_or_the_config_itself_says_so(tmp_path: Path, include: str, said: str) -> None:
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets/my.yaml").write_text(
+        "presets:\n  copier: {output: '{path}', steps: [file.copy: {}]}\n"
+    )
+    (tmp_path / "batchit.yaml").write_text(f"version: 1\ninclude: {include}\n" + ONE_RULE)
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        load_config(tmp_path)

@@ -51,8 +51,18 @@ def load_presets(
     presets: dict[str, Preset] = {}
     origin: dict[str, str] = {}
     documents = []
+    seen: dict[Path, str] = {(root / config.file).resolve(): "the config file itself"}
     for index, spec in enumerate(config.data.get("include", [])):
-        document = read_document(*locate(root, spec, config.marks.get(("include", index))))
+        mark = config.marks.get(("include", index))
+        path, shown = locate(root, spec, mark)
+        if path.resolve() in seen:
+            raise error_at(
+                mark,
+                f"include {spec!r} is {seen[path.resolve()]}",
+                hint="include each preset file once, and never the config file",
+            )
+        seen[path.resolve()] = f"the same file as include {spec!r}"
+        document = read_document(path, shown)
         checks.check(document.data, PRESET_FILE, document.marks)
         marks = marks_under(document.marks, "presets")
         for name, skeleton in document.data["presets"].items():
