@@ -197,7 +197,9 @@ class _RuleBuilder:
             groups = frozenset(re.compile(raw["partition"]).groupindex)
         except re.error as exc:
             raise self.fail(
-                ("aggregate", "partition"), f"aggregate.partition is not a valid regex: {exc}"
+                ("aggregate", "partition"),
+                f"aggregate.partition is not a valid regex: {exc}",
+                "fix the regex (Python's syntax; quote it in single quotes so YAML keeps its backslashes)",
             ) from None
         if not groups:
             raise self.fail(
