@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from conftest import COPY_CONFIG, Project, wait_until
+from conftest import COPY_CONFIG, Project, Result, wait_until
 
 from batchit.fsutil import is_relative_clean
 from batchit.record.runs import IN_PROGRESS
@@ -494,3 +494,39 @@ def test_gc_sweeps_the_temporary_files_a_killed_run_left_in_its_records(copies: 
     assert result.code == 0, result.describe()
     assert "and 4 file(s) killed runs left" in result.stdout
     assert not any(path.exists() for path in litter)
+
+
+def without_root_powers(project: Project, *args: str) -> Result:
+    """`batchit ARGS` in the project as a process that file permissions apply to, root or not."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: permissions cannot be made to apply")
+        caps = "-dac_override,-dac_read_search"
+        prefix = [setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}"]
+    proc = subprocess.run(
+        [*prefix, sys.executable, "-m", "batchit", *args],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_an_output_batchit_cannot_read_is_a_finding_of_reconcile_and_rebuilt_by_build(
+    copies: Project,
+) -> None:
+    copies.build()
+    output = copies.root / "_build/a.txt"
+    os.utime(output, (0, 0))  # its stat no longer vouches for it: planning must read it
+    output.chmod(0)
+    reconciled = without_root_powers(copies, "reconcile")
+    assert reconciled.code == 1, reconciled.describe()
+    assert "modified: _build/a.txt: its content differs from the manifest's (unreadable)" in reconciled.stdout
+    built = without_root_powers(copies, "build", "--no-progress")
+    assert built.code == 0, built.describe()
+    assert "1 built" in built.stdout
+    assert output.read_text() == "alpha\n"

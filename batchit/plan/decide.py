@@ -152,9 +152,11 @@ class Decider:
         if record.stat == on_disk:
             return []
         rel = f"{self.out}/{job.output}"
-        if self.hasher.hash_many([(rel, on_disk)])[rel] != record.blake3:
-            return ["output modified"]
-        return []
+        try:
+            digest = self.hasher.hash_many([(rel, on_disk)])[rel]
+        except OSError as exc:  # batchit's own output, made unreadable: rebuilt, as one modified is
+            return [f"output cannot be read ({exc.strerror or exc})"]
+        return ["output modified"] if digest != record.blake3 else []
 
     def _key_reasons(self, job: Job, record: Owned) -> list[str]:
         inputs_json, discovered_json, recipe = self.recorded(job.output)
