@@ -821,20 +821,33 @@ rules:
 
 
 @pytest.mark.parametrize(
-    ("rule", "name"),
+    ("rule", "name", "said"),
     [
-        ('inputs: ["pages/*.md"]\n    matrix: {d: ["..", ok]}\n    output: "{d}/{d}/{stem}.txt"\n', "a.md"),
-        ('inputs: ["pages/*.md"]\n    output: "{stem}/pwned.html"\n', "...md"),
+        (
+            'inputs: ["pages/*.md"]\n    matrix: {d: ["..", ok]}\n    output: "{d}/{d}/{stem}.txt"\n',
+            "a.md",
+            "would lead out of `out`: it names a parent folder (..)",
+        ),
+        (
+            'inputs: ["pages/*.md"]\n    matrix: {d: ["/abs"]}\n    output: "{d}/{stem}.txt"\n',
+            "a.md",
+            "would lead out of `out`: it is absolute",
+        ),
+        (
+            'inputs: ["pages/*.md"]\n    output: "{stem}/pwned.html"\n',
+            "...md",
+            "a placeholder's value is `..`",
+        ),
     ],
-    ids=["matrix value", "input name"],
+    ids=["matrix value", "absolute matrix value", "input name"],
 )
 def test_an_output_that_a_placeholder_value_leads_out_of_out_exits_2(
-    project: Project, rule: str, name: str
+    project: Project, rule: str, name: str, said: str
 ) -> None:
     project.config(f"version: 1\nrules:\n  pages:\n    {rule}    steps: [text.load: {{}}]\n")
     project.write({f"pages/{name}": "hi\n"})
     result = project.build(expect=2)
-    assert "leaves `out`: a placeholder's value is `..`" in result.stderr, result.describe()
+    assert said in result.stderr, result.describe()
     assert sorted(p.name for p in project.root.iterdir()) == ["batchit.yaml", "pages"]
     assert sorted(p.name for p in project.root.parent.iterdir()) == [project.root.name]
 

@@ -61,7 +61,13 @@ def unusable_value(
     used = set(names_in(template))
     for key, values in matrix:
         for index, value in enumerate(values if key in used else ()):
-            problem = unusable(text(value))
+            reason = escapes(text(value))
+            problem = (
+                (f"would lead out of `out`: {reason}", "use a value that names no path of its own")
+                if reason
+                else None
+            )
+            problem = problem or unusable(text(value))
             if problem:
                 return key, index, value, problem
     return None
