@@ -500,3 +500,14 @@ def test_a_store_a_killed_first_build_left_half_made_is_completed_by_the_next(co
     copies.build()
     assert copies.manifest()["summary"]["built"] == 3
     assert copies.build().stdout.startswith("batchit: ok: 3 up to date")
+
+
+def test_what_an_unfinished_run_left_is_named_by_its_path_when_swept(copies: Project) -> None:
+    copies.build()
+    state = copies.root / ".batchit"
+    (state / "build-in-progress").write_text("")  # as a run killed before its end leaves it
+    stray = copies.root / "_build" / ".batchit-tmp-0123456789ab-7-a.txt"
+    stray.write_text("cut short")
+    result = copies.build()
+    assert f"removed {stray.relative_to(copies.root)}, left by a run that did not finish" in result.stderr
+    assert not stray.exists()

@@ -92,7 +92,7 @@ def run_build(
         store = StateStore.open(config.state_dir / "state.db", fsync=config.durability == "fsync")
         try:
             if killed:
-                _sweep(config, store, emit, "a killed run")
+                _sweep(config, store, emit, "a run that did not finish (killed, or stopped by an error)")
             store.adopt_config(config.file)  # planning refused the state of another config
             _adopt_out(config, store, emit)
             if store.generation() != planner.generation:
@@ -135,7 +135,8 @@ def _warn_of_empty_rules(config: Config, options: BuildOptions, jobs: list[Job],
 def _sweep(config: Config, store: StateStore, emit: EventSink, culprit: str) -> None:
     """Remove the litter `culprit` left (`sweep_litter`), saying what went."""
     for leftover in sweep_litter(config, store):
-        emit({"event": "warning", "message": f"removed {leftover.name}, left by {culprit}"})
+        shown = leftover.relative_to(config.root) if leftover.is_relative_to(config.root) else leftover
+        emit({"event": "warning", "message": f"removed {shown}, left by {culprit}"})
 
 
 def _adopt_out(config: Config, store: StateStore, emit: EventSink) -> None:
