@@ -14,7 +14,7 @@ from batchit.record.commits import Committer
 from batchit.record.manifest import RunInfo, new_run_id
 from batchit.record.recorder import Recorder
 from batchit.record.rundata import JobRow
-from batchit.record.runs import IN_PROGRESS, UNFINISHED, sweep_litter
+from batchit.record.runs import IN_PROGRESS, UNFINISHED, swept
 from batchit.record.subtasks import with_job_results
 from batchit.state.rows import Failure, OutputRecord
 from batchit.state.store import StateStore
@@ -30,8 +30,8 @@ def write_doit_record(session: Session, store: StateStore) -> None:
     failures of jobs now up to date, then write the run's record and leave the settled plan."""
     unfinished = session.config.state_dir / UNFINISHED
     if unfinished.exists():  # every sub-task is done, and the exclusive lock keeps others out
-        for leftover in sweep_litter(session.config, store):
-            warn(f"removed {leftover.name}, left by a killed run")
+        for message in swept(session.config, store):
+            warn(message)
     run_id = _record_id(session)
     planner, jobs = session.plan(store)
     store.adopt_config(session.config.file)  # the plan refused the state of another config

@@ -26,7 +26,7 @@ from batchit.record.alerts import alert, alert_failure
 from batchit.record.commits import quarantines
 from batchit.record.manifest import new_run_id
 from batchit.record.recorder import Recorder
-from batchit.record.runs import UNFINISHED, mark_unfinished, sweep_litter
+from batchit.record.runs import UNFINISHED, UNFINISHED_RUN, mark_unfinished, swept
 from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
 
@@ -92,7 +92,7 @@ def run_build(
         store = StateStore.open(config.state_dir / "state.db", fsync=config.durability == "fsync")
         try:
             if killed:
-                _sweep(config, store, emit, "a run that did not finish (killed, or stopped by an error)")
+                _sweep(config, store, emit, UNFINISHED_RUN)
             store.adopt_config(config.file)  # planning refused the state of another config
             _adopt_out(config, store, emit)
             if store.generation() != planner.generation:
@@ -134,9 +134,8 @@ def _warn_of_empty_rules(config: Config, options: BuildOptions, jobs: list[Job],
 
 def _sweep(config: Config, store: StateStore, emit: EventSink, culprit: str) -> None:
     """Remove the litter `culprit` left (`sweep_litter`), saying what went."""
-    for leftover in sweep_litter(config, store):
-        shown = leftover.relative_to(config.root) if leftover.is_relative_to(config.root) else leftover
-        emit({"event": "warning", "message": f"removed {shown}, left by {culprit}"})
+    for message in swept(config, store, culprit):
+        emit({"event": "warning", "message": message})
 
 
 def _adopt_out(config: Config, store: StateStore, emit: EventSink) -> None:

@@ -247,6 +247,19 @@ def sweep_litter(config: Config, store: StateStore) -> list[Path]:
     return removed
 
 
+UNFINISHED_RUN = "a run that did not finish (killed, or stopped by an error)"
+"""Who left the litter a build finds at its start, for `swept`."""
+
+
+def swept(config: Config, store: StateStore, culprit: str = UNFINISHED_RUN) -> list[str]:
+    """`sweep_litter`, with a warning for each file removed, naming it and `culprit`."""
+    return [
+        f"removed {path.relative_to(config.root) if path.is_relative_to(config.root) else path}, "
+        f"left by {culprit}"
+        for path in sweep_litter(config, store)
+    ]
+
+
 @dataclass(frozen=True)
 class Collected:
     """What `batchit gc` removed."""
