@@ -229,6 +229,16 @@ CASES = [
         "add 'preset:', or remove 'with:'",
     ),
     Case(
+        "number_matrix_value_for_a_text_parameter",
+        rule(
+            'output: "{path}-{n}.html"\nmatrix: {n: [1, 2]}\n'
+            'steps: [text.load: {}, text.replace: {pattern: a, replacement: "{n}"}]\n'
+        ),
+        "batchit.yaml:6:18",
+        "step 2 (text.replace) parameter 'replacement' must be a string, not an integer (1)",
+        "quote {n}'s values in matrix: ('1'), which makes them strings",
+    ),
+    Case(
         "malformed_placeholder_in_output",
         rule('output: "{path.upper}.html"\nsteps: [text.load: {}]\n'),
         "batchit.yaml:5:5",

@@ -199,7 +199,14 @@ def _check_params(
         }
         marks = {**scope.marks, **blamed} if blamed else scope.marks
         concrete = operator.fill_params(params, {**samples, **chosen})
-        checks.check(concrete, operator.params_schema, marks, prefix=where, rule=scope.rule, skip=sampled)
+        try:
+            checks.check(concrete, operator.params_schema, marks, prefix=where, rule=scope.rule, skip=sampled)
+        except ConfigError as exc:
+            mistyped = [key for param, key in alone.items() if isinstance(concrete.get(param), int | float)]
+            if mistyped and "must be a string" in exc.message:  # `replacement: "{n}"`, n: [1, 2]
+                key = mistyped[0]
+                exc.hint = f"quote {{{key}}}'s values in matrix: ('{chosen[key]}'), which makes them strings"
+            raise
 
 
 def _uses_per_job(params: Any, path: Sequence[str | int], per_job: frozenset[str]) -> bool:
