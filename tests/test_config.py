@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import textwrap
 from pathlib import Path
 
@@ -506,19 +505,26 @@ def test_a_choice_a_per_job_placeholder_fills_is_checked_for_every_input(
     assert_refused(project, case, {"in/a.json": '{"a": 1}', "in/b.yml": "a: 1\n"})
 
 
+def refusal(root: Path, config: str) -> str:
+    """The message of the ConfigError that loading `config` (as batchit.yaml in `root`) raises."""
+    (root / "batchit.yaml").write_text(config)
+    with pytest.raises(ConfigError) as caught:
+        load_config(root)
+    return str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("code", "said"), [(0, "must be at least 1, not 0"), (300, "must be at most 255, not 300")]
 )
 def test_transient_exit_codes_are_codes_a_failing_command_can_exit_with(
     tmp_path: Path, code: int, said: str
 ) -> None:
-    (tmp_path / "batchit.yaml").write_text(
+    assert said in refusal(
+        tmp_path,
         rule(
             f'output: "{{path}}"\nsteps: [shell: {{argv: [cat, "{{in}}"], transient_exit_codes: [{code}]}}]\n'
-        )
+        ),
     )
-    with pytest.raises(ConfigError, match=said):
-        load_config(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -535,35 +541,30 @@ def test_transient_exit_codes_are_codes_a_failing_command_can_exit_with(
     ids=["watermark", "resize", "crop", "hint-of-the-enclosing-list"],
 )
 def test_a_step_missing_one_of_its_alternatives_is_told_which(tmp_path: Path, step: str, said: str) -> None:
-    (tmp_path / "batchit.yaml").write_text(rule(f'output: "{{path}}"\nsteps: [image.load: {{}}, {step}]\n'))
-    with pytest.raises(ConfigError) as caught:
-        load_config(tmp_path)
-    assert said in str(caught.value)
+    assert said in refusal(tmp_path, rule(f'output: "{{path}}"\nsteps: [image.load: {{}}, {step}]\n'))
 
 
 def test_a_worker_count_no_machine_can_start_is_a_config_error(tmp_path: Path) -> None:
-    (tmp_path / "batchit.yaml").write_text("version: 1\njobs: 100000\n" + ONE_RULE)
-    with pytest.raises(ConfigError, match="'jobs' must be at most 1024, not 100000"):
-        load_config(tmp_path)
+    assert "'jobs' must be at most 1024, not 100000" in refusal(
+        tmp_path, "version: 1\njobs: 100000\n" + ONE_RULE
+    )
 
 
 @pytest.mark.parametrize("key", ["backoff", "max_backoff"])
 def test_a_retry_delay_longer_than_a_build_waits_is_a_config_error(tmp_path: Path, key: str) -> None:
     """A backoff of 1e308 seconds would sleep for ever on the first transient failure."""
-    (tmp_path / "batchit.yaml").write_text(
-        rule(f'output: "{{path}}"\nretry: {{attempts: 2, {key}: 1e308}}\nsteps: [file.copy: {{}}]\n')
+    assert f"'retry.{key}' must be at most 300" in refusal(
+        tmp_path,
+        rule(f'output: "{{path}}"\nretry: {{attempts: 2, {key}: 1e308}}\nsteps: [file.copy: {{}}]\n'),
     )
-    with pytest.raises(ConfigError, match=f"'retry.{key}' must be at most 300"):
-        load_config(tmp_path)
 
 
 @pytest.mark.parametrize("key", ["validate", "expect"])
 def test_a_size_range_no_file_can_pass_is_a_config_error(tmp_path: Path, key: str) -> None:
-    (tmp_path / "batchit.yaml").write_text(
-        rule(f'output: "{{path}}"\n{key}: {{max_size: 1KB, min_size: 2KB}}\nsteps: [file.copy: {{}}]\n')
+    assert f"{key}.min_size (2KB) is over {key}.max_size (1KB)" in refusal(
+        tmp_path,
+        rule(f'output: "{{path}}"\n{key}: {{max_size: 1KB, min_size: 2KB}}\nsteps: [file.copy: {{}}]\n'),
     )
-    with pytest.raises(ConfigError, match=f"{key}.min_size \\(2KB\\) is over {key}.max_size \\(1KB\\)"):
-        load_config(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -575,17 +576,13 @@ def test_a_size_range_no_file_can_pass_is_a_config_error(tmp_path: Path, key: st
     ids=["version-with-a-decimal-point", "webhook-without-a-host"],
 )
 def test_a_top_level_value_that_only_looks_right_is_refused(tmp_path: Path, top: str, said: str) -> None:
-    (tmp_path / "batchit.yaml").write_text(top + ONE_RULE)
-    with pytest.raises(ConfigError, match=re.escape(said)):
-        load_config(tmp_path)
+    assert said in refusal(tmp_path, top + ONE_RULE)
 
 
 def test_an_empty_list_of_accepted_extensions_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "batchit.yaml").write_text(
-        rule('output: "{path}"\nvalidate: {extensions: []}\nsteps: [file.copy: {}]\n')
+    assert "'validate.extensions' must not be empty" in refusal(
+        tmp_path, rule('output: "{path}"\nvalidate: {extensions: []}\nsteps: [file.copy: {}]\n')
     )
-    with pytest.raises(ConfigError, match=re.escape("'validate.extensions' must not be empty")):
-        load_config(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -601,6 +598,4 @@ def test_including_a_file_twice_or_the_config_itself_says_so(tmp_path: Path, inc
     (tmp_path / "presets/my.yaml").write_text(
         "presets:\n  copier: {output: '{path}', steps: [file.copy: {}]}\n"
     )
-    (tmp_path / "batchit.yaml").write_text(f"version: 1\ninclude: {include}\n" + ONE_RULE)
-    with pytest.raises(ConfigError, match=re.escape(said)):
-        load_config(tmp_path)
+    assert said in refusal(tmp_path, f"version: 1\ninclude: {include}\n" + ONE_RULE)
