@@ -60,6 +60,11 @@ RECIPE_FAULTS = {
     "replace-unknown-group-name": ('text.replace: {pattern: "(?P<t>a)", replacement: "\\\\g<nope>"}', {}, {}),
     "load-unknown-encoding": ("text.load: {encoding: nope}", {}, {}),
     "image-step-before-image-load": ("image.resize: {width: 10}", {}, {}),
+    "python-parameters-not-matching": (
+        'python: {function: "kw:kw", version: "1", extra: 2}',
+        {"kw.py": "def kw(value, ctx, needed):\n    return value\n"},
+        {"kw.py": "def kw(value, ctx, needed=1, extra=0):\n    return value\n"},
+    ),
     "shell-missing-program": ("shell: {argv: [no-such-program-here, '{in}']}", {}, {}),
 }
 """A step whose recipe is at fault, the files it needs, and the files that fix it (none: the fix is

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
+import inspect
 import os
 import signal
 import sys
@@ -112,6 +114,7 @@ class PythonCall(Operator):
         """The function's result for the value, the job's context and the step's other keys."""
         function = _load_function(params["function"], ctx.root)
         kwargs = {key: arg for key, arg in params.items() if key not in ("function", "version")}
+        _check_call(function, params["function"], kwargs)
         with captured_output() as (printed, complained):
             try:
                 return function(value.read_bytes() if isinstance(value, InputFile) else value, ctx, **kwargs)
@@ -119,6 +122,28 @@ class PythonCall(Operator):
                 for stream, text in (("stdout", printed.getvalue()), ("stderr", complained.getvalue())):
                     if text:
                         ctx.log.debug("%s %s:\n%s", params["function"], stream, text.rstrip("\n"))
+
+
+def _check_call(function: Callable[..., Any], name: str, kwargs: Mapping[str, Any]) -> None:
+    """Refuse, as a fault of the rule, a call the function's signature cannot take (a step key it
+    has no parameter for, or a parameter no key gives): inside the call the same mistake would be a
+    TypeError, which quarantines the input as if it were to blame."""
+    try:
+        signature = _signature(function)
+    except (TypeError, ValueError):  # a builtin or C function without one: let the call decide
+        return
+    try:
+        signature.bind(None, None, **kwargs)
+    except TypeError as exc:
+        raise RecipeError(
+            f"{name} cannot be called with this step's keys: {exc}",
+            hint="make the step's keys (besides function and version) match the function's parameters",
+        ) from None
+
+
+@functools.lru_cache(maxsize=256)
+def _signature(function: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(function)
 
 
 def _put_on_path(root: Path) -> None:
