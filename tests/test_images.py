@@ -245,6 +245,20 @@ def test_crop_keeps_the_region_asked_for(root: Path, case: CropCase) -> None:
     assert out.getpixel((0, 0)) == case.expected_colour
 
 
+@pytest.mark.parametrize(
+    ("box", "fault"),
+    [([10, 10, 10, 20], RecipeError), ([20, 10, 10, 20], RecipeError), ([300, 0, 400, 50], PermanentError)],
+    ids=["no-width", "right-of-left", "outside-this-image"],
+)
+def test_a_crop_box_empty_on_any_image_is_the_rules_fault_one_outside_this_image_the_inputs(
+    root: Path, box: list[int], fault: type[Exception]
+) -> None:
+    source = write_image(root, "in.png", Image.new("RGB", (200, 100), "teal"), "PNG")
+    with pytest.raises(PermanentError) as caught:  # RecipeError is a PermanentError that quarantines nothing
+        pipeline(root, source, (ImageCrop(), {"box": box}), (ImageSave(), {"format": "png"}))
+    assert type(caught.value) is fault
+
+
 class ModeCase(NamedTuple):
     image: Image.Image
     fmt: str

@@ -187,6 +187,12 @@ class ImageCrop(ImageOperator):
         width, height = picture.size
         if "box" in params:
             left, top, right, bottom = params["box"]
+            if left >= right or top >= bottom:  # empty whatever the image: the rule is at fault
+                raise RecipeError(
+                    f"step {self.name}: crop box {params['box']} is empty: it is [left, top, right, "
+                    "bottom], and right must exceed left, bottom top",
+                    hint="correct the box",
+                )
             right, bottom = min(right, width), min(bottom, height)
             if left >= right or top >= bottom:
                 raise PermanentError(
