@@ -132,6 +132,15 @@ def test_doit_leaves_the_plan_the_next_build_replays(site: Project) -> None:
     assert site.manifest()["summary"]["up_to_date"] == 7
 
 
+def test_doit_writes_the_manifest_copies_in_out_again_when_one_was_deleted(site: Project) -> None:
+    assert doit(site).code == 0
+    (site.root / "_build/batchit-manifest.json.sig").unlink()
+    result = doit(site)
+    assert result.code == 0, result.describe()
+    assert executed(result) == ["site:_record"]
+    assert site.run("verify", "_build").code == 0
+
+
 def test_doit_after_batchit_build_runs_nothing(site: Project) -> None:
     site.build()
     result = doit(site)

@@ -26,7 +26,7 @@ from batchit.doit.closing import job_label, warn, write_doit_record
 from batchit.engine import run_planned_job
 from batchit.errors import BatchitError
 from batchit.execute.worker import JobResult
-from batchit.model import Config
+from batchit.model import RESERVED_OUTPUTS, Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, PlanOptions, select_rules
@@ -276,12 +276,14 @@ class Session:
         alert(self.config, self.run_id, "failed", summary, [failure], None, warn)
 
     def record_is_current(self) -> bool:
-        """`_record`'s check: no job ran in this doit run, nothing is left to prune, and the latest
-        manifest matches the state."""
+        """`_record`'s check: no job ran in this doit run, nothing is left to prune, the latest
+        manifest matches the state, and its copies are in `out`."""
         if not self.state_db.exists():
             return True  # nothing was ever built: nothing to record
         if (self.config.state_dir / UNFINISHED).exists():
             return False  # a run was killed: `_record` sweeps what it left
+        if not all((self.config.out_dir / name).is_file() for name in RESERVED_OUTPUTS):
+            return False  # whoever receives `out` needs them to verify it
         store = self._read_only()
         if not self._predict()[2].issuperset(store.output_paths(self.config.out)):
             return False
