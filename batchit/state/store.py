@@ -13,7 +13,6 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from batchit.errors import BatchitError, DamagedStateError, LockHeldError, SystemFailure
@@ -57,16 +56,8 @@ CREATE TABLE IF NOT EXISTS discoveries (
 """
 
 
-class _TableStatement(NamedTuple):
-    name: str
-    ddl: str
-
-
-_TABLE_STATEMENTS = [
-    _TableStatement(match.group(1), match.group(0))
-    for match in re.finditer(r"CREATE TABLE IF NOT EXISTS (\w+) [^;]*", SCHEMA)
-]
-"""Each table SCHEMA makes, with the statement that makes it."""
+_TABLE_DDL = {match[1]: match[0] for match in re.finditer(r"CREATE TABLE IF NOT EXISTS (\w+) [^;]*", SCHEMA)}
+"""The statement SCHEMA makes each table with, by table name."""
 _SCHEMA_NAMES = frozenset(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", SCHEMA))
 """The tables and indexes SCHEMA makes."""
 
@@ -155,9 +146,9 @@ class StateStore:
         except sqlite3.DatabaseError as exc:
             db.close()
             raise unreadable(path, exc) from exc
-        for statement in _TABLE_STATEMENTS:  # an older batchit's store, or one a kill left half made
-            if statement.name not in tables:  # read as empty, as the next build will make it
-                db.execute(statement.ddl.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE", 1))
+        for name, ddl in _TABLE_DDL.items():  # an older batchit's store, or one a kill left half made
+            if name not in tables:  # read as empty, as the next build will make it
+                db.execute(ddl.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE", 1))
         return cls(db)
 
     def close(self) -> None:
@@ -294,22 +285,12 @@ class StateStore:
     def load_discoveries(self) -> dict[str, str]:
         """The files jobs discovered (JSON list) by their key without them (`discoveries`), so a job
         with no record of its own (after `clean`, in a new `out`) is keyed as it ran and restored."""
-        return dict(self._discoveries("SELECT base_key, paths FROM discoveries", ()))
+        return dict(self.db.execute("SELECT base_key, paths FROM discoveries"))
 
     def discoveries_one(self, base_key: str) -> str | None:
         """`load_discoveries` for one key, for a plan that needs only a few."""
-        rows = self._discoveries("SELECT paths FROM discoveries WHERE base_key = ?", (base_key,))
-        return str(rows[0][0]) if rows else None
-
-    def _discoveries(self, query: str, args: tuple[str, ...]) -> list[Any]:
-        """The rows of a query of `discoveries`; none from a store made before the table, which a
-        read-only open cannot add."""
-        try:
-            return self.db.execute(query, args).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
-                raise
-            return []
+        row = self.db.execute("SELECT paths FROM discoveries WHERE base_key = ?", (base_key,)).fetchone()
+        return None if row is None else str(row[0])
 
     def put_discoveries(self, base_key: str, paths: str, action_key: str) -> None:
         """Remember what a job keyed `base_key` (without them) discovered, and the key it got."""
