@@ -225,21 +225,24 @@ def resolves_inside(root: Path, candidate: Path) -> bool:
     return True
 
 
-def not_a_file(path: str | os.PathLike[str]) -> str | None:
+def not_a_file(path: str | os.PathLike[str], *, follow_symlinks: bool = True) -> str | None:
     """What stands at `path` when it is neither a regular file nor nothing ("a directory", "a FIFO",
-    ...), symlinks followed; None for a regular file or a missing one.
+    ..., and "a symlink" when symlinks are not followed); None for a regular file or a missing one.
 
     batchit reads, replaces and removes only regular files: opening a FIFO blocks forever, and a
     directory at an output path holds a user's files.
     """
     try:
-        mode = os.stat(path).st_mode
+        mode = os.stat(path, follow_symlinks=follow_symlinks).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return None if stat.S_ISREG(mode) else _kind(mode)
+    return kind_of(mode)
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str | None:
+    """What a file of `mode` (from a stat) is when it is not a regular file; None for one."""
+    if stat.S_ISREG(mode):
+        return None
     for test, name in (
         (stat.S_ISDIR, "a directory"),
         (stat.S_ISLNK, "a symlink"),
@@ -273,13 +276,8 @@ def removal_refused(out_dir: Path, path: str) -> str | None:
     target = out_dir / path
     if not resolves_inside(out_dir.resolve(), target.parent):
         return "its folder leads outside `out` through a symlink (remove the symlink, then run again)"
-    try:
-        mode = os.lstat(target).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    if not stat.S_ISREG(mode):
-        return f"it is {_kind(mode)}, not a regular file batchit wrote (move it away yourself)"
-    return None
+    kind = not_a_file(target, follow_symlinks=False)
+    return None if kind is None else f"it is {kind}, not a regular file batchit wrote (move it away yourself)"
 
 
 def remove_outputs(out_dir: Path, paths: list[str]) -> tuple[list[str], dict[str, str]]:

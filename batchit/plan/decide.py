@@ -104,9 +104,8 @@ class Decider:
             return
         record = self.records.get(job.output)
         on_disk = stat_identity(self._prefix + job.output)
-        kind = None if on_disk is None else not_a_file(self._prefix + job.output)
-        if kind is None and on_disk is not None and Path(self._prefix + job.output).is_symlink():
-            kind = "a symlink"  # batchit writes none: one is the user's, whatever it leads to
+        # a symlink is not followed: batchit writes none, so one is the user's, whatever it leads to
+        kind = None if on_disk is None else not_a_file(self._prefix + job.output, follow_symlinks=False)
         if kind == "a directory" and self._only_outputs_below(job.output):
             kind = None  # batchit's own stale outputs, removed to make way before the job runs
         elif on_disk is not None and (record is None or kind is not None):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from batchit.errors import PermanentError
-from batchit.fsutil import is_relative_clean, not_a_file
+from batchit.fsutil import is_relative_clean, kind_of
 from batchit.hashing import hash_file
 from batchit.record.provenance import MANIFEST_PREDICATE, MANIFEST_SUBJECT, STATEMENT_TYPE
 from batchit.record.signing import BadSignature, TrustedKey, open_envelope
@@ -149,7 +149,7 @@ def _check_output(base: Path, entry: dict[str, Any]) -> Problem | None:
         return Problem("missing", "missing", path)
     except OSError as exc:  # a permission, a symlink loop, a name too long: a finding, not a crash
         return Problem("modified", f"cannot be read: {exc.strerror or exc}", path)
-    kind = not_a_file(target)
+    kind = kind_of(info.st_mode)
     if kind is not None:
         return Problem("modified", f"{kind} stands there, not the file", path)
     size = info.st_size
