@@ -62,12 +62,8 @@ def unusable_value(
     for key, values in matrix:
         for index, value in enumerate(values if key in used else ()):
             reason = escapes(text(value))
-            problem = (
-                (f"would lead out of `out`: {reason}", "use a value that names no path of its own")
-                if reason
-                else None
-            )
-            problem = problem or unusable(text(value))
+            fix = "use a value that names no path of its own"
+            problem = (f"would lead out of `out`: {reason}", fix) if reason else unusable(text(value))
             if problem:
                 return key, index, value, problem
     return None

@@ -27,6 +27,7 @@ class FilledParams:
         self.config = config
         self._verdicts: dict[tuple[int, str], str | None] = {}
         self._judged: dict[int, bool] = {}
+        self._validators: dict[int, Any] = {}
 
     def check(
         self,
@@ -51,7 +52,7 @@ class FilledParams:
             value = filled.get(name)
             verdict = (id(schema), canonical_json(value))
             if verdict not in self._verdicts:
-                self._verdicts[verdict] = _problem(schema, value)
+                self._verdicts[verdict] = self._problem(schema, value)
             problem = self._verdicts[verdict]
             if problem is not None:
                 message = (
@@ -60,6 +61,18 @@ class FilledParams:
                 )
                 hint = "narrow the rule's inputs to files whose names give a value the step takes"
                 raise rule_error(self.config, rule, message, hint, step)
+
+    def _problem(self, schema: Mapping[str, Any], value: Any) -> str | None:
+        """What is wrong with `value` under `schema`, or None; each schema's validator made once
+        (the values of `{stem}` differ for every input)."""
+        from jsonschema.exceptions import best_match  # imported only when a plan needs it
+
+        from batchit.config.schema_errors import validator
+
+        if id(schema) not in self._validators:
+            self._validators[id(schema)] = validator(schema)
+        error = best_match(self._validators[id(schema)].iter_errors(value))
+        return None if error is None else error.message
 
 
 def _judges_content(schema: Any) -> bool:
@@ -70,13 +83,3 @@ def _judges_content(schema: Any) -> bool:
     if isinstance(schema, list):
         return any(_judges_content(item) for item in schema)
     return False
-
-
-def _problem(schema: Mapping[str, Any], value: Any) -> str | None:
-    """What is wrong with `value` under `schema`, or None."""
-    from jsonschema.exceptions import best_match  # jsonschema is imported only when this is needed
-
-    from batchit.config.schema_errors import validator
-
-    error = best_match(validator(schema).iter_errors(value))
-    return None if error is None else error.message
