@@ -162,18 +162,24 @@ class Pools:
 
 @contextlib.contextmanager
 def _spawned_ignoring_ctrl_c() -> Iterator[None]:
-    """Processes spawned in the block start with SIGINT blocked. A Ctrl-C that reached the
+    """Processes spawned in the block start with SIGINT ignored. A Ctrl-C that reached the
     forkserver while its interpreter was still starting killed it with a "Fatal Python error" on
-    the terminal; once running, it ignores SIGINT itself, and its workers set their own handler and
-    unblock it (`_leave_interrupts_to_the_coordinator`). Blocked rather than ignored here, a Ctrl-C
-    to this process in those few milliseconds stays pending, and is handled when the block ends."""
+    the terminal; once running, it ignores SIGINT itself and its workers set their own handler
+    (`_leave_interrupts_to_the_coordinator`). An ignored disposition survives the spawn's exec; a
+    blocked mask does not (the spawn resets it), so the child needs SIG_IGN.
+
+    SIGINT is blocked here meanwhile as well: Linux never discards a blocked signal as ignored, so
+    a Ctrl-C to this process in those few milliseconds stays pending and reaches the handler put
+    back when the block ends. Only the main thread can change a handler."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
+        signal.signal(signal.SIGINT, previous)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
@@ -189,7 +195,6 @@ def _leave_interrupts_to_the_coordinator() -> None:
     a SIGTERM arriving just before an idle worker blocks on the pool's call queue would then wait
     forever (the worker, and the pool's teardown joining it, with it)."""
     signal.signal(signal.SIGINT, _forward_to_commands)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # the forkserver started blocking it
     wakeup, notify = os.pipe()
     os.set_blocking(notify, False)
     signal.set_wakeup_fd(notify, warn_on_full_buffer=False)
