@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -86,3 +87,12 @@ def canonical_json(value: Any) -> str:
 def json_string(text: str) -> str:
     """One string as a canonical JSON literal (for building canonical documents by concatenation)."""
     return json.dumps(text, ensure_ascii=False)
+
+
+PLAIN_TEXT = re.compile(r'[^"\\\x00-\x1f]*')
+"""Text that JSON writes as it is, between quotes: no quote, backslash or control character."""
+
+
+def json_text(text: str) -> str:
+    """`json_string`, with a fast path for the common text that needs no escaping (most paths)."""
+    return f'"{text}"' if PLAIN_TEXT.fullmatch(text) else json_string(text)

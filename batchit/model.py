@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -145,12 +146,12 @@ class Config:
         to), and batchit's own state."""
         return frozenset({self.out, STATE_DIR} | ({self.out_real} if self.out_real else set()) | self.walled)
 
-    @property
+    @cached_property
     def out_dir(self) -> Path:
         """The absolute output root."""
         return self.root / self.out
 
-    @property
+    @cached_property
     def state_dir(self) -> Path:
         """The absolute directory of this config's state store, records, cache and quarantine."""
         return self.root / self.state

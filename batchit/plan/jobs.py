@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from batchit.config import ConditionError, compile_condition, flags_read
 from batchit.fsutil import StatTuple, normalise_relative
 from batchit.globs import compile_glob
+from batchit.hashing import json_text
 from batchit.model import Config, Rule
 from batchit.operators.registry import OperatorRegistry
 from batchit.placeholders import (
@@ -67,11 +68,8 @@ class Job:
 
     def inputs_json(self) -> str:
         """The canonical `[{"blake3", "path"}]` list the manifest and state store keep."""
-        return json.dumps(
-            [{"blake3": h, "path": p} for p, h in zip(self.inputs, self.input_hashes, strict=True)],
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+        pairs = zip(self.inputs, self.input_hashes, strict=True)  # a hash is hex digits, or UNKNOWN
+        return "[" + ",".join(f'{{"blake3":"{h}","path":{json_text(p)}}}' for p, h in pairs) + "]"
 
 
 class Unit(NamedTuple):

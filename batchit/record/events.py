@@ -15,6 +15,9 @@ from typing import IO, Any
 
 EVENTS_FILE = "events.jsonl"
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+"""How an event becomes a line (one encoder for the run: `json.dumps` with options makes one per call)."""
+
 FLUSH_EVERY = 0.5
 """Seconds between commits of job results while a build runs, and so the longest a finished job's
 event waits in memory before it is written: a killed run loses no more of one than of the other."""
@@ -61,7 +64,7 @@ class EventLog:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
-        self._handle.write(json.dumps(event, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+        self._handle.write(_ENCODER.encode(event) + "\n")
         now = time.monotonic()
         if event.get("event") != "job" or now - self._flushed >= FLUSH_EVERY:
             self._handle.flush()

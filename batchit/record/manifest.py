@@ -7,7 +7,6 @@ are already canonical JSON text, which keeps 100,000 outputs fast.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,13 +15,11 @@ from operator import itemgetter
 from typing import Any
 
 from batchit import __version__
-from batchit.hashing import canonical_json, json_string
+from batchit.hashing import PLAIN_TEXT, canonical_json, json_text
 from batchit.state.rows import Failure, ListedOutput
 
 FORMAT = "batchit-manifest"
 FORMAT_VERSION = 1
-PLAIN_TEXT = re.compile(r'[^"\\\x00-\x1f]*')
-"""Text that JSON writes as it is, between quotes: no quote, backslash or control character."""
 QUOTED = '"{}"'.format
 """Plain text as a JSON string."""
 
@@ -89,11 +86,6 @@ def render_manifest(
     # "outputs" sorts between "format_version" and "run_id": splice it in at that place.
     cut = text.index(',"run_id":')
     return (text[:cut] + ',"outputs":[' + entries + "]" + text[cut:] + "\n").encode("utf-8")
-
-
-def json_text(text: str) -> str:
-    """`json_string`, with a fast path for the common text that needs no escaping (most paths)."""
-    return f'"{text}"' if PLAIN_TEXT.fullmatch(text) else json_string(text)
 
 
 def text_quoter(outputs: list[ListedOutput]) -> Callable[[str], str]:

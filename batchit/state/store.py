@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
+from operator import attrgetter
 from pathlib import Path
 from urllib.parse import quote
 
@@ -341,7 +342,7 @@ class StateStore:
     def commit_outputs(self, records: Iterable[OutputRecord]) -> None:
         """Store finished outputs' keys, hashes and inputs."""
         self.db.executemany(
-            "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", map(_fields, records)
+            "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", map(_OUTPUT_FIELDS, records)
         )
 
     def forget_outputs(self, paths: Iterable[str]) -> None:
@@ -364,7 +365,8 @@ class StateStore:
 
     def put_failure(self, failure: Failure) -> None:
         """Record a job's failure (replacing its previous one)."""
-        self.db.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?,?,?,?,?)", _fields(failure))
+        row = _FAILURE_FIELDS(failure)
+        self.db.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?,?,?,?,?)", row)
 
     def quarantine_of(self, rule: str, input_path: str, inputs_key: str) -> str | None:
         """Where (rule, input) is already quarantined while its input is unchanged (`inputs_key`),
@@ -416,8 +418,10 @@ class StateStore:
         return int(self.db.execute("SELECT COALESCE(SUM(size), 0) FROM cache").fetchone()[0])
 
 
-def _fields(record: OutputRecord | Failure) -> tuple[object, ...]:
-    return tuple(getattr(record, name) for name in record.__slots__)
+_OUTPUT_FIELDS = attrgetter(*OutputRecord.__slots__)
+"""An output record's values in column order (one per output a build commits)."""
+_FAILURE_FIELDS = attrgetter(*Failure.__slots__)
+"""A failure's values in column order."""
 
 
 class _Transaction:
