@@ -33,7 +33,7 @@ class CacheMiss(TransientError):
 
 def write_output(
     value: bytes | str | InputFile,
-    dest: Path,
+    dest: str,
     expect: dict[str, Any] | None,
     root: str,
     *,
@@ -55,14 +55,14 @@ def write_output(
             check_contracts(expect, tmp, size, Path(root))
 
         with _writing(dest, root):
-            publish_bytes(str(dest), data, fsync=fsync, check=check if expect else None)
+            publish_bytes(dest, data, fsync=fsync, check=check if expect else None)
         return blake3(data).hexdigest(), hashlib.sha256(data).hexdigest(), size, data
     b3, sha = blake3(), hashlib.sha256()
     size = 0
     with (
         open(data.absolute, "rb") as source,
         _writing(dest, root),
-        replacing(dest, fsync=fsync) as tmp,
+        replacing(Path(dest), fsync=fsync) as tmp,
     ):
         with open(tmp, "wb") as handle:
             while chunk := source.read(CHUNK):
@@ -98,7 +98,7 @@ def restore_output(
     return digest, sha, size
 
 
-def copy_into_cache(entry: Path, dest: Path, data: bytes | None) -> None:
+def copy_into_cache(entry: Path, dest: str | Path, data: bytes | None) -> None:
     """Keep a copy of the output `dest` (never a hard link: an output edited in place must not
     corrupt its cache entry) at the cache `entry`, unless one is there already."""
     if entry.exists():
@@ -111,13 +111,13 @@ def copy_into_cache(entry: Path, dest: Path, data: bytes | None) -> None:
 
 
 @contextlib.contextmanager
-def _writing(dest: Path, root: str) -> Iterator[None]:
+def _writing(dest: str | Path, root: str) -> Iterator[None]:
     """Turn an OSError while writing an output into an OutputError naming it: a file or directory in
     the way, a full or read-only disk is no fault of the job's input."""
     try:
         yield
     except OSError as exc:
-        output = dest.relative_to(root).as_posix()
+        output = Path(dest).relative_to(root).as_posix()
         if exc.errno in _DISK_REFUSED:
             hint = "free space or fix the permissions there, then build again (a build resumes)"
         else:

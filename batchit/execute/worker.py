@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
@@ -207,7 +208,7 @@ class _Computed:
         """Put the value in place as the job's output (see `write_output`) and keep a copy in the
         cache; the job's result. Never raises."""
         settings, spec = self.settings, self.spec
-        dest = Path(f"{settings.root}/{settings.out}/{spec.output}")
+        dest = f"{settings.root}/{settings.out}/{spec.output}"  # a str: no Path per job
         try:
             written = time.perf_counter()
             digest, sha, size, data = write_output(
@@ -241,7 +242,7 @@ def _compute(
 ) -> JobResult | _Computed:
     """Run a job's steps: a value to publish, or the job's result already (a restored copy, a failure)."""
     started = time.perf_counter()
-    root = Path(settings.root)
+    root = _root_path(settings.root)
     buffer: io.StringIO | None = None
     try:
         if spec.restore_from is not None:
@@ -270,10 +271,16 @@ def _compute(
         return _failed(spec, exc, started, buffer)
 
 
+@lru_cache(maxsize=4)
+def _root_path(root: str) -> Path:
+    """The project root as a Path, made once per worker rather than once per job."""
+    return Path(root)
+
+
 def _in_place(
     settings: WorkerSettings,
     spec: JobSpec,
-    dest: Path,
+    dest: str | Path,
     hashes: tuple[str, str, int],
     discovered: tuple[str, ...],
     started: float,
@@ -295,7 +302,7 @@ def _in_place(
     )
 
 
-def _keep_in_cache(entry: Path, dest: Path, data: bytes | None) -> str:
+def _keep_in_cache(entry: Path, dest: str, data: bytes | None) -> str:
     """Copy the output into the cache; what went wrong, when that cannot be done (a full disk,
     something in the way under .batchit/cache). The cache only saves work: no job fails for it."""
     try:
@@ -357,7 +364,7 @@ class _StatsAfter(TypedDict):
     input_stats: tuple[StatTuple | None, ...]
 
 
-def _stats_after(settings: WorkerSettings, spec: JobSpec, dest: Path) -> _StatsAfter:
+def _stats_after(settings: WorkerSettings, spec: JobSpec, dest: str | Path) -> _StatsAfter:
     """A finished job's output stat and its inputs' stats, as JobResult fields."""
     return {
         "output_stat": stat_identity(str(dest)),

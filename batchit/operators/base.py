@@ -67,6 +67,10 @@ class UpstreamSource:
     """The upstream job's matrix values (`{"width": 320}`); empty without a matrix."""
 
 
+JOB_LOG = logging.getLogger("batchit.job")
+"""Where a job's steps log unless the job captures their log (`python` and `shell` steps do)."""
+
+
 @dataclass
 class JobContext:
     """What a step may know about its job besides its value (SPEC section 12)."""
@@ -82,7 +86,7 @@ class JobContext:
     """Absolute project root."""
     out: str = "_build"
     """The output root, relative to `root` (inputs of an aggregate that reads another rule live there)."""
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("batchit.job"))
+    log: logging.Logger = JOB_LOG
     discovered: set[str] = field(default_factory=set)
     """Project-relative files this job read beyond its inputs; they enter its next action key."""
     read_hashes: dict[str, str] = field(default_factory=dict)
