@@ -142,6 +142,9 @@ class Hasher:
     key_files: set[str] = field(default_factory=set)
     """The files of `looked_up` hashed for a recipe (not only as a job's discovered dependency)."""
 
+    def __post_init__(self) -> None:
+        self._root_text = str(self.root)
+
     def hash_many(self, items: list[tuple[str, StatTuple]]) -> dict[str, str]:
         """Hashes of several files, reading only those the stat cache cannot vouch for."""
         result: dict[str, str] = {}
@@ -181,4 +184,5 @@ class Hasher:
 
     def _read(self, item: tuple[str, StatTuple]) -> str:
         path, stat = item
-        return hash_file(self.root / path, expected_size=stat[0])
+        # a Path per file would cost more than the read; an absolute `path` (hash_path) stays as it is
+        return hash_file(os.path.join(self._root_text, path), expected_size=stat[0])  # noqa: PTH118
