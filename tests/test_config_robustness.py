@@ -164,6 +164,22 @@ CASES = [
         {"notes.txt": "mine\n"},
     ),
     Case(
+        "space_after_out",
+        COPY + 'out: "_build "\n',
+        "batchit.yaml:7:1",
+        "out '_build ' has whitespace at the start or end of a folder name",
+        "write out: _build (a folder named '_build ' looks like '_build'",
+        None,
+    ),
+    Case(
+        "tab_before_a_folder_of_out",
+        COPY + 'out: "site/\\tpublic"\n',
+        "batchit.yaml:7:1",
+        "out 'site/\\tpublic' has whitespace at the start or end of a folder name",
+        "write out: site/public",
+        None,
+    ),
+    Case(
         "over_long_include",
         f"version: 1\ninclude: [{'p' * 300}.yaml]\n" + COPY.removeprefix("version: 1\n"),
         "batchit.yaml:2:11",

@@ -136,6 +136,15 @@ def _out(value: str, config: Document) -> str:
     problem = unusable(value)
     if problem:
         raise error_at(mark, f"out {value!r} {problem[0]}", hint=problem[1])
+    padded = next((name for name in value.split("/") if name != name.strip()), None)
+    if padded is not None:  # `out: "_build "` would write into a folder that only looks like _build
+        fixed = normalise("/".join(name.strip() for name in value.split("/"))) or "_build"
+        raise error_at(
+            mark,
+            f"out {value!r} has whitespace at the start or end of a folder name",
+            hint=f"write out: {fixed} (a folder named {padded!r} looks like {padded.strip()!r} in a "
+            "listing, but is another folder)",
+        )
     out = normalise(value)
     if not out:
         raise error_at(mark, "out may not be the project root", hint="write a directory such as _build")
