@@ -133,7 +133,7 @@ CASES = [
         "rule_reads_itself",
         "version: 1\nrules:\n  pages:\n    inputs: [{rule: pages}]\n    output: '{path}.x'\n"
         "    steps: [file.copy: {}]\n",
-        "batchit.yaml:4:14",
+        "batchit.yaml:4:15",
         "the rule reads its own outputs",
         "another rule",
     ),
@@ -142,7 +142,7 @@ CASES = [
         "version: 1\nrules:\n  pages:\n    inputs: {rule: thumb}\n    output: '{path}.x'\n"
         "    steps: [file.copy: {}]\n  thumbs:\n    inputs: ['*.jpg']\n    output: '{path}.x'\n"
         "    steps: [file.copy: {}]\n",
-        "batchit.yaml:4:5",
+        "batchit.yaml:4:14",
         "inputs name unknown rule 'thumb'",
         "did you mean 'thumbs'?",
     ),

@@ -52,6 +52,27 @@ def test_a_bad_with_value_is_reported_where_it_is_written_naming_the_parameter(
     assert project.snapshot(".batchit", "_build") == {}
 
 
+@pytest.mark.parametrize(
+    ("of", "error"),
+    [
+        ("nope", "inputs name unknown rule 'nope'"),
+        ("manifest", "the rule reads its own outputs"),
+    ],
+    ids=["an-unknown-rule", "the-rule-itself"],
+)
+def test_a_bad_rule_in_with_is_reported_where_it_is_written(project: Project, of: str, error: str) -> None:
+    """`of` fills `inputs: {rule: ...}` in cdn_manifest: the mistake is in the user's `with:`, not in
+    the bundled preset file."""
+    manifest = f"  manifest:\n    preset: cdn_manifest\n    with: {{of: {of}}}\n"
+    project.write({"pages/a.md": "# A\n", "batchit.yaml": PAGES + manifest})
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert (
+        f"error: batchit.yaml:10:12: rule 'manifest': {error} (from preset parameter 'of')" in result.stderr
+    ), result.describe()
+    assert project.snapshot(".batchit", "_build") == {}
+
+
 def test_the_pages_preset_takes_its_sources_as_a_list_or_as_one_glob(project: Project) -> None:
     """As `responsive_images` does; `inputs` takes a single glob as well as a list."""
     project.write({"docs/a.md": "# A\n", "docs/b.txt": "not a page\n", "t/page.html": "{{ content | safe }}"})

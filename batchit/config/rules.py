@@ -119,11 +119,11 @@ class _RuleBuilder:
                 globs.append(self.outside_state(normalise(item), "input", context.out, path))
             elif item["rule"] == self.name:
                 raise self.fail(
-                    path, "the rule reads its own outputs", "read another rule's outputs, or files"
+                    (*path, "rule"), "the rule reads its own outputs", "read another rule's outputs, or files"
                 )
             elif item["rule"] not in rule_names:
                 hint = did_you_mean(item["rule"], rule_names, f"rules: {listing(rule_names)}")
-                raise self.fail(path, f"inputs name unknown rule '{item['rule']}'", hint)
+                raise self.fail((*path, "rule"), f"inputs name unknown rule '{item['rule']}'", hint)
             else:
                 upstream.append(item["rule"])
         return tuple(globs), tuple(upstream)
