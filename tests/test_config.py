@@ -373,6 +373,23 @@ CASES = [
         "create the file or correct the path",
     ),
     Case(
+        "unknown_markdown_extension",
+        rule(
+            'output: "{path}.html"\nsteps: [text.load: {}, markdown.render: {extensions: [toc, nosuchext]}]\n'
+        ),
+        "batchit.yaml:6:64",
+        "step 2 (markdown.render) parameter 'extensions' names Markdown extension 'nosuchext', which is "
+        "not installed",
+        "install the package that provides it",
+    ),
+    Case(
+        "unknown_markdown_extension_module",
+        rule('output: "{path}.html"\nsteps: [markdown.render: {extensions: ["markdown.extensions.tok"]}]\n'),
+        "batchit.yaml:6:44",
+        "names Markdown extension 'markdown.extensions.tok', which is not installed",
+        "install the package that provides it",
+    ),
+    Case(
         "when_syntax_error",
         rule('output: "{path}.x"\nsteps:\n  - file.copy: {when: "flags.a and"}\n'),
         "batchit.yaml:7:",

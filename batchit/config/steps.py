@@ -172,7 +172,8 @@ def _check_params(
     scope: RuleScope,
     where: YamlPath,
 ) -> None:
-    """Validate the parameters once per combination of the matrix values they use."""
+    """Validate the parameters once per combination of the matrix values they use: against the
+    schema, then by the operator itself (`Operator.param_problem`)."""
     if checks.vouched:
         return
     used = names_in_value(params)
@@ -207,6 +208,12 @@ def _check_params(
                 key = mistyped[0]
                 exc.hint = f"quote {{{key}}}'s values in matrix: ('{chosen[key]}'), which makes them strings"
             raise
+        problem = operator.param_problem(concrete)
+        if problem is not None and not _uses_per_job(params, problem.path, scope.per_job):
+            message = f"{_step_label(where)} parameter '{problem.path[0]}' {problem.message}"
+            raise error_at(
+                nearest(marks, (*where, *problem.path)), message, rule=scope.rule, hint=problem.hint
+            )
 
 
 def _uses_per_job(params: Any, path: Sequence[str | int], per_job: frozenset[str]) -> bool:

@@ -108,6 +108,19 @@ class JobContext:
             self.read_hashes[relative] = blake3_hex(data)
 
 
+@dataclass(frozen=True)
+class ParamProblem:
+    """A parameter value the schema allows but the operator can tell, before any job runs, it cannot
+    use (a Markdown extension that is not installed): refused when the config loads, exit 2, rather
+    than failing every job of the rule for a mistake in the config."""
+
+    path: tuple[str | int, ...]
+    """Where in the step's parameters: `("extensions", 1)`; the first part names the parameter."""
+    message: str
+    """What is wrong, following "step N (name) parameter 'P' "."""
+    hint: str
+
+
 class Operator:
     """Base class of all operators; subclasses set the class attributes and implement `run`."""
 
@@ -145,6 +158,17 @@ class Operator:
     cheap: ClassVar[bool] = False
     """True when re-running costs no more than restoring a copy: a pipeline of only cheap steps is
     not kept in the cache (its result would just duplicate bytes already on disk)."""
+
+    @classmethod
+    def param_problem(cls, params: Mapping[str, Any]) -> ParamProblem | None:
+        """What makes `params` unusable in any job although they pass the schema, or None.
+
+        Called when the config loads, with the step's parameters as the schema check sees them
+        (matrix values filled in; a value holding a per-job placeholder is not judged), and only
+        when the schema checks run: a config a build already vouched for skips it, so `run` must
+        still report the same mistake. It must be cheap and import nothing heavy.
+        """
+        return None
 
     def sees_paths(self, params: Mapping[str, Any]) -> bool:
         """Whether this step, with `params` (placeholders filled), can see the input paths or the

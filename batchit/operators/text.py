@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import re
+import sys
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from batchit.errors import PermanentError, RecipeError
-from batchit.operators.base import LARGEST_COUNT, InputFile, JobContext, Operator, as_text
+from batchit.operators.base import LARGEST_COUNT, InputFile, JobContext, Operator, ParamProblem, as_text
 
 DEFAULT_MARKDOWN_EXTENSIONS = ("extra", "toc", "sane_lists")
 """Python-Markdown's tables, fenced code, footnotes, ...; heading ids; list parsing without surprises."""
+
+MARKDOWN_EXTENSION_HINT = "use a built-in extension name or install the package that provides it"
 
 
 class TextLoad(Operator):
@@ -129,13 +135,22 @@ class MarkdownRender(Operator):
                     "Python-Markdown extensions, by name (extra, toc, sane_lists, codehilite, ...) or "
                     "import path (pymdownx.tasklist). Default: extra (tables, fenced code, footnotes, "
                     "attribute lists, abbreviations, definition lists), toc (ids on headings) and "
-                    "sane_lists."
+                    "sane_lists. A name Python-Markdown cannot find is a config error."
                 ),
             },
         },
         "additionalProperties": False,
     }
     libraries = ("markdown",)
+
+    @classmethod
+    def param_problem(cls, params: Mapping[str, Any]) -> ParamProblem | None:
+        """The first extension Python-Markdown would not find: every job would fail on it."""
+        for index, name in enumerate(params.get("extensions", ())):
+            if not markdown_extension_found(name):
+                message = f"names Markdown extension {name!r}, which is not installed"
+                return ParamProblem(("extensions", index), message, MARKDOWN_EXTENSION_HINT)
+        return None
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """The HTML fragment for the Markdown text."""
@@ -148,6 +163,67 @@ class MarkdownRender(Operator):
         except (ImportError, AttributeError) as exc:
             raise RecipeError(
                 f"step {self.name}: cannot load Markdown extension from {extensions}: {exc}",
-                hint="use a built-in extension name or install the package that provides it",
+                hint=MARKDOWN_EXTENSION_HINT,
             ) from exc
         return converter.convert(text)
+
+
+@functools.cache
+def markdown_extension_found(name: str) -> bool:
+    """Whether Python-Markdown would find the extension `name`, looked up as it does, without
+    importing Markdown or the extension: an entry point of the `markdown.extensions` group by that
+    name (the built-ins are registered so), else the module of `path.to.module[:Class]`. A missing
+    `Class` in a module that exists is left for the job to report."""
+    import importlib.metadata  # ~25 ms with the scan below: only when the config's checks run
+
+    if any(entry.name == name for entry in importlib.metadata.entry_points(group="markdown.extensions")):
+        return True
+    return _findable(name.partition(":")[0])
+
+
+def _findable(name: str) -> bool:
+    """Whether `import name` would find a module, told without running one where it can be.
+
+    Each part is looked up by the finders the import system asks (`sys.meta_path`), a submodule in
+    the folders its package's spec names, so finding `pymdownx.tasklist` runs neither of them.
+    Only when that finds nothing below an existing top-level package is the parent imported, as
+    `import` would (its `__init__` may extend its `__path__`): a lookup that finds the module runs
+    no code, and one that does not costs what importing the name would.
+    """
+    parts = name.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return False
+    locations: list[str] | None = None
+    for depth in range(1, len(parts) + 1):
+        found, locations = _look_up(".".join(parts[:depth]), locations)
+        if not found:
+            return depth > 1 and _found_by_importing_parents(name)
+        if depth < len(parts) and locations is None:
+            return False  # a module, not a package: it has no submodules
+    return True
+
+
+def _look_up(fullname: str, path: list[str] | None) -> tuple[bool, list[str] | None]:
+    """Whether a finder knows `fullname` (in the folders `path`, for a submodule), and the folders
+    its submodules are in when it is a package; a module already imported is known as it is."""
+    module = sys.modules.get(fullname)
+    if module is not None:
+        return True, list(getattr(module, "__path__", None) or []) or None
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        spec = find_spec(fullname, path) if find_spec is not None else None
+        if spec is not None:
+            locations = spec.submodule_search_locations
+            return True, list(locations) if locations is not None else None
+    return False, None
+
+
+def _found_by_importing_parents(name: str) -> bool:
+    """`importlib.util.find_spec`, which imports the packages above `name` first; a package that
+    fails to import counts as found: importing the name reports that failure better."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+    except Exception:  # the package's own code failed: not a name that is missing
+        return True
