@@ -390,6 +390,22 @@ CASES = [
         "install the package that provides it",
     ),
     Case(
+        "python_module_missing",
+        rule('output: "{path}.x"\nsteps: [python: {function: "tools.pages:parse", version: "1"}]\n'),
+        "batchit.yaml:6",
+        "step 1 (python): cannot import module tools.pages: No module named 'tools.pages'",
+        "put tools/pages.py under the project root",
+        files={"tools/__init__.py": ""},
+    ),
+    Case(
+        "python_function_missing",
+        rule('output: "{path}.x"\nsteps: [python: {function: "tools:prase", version: "1"}]\n'),
+        "batchit.yaml:6",
+        "step 1 (python): module tools (tools.py) defines no function prase",
+        "correct the name in 'tools:prase'",
+        files={"tools.py": "import re\n\ndef parse(value, ctx):\n    return value\n"},
+    ),
+    Case(
         "when_syntax_error",
         rule('output: "{path}.x"\nsteps:\n  - file.copy: {when: "flags.a and"}\n'),
         "batchit.yaml:7:",

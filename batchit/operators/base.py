@@ -192,7 +192,12 @@ class Operator:
         return versions
 
     def key_files(self, params: Mapping[str, Any], root: Path) -> dict[str, Path]:
-        """Files whose content enters the action key, by a label that is stable across machines."""
+        """Files whose content enters the action key, by a label that is stable across machines.
+
+        Called as the build plans, before any job runs; RecipeError for parameters that name
+        something no job could use (a `python` step's module that is not there), which the
+        planner reports as a config error of the rule (exit 2).
+        """
         return {
             f"{name}:{params[name]}": root / str(params[name])
             for name in self.file_params

@@ -22,7 +22,7 @@ from batchit.fsutil import StatTuple, stat_identity
 from batchit.operators.base import InputFile, JobContext, Operator, as_bytes
 from batchit.operators.capture import captured_output
 from batchit.operators.commands import CommandStopped, CommandTimeout, run_command
-from batchit.operators.imports import project_imports
+from batchit.operators.imports import function_source, project_imports, unimportable
 from batchit.placeholders import names_in, names_in_value, substitute
 
 IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -90,21 +90,18 @@ class PythonCall(Operator):
         imports, labelled `python:<module> imports <path>`: known before the job runs, so the key
         (and a `{key8}` name) is final from the first build.
 
-        Nothing when the module cannot be found: its jobs then fail with the reason, and become stale
-        once it exists.
+        A module that cannot be found, or whose source surely defines no such function, raises
+        RecipeError (see `function_source`): the plan refuses the rule, before any job fails on
+        it. Nothing when the module has no source file to read.
         """
         function = params.get("function")
         if not isinstance(function, str):
             return {}
         module = function.partition(":")[0]
         _put_on_path(root)
-        try:
-            spec = importlib.util.find_spec(module)
-        except (ImportError, ValueError):  # a parent package is missing or broken
+        source = function_source(function, root)
+        if source is None:
             return {}
-        if spec is None or not spec.has_location or spec.origin is None:
-            return {}
-        source = Path(spec.origin)
         files = {f"python:{module}": source}
         for relative in project_imports(source, root):
             files[f"python:{module} imports {relative}"] = root / relative
@@ -221,10 +218,7 @@ def _load_function(target: str, root: Path) -> Callable[..., Any]:
     try:
         module = _current_module(module_name)
     except (ImportError, SyntaxError) as exc:
-        raise RecipeError(
-            f"python step: cannot import module {module_name}: {exc}",
-            hint=f"put {module_name.replace('.', '/')}.py under the project root, or install it",
-        ) from exc
+        raise unimportable(module_name, exc) from exc
     function: object = getattr(module, attr, None)
     if not callable(function):
         raise RecipeError(

@@ -6,15 +6,64 @@ templates a template includes. Which files those are is read from the `import` s
 source (every one, also those inside functions), followed from module to module, and resolved
 against the project root only: installed packages and the standard library never count, and the
 answer depends on the files alone, never on what a process happened to import before.
+
+`function_source` finds a step's module as its job will import it, and reads its source the same
+way, to tell before any job runs that the module is not there or surely does not define the function.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 from functools import cache
 from pathlib import Path
 
+from batchit.errors import RecipeError
 from batchit.fsutil import StatTuple, stat_identity
+
+
+def function_source(function: str, root: Path) -> Path | None:
+    """The source file of the module of `function` (`module:name`), found as `import` will find
+    it (the project root must be on the import path) but not run: only a dotted name's parent
+    packages are imported, as `importlib.util.find_spec` does. None when it has no source file.
+
+    A module that cannot be found, also once the finders' caches are cleared (it may have been
+    written since they were filled), or whose source surely defines no such name (`may_define`),
+    raises RecipeError, the error its jobs would fail with.
+    """
+    module, _, name = function.partition(":")
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is None:
+            importlib.invalidate_caches()
+            spec = importlib.util.find_spec(module)
+    except ValueError:  # a module already imported whose __spec__ is None: nothing to read
+        return None
+    except (ImportError, SyntaxError) as exc:  # a parent package is missing or broken
+        raise unimportable(module, exc) from None
+    if spec is None:
+        raise unimportable(module, ModuleNotFoundError(f"No module named {module!r}"))
+    if not spec.has_location or spec.origin is None:
+        return None
+    source = Path(spec.origin)
+    if not may_define(source, name):
+        try:
+            shown = source.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            shown = str(source)
+        raise RecipeError(
+            f"module {module} ({shown}) defines no function {name}",
+            hint=f"correct the name in {function!r}, or define `def {name}(value, ctx, **params)` in {shown}",
+        )
+    return source
+
+
+def unimportable(module: str, exc: BaseException) -> RecipeError:
+    """The error of a `python` step whose module cannot be imported, at plan or at run time."""
+    return RecipeError(
+        f"cannot import module {module}: {exc}",
+        hint=f"put {module.replace('.', '/')}.py under the project root, or install it",
+    )
 
 
 def project_imports(module_file: Path, root: Path) -> list[str]:
@@ -101,3 +150,60 @@ def _module_files(name: str, root: Path) -> list[Path]:
             files.append(module)
         break
     return files
+
+
+def may_define(module_file: Path, name: str) -> bool:
+    """Whether the module `module_file` could have a global `name` once imported; False only when
+    its source surely gives it none: the file parses, binds `name` nowhere (no `def`, `class`,
+    assignment, import, loop, `with`, `except` or `match` target of that name, at any depth: a
+    function may declare it `global`), and has nothing that adds globals by a computed name (a
+    star import, a module `__getattr__`, `globals()`, `setattr`, `exec`, `sys.modules`, ...).
+    A package's `__init__.py` also gets its submodules as globals, when anything imports them.
+    """
+    source = module_file.resolve()
+    if source.suffix != ".py":
+        return True  # compiled, or no source to read
+    names = _bound_names(source, stat_identity(str(source)))
+    if names is None or name in names:
+        return True
+    if source.name == "__init__.py":
+        return (source.parent / f"{name}.py").exists() or (source.parent / name).is_dir()
+    return False
+
+
+DYNAMIC_NAMES = frozenset({"globals", "locals", "vars", "setattr", "exec", "eval", "__dict__", "modules"})
+"""Names whose use may add a module global that no statement binds by name (`globals()[name] = f`,
+`setattr(sys.modules[__name__], ...)`, `sys.modules[__name__] = other`)."""
+
+
+@cache
+def _bound_names(source: Path, identity: StatTuple | None) -> frozenset[str] | None:
+    """Every name the source binds anywhere (cached per file version: `identity` is its stat); None
+    when that cannot be told: the file cannot be read or parsed, or it may bind names dynamically."""
+    if identity is None:
+        return None
+    try:
+        tree = ast.parse(source.read_bytes(), filename=str(source))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif node.id in DYNAMIC_NAMES:
+                return None
+        elif isinstance(node, ast.Attribute) and node.attr in DYNAMIC_NAMES:
+            return None
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                if alias.name == "*":
+                    return None
+                names.add(alias.asname or alias.name.partition(".")[0])
+        elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
+            names.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            names.add(node.rest)
+    return None if "__getattr__" in names else frozenset(names)

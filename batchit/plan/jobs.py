@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from batchit.config import ConditionError, compile_condition, flags_read
+from batchit.errors import RecipeError
 from batchit.fsutil import StatTuple, normalise_relative
 from batchit.globs import compile_glob
 from batchit.hashing import json_text
@@ -273,7 +274,12 @@ class JobExpander:
             path_aware = (
                 path_aware or op.sees_paths(params) or bool(names_in_value(step.params) & PATH_PLACEHOLDERS)
             )
-            for label, path in op.key_files(params, self.config.root).items():
+            try:
+                named = op.key_files(params, self.config.root)
+            except RecipeError as exc:  # every job would fail on it: a mistake in the config
+                message = f"step {number} ({step.operator}): {exc.message}"
+                raise rule_error(self.config, rule, message, exc.hint or "correct the step", step) from None
+            for label, path in named.items():
                 paths.append(self.named.path_of(path))
                 files[label] = self.named.hash(rule, paths[-1], f"step {number} ({step.operator})", step)
         if rule.validate and ("checksums" in rule.validate or "extensions" in rule.validate):
