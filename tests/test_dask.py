@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -142,6 +143,53 @@ def test_dask_alone_starts_a_local_cluster_for_the_build(shouting: Project) -> N
     assert shouting.read("_build/shout/a.txt") == "A IS A FILE\n"
     assert "Dask-Default-Threads" in job_log(shouting, "shout/a.txt")
     assert shouting.manifest()["summary"]["built"] == 11
+
+
+def spawned_children(pid: int) -> list[int]:
+    """The processes `pid` started through multiprocessing's spawn (a local cluster's nannies and
+    workers; not its resource tracker), read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rpartition(")")[2].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue  # it ended meanwhile
+        if parent == pid and b"spawn_main" in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def group_alive(group: int) -> bool:
+    """True while any process of the process group `group` runs."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ctrl_c_while_the_local_cluster_starts_stops_it_and_exits_130_without_tracebacks(
+    shouting: Project,
+) -> None:
+    """A Ctrl-C reaches the terminal's whole process group, the cluster's processes too while they
+    are still starting: they ignore it, and the build takes it once the cluster is up, stops the
+    cluster and exits 130 having built nothing."""
+    build = subprocess.Popen(
+        [sys.executable, "-m", "batchit", "build", "--no-progress", "--executor", "dask", "-j", "2"],
+        cwd=shouting.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # a group of its own, as a terminal gives a command
+    )  # fmt: skip
+    try:
+        wait_until(lambda: bool(spawned_children(build.pid)), "the cluster's first process to start")
+        os.killpg(build.pid, signal.SIGINT)  # Ctrl-C
+        _, stderr = build.communicate(timeout=120)
+    finally:
+        build.kill()
+    assert build.returncode == 130, stderr
+    assert "Traceback" not in stderr and "leaked" not in stderr, stderr
+    assert not (shouting.root / "_build").exists()
+    wait_until(lambda: not group_alive(build.pid), "the cluster's processes to end")
 
 
 def test_a_permanent_failure_on_a_cluster_quarantines_as_locally(

@@ -35,6 +35,7 @@ from typing import Any
 from batchit import __version__
 from batchit.errors import BatchitError, UsageError
 from batchit.execute.pools import Pools
+from batchit.execute.signals import spawned_ignoring_ctrl_c
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_batch
 from batchit.operators.commands import signal_commands, stop_requested
 
@@ -103,16 +104,7 @@ class DaskPools(Pools):
         for handler in logging.getLogger("distributed").handlers:
             handler.setLevel(logging.CRITICAL + 1)  # stderr is batchit's (`--log-format json`)
         if self.address is None:
-            self._cluster = distributed.LocalCluster(
-                n_workers=self.workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                scheduler_kwargs={"dashboard_address": ":0"},  # its HTTP routes, else on port 8787
-                silence_logs=logging.CRITICAL,
-            )
-            client = distributed.Client(self._cluster, set_as_default=False)
-            client.register_plugin(LeaveInterruptsToTheCoordinator(), name="batchit-interrupts")
+            client = self._start_local_cluster()
         else:
             try:
                 _answers_as_a_scheduler(self.address)
@@ -130,6 +122,30 @@ class DaskPools(Pools):
             self._check_workers(client)
         except BaseException:
             self.shutdown()
+            raise
+        return client
+
+    def _start_local_cluster(self) -> distributed.Client:
+        """Start the build's own cluster of `workers` processes and connect to it.
+
+        Its processes start ignoring SIGINT: a Ctrl-C while they start would print their
+        tracebacks. One pressed meanwhile reaches the build once the cluster is up, which then
+        stops it again in order.
+        """
+        try:
+            with spawned_ignoring_ctrl_c():
+                self._cluster = distributed.LocalCluster(
+                    n_workers=self.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    scheduler_kwargs={"dashboard_address": ":0"},  # its HTTP routes, else on port 8787
+                    silence_logs=logging.CRITICAL,
+                )
+            client = distributed.Client(self._cluster, set_as_default=False)
+            client.register_plugin(LeaveInterruptsToTheCoordinator(), name="batchit-interrupts")
+        except BaseException:
+            self.shutdown(cancel=True)
             raise
         return client
 

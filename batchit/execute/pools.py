@@ -16,11 +16,12 @@ import os
 import select
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
+from batchit.execute.signals import spawned_ignoring_ctrl_c
 from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_batch
 from batchit.operators.commands import signal_commands
 
@@ -87,7 +88,7 @@ class Pools:
             from multiprocessing import forkserver
 
             self._context()
-            with _spawned_ignoring_ctrl_c():
+            with spawned_ignoring_ctrl_c():
                 forkserver.ensure_running()
 
     @property
@@ -158,29 +159,6 @@ class Pools:
         for process in self._workers():
             process.terminate()  # ProcessPoolExecutor has no public way to stop a running call
         signal_commands(signal.SIGKILL)  # a thread waiting on a command then returns at once
-
-
-@contextlib.contextmanager
-def _spawned_ignoring_ctrl_c() -> Iterator[None]:
-    """Processes spawned in the block start with SIGINT ignored. A Ctrl-C that reached the
-    forkserver while its interpreter was still starting killed it with a "Fatal Python error" on
-    the terminal; once running, it ignores SIGINT itself and its workers set their own handler
-    (`_leave_interrupts_to_the_coordinator`). An ignored disposition survives the spawn's exec; a
-    blocked mask does not (the spawn resets it), so the child needs SIG_IGN.
-
-    SIGINT is blocked here meanwhile as well: Linux never discards a blocked signal as ignored, so
-    a Ctrl-C to this process in those few milliseconds stays pending and reaches the handler put
-    back when the block ends. Only the main thread can change a handler."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _leave_interrupts_to_the_coordinator() -> None:

@@ -7,10 +7,11 @@ so far is already durable in the state store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 
 from batchit.operators.commands import resume_commands
@@ -68,3 +69,34 @@ class StopSignals:
             f"interrupted ({name}): no new jobs; running jobs get {GRACE_SECONDS:.0f} s to finish; "
             "interrupt again to exit at once"
         )
+
+
+@contextlib.contextmanager
+def spawned_ignoring_ctrl_c() -> Iterator[None]:
+    """Processes spawned in the block start with SIGINT ignored. A Ctrl-C that reached the
+    forkserver while its interpreter was still starting killed it with a "Fatal Python error" on
+    the terminal, and one that reached the processes of a Dask local cluster as they started
+    printed their tracebacks; once running, they leave Ctrl-C to the coordinator. An ignored
+    disposition survives the spawn's exec; a blocked mask does not (the spawn resets it), so the
+    child needs SIG_IGN.
+
+    SIGINT is blocked here meanwhile as well, in this thread and in the threads started in the
+    block (they inherit the mask): Linux never discards a blocked signal as ignored, so a Ctrl-C
+    to this process while the block lasts (milliseconds for a forkserver, a second or two for a
+    local cluster) stays pending and reaches the handler put back when the block ends. Only the
+    main thread can change a handler. multiprocessing's resource tracker, which the spawning
+    starts when it is not running yet, unblocks SIGINT once it has started (dropping a Ctrl-C
+    pressed in the block): it is started first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from multiprocessing import resource_tracker  # only builds that spawn processes need it
+
+    resource_tracker.ensure_running()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
