@@ -70,7 +70,7 @@ def load_replay_record(runs_dir: Path, run_id: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise UsageError(
             f"run {path.parent.name} kept no replay record ({REPLAY_FILE})",
-            hint="runs that `doit` recorded keep none; pick a run of `batchit build` (`batchit runs`)",
+            hint="its replay.json was removed, or an older batchit recorded it; " + ANOTHER_RUN,
         ) from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read {path}: {exc}", hint=ANOTHER_RUN) from exc

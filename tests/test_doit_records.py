@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import COPY_AND_UPPER, PICKY, PICKY_MODULE, TOOLS, Project
-from test_doit import doit
+from test_doit import DODO, doit
 
 pytestmark = pytest.mark.slow  # each doit and batchit run is a fresh interpreter
 
@@ -115,3 +115,29 @@ def test_the_report_of_a_doit_run_shows_what_each_sub_task_did(tmp_path: Path) -
     assert run["throughput"]["bytes"] > 0 and sum(run["stages"].values()) > 0
     assert len(run["slowest"]) == 5
     assert {tuple(row["reasons"]) for row in run["rebuilt"]} == {("new output",)}
+
+
+def test_batchit_replays_the_jobs_a_doit_run_ran_with_its_seed(tmp_path: Path) -> None:
+    (tmp_path / "dodo.py").write_text(DODO, encoding="utf-8")
+    site = Project(tmp_path / "site")
+    site.config(PICKY)
+    site.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "b\n"})
+    site.build()
+    site.write({"in/b.txt": "b2\n"})
+    result = doit(site, "site")
+    assert result.code == 0, result.describe()
+    run_id = site.manifest()["run_id"]
+    record = json.loads((site.root / ".batchit/runs" / run_id / "replay.json").read_text())
+    assert isinstance(record["seed"], int)
+    [job] = record["jobs"]  # a.txt was up to date: only b.txt's sub-task ran its job
+    assert (job["output"], job["status"], [i["path"] for i in job["inputs"]]) == (
+        "b.txt",
+        "built",
+        ["in/b.txt"],
+    )
+    site.write({"in/b.txt": "b3\n"})
+    replayed = site.run("replay", run_id, "--no-progress")
+    assert replayed.code == 0, replayed.describe()
+    assert f"input changed since run {run_id}: in/b.txt" in replayed.stderr
+    assert site.manifest()["summary"]["built"] == 1
+    assert site.read("_build/b.txt") == "B3\n"

@@ -13,9 +13,10 @@ from batchit.record.alerts import alert, alert_failure
 from batchit.record.commits import Committer
 from batchit.record.manifest import RunInfo, new_run_id
 from batchit.record.recorder import Recorder
+from batchit.record.replays import replay_entry, replay_record, write_replay_record
 from batchit.record.rundata import JobRow
 from batchit.record.runs import IN_PROGRESS, UNFINISHED, swept
-from batchit.record.subtasks import with_job_results
+from batchit.record.subtasks import Noted, read_job_results, tried_entries, with_job_results
 from batchit.state.rows import Failure, OutputRecord
 from batchit.state.store import StateStore
 
@@ -43,7 +44,10 @@ def write_doit_record(session: Session, store: StateStore) -> None:
     committer.forget_failures_of_current(jobs)
     outputs, failures = store.load_outputs(), store.load_failures()
     rows = [_row(session, job, outputs.get(job.output), failures.get(job.job_id)) for job in jobs]
-    rows = with_job_results(session.config.state_dir / "runs" / run_id, rows)
+    run_dir = session.config.state_dir / "runs" / run_id
+    noted = read_job_results(run_dir)
+    rows = with_job_results(rows, noted)
+    _write_replay(session, run_id, jobs, noted)
     statuses = {row.output: "stale" if row.status == "not_run" else row.status for row in rows}
     counts = dict.fromkeys(SUMMARY, 0)
     counts["pruned"] = len(pruned)
@@ -71,6 +75,33 @@ def write_doit_record(session: Session, store: StateStore) -> None:
     (session.config.state_dir / "runs" / run_id / IN_PROGRESS).unlink(missing_ok=True)
     unfinished.unlink(missing_ok=True)
     remember_plan(planner, store.generation(), lambda: settled_plan(planner, jobs))
+
+
+DOIT_SETTINGS: dict[str, Any] = {
+    "jobs": None,
+    "executor": "local",
+    "dask_address": None,
+    "sample": None,
+    "fail_fast": False,
+    "batch_size": None,
+    "rules": [],
+}
+"""A doit run's settings in its replay record: doit decides its workers (`-n`, `-P`) and whether
+it stops at a failure (`--continue`), so `batchit replay` runs its jobs with batchit's defaults."""
+
+
+def _write_replay(session: Session, run_id: str, jobs: list[Job], noted: Noted) -> None:
+    """The run's replay record, as a build keeps one: the jobs its sub-tasks ran, with the input
+    hashes each was planned with, and those held back by a quarantined input, with the run's seed."""
+    held = [
+        replay_entry(job, "quarantined")
+        for job in jobs
+        if job.action == "quarantined" and job.job_id not in noted
+    ]
+    record = replay_record(
+        run_id, session.seed, session.config.flags, dict(DOIT_SETTINGS), [*tried_entries(noted), *held]
+    )
+    write_replay_record(session.config.state_dir / "runs" / run_id, record)
 
 
 def _record_id(session: Session) -> str:

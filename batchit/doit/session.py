@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ class Session:
     """Minted when doit loads the tasks: the sub-tasks commit their rows and keep their logs under it;
     `_record` records the run under it too, unless another run was recorded meanwhile."""
     started: datetime
+    seed: int = field(default_factory=lambda: secrets.randbits(32))
+    """Seeds the retry jitter of every sub-task, as `build --seed` does; kept in the run's replay
+    record, so `batchit replay` waits as this run did."""
     pid: int = field(default_factory=os.getpid)
     """doit's own process, which outlives every sub-task (`-P process` forks it)."""
     _unnamed: dict[str, str] = field(default_factory=dict, repr=False)
@@ -254,7 +258,9 @@ class Session:
             by_rule.setdefault(planned.rule, []).append(planned)
         mark_in_progress(self.config.state_dir / "runs" / self.run_id, self.pid)  # its logs go there
         mark_unfinished(self.config.state_dir)  # until `_record`: a kill before it leaves litter to sweep
-        result = run_planned_job(self.config, self.registry, store, planner, job, self.run_id, by_rule, warn)
+        result = run_planned_job(
+            self.config, self.registry, store, planner, job, self.run_id, self.seed, by_rule, warn
+        )
         if not result.ok:  # doit has no deferred outcome: a deferred job fails its sub-task, unrecorded
             deferred = " (deferred: the next run tries it again)" if result.deferred else ""
             if not result.deferred:  # doit runs no `_record` after a failure: this is the run's alert

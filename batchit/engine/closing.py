@@ -20,7 +20,7 @@ from batchit.plan.remember import Settled, settled_unrun
 from batchit.record.commits import quarantines
 from batchit.record.manifest import RunInfo
 from batchit.record.recorder import Recorder
-from batchit.record.replays import replay_record, write_replay_record
+from batchit.record.replays import replay_entry, replay_record, tried_status, write_replay_record
 from batchit.record.rundata import job_row
 from batchit.state.rows import ListedOutput
 
@@ -31,9 +31,14 @@ if TYPE_CHECKING:
 def write_replay(build: RunningBuild) -> None:
     """Record the jobs this run tried, and those it held back for a quarantined input (its
     failures too, which `replay --failed` runs again), with their input hashes, seed and settings."""
-    tried = [(job := build.jobs[job_id], _tried(job, r)) for job_id, r in build.results.items()]
+    tried = [
+        replay_entry(job := build.jobs[job_id], tried_status(job, r)) for job_id, r in build.results.items()
+    ]
     held = [
-        (j, "quarantined") for planned in build.by_rule.values() for j in planned if j.action == "quarantined"
+        replay_entry(j, "quarantined")
+        for planned in build.by_rule.values()
+        for j in planned
+        if j.action == "quarantined"
     ]
     options = build.options
     settings = {
@@ -47,15 +52,6 @@ def write_replay(build: RunningBuild) -> None:
     }
     record = replay_record(build.run_id, build.seed, build.config.flags, settings, [*tried, *held])
     write_replay_record(build.config.state_dir / "runs" / build.run_id, record)
-
-
-def _tried(job: Job, result: JobResult) -> str:
-    """What a run did to a job it ran, as its replay record says."""
-    if result.ok:
-        return "built"
-    if result.deferred:
-        return "deferred"
-    return "quarantined" if quarantines(job, result) else "failed"
 
 
 def settled_outputs(build: RunningBuild, jobs: list[Job]) -> Settled | None:

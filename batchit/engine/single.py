@@ -102,6 +102,7 @@ def run_planned_job(
     planner: Planner,
     job: Job,
     run_id: str,
+    seed: int,
     by_rule: Mapping[str, list[Job]],
     warn: Callable[[str], None],
 ) -> JobResult:
@@ -109,8 +110,9 @@ def run_planned_job(
 
     The same steps as a build takes for each job: claim the output before anything is renamed into
     it, restore from the cache (a missing entry runs the job instead), retry transient failures with
-    the rule's backoff, commit the result, keep the job's log. The caller holds the project lock
-    (shared: doit runs several of these at once) and planned `job` with `planner` on `store`.
+    the rule's backoff (its jitter drawn from `seed`, as a build's), commit the result, keep the job's
+    log. The caller holds the project lock (shared: doit runs several of these at once) and planned
+    `job` with `planner` on `store`.
     """
     cache_dir = config.state_dir / "cache"
     settings = WorkerSettings(str(config.root), config.out, str(cache_dir), config.durability == "fsync")
@@ -129,7 +131,7 @@ def run_planned_job(
         result = run_job(settings, spec)
     policy = config.rules[job.rule].retry
     while not result.ok and result.transient and spec.attempt < policy.attempts:
-        time.sleep(backoff_delay(policy, spec.attempt, f"{run_id}:{job.key}", result.retry_after))
+        time.sleep(backoff_delay(policy, spec.attempt, f"{seed}:{job.key}", result.retry_after))
         spec = replace(spec, attempt=spec.attempt + 1)
         result = run_job(settings, spec)
     committer.add(job, result)
