@@ -468,8 +468,8 @@ def test_ctrl_c_stops_the_commands_doit_sub_tasks_run(tmp_path: Path, parallel: 
 
 
 def test_a_doit_run_alerts_as_a_build_does(site: Project, webhook: str) -> None:
-    """`when: always`: the recorded run's summary; a failed job: an alert from its sub-task, since
-    doit runs no `_record` after a failure."""
+    """`when: always`: the recorded run's summary; a failed job: the alert of the run recorded as
+    doit exits, since doit runs no `_record` after a failure."""
     site.config(CONFIG + f'alerts: {{webhook: "{webhook}", when: always}}\n')
     assert doit(site).code == 0
     [(headers, body)] = Hooks.received

@@ -49,24 +49,34 @@ def test_record_of_a_doit_run_survives_a_batchit_build_between_its_sub_tasks(tmp
     assert site.run("verify").code == 0
 
 
-def test_a_failed_doit_runs_logs_count_for_no_run_and_go_with_the_next_record(tmp_path: Path) -> None:
+def test_a_doit_run_whose_sub_task_failed_is_recorded_under_the_id_its_quarantine_names(
+    tmp_path: Path,
+) -> None:
+    """doit runs no `_record` after a failed sub-task: the run is recorded when doit exits."""
     (tmp_path / "dodo.py").write_text(BUILD_BETWEEN, encoding="utf-8")
     site = Project(tmp_path / "site")
     site.config("runs: {keep: 2}\n" + PICKY)
     site.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n"})
     site.build()
-    first = kept_runs(site)
     site.write({"in/b.txt": "bad\n", "in/c.txt": "c\n"})
     failed = doit(site, "--continue", "site")  # c.txt runs, and logs what it printed
     assert failed.code != 0, failed.describe()
-    folders = sorted(p.name for p in (site.root / ".batchit/runs").iterdir() if p.is_dir())
-    assert len(folders) == 2  # the build's run, and the logs of the doit run that recorded nothing
+    [held] = json.loads(site.run("quarantine", "list", "--json").stdout)
+    assert kept_runs(site)[-1] == held["run_id"] == site.manifest()["run_id"]
+    manifest = site.manifest()
+    assert (manifest["status"], manifest["summary"]["built"], manifest["summary"]["quarantined"]) == (
+        "failed",
+        1,
+        1,
+    )
+    assert [f["quarantine"] for f in manifest["failures"]] == [held["quarantine"]]
+    assert (site.root / ".batchit/runs" / held["run_id"] / "logs/c.txt.log").is_file()
+    assert site.run("report", held["run_id"]).code == 0
     site.write({"in/b.txt": "b\n"})
-    fixed = doit(site, "site")
-    assert fixed.code == 0, fixed.describe()
-    kept = kept_runs(site)
-    assert kept[0] == first[0] and len(kept) == 2
-    assert sorted(p.name for p in (site.root / ".batchit/runs").iterdir() if p.is_dir()) == kept
+    replayed = site.run("replay", held["run_id"], "--failed", "--no-progress")
+    assert replayed.code == 0, replayed.describe()
+    assert site.read("_build/b.txt") == "B\n"
+    assert kept_runs(site)[0] == held["run_id"]  # runs.keep counts it as the record it is
 
 
 COPY_BY_STEM = """\

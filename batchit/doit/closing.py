@@ -23,12 +23,16 @@ from batchit.state.store import StateStore
 if TYPE_CHECKING:
     from batchit.doit.session import Session
 
+RUNS = frozenset({"run", "restore"})
+"""The actions of jobs still to run."""
 SUMMARY = ("built", "restored", "up_to_date", "failed", "quarantined", "deferred", "pruned")
 
 
-def write_doit_record(session: Session, store: StateStore) -> None:
+def write_doit_record(session: Session, store: StateStore, *, complete: bool) -> str:
     """`_record`'s work, under the exclusive lock: sweep what a killed run left, prune, forget
-    failures of jobs now up to date, then write the run's record and leave the settled plan."""
+    failures of jobs now up to date, then write the run's record and leave the settled plan; return
+    the run id it is recorded under. Not `complete` (a sub-task failed, or doit ran only some), the
+    rules with a job still to run keep their outputs, as those of a build stopped at a failure do."""
     unfinished = session.config.state_dir / UNFINISHED
     if unfinished.exists():  # every sub-task is done, and the exclusive lock keeps others out
         for message in swept(session.config, store):
@@ -40,7 +44,10 @@ def write_doit_record(session: Session, store: StateStore) -> None:
     for job in jobs:
         by_rule[job.rule].append(job)
     committer = Committer(store, planner, session.config, run_id, warn)
-    pruned = committer.prune(by_rule, list(by_rule), full=True)  # every job ran before _record
+    finished = [
+        rule for rule, planned in by_rule.items() if complete or not any(j.action in RUNS for j in planned)
+    ]
+    pruned = committer.prune(by_rule, finished, full=complete)
     committer.forget_failures_of_current(jobs)
     outputs, failures = store.load_outputs(), store.load_failures()
     rows = [_row(session, job, outputs.get(job.output), failures.get(job.job_id)) for job in jobs]
@@ -75,6 +82,7 @@ def write_doit_record(session: Session, store: StateStore) -> None:
     (session.config.state_dir / "runs" / run_id / IN_PROGRESS).unlink(missing_ok=True)
     unfinished.unlink(missing_ok=True)
     remember_plan(planner, store.generation(), lambda: settled_plan(planner, jobs))
+    return run_id
 
 
 DOIT_SETTINGS: dict[str, Any] = {

@@ -10,9 +10,11 @@ bytes again. So a doit run costs time in proportion to its jobs, and one edit co
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import secrets
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,15 +28,13 @@ from batchit.config import load_config
 from batchit.doit.closing import job_label, warn, write_doit_record
 from batchit.engine import run_planned_job
 from batchit.errors import BatchitError
-from batchit.execute.worker import JobResult
 from batchit.model import RESERVED_OUTPUTS, Config
+from batchit.operators.commands import stop_requested
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, PlanOptions, select_rules
-from batchit.record.alerts import alert, alert_failure
-from batchit.record.commits import quarantines
 from batchit.record.manifest import new_run_id
-from batchit.record.runs import UNFINISHED, latest_run, mark_in_progress, mark_unfinished
+from batchit.record.runs import IN_PROGRESS, UNFINISHED, latest_run, mark_in_progress, mark_unfinished
 from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
 
@@ -85,7 +85,9 @@ class Session:
         return self.config.state_dir / "state.db"
 
     def tasks(self) -> Iterator[TaskDict]:
-        """A sub-task per job of the current plan, then `_record` depending on all of them."""
+        """A sub-task per job of the current plan, then `_record` depending on all of them; and, at
+        doit's exit, the record of a run whose jobs ran but whose `_record` doit skipped."""
+        atexit.register(self.record_at_exit)
         store = StateStore.open_readonly(self.state_db)
         try:
             _, jobs = self.plan(store)
@@ -263,23 +265,11 @@ class Session:
         )
         if not result.ok:  # doit has no deferred outcome: a deferred job fails its sub-task, unrecorded
             deferred = " (deferred: the next run tries it again)" if result.deferred else ""
-            if not result.deferred:  # doit runs no `_record` after a failure: this is the run's alert
-                self._alert_failure(job, result)
             return TaskFailed(
                 f"batchit: {job.rule}: {self.config.out}/{job.output}: {result.error_class}: "
                 f"{result.message}{deferred}"
             )
         return None
-
-    def _alert_failure(self, job: Job, result: JobResult) -> None:
-        """The run's alert about a failed job (the receiver drops a second one of the same run, whose
-        Idempotency-Key is the same run id, from another failing sub-task)."""
-        quarantined = quarantines(job, result)
-        failure = alert_failure(
-            job.rule, job.inputs, job.output, result.error_class, result.message, quarantined
-        )
-        summary = {"failed": 0 if quarantined else 1, "quarantined": 1 if quarantined else 0}
-        alert(self.config, self.run_id, "failed", summary, [failure], None, warn)
 
     def record_is_current(self) -> bool:
         """`_record`'s check: no job ran in this doit run, nothing is left to prune, the latest
@@ -318,17 +308,42 @@ class Session:
         return recorded == current and recorded_failures == current_failures
 
     def record(self) -> TaskFailed | None:
-        """`_record`'s action: the signed manifest and report of this doit run, under the exclusive lock."""
+        """`_record`'s action: the signed manifest and report of this doit run."""
         try:
-            with ProjectLock(self.config.state_dir / "lock"):
-                store = StateStore.open(self.state_db, fsync=self.config.durability == "fsync")
-                try:
-                    write_doit_record(self, store)
-                finally:
-                    store.close()
+            self._write_record(complete=True)
         except BatchitError as exc:
             return TaskFailed(f"batchit: {exc}")
         return None
+
+    def record_at_exit(self) -> None:
+        """At doit's exit, record this run if a sub-task ran a job and `_record` did not run after
+        it: doit runs no task whose dependency failed, and `doit site:<output>` selects no
+        `_record`. Else a quarantine, a failure and the job logs would name a run that `batchit
+        runs` does not know. A run stopped by Ctrl-C is left to the next run to sweep, as before."""
+        if os.getpid() != self.pid or stop_requested():
+            return  # a forked worker, or a stopped run: its workers may still be going
+        if not (self.config.state_dir / "runs" / self.run_id / IN_PROGRESS).exists():
+            return  # no job ran, or `_record` recorded the run (and took the mark away)
+        try:
+            run_id = self._write_record(complete=False)
+        except BatchitError as exc:
+            warn(f"this doit run ran jobs but is not recorded: {exc}")
+            return
+        report = self.config.state_dir / "runs" / run_id / "report.html"
+        print(
+            f"batchit: doit ran no {self.basename}:{RECORD}; this run is recorded as {run_id} ({report})",
+            file=sys.stderr,
+        )
+
+    def _write_record(self, *, complete: bool) -> str:
+        """Write this run's record under the exclusive lock; return its run id. `complete`: every
+        job sub-task ran (`_record`'s case), so every rule's outputs that no job produces go."""
+        with ProjectLock(self.config.state_dir / "lock"):
+            store = StateStore.open(self.state_db, fsync=self.config.durability == "fsync")
+            try:
+                return write_doit_record(self, store, complete=complete)
+            finally:
+                store.close()
 
 
 @dataclass(frozen=True)
