@@ -29,12 +29,12 @@ SUMMARY = ("built", "restored", "up_to_date", "failed", "quarantined", "deferred
 
 
 def write_doit_record(session: Session, store: StateStore, *, complete: bool) -> str:
-    """`_record`'s work, under the exclusive lock: sweep what a killed run left, prune, forget
+    """`_record`'s work, under `doit_record_locks`: sweep what a killed run left, prune, forget
     failures of jobs now up to date, then write the run's record and leave the settled plan; return
     the run id it is recorded under. Not `complete` (a sub-task failed, or doit ran only some), the
     rules with a job still to run keep their outputs, as those of a build stopped at a failure do."""
     unfinished = session.config.state_dir / UNFINISHED
-    if unfinished.exists():  # every sub-task is done, and the exclusive lock keeps others out
+    if unfinished.exists():  # no sub-task runs, of this doit run or another (`doit_record_locks`)
         for message in swept(session.config, store):
             warn(message)
     run_id = _record_id(session)

@@ -35,7 +35,7 @@ from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, PlanOptions, select_rules
 from batchit.record.manifest import new_run_id
 from batchit.record.runs import IN_PROGRESS, UNFINISHED, latest_run, mark_in_progress, mark_unfinished
-from batchit.state.lock import ProjectLock
+from batchit.state.lock import doit_record_locks, doit_sub_task_locks
 from batchit.state.store import StateStore
 
 TaskDict = dict[str, Any]
@@ -175,7 +175,7 @@ class Session:
         changed: the rows of the old `out` are forgotten before a sub-task claims the new one.
         """
         if not self.state_db.exists() or not self._read_only().owns(self.config.out):
-            with ProjectLock(self.config.state_dir / "lock", shared=True):
+            with doit_sub_task_locks(self.config.state_dir, None):
                 store = StateStore.open(self.state_db)
                 store.adopt_config(self.config.file)  # planning the tasks refused another config's state
                 moved = store.adopt_out(self.config.out)  # `out` changed: its old rows are forgotten
@@ -229,9 +229,11 @@ class Session:
         return self._predicted
 
     def run(self, job_id: str, rule: str, inputs: tuple[str, ...]) -> TaskFailed | None:
-        """The sub-task's action: plan the job again, run it here and commit it, under the shared lock."""
+        """The sub-task's action: plan the job again, run it here and commit it, under the shared
+        locks and the job's own: a doit run going on beside this one that ran the job meanwhile
+        leaves it up to date, and this plan finds it so."""
         try:
-            with ProjectLock(self.config.state_dir / "lock", shared=True):
+            with doit_sub_task_locks(self.config.state_dir, job_id):
                 return self._run(self._connection(writable=True), job_id, rule, inputs)
         except BatchitError as exc:
             return TaskFailed(f"batchit: {exc}")
@@ -308,9 +310,10 @@ class Session:
         return recorded == current and recorded_failures == current_failures
 
     def record(self) -> TaskFailed | None:
-        """`_record`'s action: the signed manifest and report of this doit run."""
+        """`_record`'s action: the signed manifest and report of this doit run, unless it ran no job
+        and, once the locks are taken, another doit run has recorded the state this one would."""
         try:
-            self._write_record(complete=True)
+            self._write_record(complete=True, unless_current=not self._ran_jobs())
         except BatchitError as exc:
             return TaskFailed(f"batchit: {exc}")
         return None
@@ -322,23 +325,31 @@ class Session:
         runs` does not know. A run stopped by Ctrl-C is left to the next run to sweep, as before."""
         if os.getpid() != self.pid or stop_requested():
             return  # a forked worker, or a stopped run: its workers may still be going
-        if not (self.config.state_dir / "runs" / self.run_id / IN_PROGRESS).exists():
+        if not self._ran_jobs():
             return  # no job ran, or `_record` recorded the run (and took the mark away)
         try:
-            run_id = self._write_record(complete=False)
+            run_id = self._write_record(complete=False, unless_current=False)
         except BatchitError as exc:
             warn(f"this doit run ran jobs but is not recorded: {exc}")
             return
+        assert run_id is not None, "it records whether or not the latest record is current"
         report = self.config.state_dir / "runs" / run_id / "report.html"
         print(
             f"batchit: doit ran no {self.basename}:{RECORD}; this run is recorded as {run_id} ({report})",
             file=sys.stderr,
         )
 
-    def _write_record(self, *, complete: bool) -> str:
-        """Write this run's record under the exclusive lock; return its run id. `complete`: every
-        job sub-task ran (`_record`'s case), so every rule's outputs that no job produces go."""
-        with ProjectLock(self.config.state_dir / "lock"):
+    def _ran_jobs(self) -> bool:
+        """True when a sub-task of this run ran a job and no record of the run was written since."""
+        return (self.config.state_dir / "runs" / self.run_id / IN_PROGRESS).exists()
+
+    def _write_record(self, *, complete: bool, unless_current: bool) -> str | None:
+        """Write this run's record once no other doit run's sub-task runs; return its run id (None:
+        `unless_current` and the latest record is current). `complete`: every job sub-task ran
+        (`_record`'s case), so every rule's outputs that no job produces go."""
+        with doit_record_locks(self.config.state_dir):
+            if unless_current and self.record_is_current():
+                return None
             store = StateStore.open(self.state_db, fsync=self.config.durability == "fsync")
             try:
                 return write_doit_record(self, store, complete=complete)
