@@ -173,6 +173,8 @@ def _leave_interrupts_to_the_coordinator() -> None:
     a SIGTERM arriving just before an idle worker blocks on the pool's call queue would then wait
     forever (the worker, and the pool's teardown joining it, with it)."""
     signal.signal(signal.SIGINT, _forward_to_commands)
+    # spawned with SIGINT blocked (`spawned_ignoring_ctrl_c`): the mask would pass to the commands
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     wakeup, notify = os.pipe()
     os.set_blocking(notify, False)
     signal.set_wakeup_fd(notify, warn_on_full_buffer=False)

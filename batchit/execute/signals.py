@@ -76,9 +76,7 @@ def spawned_ignoring_ctrl_c() -> Iterator[None]:
     """Processes spawned in the block start with SIGINT ignored. A Ctrl-C that reached the
     forkserver while its interpreter was still starting killed it with a "Fatal Python error" on
     the terminal, and one that reached the processes of a Dask local cluster as they started
-    printed their tracebacks; once running, they leave Ctrl-C to the coordinator. An ignored
-    disposition survives the spawn's exec; a blocked mask does not (the spawn resets it), so the
-    child needs SIG_IGN.
+    printed their tracebacks; once running, they leave Ctrl-C to the coordinator.
 
     SIGINT is blocked here meanwhile as well, in this thread and in the threads started in the
     block (they inherit the mask): Linux never discards a blocked signal as ignored, so a Ctrl-C
@@ -86,7 +84,11 @@ def spawned_ignoring_ctrl_c() -> Iterator[None]:
     local cluster) stays pending and reaches the handler put back when the block ends. Only the
     main thread can change a handler. multiprocessing's resource tracker, which the spawning
     starts when it is not running yet, unblocks SIGINT once it has started (dropping a Ctrl-C
-    pressed in the block): it is started first."""
+    pressed in the block): it is started first.
+
+    Both the ignored disposition and the blocked mask survive a spawn's exec: a process spawned
+    here that is to take signals itself unblocks SIGINT (`_leave_interrupts_to_the_coordinator`),
+    or the commands it runs would inherit the mask and never see one."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
