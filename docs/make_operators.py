@@ -76,8 +76,10 @@ def _default(schema: dict[str, Any], required: bool) -> str:
 
 
 def _cell(text: str) -> str:
-    """Table-cell text: pipes, asterisks and angle brackets escaped, so Markdown shows them as written."""
-    return text.replace("|", "\\|").replace("*", "\\*").replace("<", "&lt;").replace("\n", " ")
+    """Table-cell text: backslashes, pipes, asterisks and angle brackets escaped, so Markdown shows
+    them as written."""
+    escaped = text.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
+    return escaped.replace("<", "&lt;").replace("\n", " ")
 
 
 def table(name: str) -> str:

@@ -305,6 +305,22 @@ def test_data_mask_hashes_equal_values_equally_keyed_by_batchit_mask_key(project
     assert not any(b"secret" in data for data in project.snapshot(".batchit", "_build").values())
 
 
+def test_data_mask_reaches_keys_holding_a_dot_or_a_star_through_a_backslash(project: Project) -> None:
+    """`content\\.type` is one key, not `content` then `type`; `\\*` is the key `*`, not every key."""
+    record = {"headers": {"content.type": "text/x", "content": {"type": "kept"}}, "*": "star", "a": "kept"}
+    convert(
+        project,
+        {"in/record.json": json.dumps(record)},
+        r"""[data.load: {}, data.mask: {fields: ['headers.content\.type', '\*']}, data.dump: {}]""",
+    )
+    project.build()
+    assert json.loads(project.read("_build/record.json")) == {
+        "headers": {"content.type": "***", "content": {"type": "kept"}},
+        "*": "***",
+        "a": "kept",
+    }
+
+
 MISTAKE_RULE = 'version: 1\nrules:\n  pages:\n    inputs: ["in/*.json"]\n    output: "{stem}.json"\n'
 
 MISTAKES = [
@@ -329,6 +345,13 @@ MISTAKES = [
         "batchit.yaml:6:",
         "parameter 'fields[0]' is not valid: '**.email'",
         "There is no ** or [0]",
+    ),
+    ConfigMistake(
+        "mask_stray_backslash",
+        MISTAKE_RULE + "    steps: [data.load: {}, data.mask: {fields: ['user\\name']}, data.dump: {}]\n",
+        "batchit.yaml:6:",
+        "parameter 'fields[0]' is not valid: 'user\\\\name'",
+        "A backslash escapes a dot",
     ),
     ConfigMistake(
         "mask_bracket_index",

@@ -2,7 +2,9 @@
 
 A field is a dotted path (`user.email`); a `*` segment matches every key of a mapping or every item
 of a list at its level (`users.*.email`, `*.password`), and a number matches that item of a list
-(`rows.0.name`). A path that leads nowhere masks nothing: a record without the field is fine.
+(`rows.0.name`). A key holding a dot, a star or a backslash is written with a backslash before it
+(`headers.content\\.type`, `\\*`). A path that leads nowhere masks nothing: a record without the
+field is fine.
 `mode: hash` keys BLAKE3 with `BATCHIT_MASK_KEY` from the environment, so a value cannot be found
 by hashing guesses without the key, while equal values still hash equal (records stay joinable).
 Only an identifier derived from the key (a hash of it) enters the action key: changing the key
@@ -12,6 +14,7 @@ rebuilds every job that masks, and the key itself is never written anywhere.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -34,7 +37,8 @@ MASK_KEY_VARIABLE = "BATCHIT_MASK_KEY"
 _KEY_CONTEXT = "batchit 2024 data.mask field hash key"
 """BLAKE3 key-derivation context: turns a secret of any length into the 32-byte key, for this use only."""
 
-Pattern = tuple[str, ...]
+Pattern = tuple[str | None, ...]
+"""A field path's segments: a key (or a list index, as text), None for `*` (any)."""
 
 
 def mask_key() -> bytes | None:
@@ -70,13 +74,24 @@ def masked(value: Any, patterns: Sequence[Pattern], replace: Callable[[Any], Any
 
 def _masked_below(value: Any, name: str, patterns: Sequence[Pattern], replace: Callable[[Any], Any]) -> Any:
     """`value` (the entry `name` of a mapping or list) masked by the rest of each pattern matching it."""
-    rest = [pattern[1:] for pattern in patterns if pattern[0] in ("*", name)]
+    rest = [pattern[1:] for pattern in patterns if pattern[0] is None or pattern[0] == name]
     return masked(value, rest, replace) if rest else value
 
 
-FIELD_PATH = r"^(?!(.*\.)?\*\*(\.|$))(?!.*\[\d+\](\.|$))[^.]+(\.[^.]+)*$"
-"""A dotted field path: no empty segment, and none of the forms other tools use that would mask
-nothing here (a `**` segment, an `items[0]` index), so a mistaken pattern is refused, not ignored."""
+_SEGMENT = r"(?:[^.\\]|\\[.*\\])+"
+"""One segment of a field path: a backslash only before a dot, a star or a backslash."""
+
+FIELD_PATH = rf"^(?!(.*\.)?\*\*(\.|$))(?!.*\[\d+\](\.|$)){_SEGMENT}(\.{_SEGMENT})*$"
+"""A dotted field path: no empty segment, no stray backslash, and none of the forms other tools
+use that would mask nothing here (a `**` segment, an `items[0]` index), so a mistaken pattern is
+refused, not ignored."""
+
+
+def field_pattern(field: str) -> Pattern:
+    """The segments of a field path (FIELD_PATH): split at the dots no backslash escapes, with the
+    escapes undone; a bare `*` segment is None, the wildcard, and an escaped one the key `*`."""
+    segments = re.findall(_SEGMENT, field)
+    return tuple(None if segment == "*" else re.sub(r"\\(.)", r"\1", segment) for segment in segments)
 
 
 class DataMask(Operator):
@@ -98,7 +113,8 @@ class DataMask(Operator):
                 "items": {"type": "string", "pattern": FIELD_PATH},
                 "description": "Dotted paths of the fields: user.email; * matches every key or list "
                 "item at its level (users.*.email, *.password); a number matches that list item "
-                "(users.0.password). There is no ** or [0].",
+                "(users.0.password). There is no ** or [0]. A backslash escapes a dot, star or "
+                "backslash in a key (headers.content\\.type).",
             },
             "mode": {
                 "enum": ["redact", "hash"],
@@ -122,7 +138,7 @@ class DataMask(Operator):
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """A masked copy of the data; the value passed in is left as it was."""
         require_data(value, self.name)
-        patterns = [tuple(field.split(".")) for field in params["fields"]]
+        patterns = [field_pattern(field) for field in params["fields"]]
         if params.get("mode", "redact") == "hash":
             key = mask_key()
             return masked(value, patterns, lambda field: field_hash(field, key))
