@@ -115,35 +115,6 @@ def test_json_data_load_refuses_what_data_cannot_hold(project: Project, text: st
     assert not (project.root / "_build/x.yaml").exists()
 
 
-def test_a_ref_outside_the_schema_file_is_the_rules_fault(project: Project) -> None:
-    """`$ref` reaches only inside the schema file: one leading elsewhere fails the job as the
-    recipe's fault (RecipeError), and the input is not quarantined."""
-    project.config(
-        """\
-        version: 1
-        rules:
-          check:
-            inputs: ["data/*.json"]
-            output: "{stem}.json"
-            steps:
-              - data.load: {}
-              - data.validate: {schema: schema.json}
-              - data.dump: {}
-        """
-    )
-    project.write(
-        {
-            "schema.json": '{"properties": {"a": {"$ref": "other.json"}}}',
-            "other.json": '{"type": "integer"}',
-            "data/x.json": '{"a": 1}',
-        }
-    )
-    project.build(expect=1)
-    (failure,) = project.manifest()["failures"]
-    assert failure["class"] == "RecipeError" and "other.json" in failure["message"], failure
-    assert failure["quarantine"] is None
-
-
 ROUND_TRIP = """\
 version: 1
 rules:

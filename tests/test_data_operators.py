@@ -253,11 +253,37 @@ def test_editing_the_schema_rebuilds_the_jobs_it_checks(project: Project) -> Non
     assert project.manifest()["summary"]["built"] == 1
 
 
-def test_a_schema_that_is_no_json_schema_fails_the_job_and_quarantines_nothing(project: Project) -> None:
-    convert(project, {"schemas/order.yaml": "type: nonsense\n", "in/ok.json": "{}"}, VALIDATE)
+ITEM_SCHEMA = """\
+type: object
+properties:
+  items: {type: array, items: {$ref: "defs/item.yaml"}}
+"""
+"""A schema whose items are defined in another file, relative to it."""
+
+ITEM_DEFS = {
+    "schemas/defs/item.yaml": 'type: object\nproperties: {price: {$ref: "price.json"}}\n',
+    "schemas/defs/price.json": '{"type": "number", "minimum": 0}',
+}
+"""The files ITEM_SCHEMA reaches: item.yaml, which reaches price.json beside it."""
+
+
+def test_a_ref_to_another_schema_file_is_followed_and_editing_that_file_rebuilds(project: Project) -> None:
+    convert(
+        project,
+        {
+            "schemas/order.yaml": ITEM_SCHEMA,
+            **ITEM_DEFS,
+            "in/ok.json": '{"items": [{"price": 1}]}',
+            "in/bad.json": '{"items": [{"price": 1}, {"price": -1}]}',
+        },
+        VALIDATE,
+    )
     project.build(expect=1)
-    assert "schemas/order.yaml is not a valid JSON Schema" in failures(project)["in/ok.json"]
-    assert not (project.root / ".batchit/quarantine").exists()
+    assert project.read("_build/ok.json") == '{"items":[{"price":1}]}\n'
+    assert "$.items[1].price: -1 is less than the minimum of 0" in failures(project)["in/bad.json"]
+    project.write({"schemas/defs/price.json": '{"type": "number", "minimum": 5}'})  # two $refs away
+    project.build(expect=1)
+    assert "$.items[0].price: 1 is less than the minimum of 5" in failures(project)["in/ok.json"]
 
 
 PEOPLE = {
@@ -322,6 +348,7 @@ def test_data_mask_reaches_keys_holding_a_dot_or_a_star_through_a_backslash(proj
 
 
 MISTAKE_RULE = 'version: 1\nrules:\n  pages:\n    inputs: ["in/*.json"]\n    output: "{stem}.json"\n'
+VALIDATE_STEPS = "    steps: [data.load: {}, data.validate: {schema: schemas/order.yaml}, data.dump: {}]\n"
 
 MISTAKES = [
     ConfigMistake(
@@ -352,6 +379,38 @@ MISTAKES = [
         "batchit.yaml:6:",
         "parameter 'fields[0]' is not valid: 'user\\\\name'",
         "A backslash escapes a dot",
+    ),
+    ConfigMistake(
+        "validate_schema_invalid",
+        MISTAKE_RULE + VALIDATE_STEPS,
+        "batchit.yaml:6:",
+        "schemas/order.yaml is not a valid JSON Schema",
+        "fix the schema",
+        files={"schemas/order.yaml": "type: nonsense\n"},
+    ),
+    ConfigMistake(
+        "validate_ref_invalid",
+        MISTAKE_RULE + VALIDATE_STEPS,
+        "batchit.yaml:6:",
+        "schemas/defs/item.yaml is not a valid JSON Schema",
+        "fix the schema",
+        files={"schemas/order.yaml": ITEM_SCHEMA, "schemas/defs/item.yaml": "type: 7\n"},
+    ),
+    ConfigMistake(
+        "validate_ref_on_the_web",
+        MISTAKE_RULE + VALIDATE_STEPS,
+        "batchit.yaml:6:",
+        "$ref 'https://example.com/item.json' is not a project file",
+        "copy that schema into the project",
+        files={"schemas/order.yaml": 'items: {$ref: "https://example.com/item.json"}\n'},
+    ),
+    ConfigMistake(
+        "validate_ref_out_of_the_project",
+        MISTAKE_RULE + VALIDATE_STEPS,
+        "batchit.yaml:6:",
+        "$ref '../../item.json' leads out of the project",
+        "inside the project",
+        files={"schemas/order.yaml": 'items: {$ref: "../../item.json"}\n'},
     ),
     ConfigMistake(
         "mask_bracket_index",

@@ -8,6 +8,7 @@ formats themselves live in `batchit.operators.data_formats`; `data.mask` in `dat
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from batchit.errors import PermanentError, RecipeError
@@ -22,6 +23,7 @@ from batchit.operators.data_formats import (
     require_data,
     unknown_format,
 )
+from batchit.operators.schema_files import checked_schema_files, schema_validator
 
 
 def _format_param(description: str) -> dict[str, Any]:
@@ -141,8 +143,9 @@ class DataValidate(Operator):
     A mismatch is a permanent error naming the failing value's path (`$.items[2].price: -1 is less
     than the minimum of 0`): the input is quarantined. The schema file (JSON, or YAML read safely)
     is part of the job's key, so editing it rebuilds. A schema that cannot be read or is not a valid
-    schema is the recipe's fault: the job fails and its input is not quarantined. The schema's
-    `$schema` picks the draft (2020-12 when it names none); `$ref` reaches only inside the file.
+    schema is the recipe's fault, found as the build plans (exit 2). The schema's `$schema` picks
+    the draft (2020-12 when it names none); a `$ref` may name another project file, relative to
+    the file holding it, and each file reached enters the key too (batchit.operators.schema_files).
     """
 
     name = "data.validate"
@@ -173,13 +176,15 @@ class DataValidate(Operator):
         if problem:
             raise PermanentError(f"step {self.name}: {problem}")
         schema_file: str = params["schema"]
-        validator = self._validator(schema_file, ctx)
+        validator = schema_validator(ctx.root, schema_file)
         try:
             errors = list(validator.iter_errors(value))
         except referencing.exceptions.Unresolvable as exc:  # met only where the data reaches it
+            cause = exc.__cause__ if isinstance(exc.__cause__, RecipeError) else None
             raise RecipeError(
-                f"step {self.name}: schema {schema_file}: cannot resolve $ref {exc.ref!r}",
-                hint="a $ref reaches only inside the schema file: move the definition under $defs",
+                f"step {self.name}: schema {schema_file}: cannot resolve $ref {exc.ref!r}"
+                + (f": {cause.message}" if cause else ""),
+                hint=cause.hint if cause and cause.hint else "define it under $defs, or in a file it names",
             ) from None
         error = jsonschema.exceptions.best_match(errors)
         if error is not None:
@@ -191,35 +196,12 @@ class DataValidate(Operator):
             )
         return value
 
-    def _validator(self, schema_file: str, ctx: JobContext) -> Any:
-        """The validator of the schema file; a file that cannot be read or is no schema is a RecipeError."""
-        import jsonschema
-
-        path = ctx.project_path(schema_file)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise RecipeError(
-                f"step {self.name}: cannot read schema {schema_file}: {exc.strerror}",
-                hint="write the schema file, or fix the `schema` path",
-            ) from None
-        fmt = "json" if format_by_extension(schema_file) == "json" else "yaml"
-        try:
-            schema = parse(_decoded(raw, schema_file), fmt, schema_file)
-        except PermanentError as exc:
-            raise RecipeError(exc.message, hint=exc.hint) from None
-        if not isinstance(schema, dict):
-            raise RecipeError(
-                f"step {self.name}: schema {schema_file} holds a {type(schema).__name__}, not a schema",
-                hint="write the schema as a mapping ({type: object, ...})",
-            )
-        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        try:
-            cls.check_schema(schema)
-        except jsonschema.exceptions.SchemaError as exc:
-            raise RecipeError(
-                f"step {self.name}: schema {schema_file} is not a valid JSON Schema: "
-                f"{exc.json_path}: {exc.message}",
-                hint="fix the schema",
-            ) from None
-        return cls(schema)
+    def key_files(self, params: Mapping[str, Any], root: Path) -> dict[str, Path]:
+        """The schema file and every file its `$ref`s reach (`checked_schema_files`), each checked
+        to be a valid schema as the build plans: a schema no job could use is a config error."""
+        files = super().key_files(params, root)
+        schema_file = params.get("schema")
+        if isinstance(schema_file, str) and (root / schema_file).is_file():  # else the planner names it
+            for target in checked_schema_files(root, schema_file):
+                files[f"schema:{schema_file} $ref {target}"] = root / target
+        return files
