@@ -67,7 +67,7 @@ def checked_schema_files(root: Path, schema_file: str) -> list[str]:
 
     schema = load_schema(root, schema_file)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    _check(cls, schema, schema_file)
+    _checked(cls, root, schema_file)
     seen = {schema_file}
     found: list[str] = []
     pending = [schema_file]
@@ -78,7 +78,7 @@ def checked_schema_files(root: Path, schema_file: str) -> list[str]:
         for ref in _values_of("$ref", document):
             target = None if urldefrag(ref)[0] in embedded else ref_target(root, current, ref)
             if target is not None and target not in seen:
-                _check(cls, load_schema(root, target), target)
+                _checked(cls, root, target)
                 seen.add(target)
                 found.append(target)
                 pending.append(target)
@@ -145,12 +145,24 @@ def schema_validator(root: Path, schema_file: str) -> Any:
         target = ref_target(root, schema_file, uri)
         assert target is not None, "a fragment is never retrieved"
         contents = load_schema(root, target)
-        _check(cls, contents, target)
+        _checked(cls, root, target)
         return referencing.Resource.from_contents(contents, default_specification=default_spec)
 
-    _check(cls, schema, schema_file)
+    _checked(cls, root, schema_file)
     registry: referencing.Registry[Any] = referencing.Registry(retrieve=retrieve)  # type: ignore[call-arg]
     return cls(schema, registry=registry)
+
+
+def _checked(cls: Any, root: Path, schema_file: str) -> None:
+    """`_check` of a project file, once per file version and draft in a process: a step whose
+    schema is named per job (`schemas/{stem}.json`) keys every job, not once per rule."""
+    path = str(root / schema_file)
+    _checked_version(cls, path, schema_file, stat_identity(path))
+
+
+@cache
+def _checked_version(cls: Any, path: str, shown: str, identity: StatTuple | None) -> None:
+    _check(cls, _parsed(path, shown, identity), shown)
 
 
 def _check(cls: Any, schema: dict[str, Any], shown: str) -> None:
