@@ -107,6 +107,30 @@ def test_an_idempotency_key_sent_again_with_another_body_is_refused(api: httpx.C
     assert "different request" in other.json()["error"]
 
 
+def test_a_null_flag_reaches_the_build_as_flag_null_would(project: Project) -> None:
+    """`{"flags": {"reviewer": null}}` is `--flag reviewer=null`: accepted, and the build sees it."""
+    project.config(
+        """\
+        version: 1
+        flags: {reviewer: "ann"}
+        rules:
+          copy:
+            inputs: ["src/*.txt"]
+            output: "{name}"
+            steps:
+              - text.load: {}
+              - text.replace: {pattern: "$", replacement: " (unreviewed)", when: "flags.reviewer == 'null'"}
+        """
+    )
+    project.write({"src/a.txt": "a"})
+    with serving_api(project) as api:
+        posted = api.post("/runs", json={"flags": {"reviewer": None}})
+        assert posted.status_code == 202, posted.text
+        done = api.get(f"/runs/{posted.json()['id']}", params=WAIT).json()
+    assert done["status"] == "succeeded", done
+    assert project.read("_build/a.txt") == "a (unreviewed)", "a string flag takes the text as written"
+
+
 def test_queued_builds_run_one_at_a_time_in_order(api: httpx.Client) -> None:
     ids = [api.post("/runs").json()["id"] for _ in range(3)]
 

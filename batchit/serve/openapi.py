@@ -121,7 +121,7 @@ OPENAPI: dict[str, Any] = {
                     "rules": {"type": "array", "items": {"type": "string"}},
                     "flags": {
                         "type": "object",
-                        "additionalProperties": {"type": ["string", "number", "boolean"]},
+                        "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
                     },
                 },
             },

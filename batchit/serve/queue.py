@@ -62,7 +62,7 @@ class BuildRequest:
         flags = body.get("flags", {})
         if (
             not isinstance(flags, dict)
-            or not all(isinstance(v, str | int | float | bool) for v in flags.values())
+            or not all(v is None or isinstance(v, str | int | float | bool) for v in flags.values())
             or any(not name or "=" in name for name in flags)
         ):
             raise UsageError('`flags` must map flag names to values: {"NAME": "VALUE"}')
@@ -74,8 +74,10 @@ class BuildRequest:
         return [*flags, "--", *self.rules]
 
 
-def _flag_text(value: str | int | float | bool) -> str:
-    """A flag value as `--flag NAME=VALUE` spells it (booleans as YAML does: true/false)."""
+def _flag_text(value: str | int | float | bool | None) -> str:
+    """A flag value as `--flag NAME=VALUE` spells it (booleans and null as YAML does: true/false, null)."""
+    if value is None:
+        return "null"
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
