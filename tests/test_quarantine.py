@@ -164,3 +164,15 @@ def test_an_ended_quarantines_evidence_makes_way_for_a_new_one(project: Project)
         held = json.loads(project.run("quarantine", "list", "--json").stdout)
         assert [q["input"] for q in held] == ["in/d.txt/e.txt"]
     assert (project.root / ".batchit/quarantine/parse/in/d.txt/e.txt").read_text() == "bad again\n"
+
+
+@pytest.mark.parametrize("path", ["in/nope.txt", "in/a.txt"], ids=["unknown-path", "input-not-quarantined"])
+def test_a_refused_release_leaves_everything_as_it_was_even_the_lock_file(picky: Project, path: str) -> None:
+    """`quarantine release` refused a path only after it had taken the project lock, which wrote its
+    pid into `.batchit/lock`: a command that refuses changes nothing on disk."""
+    picky.build(expect=1)  # in/b.txt is quarantined
+    before = picky.recorded()
+    refused = picky.run("quarantine", "release", path)
+    assert refused.code == 2, refused.describe()
+    assert f"{path} is not in quarantine" in refused.stderr and "in/b.txt" in refused.stderr
+    assert picky.recorded() == before

@@ -195,7 +195,7 @@ def quarantine_list(args: argparse.Namespace) -> int:
 
 def quarantine_release(args: argparse.Namespace) -> int:
     """`batchit quarantine release [PATH]`: let quarantined inputs be built again."""
-    from batchit.record.quarantine import release
+    from batchit.record.quarantine import releasable, release
     from batchit.state.lock import ProjectLock
     from batchit.state.store import StateStore
 
@@ -205,6 +205,13 @@ def quarantine_release(args: argparse.Namespace) -> int:
         if args.path is not None:  # as for any path that is not quarantined
             raise UsageError(f"{args.path} is not quarantined: this project has never been built")
     else:
+        if args.path is not None:  # refuse before the lock, whose taking writes our pid into its file
+            held = StateStore.open_readonly(config.state_dir / "state.db")
+            try:
+                releasable(config.root, held, args.path)
+            finally:
+                if held:
+                    held.close()
         with ProjectLock(config.state_dir / "lock"):
             store = StateStore.open(config.state_dir / "state.db")
             try:

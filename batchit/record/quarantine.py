@@ -91,9 +91,15 @@ def _input_path(root: Path, path: str) -> str:
     return posixpath.normpath(path).strip("/")
 
 
-def release(root: Path, state_dir: Path, store: StateStore, path: str | None) -> list[Failure]:
-    """Release one quarantined input (by its project-relative path) or all, with every job that
-    failed on it; return what was released, once per (rule, input)."""
+def releasable(
+    root: Path, store: StateStore | None, path: str | None
+) -> dict[tuple[str, str], list[Failure]]:
+    """What `release` of `path` (None: every input) would release: the failed jobs by (rule, input).
+
+    A path that is not in quarantine raises UsageError. `quarantine release` asks this of a store
+    opened read-only before it takes the project lock, so a refused release writes nothing, not
+    even its pid into `.batchit/lock`.
+    """
     held = _held(store)
     wanted = None if path is None else _input_path(root, path)
     chosen = {k: jobs for k, jobs in held.items() if wanted is None or k[1] == wanted}
@@ -102,6 +108,13 @@ def release(root: Path, state_dir: Path, store: StateStore, path: str | None) ->
         raise UsageError(
             f"{path} is not in quarantine", hint=f"give a project-relative input path; quarantined: {listing}"
         )
+    return chosen
+
+
+def release(root: Path, state_dir: Path, store: StateStore, path: str | None) -> list[Failure]:
+    """Release one quarantined input (by its project-relative path) or all, with every job that
+    failed on it; return what was released, once per (rule, input). Call it under the project lock."""
+    chosen = releasable(root, store, path)
     base = quarantine_dir(state_dir)
     for jobs in chosen.values():
         for place in {f.quarantine for f in jobs if f.quarantine}:
