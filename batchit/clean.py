@@ -13,6 +13,7 @@ from batchit.operators.registry import OperatorRegistry
 from batchit.plan.ownership import refuse_foreign_state
 from batchit.plan.pruning import kept_outputs
 from batchit.record.audit import append_audit
+from batchit.record.runs import audit_unaudited_run
 from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
 
@@ -53,6 +54,7 @@ def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run:
         removed, kept = remove_outputs(config.out_dir, doomed)  # and the records of those already gone
         store = StateStore.open(store_path)
         try:
+            audit_unaudited_run(config.state_dir, store, fsync=config.durability == "fsync")
             with store.transaction():
                 store.forget_outputs(removed)
                 store.drop_stats(f"{config.out}/{p}" for p in removed)

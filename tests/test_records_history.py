@@ -8,6 +8,7 @@ import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from blake3 import blake3
@@ -302,3 +303,60 @@ def test_a_build_killed_while_appending_to_the_audit_log_is_completed_next(
     assert audit_lines(copies)[:3] == [*before, last]
     assert [json.loads(line)["seq"] for line in audit_lines(copies)] == [1, 2, 3, 4]
     assert copies.run("audit", "verify").code == 0
+
+
+class KilledRun(NamedTuple):
+    """A build killed after it recorded its run, before its audit entry, and the command after it."""
+
+    id: str
+    next_command: tuple[str, ...]
+    own_entries: list[str]
+    """The kinds of the entries the next command appends of its own, after the killed run's."""
+    in_latest: bool = True
+    """The kill came after `LATEST` named the run (else between its `run.json` and `LATEST`)."""
+
+
+KILLED_RUNS = [
+    KilledRun("then-build", ("build", "--no-progress"), ["run"]),
+    KilledRun("then-gc", ("gc",), ["gc"]),
+    KilledRun("then-clean", ("clean",), ["clean"]),
+    KilledRun("then-quarantine-release", ("quarantine", "release"), []),
+    KilledRun("before-latest-then-build", ("build", "--no-progress"), ["run"], in_latest=False),
+]
+
+
+@pytest.mark.parametrize("case", KILLED_RUNS, ids=[case.id for case in KILLED_RUNS])
+def test_a_run_a_killed_build_recorded_but_never_audited_is_audited_by_the_next_command(
+    copies: Project, case: KilledRun
+) -> None:
+    copies.build()
+    previous = latest(copies).name
+    copies.write({"src/d.txt": "delta\n"})
+    copies.build()
+    killed = latest(copies)
+    *before, _ = audit_lines(copies)
+    # What a SIGKILL just before the audit append leaves: the run's whole record, the marker of a
+    # build that did not finish, and neither the run's line nor the head and seq it moved.
+    (copies.root / ".batchit/audit.log").write_bytes(b"".join(line + b"\n" for line in before))
+    with sqlite3.connect(copies.root / ".batchit/state.db") as db:
+        db.executemany(
+            "UPDATE meta SET value = ? WHERE key = ?",
+            [(blake3(before[-1]).hexdigest(), "audit_head"), (str(len(before)), "audit_seq")],
+        )
+    db.close()
+    (copies.root / ".batchit/build-in-progress").touch()
+    if not case.in_latest:
+        (runs_dir(copies) / "LATEST").write_text(previous + "\n")
+    result = copies.run(*case.next_command)
+    assert result.code == 0, result.describe()
+    if case.next_command[0] == "build":
+        assert f"added run {killed.name} to the audit log" in result.stderr, result.describe()
+    entries = [json.loads(line) for line in audit_lines(copies)]
+    assert [entry["kind"] for entry in entries[len(before) :]] == ["run", *case.own_entries]
+    recovered = entries[len(before)]["details"]
+    assert recovered["run_id"] == killed.name and recovered["recovered"] is True
+    assert recovered["manifest_sha256"] == hashlib.sha256((killed / "manifest.json").read_bytes()).hexdigest()
+    assert recovered["summary"] == json.loads((killed / "run.json").read_text())["summary"]
+    checked = copies.run("audit", "verify")
+    assert checked.code == 0, checked.describe()
+    assert f"{len(entries)} entries" in checked.stdout

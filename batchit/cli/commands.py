@@ -196,6 +196,7 @@ def quarantine_list(args: argparse.Namespace) -> int:
 def quarantine_release(args: argparse.Namespace) -> int:
     """`batchit quarantine release [PATH]`: let quarantined inputs be built again."""
     from batchit.record.quarantine import releasable, release
+    from batchit.record.runs import audit_unaudited_run
     from batchit.state.lock import ProjectLock
     from batchit.state.store import StateStore
 
@@ -215,6 +216,8 @@ def quarantine_release(args: argparse.Namespace) -> int:
         with ProjectLock(config.state_dir / "lock"):
             store = StateStore.open(config.state_dir / "state.db")
             try:
+                fsync = config.durability == "fsync"
+                audit_unaudited_run(config.state_dir, store, fsync=fsync)  # a killed build's run comes first
                 released = release(config.root, config.state_dir, store, args.path)
             finally:
                 store.close()

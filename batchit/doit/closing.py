@@ -15,7 +15,7 @@ from batchit.record.manifest import RunInfo, new_run_id
 from batchit.record.recorder import Recorder
 from batchit.record.replays import replay_entry, replay_record, write_replay_record
 from batchit.record.rundata import JobRow
-from batchit.record.runs import IN_PROGRESS, UNFINISHED, swept
+from batchit.record.runs import IN_PROGRESS, UNFINISHED, audit_unaudited_run, swept
 from batchit.record.subtasks import Noted, read_job_results, tried_entries, with_job_results
 from batchit.state.rows import Failure, OutputRecord
 from batchit.state.store import StateStore
@@ -37,6 +37,7 @@ def write_doit_record(session: Session, store: StateStore, *, complete: bool) ->
     if unfinished.exists():  # no sub-task runs, of this doit run or another (`doit_record_locks`)
         for message in swept(session.config, store):
             warn(message)
+        audit_unaudited_run(session.config.state_dir, store, fsync=session.config.durability == "fsync")
     run_id = _record_id(session)
     planner, jobs = session.plan(store)
     store.adopt_config(session.config.file)  # the plan refused the state of another config

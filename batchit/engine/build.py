@@ -26,7 +26,7 @@ from batchit.record.alerts import alert, alert_failure
 from batchit.record.commits import quarantines
 from batchit.record.manifest import new_run_id
 from batchit.record.recorder import Recorder
-from batchit.record.runs import UNFINISHED, UNFINISHED_RUN, mark_unfinished, swept
+from batchit.record.runs import UNFINISHED, UNFINISHED_RUN, audit_unaudited_run, mark_unfinished, swept
 from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
 
@@ -93,6 +93,7 @@ def run_build(
         try:
             if killed:
                 _sweep(config, store, emit, UNFINISHED_RUN)
+                _audit_killed_run(config, store, emit)
             store.adopt_config(config.file)  # planning refused the state of another config
             _adopt_out(config, store, emit)
             if store.generation() != planner.generation:
@@ -135,6 +136,16 @@ def _warn_of_empty_rules(config: Config, options: BuildOptions, jobs: list[Job],
 def _sweep(config: Config, store: StateStore, emit: EventSink, culprit: str) -> None:
     """Remove the litter `culprit` left (`sweep_litter`), saying what went."""
     for message in swept(config, store, culprit):
+        emit({"event": "warning", "message": message})
+
+
+def _audit_killed_run(config: Config, store: StateStore, emit: EventSink) -> None:
+    """Append the audit entry of a run the killed build recorded but never audited, saying so."""
+    run_id = audit_unaudited_run(config.state_dir, store, fsync=config.durability == "fsync")
+    if run_id is not None:
+        message = (
+            f"added run {run_id} to the audit log: the build that recorded it was killed before it could"
+        )
         emit({"event": "warning", "message": message})
 
 

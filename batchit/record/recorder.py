@@ -6,7 +6,9 @@
 sha256 (computed from the bytes, never by serialising outputs again), and the run's audit entry
 records that sha256, so the audit log keeps every run's hash after retention removes the run.
 The record is written in an order that a stop at any point leaves LATEST naming a whole record:
-the run's files (`run.json` last), the report, the copies in `out`, LATEST, and only then retention.
+the run's files (`run.json` last), the report, the copies in `out`, LATEST, and only then retention
+and the audit entry. A stop before the entry leaves a recorded run the log lacks: the next command
+that takes the project lock appends its entry (`batchit.record.runs.audit_unaudited_run`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from batchit.record.manifest import RunInfo, render_manifest
 from batchit.record.provenance import BuildRequest, manifest_statement, provenance_statement
 from batchit.record.report import write_report
 from batchit.record.rundata import RUN_FILE, JobRow, run_document
-from batchit.record.runs import apply_retention, runs_dir
+from batchit.record.runs import apply_retention, run_entry, runs_dir
 from batchit.record.signing import SigningKey, first_key, load_signing_key, sign_envelope
 from batchit.state.rows import ListedOutput
 from batchit.state.store import StateStore
@@ -124,14 +126,9 @@ class Recorder:
             atomic_write_bytes(config.out_dir / f"{MANIFEST_COPY}.sig", files[SIGNATURE], fsync=fsync)
             atomic_write_text(self.run_dir.parent / "LATEST", self.run_id + "\n", fsync=fsync)
             removed = apply_retention(self.run_dir.parent, config.runs_keep)
-            entry = {
-                "run_id": info.run_id,
-                "status": info.status,
-                "summary": info.summary,
-                "manifest_sha256": digest,
-                "key_id": key.key_id,
-                "removed_runs": removed,
-            }
+            # Killed before this append, the run is recorded and not audited: the next command that
+            # takes the lock appends its entry (`audit_unaudited_run`).
+            entry = run_entry(info.run_id, info.status, info.summary, digest, key.key_id, removed)
             append_audit(config.state_dir, store, "run", entry, fsync=fsync)
             self.events.close()
         return RunRecord(info.run_id, self.run_dir / MANIFEST, report, key.key_id, key.created)

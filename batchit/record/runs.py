@@ -1,4 +1,5 @@
-"""Past runs in `.batchit/runs/`: listing them, finding one by id, retention, and `batchit gc`.
+"""Past runs in `.batchit/runs/`: listing them, finding one by id, their audit entries, retention,
+and `batchit gc`.
 
 A run directory holds `run.json` (the report's data, small) beside the manifest, so listing runs
 and drawing the report's trend never parse a manifest of 100,000 outputs.
@@ -6,6 +7,7 @@ and drawing the report's trend never parse a manifest of 100,000 outputs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,7 +19,7 @@ from typing import Any
 from batchit.errors import UsageError
 from batchit.fsutil import atomic_write_text, cache_entry, sweep_temp_files
 from batchit.model import Config
-from batchit.record.audit import append_audit
+from batchit.record.audit import append_audit, audit_head
 from batchit.record.rundata import RUN_FILE
 from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
@@ -144,6 +146,80 @@ def find_run(directory: Path, run_id: str | None) -> Path:
         f"no run {wanted!r} in {directory}" if not matches else f"run id {wanted!r} is ambiguous",
         hint=f"recent runs: {', '.join(kept[-5:]) or 'none'} (`batchit runs` lists them all)",
     )
+
+
+def run_entry(
+    run_id: str,
+    status: str,
+    summary: dict[str, int],
+    manifest_sha256: str | None,
+    key_id: str | None,
+    removed_runs: list[str],
+) -> dict[str, Any]:
+    """The details of a run's audit entry: what the log keeps of the run once retention removed it
+    (the sha256 of its manifest, which the signature covers), and the runs its retention removed."""
+    return {
+        "run_id": run_id,
+        "status": status,
+        "summary": summary,
+        "manifest_sha256": manifest_sha256,
+        "key_id": key_id,
+        "removed_runs": removed_runs,
+    }
+
+
+def unaudited_run(state_dir: Path, head: str | None) -> str | None:
+    """The run a killed build recorded but never wrote an audit entry for, or None.
+
+    A run's `run.json` keeps the audit head as it was when the run was recorded, which the run's own
+    entry, appended next, moves on: a recorded run whose head is still the store's `head` has no
+    entry. A build leaves such a run only when it is killed between its `run.json` and its entry,
+    which also leaves `UNFINISHED`; without that marker this reads nothing, so a build after a
+    finished one pays for it with the one `stat` it makes anyway. The run is the latest, or the
+    newest record when the kill came before `LATEST` named it.
+    """
+    if not (state_dir / UNFINISHED).exists():
+        return None
+    directory = state_dir / "runs"
+    newest = max((p.name for p in _folders(directory) if _holds_record(p)), default=None)
+    for run_id in dict.fromkeys(name for name in (latest_run(directory), newest) if name is not None):
+        document = read_json_object(directory / run_id / RUN_FILE)
+        if document is not None and "audit_head" in document and document["audit_head"] == head:
+            return run_id
+    return None
+
+
+def audit_unaudited_run(state_dir: Path, store: StateStore, *, fsync: bool = False) -> str | None:
+    """Append the audit entry of the run a killed build recorded but never audited (`unaudited_run`),
+    so the log names every recorded run; return that run's id, or None when there is none.
+
+    Commands that take the project lock call it before they append an entry of their own (after
+    which the run could no longer be told from an audited one); outside a store transaction. The
+    entry is made from the run's files, with `recovered: true`: its `removed_runs` is empty, as the
+    killed build's retention (which runs after `LATEST` is written) may or may not have removed runs.
+    """
+    run_id = unaudited_run(state_dir, audit_head(store))
+    if run_id is None:
+        return None
+    run_dir = state_dir / "runs" / run_id
+    document = read_json_object(run_dir / RUN_FILE) or {}
+    summary = document.get("summary")
+    key_id = document.get("key_id")
+    try:
+        with open(run_dir / "manifest.json", "rb") as manifest:
+            digest: str | None = hashlib.file_digest(manifest, "sha256").hexdigest()
+    except OSError:
+        digest = None  # removed by hand since: the entry still says the run was recorded
+    details = run_entry(
+        run_id,
+        str(document.get("status", "unknown")),
+        summary if isinstance(summary, dict) else {},
+        digest,
+        key_id if isinstance(key_id, str) else None,
+        [],
+    )
+    append_audit(state_dir, store, "run", {**details, "recovered": True}, fsync=fsync)
+    return run_id
 
 
 def apply_retention(directory: Path, keep: int) -> list[str]:
@@ -276,6 +352,7 @@ def collect_garbage(config: Config) -> Collected:
     with ProjectLock(config.state_dir / "lock"):
         store = StateStore.open(config.state_dir / "state.db", fsync=config.durability == "fsync")
         try:
+            audit_unaudited_run(config.state_dir, store, fsync=config.durability == "fsync")
             litter = sweep_litter(config, store)
             (config.state_dir / UNFINISHED).unlink(missing_ok=True)
             removed = apply_retention(runs_dir(config), config.runs_keep)
