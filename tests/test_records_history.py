@@ -347,6 +347,9 @@ def test_a_run_a_killed_build_recorded_but_never_audited_is_audited_by_the_next_
     (copies.root / ".batchit/build-in-progress").touch()
     if not case.in_latest:
         (runs_dir(copies) / "LATEST").write_text(previous + "\n")
+    checked = copies.run("audit", "verify")
+    assert checked.code == 0, checked.describe()
+    assert f"run {killed.name} is recorded but has no entry in the log" in checked.stdout, checked.describe()
     result = copies.run(*case.next_command)
     assert result.code == 0, result.describe()
     if case.next_command[0] == "build":
@@ -359,4 +362,4 @@ def test_a_run_a_killed_build_recorded_but_never_audited_is_audited_by_the_next_
     assert recovered["summary"] == json.loads((killed / "run.json").read_text())["summary"]
     checked = copies.run("audit", "verify")
     assert checked.code == 0, checked.describe()
-    assert f"{len(entries)} entries" in checked.stdout
+    assert f"{len(entries)} entries" in checked.stdout and "no entry in the log" not in checked.stdout
