@@ -25,6 +25,9 @@ SLSA_PREDICATE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://batchit.dev/build/v1"
 BUILDER_ID = "https://batchit.dev/builder/local"
 MANIFEST_SUBJECT = "manifest.json"
+"""The manifest's name in its signature's Statement: the file name of a run's manifest."""
+PROVENANCE = "provenance.intoto.json"
+"""The file beside a run's manifest that holds its signed provenance."""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from batchit.model import MANIFEST_COPY, RESERVED_OUTPUTS, Config
 from batchit.record.audit import append_audit, audit_head
 from batchit.record.events import EventLog, EventSink
 from batchit.record.manifest import RunInfo, render_manifest
-from batchit.record.provenance import BuildRequest, manifest_statement, provenance_statement
+from batchit.record.provenance import PROVENANCE, BuildRequest, manifest_statement, provenance_statement
 from batchit.record.report import write_report
 from batchit.record.rundata import RUN_FILE, JobRow, run_document
 from batchit.record.runs import apply_retention, run_entry, runs_dir
@@ -41,7 +41,6 @@ from batchit.state.store import StateStore
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
-PROVENANCE = "provenance.intoto.json"
 
 
 @dataclass(frozen=True)
