@@ -96,6 +96,8 @@ def test_verify_reports_a_manifest_path_holding_a_nul_byte(copies: Project) -> N
     assert {(p["kind"], p["path"]) for p in problems} == {
         ("manifest", "manifest.json"),
         ("manifest", "a\0.txt"),
+        ("provenance", "a.txt"),  # the run's provenance names the output the edit renamed
+        ("provenance", "a\0.txt"),
     }
     assert any("NUL" in p["detail"] for p in problems)
 

@@ -57,7 +57,8 @@ def verify(args: argparse.Namespace) -> int:
     if result.problems:
         print(f"verify: FAILED: {len(result.problems)} problem(s), {result.outputs} output(s) listed")
     else:
-        print(f"verify: ok: signed by key {result.key_id}, {result.outputs} output(s) match")
+        vouched = ", as does the run's provenance" if result.provenance else ""
+        print(f"verify: ok: signed by key {result.key_id}, {result.outputs} output(s) match{vouched}")
     return result.exit_code
 
 

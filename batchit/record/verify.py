@@ -1,11 +1,15 @@
-"""`batchit verify`: check a manifest's signature, then re-hash every output it lists.
+"""`batchit verify`: check a manifest's signature, its run's provenance, then re-hash every output.
 
 The signature is a DSSE envelope over an in-toto Statement naming the manifest's sha256, so the
-manifest's bytes are checked first. The outputs it lists are re-hashed either way, so that one run
-of `verify` reports everything that is wrong; with a signature problem, though, the result fails
-whatever they hold, since nothing vouches for that list. Outputs are hashed in a thread pool (BLAKE3
-releases the GIL while it hashes), a size check first so a file of the wrong length is reported
-without reading it.
+manifest's bytes are checked first. A run's `manifest.json` has its run's provenance beside it (the
+copy in `out` has none: only the manifest and its signature are copied there): its envelope must
+verify with a trusted key, and its Statement must be this run's SLSA provenance naming exactly the
+manifest's outputs with the manifest's sha256 digests. That compares the two documents only: the
+files' bytes are checked against the manifest once, by BLAKE3, which the signed manifest ties to
+the sha256 it lists. The outputs it lists are re-hashed either way, so that one run of `verify`
+reports everything that is wrong; with a signature problem, though, the result fails whatever they
+hold, since nothing vouches for that list. Outputs are hashed in a thread pool (BLAKE3 releases the
+GIL while it hashes), a size check first so a file of the wrong length is reported without reading it.
 """
 
 from __future__ import annotations
@@ -21,13 +25,22 @@ from typing import Any
 from batchit.errors import PermanentError
 from batchit.fsutil import is_relative_clean, kind_of
 from batchit.hashing import hash_file
-from batchit.record.provenance import MANIFEST_PREDICATE, MANIFEST_SUBJECT, STATEMENT_TYPE
+from batchit.model import MANIFEST_COPY
+from batchit.record.provenance import (
+    MANIFEST_PREDICATE,
+    MANIFEST_SUBJECT,
+    PROVENANCE,
+    SLSA_PREDICATE,
+    STATEMENT_TYPE,
+)
+from batchit.record.rundata import RUN_FILE
+from batchit.record.runs import read_json_object
 from batchit.record.signing import BadSignature, TrustedKey, open_envelope
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing that did not verify: `kind` is signature, manifest, missing or modified."""
+    """One thing that did not verify: `kind` is signature, manifest, provenance, missing or modified."""
 
     kind: str
     detail: str
@@ -49,6 +62,8 @@ class Verification:
     key_id: str | None = None
     """The trusted key whose signature verified, if one did."""
     outputs: int = 0
+    provenance: Path | None = None
+    """The run's provenance, when one belongs to the manifest (checked, or missing)."""
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -65,6 +80,7 @@ class Verification:
             "run_id": self.run_id,
             "key_id": self.key_id,
             "outputs": self.outputs,
+            "provenance": None if self.provenance is None else str(self.provenance),
             "problems": [p.as_json() for p in self.problems],
         }
 
@@ -84,6 +100,9 @@ def verify_manifest(manifest: Path, base: Path, trusted: list[TrustedKey], worke
         result.problems.append(Problem("manifest", f"{manifest} is not a batchit manifest ({exc})"))
         return result
     result.outputs = len(entries)
+    result.provenance = provenance_of(manifest)
+    if result.provenance is not None:
+        _check_provenance(result, result.provenance, entries, trusted)
     threads = workers or min(32, (os.cpu_count() or 1) * 2)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for problem in pool.map(lambda entry: _check_output(base, entry), entries):
@@ -134,6 +153,105 @@ def _check_signature(result: Verification, data: bytes, signature: Path, trusted
                 result.manifest.name,
             )
         )
+
+
+def provenance_of(manifest: Path) -> Path | None:
+    """The provenance that belongs to `manifest`, None when none does.
+
+    A run writes `provenance.intoto.json` beside its `manifest.json`; the copy of the manifest in
+    `out` (`batchit-manifest.json`) has none beside it, since a run copies only the manifest and its
+    signature there (SPEC section 5), so a copied `out` verifies alone as before.
+    """
+    if manifest.name == MANIFEST_COPY:
+        return None
+    return manifest.with_name(PROVENANCE)
+
+
+def _check_provenance(
+    result: Verification, path: Path, entries: list[dict[str, Any]], trusted: list[TrustedKey]
+) -> None:
+    """Add a problem for each way the provenance at `path` fails to vouch for the manifest's outputs."""
+    try:
+        envelope = path.read_bytes()
+    except FileNotFoundError:
+        if not _run_wrote_provenance(path.parent):
+            result.provenance = None  # `provenance: false`, or no run record: nothing belongs here
+        else:
+            result.problems.append(
+                Problem("provenance", f"{path} is missing, though the run's {RUN_FILE} says it wrote one")
+            )
+        return
+    except OSError as exc:
+        result.problems.append(Problem("provenance", f"{path} cannot be read: {exc.strerror or exc}"))
+        return
+    try:
+        payload, _ = open_envelope(envelope, trusted)
+    except BadSignature as exc:
+        result.problems.append(Problem("provenance", f"{path}: {exc}"))
+        return
+    try:
+        invocation, subjects = _provenance_claims(payload)
+    except ValueError as exc:
+        result.problems.append(Problem("provenance", f"{path}: {exc}"))
+        return
+    if invocation != result.run_id:
+        result.problems.append(
+            Problem("provenance", f"{path} is run {invocation}'s provenance, not run {result.run_id}'s")
+        )
+    result.problems.extend(_subject_problems(subjects, entries))
+
+
+def _provenance_claims(payload: bytes) -> tuple[Any, list[tuple[str, str]]]:
+    """The run id and the (name, sha256) subjects a signed SLSA provenance Statement states;
+    ValueError says why the payload is not one."""
+    try:
+        statement = json.loads(payload)
+        kind, predicate = statement["_type"], statement["predicateType"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"the signed payload is not an in-toto Statement ({exc})") from exc
+    if kind != STATEMENT_TYPE or predicate != SLSA_PREDICATE:
+        raise ValueError(f"the signed Statement ({predicate}) is not SLSA provenance")
+    try:
+        invocation = statement["predicate"]["runDetails"]["metadata"]["invocationId"]
+        subjects = [(subject["name"], subject["digest"]["sha256"]) for subject in statement["subject"]]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"the signed SLSA provenance lacks its run id or its subjects ({exc})") from exc
+    if not all(isinstance(name, str) and isinstance(digest, str) for name, digest in subjects):
+        raise ValueError("the signed SLSA provenance has a subject whose name or sha256 is no string")
+    return invocation, subjects
+
+
+def _subject_problems(subjects: list[tuple[str, str]], entries: list[dict[str, Any]]) -> list[Problem]:
+    """The differences between the provenance's subjects and the manifest's outputs: each must name
+    the other's paths once, with the same sha256."""
+    listed = {str(entry.get("path", "")): entry.get("sha256") for entry in entries}
+    named: set[str] = set()
+    problems = []
+    for name, digest in subjects:
+        if name in named:
+            problems.append(Problem("provenance", "the provenance names this output twice", name))
+        elif name not in listed:
+            problems.append(Problem("provenance", "the provenance names it; the manifest does not", name))
+        elif digest != listed[name]:
+            problems.append(
+                Problem(
+                    "provenance",
+                    f"the provenance's sha256 is {digest[:16]}..., the manifest says {listed[name]}",
+                    name,
+                )
+            )
+        named.add(name)
+    for path in listed:  # in the manifest's order, each path once
+        if path not in named:
+            problems.append(Problem("provenance", "the manifest lists it; the provenance does not", path))
+    return problems
+
+
+def _run_wrote_provenance(run_dir: Path) -> bool:
+    """Whether the run recorded in `run_dir` says it wrote provenance (its `run.json`, as the
+    manifest does not record it); False when there is no readable run record."""
+    document = read_json_object(run_dir / RUN_FILE)
+    return document is not None and document.get("provenance") is True
 
 
 def _check_output(base: Path, entry: dict[str, Any]) -> Problem | None:
