@@ -347,6 +347,77 @@ def test_data_mask_reaches_keys_holding_a_dot_or_a_star_through_a_backslash(proj
     }
 
 
+def test_a_ref_resolves_against_the_file_holding_it_even_up_a_folder(project: Project) -> None:
+    """schemas/order.json -> ../common/price.json -> number.json: the last is common/number.json,
+    as the file holding its $ref has it, and editing it rebuilds."""
+    convert(
+        project,
+        {
+            "schemas/order.json": '{"properties": {"price": {"$ref": "../common/price.json"}}}',
+            "common/price.json": '{"$ref": "number.json"}',
+            "common/number.json": '{"type": "number"}',
+            "schemas/common/number.json": '{"type": "string"}',  # what a clamped `..` would read
+            "in/a.json": '{"price": 3}',
+        },
+        VALIDATE.replace("order.yaml", "order.json"),
+    )
+    project.build()
+    project.write({"common/number.json": '{"type": "number", "maximum": 2}'})
+    project.build(expect=1)
+    assert "$.price: 3 is greater than the maximum of 2" in failures(project)["in/a.json"]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {
+            "$id": "https://example.com/s/root.json",
+            "properties": {"price": {"$ref": "item.json"}},
+            "$defs": {"item": {"$id": "https://example.com/s/item.json", "type": "number"}},
+        },
+        {
+            "properties": {"price": {"$ref": "sub/a.json"}},
+            "$defs": {
+                "a": {"$id": "sub/a.json", "$ref": "b.json"},
+                "b": {"$id": "sub/b.json", "type": "number"},
+            },
+        },
+    ],
+    ids=["absolute-ids", "relative-ids"],
+)
+def test_a_ref_to_a_schema_embedded_by_its_id_stays_in_the_document(project: Project, schema: object) -> None:
+    """A bundled schema: its $refs name the $ids of schemas inside it, not files."""
+    convert(
+        project,
+        {
+            "schemas/order.json": json.dumps(schema),
+            "in/ok.json": '{"price": 1}',
+            "in/bad.json": '{"price": "x"}',
+        },
+        VALIDATE.replace("order.yaml", "order.json"),
+    )
+    project.build(expect=1)
+    assert project.read("_build/ok.json") == '{"price":1}\n'
+    assert "$.price: 'x' is not of type 'number'" in failures(project)["in/bad.json"]
+
+
+def test_a_file_a_property_named_default_refs_enters_the_key(project: Project) -> None:
+    """`default` under `properties` is a property's name, not the keyword: its $ref is followed."""
+    convert(
+        project,
+        {
+            "schemas/order.json": '{"properties": {"default": {"$ref": "setting.json"}}}',
+            "schemas/setting.json": '{"type": "number"}',
+            "in/a.json": '{"default": 3}',
+        },
+        VALIDATE.replace("order.yaml", "order.json"),
+    )
+    project.build()
+    project.write({"schemas/setting.json": '{"type": "string"}'})
+    project.build(expect=1)
+    assert "$.default: 3 is not of type 'string'" in failures(project)["in/a.json"]
+
+
 MISTAKE_RULE = 'version: 1\nrules:\n  pages:\n    inputs: ["in/*.json"]\n    output: "{stem}.json"\n'
 VALIDATE_STEPS = "    steps: [data.load: {}, data.validate: {schema: schemas/order.yaml}, data.dump: {}]\n"
 
@@ -403,6 +474,17 @@ MISTAKES = [
         "$ref 'https://example.com/item.json' is not a project file",
         "copy that schema into the project",
         files={"schemas/order.yaml": 'items: {$ref: "https://example.com/item.json"}\n'},
+    ),
+    ConfigMistake(
+        "validate_ref_against_a_web_id",
+        MISTAKE_RULE + VALIDATE_STEPS,
+        "batchit.yaml:6:",
+        "$ref 'defs.json' is not a project file (https://example.com/schemas/defs.json)",
+        "a schema's $id",
+        files={
+            "schemas/order.yaml": '$id: "https://example.com/schemas/order.json"\nitems: {$ref: defs.json}\n',
+            "schemas/defs.json": "{}",
+        },
     ),
     ConfigMistake(
         "validate_ref_out_of_the_project",

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urldefrag, urlsplit
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 from batchit.errors import PermanentError, RecipeError
 from batchit.fsutil import StatTuple, stat_identity
@@ -62,7 +62,11 @@ def checked_schema_files(root: Path, schema_file: str) -> list[str]:
     """The project files `schema_file` reaches through `$ref`, directly or through each other, in
     the order first met (the file itself not included), once each is checked to be a valid schema:
     what a job would fail on, found as the build plans. RecipeError for a `$ref` no job could
-    follow (see the module's docstring), or a file reached that is no valid schema."""
+    follow (see the module's docstring), or a file reached that is no valid schema.
+
+    A `$ref` is resolved as the validator resolves it: against the `file:` URI of the file holding
+    it, or against the `$id` of the schema around it, so a `$ref` to a schema embedded by its
+    `$id` (a bundled schema) names no file."""
     import jsonschema  # ~60 ms: only a plan that keys a data.validate step pays it
 
     schema = load_schema(root, schema_file)
@@ -73,11 +77,16 @@ def checked_schema_files(root: Path, schema_file: str) -> list[str]:
     pending = [schema_file]
     while pending:
         current = pending.pop(0)
-        document = load_schema(root, current)
-        embedded = set(_values_of("$id", document))  # a $ref to an embedded schema's $id is no file
-        for ref in _values_of("$ref", document):
-            target = None if urldefrag(ref)[0] in embedded else ref_target(root, current, ref)
-            if target is not None and target not in seen:
+        base = file_uri(root, current)
+        references = list(_references(load_schema(root, current), base))
+        embedded = {base} | {uri for kind, _, uri in references if kind == "$id"}
+        for kind, written, uri in references:
+            if kind == "$id" or uri in embedded:
+                continue
+            target = _project_file(root, uri)
+            if target is None:
+                raise _not_followed(current, written, uri)
+            if target not in seen:
                 _checked(cls, root, target)
                 seen.add(target)
                 found.append(target)
@@ -85,52 +94,81 @@ def checked_schema_files(root: Path, schema_file: str) -> list[str]:
     return found
 
 
-def ref_target(root: Path, holder: str, ref: str) -> str | None:
-    """The project-relative file the `$ref` `ref` in the file `holder` names, or None for a fragment
-    of `holder` itself (`#/$defs/x`); RecipeError for one that leads outside the project."""
-    address, _ = urldefrag(ref)
-    if not address:
+def file_uri(root: Path, relative: str) -> str:
+    """The `file:` URI of a project file: the base its schema's relative `$ref`s resolve against."""
+    return (root / relative).as_uri()
+
+
+def _project_file(root: Path, uri: str) -> str | None:
+    """The project-relative path of the file a `file:` URI names, or None for any other URI and
+    for a file outside the project (also through a symlink)."""
+    prefix = root.as_uri().rstrip("/") + "/"
+    if not uri.startswith(prefix):
         return None
-    if urlsplit(address).scheme or address.startswith("/"):
-        raise RecipeError(
-            f"{STEP}: schema {holder}: $ref {ref!r} is not a project file",
-            hint="copy that schema into the project, and $ref it by its path relative to the file "
-            "holding the $ref",
-        )
-    target = posixpath.normpath(posixpath.join(posixpath.dirname(holder), unquote(address)))
-    if (
-        target == ".."
-        or target.startswith("../")
-        or not (root / target).resolve().is_relative_to(root.resolve())
-    ):
-        raise RecipeError(
-            f"{STEP}: schema {holder}: $ref {ref!r} leads out of the project",
+    target = posixpath.normpath(unquote(uri[len(prefix) :]))
+    if target == ".." or target.startswith("../"):
+        return None
+    return target if (root / target).resolve().is_relative_to(root.resolve()) else None
+
+
+def _not_followed(holder: str, written: str, uri: str) -> RecipeError:
+    """The error of a `$ref` that names no project file: another URI, or a file out of the project."""
+    if uri.startswith("file:") and not urlsplit(written).scheme:
+        return RecipeError(
+            f"{STEP}: schema {holder}: $ref {written!r} leads out of the project",
             hint="keep every schema file the $refs reach inside the project",
         )
-    return target
+    return RecipeError(
+        f"{STEP}: schema {holder}: $ref {written!r} is not a project file ({uri})",
+        hint="copy that schema into the project, and $ref it by its path relative to the file "
+        "holding the $ref (a schema's $id, when it has one, is what relative $refs resolve against)",
+    )
 
 
 VALUE_KEYWORDS = frozenset({"enum", "const", "default", "examples"})
-"""Keywords whose values are data, not schemas: a `$ref` key in them names nothing."""
+"""Keywords whose values are data, not schemas: a `$ref` in them names nothing."""
+
+SCHEMA_MAPS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies"}
+)
+"""Keywords whose values map names (of properties, definitions) to schemas: a name is no keyword."""
+
+REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
 
 
-def _values_of(keyword: str, node: Any) -> Iterator[str]:
-    """Every string value of `keyword` (`$ref`, `$id`) in a schema document, however deep."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == keyword and isinstance(value, str):
-                yield value
-            elif key not in VALUE_KEYWORDS:
-                yield from _values_of(keyword, value)
-    elif isinstance(node, list):
+def _references(node: Any, base: str) -> Iterator[tuple[str, str, str]]:
+    """(keyword, value as written, absolute URI without its fragment) of every `$id` and reference
+    in a schema, each resolved against the base URI in force where it stands: `base`, or the
+    nearest enclosing `$id` (a fragment-only `$id`, draft 7's anchor, moves nothing)."""
+    if isinstance(node, list):
         for item in node:
-            yield from _values_of(keyword, item)
+            yield from _references(item, base)
+        return
+    if not isinstance(node, dict):
+        return
+    own = node.get("$id")
+    if isinstance(own, str) and urldefrag(own)[0]:
+        base = urljoin(base, own)
+        yield "$id", own, urldefrag(base)[0]
+    for keyword in REF_KEYWORDS:
+        ref = node.get(keyword)
+        if isinstance(ref, str):
+            yield keyword, ref, urldefrag(urljoin(base, ref))[0]
+    for key, value in node.items():
+        if key in VALUE_KEYWORDS or key in REF_KEYWORDS or key == "$id":
+            continue
+        if key in SCHEMA_MAPS and isinstance(value, dict):
+            for schema in value.values():
+                yield from _references(schema, base)
+        else:
+            yield from _references(value, base)
 
 
 def schema_validator(root: Path, schema_file: str) -> Any:
     """A validator of the schema in `schema_file` (its `$schema` picks the draft; 2020-12 when it
-    names none), whose `$ref`s to other files are read from the project (`ref_target`);
-    RecipeError when a file is no valid schema."""
+    names none), whose `$ref`s to other files are read from the project; RecipeError when a file
+    is no valid schema. A schema without an `$id` gets its file's `file:` URI as one, so a relative
+    `$ref` resolves against the file that holds it, as `checked_schema_files` resolved it."""
     import jsonschema  # ~60 ms: imported only where a schema is used
     import referencing
     import referencing.jsonschema
@@ -140,17 +178,24 @@ def schema_validator(root: Path, schema_file: str) -> Any:
     default_spec = referencing.jsonschema.specification_with(cls.META_SCHEMA["$schema"])
 
     def retrieve(uri: str) -> referencing.Resource[Any]:
-        # `uri` is relative to the directory of `schema_file` (whose base URI is empty), already
-        # joined with those of the files between: the path `ref_target` makes of it from there
-        target = ref_target(root, schema_file, uri)
-        assert target is not None, "a fragment is never retrieved"
-        contents = load_schema(root, target)
+        target = _project_file(root, uri)
+        if target is None:
+            raise _not_followed(schema_file, uri, uri)
         _checked(cls, root, target)
-        return referencing.Resource.from_contents(contents, default_specification=default_spec)
+        return referencing.Resource.from_contents(
+            load_schema(root, target), default_specification=default_spec
+        )
 
     _checked(cls, root, schema_file)
+    id_keyword = "id" if cls.META_SCHEMA.get("$schema", "").startswith(OLD_DRAFTS) else "$id"
+    if id_keyword not in schema:  # its relative $refs resolve against the file, as at plan time
+        schema = {id_keyword: file_uri(root, schema_file), **schema}
     registry: referencing.Registry[Any] = referencing.Registry(retrieve=retrieve)  # type: ignore[call-arg]
     return cls(schema, registry=registry)
+
+
+OLD_DRAFTS = ("http://json-schema.org/draft-03/", "http://json-schema.org/draft-04/")
+"""The drafts whose identifier keyword is `id`, not `$id`."""
 
 
 def _checked(cls: Any, root: Path, schema_file: str) -> None:
