@@ -333,17 +333,24 @@ def test_data_mask_hashes_equal_values_equally_keyed_by_batchit_mask_key(project
 
 def test_data_mask_reaches_keys_holding_a_dot_or_a_star_through_a_backslash(project: Project) -> None:
     """`content\\.type` is one key, not `content` then `type`; `\\*` is the key `*`, not every key."""
-    record = {"headers": {"content.type": "text/x", "content": {"type": "kept"}}, "*": "star", "a": "kept"}
+    record = {
+        "headers": {"content.type": "text/x", "content": {"type": "kept"}},
+        "*": "star",
+        "a": "kept",
+        "glob.**": "stars",
+    }
     convert(
         project,
         {"in/record.json": json.dumps(record)},
-        r"""[data.load: {}, data.mask: {fields: ['headers.content\.type', '\*']}, data.dump: {}]""",
+        r"[data.load: {}, data.mask: {fields: ['headers.content\.type', '\*', 'glob\.**']}, "
+        "data.dump: {}]",
     )
     project.build()
     assert json.loads(project.read("_build/record.json")) == {
         "headers": {"content.type": "***", "content": {"type": "kept"}},
         "*": "***",
         "a": "kept",
+        "glob.**": "***",  # one key: its `**` is no segment of its own
     }
 
 

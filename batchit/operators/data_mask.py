@@ -81,7 +81,10 @@ def _masked_below(value: Any, name: str, patterns: Sequence[Pattern], replace: C
 _SEGMENT = r"(?:[^.\\]|\\[.*\\])+"
 """One segment of a field path: a backslash only before a dot, a star or a backslash."""
 
-FIELD_PATH = rf"^(?!(.*\.)?\*\*(\.|$))(?!.*\[\d+\](\.|$)){_SEGMENT}(\.{_SEGMENT})*$"
+_CHECKED_SEGMENT = rf"(?!\*\*(?:\.|$))(?!(?:[^.\\]|\\[.*\\])*\[\d+\](?:\.|$)){_SEGMENT}"
+"""A segment, refused when it is a bare `**` or ends in a bare `[n]` (an escaped dot is no end)."""
+
+FIELD_PATH = rf"^{_CHECKED_SEGMENT}(?:\.{_CHECKED_SEGMENT})*$"
 """A dotted field path: no empty segment, no stray backslash, and none of the forms other tools
 use that would mask nothing here (a `**` segment, an `items[0]` index), so a mistaken pattern is
 refused, not ignored."""
