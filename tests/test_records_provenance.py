@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -61,6 +62,8 @@ TAMPERINGS = [
     Tampering("the-manifest-signature", "(https://batchit.dev/manifest/v1) is not SLSA provenance"),
     Tampering("not-json", "the signed payload is not an in-toto Statement"),
     Tampering("another-runs", "provenance, not run"),
+    Tampering("nested-too-deep", "is not a DSSE envelope (maximum recursion depth exceeded"),
+    Tampering("a-fifo", "is a FIFO, not a provenance file"),
 ]
 
 
@@ -84,6 +87,11 @@ def test_verify_names_what_is_wrong_with_the_provenance(copies: Project, tamperi
         shutil.copy(run_dir(copies) / "manifest.json.sig", provenance)
     elif tampering.name == "not-json":
         seal(provenance, b"not json", project_key(copies))
+    elif tampering.name == "nested-too-deep":
+        provenance.write_text("[" * 100_000 + "]" * 100_000)
+    elif tampering.name == "a-fifo":  # reading it would wait for a writer forever
+        provenance.unlink()
+        os.mkfifo(provenance)
     else:
         provenance.write_bytes(earlier)
     result = copies.run("verify")

@@ -271,7 +271,7 @@ def open_envelope(data: bytes, trusted: list[TrustedKey]) -> tuple[bytes, str]:
             (_key_id_text(s.get("keyid", "")), base64.b64decode(s["sig"], validate=True))
             for s in envelope["signatures"]
         ]
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, RecursionError) as exc:
         raise BadSignature(f"the signature file is not a DSSE envelope ({exc})") from exc
     if payload_type != PAYLOAD_TYPE:
         raise BadSignature(f"the envelope's payloadType is {payload_type!r}, not {PAYLOAD_TYPE!r}")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from batchit.errors import PermanentError
-from batchit.fsutil import is_relative_clean, kind_of
+from batchit.fsutil import is_relative_clean, kind_of, not_a_file
 from batchit.hashing import hash_file
 from batchit.model import MANIFEST_COPY
 from batchit.record.provenance import (
@@ -98,7 +98,7 @@ def verify_manifest(manifest: Path, base: Path, trusted: list[TrustedKey], worke
         if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
             raise TypeError("its outputs are not a list of objects")
         result.run_id = document.get("run_id")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # nested past Python's limit too
         result.problems.append(Problem("manifest", f"{manifest} is not a batchit manifest ({exc})"))
         return result
     result.outputs = len(entries)
@@ -114,6 +114,10 @@ def verify_manifest(manifest: Path, base: Path, trusted: list[TrustedKey], worke
 
 
 def _check_signature(result: Verification, data: bytes, signature: Path, trusted: list[TrustedKey]) -> None:
+    kind = not_a_file(signature)
+    if kind is not None:  # a FIFO would block the read forever
+        result.problems.append(Problem("signature", f"{signature} is {kind}, not a signature file"))
+        return
     try:
         envelope = signature.read_bytes()
     except FileNotFoundError:
@@ -130,7 +134,7 @@ def _check_signature(result: Verification, data: bytes, signature: Path, trusted
         subjects = statement["subject"]
         signed = subjects[0]["digest"]["sha256"]
         kind, predicate, name = statement["_type"], statement["predicateType"], subjects[0]["name"]
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
         result.problems.append(
             Problem("signature", f"the signed payload is not an in-toto Statement ({exc})")
         )
@@ -173,6 +177,10 @@ def _check_provenance(
     result: Verification, path: Path, entries: list[dict[str, Any]], trusted: list[TrustedKey]
 ) -> None:
     """Add a problem for each way the provenance at `path` fails to vouch for the manifest's outputs."""
+    kind = not_a_file(path)
+    if kind is not None:  # a FIFO would block the read forever
+        result.problems.append(Problem("provenance", f"{path} is {kind}, not a provenance file"))
+        return
     try:
         envelope = path.read_bytes()
     except FileNotFoundError:
@@ -209,7 +217,7 @@ def _provenance_claims(payload: bytes) -> tuple[Any, list[tuple[str, str]]]:
     try:
         statement = json.loads(payload)
         kind, predicate = statement["_type"], statement["predicateType"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # nested past Python's limit too
         raise ValueError(f"the signed payload is not an in-toto Statement ({exc})") from exc
     if kind != STATEMENT_TYPE or predicate != SLSA_PREDICATE:
         raise ValueError(f"the signed Statement ({predicate}) is not SLSA provenance")
