@@ -160,8 +160,9 @@ def test_a_sample_into_a_folder_of_its_own_builds_its_aggregates_and_leaves_the_
         (["--sample", "1", "--out", "../elsewhere"], "is not a path relative to the project root"),
         (["--sample", "1", "--out", "src/canary"], "may find inputs there"),
         (["--sample", "1", "--out", "join.py"], "not a folder"),
+        (["--sample", "1", "--out", "canary "], "whitespace at the start or end of a folder name"),
     ],
-    ids=["without-sample", "out", "inside-out", "state", "parent", "under-a-glob", "a-file"],
+    ids=["without-sample", "out", "inside-out", "state", "parent", "under-a-glob", "a-file", "padded"],
 )
 def test_a_sample_folder_that_would_mix_with_the_project_exits_2(
     chain: Project, args: list[str], says: str

@@ -136,21 +136,29 @@ def _out(value: str, config: Document) -> str:
     problem = unusable(value)
     if problem:
         raise error_at(mark, f"out {value!r} {problem[0]}", hint=problem[1])
-    padded = next((name for name in value.split("/") if name != name.strip()), None)
+    padded = _padded(value)
     if padded is not None:  # `out: "_build "` would write into a folder that only looks like _build
-        fixed = normalise("/".join(name.strip() for name in value.split("/"))) or "_build"
-        raise error_at(
-            mark,
-            f"out {value!r} has whitespace at the start or end of a folder name",
-            hint=f"write out: {fixed} (a folder named {padded!r} looks like {padded.strip()!r} in a "
-            "listing, but is another folder)",
-        )
+        raise error_at(mark, f"out {value!r} {padded[0]}", hint=f"write out: {padded[1]}")
     out = normalise(value)
     if not out:
         raise error_at(mark, "out may not be the project root", hint="write a directory such as _build")
     if out.split("/")[0] == STATE_DIR:
         raise error_at(mark, f"out may not be inside {STATE_DIR}", hint="write a directory such as _build")
     return out
+
+
+def _padded(value: str) -> tuple[str, str] | None:
+    """When a folder name in the path `value` starts or ends with whitespace: what is wrong, and
+    the path without it (such a folder looks like the other in a listing, but is another one)."""
+    padded = next((name for name in value.split("/") if name != name.strip()), None)
+    if padded is None:
+        return None
+    fixed = normalise("/".join(name.strip() for name in value.split("/"))) or "_build"
+    return (
+        "has whitespace at the start or end of a folder name",
+        f"{fixed} (a folder named {padded!r} looks like {padded.strip()!r} in a listing, but is "
+        "another folder)",
+    )
 
 
 def _out_is_no_file(root: Path, out: str, config: Document) -> None:
@@ -228,6 +236,9 @@ def sample_into(config: Config, value: str) -> Config:
     from `out`; anything else is a UsageError."""
     fix = "name a folder of its own, such as --out _sample"
     problem = unusable(value)
+    padded = _padded(value)
+    if padded is not None:
+        raise UsageError(f"--out {value!r} {padded[0]}", hint=f"write --out {padded[1]}")
     if escapes(value) or problem:
         what = problem[0] if problem else "is not a path relative to the project root (no leading /, no ..)"
         raise UsageError(f"--out {value!r} {what}", hint=fix)
