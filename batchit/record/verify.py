@@ -113,10 +113,17 @@ def verify_manifest(manifest: Path, base: Path, trusted: list[TrustedKey], worke
     return result
 
 
+def _not_a_file(result: Verification, path: Path, kind: str) -> bool:
+    """True, with a `kind` problem added, when something else than a file stands at `path`: reading
+    a FIFO would block forever."""
+    found = not_a_file(path)
+    if found is not None:
+        result.problems.append(Problem(kind, f"{path} is {found}, not a {kind} file"))
+    return found is not None
+
+
 def _check_signature(result: Verification, data: bytes, signature: Path, trusted: list[TrustedKey]) -> None:
-    kind = not_a_file(signature)
-    if kind is not None:  # a FIFO would block the read forever
-        result.problems.append(Problem("signature", f"{signature} is {kind}, not a signature file"))
+    if _not_a_file(result, signature, "signature"):
         return
     try:
         envelope = signature.read_bytes()
@@ -177,9 +184,7 @@ def _check_provenance(
     result: Verification, path: Path, entries: list[dict[str, Any]], trusted: list[TrustedKey]
 ) -> None:
     """Add a problem for each way the provenance at `path` fails to vouch for the manifest's outputs."""
-    kind = not_a_file(path)
-    if kind is not None:  # a FIFO would block the read forever
-        result.problems.append(Problem("provenance", f"{path} is {kind}, not a provenance file"))
+    if _not_a_file(result, path, "provenance"):
         return
     try:
         envelope = path.read_bytes()
