@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import COPY_AND_UPPER, PICKY, PICKY_MODULE, TOOLS, Project
+from conftest import COPY_AND_UPPER, PICKY, PICKY_MODULE, TOOLS, Hooks, Project
 from test_doit import DODO, doit
 
 pytestmark = pytest.mark.slow  # each doit and batchit run is a fresh interpreter
@@ -151,3 +151,33 @@ def test_batchit_replays_the_jobs_a_doit_run_ran_with_its_seed(tmp_path: Path) -
     assert f"input changed since run {run_id}: in/b.txt" in replayed.stderr
     assert site.manifest()["summary"]["built"] == 1
     assert site.read("_build/b.txt") == "B3\n"
+
+
+def test_a_doit_run_beside_an_input_still_quarantined_fails_and_alerts_as_a_build_does(
+    tmp_path: Path, webhook: str
+) -> None:
+    """The held job's sub-task fails, another builds: the run recorded as doit exits counts the
+    held input as `batchit build` does (failed, one quarantined) and sends the failure alert."""
+    (tmp_path / "dodo.py").write_text(DODO, encoding="utf-8")
+    site = Project(tmp_path / "site")
+    site.config(PICKY + f'alerts: {{webhook: "{webhook}", when: failure}}\n')
+    site.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "bad\n"})
+    assert doit(site, "--continue", "site").code != 0  # b.txt is quarantined
+    site.write({"in/c.txt": "c\n"})
+    failed = doit(site, "--continue", "site")
+    assert failed.code != 0 and "is quarantined" in failed.stdout + failed.stderr, failed.describe()
+    manifest = site.manifest()
+    assert (manifest["status"], manifest["summary"]["built"], manifest["summary"]["quarantined"]) == (
+        "failed",
+        1,
+        1,
+    )
+    assert [f["input"] for f in manifest["failures"]] == ["in/b.txt"]
+    assert {o["path"]: o["status"] for o in manifest["outputs"]}["c.txt"] == "built"
+    assert [body["run_id"] for _, body in Hooks.received][-1] == manifest["run_id"]
+    alerted = Hooks.received[-1][1]
+    assert (alerted["status"], alerted["summary"], alerted["failures"]) == ("failed", manifest["summary"], [])
+    built = site.run("build", "--no-progress")  # the same state, as `batchit build` records it
+    assert built.code == 1, built.describe()
+    assert site.manifest()["summary"]["quarantined"] == 1
+    assert Hooks.received[-1][1]["failures"] == []

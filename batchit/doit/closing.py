@@ -56,7 +56,8 @@ def write_doit_record(session: Session, store: StateStore, *, complete: bool) ->
     noted = read_job_results(run_dir)
     rows = with_job_results(rows, noted)
     _write_replay(session, run_id, jobs, noted)
-    statuses = {row.output: "stale" if row.status == "not_run" else row.status for row in rows}
+    failed_here = {job_id for job_id, failure in failures.items() if failure.run_id == session.run_id}
+    statuses = {row.output: _manifest_status(row, failed_here) for row in rows}
     counts = dict.fromkeys(SUMMARY, 0)
     counts["pruned"] = len(pruned)
     for row in rows:
@@ -77,8 +78,8 @@ def write_doit_record(session: Session, store: StateStore, *, complete: bool) ->
             row.rule, job.inputs, row.output, row.error_class, row.message, row.status == "quarantined"
         )
         for job, row in zip(jobs, rows, strict=True)
-        if row.status in ("failed", "quarantined")
-    ]
+        if row.job_id in failed_here
+    ]  # as a build's alert: the jobs it ran that failed, not those held by an earlier quarantine
     alert(session.config, run_id, info.status, counts, failed, str(record.manifest), warn)
     (session.config.state_dir / "runs" / run_id / IN_PROGRESS).unlink(missing_ok=True)
     unfinished.unlink(missing_ok=True)
@@ -136,8 +137,8 @@ def _row(session: Session, job: Job, record: OutputRecord | None, failure: Failu
         message = failure.message
     elif record is not None and record.run_id == session.run_id and record.job_id == job.job_id:
         status = record.status
-    else:
-        status = "up_to_date" if job.action == "skip" else "not_run"
+    else:  # held by an input a run before this one quarantined: counted as `batchit build` counts it
+        status = {"skip": "up_to_date", "quarantined": "quarantined"}.get(job.action, "not_run")
     error = failure.error_class if message and failure else ""
     return JobRow(
         job.job_id,
@@ -149,6 +150,14 @@ def _row(session: Session, job: Job, record: OutputRecord | None, failure: Failu
         error_class=error,
         message=message,
     )
+
+
+def _manifest_status(row: JobRow, failed_here: set[str]) -> str:
+    """What the run did to a job's output, for the manifest, as a build says: a job not run left
+    it `stale`, one held by an input an earlier run quarantined left it `unchanged`."""
+    if row.status == "not_run":
+        return "stale"
+    return "unchanged" if row.status == "quarantined" and row.job_id not in failed_here else row.status
 
 
 def job_label(job: Job) -> str:
