@@ -181,3 +181,28 @@ def test_a_doit_run_beside_an_input_still_quarantined_fails_and_alerts_as_a_buil
     assert built.code == 1, built.describe()
     assert site.manifest()["summary"]["quarantined"] == 1
     assert Hooks.received[-1][1]["failures"] == []
+
+
+def test_a_doit_run_recorded_under_a_new_id_moves_its_quarantine_there(tmp_path: Path) -> None:
+    """A `batchit build` records a run after doit loaded the tasks: the doit run is recorded under
+    an id minted then, and its quarantine, failure and run entry agree on it."""
+    (tmp_path / "dodo.py").write_text(BUILD_BETWEEN, encoding="utf-8")
+    site = Project(tmp_path / "site")
+    copy = '  copy:\n    inputs: ["other/*.txt"]\n    output: "{name}"\n    steps: [file.copy: {}]\n'
+    site.config(PICKY + copy)
+    site.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "other/x.txt": "x\n"})
+    site.build()
+    site.write({"in/b.txt": "bad\n", "other/x.txt": "x2\n"})
+    failed = doit(site, "--continue", "between", "site")  # `between` records a run, then b.txt fails
+    assert failed.code != 0, failed.describe()
+    [held] = json.loads(site.run("quarantine", "list", "--json").stdout)
+    runs = kept_runs(site)
+    assert runs[-1] == held["run_id"] == site.manifest()["run_id"], failed.describe()
+    reason = json.loads((site.root / f"{held['quarantine']}.reason.json").read_text())
+    assert reason["run_id"] == held["run_id"]
+    assert site.run("report", held["run_id"]).code == 0
+    entries = [json.loads(line) for line in (site.root / ".batchit/audit.log").read_text().splitlines()]
+    [quarantined] = [e["details"] for e in entries if e["kind"] == "quarantine"]
+    recorded = entries[-1]["details"]
+    assert (recorded["run_id"], recorded["loaded_as"]) == (held["run_id"], quarantined["run_id"])
+    assert quarantined["run_id"] not in runs

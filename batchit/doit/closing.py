@@ -12,6 +12,7 @@ from batchit.plan.remember import remember_plan, settled_plan
 from batchit.record.alerts import alert, alert_failure
 from batchit.record.commits import Committer
 from batchit.record.manifest import RunInfo, new_run_id
+from batchit.record.quarantine import rename_run_in_reasons
 from batchit.record.recorder import Recorder
 from batchit.record.replays import replay_entry, replay_record, write_replay_record
 from batchit.record.rundata import JobRow
@@ -38,7 +39,7 @@ def write_doit_record(session: Session, store: StateStore, *, complete: bool) ->
         for message in swept(session.config, store):
             warn(message)
         audit_unaudited_run(session.config.state_dir, store, fsync=session.config.durability == "fsync")
-    run_id = _record_id(session)
+    run_id = _record_id(session, store)
     planner, jobs = session.plan(store)
     store.adopt_config(session.config.file)  # the plan refused the state of another config
     by_rule: dict[str, list[Job]] = {name: [] for name in session.config.rules}
@@ -51,12 +52,12 @@ def write_doit_record(session: Session, store: StateStore, *, complete: bool) ->
     pruned = committer.prune(by_rule, finished, full=complete)
     committer.forget_failures_of_current(jobs)
     outputs, failures = store.load_outputs(), store.load_failures()
-    rows = [_row(session, job, outputs.get(job.output), failures.get(job.job_id)) for job in jobs]
+    rows = [_row(run_id, job, outputs.get(job.output), failures.get(job.job_id)) for job in jobs]
     run_dir = session.config.state_dir / "runs" / run_id
     noted = read_job_results(run_dir)
     rows = with_job_results(rows, noted)
     _write_replay(session, run_id, jobs, noted)
-    failed_here = {job_id for job_id, failure in failures.items() if failure.run_id == session.run_id}
+    failed_here = {job_id for job_id, failure in failures.items() if failure.run_id == run_id}
     statuses = {row.output: _manifest_status(row, failed_here) for row in rows}
     counts = dict.fromkeys(SUMMARY, 0)
     counts["pruned"] = len(pruned)
@@ -72,7 +73,8 @@ def write_doit_record(session: Session, store: StateStore, *, complete: bool) ->
         "failed" if troubled else "ok",
         counts,
     )
-    record = Recorder(session.config, run_id, _say).write(store, info, statuses, rows, ())
+    renamed = {"loaded_as": session.run_id} if run_id != session.run_id else {}
+    record = Recorder(session.config, run_id, _say).write(store, info, statuses, rows, (), audit=renamed)
     failed = [
         alert_failure(
             row.rule, job.inputs, row.output, row.error_class, row.message, row.status == "quarantined"
@@ -114,11 +116,14 @@ def _write_replay(session: Session, run_id: str, jobs: list[Job], noted: Noted) 
     write_replay_record(session.config.state_dir / "runs" / run_id, record)
 
 
-def _record_id(session: Session) -> str:
+def _record_id(session: Session, store: StateStore) -> str:
     """The id to record this doit run under: the one minted when doit loaded the tasks, unless a
-    run recorded since sorts after it (a `batchit build` between two sub-tasks); then a new one,
-    with the sub-tasks' logs moved there. So run ids sort in the order runs were recorded, which
-    retention, LATEST and the report's trend rely on."""
+    run recorded since sorts after it (a `batchit build` between two sub-tasks, another doit run);
+    then a new one. So run ids sort in the order runs were recorded, which retention, LATEST and
+    the report's trend rely on. What the sub-tasks wrote under the first id moves to the new one:
+    their logs, and the output and failure rows and quarantine reasons they committed, so each
+    names a run that `batchit runs` knows (the log's `quarantine` entries keep the first id, which
+    the run's own entry names as `loaded_as`)."""
     runs = session.config.state_dir / "runs"
     newest = max((p.name for p in runs.iterdir() if p.is_dir()), default="") if runs.is_dir() else ""
     if newest <= session.run_id:
@@ -126,16 +131,21 @@ def _record_id(session: Session) -> str:
     run_id = new_run_id()
     if (runs / session.run_id).is_dir():
         os.replace(runs / session.run_id, runs / run_id)
+    renamed = [f for f in store.load_failures().values() if f.run_id == session.run_id]
+    with store.transaction():
+        store.db.execute("UPDATE outputs SET run_id = ? WHERE run_id = ?", (run_id, session.run_id))
+        store.db.execute("UPDATE failures SET run_id = ? WHERE run_id = ?", (run_id, session.run_id))
+    rename_run_in_reasons(session.config.root, renamed, session.run_id, run_id)
     return run_id
 
 
-def _row(session: Session, job: Job, record: OutputRecord | None, failure: Failure | None) -> JobRow:
-    """The report's row for a job: what this doit run did to it, read back from the state store."""
+def _row(run_id: str, job: Job, record: OutputRecord | None, failure: Failure | None) -> JobRow:
+    """The report's row for a job: what doit run `run_id` did to it, read back from the state store."""
     message = ""
-    if failure is not None and failure.run_id == session.run_id:
+    if failure is not None and failure.run_id == run_id:
         status = "quarantined" if failure.quarantine else "failed"
         message = failure.message
-    elif record is not None and record.run_id == session.run_id and record.job_id == job.job_id:
+    elif record is not None and record.run_id == run_id and record.job_id == job.job_id:
         status = record.status
     else:  # held by an input a run before this one quarantined: counted as `batchit build` counts it
         status = {"skip": "up_to_date", "quarantined": "quarantined"}.get(job.action, "not_run")

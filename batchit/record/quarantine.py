@@ -11,6 +11,7 @@ import contextlib
 import json
 import posixpath
 import shutil
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -128,3 +129,16 @@ def release(root: Path, state_dir: Path, store: StateStore, path: str | None) ->
             append_audit(state_dir, store, "release", {"rule": rule, "input": input_path})
     settle_audit(state_dir, store)
     return [jobs[0] for jobs in chosen.values()]
+
+
+def rename_run_in_reasons(root: Path, failures: Iterable[Failure], old: str, new: str) -> None:
+    """Make the reason files of the quarantines run `old` made name run `new` (a doit run recorded
+    under another id than the one its sub-tasks committed as)."""
+    for place in {f.quarantine for f in failures if f.quarantine}:
+        reason_path = _reason_path(root / place)
+        try:
+            reason = json.loads(reason_path.read_bytes())
+        except (OSError, ValueError):
+            continue  # removed or damaged since: nothing to keep in step
+        if isinstance(reason, dict) and reason.get("run_id") == old:
+            atomic_write_text(reason_path, json.dumps({**reason, "run_id": new}, indent=2) + "\n")

@@ -77,12 +77,15 @@ class Recorder:
         rows: list[JobRow],
         rules: tuple[str, ...],
         unvouched: Callable[[list[ListedOutput]], set[str]] | None = None,
+        *,
+        audit: dict[str, str] | None = None,
     ) -> RunRecord:
         """Write the run's record from the state store and the run's jobs; call under the project lock.
 
         `statuses` maps output paths to what the run did to them (the manifest's `status`), `rows`
         are the report's jobs, and `rules` are the rules named on the command line (none: all).
-        `unvouched` picks, among the recorded outputs, those the manifest must leave out.
+        `unvouched` picks, among the recorded outputs, those the manifest must leave out; `audit`
+        holds further details for the run's audit entry.
         """
         config = self.config
         fsync = config.durability == "fsync"
@@ -128,7 +131,7 @@ class Recorder:
             # Killed before this append, the run is recorded and not audited: the next command that
             # takes the lock appends its entry (`audit_unaudited_run`).
             entry = run_entry(info.run_id, info.status, info.summary, digest, key.key_id, removed)
-            append_audit(config.state_dir, store, "run", entry, fsync=fsync)
+            append_audit(config.state_dir, store, "run", {**entry, **(audit or {})}, fsync=fsync)
             self.events.close()
         return RunRecord(info.run_id, self.run_dir / MANIFEST, report, key.key_id, key.created)
 
