@@ -4,9 +4,11 @@ it, and retention keeps the runs `runs.keep` counts, through the real `doit` com
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
+from blake3 import blake3
 from conftest import COPY_AND_UPPER, PICKY, PICKY_MODULE, TOOLS, Hooks, Project
 from test_doit import DODO, doit
 
@@ -206,3 +208,37 @@ def test_a_doit_run_recorded_under_a_new_id_moves_its_quarantine_there(tmp_path:
     recorded = entries[-1]["details"]
     assert (recorded["run_id"], recorded["loaded_as"]) == (held["run_id"], quarantined["run_id"])
     assert quarantined["run_id"] not in runs
+
+
+@pytest.mark.parametrize("parallel", [(), ("-n", "2", "-P", "process")], ids=["serial", "processes"])
+def test_a_doit_sub_task_that_quarantines_audits_a_killed_builds_run_first(
+    tmp_path: Path, parallel: tuple[str, ...]
+) -> None:
+    """A build killed after it recorded its run, before its audit entry: the doit run's quarantine
+    entry comes after the killed run's (`recovered`), once, or the run could never be audited."""
+    (tmp_path / "dodo.py").write_text(DODO, encoding="utf-8")
+    site = Project(tmp_path / "site")
+    site.config(PICKY)
+    site.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n"})
+    site.build()
+    site.write({"in/c.txt": "c\n"})
+    site.build()
+    killed = site.manifest()["run_id"]
+    log = site.root / ".batchit/audit.log"
+    *before, _ = log.read_bytes().splitlines()
+    log.write_bytes(b"".join(line + b"\n" for line in before))  # as test_records_history kills it
+    with sqlite3.connect(site.root / ".batchit/state.db") as db:
+        db.executemany(
+            "UPDATE meta SET value = ? WHERE key = ?",
+            [(blake3(before[-1]).hexdigest(), "audit_head"), (str(len(before)), "audit_seq")],
+        )
+    db.close()
+    (site.root / ".batchit/build-in-progress").touch()
+    site.write({"in/b.txt": "bad\n", "in/d.txt": "d\n", "in/e.txt": "e\n"})
+    assert doit(site, "--continue", *parallel, "site").code != 0
+    entries = [json.loads(line) for line in log.read_bytes().splitlines()[len(before) :]]
+    assert [entry["kind"] for entry in entries] == ["run", "quarantine", "run"]
+    assert (entries[0]["details"]["run_id"], entries[0]["details"]["recovered"]) == (killed, True)
+    assert entries[2]["details"]["run_id"] == site.manifest()["run_id"]
+    checked = site.run("audit", "verify")
+    assert checked.code == 0 and "no entry in the log" not in checked.stdout, checked.describe()

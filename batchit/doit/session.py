@@ -26,6 +26,7 @@ from doit.exceptions import TaskFailed
 
 from batchit.config import load_config
 from batchit.doit.closing import job_label, warn, write_doit_record
+from batchit.doit.names import task_names as sub_task_names
 from batchit.engine import run_planned_job
 from batchit.errors import BatchitError
 from batchit.model import RESERVED_OUTPUTS, Config
@@ -34,7 +35,14 @@ from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, PlanOptions, select_rules
 from batchit.record.manifest import new_run_id
-from batchit.record.runs import IN_PROGRESS, UNFINISHED, latest_run, mark_in_progress, mark_unfinished
+from batchit.record.runs import (
+    IN_PROGRESS,
+    UNFINISHED,
+    audit_unaudited_run,
+    latest_run,
+    mark_in_progress,
+    mark_unfinished,
+)
 from batchit.state.lock import doit_record_locks, doit_sub_task_locks
 from batchit.state.store import StateStore
 
@@ -70,6 +78,8 @@ class Session:
     _checked: tuple[int, int, str, Planner, Job] | None = field(default=None, repr=False)
     """(pid, store generation, job id, planner, job) of the job the last check planned alone: its
     action, which doit runs right after the check, reuses that plan while nothing was committed."""
+    _audited: int | None = field(default=None, repr=False)
+    """The pid of the process whose first job made a killed build's missing audit entry, if any."""
 
     @classmethod
     def open(cls, root: Path, config_file: str, basename: str) -> Session:
@@ -97,7 +107,7 @@ class Session:
             if store is not None:
                 store.close()
         out = self.config.out
-        task_names = _task_names(jobs)
+        task_names = sub_task_names(jobs)
         shared = {job.output for job in jobs if task_names[id(job)] != job.output}
         names = {f"{out}/{job.output}": job.output for job in jobs if job.output not in shared}
         # a `{key8}` still in an output path is a name not known yet; one that several jobs share
@@ -260,6 +270,9 @@ class Session:
         by_rule: dict[str, list[Job]] = {}
         for planned in jobs:
             by_rule.setdefault(planned.rule, []).append(planned)
+        if self._audited != os.getpid():  # a killed build's unaudited run: its entry comes first
+            audit_unaudited_run(self.config.state_dir, store, fsync=self.config.durability == "fsync")
+            self._audited = os.getpid()
         mark_in_progress(self.config.state_dir / "runs" / self.run_id, self.pid)  # its logs go there
         mark_unfinished(self.config.state_dir)  # until `_record`: a kill before it leaves litter to sweep
         result = run_planned_job(
@@ -377,21 +390,3 @@ class UpToDate:
 def _actions_and_outputs(jobs: list[Job]) -> tuple[dict[str, str], frozenset[str]]:
     """What the checks need of a plan: each job's action by job id, and the outputs."""
     return {job.job_id: job.action for job in jobs}, frozenset(job.output for job in jobs)
-
-
-def _task_names(jobs: list[Job]) -> dict[int, str]:
-    """Each job's sub-task name, by `id(job)`: its output path, or, for jobs whose outputs share a
-    path that still holds an unknown `{key8}` (two inputs with one stem, say), that path with a
-    number in plan order, since doit refuses two tasks of one name."""
-    count: dict[str, int] = {}
-    for job in jobs:
-        count[job.output] = count.get(job.output, 0) + 1
-    seen: dict[str, int] = {}
-    names: dict[int, str] = {}
-    for job in jobs:
-        if count[job.output] == 1:
-            names[id(job)] = job.output
-        else:
-            seen[job.output] = seen.get(job.output, 0) + 1
-            names[id(job)] = f"{job.output} #{seen[job.output]}"
-    return names

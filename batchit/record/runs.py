@@ -19,7 +19,7 @@ from typing import Any
 from batchit.errors import UsageError
 from batchit.fsutil import atomic_write_text, cache_entry, sweep_temp_files
 from batchit.model import Config
-from batchit.record.audit import append_audit, audit_head
+from batchit.record.audit import append_audit, audit_head, settle_audit
 from batchit.record.rundata import RUN_FILE
 from batchit.state.lock import ProjectLock
 from batchit.state.store import StateStore
@@ -194,14 +194,25 @@ def audit_unaudited_run(state_dir: Path, store: StateStore, *, fsync: bool = Fal
     so the log names every recorded run; return that run's id, or None when there is none.
 
     Commands that take the project lock call it before they append an entry of their own (after
-    which the run could no longer be told from an audited one); outside a store transaction. The
-    entry is made from the run's files, with `recovered: true`: its `removed_runs` is empty, as the
-    killed build's retention (which runs after `LATEST` is written) may or may not have removed runs.
+    which the run could no longer be told from an audited one), and so does each doit process
+    before its sub-tasks run jobs, which hold the lock shared: outside a store transaction. The
+    check (one `stat` when no build was killed) is made again in the transaction that appends the
+    entry, so of two sub-tasks asking at once one appends it. The entry is made from the run's
+    files, with `recovered: true`: its `removed_runs` is empty, as the killed build's retention
+    (which runs after `LATEST` is written) may or may not have removed runs.
     """
-    run_id = unaudited_run(state_dir, audit_head(store))
-    if run_id is None:
+    if unaudited_run(state_dir, audit_head(store)) is None:
         return None
-    run_dir = state_dir / "runs" / run_id
+    with store.transaction():  # BEGIN IMMEDIATE: one writer at a time decides and appends
+        run_id = unaudited_run(state_dir, audit_head(store))
+        if run_id is not None:
+            append_audit(state_dir, store, "run", _recovered_entry(state_dir / "runs" / run_id))
+    settle_audit(state_dir, store, fsync=fsync)
+    return run_id
+
+
+def _recovered_entry(run_dir: Path) -> dict[str, Any]:
+    """The details of the audit entry of a run recorded but never audited, from its files."""
     document = read_json_object(run_dir / RUN_FILE) or {}
     summary = document.get("summary")
     key_id = document.get("key_id")
@@ -211,15 +222,14 @@ def audit_unaudited_run(state_dir: Path, store: StateStore, *, fsync: bool = Fal
     except OSError:
         digest = None  # removed by hand since: the entry still says the run was recorded
     details = run_entry(
-        run_id,
+        run_dir.name,
         str(document.get("status", "unknown")),
         summary if isinstance(summary, dict) else {},
         digest,
         key_id if isinstance(key_id, str) else None,
         [],
     )
-    append_audit(state_dir, store, "run", {**details, "recovered": True}, fsync=fsync)
-    return run_id
+    return {**details, "recovered": True}
 
 
 def apply_retention(directory: Path, keep: int) -> list[str]:
