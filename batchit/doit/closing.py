@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from doit.action import Writer
 
 from batchit.plan.jobs import Job
 from batchit.plan.remember import remember_plan, settled_plan
@@ -173,6 +177,18 @@ def _manifest_status(row: JobRow, failed_here: set[str]) -> str:
 def job_label(job: Job) -> str:
     """A job as doit lists it: its input, or how many inputs an aggregate reads."""
     return job.inputs[0] if len(job.inputs) == 1 else f"{len(job.inputs)} inputs"
+
+
+@contextlib.contextmanager
+def doit_stderr() -> Iterator[None]:
+    """`sys.stderr` as doit's own stream while the block runs: at doit's exit after `-P thread`,
+    it can still be the Writer of one sub-task's action (doit's threads swap it in and put back
+    what they found, in any order), which at verbosity 0 only captures what is written."""
+    if isinstance(sys.stderr, Writer) and sys.__stderr__ is not None:
+        with contextlib.redirect_stderr(sys.__stderr__):
+            yield
+    else:
+        yield
 
 
 def warn(text: str) -> None:

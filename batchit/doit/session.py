@@ -25,7 +25,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 
 from batchit.config import load_config
-from batchit.doit.closing import job_label, warn, write_doit_record
+from batchit.doit.closing import doit_stderr, job_label, warn, write_doit_record
 from batchit.doit.names import task_names as sub_task_names
 from batchit.engine import run_planned_job
 from batchit.errors import BatchitError
@@ -340,17 +340,18 @@ class Session:
             return  # a forked worker, or a stopped run: its workers may still be going
         if not self._ran_jobs():
             return  # no job ran, or `_record` recorded the run (and took the mark away)
-        try:
-            run_id = self._write_record(complete=False, unless_current=False)
-        except BatchitError as exc:
-            warn(f"this doit run ran jobs but is not recorded: {exc}")
-            return
-        assert run_id is not None, "it records whether or not the latest record is current"
-        report = self.config.state_dir / "runs" / run_id / "report.html"
-        print(
-            f"batchit: doit ran no {self.basename}:{RECORD}; this run is recorded as {run_id} ({report})",
-            file=sys.stderr,
-        )
+        with doit_stderr():  # no sub-task runs now: what the record says goes to doit's stderr
+            try:
+                run_id = self._write_record(complete=False, unless_current=False)
+            except BatchitError as exc:
+                warn(f"this doit run ran jobs but is not recorded: {exc}")
+                return
+            assert run_id is not None, "it records whether or not the latest record is current"
+            report = self.config.state_dir / "runs" / run_id / "report.html"
+            print(
+                f"batchit: doit ran no {self.basename}:{RECORD}; this run is recorded as {run_id} ({report})",
+                file=sys.stderr,
+            )
 
     def _ran_jobs(self) -> bool:
         """True when a sub-task of this run ran a job and no record of the run was written since."""
