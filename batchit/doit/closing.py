@@ -137,8 +137,7 @@ def _record_id(session: Session, store: StateStore) -> str:
         os.replace(runs / session.run_id, runs / run_id)
     renamed = [f for f in store.load_failures().values() if f.run_id == session.run_id]
     with store.transaction():
-        store.db.execute("UPDATE outputs SET run_id = ? WHERE run_id = ?", (run_id, session.run_id))
-        store.db.execute("UPDATE failures SET run_id = ? WHERE run_id = ?", (run_id, session.run_id))
+        store.rename_run(session.run_id, run_id)
     rename_run_in_reasons(session.config.root, renamed, session.run_id, run_id)
     return run_id
 

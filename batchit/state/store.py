@@ -378,6 +378,12 @@ class StateStore:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def rename_run(self, old: str, new: str) -> None:
+        """Let the output and failure rows of run `old` name run `new` (a doit run recorded under
+        another id than the one its sub-tasks committed with)."""
+        self.db.execute("UPDATE outputs SET run_id = ? WHERE run_id = ?", (new, old))
+        self.db.execute("UPDATE failures SET run_id = ? WHERE run_id = ?", (new, old))
+
     def release_failures(self, job_ids: Iterable[str]) -> None:
         """Let quarantined jobs go: they stay failed (the next build, `--only-failed` too, retries
         them) but are no longer held while their input is unchanged."""
