@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
@@ -314,6 +315,9 @@ class KilledRun(NamedTuple):
     """The kinds of the entries the next command appends of its own, after the killed run's."""
     in_latest: bool = True
     """The kill came after `LATEST` named the run (else between its `run.json` and `LATEST`)."""
+    newer_run: bool = False
+    """Another run, whose id sorts after the killed one's, was recorded meanwhile and is LATEST (the
+    killed build minted its id, then planned while that run's build took the lock and finished)."""
 
 
 KILLED_RUNS = [
@@ -322,6 +326,13 @@ KILLED_RUNS = [
     KilledRun("then-clean", ("clean",), ["clean"]),
     KilledRun("then-quarantine-release", ("quarantine", "release"), []),
     KilledRun("before-latest-then-build", ("build", "--no-progress"), ["run"], in_latest=False),
+    KilledRun(
+        "older-than-the-latest-then-build",
+        ("build", "--no-progress"),
+        ["run"],
+        in_latest=False,
+        newer_run=True,
+    ),
 ]
 
 
@@ -347,6 +358,9 @@ def test_a_run_a_killed_build_recorded_but_never_audited_is_audited_by_the_next_
     (copies.root / ".batchit/build-in-progress").touch()
     if not case.in_latest:
         (runs_dir(copies) / "LATEST").write_text(previous + "\n")
+    if case.newer_run:  # a copy of the audited run before, under an id after the killed one's
+        shutil.copytree(runs_dir(copies) / previous, runs_dir(copies) / "29991231T235959999Z-ffffff")
+        (runs_dir(copies) / "LATEST").write_text("29991231T235959999Z-ffffff\n")
     checked = copies.run("audit", "verify")
     assert checked.code == 0, checked.describe()
     assert f"run {killed.name} is recorded but has no entry in the log" in checked.stdout, checked.describe()

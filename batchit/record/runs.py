@@ -175,14 +175,15 @@ def unaudited_run(state_dir: Path, head: str | None) -> str | None:
     entry, appended next, moves on: a recorded run whose head is still the store's `head` has no
     entry. A build leaves such a run only when it is killed between its `run.json` and its entry,
     which also leaves `UNFINISHED`; without that marker this reads nothing, so a build after a
-    finished one pays for it with the one `stat` it makes anyway. The run is the latest, or the
-    newest record when the kill came before `LATEST` named it.
+    finished one pays for it with the one `stat` it makes anyway. The run is the latest, or, when
+    the kill came before `LATEST` named it, any recorded run: newest first, but a build mints its
+    id before it plans, so a build that finished meanwhile may have recorded a newer one.
     """
     if not (state_dir / UNFINISHED).exists():
         return None
     directory = state_dir / "runs"
-    newest = max((p.name for p in _folders(directory) if _holds_record(p)), default=None)
-    for run_id in dict.fromkeys(name for name in (latest_run(directory), newest) if name is not None):
+    recorded = sorted((p.name for p in _folders(directory) if _holds_record(p)), reverse=True)
+    for run_id in dict.fromkeys(name for name in (latest_run(directory), *recorded) if name is not None):
         document = read_json_object(directory / run_id / RUN_FILE)
         if document is not None and "audit_head" in document and document["audit_head"] == head:
             return run_id
