@@ -81,6 +81,28 @@ def test_a_doit_run_whose_sub_task_failed_is_recorded_under_the_id_its_quarantin
     assert kept_runs(site)[0] == held["run_id"]  # runs.keep counts it as the record it is
 
 
+def test_an_output_whose_input_a_doit_run_quarantined_has_the_status_a_build_gives_it(
+    tmp_path: Path,
+) -> None:
+    """b.txt was built, then its input turned bad: its old output stays, listed as `failed` by
+    the run that tried to rebuild it, whether that run is a build or a doit run."""
+    statuses = {}
+    for runner in ("build", "doit"):
+        (tmp_path / runner / "dodo.py").parent.mkdir()
+        (tmp_path / runner / "dodo.py").write_text(DODO, encoding="utf-8")
+        site = Project(tmp_path / runner / "site")
+        site.config(PICKY)
+        site.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "b\n"})
+        site.build()
+        site.write({"in/b.txt": "bad\n"})
+        if runner == "build":
+            site.build(expect=1)
+        else:
+            assert doit(site, "--continue", "site").code != 0
+        statuses[runner] = {o["path"]: o["status"] for o in site.manifest()["outputs"]}
+    assert statuses["doit"]["b.txt"] == statuses["build"]["b.txt"] == "failed"
+
+
 COPY_BY_STEM = """\
 version: 1
 rules:

@@ -167,10 +167,13 @@ def _row(run_id: str, job: Job, record: OutputRecord | None, failure: Failure | 
 
 def _manifest_status(row: JobRow, failed_here: set[str]) -> str:
     """What the run did to a job's output, for the manifest, as a build says: a job not run left
-    it `stale`, one held by an input an earlier run quarantined left it `unchanged`."""
+    it `stale`, one that failed here (and quarantined its input) `failed`, one held by an input
+    an earlier run quarantined `unchanged`."""
     if row.status == "not_run":
         return "stale"
-    return "unchanged" if row.status == "quarantined" and row.job_id not in failed_here else row.status
+    if row.status == "quarantined":
+        return "failed" if row.job_id in failed_here else "unchanged"
+    return row.status
 
 
 def job_label(job: Job) -> str:
