@@ -4,13 +4,12 @@ it, and retention keeps the runs `runs.keep` counts, through the real `doit` com
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
-from blake3 import blake3
 from conftest import COPY_AND_UPPER, PICKY, PICKY_MODULE, TOOLS, Hooks, Project
 from test_doit import DODO, doit
+from test_records_history import unaudit_the_latest_run
 
 pytestmark = pytest.mark.slow  # each doit and batchit run is a fresh interpreter
 
@@ -247,15 +246,7 @@ def test_a_doit_sub_task_that_quarantines_audits_a_killed_builds_run_first(
     site.build()
     killed = site.manifest()["run_id"]
     log = site.root / ".batchit/audit.log"
-    *before, _ = log.read_bytes().splitlines()
-    log.write_bytes(b"".join(line + b"\n" for line in before))  # as test_records_history kills it
-    with sqlite3.connect(site.root / ".batchit/state.db") as db:
-        db.executemany(
-            "UPDATE meta SET value = ? WHERE key = ?",
-            [(blake3(before[-1]).hexdigest(), "audit_head"), (str(len(before)), "audit_seq")],
-        )
-    db.close()
-    (site.root / ".batchit/build-in-progress").touch()
+    before = unaudit_the_latest_run(site)
     site.write({"in/b.txt": "bad\n", "in/d.txt": "d\n", "in/e.txt": "e\n"})
     assert doit(site, "--continue", *parallel, "site").code != 0
     entries = [json.loads(line) for line in log.read_bytes().splitlines()[len(before) :]]

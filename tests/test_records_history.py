@@ -55,6 +55,22 @@ def audit_lines(project: Project) -> list[bytes]:
     return (project.root / ".batchit/audit.log").read_bytes().splitlines()
 
 
+def unaudit_the_latest_run(project: Project) -> list[bytes]:
+    """Leave what a SIGKILL just before a build's audit append leaves: the run's whole record, the
+    marker of a build that did not finish, and neither the run's line nor the audit head and seq
+    it moved. The audit lines that stay."""
+    *before, _ = audit_lines(project)
+    (project.root / ".batchit/audit.log").write_bytes(b"".join(line + b"\n" for line in before))
+    with sqlite3.connect(project.root / ".batchit/state.db") as db:
+        db.executemany(
+            "UPDATE meta SET value = ? WHERE key = ?",
+            [(blake3(before[-1]).hexdigest(), "audit_head"), (str(len(before)), "audit_seq")],
+        )
+    db.close()
+    (project.root / ".batchit/build-in-progress").touch()
+    return before
+
+
 def test_every_run_writes_its_whole_record(copies: Project) -> None:
     copies.build()
     names = {p.name for p in latest(copies).iterdir()}
@@ -345,17 +361,7 @@ def test_a_run_a_killed_build_recorded_but_never_audited_is_audited_by_the_next_
     copies.write({"src/d.txt": "delta\n"})
     copies.build()
     killed = latest(copies)
-    *before, _ = audit_lines(copies)
-    # What a SIGKILL just before the audit append leaves: the run's whole record, the marker of a
-    # build that did not finish, and neither the run's line nor the head and seq it moved.
-    (copies.root / ".batchit/audit.log").write_bytes(b"".join(line + b"\n" for line in before))
-    with sqlite3.connect(copies.root / ".batchit/state.db") as db:
-        db.executemany(
-            "UPDATE meta SET value = ? WHERE key = ?",
-            [(blake3(before[-1]).hexdigest(), "audit_head"), (str(len(before)), "audit_seq")],
-        )
-    db.close()
-    (copies.root / ".batchit/build-in-progress").touch()
+    before = unaudit_the_latest_run(copies)
     if not case.in_latest:
         (runs_dir(copies) / "LATEST").write_text(previous + "\n")
     if case.newer_run:  # a copy of the audited run before, under an id after the killed one's
