@@ -354,11 +354,18 @@ def test_data_mask_reaches_keys_holding_a_dot_or_a_star_through_a_backslash(proj
     }
 
 
-def test_a_ref_resolves_against_the_file_holding_it_even_up_a_folder(project: Project) -> None:
-    """schemas/order.json -> ../common/price.json -> number.json: the last is common/number.json,
-    as the file holding its $ref has it, and editing it rebuilds."""
-    convert(
-        project,
+class ReachedFile(NamedTuple):
+    """A schema whose $refs reach a file, and an edit of that file that fails the job as said."""
+
+    id: str
+    files: dict[str, str]
+    edit: tuple[str, str]
+    says: str
+
+
+REACHED_FILES = [
+    ReachedFile(  # the last file is common/number.json, as the file holding its $ref has it
+        "up-a-folder",
         {
             "schemas/order.json": '{"properties": {"price": {"$ref": "../common/price.json"}}}',
             "common/price.json": '{"$ref": "number.json"}',
@@ -366,12 +373,31 @@ def test_a_ref_resolves_against_the_file_holding_it_even_up_a_folder(project: Pr
             "schemas/common/number.json": '{"type": "string"}',  # what a clamped `..` would read
             "in/a.json": '{"price": 3}',
         },
-        VALIDATE.replace("order.yaml", "order.json"),
-    )
+        ("common/number.json", '{"type": "number", "maximum": 2}'),
+        "$.price: 3 is greater than the maximum of 2",
+    ),
+    ReachedFile(  # `default` under `properties` is a property's name, not the keyword
+        "a-property-named-default",
+        {
+            "schemas/order.json": '{"properties": {"default": {"$ref": "setting.json"}}}',
+            "schemas/setting.json": '{"type": "number"}',
+            "in/a.json": '{"default": 3}',
+        },
+        ("schemas/setting.json", '{"type": "string"}'),
+        "$.default: 3 is not of type 'string'",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", REACHED_FILES, ids=[case.id for case in REACHED_FILES])
+def test_the_file_a_ref_reaches_is_the_one_the_validator_reads_and_editing_it_rebuilds(
+    project: Project, case: ReachedFile
+) -> None:
+    convert(project, case.files, VALIDATE.replace("order.yaml", "order.json"))
     project.build()
-    project.write({"common/number.json": '{"type": "number", "maximum": 2}'})
+    project.write(dict([case.edit]))
     project.build(expect=1)
-    assert "$.price: 3 is greater than the maximum of 2" in failures(project)["in/a.json"]
+    assert case.says in failures(project)["in/a.json"]
 
 
 @pytest.mark.parametrize(
@@ -406,23 +432,6 @@ def test_a_ref_to_a_schema_embedded_by_its_id_stays_in_the_document(project: Pro
     project.build(expect=1)
     assert project.read("_build/ok.json") == '{"price":1}\n'
     assert "$.price: 'x' is not of type 'number'" in failures(project)["in/bad.json"]
-
-
-def test_a_file_a_property_named_default_refs_enters_the_key(project: Project) -> None:
-    """`default` under `properties` is a property's name, not the keyword: its $ref is followed."""
-    convert(
-        project,
-        {
-            "schemas/order.json": '{"properties": {"default": {"$ref": "setting.json"}}}',
-            "schemas/setting.json": '{"type": "number"}',
-            "in/a.json": '{"default": 3}',
-        },
-        VALIDATE.replace("order.yaml", "order.json"),
-    )
-    project.build()
-    project.write({"schemas/setting.json": '{"type": "string"}'})
-    project.build(expect=1)
-    assert "$.default: 3 is not of type 'string'" in failures(project)["in/a.json"]
 
 
 MISTAKE_RULE = 'version: 1\nrules:\n  pages:\n    inputs: ["in/*.json"]\n    output: "{stem}.json"\n'
