@@ -15,6 +15,7 @@ from batchit.errors import PermanentError, RecipeError
 from batchit.operators.base import JSON_INDENT, InputFile, JobContext, Operator
 from batchit.operators.data_formats import (
     FORMATS,
+    decoded_text,
     dump,
     first_misfit,
     format_by_extension,
@@ -28,16 +29,6 @@ from batchit.operators.schema_files import checked_schema_files, schema_validato
 
 def _format_param(description: str) -> dict[str, Any]:
     return {"enum": ["auto", *FORMATS], "default": "auto", "description": description}
-
-
-def _decoded(data: bytes, source: str) -> str:
-    """UTF-8 text (a leading BOM dropped: spreadsheets write one); anything else is a permanent error."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PermanentError(
-            f"{source} is not valid UTF-8: {exc.reason} at byte {exc.start}", hint="save it as UTF-8"
-        ) from None
 
 
 class DataLoad(Operator):
@@ -73,10 +64,10 @@ class DataLoad(Operator):
         if isinstance(value, list) and all(isinstance(item, InputFile) for item in value):
             return [self.run(item, ctx, **params) for item in value]
         if isinstance(value, InputFile):
-            source, text = value.path, _decoded(value.read_bytes(), value.path)
+            source, text = value.path, decoded_text(value.read_bytes(), value.path)
         elif isinstance(value, bytes | str):
             source = ctx.input if isinstance(ctx.input, str) else ctx.output
-            text = value if isinstance(value, str) else _decoded(value, source)
+            text = value if isinstance(value, str) else decoded_text(value, source)
         else:
             raise RecipeError(
                 f"step {self.name} needs a file, bytes or text, got {type(value).__name__}",

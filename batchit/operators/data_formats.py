@@ -66,6 +66,16 @@ def require_data(value: Any, step: str) -> None:
         raise RecipeError(f"step {step} needs data, got {kind}", hint="put data.load before it")
 
 
+def decoded_text(data: bytes, source: str) -> str:
+    """UTF-8 text (a leading BOM dropped: spreadsheets write one); anything else is a permanent error."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PermanentError(
+            f"{source} is not valid UTF-8: {exc.reason} at byte {exc.start}", hint="save it as UTF-8"
+        ) from None
+
+
 def format_by_extension(path: str) -> str | None:
     """The format a file name's extension says (`a.YML` is yaml), or None."""
     return EXTENSIONS.get(PurePosixPath(path).suffix.lower())

@@ -5,7 +5,7 @@ file (`address.json`, `defs/person.yaml#/$defs/name`) names a file relative to t
 the `$ref`, as a browser resolves a relative link. Only project files are reached: an absolute URI
 (`https://...`, `file:...`) or a path leading out of the project is refused, so a build never
 depends on the network or on a file outside what its key can hash. Every file reached enters the
-job's action key (`referenced_files`), so editing one rebuilds the jobs that validate with it.
+job's action key (`checked_schema_files`), so editing one rebuilds the jobs that validate with it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 from batchit.errors import PermanentError, RecipeError
 from batchit.fsutil import StatTuple, stat_identity
-from batchit.operators.data_formats import format_by_extension, parse
+from batchit.operators.data_formats import decoded_text, format_by_extension, parse
 
 STEP = "step data.validate"
 
@@ -43,12 +43,8 @@ def _parsed(path: str, shown: str, identity: StatTuple | None) -> dict[str, Any]
         ) from None
     fmt = "json" if format_by_extension(shown) == "json" else "yaml"
     try:
-        schema = parse(raw.decode("utf-8-sig"), fmt, shown)
-    except UnicodeDecodeError as exc:
-        raise RecipeError(
-            f"{STEP}: schema {shown} is not valid UTF-8: {exc.reason}", hint="save it as UTF-8"
-        ) from None
-    except PermanentError as exc:
+        schema = parse(decoded_text(raw, shown), fmt, shown)
+    except PermanentError as exc:  # not UTF-8, or not JSON or YAML
         raise RecipeError(exc.message, hint=exc.hint) from None
     if not isinstance(schema, dict):
         raise RecipeError(
