@@ -430,6 +430,60 @@ def test_edited_helper_module_rebuilds_the_python_steps_that_import_it(project: 
     assert project.read("_build/a.txt") == "v2:+a"
 
 
+MARKDOWN_EXTENSION = """\
+from markdown.extensions import Extension
+from markdown.postprocessors import Postprocessor
+
+from signature import SIGNED
+
+
+class Sign(Postprocessor):
+    def run(self, text):
+        return text + SIGNED
+
+
+class SignExtension(Extension):
+    def extendMarkdown(self, md):
+        md.postprocessors.register(Sign(md), "sign", 0)
+
+
+def makeExtension(**kwargs):
+    return SignExtension(**kwargs)
+"""
+"""A project's own Python-Markdown extension, `signing.py`: it appends `SIGNED` from `signature.py`."""
+
+
+@pytest.mark.parametrize("launch", ["python -m batchit", "batchit script"])
+def test_a_projects_own_markdown_extension_is_found_and_keyed(project: Project, launch: str) -> None:
+    project.config(
+        'version: 1\nrules:\n  pages:\n    inputs: ["pages/*.md"]\n    output: "{stem}.html"\n'
+        "    steps: [text.load: {}, markdown.render: {extensions: [extra, signing]}]\n"
+    )
+    project.write(
+        {"signing.py": MARKDOWN_EXTENSION, "signature.py": "SIGNED = '<p>v1</p>'\n", "pages/a.md": "# A\n"}
+    )
+    command = [sys.executable, "-m", "batchit"]
+    if launch == "batchit script":  # the console script puts its own folder, not the project, on sys.path
+        command = [str(Path(sys.executable).with_name("batchit"))]
+
+    def build() -> subprocess.CompletedProcess[str]:
+        run = subprocess.run(
+            [*command, "build", "--no-progress"], cwd=project.root, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        return run
+
+    build()
+    assert project.read("_build/a.html") == "<h1>A</h1><p>v1</p>"
+    project.write({"signature.py": "SIGNED = '<p>v2</p>'\n"})
+    assert build().stdout.startswith("batchit: ok: 1 built"), "a module the extension imports is in the key"
+    assert project.read("_build/a.html") == "<h1>A</h1><p>v2</p>"
+    project.write({"signing.py": MARKDOWN_EXTENSION.replace("text + SIGNED", "SIGNED + text")})
+    assert build().stdout.startswith("batchit: ok: 1 built"), "the extension's own source is in the key"
+    assert project.read("_build/a.html") == "<p>v2</p><h1>A</h1>"
+    assert build().stdout.startswith("batchit: ok: 1 up to date")
+
+
 def build_home_page(project: Project, templates: dict[str, str]) -> None:
     """Build pages/home.md through PAGES_RULE, whose t/page.html.j2 is among `templates`."""
     project.config("version: 1\nrules:\n" + PAGES_RULE)

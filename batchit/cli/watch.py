@@ -17,7 +17,7 @@ from typing import NoReturn
 from batchit.cli import INTERRUPTED, commands, project_root, report_error
 from batchit.errors import BatchitError, LockHeldError
 from batchit.model import STATE_DIR
-from batchit.operators.code import stale_helpers
+from batchit.operators.project_modules import stale_helpers
 from batchit.state.lock import ProjectLock
 from batchit.watch import watch
 

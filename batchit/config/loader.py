@@ -74,7 +74,7 @@ def load_config(
     out_real = _out_real(root, out, config)
     presets, included = load_presets(root, config, checks)
     flags = _flags(data.get("flags", {}), flag_overrides or {}, config)
-    context = RuleContext(operators, checks, frozenset(data["rules"]), frozenset(flags), out)
+    context = RuleContext(operators, checks, frozenset(data["rules"]), frozenset(flags), out, root)
     rule_marks = marks_under(config.marks, "rules")
     rules: dict[str, Rule] = {}
     for name, raw in data["rules"].items():

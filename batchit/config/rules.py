@@ -11,6 +11,7 @@ import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from batchit.config.hints import did_you_mean, listing
@@ -42,6 +43,7 @@ class RuleContext:
     flags: frozenset[str]
     out: str
     """The normalised output root: no input or `deps` glob may start inside it."""
+    root: Path
 
 
 def build_rule(name: str, raw: Mapping[str, Any], marks: Marks, context: RuleContext) -> Rule:
@@ -66,7 +68,9 @@ class _RuleBuilder:
         matrix = self.matrix(raw.get("matrix", {}))
         aggregate, groups = self.aggregate(raw.get("aggregate", False), {key for key, _ in matrix})
         per_job = groups if aggregate else frozenset(PATH_PLACEHOLDERS)
-        scope = RuleScope(self.name, self.marks, matrix, per_job, aggregate is not None, context.flags)
+        scope = RuleScope(
+            self.name, self.marks, matrix, per_job, aggregate is not None, context.flags, context.root
+        )
         steps = build_steps(raw["steps"], scope, context.operators, context.checks)
         all_io = all(context.operators.get(step.operator).resources == "io" for step in steps)
         shared = [step.operator for step in steps if context.operators.get(step.operator).coordinator_only]

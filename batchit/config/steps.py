@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchit.config.conditions import ConditionError, check_condition
@@ -69,6 +70,8 @@ class RuleScope:
     """Placeholders with a value only per job: path placeholders, or an aggregate's partition names."""
     aggregate: bool
     flags: frozenset[str]
+    root: Path
+    """The project root, where operators look for the project's own modules."""
 
 
 def build_steps(
@@ -208,7 +211,7 @@ def _check_params(
                 key = mistyped[0]
                 exc.hint = f"quote {{{key}}}'s values in matrix: ('{chosen[key]}'), which makes them strings"
             raise
-        problem = operator.param_problem(concrete)
+        problem = operator.param_problem(concrete, scope.root)
         if problem is not None and not _uses_per_job(params, problem.path, scope.per_job):
             message = f"{_step_label(where)} parameter '{problem.path[0]}' {problem.message}"
             raise error_at(

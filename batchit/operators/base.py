@@ -160,8 +160,9 @@ class Operator:
     not kept in the cache (its result would just duplicate bytes already on disk)."""
 
     @classmethod
-    def param_problem(cls, params: Mapping[str, Any]) -> ParamProblem | None:
-        """What makes `params` unusable in any job although they pass the schema, or None.
+    def param_problem(cls, params: Mapping[str, Any], root: Path) -> ParamProblem | None:
+        """What makes `params` unusable in any job of the project at `root` although they pass the
+        schema, or None.
 
         Called when the config loads, with the step's parameters as the schema check sees them
         (matrix values filled in; a value holding a per-job placeholder is not judged), and only

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib
-import importlib.util
 import inspect
 import os
 import signal
-import sys
 import tempfile
-import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
-from types import ModuleType
 from typing import Any, ClassVar
 
 from batchit.errors import PermanentError, RecipeError, TransientError
-from batchit.fsutil import StatTuple, stat_identity
 from batchit.operators.base import InputFile, JobContext, Operator, as_bytes
 from batchit.operators.capture import captured_output
 from batchit.operators.commands import CommandStopped, CommandTimeout, run_command
-from batchit.operators.imports import function_source, project_imports, unimportable
+from batchit.operators.imports import function_source, unimportable
+from batchit.operators.project_modules import current_module, module_key_files, put_project_on_path
 from batchit.placeholders import names_in, names_in_value, substitute
 
 IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -97,15 +91,11 @@ class PythonCall(Operator):
         function = params.get("function")
         if not isinstance(function, str):
             return {}
-        module = function.partition(":")[0]
-        _put_on_path(root)
+        put_project_on_path(root)
         source = function_source(function, root)
         if source is None:
             return {}
-        files = {f"python:{module}": source}
-        for relative in project_imports(source, root):
-            files[f"python:{module} imports {relative}"] = root / relative
-        return files
+        return module_key_files(f"python:{function.partition(':')[0]}", source, root)
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """The function's result for the value, the job's context and the step's other keys."""
@@ -143,80 +133,12 @@ def _signature(function: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(function)
 
 
-def _put_on_path(root: Path) -> None:
-    """Make the project's modules importable, ahead of installed ones as a script's directory is."""
-    entry = str(root)
-    if entry not in sys.path:
-        sys.path.insert(0, entry)
-
-
-_loaded: dict[str, tuple[ModuleType, StatTuple | None]] = {}
-"""User modules this process imported for `python` steps, with their source file's stat then."""
-_loading = threading.Lock()
-
-
-def _current_module(module_name: str) -> ModuleType:
-    """The user module as its source file is now: imported the first time, and again after the file
-    changed. A long-lived process (`batchit watch`) builds again after an edit, and the job's key
-    already holds the new source: running the old function would record its output as up to date.
-    One lock: a worker thread never sees a module another one is still importing.
-    """
-    with _loading:
-        known = _loaded.get(module_name)
-        if known is not None:
-            module, seen = known
-            origin = getattr(module, "__file__", None)
-            now = stat_identity(origin) if origin else None
-            if now == seen:
-                return module
-            if origin:  # bytecode cached within the same second as the edit would pass for current
-                with contextlib.suppress(OSError, NotImplementedError, ValueError):
-                    Path(importlib.util.cache_from_source(origin)).unlink(missing_ok=True)
-            module = importlib.reload(module)
-        else:
-            importlib.invalidate_caches()  # the module may have been written after this process started
-            spec = importlib.util.find_spec(module_name)
-            now = stat_identity(spec.origin) if spec is not None and spec.origin else None
-            module = importlib.import_module(module_name)
-        _loaded[module_name] = (module, now)
-        return module
-
-
-def stale_helpers(changed: Iterable[Path], root: Path) -> list[str]:
-    """The modules this process imported from the `changed` files that a reload of the steps' own
-    modules would not bring up to date: helpers no `python` step names (they are not imported
-    again), and a step's module that another step's module imports (a reload leaves the names the
-    other copied with `from ... import` as they were). Either way the process would run old code,
-    so `batchit watch` starts again instead."""
-    files = {path.resolve() for path in changed if path.suffix == ".py"}
-    if not files:
-        return []
-    steps = {name: Path(file) for name, (module, _) in _loaded.items() if (file := module.__file__)}
-    stale = []
-    for name, module in list(sys.modules.items()):
-        origin = getattr(module, "__file__", None)
-        if not origin or Path(origin).resolve() not in files:
-            continue
-        if name not in _loaded or _imported_by_another_step(Path(origin), name, steps, root):
-            stale.append(name)
-    return sorted(stale)
-
-
-def _imported_by_another_step(file: Path, name: str, steps: Mapping[str, Path], root: Path) -> bool:
-    """True when a step module other than `name` imports `file`, directly or through others."""
-    try:
-        relative = file.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return False
-    return any(relative in project_imports(other, root) for step, other in steps.items() if step != name)
-
-
 def _load_function(target: str, root: Path) -> Callable[..., Any]:
     """The callable named by `module:name`, importing its module from the project root if needed."""
     module_name, _, attr = target.partition(":")
-    _put_on_path(root)
+    put_project_on_path(root)
     try:
-        module = _current_module(module_name)
+        module = current_module(module_name)
     except (ImportError, SyntaxError) as exc:
         raise unimportable(module_name, exc) from exc
     function: object = getattr(module, attr, None)

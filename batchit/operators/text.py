@@ -7,10 +7,12 @@ import importlib.util
 import re
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from batchit.errors import PermanentError, RecipeError
 from batchit.operators.base import LARGEST_COUNT, InputFile, JobContext, Operator, ParamProblem, as_text
+from batchit.operators.project_modules import current_module, module_key_files, put_project_on_path
 
 DEFAULT_MARKDOWN_EXTENSIONS = ("extra", "toc", "sane_lists")
 """Python-Markdown's tables, fenced code, footnotes, ...; heading ids; list parsing without surprises."""
@@ -133,24 +135,38 @@ class MarkdownRender(Operator):
                 "default": list(DEFAULT_MARKDOWN_EXTENSIONS),
                 "description": (
                     "Python-Markdown extensions, by name (extra, toc, sane_lists, codehilite, ...) or "
-                    "import path (pymdownx.tasklist). Default: extra (tables, fenced code, footnotes, "
-                    "attribute lists, abbreviations, definition lists), toc (ids on headings) and "
-                    "sane_lists. A name Python-Markdown cannot find is a config error."
+                    "import path (pymdownx.tasklist, mymodule:MyExtension). Default: extra (tables, "
+                    "fenced code, footnotes, attribute lists, abbreviations, definition lists), toc "
+                    "(ids on headings) and sane_lists. A module of the project is found from the "
+                    "project root, like a python step's, and its source and the project modules it "
+                    "imports are part of the job's key. A name Python-Markdown cannot find is a "
+                    "config error."
                 ),
             },
         },
         "additionalProperties": False,
     }
     libraries = ("markdown",)
+    imports_user_code = True
 
     @classmethod
-    def param_problem(cls, params: Mapping[str, Any]) -> ParamProblem | None:
+    def param_problem(cls, params: Mapping[str, Any], root: Path) -> ParamProblem | None:
         """The first extension Python-Markdown would not find: every job would fail on it."""
         for index, name in enumerate(params.get("extensions", ())):
-            if not markdown_extension_found(name):
+            if not markdown_extension_found(name, root):
                 message = f"names Markdown extension {name!r}, which is not installed"
                 return ParamProblem(("extensions", index), message, MARKDOWN_EXTENSION_HINT)
         return None
+
+    def key_files(self, params: Mapping[str, Any], root: Path) -> dict[str, Path]:
+        """The source of each extension that is a module of the project, and the project modules it
+        imports, labelled `markdown.render:<module>`: editing one changes the HTML it makes."""
+        files: dict[str, Path] = {}
+        for name in params.get("extensions", DEFAULT_MARKDOWN_EXTENSIONS):
+            source = project_extension(name, root)
+            if source is not None:
+                files.update(module_key_files(f"{self.name}:{name.partition(':')[0]}", source, root))
+        return files
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """The HTML fragment for the Markdown text."""
@@ -159,8 +175,11 @@ class MarkdownRender(Operator):
         text = as_text(value, self.name)
         extensions: list[str] = params.get("extensions", list(DEFAULT_MARKDOWN_EXTENSIONS))
         try:
+            for name in extensions:  # the project's own, as their files are now (see `key_files`)
+                if project_extension(name, ctx.root) is not None:
+                    current_module(name.partition(":")[0])
             converter = markdown.Markdown(extensions=extensions)
-        except (ImportError, AttributeError) as exc:
+        except (ImportError, AttributeError, SyntaxError) as exc:
             raise RecipeError(
                 f"step {self.name}: cannot load Markdown extension from {extensions}: {exc}",
                 hint=MARKDOWN_EXTENSION_HINT,
@@ -169,16 +188,46 @@ class MarkdownRender(Operator):
 
 
 @functools.cache
-def markdown_extension_found(name: str) -> bool:
-    """Whether Python-Markdown would find the extension `name`, looked up as it does, without
-    importing Markdown or the extension: an entry point of the `markdown.extensions` group by that
-    name (the built-ins are registered so), else the module of `path.to.module[:Class]`. A missing
-    `Class` in a module that exists is left for the job to report."""
-    import importlib.metadata  # ~25 ms with the scan below: only when the config's checks run
-
-    if any(entry.name == name for entry in importlib.metadata.entry_points(group="markdown.extensions")):
+def markdown_extension_found(name: str, root: Path) -> bool:
+    """Whether Python-Markdown would find the extension `name` in a job of the project at `root`,
+    looked up as it does, without importing Markdown or the extension: an entry point of the
+    `markdown.extensions` group by that name (the built-ins are registered so), else the module of
+    `path.to.module[:Class]`, installed or in the project. A missing `Class` in a module that
+    exists is left for the job to report."""
+    if _entry_point_named(name):
         return True
+    put_project_on_path(root)
     return _findable(name.partition(":")[0])
+
+
+def project_extension(name: str, root: Path) -> Path | None:
+    """The source file of the extension `name` when it is a module of the project at `root`, found
+    as Python-Markdown finds it (an installed extension of that name comes first); else None.
+    Names with no file or folder of theirs in the root (every installed one) cost a stat or two."""
+    module = name.partition(":")[0]
+    top = module.partition(".")[0]
+    if not ((root / f"{top}.py").is_file() or (root / top).is_dir()) or _entry_point_named(name):
+        return None
+    put_project_on_path(root)
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is None:
+            importlib.invalidate_caches()  # the module may have been written since the finders looked
+            spec = importlib.util.find_spec(module)
+    except (ImportError, SyntaxError, ValueError):
+        return None  # a broken package: the job reports it
+    if spec is None or not spec.has_location or spec.origin is None:
+        return None
+    source = Path(spec.origin)
+    return source if source.resolve().is_relative_to(root.resolve()) else None
+
+
+@functools.cache
+def _entry_point_named(name: str) -> bool:
+    """Whether an installed package registers a Markdown extension called `name`."""
+    import importlib.metadata  # ~25 ms with the scan below: only when a check needs it
+
+    return any(entry.name == name for entry in importlib.metadata.entry_points(group="markdown.extensions"))
 
 
 def _findable(name: str) -> bool:
