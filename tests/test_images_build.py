@@ -130,6 +130,25 @@ def test_inputs_in_formats_image_save_does_not_write_still_build(project: Projec
             assert (built.format, built.width) == ("WEBP", 64)
 
 
+def test_a_tiffs_own_layout_tags_are_not_written_as_the_outputs_exif(project: Project) -> None:
+    """A TIFF's tags are its EXIF to Pillow: where its strips lie (here 8 bytes for each of 10,000
+    rows, more than a JPEG's EXIF can hold), its size and colour space. They describe the scan,
+    not the output, and the photo's own tags (Make) are what is kept."""
+    project.config(RESIZE_RULE.replace("{format: webp}", "{format: jpeg}").replace(".webp", ".jpg"))
+    buffer = io.BytesIO()
+    Image.new("CMYK", (20, 10_000), "white").save(buffer, "TIFF", tiffinfo={278: 1, 271: "scanner"})
+    project.write({"images/scan.tif": buffer.getvalue()})
+    project.build()
+    built = project.root / "_build" / "scan.jpg"
+    with Image.open(built) as image:
+        exif = image.getexif()
+        assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (20, 10_000))
+    assert exif.get(ExifTags.Base.Make) == "scanner"
+    layout = (ExifTags.Base.StripOffsets, ExifTags.Base.ImageWidth, ExifTags.Base.PhotometricInterpretation)
+    assert not set(exif) & set(layout), dict(exif)
+    assert built.stat().st_size < 50_000
+
+
 def test_max_pixels_refuses_an_image_before_decoding_it(project: Project) -> None:
     project.config(RESIZE_RULE.replace("image.load: {}", "image.load: {max_pixels: 10000}"))
     project.write({"images/small.jpg": jpeg((80, 80)), "images/large.jpg": jpeg((200, 200))})

@@ -56,6 +56,16 @@ XMP_ORIENTATION = re.compile(
 """XMP's copy of the orientation, as an attribute or an element (Lightroom, Photoshop and phones
 write it beside EXIF's; Pillow reads it when EXIF has none)."""
 
+LAYOUT_TAGS = frozenset(
+    {*range(254, 260), *range(262, 267), *range(273, 282), *range(284, 294), 317, *range(320, 326), 330}
+    | {332, *range(338, 342), 347, *range(512, 522), 530, 700, 33723, 34377, 34675}
+)
+"""TIFF tags that say how a file stores its pixels (its size, BitsPerSample, Compression, Photometric,
+strips, tiles, ColorMap, ExtraSamples, SampleFormat, old-style JPEG tables) or hold what image.load
+keeps apart or drops (XMP 700, IPTC 33723, Photoshop 34377, ICC 34675). To Pillow a TIFF's own tags
+are its EXIF: written into an output they would describe the source file (CMYK, where its strips
+lie: 8 bytes a row, over the 64 KB a JPEG's EXIF may hold for a tall scan), so they are dropped."""
+
 BAD_METADATA = (
     TypeError,
     ValueError,
@@ -285,7 +295,7 @@ class ImageLoad(ImageOperator):
     """
 
     name = "image.load"
-    version = "2"  # 2: CMYK through its ICC profile
+    version = "3"  # 2: CMYK through its ICC profile; 3: no TIFF layout tags in EXIF
     validate_section = "image"
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
@@ -376,7 +386,7 @@ def check_image_file(path: Path, source: str, limits: Mapping[str, Any]) -> None
 
 
 def _orientation_and_exif(image: Image.Image, source: str) -> tuple[int, Image.Exif]:
-    """The EXIF orientation (1 when missing or unreadable) and the rest of the EXIF.
+    """The EXIF orientation (1 when missing or unreadable) and the rest of the EXIF, but LAYOUT_TAGS.
 
     EXIF Pillow cannot read is dropped rather than failing a photo whose pixels are fine. (A PNG's
     EXIF may follow its pixels: Pillow decodes them to find it, and a truncated file fails here.)
@@ -385,6 +395,8 @@ def _orientation_and_exif(image: Image.Image, source: str) -> tuple[int, Image.E
         try:
             exif = image.getexif()
             value = exif.pop(ORIENTATION, 1)
+            for tag in LAYOUT_TAGS.intersection(exif):
+                del exif[tag]
         except BAD_METADATA:
             return 1, Image.Exif()
     try:
