@@ -375,6 +375,30 @@ def test_a_recipe_fault_fails_the_jobs_and_quarantines_no_input(
     assert sorted(p.name for p in (project.root / "_build").glob("*.webp")) == ["a.webp", "b.webp"]
 
 
+def test_metadata_a_jpeg_cannot_hold_fails_the_job_naming_it_and_the_fix(project: Project) -> None:
+    """A PNG's EXIF may be larger than the 64 KB a JPEG's may: the rule asked for a JPEG with the
+    metadata kept, so the rule, not the input, has to change (and nothing is quarantined)."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "camera"
+    exif[ExifTags.Base.ImageDescription] = "x" * 70_000
+    buffer = io.BytesIO()
+    Image.new("RGB", (80, 60), "teal").save(buffer, "PNG", exif=exif)
+    project.config(RESIZE_RULE.replace("{format: webp}", "{format: jpeg}").replace(".webp", ".jpg"))
+    project.write({"images/big.png": buffer.getvalue()})
+    result = project.build(expect=1)
+    failure = failures_by_input(project)["images/big.png"]
+    assert failure["class"] == "RecipeError", failure
+    assert "images/big.png" in str(failure["message"]) and "EXIF" in str(failure["message"])
+    assert "image.strip_metadata" in result.stderr and "quarantined" not in result.stderr
+    project.config(
+        RESIZE_RULE.replace("{format: webp}", "{format: jpeg}")
+        .replace(".webp", ".jpg")
+        .replace("      - image.save", "      - image.strip_metadata: {}\n      - image.save")
+    )
+    project.build()
+    assert (project.root / "_build" / "big.jpg").is_file()
+
+
 def test_a_bomb_hint_says_that_pillows_limit_always_applies(project: Project) -> None:
     project.config(RESIZE_RULE.replace("image.load: {}", "image.load: {max_pixels: 100000000000}"))
     project.write({"images/bomb.png": png_declaring(100_000, 100_000)})

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 # loaded yet makes Pillow import all of its ~40 plugins (~25 ms) on the first save of each process.
 from PIL import AvifImagePlugin, Image, JpegImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa: F401
 
-from batchit.errors import PermanentError
+from batchit.errors import PermanentError, RecipeError
 from batchit.operators.base import JobContext
-from batchit.operators.image import ImageOperator, decoding, picture_of
+from batchit.operators.image import ImageOperator, Picture, decoding, picture_of
 
 QUALITY = {
     "jpeg": {"low": 60, "medium": 75, "high": 88},
@@ -32,6 +32,10 @@ PNG_COMPRESSION = {"low": 1, "medium": 6, "high": 9}
 time for size and leaves every pixel as it is. A number has no meaning there and is refused."""
 
 PILLOW_FORMAT = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "png": "PNG"}
+
+JPEG_ROOM = {"exif": ("EXIF", 65533), "xmp": ("XMP", 65533 - 29), "comment": ("comment", 65533)}
+"""The most bytes of each kind of metadata one JPEG marker segment holds (XMP's shares its segment
+with a 29-byte namespace): Pillow refuses more with a bare ValueError. PNG, WebP and AVIF have room."""
 
 PROFILE_SPACE = {"L": b"GRAY", "RGB": b"RGB ", "RGBA": b"RGB "}
 """The colour space (bytes 16-20 of an ICC profile's header) each mode image.save writes needs. A
@@ -145,6 +149,8 @@ class ImageSave(ImageOperator):
                     "this Pillow has no AVIF support (built without libavif)",
                     hint="install a Pillow wheel with AVIF support, or save as webp",
                 )
+        if kind == "jpeg":
+            _check_jpeg_room(picture)
         image = picture.pixels()
         data = encode(image, kind, params, picture.metadata)
         with decoding(f"the {kind} encoding of {picture.source}"), Image.open(io.BytesIO(data)) as check:
@@ -152,6 +158,19 @@ class ImageSave(ImageOperator):
             if check.size != image.size:
                 raise PermanentError(f"the encoded image is {check.size}, not {image.size}")
         return data
+
+
+def _check_jpeg_room(picture: Picture) -> None:
+    """Refuse metadata a JPEG cannot hold, naming it and the input: the recipe (a JPEG that keeps
+    the metadata) must change, not the input, so the input is not quarantined."""
+    for key, data in picture.metadata.items():
+        name, room = JPEG_ROOM.get(key, ("", len(data)))
+        if len(data) > room:
+            raise RecipeError(
+                f"{picture.source}: its {name} is {len(data):,} bytes, more than the {room:,} a JPEG "
+                "can hold",
+                hint="put image.strip_metadata before image.save, or save as png, webp or avif",
+            )
 
 
 def encode(image: Image.Image, kind: str, params: dict[str, Any], metadata: dict[str, bytes]) -> bytes:
