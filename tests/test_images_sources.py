@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from PIL import Image, ImageCms, ImageDraw
+from PIL import Image, ImageCms, ImageDraw, PngImagePlugin
 from test_images import ctx, decoded, pipeline, write_image
 
 from batchit.operators.base import InputFile
 from batchit.operators.image import ImageLoad, Picture
 from batchit.operators.image_names import FORMATS
 from batchit.operators.image_resize import ImageResize
-from batchit.operators.image_save import ImageSave
+from batchit.operators.image_save import ImageSave, ImageStripMetadata
 
 RDF = (
     b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -163,6 +163,18 @@ def test_a_photo_with_damaged_exif_is_built_without_it(root: Path, exif: bytes) 
     out = decoded(pipeline(root, source, (ImageSave(), {"format": "jpeg"})))
     assert out.size == (64, 48)
     assert out.getexif().get(0x0112) is None
+
+
+@pytest.mark.parametrize(("fmt", "key"), [("png", "Comment"), ("jpeg", "comment")])
+def test_a_pngs_comment_is_kept_as_a_jpegs_is(root: Path, fmt: str, key: str) -> None:
+    """PNG keeps a comment as a text chunk named Comment (as image.save writes it), not in `comment`."""
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "shot for the spring issue")
+    source = write_image(root, "in.png", Image.new("RGB", (8, 8), "olive"), "PNG", pnginfo=text)
+    out = decoded(pipeline(root, source, (ImageSave(), {"format": fmt})))
+    assert out.info[key] in ("shot for the spring issue", b"shot for the spring issue")
+    stripped = decoded(pipeline(root, source, (ImageStripMetadata(), {}), (ImageSave(), {"format": fmt})))
+    assert key not in stripped.info
 
 
 def phone_photo(root: Path) -> InputFile:

@@ -295,7 +295,7 @@ class ImageLoad(ImageOperator):
     """
 
     name = "image.load"
-    version = "3"  # 2: CMYK through its ICC profile; 3: no TIFF layout tags in EXIF
+    version = "3"  # 2: CMYK through its ICC profile; 3: no TIFF layout tags in EXIF, a PNG's Comment kept
     validate_section = "image"
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
@@ -424,8 +424,8 @@ def _metadata(image: Image.Image, exif: Image.Exif) -> dict[str, bytes]:
                 break
     if "xmp" in found:
         found["xmp"] = XMP_ORIENTATION.sub(b"", found["xmp"])
-    comment = image.info.get("comment")
-    if comment:
+    comment = image.info.get("comment") or (image.info.get("Comment") if image.format == "PNG" else None)
+    if comment:  # PNG keeps it as a text chunk named Comment (image.save writes it back so)
         found["comment"] = comment.encode("utf-8") if isinstance(comment, str) else bytes(comment)
     return found
 
