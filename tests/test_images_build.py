@@ -399,6 +399,26 @@ def test_metadata_a_jpeg_cannot_hold_fails_the_job_naming_it_and_the_fix(project
     assert (project.root / "_build" / "big.jpg").is_file()
 
 
+def test_an_image_too_wide_for_the_format_fails_the_job_naming_the_limit(project: Project) -> None:
+    """A panorama WebP cannot hold (16,383 px a side) fails as a fault of the rule, not with the
+    encoder's bare ValueError: the input is fine (the same rule saving png builds it)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (17_000, 4), "teal").save(buffer, "PNG")
+    project.config(RESIZE_RULE.replace("      - image.resize: {width: 64}\n", ""))
+    project.write({"images/pano.png": buffer.getvalue()})
+    result = project.build(expect=1)
+    failure = failures_by_input(project)["images/pano.png"]
+    assert failure["class"] == "RecipeError", failure
+    assert "images/pano.png: the image to save is 17000x4, and WEBP images are at most 16383" in str(
+        failure["message"]
+    )
+    assert "image.resize" in result.stderr and "quarantined" not in result.stderr
+    project.config(RESIZE_RULE.replace("width: 64", "width: 16000"))
+    project.build()
+    with Image.open(project.root / "_build" / "pano.webp") as image:
+        assert image.size == (16_000, 4)
+
+
 def test_a_bomb_hint_says_that_pillows_limit_always_applies(project: Project) -> None:
     project.config(RESIZE_RULE.replace("image.load: {}", "image.load: {max_pixels: 100000000000}"))
     project.write({"images/bomb.png": png_declaring(100_000, 100_000)})

@@ -37,6 +37,11 @@ JPEG_ROOM = {"exif": ("EXIF", 65533), "xmp": ("XMP", 65533 - 29), "comment": ("c
 """The most bytes of each kind of metadata one JPEG marker segment holds (XMP's shares its segment
 with a 29-byte namespace): Pillow refuses more with a bare ValueError. PNG, WebP and AVIF have room."""
 
+LONGEST_SIDE = {"jpeg": 65500, "webp": 16383, "avif": 65536}
+"""The longest side each encoder writes: libjpeg's JPEG_MAX_DIMENSION, WebP's 14-bit sizes, AV1's
+16-bit frame sizes (PNG's is 2^31 - 1). Past it Pillow fails with the codec's words ("broken data
+stream", "Invalid argument"), naming neither the size nor the limit."""
+
 PROFILE_SPACE = {"L": b"GRAY", "RGB": b"RGB ", "RGBA": b"RGB "}
 """The colour space (bytes 16-20 of an ICC profile's header) each mode image.save writes needs. A
 profile for another space (a CMYK photo's, now RGB pixels; a grey one on pixels turned RGB) would
@@ -149,6 +154,14 @@ class ImageSave(ImageOperator):
                     "this Pillow has no AVIF support (built without libavif)",
                     hint="install a Pillow wheel with AVIF support, or save as webp",
                 )
+        longest = LONGEST_SIDE.get(kind)
+        if longest is not None and max(picture.size) > longest:
+            width, height = picture.size
+            raise RecipeError(
+                f"{picture.source}: the image to save is {width}x{height}, and {PILLOW_FORMAT[kind]} "
+                f"images are at most {longest} pixels a side",
+                hint=f"put an image.resize to at most {longest} before image.save, or save as png",
+            )
         if kind == "jpeg":
             _check_jpeg_room(picture)
         image = picture.pixels()
