@@ -211,6 +211,22 @@ def test_watermark_changes_pixels_only_inside_its_box(root: Path) -> None:
     assert out.getpixel((185, 90)) == (148, 148, 148)  # halfway from 40 to 255
 
 
+def test_a_logo_is_read_as_an_input_is_upright_and_in_8_bits(root: Path) -> None:
+    """A 16-bit grey logo (mid-grey) is not clipped to white; a JPEG logo a phone stored sideways
+    (EXIF orientation 6) is pasted upright: 10 wide and 20 tall, not 20 x 10."""
+    base = write_image(root, "in.png", Image.new("RGB", (100, 60), "black"), "PNG")
+    Image.new("I;16", (10, 10), 32768).save(root / "grey.png")
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    Image.new("RGB", (20, 10), "white").save(root / "phone.jpg", exif=exif)
+    params = {"position": "top-left", "margin": 0, "opacity": 1.0}
+    save = (ImageSave(), {"format": "png"})
+    grey = decoded(pipeline(root, base, (ImageWatermark(), {**params, "image": "grey.png"}), save))
+    assert abs(grey.getpixel((5, 5))[0] - 128) <= 1  # type: ignore[index]
+    phone = decoded(pipeline(root, base, (ImageWatermark(), {**params, "image": "phone.jpg"}), save))
+    assert ImageChops.difference(phone, Image.new("RGB", (100, 60), "black")).getbbox() == (0, 0, 10, 20)
+
+
 def test_text_watermark_draws_in_its_corner_with_the_bundled_font(root: Path) -> None:
     base = write_image(root, "in.png", Image.new("RGB", (300, 200), "black"), "PNG")
     params = {"text": "batchit", "position": "top-left", "margin": 10, "opacity": 1.0, "size": 20}

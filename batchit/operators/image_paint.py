@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from batchit.errors import JobError, RecipeError
-from batchit.operators.base import LARGEST_COUNT, JobContext
-from batchit.operators.image import ImageOperator, decoding, picture_of, place
+from batchit.operators.base import LARGEST_COUNT, InputFile, JobContext
+from batchit.operators.image import ImageLoad, ImageOperator, picture_of, place
 from batchit.operators.image_names import any_case
 
 POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")
@@ -41,7 +41,7 @@ class ImageWatermark(ImageOperator):
     """
 
     name = "image.watermark"
-    version = "1"
+    version = "2"  # 2: the logo read as image.load reads an input (upright, 16-bit grey scaled)
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "description": "Composite a text or a logo onto the image.",
@@ -112,10 +112,9 @@ class ImageWatermark(ImageOperator):
         return picture.replace(painted if base.mode == "RGBA" else painted.convert(base.mode))
 
     def _logo(self, ctx: JobContext, params: dict[str, Any], width: int) -> Image.Image:
-        path = ctx.project_path(params["image"])
-        try:
-            with decoding(params["image"]), Image.open(path) as logo:
-                mark = logo.convert("RGBA")
+        logo = InputFile(params["image"], ctx.project_path(params["image"]))
+        try:  # read as image.load reads an input: upright, 16-bit grey scaled, CMYK through its profile
+            mark: Image.Image = ImageLoad().run(logo, ctx).pixels().convert("RGBA")
         except (JobError, OSError) as exc:
             raise RecipeError(
                 f"cannot read the watermark image {params['image']}: {exc}",
