@@ -329,6 +329,19 @@ def test_save_writes_each_format_and_checks_it_decodes(root: Path, fmt: str) -> 
     assert (out.format, out.size) == ({"jpeg": "JPEG"}.get(fmt, fmt.upper()), (40, 30))
 
 
+def test_avif_without_libavif_is_the_rules_fault_not_the_inputs(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Pillow built without libavif fails every avif job: a RecipeError, so no input is
+    quarantined (and kept so once a Pillow with AVIF is installed)."""
+    from PIL import features
+
+    monkeypatch.setattr(features, "check", lambda feature: feature != "avif")
+    source = write_image(root, "in.png", Image.new("RGB", (8, 8), "teal"), "PNG")
+    with pytest.raises(RecipeError, match="no AVIF support"):
+        pipeline(root, source, (ImageSave(), {"format": "avif"}))
+
+
 def test_quality_presets_are_ordered_by_size(root: Path) -> None:
     image = Image.linear_gradient("L").resize((256, 256)).convert("RGB").rotate(30)
     source = write_image(root, "in.png", image, "PNG")

@@ -90,8 +90,9 @@ class ImageSave(ImageOperator):
     """`image.save`: encode to WebP, AVIF, JPEG or PNG and return the bytes.
 
     The bytes are decoded again before they are returned, so an output that would not open never
-    reaches the atomic rename. AVIF needs a Pillow built with libavif; without it a job fails with a
-    permanent error saying so. Encoders run single-threaded, so the bytes are the same on every run.
+    reaches the atomic rename. AVIF needs a Pillow built with libavif; without it a job fails saying
+    so, as a fault of the rule (no input is quarantined, so a Pillow with AVIF builds them all).
+    Encoders run single-threaded, so the bytes are the same on every run.
     """
 
     name = "image.save"
@@ -103,7 +104,7 @@ class ImageSave(ImageOperator):
             "format": {
                 "enum": list(PILLOW_FORMAT),
                 "description": "webp, avif (only where Pillow was built with libavif: otherwise each job "
-                "fails with a permanent error), jpeg or png.",
+                "fails, and no input is quarantined), jpeg or png.",
             },
             "quality": {
                 "anyOf": [
@@ -150,7 +151,7 @@ class ImageSave(ImageOperator):
             from PIL import features
 
             if not features.check("avif"):
-                raise PermanentError(
+                raise RecipeError(
                     "this Pillow has no AVIF support (built without libavif)",
                     hint="install a Pillow wheel with AVIF support, or save as webp",
                 )
