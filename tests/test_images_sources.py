@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from PIL import Image, ImageCms, ImageDraw, PngImagePlugin
+from PIL import ExifTags, Image, ImageCms, ImageDraw, ImageOps, PngImagePlugin
 from test_images import ctx, decoded, pipeline, write_image
 
 from batchit.operators.base import InputFile
@@ -175,6 +175,21 @@ def test_a_pngs_comment_is_kept_as_a_jpegs_is(root: Path, fmt: str, key: str) ->
     assert out.info[key] in ("shot for the spring issue", b"shot for the spring issue")
     stripped = decoded(pipeline(root, source, (ImageStripMetadata(), {}), (ImageSave(), {"format": fmt})))
     assert key not in stripped.info
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_tiffs_orientation_is_applied_once_before_a_resize(root: Path, orientation: int) -> None:
+    """Pillow gives a TIFF turned a quarter (5-8) its upright size before decoding it, which
+    image.load, swapping it again, took for the stored size: the resize then failed."""
+    image = Image.new("RGB", (200, 100), "green")
+    image.paste("red", (0, 0, 50, 50))
+    image.save(root / "scan.tif", tiffinfo={ExifTags.Base.Orientation: orientation})
+    with Image.open(root / "scan.tif") as opened:
+        upright = ImageOps.exif_transpose(opened)
+    source = InputFile("scan.tif", root / "scan.tif")
+    out = decoded(pipeline(root, source, (ImageResize(), {"width": 40}), (ImageSave(), {"format": "png"})))
+    assert out.size == (40, 40 * upright.height // upright.width)
+    assert out.resize(upright.size, Image.Resampling.NEAREST).getpixel((10, 10)) == upright.getpixel((10, 10))
 
 
 def phone_photo(root: Path) -> InputFile:

@@ -295,7 +295,7 @@ class ImageLoad(ImageOperator):
     """
 
     name = "image.load"
-    version = "3"  # 2: CMYK through its ICC profile; 3: no TIFF layout tags in EXIF, a PNG's Comment kept
+    version = "3"  # 2: CMYK through its ICC profile; 3: a TIFF's tags and orientation, a PNG's comment
     validate_section = "image"
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
@@ -350,10 +350,23 @@ class ImageLoad(ImageOperator):
         if frames > 1 and kind not in JPEG_LIKE and params.get("animated", "first") == "error":
             raise PermanentError(f"{source} is animated ({frames} frames)", hint="use animated: first")
         orientation, exif = _orientation_and_exif(image, source)
-        width, height = image.size
+        width, height = _stored_size(image)
         upright = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
         kind = "JPEG" if kind in JPEG_LIKE else kind  # an MPO's first image is a plain JPEG
         return Picture(image, source, kind, upright, orientation, _metadata(image, exif))
+
+
+def _stored_size(image: Image.Image) -> tuple[int, int]:
+    """The size of the pixels as the file stores them, before its orientation is applied.
+
+    Pillow reports a TIFF turned a quarter (orientation 5-8) at its upright size, meaning to turn
+    it as it decodes; image.load takes the orientation out of its EXIF and turns it itself, so
+    the picture's upright size comes from the stored one, as for every other format.
+    """
+    tags = getattr(image, "tag_v2", None)
+    if image.format == "TIFF" and tags is not None and 256 in tags and 257 in tags:
+        return int(tags[256]), int(tags[257])  # ImageWidth, ImageLength
+    return image.size
 
 
 def check_header(image: Image.Image, source: str, limits: Mapping[str, Any], origin: str = "") -> None:
