@@ -286,6 +286,34 @@ def test_verify_trusts_every_key_given_while_keys_rotate(copies: Project, tmp_pa
     assert copies.run("verify", old_release, "--key", str(new), "--key", str(old)).code == 0
 
 
+def test_verify_after_keygen_force_names_the_old_public_key_it_kept(copies: Project) -> None:
+    """The latest run was signed by the key `keygen --force` replaced: the fix names the file."""
+    copies.build()
+    old_id = json.loads((run_dir(copies) / "manifest.json.sig").read_bytes())["signatures"][0]["keyid"]
+    assert copies.run("keygen", "--force").code == 0
+    result = copies.run("verify")
+    assert result.code == 1, result.describe()
+    kept = f".batchit/keys/batchit.{old_id}.pub"
+    assert (copies.root / kept).is_file()
+    assert f"--key {kept}" in result.stdout, result.describe()
+    assert copies.run("verify", "--key", kept).code == 0
+
+
+def test_verify_of_an_altered_signature_by_a_trusted_key_says_so(copies: Project) -> None:
+    """The envelope names the trusted key but does not verify with it: another key is no fix."""
+    copies.build()
+    signature = run_dir(copies) / "manifest.json.sig"
+    outer = json.loads(signature.read_bytes())
+    sig = bytearray(base64.b64decode(outer["signatures"][0]["sig"]))
+    sig[0] ^= 1
+    outer["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    signature.write_text(json.dumps(outer))
+    result = copies.run("verify")
+    assert result.code == 1, result.describe()
+    assert "was altered after it was signed" in result.stdout, result.describe()
+    assert "pass the signer's public key" not in result.stdout
+
+
 def test_verify_without_a_manifest_is_a_usage_error(copies: Project) -> None:
     nothing = copies.run("verify")
     assert nothing.code == 2, nothing.describe()

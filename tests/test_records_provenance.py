@@ -56,7 +56,7 @@ class Tampering(NamedTuple):
 
 
 TAMPERINGS = [
-    Tampering("edited", "does not verify with any trusted key"),
+    Tampering("edited", "does not verify with that trusted key"),
     Tampering("signed-by-another-key", "does not verify with any trusted key"),
     Tampering("deleted", "is missing, though the run's run.json says it wrote one"),
     Tampering("the-manifest-signature", "(https://batchit.dev/manifest/v1) is not SLSA provenance"),

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -283,12 +284,33 @@ def open_envelope(data: bytes, trusted: list[TrustedKey]) -> tuple[bytes, str]:
             except InvalidSignature:
                 continue
             return body, key.key_id
-    named = ", ".join(sorted({signer for signer, _ in signatures if signer})) or "no key id"
+    signers = sorted({signer for signer, _ in signatures if signer})
+    named = ", ".join(signers) or "no key id"
     keys = ", ".join(f"{k.key_id} ({k.source})" for k in trusted)
+    if any(k.key_id in signers for k in trusted):  # the right key: the envelope is what changed
+        raise BadSignature(
+            f"the signature (by {named}) does not verify with that trusted key ({keys}): "
+            "the envelope was altered after it was signed",
+            hint="do not trust this record; restore the signature file from a trusted copy, or build "
+            "again to record and sign the outputs anew",
+        )
     raise BadSignature(
         f"the signature (by {named}) does not verify with any trusted key: {keys}",
-        hint="pass the signer's public key with --key (several --key are all trusted)",
+        hint=_signer_hint(signers),
     )
+
+
+def _signer_hint(signers: list[str]) -> str:
+    """How to trust the key that signed: `--key`, naming the file in which `keygen --force` keeps a
+    replaced public key, since a run signed before a rotation otherwise fails `verify` with no clue."""
+    hint = "pass the signer's public key with --key (several --key are all trusted)"
+    if len(signers) != 1 or not KEY_ID_TEXT.fullmatch(signers[0]):  # an unsigned hint: no path of it
+        return hint
+    return f"{hint}; keygen --force keeps the key it replaced: --key .batchit/keys/batchit.{signers[0]}.pub"
+
+
+KEY_ID_TEXT = re.compile(r"[0-9a-f]{16}")
+"""A key id as `key_id` makes it: 16 lowercase hex digits."""
 
 
 def _key_id_text(value: Any) -> str:
