@@ -191,6 +191,8 @@ def test_explain_says_an_output_no_job_produces_is_pruned_next(project: Project)
     assert result.code == 0, result.describe()
     assert "no current job produces it: the next full build removes it" in result.stdout
     assert "its job now writes _build/site." in result.stdout
+    assert "action key (none: no current job writes this path)" in result.stdout, result.describe()
+    assert "upstream" not in result.stdout  # nothing upstream: the path is simply no job's any more
 
 
 def test_explain_names_a_file_batchit_did_not_write_as_plan_does(pages: Project) -> None:

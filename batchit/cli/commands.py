@@ -134,7 +134,12 @@ def explain(args: argparse.Namespace) -> int:
     print(f"  rule {result.rule}, job {result.job_id}")
     for reason in result.reasons:
         print(f"  - {reason}")
-    print(f"  action key {result.key or '(not known until upstream jobs run)'}")
+    unknown = (
+        "(none: no current job writes this path)"
+        if result.action == "prune"
+        else "(not known until upstream jobs run)"
+    )
+    print(f"  action key {result.key or unknown}")
     if result.recorded_key and result.recorded_key != result.key:
         print(f"  recorded   {result.recorded_key}")
     return 0
