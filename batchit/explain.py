@@ -11,6 +11,7 @@ from batchit.engine import BuildOptions, plan_build
 from batchit.errors import UsageError
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
+from batchit.plan.jobs import Job
 from batchit.state.store import StateStore
 
 
@@ -57,10 +58,7 @@ def explain(config: Config, registry: OperatorRegistry, path: str) -> Explanatio
                 next((r for r in map(store.output, candidates) if r is not None), None) if store else None
             )
             if recorded is None or recorded.blake3 is None:  # no record, or a claim never written
-                raise UsageError(
-                    f"no rule produces {path!r} (looked for {config.out}/{candidates[0]})",
-                    hint="give an output path relative to `out`; `batchit plan` lists every output",
-                )
+                raise _not_an_output(config, path, candidates, outcome.jobs)
             now = next((j for j in outcome.jobs if j.job_id == recorded.job_id), None)
             moved = [f"its job now writes {config.out}/{now.output}"] if now is not None else []
             return Explanation(
@@ -88,6 +86,24 @@ def explain(config: Config, registry: OperatorRegistry, path: str) -> Explanatio
         key=job.key,
         recorded_key=record.action_key if record else None,
         inputs=[{"path": p, "blake3": h} for p, h in zip(job.inputs, job.input_hashes, strict=True)],
+    )
+
+
+def _not_an_output(config: Config, path: str, candidates: list[str], jobs: list[Job]) -> UsageError:
+    """The error for a `path` that no job writes, naming what it is when that is known: a path
+    outside the project, or an input, whose outputs are what a user asking about it wants explained."""
+    if posixpath.isabs(candidates[0]):
+        return UsageError(f"{path} is outside the project", hint=f"give an output path under {config.out}/")
+    made = sorted({f"{config.out}/{job.output}" for job in jobs if candidates[0] in job.inputs})
+    if made:
+        listed = ", ".join(made[:5]) + (f" and {len(made) - 5} more" if len(made) > 5 else "")
+        return UsageError(
+            f"{candidates[0]} is an input, not an output: it makes {listed}",
+            hint=f"explain one of its outputs: `batchit explain {made[0]}`",
+        )
+    return UsageError(
+        f"no rule produces {path!r} (looked for {config.out}/{candidates[0]})",
+        hint="give an output path relative to `out`; `batchit plan` lists every output",
     )
 
 

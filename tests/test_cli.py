@@ -195,6 +195,20 @@ def test_explain_says_an_output_no_job_produces_is_pruned_next(project: Project)
     assert "upstream" not in result.stdout  # nothing upstream: the path is simply no job's any more
 
 
+def test_explain_of_an_input_names_the_outputs_made_from_it(pages: Project) -> None:
+    pages.build()
+    result = pages.run("explain", "pages/a.md")
+    assert result.code == 2, result.describe()
+    assert "pages/a.md is an input, not an output: it makes _build/a.html" in result.stderr, result.describe()
+    assert "batchit explain _build/a.html" in result.stderr
+
+
+def test_explain_of_a_path_outside_the_project_says_so(pages: Project, tmp_path: Path) -> None:
+    result = pages.run("explain", str(tmp_path / "elsewhere.html"))
+    assert result.code == 2, result.describe()
+    assert f"{tmp_path / 'elsewhere.html'} is outside the project" in result.stderr, result.describe()
+
+
 def test_explain_names_a_file_batchit_did_not_write_as_plan_does(pages: Project) -> None:
     pages.write({"_build/a.html": "mine"})
     assert pages.run("plan").code == 2
