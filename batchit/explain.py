@@ -71,10 +71,14 @@ def explain(config: Config, registry: OperatorRegistry, path: str) -> Explanatio
                 recorded_key=recorded.action_key,
             )
         record = store.output(job.output) if store else None
+        failure = store.load_failures().get(job.job_id) if store else None
     finally:
         if store:
             store.close()
     reasons = list(job.reasons) or ["up to date: inputs, recipe and output all match the record"]
+    if failure is not None and job.action != "skip":  # why it is still to do: it failed, not "not built"
+        first_line = failure.message.splitlines()[0] if failure.message else ""
+        reasons.append(f"failed in run {failure.run_id}: {failure.error_class}: {first_line}")
     if job.output in outcome.strangers:
         reasons.insert(0, "a file batchit did not write is there: a build stops (exit 2) unless --overwrite")
     return Explanation(

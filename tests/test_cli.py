@@ -209,6 +209,25 @@ def test_explain_of_a_path_outside_the_project_says_so(pages: Project, tmp_path:
     assert f"{tmp_path / 'elsewhere.html'} is outside the project" in result.stderr, result.describe()
 
 
+def test_explain_of_a_job_that_failed_says_so(project: Project) -> None:
+    project.config(
+        "version: 1\nrules:\n  tag:\n    inputs: ['*.txt']\n    output: '{stem}.out'\n"
+        "    retry: {attempts: 1}\n    steps: [python: {function: 'flaky:run', version: '1'}]\n"
+    )
+    project.write(
+        {
+            "a.txt": "a\n",
+            "flaky.py": "from batchit.errors import TransientError\n\n"
+            "def run(value, ctx):\n    raise TransientError('service down')\n",
+        }
+    )
+    project.build(expect=1)
+    result = project.run("explain", "a.out")
+    assert result.code == 0, result.describe()
+    assert "failed in run " in result.stdout, result.describe()
+    assert "TransientError: step 1 (python): service down" in result.stdout
+
+
 def test_explain_names_a_file_batchit_did_not_write_as_plan_does(pages: Project) -> None:
     pages.write({"_build/a.html": "mine"})
     assert pages.run("plan").code == 2
