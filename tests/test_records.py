@@ -314,6 +314,14 @@ def test_verify_of_an_altered_signature_by_a_trusted_key_says_so(copies: Project
     assert "pass the signer's public key" not in result.stdout
 
 
+def test_verify_with_a_public_key_file_that_is_not_there_says_what_to_pass(copies: Project) -> None:
+    copies.build()
+    result = copies.run("verify", "--key", "ci.pub")
+    assert result.code == 2, result.describe()
+    assert "cannot read the public key ci.pub: No such file or directory" in result.stderr
+    assert "fix: pass the path of the signer's `.pub` file" in result.stderr, result.describe()
+
+
 def test_verify_without_a_manifest_is_a_usage_error(copies: Project) -> None:
     nothing = copies.run("verify")
     assert nothing.code == 2, nothing.describe()

@@ -229,7 +229,10 @@ def load_public_key(path: Path) -> TrustedKey:
     try:
         key = load_pem_public_key(path.read_bytes())
     except OSError as exc:
-        raise UsageError(f"cannot read the public key {path}: {exc.strerror}") from exc
+        raise UsageError(
+            f"cannot read the public key {path}: {exc.strerror}",
+            hint="pass the path of the signer's `.pub` file (keygen writes .batchit/keys/batchit.pub)",
+        ) from exc
     except (ValueError, TypeError, UnsupportedAlgorithm):  # the last: a damaged algorithm id
         key = None
     if not isinstance(key, Ed25519PublicKey):
