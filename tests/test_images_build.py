@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import io
 import json
+import resource
 import struct
+import subprocess
+import sys
 import zlib
 
 import pytest
 from conftest import Project
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageChops
 
 RESIZE_RULE = """\
 version: 1
@@ -426,3 +429,32 @@ def test_a_bomb_hint_says_that_pillows_limit_always_applies(project: Project) ->
     message = str(failures_by_input(project)["images/bomb.png"]["message"])
     assert "raise the step's max_pixels" not in message
     assert f"Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels, which always applies" in message
+
+
+def test_a_text_watermark_larger_than_the_picture_is_drawn_to_fit_it(project: Project) -> None:
+    """At 30,000 px, "batchit batchit" would need a 7 GB mask only to be cut off: the build, limited
+    here to 3 GB of address space per process, draws it smaller instead, across the picture."""
+    project.config(
+        'version: 1\nrules:\n  marked:\n    inputs: ["images/*.png"]\n    output: "{stem}.png"\n'
+        "    steps:\n      - image.load: {}\n"
+        '      - image.watermark: {text: "batchit batchit", size: 30000, opacity: 1, margin: 0}\n'
+        "      - image.save: {format: png}\n"
+    )
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 100), "black").save(buffer, "PNG")
+    project.write({"images/a.png": buffer.getvalue()})
+
+    def three_gigabytes() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    run = subprocess.run(
+        [sys.executable, "-m", "batchit", "build", "--no-progress"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        preexec_fn=three_gigabytes,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    with Image.open(project.root / "_build/a.png") as marked:
+        box = ImageChops.difference(marked.convert("RGB"), Image.new("RGB", (200, 100), "black")).getbbox()
+    assert box is not None and box[2] - box[0] > 100, f"the text spans the picture: {box}"

@@ -41,7 +41,7 @@ class ImageWatermark(ImageOperator):
     """
 
     name = "image.watermark"
-    version = "2"  # 2: the logo read as image.load reads an input (upright, 16-bit grey scaled)
+    version = "2"  # 2: the logo read as image.load reads an input; a text larger than the picture fit
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "description": "Composite a text or a logo onto the image.",
@@ -59,7 +59,12 @@ class ImageWatermark(ImageOperator):
                 "description": "Project-relative TrueType/OpenType font for `text` (default: Pillow's "
                 "bundled font); its content is part of the job's key.",
             },
-            "size": {"type": "integer", "minimum": 1, "description": "Text height in pixels."},
+            "size": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Text height in pixels; a text wider or taller than the picture is drawn "
+                "smaller, to fit it.",
+            },
             "color": {
                 "type": "string",
                 "pattern": COLOUR_PATTERN,
@@ -128,20 +133,16 @@ class ImageWatermark(ImageOperator):
         return mark
 
     def _text(self, ctx: JobContext, params: dict[str, Any], base: Image.Image) -> Image.Image:
+        """The text drawn on a transparent mark of its own size, at most about the picture's: a text
+        that would not fit is drawn smaller, to fit (drawn at its given size, it could take gigabytes
+        only to be cut off)."""
         size = params.get("size") or max(12, base.height // 20)
-        try:
-            if "font" in params:
-                font: ImageFont.FreeTypeFont | ImageFont.ImageFont = ImageFont.truetype(
-                    str(ctx.project_path(params["font"])), size
-                )
-            else:
-                font = ImageFont.load_default(size=size)
-        except OSError as exc:
-            raise RecipeError(
-                f"cannot load font {params.get('font', '(bundled)')}: {exc}",
-                hint="point font: at a TrueType or OpenType file in the project",
-            ) from exc
+        font = self._font(ctx, params, size)
         left, top, right, bottom = font.getbbox(params["text"])
+        fit = min(base.width / max(1, right - left), base.height / max(1, bottom - top))
+        if fit < 1 and size > 1:
+            font = self._font(ctx, params, max(1, int(size * fit)))
+            left, top, right, bottom = font.getbbox(params["text"])
         mark = Image.new("RGBA", (max(1, int(right - left)), max(1, int(bottom - top))), (0, 0, 0, 0))
         try:
             ImageDraw.Draw(mark).text(
@@ -152,3 +153,17 @@ class ImageWatermark(ImageOperator):
                 f"bad color {params.get('color')!r}: {exc}", hint="write a CSS colour name or #rrggbb"
             ) from exc
         return mark
+
+    def _font(
+        self, ctx: JobContext, params: dict[str, Any], size: int
+    ) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+        """The configured font, or Pillow's bundled one, at `size` pixels."""
+        try:
+            if "font" in params:
+                return ImageFont.truetype(str(ctx.project_path(params["font"])), size)
+            return ImageFont.load_default(size=size)
+        except OSError as exc:
+            raise RecipeError(
+                f"cannot load font {params.get('font', '(bundled)')}: {exc}",
+                hint="point font: at a TrueType or OpenType file in the project",
+            ) from exc
