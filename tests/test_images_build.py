@@ -371,6 +371,8 @@ def test_a_recipe_fault_fails_the_jobs_and_quarantines_no_input(
     project.write({"images/a.jpg": jpeg(), "images/b.jpg": jpeg(colour="maroon"), **files})
     result = project.build(expect=1)
     assert [f["class"] for f in project.manifest()["failures"]] == ["RecipeError", "RecipeError"]
+    for named in files:  # once: the message names the file, but does not stutter
+        assert all(f["message"].count(named) == 1 for f in project.manifest()["failures"]), result.stderr
     assert "quarantined" not in result.stderr
     assert json.loads(project.run("quarantine", "list", "--json").stdout) == []
     project.config(RESIZE_RULE.replace("image.resize: {width: 64}", "image.watermark: {text: hi}"))

@@ -120,9 +120,10 @@ class ImageWatermark(ImageOperator):
         logo = InputFile(params["image"], ctx.project_path(params["image"]))
         try:  # read as image.load reads an input: upright, 16-bit grey scaled, CMYK through its profile
             mark: Image.Image = ImageLoad().run(logo, ctx).pixels().convert("RGBA")
-        except (JobError, OSError) as exc:
+        except (JobError, OSError) as exc:  # image.load's messages name the file; an OSError's may not
+            named = f"{exc}" if isinstance(exc, JobError) else f"{params['image']}: {exc}"
             raise RecipeError(
-                f"cannot read the watermark image {params['image']}: {exc}",
+                f"cannot read the watermark image: {named}",
                 hint="point image: at a PNG or JPEG file in the project that Pillow can open",
             ) from exc
         scale = params.get("scale")
