@@ -62,8 +62,12 @@ TAMPERINGS = [
     Tampering("the-manifest-signature", "(https://batchit.dev/manifest/v1) is not SLSA provenance"),
     Tampering("not-json", "the signed payload is not an in-toto Statement"),
     Tampering("another-runs", "provenance, not run"),
-    Tampering("nested-too-deep", "is not a DSSE envelope (maximum recursion depth exceeded"),
+    Tampering(
+        "nested-too-deep", "is not a DSSE envelope (JSON nested too deeply: maximum recursion depth exceeded"
+    ),
     Tampering("a-fifo", "is a FIFO, not a provenance file"),
+    Tampering("a-list", 'not a DSSE envelope (it must be a JSON object with "payload", "payloadType" and'),
+    Tampering("bad-base64", "not a DSSE envelope (a payload or signature that is not base64"),
 ]
 
 
@@ -87,6 +91,10 @@ def test_verify_names_what_is_wrong_with_the_provenance(copies: Project, tamperi
         shutil.copy(run_dir(copies) / "manifest.json.sig", provenance)
     elif tampering.name == "not-json":
         seal(provenance, b"not json", project_key(copies))
+    elif tampering.name == "a-list":
+        provenance.write_text("[]")
+    elif tampering.name == "bad-base64":
+        provenance.write_text(provenance.read_text().replace('"payload":"', '"payload":"!', 1))
     elif tampering.name == "nested-too-deep":
         provenance.write_text("[" * 100_000 + "]" * 100_000)
     elif tampering.name == "a-fifo":  # reading it would wait for a writer forever

@@ -276,7 +276,7 @@ def open_envelope(data: bytes, trusted: list[TrustedKey]) -> tuple[bytes, str]:
             for s in envelope["signatures"]
         ]
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, RecursionError) as exc:
-        raise BadSignature(f"the signature file is not a DSSE envelope ({exc})") from exc
+        raise BadSignature(f"the signature file is not a DSSE envelope ({_envelope_fault(exc)})") from exc
     if payload_type != PAYLOAD_TYPE:
         raise BadSignature(f"the envelope's payloadType is {payload_type!r}, not {PAYLOAD_TYPE!r}")
     message = pae(payload_type, body)
@@ -301,6 +301,18 @@ def open_envelope(data: bytes, trusted: list[TrustedKey]) -> tuple[bytes, str]:
         f"the signature (by {named}) does not verify with any trusted key: {keys}",
         hint=_signer_hint(signers),
     )
+
+
+def _envelope_fault(exc: BaseException) -> str:
+    """What is wrong with an envelope, in a reader's words: a JSON error says where the text stops
+    being JSON; a missing field or a value of the wrong type says what an envelope holds."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {exc}"
+    if isinstance(exc, RecursionError):
+        return f"JSON nested too deeply: {exc}"
+    if isinstance(exc, binascii.Error):
+        return f"a payload or signature that is not base64: {exc}"
+    return 'it must be a JSON object with "payload", "payloadType" and "signatures": [{"keyid", "sig"}]'
 
 
 def _signer_hint(signers: list[str]) -> str:
