@@ -226,7 +226,8 @@ def audit(args: argparse.Namespace) -> int:
         )
     if missed is not None:
         print(
-            f"  run {missed} is recorded but has no entry in the log: the build that recorded it was "
-            "killed before writing it; the next build (or clean, gc, quarantine release) adds it"
+            f"  run {missed} is recorded but has no entry in the log: the build that recorded it "
+            "stopped before writing it (it was killed, or failed to write its record); the next "
+            "build (or clean, gc, quarantine release) adds it"
         )
     return check.exit_code

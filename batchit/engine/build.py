@@ -144,7 +144,8 @@ def _audit_killed_run(config: Config, store: StateStore, emit: EventSink) -> Non
     run_id = audit_unaudited_run(config.state_dir, store, fsync=config.durability == "fsync")
     if run_id is not None:
         message = (
-            f"added run {run_id} to the audit log: the build that recorded it was killed before it could"
+            f"added run {run_id} to the audit log: the build that recorded it stopped before it could "
+            "(it was killed, or failed to write its record)"
         )
         emit({"event": "warning", "message": message})
 
