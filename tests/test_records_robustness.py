@@ -395,6 +395,19 @@ def test_a_damaged_state_store_exits_2_naming_it_and_the_fix(
     assert after == before
 
 
+@pytest.mark.parametrize("command", [("explain", "a.txt"), ("audit", "verify")], ids=" ".join)
+def test_a_state_store_replaced_by_a_folder_is_named(copies: Project, command: tuple[str, ...]) -> None:
+    copies.build()
+    state = copies.root / ".batchit" / "state.db"
+    for file in [state, *state.parent.glob("state.db-*")]:
+        file.unlink()
+    state.mkdir()
+    result = copies.run(*command)
+    assert result.code != 0, result.describe()
+    assert "the state store .batchit/state.db cannot be" in result.stderr, result.describe()
+    assert "Traceback" not in result.stderr
+
+
 # --- the latest run, when LATEST or its manifest is damaged ----------------------------------------
 
 

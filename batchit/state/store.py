@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from batchit.errors import BatchitError, DamagedStateError, LockHeldError, SystemFailure
+from batchit.model import STATE_DIR
 from batchit.state.rows import Failure, ListedOutput, OutputRecord, Owned, StatRow
 
 SCHEMA_VERSION = "1"
@@ -88,7 +89,7 @@ _LISTED_ROWS = (
 def unreadable(path: Path | None, exc: sqlite3.DatabaseError) -> BatchitError:
     """The error to report for a state store SQLite refused: busy past the wait, a disk that
     cannot take a write (full, read-only, failing), or damage."""
-    where = str(path) if path is not None else "under .batchit"
+    where = str(path) if path is not None else f"{STATE_DIR}/state.db"
     said = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and "locked" in said:
         return LockHeldError(
