@@ -327,6 +327,21 @@ def test_verify_without_a_manifest_is_a_usage_error(copies: Project) -> None:
     assert nothing.code == 2, nothing.describe()
     assert "no manifest" in nothing.stderr
     assert copies.run("verify", "no/such/manifest.json").code == 2
+    folder = copies.run("verify", "src")
+    assert folder.code == 2 and "src holds neither batchit-manifest.json nor manifest.json" in folder.stderr
+    device = copies.run("verify", "/dev/null")
+    assert device.code == 2 and "/dev/null is not a file" in device.stderr, device.describe()
+
+
+def test_verify_of_a_runs_folder_checks_that_run(copies: Project) -> None:
+    copies.build()
+    first = run_dir(copies)
+    copies.write({"src/a.txt": "edited\n"})
+    copies.build()
+    checked = copies.run("verify", str(first.relative_to(copies.root)))
+    assert checked.code == 1, checked.describe()  # a.txt changed since that run
+    assert f"verify: {first.relative_to(copies.root)}/manifest.json" in checked.stdout
+    assert "modified" in checked.stdout
 
 
 @pytest.mark.parametrize(

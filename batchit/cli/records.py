@@ -72,10 +72,15 @@ def _manifest_and_base(named: str | None, config: Callable[[], Config]) -> tuple
             )
         return manifest, config().out_dir
     path = Path(named)
-    if path.is_dir():
-        path = path / MANIFEST_COPY
+    if path.is_dir():  # a copied `out` (its batchit-manifest.json), or a run's folder (its manifest.json)
+        path = next((path / name for name in (MANIFEST_COPY, MANIFEST) if (path / name).is_file()), path)
     if not path.is_file():
-        raise UsageError(f"no manifest to check: {path} does not exist", hint="name a manifest.json file")
+        what = f"{path} holds neither {MANIFEST_COPY} nor {MANIFEST}" if path.is_dir() else None
+        what = what or (f"{path} is not a file" if path.exists() else f"{path} does not exist")
+        raise UsageError(
+            f"no manifest to check: {what}",
+            hint=f"name a run's {MANIFEST} (or its folder under .batchit/runs), or a copied {MANIFEST_COPY}",
+        )
     base = path.parent if path.name == MANIFEST_COPY else config().out_dir
     return path, base
 
