@@ -132,6 +132,8 @@ def test_a_transient_upstream_failure_keeps_the_downstream_key8_output(project: 
     project.build(expect=1)
     assert summary(project)["pruned"] == 0
     assert list((project.root / "_build/down").iterdir()) == [before]
+    statuses = {o["path"]: o["status"] for o in project.manifest()["outputs"]}
+    assert statuses[f"down/{before.name}"] == "blocked", "counted as failed: the manifest says why"
 
 
 PAGE_COPY = """\

@@ -96,6 +96,8 @@ def record_run(build: RunningBuild, started: datetime, outcome: BuildOutcome, re
     status = "interrupted" if build.interrupted else ("failed" if troubled else "ok")
     _forget_vanished_held_outputs(build, outcome.jobs)
     statuses = {j.output: _status(j, build.results.get(j.job_id)) for j in outcome.jobs}
+    blocked = [j.job_id for j in outcome.jobs if j.action == "blocked"]  # the outputs they keep, also
+    statuses.update(dict.fromkeys(build.store.outputs_of_jobs(blocked), "blocked"))  # by an old {key8}
     info = RunInfo(build.run_id, started, datetime.now(UTC), build.config.config_hash, status, outcome.counts)
     rows = [job_row(j, build.results.get(j.job_id)) for j in outcome.jobs]
     outcome.record = recorder.write(
@@ -179,8 +181,8 @@ def _status(job: Job, result: JobResult | None) -> str:
         return "up_to_date"
     if job.action in ("held", "quarantined"):
         return "unchanged"
-    if job.action == "deferred":
-        return "deferred"
+    if job.action in ("deferred", "blocked"):  # not run: an upstream job was deferred, or failed
+        return job.action
     if result is None:
         return "stale"
     if not result.ok:
