@@ -305,6 +305,41 @@ def test_a_step_module_another_step_imports_restarts_the_watch(project: Project)
         watch.close()
 
 
+BLOCKING_TOOL = """\
+def tag(value, ctx):
+    if value.startswith(b"block"):  # waits on the FIFO `gate` until someone writes to it
+        (ctx.root / "started").touch()
+        with open(ctx.root / "gate") as held:
+            held.read()
+    return value.upper()
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_job_that_outlasts_the_grace_period_exits_0_once_it_is_over(
+    project: Project,
+) -> None:
+    """As `build` does, the watch leaves when the grace period is over: the abandoned job's thread
+    would otherwise hold the exit for as long as the job runs (here: for ever)."""
+    project.config(
+        CONFIG.replace("steps: [file.copy: {}]", 'steps: [python: {function: "tool:tag", version: "1"}]')
+    )
+    project.write({"src/a.txt": "a", "tool.py": BLOCKING_TOOL})
+    os.mkfifo(project.root / "gate")
+    watch = Watch(project, "--debounce", "100", "--executor", "thread", "-j", "1")
+    try:
+        watch.wait_for("batchit watch: watching")
+        project.write({"src/a.txt": "block"})
+        wait_for_text(project.root / "started", "")
+        watch.proc.send_signal(signal.SIGINT)
+        assert "1 not finished" in watch.wait_for("batchit: INTERRUPTED")
+        watch.wait_for("batchit watch: stopped")
+        assert watch.proc.wait(timeout=DEADLINE) == 0
+        assert project.read("_build/a.txt") == "A"  # the first build's output, as it was
+    finally:
+        watch.close()
+
+
 @pytest.mark.parametrize("layout", ["out_is_a_symlink", "out_is_nested"])
 def test_the_builds_own_writes_never_start_a_rebuild(project: Project, layout: str) -> None:
     """Through a symlinked `out` the system names the real folder; a nested `out`'s parent is

@@ -34,11 +34,14 @@ def run(args: argparse.Namespace) -> int:
     watch > watch.log` would otherwise rebuild after each line it prints), and `out` as the config
     last named it (refreshed after each build: a changed `out` must not trigger builds forever)."""
     count = 0
+    interrupted = False
 
     def build() -> int:
+        nonlocal interrupted
         code, out = _build(args)
         if out is not None:  # else the config is broken: the last good `out` stays ignored
             ignored[:] = [STATE_DIR, *own, *_folders_of(root, out)]
+        interrupted = code == INTERRUPTED
         return code
 
     def rebuild(changed: list[str]) -> bool:
@@ -62,6 +65,13 @@ def run(args: argparse.Namespace) -> int:
     except _Restart:
         _restart(args)
     _say("batchit watch: stopped")
+    if interrupted:
+        # As for an interrupted `build` (batchit.cli): jobs abandoned after the grace period may
+        # still occupy worker threads, which an ordinary exit would wait for, however long they
+        # run; everything committed is already durable, so leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
