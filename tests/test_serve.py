@@ -159,8 +159,22 @@ def test_a_build_that_cannot_start_ends_in_error_with_its_message(api: httpx.Cli
         (b'{"rules": "copy"}', "list of rule names"),
         (b"[1]", "JSON object"),
         (b'{"flags": {"a=b": "c"}}', "map flag names"),
+        (b'{"rules": ["co\\u0000py"]}', "NUL"),
+        (b'{"flags": {"fa\\u0000st": "1"}}', "NUL"),
+        (b'{"flags": {"fast": "1\\u0000"}}', "NUL"),
+        (b'{"rules": ["copy\\ud800"]}', "lone surrogate"),
     ],
-    ids=["not-json", "unknown-field", "rules-not-a-list", "not-an-object", "flag-name-with-equals"],
+    ids=[
+        "not-json",
+        "unknown-field",
+        "rules-not-a-list",
+        "not-an-object",
+        "flag-name-with-equals",
+        "rule-with-nul",
+        "flag-name-with-nul",
+        "flag-value-with-nul",
+        "rule-with-lone-surrogate",
+    ],
 )
 def test_a_malformed_request_is_refused_with_400(api: httpx.Client, body: bytes, says: str) -> None:
     answer = api.post("/runs", content=body, headers={"Content-Type": "application/json"})
@@ -168,6 +182,8 @@ def test_a_malformed_request_is_refused_with_400(api: httpx.Client, body: bytes,
     assert answer.status_code == 400
     assert says in answer.json()["error"]
     assert api.get("/runs").json()["requests"] == []
+    request_id = api.post("/runs").json()["id"]  # and the queue still builds what comes next
+    assert api.get(f"/runs/{request_id}", params=WAIT).json()["status"] == "succeeded"
 
 
 def test_unknown_routes_and_runs_are_404(api: httpx.Client) -> None:

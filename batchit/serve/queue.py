@@ -66,12 +66,27 @@ class BuildRequest:
             or any(not name or "=" in name for name in flags)
         ):
             raise UsageError('`flags` must map flag names to values: {"NAME": "VALUE"}')
-        return cls(tuple(rules), tuple(sorted((str(k), _flag_text(v)) for k, v in flags.items())))
+        request = cls(tuple(rules), tuple(sorted((str(k), _flag_text(v)) for k, v in flags.items())))
+        if not all(map(_passable, request.argv())):
+            raise UsageError(
+                "a rule name, flag name or flag value holds a NUL character or a lone surrogate "
+                "(\\u0000, \\ud800), which no command line can carry"
+            )
+        return request
 
     def argv(self) -> list[str]:
         """The `batchit build` arguments that carry this request out."""
         flags = [arg for name, value in self.flags for arg in ("--flag", f"{name}={value}")]
         return [*flags, "--", *self.rules]
+
+
+def _passable(arg: str) -> bool:
+    """Whether `arg` can be an argument of the build's command line: the system's encoding takes
+    it (a lone surrogate it cannot) and it holds no NUL (which would end it)."""
+    try:
+        return b"\0" not in os.fsencode(arg)
+    except UnicodeEncodeError:
+        return False
 
 
 def _flag_text(value: str | int | float | bool | None) -> str:
