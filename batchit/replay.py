@@ -21,6 +21,9 @@ from batchit.operators.registry import OperatorRegistry
 from batchit.record.replays import REPLAY_FILE
 from batchit.record.runs import find_run
 
+SHOWN_JOBS = 5
+"""How many of a run's jobs that the config no longer has are named in the warning about them."""
+
 
 def replay_run(
     config: Config, registry: OperatorRegistry, run_id: str, *, failed_only: bool, emit: EventSink
@@ -55,7 +58,29 @@ def replay_run(
         seed=record["seed"],
         only_jobs=frozenset(job["job"] for job in jobs),
     )
-    return run_build(config, registry, options, emit)
+    outcome = run_build(config, registry, options, emit)
+    _warn_of_unplanned(config, jobs, outcome, run_id, emit)
+    return outcome
+
+
+def _warn_of_unplanned(
+    config: Config, jobs: list[dict[str, Any]], outcome: BuildOutcome, run_id: str, emit: EventSink
+) -> None:
+    """Name the replayed jobs the build did not plan although their rule and inputs are still there
+    (the rule's matrix, output or partitions changed): replaying nothing in silence would look like
+    a failure that no longer reproduces. Jobs of a gone rule or input were named before the build."""
+    planned = {job.job_id for job in outcome.jobs}
+    unplanned = sorted(
+        job["job"]
+        for job in jobs
+        if job["job"] not in planned
+        and job["rule"] in config.rules
+        and all((config.root / item["path"]).is_file() for item in job["inputs"])
+    )
+    if unplanned:
+        more = f" and {len(unplanned) - SHOWN_JOBS} more" if len(unplanned) > SHOWN_JOBS else ""
+        message = f"jobs of run {run_id} that the config no longer has, not replayed: "
+        emit({"event": "warning", "message": message + ", ".join(unplanned[:SHOWN_JOBS]) + more})
 
 
 ANOTHER_RUN = "pick another run (`batchit runs` lists them)"

@@ -88,3 +88,18 @@ def test_replay_names_each_changed_or_gone_input_once_and_takes_a_prefix(project
     assert replayed.code == 0, replayed.describe()
     assert replayed.stderr.count(f"input changed since run {run_id}: src/a.txt") == 1
     assert replayed.stderr.count(f"input gone since run {run_id}: src/b.txt") == 1
+
+
+def test_replay_of_jobs_the_config_no_longer_has_says_so(project: Project) -> None:
+    """A matrix added since gives the same inputs other jobs: replaying nothing in silence would
+    read as "the failure no longer reproduces"."""
+    project.config(LOUD)
+    project.write({"src/a.txt": "alpha\n"})
+    project.build()
+    run_id = project.manifest()["run_id"]
+    project.config(LOUD.replace('output: "{stem}.txt"', 'output: "{stem}-{n}.txt"\n    matrix: {n: [1, 2]}'))
+    replayed = project.run("replay", run_id, "--no-progress")
+    assert replayed.code == 0, replayed.describe()
+    said = f"jobs of run {run_id} that the config no longer has, not replayed: copy:src/a.txt"
+    assert said in replayed.stderr, replayed.describe()
+    assert "input changed" not in replayed.stderr and "input gone" not in replayed.stderr
