@@ -29,8 +29,12 @@ STOP_SECONDS = 5.0
 class _Collector(FileSystemEventHandler):
     """Queues the project-relative paths of relevant events (watchdog calls it from its thread)."""
 
-    def __init__(self, root: Path, ignored: Sequence[str], changes: queue.Queue[str]) -> None:
+    def __init__(
+        self, root: Path, ignored: Sequence[str], changes: queue.Queue[str], outside: Sequence[Path] = ()
+    ) -> None:
         self.root = root
+        self.outside = frozenset(str(path) for path in outside)
+        """Absolute paths of files outside `root` whose changes count as well."""
         self.ignored = ignored
         """Project-relative files and directories (`out`, `.batchit`) whose changes do not count; the
         caller may change it while the watch runs."""
@@ -44,7 +48,9 @@ class _Collector(FileSystemEventHandler):
             return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             path = raw.decode() if isinstance(raw, bytes) else raw
-            if path and (relative := self._relative(path)) is not None:
+            if path in self.outside:
+                self.changes.put(path)
+            elif path and (relative := self._relative(path)) is not None:
                 self.changes.put(relative)
 
     def _relative(self, path: str) -> str | None:
@@ -72,6 +78,7 @@ def watch(
     first: Callable[[], bool],
     rebuild: Callable[[list[str]], bool],
     ready: Callable[[], None],
+    outside: Sequence[Path] = (),
 ) -> None:
     """Call `first()` once the watch is in place, then `rebuild(changed paths)` after each burst of
     changes under `root`, until either returns False.
@@ -79,13 +86,17 @@ def watch(
     A change made while `first()` runs (the first build, or the first after a restart) starts a
     rebuild once it is done. `ignored` are project-relative files and directories (`out`,
     `.batchit`) whose changes do not count (read afresh for each event, so the caller may change
-    it); `ready()` is called after `first()`. KeyboardInterrupt (Ctrl-C) propagates to the caller
-    after the observer is stopped.
+    it); `ready()` is called after `first()`. `outside` are absolute paths of files outside
+    `root` whose changes count too (a config named with `-f ../site.yaml`), named by that path;
+    their folders are watched, not recursively. KeyboardInterrupt (Ctrl-C) propagates to the
+    caller after the observer is stopped.
     """
     changes: queue.Queue[str] = queue.Queue()
     observer = Observer()
-    collector = _Collector(root, ignored, changes)
+    collector = _Collector(root, ignored, changes, outside)
     observer.schedule(collector, str(root), recursive=True)
+    for folder in sorted({str(path.parent) for path in outside}):
+        observer.schedule(collector, folder, recursive=False)
     observer.start()
     try:
         if not first():

@@ -39,9 +39,9 @@ rules:
 class Watch:
     """A running `batchit watch`, its output lines read by a thread into a queue."""
 
-    def __init__(self, project: Project, *args: str) -> None:
+    def __init__(self, project: Project, *args: str, options: tuple[str, ...] = ()) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "batchit", "watch", "--no-progress", *args],
+            [sys.executable, "-m", "batchit", *options, "watch", "--no-progress", *args],
             cwd=project.root,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -300,6 +300,25 @@ def test_a_step_module_another_step_imports_restarts_the_watch(project: Project)
         )
         watch.wait_for("batchit watch: watching")
         assert (project.read("_build/d/a.txt"), project.read("_build/v/a.txt")) == ("v2:a", "v2:a")
+        assert watch.stop() == 0
+    finally:
+        watch.close()
+
+
+def test_a_config_file_outside_the_project_is_watched_too(project: Project) -> None:
+    """`-f ../site.yaml`: editing the config changes what is built, wherever the file is."""
+    config = project.root.parent / "site.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    project.write({"src/a.txt": "a"})
+    watch = Watch(project, "--debounce", "100", options=("-f", "../site.yaml"))
+    try:
+        watch.wait_for("batchit watch: watching")
+        (project.root.parent / "unrelated.txt").write_text("x", encoding="utf-8")  # beside it: no change
+        config.write_text(CONFIG.replace('"{stem}.txt"', '"copied/{stem}.txt"'), encoding="utf-8")
+        line = watch.wait_for("batchit watch: rebuild 1")
+        assert line == f"batchit watch: rebuild 1 after changes to {config.resolve()}", watch.seen
+        watch.wait_for("batchit: ok")
+        assert project.read("_build/copied/a.txt") == "a"
         assert watch.stop() == 0
     finally:
         watch.close()

@@ -58,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
     def ready() -> None:
         _say(f"batchit watch: watching {root} (debounce {args.debounce} ms); Ctrl-C to stop")
 
+    outside = _outside(root, args.file)
     try:
-        watch(root, ignored, args.debounce / 1000, lambda: build() != INTERRUPTED, rebuild, ready)
+        watch(root, ignored, args.debounce / 1000, lambda: build() != INTERRUPTED, rebuild, ready, outside)
     except KeyboardInterrupt:
         pass
     except _Restart:
@@ -84,6 +85,14 @@ def _folders_of(root: Path, out: str) -> list[str]:
     except (OSError, ValueError):  # not there yet, or outside the project
         return folders
     return folders if real in (out, ".") else [*folders, real]
+
+
+def _outside(root: Path, file: str) -> list[Path]:
+    """The config file (`-f`) when it lies outside the project, where the watch of the project does
+    not see it (through a symlink too: an edit changes the file it leads to)."""
+    config = (root / file).resolve()
+    inside = config.is_relative_to(root.resolve())
+    return [] if inside or not config.parent.is_dir() else [config]
 
 
 def _own_output_files(root: Path) -> list[str]:
