@@ -153,6 +153,32 @@ def test_input_changed_while_its_job_ran_is_not_recorded_up_to_date(gated: Proje
     assert gated.read("_build/c.txt") == "BLOCK, EDITED WHILE ITS JOB RAN\n"
 
 
+REMOVER = """\
+import os
+
+def work(value, ctx):
+    if ctx.input == "in/a.txt":  # jobs run in input order: b's has not read its input yet
+        os.rename("in/b.txt", "b.txt.away")  # as a checkout or an editor's save would
+    return value.upper()
+"""
+
+
+def test_an_input_gone_before_its_job_read_it_is_not_quarantined(project: Project) -> None:
+    """Its bytes were never seen: neither at fault nor in quarantine, whose copy would be missing
+    and which would hold the file back once it is back as it was."""
+    project.config(GATED.replace("gated:work", "remover:work"))
+    project.write({"remover.py": REMOVER, "in/a.txt": "a\n", "in/b.txt": "b\n"})
+    build = start_build(project)
+    _, stderr = build.communicate(timeout=60)
+    assert build.returncode == 1, stderr
+    assert "quarantined" not in stderr and not (project.root / ".batchit/quarantine").exists(), stderr
+
+    (project.root / "b.txt.away").rename(project.root / "in/b.txt")  # back, the same bytes
+    project.write({"remover.py": REMOVER.replace('"in/a.txt"', '"none"')})
+    project.build()
+    assert project.read("_build/b.txt") == "B\n"
+
+
 def read_stderr_until(process: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
     """Read a running process's stderr until `text` appears (or fail after `timeout`)."""
     assert process.stderr is not None

@@ -268,7 +268,10 @@ def _compute(
         seconds = time.perf_counter() - started
         return _Computed(settings, spec, value, ctx, buffer, timings, started, seconds)
     except Exception as exc:
-        return _failed(spec, exc, started, buffer)
+        # An input removed since it was planned (a checkout, an editor's save, a watch's burst) is
+        # not at fault: quarantine would copy no bytes, and hold the file back once it returns as it was.
+        gone = any(stat_identity(f"{settings.root}/{path}") is None for path in spec.inputs)
+        return _failed(spec, exc, started, buffer, input_gone=gone)
 
 
 @lru_cache(maxsize=4)
@@ -312,8 +315,10 @@ def _keep_in_cache(entry: Path, dest: str, data: bytes | None) -> str:
     return ""
 
 
-def _failed(spec: JobSpec, exc: Exception, started: float, log: io.StringIO | None) -> JobResult:
-    """The result of a job that raised `exc`."""
+def _failed(
+    spec: JobSpec, exc: Exception, started: float, log: io.StringIO | None, *, input_gone: bool = False
+) -> JobResult:
+    """The result of a job that raised `exc` (`input_gone`: while an input of it was missing)."""
     transient, name = classify(exc)
     message = str(exc) or name
     if not isinstance(exc, JobError | OSError):
@@ -329,7 +334,7 @@ def _failed(spec: JobSpec, exc: Exception, started: float, log: io.StringIO | No
         retry_after=retry_after_of(exc) if transient else None,
         defers=transient and isinstance(exc, JobError) and exc.defers,
         log=log.getvalue() if log else "",
-        input_at_fault=not isinstance(exc, OutputError | RecipeError),
+        input_at_fault=not input_gone and not isinstance(exc, OutputError | RecipeError),
     )
 
 
