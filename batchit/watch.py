@@ -8,8 +8,11 @@ ten. Events that arrive during a rebuild start the next one.
 
 from __future__ import annotations
 
+import functools
+import logging
 import queue
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -91,6 +94,7 @@ def watch(
     their folders are watched, not recursively. KeyboardInterrupt (Ctrl-C) propagates to the
     caller after the observer is stopped.
     """
+    _quiet_watchdog_races()
     changes: queue.Queue[str] = queue.Queue()
     observer = Observer()
     collector = _Collector(root, ignored, changes, outside)
@@ -119,6 +123,17 @@ def watch(
     finally:
         observer.stop()
         observer.join(timeout=STOP_SECONDS)  # its threads are daemons: a stuck one cannot hold the exit
+
+
+@functools.cache  # once per process
+def _quiet_watchdog_races() -> None:
+    """Silence what watchdog says about its own harmless races, which a user can do nothing about:
+    a warning when a folder created during the watch is added to it twice (with a long dump of the
+    watch), and an error logged when an event arrives as the observer stops."""
+    warnings.filterwarnings("ignore", message="Callback with id .* already exists", category=RuntimeWarning)
+    logging.getLogger("watchdog.observers.inotify").addFilter(
+        lambda record: "called when the thread is inactive" not in record.getMessage()
+    )
 
 
 def _next_change(changes: queue.Queue[str]) -> str:
