@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from batchit.engine import BuildOptions, BuildOutcome, EventSink, run_build
+from batchit.engine import BuildOptions, BuildOutcome, Event, EventSink, run_build
 from batchit.errors import UsageError
 from batchit.hashing import hash_file
 from batchit.model import Config
@@ -35,18 +35,19 @@ def replay_run(
     if not jobs:
         what = "failed jobs" if failed_only else "jobs that ran"
         raise UsageError(f"run {run_id} has no {what} to replay", hint="pick another run: `batchit runs`")
+    said: list[Event] = []  # warnings, recorded with the run
     gone_rules = sorted({job["rule"] for job in jobs} - set(config.rules))
     if gone_rules:
         message = f"rules of run {run_id} no longer in the config, whose jobs are not replayed: "
-        emit({"event": "warning", "message": message + ", ".join(gone_rules)})
+        said.append({"event": "warning", "message": message + ", ".join(gone_rules)})
     inputs = {item["path"]: item["blake3"] for job in jobs for item in job["inputs"]}
     for path, recorded in sorted(inputs.items()):
         now = hash_file(config.root / path) if (config.root / path).is_file() else None
         if now is None:
-            emit({"event": "warning", "message": f"input gone since run {run_id}: {path}"})
+            said.append({"event": "warning", "message": f"input gone since run {run_id}: {path}"})
         elif now != recorded:
-            emit({"event": "warning", "message": f"input changed since run {run_id}: {path}"})
-    config = replace(config, flags=_recorded_flags(config, record.get("flags", {}), run_id, emit))
+            said.append({"event": "warning", "message": f"input changed since run {run_id}: {path}"})
+    config = replace(config, flags=_recorded_flags(config, record.get("flags", {}), run_id, said.append))
     settings = record["settings"]
     options = BuildOptions(
         jobs=settings.get("jobs"),
@@ -58,7 +59,7 @@ def replay_run(
         seed=record["seed"],
         only_jobs=frozenset(job["job"] for job in jobs),
     )
-    outcome = run_build(config, registry, options, emit)
+    outcome = run_build(config, registry, options, emit, said_before=said)
     _warn_of_unplanned(config, jobs, outcome, run_id, emit)
     return outcome
 

@@ -88,6 +88,10 @@ def test_replay_names_each_changed_or_gone_input_once_and_takes_a_prefix(project
     assert replayed.code == 0, replayed.describe()
     assert replayed.stderr.count(f"input changed since run {run_id}: src/a.txt") == 1
     assert replayed.stderr.count(f"input gone since run {run_id}: src/b.txt") == 1
+    replay_run = project.root / ".batchit/runs" / project.manifest()["run_id"]
+    logged = (replay_run / "events.jsonl").read_text()  # and kept in the replay's own record
+    assert f"input changed since run {run_id}: src/a.txt" in logged
+    assert f"input gone since run {run_id}: src/b.txt" in logged
 
 
 def test_replay_of_jobs_the_config_no_longer_has_says_so(project: Project) -> None:

@@ -8,11 +8,12 @@ run wrote the state store in between.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from batchit.config.validation import record_checked
 from batchit.engine.closing import record_run, settled_outputs, write_replay
-from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
+from batchit.engine.options import BuildOptions, BuildOutcome, Event, EventSink
 from batchit.engine.running import RunningBuild, build_pools
 from batchit.engine.strangers import refuse_strangers
 from batchit.model import Config
@@ -60,18 +61,27 @@ def plan_build(
 
 
 def run_build(
-    config: Config, registry: OperatorRegistry, options: BuildOptions, emit: EventSink
+    config: Config,
+    registry: OperatorRegistry,
+    options: BuildOptions,
+    emit: EventSink,
+    *,
+    said_before: Sequence[Event] = (),
 ) -> BuildOutcome:
     """Build the selected rules under the project lock and write the run's manifest.
 
     Planning happens first and read-only, so every plan-time error surfaces before anything is
     written; the plan is reused under the lock unless another run changed the state in between.
+    `said_before` are events of the caller's about this run (a replay's warnings), said first and
+    kept in the run's event log and report like the build's own.
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
     run_id = new_run_id(started)
     recorder = Recorder(config, run_id, emit)  # checks the signing key before any work
     emit = recorder.events  # every event also goes to the run's events.jsonl
+    for event in said_before:
+        emit(event)
     pools = build_pools(config, registry, options)
     cpu_rules = {r.name for r in select_rules(config, options.rules) if r.resources == "cpu"}
     if cpu_rules and not (config.state_dir / "state.db").exists():
