@@ -82,6 +82,9 @@ FAILING_CONDITIONS = [
     FailingCondition("wrong_type", "'x' > flags.level", "level=1", "TypeError"),
     FailingCondition("division_by_zero", "1 // 0 > 0", "level=1", "ZeroDivisionError"),
     FailingCondition("range_too_big", "range(10**9)|length > 0", "level=1", "OverflowError"),
+    # Undefined would compare unequal and test false: the step would be switched off without a word.
+    FailingCondition("undefined_attribute", "input.path.suffix == '.md'", "level=1", "UndefinedError"),
+    FailingCondition("unsafe_attribute", "input.path.__class__", "level=1", "SecurityError"),
 ]
 
 

@@ -46,10 +46,16 @@ nothing, and `lipsum(1000000)` alone kept `plan` busy for over a minute."""
 
 @cache
 def _environment() -> SandboxedEnvironment:
-    """One sandbox for every condition (an environment is costly to build and safe to share)."""
+    """One sandbox for every condition (an environment is costly to build and safe to share).
+
+    Strictly undefined: an attribute a value lacks (`input.path.suffix`) or one the sandbox refuses
+    (`__class__`) is an error, not an undefined that compares unequal and tests false, which would
+    switch the step off without a word.
+    """
+    from jinja2 import StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
 
-    environment = SandboxedEnvironment()
+    environment = SandboxedEnvironment(undefined=StrictUndefined)
     environment.globals = {name: environment.globals[name] for name in CONDITION_GLOBALS}
     return environment
 
@@ -174,13 +180,13 @@ def compile_condition(expr: str) -> Callable[[Mapping[str, Any]], bool]:
     The mapping holds `flags` (a dict), the matrix values by name and `input` (with `.size`,
     `.path`, `.ext`); the result is the expression's truth value. Raises ConditionError when the
     expression does not compile, and the function raises it when evaluating fails (a flag of the
-    wrong type, a division by zero, a range the sandbox refuses), so a plan reports a config error
-    instead of a traceback.
+    wrong type, a division by zero, a range the sandbox refuses, an undefined or unsafe
+    attribute), so a plan reports a config error instead of a traceback.
     """
     from jinja2 import TemplateError
 
     try:
-        compiled = _environment().compile_expression(expr)
+        compiled = _environment().compile_expression(expr, undefined_to_none=False)
     except TemplateError as exc:
         raise ConditionError(
             f"invalid condition {expr!r}: {exc.message}", "write a Jinja2 expression"
