@@ -6,11 +6,13 @@ an earlier step's bytes) and a real `JobContext`, and pins down one behaviour of
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import pickle
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -396,6 +398,32 @@ def test_shell_timeout_kills_the_processes_the_command_started(root: Path) -> No
 
 def test_shell_command_leaves_nothing_running_after_it_exits(root: Path) -> None:
     ShellCommand().run(b"", job(root), argv=[PY, "-c", LEAVES_A_CHILD])
+    child = int((root / "child.pid").read_text())
+    wait_until(lambda: process_gone(child), "the child the command left to be killed", timeout=30)
+
+
+LEAVES_A_CHILD_HOLDING_ITS_OUTPUT = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+open("child.pid", "w").write(str(child.pid))
+print("started")
+"""
+"""A command that exits at once, leaving a child that inherited its stdout and stderr pipes."""
+
+
+@pytest.mark.parametrize("thread", ["main", "worker"])
+def test_shell_command_that_exits_is_not_waited_for_past_its_children(root: Path, thread: str) -> None:
+    # Its child holds the pipes open: waiting for them to close would last as long as the child.
+    argv = [PY, "-c", LEAVES_A_CHILD_HOLDING_ITS_OUTPUT]
+    started = time.monotonic()
+    if thread == "main":
+        stdout = ShellCommand().run(b"", job(root), argv=argv)
+    else:
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        stdout = pool.submit(ShellCommand().run, b"", job(root), argv=argv).result(timeout=120)
+        pool.shutdown()
+    assert time.monotonic() - started < 120
+    assert stdout == b"started\n"
     child = int((root / "child.pid").read_text())
     wait_until(lambda: process_gone(child), "the child the command left to be killed", timeout=30)
 

@@ -88,7 +88,7 @@ def run_command(
                 _chain(*_deferred.pop(), None)  # the host's own handling (a KeyboardInterrupt)
             raise CommandStopped
         try:
-            stdout, stderr = _wait(process, stdin, timeout) if main else process.communicate(stdin, timeout)
+            stdout, stderr = _wait(process, stdin, timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
             raise CommandTimeout from None
@@ -103,15 +103,24 @@ def run_command(
 
 
 def _wait(process: subprocess.Popen[bytes], stdin: bytes, timeout: float | None) -> tuple[bytes, bytes]:
-    """`process.communicate(stdin, timeout)` in the main thread, waking every WAKE_EVERY seconds:
-    a signal the system gave another thread runs its Python handler only when the main thread
-    wakes (another thread's wait never blocks the handlers, which run in the main thread)."""
+    """`process.communicate(stdin, timeout)`, waking every WAKE_EVERY seconds, and no longer than
+    the command itself runs.
+
+    `communicate` waits for the command's pipes to close, and a process it left running (a daemon,
+    a `cmd &`) holds them open: once the command has exited, its group is killed and what is left in
+    the pipes is read, instead of waiting as long as that process lives. In the main thread, waking
+    also lets a signal the system gave another thread run its Python handler (handlers run only when
+    the main thread wakes).
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         left = WAKE_EVERY if deadline is None else min(WAKE_EVERY, deadline - time.monotonic())
         try:
             return process.communicate(stdin, timeout=max(left, 0))
         except subprocess.TimeoutExpired:
+            if process.poll() is not None:  # exited: what still holds its pipes goes with it
+                _signal_group(process.pid, signal.SIGKILL)
+                return process.communicate()
             if deadline is not None and time.monotonic() >= deadline:
                 raise
 
