@@ -403,7 +403,10 @@ def test_a_path_keys_the_same_whether_its_name_is_stored_composed_or_decomposed(
     assert project.read("_build/caf\u00e9.out") == "MENU\n"
 
 
-def test_edited_helper_module_rebuilds_the_python_steps_that_import_it(project: Project) -> None:
+@pytest.mark.parametrize("package", ["regular", "namespace"])
+def test_edited_helper_module_rebuilds_the_python_steps_that_import_it(
+    project: Project, package: str
+) -> None:
     project.config(
         'version: 1\nrules:\n  tag:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
         '    steps: [python: {function: "steps.tag:tag", version: "1"}]\n'
@@ -412,7 +415,7 @@ def test_edited_helper_module_rebuilds_the_python_steps_that_import_it(project: 
     tag += "    from steps import deep\n    return PREFIX + deep.SUFFIX + value\n"
     project.write(
         {
-            "steps/__init__.py": "",
+            **({"steps/__init__.py": ""} if package == "regular" else {}),  # a folder without one imports too
             "steps/tag.py": tag,
             "steps/words.py": "PREFIX = b'v1:'\n",
             "steps/deep.py": "SUFFIX = b'-'\n",

@@ -134,21 +134,25 @@ def _absolute(module: str | None, level: int, package: list[str] | None) -> str 
 
 def _module_files(name: str, root: Path) -> list[Path]:
     """The files Python runs for `import name` when the project root is first on the import path: each
-    package's `__init__.py` and the module's own file, as far as they exist under the root."""
+    package's `__init__.py` and the module's own file, as far as they exist under the root. A
+    folder without `__init__.py` is a namespace package (PEP 420): its modules count all the same,
+    but a module file of that name comes first, as it does for `import`."""
     files = []
     folder = root
     parts = name.split(".")
     for index, part in enumerate(parts):
         package = folder / part
         init = package / "__init__.py"
+        module = folder / f"{part}.py"
         if init.is_file():
             files.append(init)
-            folder = package
-            continue
-        module = folder / f"{part}.py"
-        if index == len(parts) - 1 and module.is_file():
-            files.append(module)
-        break
+        elif module.is_file():
+            if index == len(parts) - 1:
+                files.append(module)
+            break  # a module has no submodules
+        elif not package.is_dir():
+            break
+        folder = package
     return files
 
 
