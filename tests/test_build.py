@@ -487,6 +487,21 @@ def test_a_projects_own_markdown_extension_is_found_and_keyed(project: Project, 
     assert build().stdout.startswith("batchit: ok: 1 up to date")
 
 
+def test_a_python_step_that_changes_its_parameters_changes_them_for_its_job_only(project: Project) -> None:
+    """Every job of the rule is called with the step's parameters as the config gives them: a list
+    the function appends to must not carry one job's values into the next (same key, other bytes)."""
+    project.config(
+        'version: 1\nrules:\n  seen:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        '    steps: [python: {function: "seen:seen", version: "1", names: [], counts: {n: 0}}]\n'
+    )
+    seen = "def seen(value, ctx, names, counts):\n    names.append(ctx.input)\n    counts['n'] += 1\n"
+    seen += "    return f'{names} {counts}'\n"
+    project.write({"seen.py": seen, **{f"in/{n}.txt": n for n in "abc"}})
+    project.build("-j", "1")
+    for n in "abc":
+        assert project.read(f"_build/{n}.txt") == f"['in/{n}.txt'] {{'n': 1}}"
+
+
 def build_home_page(project: Project, templates: dict[str, str]) -> None:
     """Build pages/home.md through PAGES_RULE, whose t/page.html.j2 is among `templates`."""
     project.config("version: 1\nrules:\n" + PAGES_RULE)

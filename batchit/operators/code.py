@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import os
@@ -34,6 +35,10 @@ OOM killer): a command they killed says nothing about its input."""
 LONGEST_TIMEOUT = 7 * 24 * 3600
 """The schema maximum of `shell`'s `timeout`, in seconds (a week): the OS waits at most about 24 days
 in one call, and Python overflows on timeouts far beyond that."""
+
+
+NOT_PASSED = ("function", "version")
+"""The `python` step's own keys, which are not passed to the function."""
 
 
 class PythonCall(Operator):
@@ -98,9 +103,14 @@ class PythonCall(Operator):
         return module_key_files(f"python:{function.partition(':')[0]}", source, root)
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
-        """The function's result for the value, the job's context and the step's other keys."""
+        """The function's result for the value, the job's context and the step's other keys.
+
+        The keys are passed as copies: the step's parameters are shared by the rule's jobs (and a
+        job's attempts), so a function that appends to a list it was given would otherwise hand
+        the next job a value its key does not show.
+        """
         function = _load_function(params["function"], ctx.root)
-        kwargs = {key: arg for key, arg in params.items() if key not in ("function", "version")}
+        kwargs = {key: copy.deepcopy(arg) for key, arg in params.items() if key not in NOT_PASSED}
         _check_call(function, params["function"], kwargs)
         with captured_output() as (printed, complained):
             try:
