@@ -66,6 +66,11 @@ RECIPE_FAULTS = {
         {"kw.py": "def kw(value, ctx, needed=1, extra=0):\n    return value\n"},
     ),
     "shell-missing-program": ("shell: {argv: [no-such-program-here, '{in}']}", {}, {}),
+    "python-async-function": (
+        'python: {function: "aw:aw", version: "1"}',
+        {"aw.py": "async def aw(value, ctx):\n    return value\n"},
+        {"aw.py": "def aw(value, ctx):\n    return value\n"},
+    ),
 }
 """A step whose recipe is at fault, the files it needs, and the files that fix it (none: the fix is
 the step `text.load: {}`)."""
@@ -97,6 +102,21 @@ def test_the_json_log_calls_a_job_whose_input_was_quarantined_quarantined(picky:
     summary = picky.manifest()["summary"]
     assert sorted(statuses.values()).count("quarantined") == summary["quarantined"] == 1
     assert "failed" not in statuses.values()
+
+
+def test_an_async_python_function_is_named_and_the_json_log_stays_json(project: Project) -> None:
+    """An async function returns a coroutine that nothing awaits: Python's warning about it would be
+    a line of the JSON log that is not JSON."""
+    project.config(
+        'version: 1\nrules:\n  r:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        '    steps: [python: {function: "aw:aw", version: "1"}]\n'
+    )
+    project.write({"in/a.txt": "a\n", "aw.py": "async def aw(value, ctx):\n    return value\n"})
+    result = project.run("build", "--no-progress", "--log-format", "json")
+    assert result.code == 1, result.describe()
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    [failed] = [e for e in events if e["event"] == "job"]
+    assert "aw:aw is an async function" in failed["message"], failed
 
 
 def test_quarantined_input_is_not_retried_while_unchanged(picky: Project) -> None:

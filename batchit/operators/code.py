@@ -112,13 +112,21 @@ class PythonCall(Operator):
         function = _load_function(params["function"], ctx.root)
         kwargs = {key: copy.deepcopy(arg) for key, arg in params.items() if key not in NOT_PASSED}
         _check_call(function, params["function"], kwargs)
+        argument = value.read_bytes() if isinstance(value, InputFile) else value
         with captured_output() as (printed, complained):
             try:
-                return function(value.read_bytes() if isinstance(value, InputFile) else value, ctx, **kwargs)
+                result = function(argument, ctx, **kwargs)
             finally:
                 for stream, text in (("stdout", printed.getvalue()), ("stderr", complained.getvalue())):
                     if text:
                         ctx.log.debug("%s %s:\n%s", params["function"], stream, text.rstrip("\n"))
+        if inspect.iscoroutine(result):
+            result.close()  # never awaited: closed, Python does not warn about it on stderr
+            raise RecipeError(
+                f"{params['function']} is an async function: it returns a coroutine, not a value",
+                hint="make it a plain `def` (it may call asyncio.run on the coroutine it awaits)",
+            )
+        return result
 
 
 def _check_call(function: Callable[..., Any], name: str, kwargs: Mapping[str, Any]) -> None:
