@@ -66,6 +66,11 @@ RECIPE_FAULTS = {
         {"kw.py": "def kw(value, ctx, needed=1, extra=0):\n    return value\n"},
     ),
     "shell-missing-program": ("shell: {argv: [no-such-program-here, '{in}']}", {}, {}),
+    "python-module-failing-to-import": (
+        'python: {function: "boom:f", version: "1"}',
+        {"boom.py": "raise RuntimeError('settings missing')\n\ndef f(value, ctx):\n    return value\n"},
+        {"boom.py": "def f(value, ctx):\n    return value\n"},
+    ),
     "python-async-function": (
         'python: {function: "aw:aw", version: "1"}',
         {"aw.py": "async def aw(value, ctx):\n    return value\n"},

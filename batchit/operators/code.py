@@ -157,7 +157,7 @@ def _load_function(target: str, root: Path) -> Callable[..., Any]:
     put_project_on_path(root)
     try:
         module = current_module(module_name)
-    except (ImportError, SyntaxError) as exc:
+    except Exception as exc:  # whatever the module's top level raises fails every job alike
         raise unimportable(module_name, exc) from exc
     function: object = getattr(module, attr, None)
     if not callable(function):

@@ -42,7 +42,7 @@ def function_source(function: str, root: Path) -> Path | None:
     except (ImportError, SyntaxError) as exc:  # a parent package is missing or broken
         raise unimportable(module, exc) from None
     if spec is None:
-        raise unimportable(module, ModuleNotFoundError(f"No module named {module!r}"))
+        raise unimportable(module, ModuleNotFoundError(f"No module named {module!r}", name=module))
     if not spec.has_location or spec.origin is None:
         return None
     source = Path(spec.origin)
@@ -59,10 +59,20 @@ def function_source(function: str, root: Path) -> Path | None:
 
 
 def unimportable(module: str, exc: BaseException) -> RecipeError:
-    """The error of a `python` step whose module cannot be imported, at plan or at run time."""
+    """The error of a `python` step whose module cannot be imported, at plan or at run time: the
+    module (or a package above it) is not there, or running it failed (a syntax error, an import
+    of its own, any exception its top level raised)."""
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if missing is not None and (module == missing or module.startswith(f"{missing}.")):
+        return RecipeError(
+            f"cannot import module {module}: {exc}",
+            hint=f"put {module.replace('.', '/')}.py under the project root, or install it",
+        )
+    told = str(exc) if isinstance(exc, ImportError | SyntaxError) else f"{type(exc).__name__}: {exc}"
     return RecipeError(
-        f"cannot import module {module}: {exc}",
-        hint=f"put {module.replace('.', '/')}.py under the project root, or install it",
+        f"cannot import module {module}: {told}",
+        hint=f"correct {module}, or install what it imports; `python -c 'import {module}'` in the "
+        "project root shows where it fails",
     )
 
 
