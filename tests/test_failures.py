@@ -71,6 +71,11 @@ RECIPE_FAULTS = {
         {"boom.py": "raise RuntimeError('settings missing')\n\ndef f(value, ctx):\n    return value\n"},
         {"boom.py": "def f(value, ctx):\n    return value\n"},
     ),
+    "template-including-itself": (
+        "template.render: {template: t.j2}",
+        {"t.j2": '{% include "t.j2" %}'},
+        {"t.j2": "{{ content }}"},
+    ),
     "python-async-function": (
         'python: {function: "aw:aw", version: "1"}',
         {"aw.py": "async def aw(value, ctx):\n    return value\n"},

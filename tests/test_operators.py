@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 from conftest import process_gone, wait_until
 
-from batchit.errors import PermanentError, TransientError
+from batchit.errors import PermanentError, RecipeError, TransientError
 from batchit.operators.base import InputFile, JobContext, Operator
 from batchit.operators.cdn import CdnManifest
 from batchit.operators.code import PythonCall, ShellCommand
@@ -193,6 +193,12 @@ def test_template_undefined_variable_is_permanent_naming_template_and_line(root:
     write(root, {"t/page.txt": "first line\n{{ missing }}\n"})
     with pytest.raises(PermanentError, match=r"t/page\.txt:2: 'missing' is undefined"):
         TemplateRender().run("", job(root), template="t/page.txt")
+
+
+def test_template_failing_in_an_expression_names_the_template_and_line(root: Path) -> None:
+    write(root, {"t/part.txt": "{{ 100 // content|int }}", "t/page.txt": 'x\n{% include "t/part.txt" %}'})
+    with pytest.raises(RecipeError, match=r"^t/part\.txt:1: ZeroDivisionError: integer division"):
+        TemplateRender().run("0", job(root), template="t/page.txt")
 
 
 def test_template_missing_include_is_permanent_naming_it(root: Path) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import jinja2
 from jinja2.loaders import split_template_path
 
-from batchit.errors import RecipeError
+from batchit.errors import JobError, RecipeError
 from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource, as_text
 from batchit.placeholders import path_values
 
@@ -176,6 +176,16 @@ class TemplateRender(Operator):
             return env.get_template(template).render(variables)
         except (jinja2.TemplateError, UnicodeDecodeError) as exc:
             raise _job_error(exc, loader, template) from exc
+        except RecursionError:  # Jinja2 does not stop a template that includes itself
+            raise RecipeError(
+                f"{template}: templates extend, include, import or call one another without end",
+                hint="break the loop: a template must not load itself, directly or through others",
+            ) from None
+        except JobError:
+            raise
+        except Exception as exc:  # an expression failed (`{{ total // count }}`): as Jinja2's own errors
+            where = _location(exc, loader) or template
+            raise RecipeError(f"{where}: {type(exc).__name__}: {exc}") from exc
 
     def _variables(self, value: Any, ctx: JobContext) -> dict[str, Any]:
         """The variables describing the job: its content or items, and where it reads and writes."""
