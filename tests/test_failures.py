@@ -129,6 +129,29 @@ def test_an_async_python_function_is_named_and_the_json_log_stays_json(project: 
     assert "aw:aw is an async function" in failed["message"], failed
 
 
+@pytest.mark.parametrize(
+    ("returned", "message"),
+    [
+        ("{'a': 1}", "the last step (python) returned dict; a pipeline must end in bytes or str"),
+        ("None", "the last step (python) returned NoneType"),
+        ("'ok \\udcff'", "the last step (python) returned text that is not valid Unicode (a lone surrogate"),
+    ],
+    ids=["dict", "none", "lone-surrogate"],
+)
+def test_a_python_step_ending_in_what_cannot_be_written_names_the_step(
+    project: Project, returned: str, message: str
+) -> None:
+    project.config(
+        'version: 1\nrules:\n  r:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        '    steps: [python: {function: "ends:ends", version: "1"}]\n'
+    )
+    project.write({"in/a.txt": "a\n", "ends.py": f"def ends(value, ctx):\n    return {returned}\n"})
+    project.build(expect=1)
+    [failure] = project.manifest()["failures"]
+    assert failure["class"] == "PermanentError" and failure["message"].startswith(message), failure
+    assert not (project.root / "_build/a.txt").exists()
+
+
 def test_quarantined_input_is_not_retried_while_unchanged(picky: Project) -> None:
     picky.build(expect=1)
     again = picky.build(expect=1)

@@ -428,11 +428,19 @@ def _pipeline(
                 + "".join(traceback.format_exception(exc)[-3:]).rstrip()
             ) from exc
         timings.append((call.operator, time.perf_counter() - step_started))
+    last = spec.steps[-1].operator if spec.steps else "input"
     if not isinstance(value, bytes | str | InputFile):
-        last = spec.steps[-1].operator if spec.steps else "input"
         raise PermanentError(
             f"the last step ({last}) returned {type(value).__name__}; a pipeline must end in bytes or str"
         )
+    if isinstance(value, str):  # written as UTF-8, which a lone surrogate (`\udcff`) has no bytes in
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise PermanentError(
+                f"the last step ({last}) returned text that is not valid Unicode (a lone surrogate "
+                f"{value[exc.start]!r} at character {exc.start}): it cannot be written as UTF-8"
+            ) from None
     return value
 
 
