@@ -177,9 +177,9 @@ class MarkdownRender(Operator):
         try:
             for name in extensions:  # the project's own, as their files are now (see `key_files`)
                 if project_extension(name, ctx.root) is not None:
-                    current_module(name.partition(":")[0])
+                    current_module(name.partition(":")[0])  # what its top level raises fails every job
             converter = markdown.Markdown(extensions=extensions)
-        except (ImportError, AttributeError, SyntaxError) as exc:
+        except Exception as exc:
             raise RecipeError(
                 f"step {self.name}: cannot load Markdown extension from {extensions}: {exc}",
                 hint=MARKDOWN_EXTENSION_HINT,
