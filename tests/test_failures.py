@@ -883,3 +883,18 @@ def test_a_worker_that_dies_while_writing_leaves_no_temporary_file(project: Proj
     project.build("-j", "2", expect=1)
     assert not list((project.root / "_build").glob(".batchit-tmp-*"))
     assert not (project.root / ".batchit/build-in-progress").exists()
+
+
+def test_control_characters_a_command_wrote_reach_the_terminal_escaped(project: Project) -> None:
+    """A failing command's stderr is quoted in its failure: an escape sequence or a bell in it would
+    recolour or ring the user's terminal. They are shown escaped; the manifest keeps the text."""
+    project.config(
+        'version: 1\nrules:\n  loud:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        "    steps: [shell: {argv: [sh, -c, 'printf \"\\033[31mred\\007 bell\" >&2; exit 5']}]\n"
+    )
+    project.write({"in/a.txt": "a\n"})
+    result = project.build(expect=1)
+    said = result.stdout + result.stderr
+    assert not {"\x1b", "\x07"} & set(said), repr(said)
+    assert "\\x1b[31mred\\x07 bell" in result.stderr, result.describe()
+    assert "\x1b[31mred\x07 bell" in project.manifest()["failures"][0]["message"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 from batchit.cli.parser import build_parser
-from batchit.cli.streams import pipe_safe_streams
+from batchit.cli.streams import escaped_controls, pipe_safe_streams
 from batchit.errors import BatchitError, BuildInterrupted, SystemFailure, UsageError
 from batchit.state.store import unreadable
 
@@ -162,7 +162,7 @@ def _say_error(args: argparse.Namespace, text: str, fields: dict[str, str | int]
 def one_line(text: str) -> str:
     """`text` with its control characters escaped (a newline as \\n), for a line of text output
     that names a file: a file name may hold a newline, which would split the line in two."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return escaped_controls(text)
 
 
 def print_json(value: object) -> None:

@@ -11,6 +11,7 @@ import sys
 from types import TracebackType
 from typing import Any, TextIO
 
+from batchit.cli.streams import escaped_controls
 from batchit.engine import BuildOutcome, Event
 
 
@@ -56,7 +57,9 @@ class Console:
             self.error(f"warning: {event['message']}")
 
     def error(self, text: str) -> None:
-        """Print a line for a person, above the progress bar when there is one."""
+        """Print a line for a person, above the progress bar when there is one; control characters
+        in it (a command's stderr quoted in a failure) are shown escaped, not sent to the terminal."""
+        text = escaped_controls(text, keep="\n\t")
         if self._progress is not None:
             self._progress.console.print(text, markup=False, highlight=False)
         else:
@@ -116,7 +119,7 @@ class Console:
             if outcome.record.key_created:
                 print("  created a signing key (.batchit/keys/); verifiers need .batchit/keys/batchit.pub")
         for job, result in outcome.failures[:10]:
-            first_line = result.message.splitlines()[0]
+            first_line = escaped_controls(result.message.splitlines()[0])
             print(f"  failed: {job.rule}: {out}/{job.output}: {result.error_class}: {first_line}")
         if len(outcome.failures) > 10:
             print(f"  ... and {len(outcome.failures) - 10} more failures (see the manifest)")

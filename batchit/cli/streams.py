@@ -7,7 +7,8 @@ While a command runs, `sys.stdout` and `sys.stderr` are `PipeSafe` stand-ins: th
 write points the stream's file descriptor at /dev/null and the command carries on silently, with
 the exit code its own outcome decides (the usual command-line behaviour). Everything that prints
 goes through them: the console and its progress bar, the summary, JSON log lines, `print`, and the
-logging and warnings modules, which look `sys.stderr` up when they write.
+logging and warnings modules, which look `sys.stderr` up when they write. What is shown there is
+also kept from driving the terminal: `escaped_controls` escapes the control characters in it.
 """
 
 from __future__ import annotations
@@ -66,3 +67,12 @@ def pipe_safe_streams() -> Iterator[None]:
         sys.stdout.flush()
         sys.stderr.flush()
         sys.stdout, sys.stderr = saved
+
+
+def escaped_controls(text: str, keep: str = "") -> str:
+    """`text` with its control characters, but those in `keep`, escaped as Python writes them (a
+    newline as \\n, ESC as \\x1b): a file name may hold a newline that would split a line of
+    output, and what a command wrote may recolour, ring or rewrite the terminal it is shown on."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
