@@ -156,6 +156,32 @@ def test_a_nel_character_survives_a_yaml_round_trip(project: Project) -> None:
     assert round_trip(project, record, "yaml") == record
 
 
+CSV_TO_JSON = """\
+version: 1
+rules:
+  convert:
+    inputs: ["data/*.csv"]
+    output: "{stem}.json"
+    steps:
+      - data.load: {}
+      - data.dump: {}
+"""
+
+
+def test_a_csv_field_longer_than_pythons_default_limit_is_read_whole(project: Project) -> None:
+    """Python's csv module refuses a field over 131,072 characters unless told otherwise: a valid
+    CSV holding a long text (a description, an embedded document) converts, it is not quarantined
+    as malformed."""
+    long = "x" * 300_000
+    project.config(CSV_TO_JSON)
+    project.write({"data/long.csv": f'id,body\n1,"{long}"\n2,short\n'})
+    project.build()
+    assert json.loads(project.read("_build/long.json")) == [
+        {"id": "1", "body": long},
+        {"id": "2", "body": "short"},
+    ]
+
+
 YAML_TO_YAML = """\
 version: 1
 rules:

@@ -36,6 +36,11 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 _HALF_PAIR = "holds half of a UTF-16 surrogate pair, not a character"
 
+CSV_FIELD_LIMIT = 2**31 - 1
+"""The longest CSV field read: the csv module's own default (131,072 characters) would refuse a
+valid file holding a long text as malformed; this is the largest limit every platform's C `long`
+holds, far past any field that fits in memory."""
+
 Path = tuple[str | int, ...]
 """Where a value sits in a document: mapping keys and list indices from the root."""
 
@@ -175,6 +180,8 @@ def _iso_times(value: Any) -> Any:
 def _parse_csv(text: str, source: str) -> Any:
     """CSV with a header row: one record (a dict of strings) per row. A row with more or fewer
     fields than the header, or a header naming a column twice, is an error at its line."""
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:  # the module's setting, shared by the process
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     rows = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(rows, None)
