@@ -182,6 +182,18 @@ def test_a_csv_field_longer_than_pythons_default_limit_is_read_whole(project: Pr
     ]
 
 
+def test_blank_lines_before_a_csv_header_are_skipped_as_those_between_rows(project: Project) -> None:
+    """A blank line between rows holds no record, and one before the header holds no header: the
+    header is the first line with fields, not an empty one that every row then disagrees with."""
+    project.config(CSV_TO_JSON)
+    project.write({"data/gap.csv": "\r\n\r\nid,name\r\n1,Ada\r\n\r\n2,Bob\r\n"})
+    project.build()
+    assert json.loads(project.read("_build/gap.json")) == [
+        {"id": "1", "name": "Ada"},
+        {"id": "2", "name": "Bob"},
+    ]
+
+
 YAML_TO_YAML = """\
 version: 1
 rules:

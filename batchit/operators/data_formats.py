@@ -178,18 +178,21 @@ def _iso_times(value: Any) -> Any:
 
 
 def _parse_csv(text: str, source: str) -> Any:
-    """CSV with a header row: one record (a dict of strings) per row. A row with more or fewer
-    fields than the header, or a header naming a column twice, is an error at its line."""
+    """CSV with a header row: one record (a dict of strings) per row. Blank lines hold nothing,
+    before the header as between rows. A row with more or fewer fields than the header, or a header
+    naming a column twice, is an error at its line."""
     if csv.field_size_limit() < CSV_FIELD_LIMIT:  # the module's setting, shared by the process
         csv.field_size_limit(CSV_FIELD_LIMIT)
     rows = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        header = next(rows, None)
+        header = next((row for row in rows if row), None)
         if header is None:
             return []
         twice = sorted({name for name in header if header.count(name) > 1})
         if twice:
-            raise PermanentError(f"{source}:1: invalid CSV: the header names {twice} more than once")
+            raise PermanentError(
+                f"{source}:{rows.line_num}: invalid CSV: the header names {twice} more than once"
+            )
         return [_record(header, row, rows.line_num, source) for row in rows if row]
     except csv.Error as exc:
         raise PermanentError(
