@@ -243,6 +243,25 @@ def test_data_validate_passes_valid_data_and_names_the_failing_path(project: Pro
     assert (project.root / ".batchit/quarantine/data/in/bad.json").exists()
 
 
+def test_a_mismatch_in_a_huge_value_is_named_without_quoting_all_of_it(project: Project) -> None:
+    """jsonschema's message quotes the failing value whole: for a 200,000-character text the
+    message is cut in its middle, keeping where it failed and which rule it broke, instead of
+    flooding the terminal summary, the manifest and the report with the value."""
+    pattern = "type: object\nproperties: {name: {type: string, pattern: '^a'}}\n"
+    huge = "b" * 200_000
+    convert(
+        project,
+        {"schemas/order.yaml": pattern, "in/big.json": json.dumps({"name": huge})},
+        VALIDATE,
+    )
+    result = project.build(expect=1)
+    message = failures(project)["in/big.json"]
+    assert message.startswith("step 2 (data.validate): $.name: 'bbb"), message
+    assert "does not match '^a' (schema schemas/order.yaml)" in message, message
+    assert len(message) < 1000, len(message)
+    assert len(result.stdout) + len(result.stderr) < 10_000
+
+
 def test_editing_the_schema_rebuilds_the_jobs_it_checks(project: Project) -> None:
     convert(project, {"schemas/order.yaml": SCHEMA, "in/ok.json": '{"items": []}'}, VALIDATE)
     project.build()

@@ -26,6 +26,20 @@ from batchit.operators.data_formats import (
 )
 from batchit.operators.schema_files import checked_schema_files, schema_validator
 
+MESSAGE_LIMIT = 500
+"""The longest schema mismatch message shown whole: jsonschema quotes the failing value (or the
+`enum` it is not one of) whole, and a long text would flood every summary, manifest and report."""
+
+
+def clipped(message: str) -> str:
+    """`message`, cut in its middle when longer than MESSAGE_LIMIT: its start (the value's first
+    characters) and its end (the rule it broke: `does not match '^a'`) stay."""
+    if len(message) <= MESSAGE_LIMIT:
+        return message
+    head, tail = MESSAGE_LIMIT * 3 // 5, MESSAGE_LIMIT * 3 // 10
+    left_out = len(message) - head - tail
+    return f"{message[:head]}...({left_out} characters left out)...{message[-tail:]}"
+
 
 def _format_param(description: str) -> dict[str, Any]:
     return {"enum": ["auto", *FORMATS], "default": "auto", "description": description}
@@ -182,7 +196,7 @@ class DataValidate(Operator):
             count = len(errors)
             more = f" (and {count - 1} more)" if count > 1 else ""
             raise PermanentError(
-                f"{error.json_path}: {error.message}{more} (schema {schema_file})",
+                f"{error.json_path}: {clipped(error.message)}{more} (schema {schema_file})",
                 hint="fix the data, or the schema if it is wrong",
             )
         return value
