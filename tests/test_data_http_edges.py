@@ -71,6 +71,25 @@ def test_an_answer_holding_nan_is_the_services_fault_not_the_inputs(project: Pro
     assert Answers.asked == ["/items/1", "/items/1"]
 
 
+def test_an_answer_that_is_no_object_is_not_kept_so_a_fixed_service_is_asked_again(
+    project: Project, answers: str
+) -> None:
+    """A JSON list where the record needs an object (and no `into`) is the rule's fault, as an
+    answer that is not JSON: not kept in the cache, so once the service answers an object the next
+    build asks it again and builds, instead of failing on the kept list for ever."""
+    project.config(ENRICH.replace("BASE", answers))
+    project.write({"items/a.json": '{"id": 1}'})
+    Answers.bodies = {"/items/1": b"[1, 2]"}
+    project.run("build", "--no-progress", env={"EDGE_TOKEN": SECRET})
+    (failure,) = project.manifest()["failures"]
+    assert failure["class"] == "RecipeError" and "not an object" in failure["message"], failure
+    Answers.bodies = {}
+    result = project.run("build", "--no-progress", env={"EDGE_TOKEN": SECRET})
+    assert result.code == 0, result.describe()
+    assert json.loads(project.read("_build/a.json")) == {"id": 1, "ok": True}
+    assert Answers.asked == ["/items/1", "/items/1"]
+
+
 def test_a_secret_holding_a_line_end_is_refused_and_never_written(project: Project, answers: str) -> None:
     """A token read with its CR (a file saved on Windows) cannot be sent: the rule's fault, named by
     its variable, and the value appears in no file and no output, escaped or not."""

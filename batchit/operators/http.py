@@ -121,17 +121,18 @@ class HttpEnrich(Operator):
         templates: dict[str, str] = dict(params.get("headers") or {})
         entry = entry_path(ctx.root, cache_key("GET", target, templates))
         answer = read_entry(entry, params.get("cache_ttl"))
-        if answer is None:
-            limit = (limiter_for(ctx.root), params.get("rate"))
-            answer = fetch(target, expand_headers(templates), params.get("timeout", 30), limit)
-            parsed = parse_answer(target, answer)
-            try:
-                write_entry(entry, "GET", target, answer)
-            except OSError as exc:  # the cache only saves requests: no job fails for it
-                ctx.log.warning("could not keep the answer of %s in %s: %s", target, entry.parent, exc)
-        else:
-            parsed = parse_answer(target, answer)
-        return merge(value, parsed, params.get("into"), target)
+        if answer is not None:
+            return merge(value, parse_answer(target, answer), params.get("into"), target)
+        limit = (limiter_for(ctx.root), params.get("rate"))
+        answer = fetch(target, expand_headers(templates), params.get("timeout", 30), limit)
+        # merged before it is kept: an answer the rule cannot use (no JSON, or no object to merge)
+        # is not kept, so the next build asks the service again once it is fixed
+        merged = merge(value, parse_answer(target, answer), params.get("into"), target)
+        try:
+            write_entry(entry, "GET", target, answer)
+        except OSError as exc:  # the cache only saves requests: no job fails for it
+            ctx.log.warning("could not keep the answer of %s in %s: %s", target, entry.parent, exc)
+        return merged
 
 
 def request_url(template: str, record: Mapping[str, Any]) -> str:

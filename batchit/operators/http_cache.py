@@ -5,9 +5,9 @@ was fetched, the method, the URL, the status and the answer's Content-Type), the
 as the server sent it. It is named by the BLAKE3 of the method, the URL and the header names with
 their values as written in the config, before `${env:NAME}` is read: a secret never enters the name
 or the file, and a new token leaves the entry valid. Only answers that were used (a 2xx holding
-JSON) are kept. An entry younger than the step's `cache_ttl` (any age without one) answers instead
-of the service; a damaged one counts as missing. Nothing batchit does removes the folder (neither
-`clean` nor `gc`): delete it to fetch everything again.
+JSON the step could merge) are kept. An entry younger than the step's `cache_ttl` (any age without
+one) answers instead of the service; a damaged one counts as missing. Nothing batchit does removes
+the folder (neither `clean` nor `gc`): delete it to fetch everything again.
 """
 
 from __future__ import annotations
