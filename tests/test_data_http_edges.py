@@ -213,6 +213,74 @@ def test_blank_lines_before_a_csv_header_are_skipped_as_those_between_rows(proje
     ]
 
 
+DEEP_OBJECTS = '{"a":' * 700 + "1" + "}" * 700
+"""JSON nested 700 objects deep: within what json reads, past what YAML's and TOML's writers and
+jsonschema's validator recurse through."""
+
+DEEP_LISTS = '{"a":' + "[" * 700 + "]" * 700 + "}"
+"""JSON nested 700 lists deep, which TOML writes as inline arrays, recursing once a level."""
+
+NESTED = [
+    ("data/x.toml", "a = " + "[" * 500 + "]" * 500 + "\n", "json", "invalid TOML: nested too deep"),
+    ("data/x.json", DEEP_OBJECTS, "yaml", "cannot write YAML: the data is nested too deep"),
+    ("data/x.json", DEEP_LISTS, "toml", "cannot write TOML: the data is nested too deep"),
+    ("data/x.json", DEEP_OBJECTS, "toml", "invalid TOML: nested too deep"),  # written as [a.a.a...]
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fmt", "problem"), NESTED, ids=["load-toml", "dump-yaml", "dump-toml", "toml-tables"]
+)
+def test_data_nested_past_what_a_format_handles_is_a_clear_permanent_error(
+    project: Project, name: str, text: str, fmt: str, problem: str
+) -> None:
+    """Nesting past what a parser or writer recurses through is refused as deep JSON is, naming
+    the input or the step: no RecursionError and its traceback in the summary and the manifest."""
+    project.config(ROUND_TRIP.replace("FORMAT", fmt).replace("data/*.json", "data/*"))
+    project.write({name: text})
+    result = project.run("build", "--no-progress")
+    assert result.code == 1, result.describe()
+    (failure,) = project.manifest()["failures"]
+    assert failure["class"] == "PermanentError" and problem in failure["message"], failure
+    assert "Traceback" not in result.stderr and "RecursionError" not in result.stdout + result.stderr
+
+
+def test_data_too_deep_to_validate_is_a_clear_permanent_error(project: Project) -> None:
+    """A recursive schema checks data level by level: data nested past what the validator recurses
+    through is refused naming the schema, not failed with a RecursionError's traceback."""
+    project.write(
+        {
+            "schemas/tree.json": '{"type": "object", "properties": {"a": {"$ref": "#"}}}',
+            "data/x.json": DEEP_OBJECTS,
+        }
+    )
+    project.config(
+        CONVERT.replace(
+            "- data.dump: {}", "- data.validate: {schema: schemas/tree.json}\n      - data.dump: {}"
+        )
+    )
+    result = project.run("build", "--no-progress")
+    assert result.code == 1, result.describe()
+    (failure,) = project.manifest()["failures"]
+    assert failure["class"] == "PermanentError", failure
+    assert "nested too deep to check against schemas/tree.json" in failure["message"], failure
+    assert "RecursionError" not in result.stdout + result.stderr
+
+
+def test_an_answer_nested_too_deep_is_the_services_fault_not_the_inputs(
+    project: Project, answers: str
+) -> None:
+    """JSON nested past what the parser reads is no usable answer, as one that is not JSON: a
+    RecipeError, and the input is not quarantined."""
+    project.config(ENRICH.replace("BASE", answers))
+    project.write({"items/a.json": '{"id": 1}'})
+    Answers.bodies = {"/items/1": b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"}
+    project.run("build", "--no-progress", env={"EDGE_TOKEN": SECRET})
+    (failure,) = project.manifest()["failures"]
+    assert failure["class"] == "RecipeError" and "nested too deep" in failure["message"], failure
+    assert failure["quarantine"] is None
+
+
 YAML_TO_YAML = """\
 version: 1
 rules:

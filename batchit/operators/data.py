@@ -184,6 +184,12 @@ class DataValidate(Operator):
         validator = schema_validator(ctx.root, schema_file)
         try:
             errors = list(validator.iter_errors(value))
+            error = jsonschema.exceptions.best_match(errors)
+        except RecursionError:  # a recursive schema descends into the data level by level
+            raise PermanentError(
+                f"step {self.name}: the data is nested too deep to check against {schema_file}",
+                hint="flatten the data",
+            ) from None
         except referencing.exceptions.Unresolvable as exc:  # met only where the data reaches it
             cause = exc.__cause__ if isinstance(exc.__cause__, RecipeError) else None
             raise RecipeError(
@@ -191,7 +197,6 @@ class DataValidate(Operator):
                 + (f": {cause.message}" if cause else ""),
                 hint=cause.hint if cause and cause.hint else "define it under $defs, or in a file it names",
             ) from None
-        error = jsonschema.exceptions.best_match(errors)
         if error is not None:
             count = len(errors)
             more = f" (and {count - 1} more)" if count > 1 else ""

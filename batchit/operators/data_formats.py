@@ -36,6 +36,9 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 _HALF_PAIR = "holds half of a UTF-16 surrogate pair, not a character"
 
+TOO_DEEP = "nested too deep to read"
+"""Data nested past what a parser recurses through (Python's recursion limit)."""
+
 CSV_FIELD_LIMIT = 2**31 - 1
 """The longest CSV field read: the csv module's own default (131,072 characters) would refuse a
 valid file holding a long text as malformed; this is the largest limit every platform's C `long`
@@ -47,6 +50,10 @@ Path = tuple[str | int, ...]
 
 class _Unfit(ValueError):
     """A parsed value JSON-like data cannot hold (raised inside a parser's hook)."""
+
+
+class _TooDeep(_Unfit):
+    """Data nested past what the parser recurses through (Python's recursion limit)."""
 
 
 def json_path(path: Path) -> str:
@@ -95,10 +102,14 @@ def loads_json(text: str | bytes) -> Any:
     """The JSON-like data of JSON `text`. Raises ValueError for what is not JSON or not such data:
     `json.JSONDecodeError` (with a position) for malformed text, else a message naming the value:
     NaN and Infinity (not JSON, though Python reads them), a number no float holds (`1e400`), a key
-    written twice, a lone surrogate escape (`"\\ud800"`, which no UTF-8 output can hold)."""
-    data = json.loads(
-        text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
-    )
+    written twice, a lone surrogate escape (`"\\ud800"`, which no UTF-8 output can hold), nesting
+    deeper than the parser recurses."""
+    try:
+        data = json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
+        )
+    except RecursionError:
+        raise _TooDeep(TOO_DEEP) from None
     problem = first_misfit(data)
     if problem:
         raise _Unfit(problem)
@@ -114,10 +125,9 @@ def _parse_json(text: str, source: str) -> Any:
             f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}", hint="fix the JSON there"
         ) from None
     except _Unfit as exc:
-        raise PermanentError(f"{source}: invalid JSON: {exc}", hint="fix the JSON") from None
-    except RecursionError:
         raise PermanentError(
-            f"{source}: invalid JSON: nested too deep to read", hint="flatten the data"
+            f"{source}: invalid JSON: {exc}",
+            hint="flatten the data" if isinstance(exc, _TooDeep) else "fix the JSON",
         ) from None
 
 
@@ -151,12 +161,13 @@ def _parse_toml(text: str, source: str) -> Any:
     import tomllib
 
     try:
-        data = tomllib.loads(text, parse_float=_finite_float)
+        return _iso_times(tomllib.loads(text, parse_float=_finite_float))
     except tomllib.TOMLDecodeError as exc:
         raise PermanentError(f"{source}: invalid TOML: {exc}", hint="fix the TOML there") from None
     except _Unfit as exc:
         raise PermanentError(f"{source}: invalid TOML: {exc}", hint="write a finite number") from None
-    return _iso_times(data)
+    except RecursionError:
+        raise PermanentError(f"{source}: invalid TOML: {TOO_DEEP}", hint="flatten the data") from None
 
 
 def _finite_float(text: str) -> float:
@@ -223,6 +234,17 @@ def dump(value: Any, fmt: str, step: str, *, indent: int, sort_keys: bool) -> st
     problem = first_misfit(value, toml=fmt == "toml")
     if problem:
         raise PermanentError(f"step {step}: cannot write {fmt.upper()}: {problem}")
+    try:
+        return _dump(value, fmt, step, indent=indent, sort_keys=sort_keys)
+    except RecursionError:  # YAML's and TOML's writers recurse once per level, or more
+        raise PermanentError(
+            f"step {step}: cannot write {fmt.upper()}: the data is nested too deep",
+            hint="flatten the data",
+        ) from None
+
+
+def _dump(value: Any, fmt: str, step: str, *, indent: int, sort_keys: bool) -> str:
+    """`dump`'s writing, once the data is known to fit the format."""
     if fmt == "json":
         if indent == 0:
             return json.dumps(value, ensure_ascii=False, sort_keys=sort_keys, separators=(",", ":")) + "\n"
