@@ -90,6 +90,39 @@ def test_an_answer_that_is_no_object_is_not_kept_so_a_fixed_service_is_asked_aga
     assert Answers.asked == ["/items/1", "/items/1"]
 
 
+BY_PATH = """\
+version: 1
+rules:
+  enrich:
+    inputs: ["items/**/*.json"]
+    output: "{path}.json"
+    steps:
+      - data.load: {}
+      - http.enrich: {url: "BASE/by/{path}?v=1"}
+      - data.dump: {}
+"""
+"""A rule asking for each record by its input's path, not by a field of it."""
+
+
+def test_an_output_placeholder_in_the_url_is_percent_encoded_as_a_field_is(
+    project: Project, answers: str
+) -> None:
+    """A file named `a#1.json` asks for `.../a%231`, not `.../a` with the rest taken for a fragment
+    (which `a#2.json` would ask too, sharing one answer); `%`, `?` and `&` stay the name's own, and
+    `/` still separates the folders of `{path}`."""
+    project.config(BY_PATH.replace("BASE", answers))
+    names = ["a#1", "a#2", "b%41", "c?d&e=f", "eu/x y"]
+    project.write({f"items/{name}.json": "{}" for name in names})
+    project.build()
+    assert sorted(Answers.asked) == [
+        "/by/a%231?v=1",
+        "/by/a%232?v=1",
+        "/by/b%2541?v=1",
+        "/by/c%3Fd%26e%3Df?v=1",
+        "/by/eu/x%20y?v=1",
+    ]
+
+
 def test_a_secret_holding_a_line_end_is_refused_and_never_written(project: Project, answers: str) -> None:
     """A token read with its CR (a file saved on Windows) cannot be sent: the rule's fault, named by
     its variable, and the value appears in no file and no output, escaped or not."""

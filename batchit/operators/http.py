@@ -1,7 +1,8 @@
 """`http.enrich`: GET a URL made from the record, and merge the JSON answer into it (SPEC 11, 12).
 
 The value is a record, a mapping such as `data.load` gives for a JSON object. Its fields fill the
-`url`'s placeholders that are neither output placeholders nor matrix keys (`{id}`), percent-encoded.
+`url`'s placeholders that are neither output placeholders nor matrix keys (`{id}`), percent-encoded,
+as the input's path placeholders are (`{stem}`; `fill_params`).
 What the service cannot help (a refused connection, a timeout, an answer of 429 or 5xx) raises
 `ServiceUnreachable`: the build retries it as the rule's `retry:` says, honouring a Retry-After, and
 defers the job when the last attempt fails too. Any other 4xx is the record's fault (a permanent
@@ -30,7 +31,7 @@ from batchit.operators.base import JobContext, Operator
 from batchit.operators.data_formats import loads_json
 from batchit.operators.http_cache import Answer, cache_key, entry_path, read_entry, write_entry
 from batchit.operators.rate_limit import HostLimiter, limiter_for
-from batchit.placeholders import UnknownPlaceholder, substitute, text
+from batchit.placeholders import PATH_PLACEHOLDERS, UnknownPlaceholder, substitute, text
 
 ENV_VALUE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 """`${env:NAME}` in a header value: the environment variable NAME, read as the request is made."""
@@ -109,6 +110,21 @@ class HttpEnrich(Operator):
             },
         },
     }
+
+    @classmethod
+    def fill_params(cls, params: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters filled as every step's are, but in `url` the input's path placeholders
+        (`{stem}`, `{path}`, ...) are percent-encoded as the record's fields are, keeping the `/`
+        between folders: a file named `a#1.json` asks for `.../a%231`, not for `.../a` with the
+        rest taken for a fragment. Matrix values stay as written: they may be pieces of URL."""
+        encoded = {
+            name: urllib.parse.quote(value, safe="/")
+            if name in PATH_PLACEHOLDERS and isinstance(value, str)
+            else value
+            for name, value in values.items()
+        }
+        url = {name: value for name, value in params.items() if name == "url"}
+        return {**super().fill_params(params, values), **super().fill_params(url, encoded)}
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> dict[str, Any]:
         """The record with the service's answer for it merged in (parameters: see `params_schema`)."""
