@@ -314,6 +314,16 @@ def test_an_answer_nested_too_deep_is_the_services_fault_not_the_inputs(
     assert failure["quarantine"] is None
 
 
+def test_sort_keys_sorts_the_columns_of_a_csv_as_the_keys_of_any_format(project: Project) -> None:
+    """`sort_keys: true` writes every mapping's keys sorted: in CSV, a record's keys are the header."""
+    project.config(
+        ROUND_TRIP.replace("FORMAT", "csv").replace("- data.dump: {}", "- data.dump: {sort_keys: true}", 1)
+    )
+    project.write({"data/x.json": json.dumps([{"b": 1, "a": 2}, {"c": 3}])})
+    project.build()
+    assert project.read("_build/x.csv") == "a,b,c\n2,1,\n,,3\n"
+
+
 YAML_TO_YAML = """\
 version: 1
 rules:

@@ -257,7 +257,7 @@ def _dump(value: Any, fmt: str, step: str, *, indent: int, sort_keys: bool) -> s
         return yaml.dump(value, Dumper=Yaml12Dumper, sort_keys=sort_keys, allow_unicode=True)
     if fmt == "toml":
         return _dump_toml(value, step, sort_keys)
-    return _dump_csv(value, step)
+    return _dump_csv(value, step, sort_keys)
 
 
 def first_misfit(value: Any, *, toml: bool = False) -> str | None:
@@ -321,9 +321,10 @@ def _sorted(value: Any) -> Any:
     return value
 
 
-def _dump_csv(value: Any, step: str) -> str:
-    """A list of flat records as CSV: the header is every key in the order first seen, a missing
-    field is empty, None is empty, booleans are `true`/`false`; rows end with `\\n`."""
+def _dump_csv(value: Any, step: str, sort_keys: bool) -> str:
+    """A list of flat records as CSV: the header is every key in the order first seen (sorted with
+    `sort_keys`), a missing field is empty, None is empty, booleans are `true`/`false`; rows end
+    with `\\n`."""
     if not isinstance(value, list) or not all(isinstance(record, dict) for record in value):
         raise PermanentError(
             f"step {step}: cannot write CSV, which holds a list of records (mappings), from a "
@@ -331,6 +332,8 @@ def _dump_csv(value: Any, step: str) -> str:
             hint="dump JSON or YAML instead",
         )
     header = list(dict.fromkeys(key for record in value for key in record))
+    if sort_keys:
+        header.sort()
     buffer = io.StringIO()
     plain = csv.writer(buffer, lineterminator="\n")
     # the writer quotes a field holding a character of its line terminator, not a lone CR, which a
