@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import pytest
 from conftest import Project, serving
@@ -54,36 +54,33 @@ ENRICH = ENRICHING.replace("${env:TOKEN}", "${env:EDGE_TOKEN}").replace("EXTRA",
 """test_http_enrich's rule, its token read from EDGE_TOKEN."""
 
 
-def test_an_answer_holding_nan_is_the_services_fault_not_the_inputs(project: Project, answers: str) -> None:
-    """NaN is not JSON (data.load refuses it): an answer holding it is a RecipeError, as any answer
-    that is not JSON, so the input is not quarantined and the answer is not kept in the cache."""
+class UnusableAnswer(NamedTuple):
+    """An answer the step cannot merge, and the words its failure must say."""
+
+    body: bytes
+    said: str
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [UnusableAnswer(b'{"score": NaN}', "not JSON"), UnusableAnswer(b"[1, 2]", "not an object")],
+    ids=["nan", "a-list"],
+)
+def test_an_answer_the_step_cannot_merge_is_the_services_fault_and_not_kept(
+    project: Project, answers: str, answer: UnusableAnswer
+) -> None:
+    """NaN is not JSON (data.load refuses it), and a JSON list cannot merge into a record (without
+    `into`): either is a RecipeError, so the input is not quarantined, and the answer is not kept
+    in the cache, so once the service answers an object the next build asks it again and builds,
+    instead of failing on the kept answer for ever."""
     project.config(ENRICH.replace("BASE", answers))
     project.write({"items/a.json": '{"id": 1}'})
-    Answers.bodies = {"/items/1": b'{"score": NaN}'}
+    Answers.bodies = {"/items/1": answer.body}
     project.run("build", "--no-progress", env={"EDGE_TOKEN": SECRET})
     (failure,) = project.manifest()["failures"]
-    assert failure["class"] == "RecipeError" and "not JSON" in failure["message"], failure
+    assert failure["class"] == "RecipeError" and answer.said in failure["message"], failure
     assert failure["quarantine"] is None
     Answers.bodies = {}  # the service is fixed: the next build asks it again and builds
-    result = project.run("build", "--no-progress", env={"EDGE_TOKEN": SECRET})
-    assert result.code == 0, result.describe()
-    assert json.loads(project.read("_build/a.json")) == {"id": 1, "ok": True}
-    assert Answers.asked == ["/items/1", "/items/1"]
-
-
-def test_an_answer_that_is_no_object_is_not_kept_so_a_fixed_service_is_asked_again(
-    project: Project, answers: str
-) -> None:
-    """A JSON list where the record needs an object (and no `into`) is the rule's fault, as an
-    answer that is not JSON: not kept in the cache, so once the service answers an object the next
-    build asks it again and builds, instead of failing on the kept list for ever."""
-    project.config(ENRICH.replace("BASE", answers))
-    project.write({"items/a.json": '{"id": 1}'})
-    Answers.bodies = {"/items/1": b"[1, 2]"}
-    project.run("build", "--no-progress", env={"EDGE_TOKEN": SECRET})
-    (failure,) = project.manifest()["failures"]
-    assert failure["class"] == "RecipeError" and "not an object" in failure["message"], failure
-    Answers.bodies = {}
     result = project.run("build", "--no-progress", env={"EDGE_TOKEN": SECRET})
     assert result.code == 0, result.describe()
     assert json.loads(project.read("_build/a.json")) == {"id": 1, "ok": True}
