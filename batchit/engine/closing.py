@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from batchit.engine.options import BuildOutcome
 from batchit.errors import PermanentError
-from batchit.execute.worker import JobResult
+from batchit.execute.boundary import JobResult
 from batchit.fsutil import stat_identity
 from batchit.hashing import hash_file
 from batchit.plan.decide import QUARANTINED

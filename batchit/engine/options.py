@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from batchit.errors import BuildInterrupted, UsageError
+from batchit.execute.boundary import JobResult
 from batchit.execute.pools import ExecutorKind
-from batchit.execute.worker import JobResult
 from batchit.model import Config
 from batchit.plan.jobs import Job
 from batchit.plan.planner import PlanOptions, select_rules

@@ -14,11 +14,11 @@ from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
 from batchit.engine.single import cache_restore_spec, job_spec, twin_failure, twin_restore_spec
 from batchit.engine.strangers import refuse_strangers
 from batchit.errors import UsageError
+from batchit.execute.boundary import JobResult, JobSpec, WorkerSettings
 from batchit.execute.pools import Pools
 from batchit.execute.retry import LONGEST_RETRY_AFTER, backoff_delay
 from batchit.execute.scheduler import Scheduler
 from batchit.execute.signals import GRACE_SECONDS, StopSignals
-from batchit.execute.worker import JobResult, JobSpec, WorkerSettings
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job

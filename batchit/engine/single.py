@@ -7,8 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from batchit.execute.boundary import JobResult, JobSpec, WorkerSettings
 from batchit.execute.retry import backoff_delay
-from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_job
+from batchit.execute.worker import run_job
 from batchit.fsutil import cache_entry
 from batchit.model import Config
 from batchit.operators.base import UpstreamSource

@@ -34,9 +34,10 @@ from typing import Any
 
 from batchit import __version__
 from batchit.errors import BatchitError, UsageError
+from batchit.execute.boundary import JobResult, JobSpec, WorkerSettings
 from batchit.execute.pools import Pools
 from batchit.execute.signals import spawned_ignoring_ctrl_c
-from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_batch
+from batchit.execute.worker import run_batch
 from batchit.operators.commands import signal_commands, stop_requested
 
 try:

@@ -21,8 +21,9 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
+from batchit.execute.boundary import JobResult, JobSpec, WorkerSettings
 from batchit.execute.signals import spawned_ignoring_ctrl_c
-from batchit.execute.worker import JobResult, JobSpec, WorkerSettings, run_batch
+from batchit.execute.worker import run_batch
 from batchit.operators.commands import signal_commands
 
 if TYPE_CHECKING:

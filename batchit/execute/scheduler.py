@@ -25,8 +25,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchit.execute.boundary import JobResult, JobSpec, crashed
 from batchit.execute.pools import Pools
-from batchit.execute.worker import JobResult, JobSpec, crashed
 
 MAX_BATCH = 64
 BATCH_SECONDS = 0.5

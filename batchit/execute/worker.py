@@ -1,9 +1,9 @@
 """What runs inside a worker: a job's pipeline, then its output put in place, and nothing else.
 
-Only plain data crosses the executor boundary: `JobSpec`s in, `JobResult`s out; every exception
-becomes a result here, so nothing unpicklable travels back and one bad job never kills a batch.
-Workers never touch the state store; they write the output (temp file, verify, rename) and copy it
-into the content-addressed cache (batchit.execute.publish).
+Only plain data crosses the executor boundary (batchit.execute.boundary): `JobSpec`s in,
+`JobResult`s out; every exception becomes a result here, so nothing unpicklable travels back and
+one bad job never kills a batch. Workers never touch the state store; they write the output (temp
+file, verify, rename) and copy it into the content-addressed cache (batchit.execute.publish).
 """
 
 from __future__ import annotations
@@ -16,124 +16,20 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
-from operator import attrgetter
 from pathlib import Path
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypedDict
 
-from batchit.errors import JobError, OutputError, PermanentError, RecipeError, WorkerCrashed
+from batchit.errors import JobError, OutputError, PermanentError, RecipeError
+from batchit.execute.boundary import JobResult, JobSpec, WorkerSettings
 from batchit.execute.contracts import check_input
 from batchit.execute.publish import copy_into_cache, restore_output, write_output
 from batchit.execute.retry import classify, retry_after_of
 from batchit.fsutil import StatTuple, cache_entry, stat_identity
-from batchit.operators.base import InputFile, JobContext, Operator, UpstreamSource
+from batchit.operators.base import InputFile, JobContext, Operator
 from batchit.operators.commands import ends_in_keyboard_interrupt, stop_requested
 from batchit.operators.registry import load_target
-from batchit.plan.keys import StepCall
-
-Record = TypeVar("Record")
-
-
-def pickled_by_position(cls: type[Record]) -> type[Record]:
-    """Pickle a slotted dataclass as its class and its field values in order.
-
-    A build sends every job's spec to a worker and its result back: the default pickling of a
-    slotted dataclass looks its fields up on every object, which for 10,000 jobs cost the
-    coordinator about 40 ms of each cold build; this costs a third of that.
-    """
-    values = attrgetter(*(f.name for f in fields(cls)))  # type: ignore[arg-type]
-
-    def reduce(self: Record) -> tuple[type[Record], tuple[Any, ...]]:
-        return cls, values(self)
-
-    cls.__reduce__ = reduce  # type: ignore[assignment,method-assign]
-    return cls
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSettings:
-    """Per-build settings every worker needs."""
-
-    root: str
-    out: str
-    cache_dir: str | None
-    """Where finished outputs are linked by action key; None with --no-cache."""
-    fsync: bool
-    overlap: bool = False
-    """Publish an output beside the next job's steps (`run_batch`): when the build leaves a CPU free."""
-
-
-@pickled_by_position
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    """A job as a worker sees it."""
-
-    job_id: str
-    rule: str
-    inputs: tuple[str, ...]
-    aggregate: bool
-    output: str
-    steps: tuple[StepCall, ...]
-    key: str
-    expect: dict[str, Any] | None = None
-    validate: dict[str, Any] | None = None
-    cache: bool = True
-    """Keep a copy of the output in the content-addressed cache (when the build uses one)."""
-    attempt: int = 1
-    """Which attempt this is; the coordinator schedules the next after a transient failure."""
-    restore_from: str | None = None
-    """An absolute path holding the output's bytes already (a cache entry or a twin job's output)."""
-    restore_blake3: str | None = None
-    restore_discovered: tuple[str, ...] = ()
-    """The dependencies the run that produced `restore_from` discovered: the restored output's own."""
-    sources: dict[str, UpstreamSource] | None = None
-    """For an aggregate over other rules' outputs: which job produced each input (`ctx.sources`)."""
-
-
-@pickled_by_position
-@dataclass(frozen=True, slots=True)
-class JobResult:
-    """How a job ended: the output's hashes, or the failure's class and message."""
-
-    job_id: str
-    ok: bool
-    blake3: str = ""
-    sha256: str = ""
-    size: int = 0
-    discovered: tuple[str, ...] = ()
-    error_class: str = ""
-    message: str = ""
-    transient: bool = False
-    attempts: int = 1
-    duration: float = 0.0
-    cached: bool = False
-    cache_error: str = ""
-    """Why the output could not be copied into the cache (the job is built all the same)."""
-    step_seconds: tuple[tuple[str, float], ...] = ()
-    """(operator, seconds) of each step of the last attempt, then ("write", seconds) for the output."""
-    retry_after: float | None = None
-    """For a transient failure: the least wait before trying again (a server's Retry-After)."""
-    defers: bool = False
-    """For a transient failure: once its attempts are used up the job is deferred, not failed (a
-    `ServiceUnreachable`: `http.enrich` could not reach its service)."""
-    log: str = ""
-    """What the job's `python`/`shell` steps printed and logged (kept under the run's logs/)."""
-    read_hashes: tuple[tuple[str, str], ...] = ()
-    """(path, blake3) of discovered files whose bytes a step hashed as it read them."""
-    output_stat: StatTuple | None = None
-    """The output's stat once it is in place, for the stat cache."""
-    input_stats: tuple[StatTuple | None, ...] = ()
-    """Each input's stat after the job (None: gone), to tell whether one changed while it ran."""
-    input_at_fault: bool = True
-    """For a permanent failure of a one-input job: whether it quarantines the input (not when the
-    output could not be written, nor for a RecipeError)."""
-
-    @property
-    def deferred(self) -> bool:
-        """True for a job deferred rather than failed, once its last attempt is over (`defers`)."""
-        return not self.ok and self.defers
-
 
 OVERLAP_FROM = 0.001
 """Seconds a job's steps must take before `run_batch` publishes its output beside the next job's
@@ -347,18 +243,6 @@ def _not_started(spec: JobSpec) -> JobResult:
         message="not started: the build was stopping",
         attempts=spec.attempt,
         input_at_fault=False,
-    )
-
-
-def crashed(spec: JobSpec) -> JobResult:
-    """The failure of a job whose worker process died while it ran alone (see `WorkerCrashed`)."""
-    error = WorkerCrashed(
-        "its worker process died while running it, twice: in a batch, then alone",
-        hint="a crash in native code (a decoder), the system's out-of-memory killer, or os._exit in a "
-        "python step; the other jobs of its batch ran again",
-    )
-    return JobResult(
-        spec.job_id, False, error_class=type(error).__name__, message=str(error), attempts=spec.attempt
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from batchit.execute.worker import JobResult
+from batchit.execute.boundary import JobResult
 from batchit.fsutil import cache_entry, remove_outputs, stat_identity
 from batchit.model import Config
 from batchit.plan.jobs import Job

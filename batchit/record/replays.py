@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from batchit.execute.worker import JobResult
+from batchit.execute.boundary import JobResult
 from batchit.fsutil import atomic_write_text, companion_name
 from batchit.plan.jobs import Job
 from batchit.record.commits import quarantines

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchit import __version__
-from batchit.execute.worker import JobResult
+from batchit.execute.boundary import JobResult
 from batchit.plan.jobs import Job
 from batchit.record.manifest import RunInfo, iso_time
 from batchit.record.replays import log_name

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypedDict
 
-from batchit.execute.worker import JobResult
+from batchit.execute.boundary import JobResult
 from batchit.plan.jobs import Job
 from batchit.record.replays import replay_entry, tried_status
 from batchit.record.rundata import JobRow
