@@ -475,6 +475,9 @@ def test_refused_alert_leaves_the_exit_code_alone(picky: Project, webhook: str) 
     picky.config(PICKY + f'alerts: {{webhook: "{webhook}"}}\n')
     result = picky.build(expect=1)
     assert "not delivered: HTTP 400" in result.stderr
+    host = webhook.split("/")[2]
+    assert f"alert to http://{host}/... not delivered" in result.stderr, "its path may be a secret"
+    assert webhook not in result.stderr
 
 
 def test_a_busy_webhook_gets_the_alert_again_after_its_retry_after(picky: Project, webhook: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,18 @@ def alert(
     }
     problem = send_alert(config.alerts.webhook, run_id, payload)
     if problem is not None:
-        warn(f"alert to {config.alerts.webhook} not delivered: {problem}")
+        warn(f"alert to {shown_webhook(config.alerts.webhook)} not delivered: {problem}")
+
+
+def shown_webhook(webhook: str) -> str:
+    """The webhook as a warning names it: its scheme and host only. Many services put the secret
+    that lets anyone post into the URL's path (a chat's incoming webhook) or its user part, and a
+    warning ends up in CI logs that others read."""
+    parts = urllib.parse.urlsplit(webhook)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/..."
 
 
 def send_alert(webhook: str, run_id: str, payload: dict[str, Any], deadline: float = DEADLINE) -> str | None:
