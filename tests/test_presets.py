@@ -106,3 +106,72 @@ def test_a_file_a_preset_step_names_that_is_missing_is_blamed_on_the_preset_file
     result = project.run("build", "--no-progress")
     assert result.code == 2, result.describe()
     assert "error: presets/mine.yaml:8: rule 'site': step 2 (template.render) names t.j2" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("own", "error"),
+    [
+        # the bundled preset's output lacks the user's new matrix key: the user's matrix is to blame
+        (
+            "    matrix: {width: [320], q: [1, 2]}\n",
+            "10:28: rule 'thumbs': output does not use matrix key {q}: two jobs would write one output\n"
+            "  fix: give the rule an output of its own with {q} in it (the preset's has none)",
+        ),
+        # the bundled preset's output uses {path}, which the user's aggregate cannot give
+        (
+            "    aggregate: true\n",
+            "10:5: rule 'thumbs': unknown placeholder {path} in output\n"
+            "  fix: give the rule an output of its own without {path} (the preset's has it)",
+        ),
+    ],
+    ids=["a-new-matrix-key", "an-aggregate"],
+)
+def test_a_rule_key_at_odds_with_a_bundled_preset_is_reported_in_the_users_file(
+    project: Project, own: str, error: str
+) -> None:
+    """The user cannot edit a bundled preset file (it is inside batchit): an error its skeleton
+    meets because of how a rule uses it names the rule's lines in batchit.yaml instead."""
+    thumbs = "  thumbs:\n    preset: responsive_images\n" + own
+    project.write({"pages/a.md": "# A\n", "batchit.yaml": PAGES + thumbs})
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert f"error: batchit.yaml:{error}" in result.stderr, result.describe()
+    assert "rules/images.yaml" not in result.stderr
+    assert project.snapshot(".batchit", "_build") == {}
+
+
+@pytest.mark.parametrize(
+    ("include", "given", "step"),
+    [
+        ("batchit:pages", "{src: [pages/*.md], template: t/page.html}", 3),
+        ("presets/mine.yaml", "{template: t/page.html}", 2),
+    ],
+    ids=["bundled", "project"],
+)
+def test_a_missing_file_named_in_with_is_blamed_on_the_with_line(
+    project: Project, include: str, given: str, step: int
+) -> None:
+    """The template the user names in `with:` does not exist: the plan's error names that line of
+    batchit.yaml, not the preset's step in the preset file."""
+    project.write(
+        {
+            "presets/mine.yaml": """\
+                presets:
+                  markdown_pages:
+                    inputs: ["pages/*.md"]
+                    output: "{stem}.html"
+                    steps:
+                      - text.load: {}
+                      - template.render: {template: "${template}"}
+                """,
+            "pages/a.md": "# A\n",
+        }
+    )
+    project.config(
+        f"version: 1\ninclude: [{include}]\nrules:\n  site:\n    preset: markdown_pages\n    with: {given}\n"
+    )
+    result = project.run("build", "--no-progress")
+    assert result.code == 2, result.describe()
+    expected = f"error: batchit.yaml:6: rule 'site': step {step} (template.render) names t/page.html, which"
+    assert expected in result.stderr, result.describe()
+    assert project.snapshot(".batchit", "_build") == {}

@@ -42,6 +42,8 @@ class Preset:
     defaults: dict[str, Any]
     marks: Marks
     """Positions in the included file, relative to the skeleton."""
+    bundled: str | None = None
+    """`batchit:NAME` when the preset is one of batchit's own, whose file the user cannot edit."""
 
 
 def load_presets(
@@ -73,7 +75,8 @@ def load_presets(
                     hint="rename one of them",
                 )
             body = {key: value for key, value in skeleton.items() if key != "params"}
-            presets[name] = Preset(name, body, dict(skeleton.get("params", {})), marks[name])
+            bundled = spec if spec.startswith(BUNDLED_PREFIX) else None
+            presets[name] = Preset(name, body, dict(skeleton.get("params", {})), marks[name], bundled)
             origin[name] = document.file
         documents.append(document)
     return presets, documents
@@ -142,9 +145,21 @@ def expand(
         )
     filled = {key: _fill(value, values) for key, value in kept.items()}
     merged_marks = {path: mark for path, mark in preset.marks.items() if path and path[0] in filled}
+    if preset.bundled and ("preset",) in marks:
+        merged_marks = _at_use(merged_marks, marks[("preset",)], preset)
     merged_marks.update(_given_marks(kept, given, marks))
     merged_marks.update((path, mark) for path, mark in marks.items() if not path or path[0] in own)
     return {**filled, **own}, merged_marks
+
+
+def _at_use(preset_marks: Marks, use: Mark, preset: Preset) -> Marks:
+    """The marks of a bundled preset's values moved to the rule's `preset:` line, each naming its
+    line in the preset: an error they meet is about how the rule uses the preset (the user cannot
+    edit batchit's own file, which is somewhere inside the installed package)."""
+    return {
+        path: replace(use, via=f"preset '{preset.name}' of {preset.bundled}, line {mark.line}")
+        for path, mark in preset_marks.items()
+    }
 
 
 def _given_marks(kept: Mapping[str, Any], given: Mapping[str, Any], marks: Marks) -> Marks:

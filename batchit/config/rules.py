@@ -104,6 +104,12 @@ class _RuleBuilder:
             line=mark.line if mark else None,
         )
 
+    def own(self, path: YamlPath) -> bool:
+        """True when the value at `path` is written in the rule itself, not taken from a preset:
+        a clash between the two is blamed on the rule's own line, which the user can edit."""
+        mark, rule = nearest(self.marks, path), self.marks.get(())
+        return mark is not None and rule is not None and mark.file == rule.file and mark.via is None
+
     def inputs(self, raw: Any, context: RuleContext) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Glob patterns and upstream rule names; `inputs: {rule: NAME}` alone is one upstream."""
         items = raw if isinstance(raw, list) else [raw]
@@ -263,6 +269,9 @@ class _RuleBuilder:
             if name not in allowed:
                 if aggregate and name in PATH_PLACEHOLDERS:
                     hint = "an aggregate job has no single input; group it with aggregate: {by: '{dir}'}"
+                    if not self.own(where) and self.own(("aggregate",)):  # the preset's output meets
+                        where = ("aggregate",)  # the rule's own aggregate: that is the user's to fix
+                        hint = f"give the rule an output of its own without {{{name}}} (the preset's has it)"
                 else:
                     hint = did_you_mean(name, allowed, "write {{ for a literal {", braces=True)
                 raise self.fail(where, f"unknown placeholder {{{name}}} in output", hint)
@@ -270,10 +279,12 @@ class _RuleBuilder:
         needed += [(group, "partition name", "two partitions") for group in sorted(groups)]
         for name, kind, writers in needed:
             if name not in used:
+                hint = f"add {{{name}}} to output"
+                if kind == "matrix key" and not self.own(where) and self.own(("matrix", name)):
+                    hint = f"give the rule an output of its own with {{{name}}} in it (the preset's has none)"
+                    where = ("matrix", name)
                 raise self.fail(
-                    where,
-                    f"output does not use {kind} {{{name}}}: {writers} would write one output",
-                    f"add {{{name}}} to output",
+                    where, f"output does not use {kind} {{{name}}}: {writers} would write one output", hint
                 )
         if aggregate is None and not used & (PATH_PLACEHOLDERS | {"key8"}):
             raise self.fail(

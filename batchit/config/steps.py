@@ -18,7 +18,7 @@ from batchit.config.conditions import ConditionError, check_condition
 from batchit.config.hints import did_you_mean, listing
 from batchit.config.paths import escapes, unusable, unusable_value
 from batchit.config.validation import SchemaChecks
-from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
+from batchit.config.yaml12 import Mark, Marks, YamlPath, error_at, nearest
 from batchit.errors import ConfigError
 from batchit.model import Step
 from batchit.operators.base import Operator
@@ -97,9 +97,20 @@ def build_steps(
         _check_placeholders(params, operator, scope, where)
         _check_file_params(params, operator, scope, where)
         _check_params(params, operator, checks, scope, where)
-        mark = scope.marks.get(("steps", index))
+        mark = _step_mark(scope, where, operator)
         steps.append(Step(name, params, when, mark.line if mark else None, mark.file if mark else None))
     return tuple(steps)
+
+
+def _step_mark(scope: RuleScope, where: YamlPath, operator: type[Operator]) -> Mark | None:
+    """Where the plan's errors about the step's files point: the step, or the line of the rule
+    that named a file parameter's value (in `with:`) when the step itself is written in a preset."""
+    mark = scope.marks.get(where[:2])
+    own = scope.marks.get(())
+    if mark is None or own is None or (mark.file == own.file and mark.via is None):
+        return mark
+    given = [scope.marks.get((*where, param)) for param in operator.file_params]
+    return next((found for found in given if found is not None and found.file == own.file), mark)
 
 
 def _fail(scope: RuleScope, path: YamlPath, message: str, hint: str | None) -> ConfigError:
