@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from conftest import Project
 
 from batchit.config import compile_condition, flags_read, parse_scalar, parse_size
 from batchit.config.conditions import ConditionError, check_condition
@@ -200,4 +201,34 @@ def test_published_schema_accepts_the_spec_example() -> None:
 def test_published_schema_rejects_mistakes_editors_should_flag(change: tuple[str, str]) -> None:
     schema = config_schema(OperatorRegistry(dict(BUILTIN_OPERATORS)))
     document = yaml.load(SPEC_EXAMPLE.replace(*change), Loader=Yaml12Loader)  # noqa: S506
+    assert not jsonschema.Draft202012Validator(schema).is_valid(document)
+
+
+NESTED_PLACEHOLDERS = """\
+version: 1
+rules:
+  crops:
+    inputs: ["img/*.png"]
+    matrix: {w: [10, 20], fmt: [PNG, JPEG]}
+    output: "{stem}-{w}-{fmt}.png"
+    steps:
+      - image.load: {formats: ["{fmt}"]}
+      - image.crop: {box: [0, 0, "{w}", 10]}
+      - image.save: {format: png}
+"""
+"""Single placeholders inside a list parameter: batchit gives each the matrix value's type."""
+
+
+def test_published_schema_accepts_a_placeholder_inside_a_list_parameter(project: Project) -> None:
+    """An editor using the schema must not flag what batchit builds: `box: [0, 0, "{w}", 10]` is
+    four integers once `{w}` is filled, as a top-level `width: "{w}"` is one."""
+    project.write({"img/a.png": b""})
+    project.config(NESTED_PLACEHOLDERS)
+    result = project.run("plan")
+    assert result.code == 0, result.describe()
+    schema = json.loads((REPO / "batchit.schema.json").read_text(encoding="utf-8"))
+    document = yaml.load(NESTED_PLACEHOLDERS, Loader=Yaml12Loader)  # noqa: S506
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(document)) == []
+    bad = document["rules"]["crops"]["steps"][1]["image.crop"]["box"]
+    bad[2] = "{w"  # not a placeholder: still refused, by batchit and by the schema
     assert not jsonschema.Draft202012Validator(schema).is_valid(document)

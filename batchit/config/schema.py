@@ -18,17 +18,38 @@ PLACEHOLDER_ONLY = "^\\{[A-Za-z_][A-Za-z0-9_]*\\}$"
 
 
 def _editor_params(params_schema: Schema) -> Schema:
-    """An operator's parameter schema that also accepts `when` and a `"{placeholder}"` for any value."""
-    schema = copy.deepcopy(params_schema)
+    """An operator's parameter schema that also accepts `when`, and a `"{placeholder}"` for any
+    value, at the top or inside a list or a mapping (batchit fills each by type, where it is)."""
+    schema = _inside(params_schema)
     properties = schema.setdefault("properties", {})
-    for name, prop in properties.items():
-        placeholder = {"type": "string", "pattern": PLACEHOLDER_ONLY}
-        properties[name] = {"description": prop.get("description", name), "anyOf": [prop, placeholder]}
     properties["when"] = {
         "description": "Run the step only when this Jinja2 expression is true.",
         "type": "string",
     }
     return schema
+
+
+def _inside(schema: Schema) -> Schema:
+    """`schema` with every value and item it describes (properties, list items, a mapping's other
+    values, through `anyOf` and `oneOf` alternatives) also accepting a `"{placeholder}"`."""
+    opened = copy.deepcopy(schema)
+    if isinstance(opened.get("properties"), dict):
+        opened["properties"] = {name: _value(prop, name) for name, prop in opened["properties"].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(opened.get(key), dict):
+            opened[key] = _value(opened[key])
+    for key in ("anyOf", "oneOf"):
+        if isinstance(opened.get(key), list):
+            opened[key] = [_inside(branch) for branch in opened[key]]
+    return opened
+
+
+def _value(schema: Schema, name: str | None = None) -> Schema:
+    """A value's schema that also accepts one placeholder, which takes the value's type when the
+    job runs; described as the value is (or by its `name`), for an editor's hover."""
+    placeholder = {"type": "string", "pattern": PLACEHOLDER_ONLY}
+    described = schema.get("description", name)
+    return {**({"description": described} if described else {}), "anyOf": [_inside(schema), placeholder]}
 
 
 def config_schema(registry: OperatorRegistry) -> Schema:
