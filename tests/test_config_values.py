@@ -232,3 +232,31 @@ def test_published_schema_accepts_a_placeholder_inside_a_list_parameter(project:
     bad = document["rules"]["crops"]["steps"][1]["image.crop"]["box"]
     bad[2] = "{w"  # not a placeholder: still refused, by batchit and by the schema
     assert not jsonschema.Draft202012Validator(schema).is_valid(document)
+
+
+@pytest.mark.parametrize(
+    ("line", "output", "error"),
+    [
+        ("matrix: {path: [a, b]}", "c/{path}.txt", "5:14: rule 'r': matrix key 'path' is reserved"),
+        ("matrix: {in: [a, b]}", "c/{path}-{in}.txt", "5:14: rule 'r': matrix key 'in' is reserved"),
+        ("expect: {schema: ''}", "c/{path}.txt", "5:14: rule 'r': 'expect.schema' must not be empty"),
+        ("validate: {checksums: ''}", "c/{path}.txt", "5:16: rule 'r': 'validate.checksums' must not be"),
+    ],
+    ids=["matrix-path", "matrix-in", "empty-expect-schema", "empty-checksums"],
+)
+def test_published_schema_refuses_what_batchit_refuses(
+    project: Project, line: str, output: str, error: str
+) -> None:
+    """An editor must not show green for a config batchit stops at, where a schema can tell."""
+    text = (
+        f"version: 1\nrules:\n  r:\n    inputs: [src/*.txt]\n    {line}\n    output: '{output}'\n"
+        "    steps: [file.copy: {}]\n"
+    )
+    project.write({"src/a.txt": "a\n"})
+    project.config(text)
+    result = project.run("plan")
+    assert result.code == 2, result.describe()
+    assert f"error: batchit.yaml:{error}" in result.stderr, result.describe()
+    schema = json.loads((REPO / "batchit.schema.json").read_text(encoding="utf-8"))
+    document = yaml.load(text, Loader=Yaml12Loader)  # noqa: S506
+    assert not jsonschema.Draft202012Validator(schema).is_valid(document)

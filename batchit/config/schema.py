@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 import json
 
-from batchit.config.structure import Schema, structure_schema
+from batchit.config.rules import RESERVED_NAMES
+from batchit.config.structure import IDENTIFIER, Schema, structure_schema
 from batchit.operators.registry import BUILTIN_OPERATORS, OperatorRegistry
 
 PLACEHOLDER_ONLY = "^\\{[A-Za-z_][A-Za-z0-9_]*\\}$"
@@ -55,7 +56,10 @@ def _value(schema: Schema, name: str | None = None) -> Schema:
 def config_schema(registry: OperatorRegistry) -> Schema:
     """The published schema: the structure plus each operator's parameters, so editors complete them."""
     schema = copy.deepcopy(structure_schema())
-    step = schema["properties"]["rules"]["additionalProperties"]["properties"]["steps"]["items"]
+    rule = schema["properties"]["rules"]["additionalProperties"]["properties"]
+    # the loader refuses these names with a message of its own (`matrix key 'path' is reserved`)
+    rule["matrix"]["propertyNames"] = {**IDENTIFIER, "not": {"enum": sorted(RESERVED_NAMES)}}
+    step = rule["steps"]["items"]
     step["properties"] = {
         name: {
             "description": params.get("description", name),

@@ -138,6 +138,7 @@ RULE_PROPERTIES: Schema = {
             "checksums": {
                 "description": "Project-relative file of expected input checksums.",
                 "type": "string",
+                "minLength": 1,
             },
         },
     ),
@@ -157,6 +158,7 @@ RULE_PROPERTIES: Schema = {
             "schema": {
                 "description": "Project-relative JSON Schema the output must satisfy.",
                 "type": "string",
+                "minLength": 1,
             },
             "contains": _text_or_list("Text every output must contain."),
             "not_contains": _text_or_list("Text no output may contain."),
