@@ -238,6 +238,13 @@ CASES = [
         "quote {n}'s values in matrix: ('1'), which makes them strings",
     ),
     Case(
+        "number_matrix_value_in_a_list_of_text",
+        rule('output: "{path}-{n}.txt"\nmatrix: {n: [1, 2]}\nsteps: [shell: {argv: [echo, "{n}"]}]\n'),
+        "batchit.yaml:7:",
+        "step 1 (shell) parameter 'argv[1]' must be a string, not an integer (1)",
+        "quote {n}'s values in matrix: ('1'), which makes them strings",
+    ),
+    Case(
         "malformed_placeholder_in_output",
         rule('output: "{path.upper}.html"\nsteps: [text.load: {}]\n'),
         "batchit.yaml:5:5",

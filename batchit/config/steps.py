@@ -217,7 +217,7 @@ def _check_params(
         try:
             checks.check(concrete, operator.params_schema, marks, prefix=where, rule=scope.rule, skip=sampled)
         except ConfigError as exc:
-            mistyped = [key for param, key in alone.items() if isinstance(concrete.get(param), int | float)]
+            mistyped = [key for path, key in _sole_matrix_values(params, sole) if _is_number(concrete, path)]
             if mistyped and "must be a string" in exc.message:  # `replacement: "{n}"`, n: [1, 2]
                 key = mistyped[0]
                 exc.hint = f"quote {{{key}}}'s values in matrix: ('{chosen[key]}'), which makes them strings"
@@ -228,6 +228,30 @@ def _check_params(
             raise error_at(
                 nearest(marks, (*where, *problem.path)), message, rule=scope.rule, hint=problem.hint
             )
+
+
+def _sole_matrix_values(
+    value: Any, sole: Mapping[str, str], path: YamlPath = ()
+) -> list[tuple[YamlPath, str]]:
+    """Where in a parameter value a string is exactly one matrix placeholder (a list item too:
+    `argv: [echo, "{n}"]`), and that matrix key."""
+    if isinstance(value, str):
+        return [(path, sole[value])] if value in sole else []
+    if isinstance(value, Mapping):
+        items: Any = value.items()
+    else:
+        items = enumerate(value) if isinstance(value, list) else ()
+    return [found for key, item in items for found in _sole_matrix_values(item, sole, (*path, key))]
+
+
+def _is_number(value: Any, path: YamlPath) -> bool:
+    """True when the value at `path` inside `value` is a number (a filled matrix value's type)."""
+    for part in path:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _uses_per_job(params: Any, path: Sequence[str | int], per_job: frozenset[str]) -> bool:
