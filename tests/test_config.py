@@ -457,6 +457,33 @@ CASES = [
         "relative to the project root",
         None,
     ),
+    Case(
+        "include_of_a_folder",
+        "version: 1\ninclude: [presets]\nrules:\n  pages: {preset: x}\n",
+        "batchit.yaml:2:11",
+        "include 'presets' is a folder, not a file",
+        "name the preset file in it, such as presets/mine.yaml",
+        None,
+        {"presets/mine.yaml": "presets: {}\n"},
+    ),
+    Case(
+        "not_utf8_on_a_later_line",
+        "",
+        "batchit.yaml:3:6",
+        "not valid UTF-8 at byte 17",
+        "save it as UTF-8",
+        None,
+        {"batchit.yaml": b"version: 1\n\n# caf\xe9\n" + ONE_RULE.encode()},
+    ),
+    Case(
+        "not_utf8_in_an_included_file",
+        "version: 1\ninclude: [presets/mine.yaml]\nrules:\n  pages: {preset: x}\n",
+        "presets/mine.yaml:2:1",
+        "not valid UTF-8 at byte 12",
+        "save it as UTF-8",
+        None,
+        {"presets/mine.yaml": b"presets: {}\n\xff\n"},
+    ),
 ]
 
 
@@ -470,6 +497,17 @@ def test_missing_config_file_exits_2_with_a_fix(project: Project) -> None:
     assert result.code == 2, result.describe()
     assert f"batchit.yaml: not found in {project.root}" in result.stderr
     assert "fix: run batchit in the project directory" in result.stderr
+    assert project.snapshot(".batchit", "_build") == {}
+
+
+def test_a_config_path_that_is_a_folder_exits_2_with_a_fix(project: Project) -> None:
+    project.write({"conf/batchit.yaml": ONE_RULE})
+    result = project.run("-f", "conf", "build", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert "error: conf: a folder, not a file" in result.stderr, result.describe()
+    assert "fix: name the config file itself, such as -f conf/batchit.yaml" in result.stderr, (
+        result.describe()
+    )
     assert project.snapshot(".batchit", "_build") == {}
 
 

@@ -99,6 +99,10 @@ def locate(root: Path, spec: str, mark: Mark | None = None) -> tuple[Path, str]:
     problem = unusable(spec)
     if problem:
         raise error_at(mark, f"include {spec!r} {problem[0]}", hint=problem[1])
+    if (root / spec).is_dir():
+        inside = sorted(found.relative_to(root).as_posix() for found in (root / spec).glob("*.y*ml"))
+        hint = "name the preset file in it" + (f", such as {inside[0]}" if inside else "")
+        raise error_at(mark, f"include {spec!r} is a folder, not a file", hint=hint)
     if not (root / spec).is_file():
         raise error_at(
             mark, f"included file {spec!r} not found", hint="include paths are relative to the project root"

@@ -96,14 +96,18 @@ def read_document(path: Path, file: str, *, missing_hint: str | None = None) -> 
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"not found in {path.parent}", file=file, hint=missing_hint) from None
+    except IsADirectoryError:
+        hint = f"name the config file itself, such as -f {file.rstrip('/')}/batchit.yaml"
+        raise ConfigError("a folder, not a file", file=file, hint=hint) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {file}: {exc.strerror}", file=file) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"not valid UTF-8 at byte {exc.start}", file=file, hint="save it as UTF-8"
-        ) from None
+        before = raw[: exc.start].decode("utf-8-sig")  # valid: the first bad byte is at exc.start
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        message = f"not valid UTF-8 at byte {exc.start}"
+        raise ConfigError(message, file=file, line=line, column=column, hint="save it as UTF-8") from None
     try:
         data, positions = parse(text)
     except YamlProblem as exc:
