@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import Project
 
 from batchit.config import load_config
 from batchit.errors import ConfigError
@@ -113,6 +114,16 @@ def test_bad_flag_override_is_a_config_error(
         load_config(tmp_path, flag_overrides=override)
     assert message in caught.value.message
     assert caught.value.hint is not None and fix in caught.value.hint
+
+
+def test_a_flag_override_in_a_config_without_flags_says_to_declare_it(project: Project) -> None:
+    """`--flag` changes a declared flag: with none declared, the fix is to declare it."""
+    project.write({"src/a.txt": "a\n", "batchit.yaml": MINIMAL})
+    result = project.run("build", "--flag", "loud=true", "--no-progress")
+    assert result.code == 2, result.describe()
+    assert "error: batchit.yaml: --flag loud: unknown flag" in result.stderr, result.describe()
+    assert "fix: declare it in batchit.yaml (flags: {loud: true}), then --flag changes it" in result.stderr
+    assert project.snapshot(".batchit", "_build") == {}
 
 
 def test_matrix_placeholder_keeps_its_type_when_params_are_checked(tmp_path: Path) -> None:

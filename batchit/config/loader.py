@@ -293,8 +293,11 @@ def _flags(declared: Mapping[str, Any], overrides: Mapping[str, str], config: Do
     flags = dict(declared)
     for name, text in overrides.items():
         mark = nearest(config.marks, ("flags", name))
-        if name not in flags:
-            hint = did_you_mean(name, flags, f"known flags: {listing(flags)}")
+        if name not in flags:  # --flag changes a declared flag, so that a typo cannot pass unseen
+            declare = f"declare it in {config.file} (flags: {{{name}: {text or '...'}}}), then --flag "
+            declare += "changes it"
+            known = f"known flags: {listing(flags)}; or {declare}"
+            hint = did_you_mean(name, flags, known) if flags else declare
             raise ConfigError(f"--flag {name}: unknown flag", file=config.file, hint=hint)
         value = parse_scalar(text)
         if isinstance(value, float) and not math.isfinite(value):
