@@ -99,7 +99,8 @@ class NamedFiles:
 
 def rule_error(config: Config, rule: Rule, message: str, hint: str, step: Step | None = None) -> ConfigError:
     """A plan-time config error about `rule`, pointing at its line in the config file, or at
-    `step`'s line in the file that step is written in (a preset's steps are in the preset's)."""
+    `step`'s line (a project preset's step is in the preset's file; a bundled preset's is at the
+    rule's `preset:` line, and a file named through `with:` is at that line: `Step.line`)."""
     if step is not None and step.line is not None:
         return ConfigError(message, file=step.file or config.file, line=step.line, rule=rule.name, hint=hint)
     return ConfigError(message, file=config.file, line=rule.line, rule=rule.name, hint=hint)
