@@ -269,6 +269,19 @@ CASES = [
         "only in output",
     ),
     Case(
+        "matrix_of_too_many_combinations",
+        rule(
+            "matrix: {"
+            + ", ".join(f"k{n}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" for n in range(8))
+            + '}\noutput: "{path}'
+            + "".join(f"-{{k{n}}}" for n in range(8))
+            + '.txt"\nsteps: [file.copy: {}]\n'
+        ),
+        "batchit.yaml:5:",
+        "the matrix makes 100,000,000 combinations (10 x 10 x 10 x 10 x 10 x 10 x 10 x 10), over 10,000",
+        "use fewer values, or a rule per group of them",
+    ),
+    Case(
         "matrix_key_missing_from_output",
         rule('matrix: {width: [320, 640]}\noutput: "{path}.webp"\nsteps: [file.copy: {}]\n'),
         "batchit.yaml:6:5",

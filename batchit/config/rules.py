@@ -8,6 +8,7 @@ share, references to rules that do not exist, and it applies the defaults.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ RESERVED_NAMES = PATH_PLACEHOLDERS | {"key8", "flags", "input", "in", "out"}
 
 A partition group named like a matrix key is refused too: one name, one value.
 """
+
+
+LARGEST_MATRIX = 10_000
+"""The most combinations a rule's matrix may make. Each is a job per input and, where a step
+parameter uses its keys, a schema check as the config loads: a matrix of 8 keys of 10 values kept
+`plan` busy for minutes, growing in memory, without a word."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,15 @@ class _RuleBuilder:
         for key in raw:
             if key in RESERVED_NAMES:
                 raise self.fail(("matrix", key), f"matrix key '{key}' is reserved", "rename it, e.g. 'size'")
+        combinations = math.prod(len(values) for values in raw.values())
+        if combinations > LARGEST_MATRIX:
+            sizes = " x ".join(str(len(values)) for values in raw.values())
+            raise self.fail(
+                ("matrix",),
+                f"the matrix makes {combinations:,} combinations ({sizes}), over {LARGEST_MATRIX:,}: "
+                "every input would make that many jobs",
+                "use fewer values, or a rule per group of them",
+            )
         return tuple((key, tuple(values)) for key, values in raw.items())
 
     def aggregate(self, raw: Any, matrix_keys: set[str]) -> tuple[Aggregate | None, frozenset[str]]:
