@@ -441,6 +441,16 @@ CASES = [
         "did you mean 'watermark'?",
     ),
     Case(
+        "when_writes_a_placeholder_in_a_string",
+        rule(
+            'matrix: {w: ["1", "2"]}\noutput: "{path}-{w}.x"\nsteps:\n'
+            "  - file.copy: {when: \"'{w}' == '1'\"}\n"
+        ),
+        "batchit.yaml:8:21",
+        "condition holds the placeholder {w} in a string, where nothing fills it",
+        "read the matrix key as a variable: w == ..., not '{w}'",
+    ),
+    Case(
         "when_reads_unknown_input_attribute",
         rule('output: "{path}.x"\nsteps:\n  - file.copy: {when: "input.nope.x"}\n'),
         "batchit.yaml:7:",

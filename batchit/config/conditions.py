@@ -10,12 +10,16 @@ this module on every build, and a config without conditions should not pay ~25 m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from batchit.config.hints import did_you_mean
 from batchit.placeholders import PATH_PLACEHOLDERS
+
+PLACEHOLDER_IN_TEXT = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
+"""A `{name}` in a string of a condition (not the `{{ }}` of Jinja2 text)."""
 
 if TYPE_CHECKING:
     from jinja2 import nodes
@@ -155,7 +159,29 @@ def check_condition(expr: str, variables: Collection[str], flags: Collection[str
             f"condition reads unknown attribute 'input.{attribute}'",
             did_you_mean(attribute, INPUT_ATTRIBUTES, "input has size, path and ext"),
         )
+    _refuse_placeholders_in_strings(tree, set(variables))
     compile_condition(expr)
+
+
+def _refuse_placeholders_in_strings(tree: nodes.Expr, variables: set[str]) -> None:
+    """Refuse a string in the condition that holds a placeholder (`'{width}' == '320'`): nothing
+    fills it, so the comparison is of the braces as written and the step is switched off (or on)
+    for every job without a word. The variable is what the condition must read."""
+    from jinja2 import nodes
+
+    for node in _nodes(tree, nodes.Const):
+        if not isinstance(node.value, str):
+            continue
+        for name in PLACEHOLDER_IN_TEXT.findall(node.value):
+            if name in variables:
+                fix = f"read the matrix key as a variable: {name} == ..., not '{{{name}}}'"
+            elif name in PATH_PLACEHOLDERS:
+                fix = "a condition reads input.path and input.ext instead"
+            else:
+                continue
+            raise ConditionError(
+                f"condition holds the placeholder {{{name}}} in a string, where nothing fills it", fix
+            )
 
 
 def _input_reads(tree: nodes.Expr) -> set[str]:
