@@ -241,6 +241,26 @@ def test_cdn_manifest_urls_are_percent_encoded(root: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("base_url", "url"),
+    [
+        ("https://cdn.example", "https://cdn.example/img/a.webp"),
+        ("https://example.com/assets", "https://example.com/assets/img/a.webp"),
+        ("https://example.com/assets/", "https://example.com/assets/img/a.webp"),
+        ("", "img/a.webp"),
+    ],
+    ids=["host", "folder", "folder-with-slash", "relative"],
+)
+def test_cdn_manifest_base_url_is_a_folder_with_or_without_its_slash(
+    root: Path, base_url: str, url: str
+) -> None:
+    inputs = [infile(root, "public/img/a.webp", b"RIFF")]
+    ctx = job(root, input=[i.path for i in inputs], output="cdn.json")
+    ctx.out = "public"
+    document = json.loads(CdnManifest().run(inputs, ctx, base_url=base_url))
+    assert document["public/img/a.webp"][0]["url"] == url
+
+
 # python
 
 

@@ -28,15 +28,17 @@ class CdnManifest(Operator):
     """
 
     name = "cdn.manifest"
-    version = "2"  # 2: `url` percent-encoded
+    version = "3"  # 2: `url` percent-encoded; 3: base_url is a folder (its slash added)
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "description": "Aggregate: a JSON map from each source path to its outputs and their matrix values.",
         "properties": {
             "base_url": {
                 "type": "string",
-                "description": "Prefix that makes each output's `url` (for example "
-                "https://cdn.example.com/); without it no `url` is written.",
+                "description": "The URL of the folder `out` is served from, which makes each "
+                "output's `url` (https://cdn.example.com or https://example.com/assets: a missing "
+                'trailing slash is added; "" leaves `url` relative to out); without it no `url` is '
+                "written.",
             },
             "indent": JSON_INDENT,
         },
@@ -70,7 +72,7 @@ class CdnManifest(Operator):
             entry: dict[str, Any] = {**matrix, "path": path, "blake3": hash_file(item.absolute)}
             entry["size"] = item.absolute.stat().st_size
             if "base_url" in params:
-                entry["url"] = params["base_url"] + quote(path)
+                entry["url"] = _folder(params["base_url"]) + quote(path)
             by_source.setdefault(source, []).append(entry)
         for variants in by_source.values():
             variants.sort(key=_variant_order)
@@ -89,3 +91,9 @@ def _variant_order(entry: dict[str, Any]) -> tuple[Any, ...]:
         v for k, v in sorted(entry.items()) if k not in FIXED_FIELDS and isinstance(v, int | float)
     )
     return (numbers, entry["path"])
+
+
+def _folder(base_url: str) -> str:
+    """`base_url` ending in a slash (but for "", a `url` relative to out): written without one
+    (https://cdn.example.com), the output's path would be glued onto the host or folder name."""
+    return base_url if not base_url or base_url.endswith("/") else base_url + "/"
