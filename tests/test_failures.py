@@ -81,6 +81,11 @@ RECIPE_FAULTS = {
         {"aw.py": "async def aw(value, ctx):\n    return value\n"},
         {"aw.py": "def aw(value, ctx):\n    return value\n"},
     ),
+    "python-generator-as-the-last-step": (
+        'python: {function: "gen:lines", version: "1"}',
+        {"gen.py": "def lines(value, ctx):\n    yield value\n"},
+        {"gen.py": "def lines(value, ctx):\n    return value\n"},
+    ),
 }
 """A step whose recipe is at fault, the files it needs, and the files that fix it (none: the fix is
 the step `text.load: {}`)."""

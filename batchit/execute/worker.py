@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import GeneratorType
 from typing import Any, TypedDict
 
 from batchit.errors import JobError, OutputError, PermanentError, RecipeError
@@ -313,6 +314,12 @@ def _pipeline(
             ) from exc
         timings.append((call.operator, time.perf_counter() - step_started))
     last = spec.steps[-1].operator if spec.steps else "input"
+    if isinstance(value, GeneratorType):  # whatever the input: the step's code is at fault
+        value.close()
+        raise RecipeError(
+            f"the last step ({last}) returned a generator; a pipeline must end in bytes or str",
+            hint="return the text or bytes itself (join what the function yields)",
+        )
     if not isinstance(value, bytes | str | InputFile):
         raise PermanentError(
             f"the last step ({last}) returned {type(value).__name__}; a pipeline must end in bytes or str"
