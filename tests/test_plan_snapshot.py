@@ -419,3 +419,65 @@ def test_an_input_back_from_quarantine_keys_the_aggregate_reading_it_with_its_ou
     assert project.read("_build/all.txt") == "A\nB\n"
     project.build()
     assert project.manifest()["summary"]["built"] == project.manifest()["summary"]["restored"] == 0
+
+
+PACKAGED_STEP = (
+    HEAD_OF_CONFIG
+    + """\
+  stamp:
+    inputs: ["src/*.txt"]
+    output: "{stem}.txt"
+    steps:
+      - python: {function: "pkg.tool:stamp", version: "1"}
+"""
+)
+"""One rule whose `python` step lives in a package of the project, `pkg/tool.py`."""
+
+TOOL_WITH_OPTIONAL_HELPERS = """\
+try:
+    from pkg import extra
+    MARK = extra.MARK
+except ImportError:
+    MARK = "none"
+try:
+    from pkg.sub import deep
+    MARK += deep.MARK
+except ImportError:
+    pass
+
+def stamp(value, ctx):
+    return value.decode() + MARK
+"""
+"""`pkg/tool.py`: stamps each input with what the optional helper modules it imports say."""
+
+MODULES_APPEARING: dict[str, tuple[dict[str, str], str]] = {
+    "a module it imports appears": ({"pkg/extra.py": "MARK = 'extra'\n"}, "a\nextra"),
+    "a namespace package module it imports appears": (
+        {"pkg/sub/deep.py": "MARK = '+deep'\n"},
+        "a\nnone+deep",
+    ),
+    "a package shadows its module": (
+        {"pkg/tool/__init__.py": "def stamp(value, ctx):\n    return 'shadowed'\n"},
+        "shadowed",
+    ),
+}
+"""Files that change which project modules a step runs, none of them existing before, and the
+output the step then makes from `a\\n`."""
+
+
+@pytest.mark.parametrize("change", list(MODULES_APPEARING))
+def test_a_project_module_appearing_where_a_step_imports_from_is_seen(project: Project, change: str) -> None:
+    """Python finds a module by looking in folders: a file that appears in one of a package's
+    folders changes what a step runs, as an edit of its source does, with no file it read changed."""
+    project.config(PACKAGED_STEP)
+    project.write({"pkg/__init__.py": "", "pkg/tool.py": TOOL_WITH_OPTIONAL_HELPERS, "src/a.txt": "a\n"})
+    project.build()
+    project.build()
+    assert plan_event(project)["replayed"] is True
+    assert project.read("_build/a.txt") == "a\nnone"
+    files, output = MODULES_APPEARING[change]
+    project.write(files)
+    assert plan(project) == full_plan(project)
+    project.build()
+    assert (work(project), project.read("_build/a.txt")) == (1, output)
+    assert plan(project) == full_plan(project)

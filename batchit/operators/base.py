@@ -205,6 +205,13 @@ class Operator:
             if isinstance(params.get(name), str)
         }
 
+    def key_folders(self, params: Mapping[str, Any], root: Path) -> list[str]:
+        """Project-relative folders whose entries decide which files `key_files` names (an operator
+        that finds a module by looking in folders, `imports_user_code`): a file appearing in one
+        may change the key though no file it named changed. A remembered plan holds only while
+        none of them changed (batchit.plan.snapshot). None by default."""
+        return []
+
     @classmethod
     def fill_params(cls, params: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
         """The step's parameters with their placeholders filled from `values`, but those the

@@ -16,7 +16,7 @@ from batchit.errors import PermanentError, RecipeError, TransientError
 from batchit.operators.base import InputFile, JobContext, Operator, as_bytes
 from batchit.operators.capture import captured_output
 from batchit.operators.commands import CommandStopped, CommandTimeout, run_command
-from batchit.operators.imports import function_source, unimportable
+from batchit.operators.imports import function_source, project_folders, unimportable
 from batchit.operators.project_modules import current_module, module_key_files, put_project_on_path
 from batchit.placeholders import names_in, names_in_value, substitute
 
@@ -101,6 +101,16 @@ class PythonCall(Operator):
         if source is None:
             return {}
         return module_key_files(f"python:{function.partition(':')[0]}", source, root)
+
+    def key_folders(self, params: Mapping[str, Any], root: Path) -> list[str]:
+        """The project folders Python looks in for the function's module and the project modules
+        it imports: one that appears there (`from pkg import extra` inside a `try`, a package
+        `pkg/tool/` beside `pkg/tool.py`) changes what the step runs."""
+        function = params.get("function")
+        if not isinstance(function, str):
+            return []
+        source = function_source(function, root)
+        return [] if source is None else project_folders(function.partition(":")[0], source, root)
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """The function's result for the value, the job's context and the step's other keys.

@@ -95,9 +95,33 @@ def project_imports(module_file: Path, root: Path) -> list[str]:
     return sorted(path.relative_to(root).as_posix() for path in seen)
 
 
+def project_folders(module: str, module_file: Path, root: Path) -> list[str]:
+    """The project-relative folders (the root aside) whose entries decide which files `import
+    module` runs, with the project modules that file imports (`project_imports`): a file or folder
+    that appears in one, or goes, may change that (a module an `import` inside a `try` did not find
+    yet, a package that shadows a module of the same name) though no file that was read changed."""
+    root = root.resolve()
+    start = module_file.resolve()
+    names = [module]
+    for source in (start, *(root / path for path in project_imports(start, root))):
+        names.extend(_imported_names(source, stat_identity(str(source)), root))
+    folders = {folder for name in dict.fromkeys(names) for folder in _module_folders(name, root)}
+    return sorted(folder.relative_to(root).as_posix() for folder in folders if folder != root)
+
+
 @cache
 def _imported_files(source: Path, identity: StatTuple | None, root: Path) -> tuple[Path, ...]:
     """The project files `source` imports directly (cached per file version: `identity` is its stat)."""
+    files: list[Path] = []
+    for name in _imported_names(source, identity, root):
+        files.extend(_module_files(name, root))
+    return tuple(dict.fromkeys(files))
+
+
+@cache
+def _imported_names(source: Path, identity: StatTuple | None, root: Path) -> tuple[str, ...]:
+    """The absolute names of the modules `source` imports (cached per file version: `identity` is
+    its stat); none when it cannot be read or parsed."""
     if identity is None:
         return ()
     try:
@@ -116,10 +140,7 @@ def _imported_files(source: Path, identity: StatTuple | None, root: Path) -> tup
             if base:
                 names.append(base)
             names.extend(f"{base}.{alias.name}" if base else alias.name for alias in node.names)
-    files: list[Path] = []
-    for name in names:
-        files.extend(_module_files(name, root))
-    return tuple(dict.fromkeys(files))
+    return tuple(dict.fromkeys(names))
 
 
 def _package_of(source: Path, root: Path) -> list[str] | None:
@@ -164,6 +185,22 @@ def _module_files(name: str, root: Path) -> list[Path]:
             break
         folder = package
     return files
+
+
+def _module_folders(name: str, root: Path) -> list[Path]:
+    """The folders `_module_files` looks in for `import name`: where each part of the name is
+    looked up, as far as the parts before it are packages under the root."""
+    folders = []
+    folder = root
+    for part in name.split("."):
+        folders.append(folder)
+        package = folder / part
+        if not (package / "__init__.py").is_file() and (
+            (folder / f"{part}.py").is_file() or not package.is_dir()
+        ):
+            break  # a module (which has no submodules), or nothing yet
+        folder = package
+    return folders
 
 
 def may_define(module_file: Path, name: str) -> bool:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from batchit.errors import PermanentError, RecipeError
 from batchit.operators.base import LARGEST_COUNT, InputFile, JobContext, Operator, ParamProblem, as_text
+from batchit.operators.imports import project_folders
 from batchit.operators.project_modules import current_module, module_key_files, put_project_on_path
 
 DEFAULT_MARKDOWN_EXTENSIONS = ("extra", "toc", "sane_lists")
@@ -167,6 +168,16 @@ class MarkdownRender(Operator):
             if source is not None:
                 files.update(module_key_files(f"{self.name}:{name.partition(':')[0]}", source, root))
         return files
+
+    def key_folders(self, params: Mapping[str, Any], root: Path) -> list[str]:
+        """The project folders Python looks in for each extension of the project and the project
+        modules it imports (see `key_files`)."""
+        folders: set[str] = set()
+        for name in params.get("extensions", DEFAULT_MARKDOWN_EXTENSIONS):
+            source = project_extension(name, root)
+            if source is not None:
+                folders.update(project_folders(name.partition(":")[0], source, root))
+        return sorted(folders)
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """The HTML fragment for the Markdown text."""

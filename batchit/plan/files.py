@@ -182,6 +182,15 @@ class Hasher:
         self.looked_up[path] = stat
         return self.hash_many([(path, stat)])[path]
 
+    def watch_folder(self, path: str) -> None:
+        """Note a project folder whose entries decide which files a recipe reads (where Python
+        finds a module), with its stat now: a plan snapshot holds only while it is unchanged."""
+        self.key_files.add(path)
+        try:
+            self.looked_up[path] = stat_tuple(os.stat(self.root / path))
+        except (FileNotFoundError, NotADirectoryError):
+            self.looked_up[path] = None
+
     def _read(self, item: tuple[str, StatTuple]) -> str:
         path, stat = item
         # a Path per file would cost more than the read; an absolute `path` (hash_path) stays as it is

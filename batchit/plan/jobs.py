@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -21,6 +22,7 @@ from batchit.fsutil import StatTuple, normalise_relative
 from batchit.globs import compile_glob
 from batchit.hashing import json_text
 from batchit.model import Config, Rule
+from batchit.operators.base import Operator
 from batchit.operators.registry import OperatorRegistry
 from batchit.placeholders import (
     PATH_PLACEHOLDERS,
@@ -107,6 +109,8 @@ class JobExpander:
         self.output_size = output_size
         """The size of an upstream output (path relative to `out`, blake3), for `input.size`."""
         self.named = NamedFiles(config, tree, hasher)
+        self._folders: dict[tuple[str, tuple[tuple[str, str], ...]], list[str]] = {}
+        """`key_folders` by operator and the module files it named (the hasher noted each)."""
         self.filled = FilledParams(config)
         self.watched: dict[str, tuple[tuple[str, StatTuple | None], ...]] = {}
         """By recipe hash: the files its key hashed besides the inputs (files steps name, `deps`,
@@ -282,6 +286,8 @@ class JobExpander:
             for label, path in named.items():
                 paths.append(self.named.path_of(path))
                 files[label] = self.named.hash(rule, paths[-1], f"step {number} ({step.operator})", step)
+            if op.imports_user_code:
+                self._watch_folders(step.operator, op, params, named)
         if rule.validate and ("checksums" in rule.validate or "extensions" in rule.validate):
             path_aware = True  # these checks read the input's path: twins by content may differ
         if rule.validate and isinstance(rule.validate.get("checksums"), str):
@@ -311,6 +317,17 @@ class JobExpander:
                 [(path, looked_up.get(path)) for path in paths] + [(path, walked.get(path)) for path in deps]
             )
         return recipe
+
+    def _watch_folders(
+        self, name: str, op: Operator, params: Mapping[str, Any], named: Mapping[str, Path]
+    ) -> None:
+        """Have the hasher note the folders where `op` finds the modules it named (`key_folders`),
+        asked once per set of module files: a step with per-job parameters names the same ones."""
+        known = (name, tuple(sorted((label, str(path)) for label, path in named.items())))
+        if known not in self._folders:
+            self._folders[known] = op.key_folders(params, self.config.root)
+            for folder in self._folders[known]:
+                self.hasher.watch_folder(folder)
 
 
 def output_renderer(template: str) -> Callable[[Mapping[str, Any]], str]:
