@@ -11,7 +11,8 @@ from batchit.engine import BuildOptions, plan_build
 from batchit.errors import UsageError
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
-from batchit.plan.jobs import Job
+from batchit.plan.jobs import UNKNOWN, Job
+from batchit.state.rows import Failure
 from batchit.state.store import StateStore
 
 
@@ -46,7 +47,8 @@ class Explanation:
 def explain(config: Config, registry: OperatorRegistry, path: str) -> Explanation:
     """Explain output `path`: relative to `out`, or to the project root (`_build/a.html`,
     `./_build/a.html`), or absolute. An output that no current job produces but batchit recorded
-    (its input is gone, or its `{key8}` name moved) is explained as one the next build prunes."""
+    (its input is gone, or its `{key8}` name moved) is explained as one the next build prunes, or
+    as one kept while its job has no output of its own (a quarantined input, a failure)."""
     outcome = plan_build(config, registry, BuildOptions(overwrite=True))  # a stranger is explained, too
     jobs = {job.output: job for job in outcome.jobs}
     candidates = _candidates(config, path)
@@ -61,12 +63,13 @@ def explain(config: Config, registry: OperatorRegistry, path: str) -> Explanatio
                 raise _not_an_output(config, path, candidates, outcome.jobs)
             now = next((j for j in outcome.jobs if j.job_id == recorded.job_id), None)
             moved = [f"its job now writes {config.out}/{now.output}"] if now is not None else []
+            kept = _kept_by(now, store.load_failures().get(recorded.job_id) if store and now else None)
             return Explanation(
                 output=f"{config.out}/{recorded.path}",
                 rule=recorded.rule,
                 job_id=recorded.job_id,
-                action="prune",
-                reasons=["no current job produces it: the next full build removes it", *moved],
+                action="prune" if kept is None else "kept",
+                reasons=[kept or "no current job produces it: the next full build removes it", *moved],
                 key="",
                 recorded_key=recorded.action_key,
             )
@@ -91,6 +94,21 @@ def explain(config: Config, registry: OperatorRegistry, path: str) -> Explanatio
         recorded_key=record.action_key if record else None,
         inputs=[{"path": p, "blake3": h} for p, h in zip(job.inputs, job.input_hashes, strict=True)],
     )
+
+
+def _kept_by(job: Job | None, failure: Failure | None) -> str | None:
+    """Why an output its job no longer writes stays (as pruning keeps it, `kept_outputs`): the job
+    has no output of its own to show yet, held by its quarantined input, failed, or waiting for an
+    upstream job; None when the next full build removes it."""
+    if job is None or (failure is None and job.key != UNKNOWN):
+        return None
+    if failure is None:
+        why = "its job waits for an upstream job"
+    elif failure.quarantine:
+        why = "its input is quarantined"
+    else:
+        why = f"its job failed in run {failure.run_id} ({failure.error_class})"
+    return f"no current job produces it, but {why}: it stays until its job builds again"
 
 
 def _not_an_output(config: Config, path: str, candidates: list[str], jobs: list[Job]) -> UsageError:

@@ -79,6 +79,27 @@ def test_a_quarantined_inputs_key8_output_stays_until_the_input_is_fixed(project
     assert project.manifest()["summary"]["pruned"] == 1
 
 
+def test_explain_of_a_quarantined_inputs_key8_output_says_it_stays(project: Project) -> None:
+    """`plan` prunes none of it and builds keep it: `explain` may not say the next build removes it."""
+    project.config(PICKY.replace('output: "{stem}.txt"', 'output: "{stem}-{key8}.txt"'))
+    project.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "b\n"})
+    project.build()
+    [good] = [o["path"] for o in project.manifest()["outputs"] if o["path"].startswith("b-")]
+    project.write({"in/b.txt": "bad\n"})
+    project.build(expect=1)
+    assert json.loads(project.run("plan", "--json").stdout)["prune"] == []
+    result = project.run("explain", good, "--json")
+    assert result.code == 0, result.describe()
+    explained = json.loads(result.stdout)
+    assert explained["action"] == "kept", explained
+    assert not any("removes it" in reason for reason in explained["reasons"]), explained
+    assert "its input is quarantined: it stays until its job builds again" in explained["reasons"][0]
+    text = project.run("explain", good).stdout
+    assert "stale (kept)" in text and "action key (none: no current job writes this path)" in text, text
+    project.build(expect=1)
+    assert project.read(f"_build/{good}") == "B\n"
+
+
 def test_a_name_claimed_by_a_job_that_never_wrote_it_is_no_file_to_clean_prune_or_explain(
     project: Project,
 ) -> None:

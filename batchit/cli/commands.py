@@ -136,7 +136,7 @@ def explain(args: argparse.Namespace) -> int:
         print(f"  - {reason}")
     unknown = (
         "(none: no current job writes this path)"
-        if result.action == "prune"
+        if result.action in ("prune", "kept")
         else "(not known until upstream jobs run)"
     )
     print(f"  action key {result.key or unknown}")
