@@ -719,6 +719,18 @@ def test_builds_keep_going_by_default_and_stop_with_fail_fast(
     assert sum(counted) == 6, f"every job is counted once in the summary: {result.stdout}"
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_fail_fast_starts_no_job_after_the_first_failure(project: Project, workers: str) -> None:
+    """Batches are sized by the build (several jobs each) and queued ahead of the workers: neither
+    may start another job once one failed, or `--fail-fast` quarantines inputs it never had to try."""
+    project.config(PICKY)
+    project.write({"picky.py": PICKY_MODULE, **{f"in/{n:02d}.txt": f"bad {n}\n" for n in range(24)}})
+    result = project.build("-j", workers, "--fail-fast", expect=1)
+    failed = len(project.manifest()["failures"])
+    assert 1 <= failed <= int(workers), result.stdout  # those running when the first one failed
+    assert f"{failed} quarantined, {24 - failed} not run" in result.stdout, result.stdout
+
+
 def test_jobs_downstream_of_a_quarantined_input_go_on_without_it(picky: Project) -> None:
     picky.config(
         PICKY

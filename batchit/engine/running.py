@@ -14,7 +14,7 @@ from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
 from batchit.engine.single import cache_restore_spec, job_spec, twin_failure, twin_restore_spec
 from batchit.engine.strangers import refuse_strangers
 from batchit.errors import UsageError
-from batchit.execute.boundary import JobResult, JobSpec, WorkerSettings
+from batchit.execute.boundary import NOT_STARTED, JobResult, JobSpec, WorkerSettings
 from batchit.execute.pools import Pools
 from batchit.execute.retry import LONGEST_RETRY_AFTER, backoff_delay
 from batchit.execute.scheduler import Scheduler
@@ -46,6 +46,7 @@ def build_pools(config: Config, registry: OperatorRegistry, options: BuildOption
         str(config.state_dir / "cache") if options.use_cache else None,
         config.durability == "fsync",
         overlap=workers < (os.cpu_count() or 1),
+        fail_fast=options.fail_fast,
     )
     if options.executor == "dask":
         from batchit.execute.dask import DaskPools  # Dask only for the builds that run on it
@@ -81,7 +82,10 @@ class RunningBuild:
         cache_dir = config.state_dir / "cache"
         self.pools = pools
         self.scheduler = Scheduler(
-            self.pools, {r.name: r.concurrency for r in self.rules}, options.batch_size
+            self.pools,
+            {r.name: r.concurrency for r in self.rules},
+            options.batch_size,
+            ahead=0 if options.fail_fast else 1,  # a batch queued ahead starts before a failure is seen
         )
         self.committer = Committer(
             store, self.planner, config, run_id, lambda text: emit({"event": "warning", "message": text})
@@ -307,7 +311,7 @@ class RunningBuild:
         self.scheduler.add(spec, resources)
 
     def _finish(self, job: Job, result: JobResult) -> None:
-        if not result.ok and self.signals.requested:
+        if not result.ok and (self.signals.requested or result.error_class == NOT_STARTED):
             self._leave_unrun(job)  # a Ctrl-C reaches the job's commands too: no fault of its input
             return
         if not result.ok and job.action == "restore" and result.error_class == "CacheMiss":

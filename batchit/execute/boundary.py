@@ -35,6 +35,11 @@ def pickled_by_position(cls: type[Record]) -> type[Record]:
     return cls
 
 
+NOT_STARTED = "NotStarted"
+"""The error class of a job a worker did not start because the build was stopping (`run_batch`):
+the coordinator records nothing for it, and the next build runs it."""
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
     """Per-build settings every worker needs."""
@@ -46,6 +51,8 @@ class WorkerSettings:
     fsync: bool
     overlap: bool = False
     """Publish an output beside the next job's steps (`run_batch`): when the build leaves a CPU free."""
+    fail_fast: bool = False
+    """Start no more jobs of a batch once one has failed for good (`--fail-fast`, `run_batch`)."""
 
 
 @pickled_by_position

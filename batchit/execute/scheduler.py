@@ -44,6 +44,10 @@ class Scheduler:
     """Per-rule `concurrency:` limits (None: no limit)."""
     batch_size: int | None = None
     """A fixed batch size, or None to size batches from the queue."""
+    ahead: int = 1
+    """Batches queued per worker beyond the one it runs, so no worker waits for the coordinator
+    between batches; none under `--fail-fast`, where a queued batch would start before the
+    coordinator has seen a failure."""
     _queues: dict[str, deque[JobSpec]] = field(default_factory=lambda: {"cpu": deque(), "io": deque()})
     _running: dict[Future[list[JobResult]], tuple[str, list[JobSpec], int]] = field(default_factory=dict)
     """Batches in flight: their resource class, jobs, and the process pool generation they went to."""
@@ -142,7 +146,7 @@ class Scheduler:
                 if self._suspects:
                     self._dispatch_suspect()
                 continue
-            limit = workers * 2
+            limit = workers * (1 + self.ahead)
             while queue and self._in_flight(resources) < limit:
                 size = self.batch_size or self._auto_size(resources, len(queue), workers)
                 batch = self._take(queue, size)

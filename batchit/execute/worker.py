@@ -23,7 +23,7 @@ from types import GeneratorType
 from typing import Any, TypedDict
 
 from batchit.errors import JobError, OutputError, PermanentError, RecipeError
-from batchit.execute.boundary import JobResult, JobSpec, WorkerSettings
+from batchit.execute.boundary import NOT_STARTED, JobResult, JobSpec, WorkerSettings
 from batchit.execute.contracts import check_input
 from batchit.execute.publish import copy_into_cache, restore_output, write_output
 from batchit.execute.retry import classify, retry_after_of
@@ -44,8 +44,9 @@ def run_batch(
     """Run several jobs in this worker, one after another, and return one result each.
 
     Once `stopped` says the build is stopping (a Ctrl-C reached this process, or the coordinator
-    told it), the jobs not started yet are not started: each gets a `NotStarted` result, which the
-    coordinator records as nothing, so the next build runs them.
+    told it), or under `--fail-fast` once a job of the batch failed for good, the jobs not started
+    yet are not started: each gets a `NotStarted` result, which the coordinator records as nothing,
+    so the next build runs them.
 
     With `settings.overlap` (the build has fewer workers than CPUs), while a job's steps run, the
     output of the job before it is published (written, hashed, copied into the cache) on a thread
@@ -56,16 +57,20 @@ def run_batch(
     operators: dict[str, Operator] = {}
     results: list[JobResult | Future[JobResult]] = []
     publishing: Future[JobResult] | None = None
+    failed = False
     with ThreadPoolExecutor(1, thread_name_prefix="batchit-publish") as publisher:
         for spec in specs:
-            if stopped():
+            if failed or stopped():
                 results.append(_not_started(spec))
                 continue
             done = _compute(settings, spec, operators)
             if isinstance(done, JobResult):
                 results.append(done)
+                failed = settings.fail_fast and _failed_for_good(done)
             elif not settings.overlap or done.seconds < OVERLAP_FROM:
-                results.append(done.publish())
+                published = done.publish()
+                results.append(published)
+                failed = settings.fail_fast and _failed_for_good(published)
             else:
                 if publishing is not None:
                     publishing.result()  # one output at a time waits in memory
@@ -235,12 +240,18 @@ def _failed(
     )
 
 
+def _failed_for_good(result: JobResult) -> bool:
+    """True for a failure no retry follows (a permanent one): under `--fail-fast`, the end of the
+    build, so the batch starts none of its other jobs."""
+    return not result.ok and not result.transient
+
+
 def _not_started(spec: JobSpec) -> JobResult:
     """The result of a job of a batch that the build stopped before it started."""
     return JobResult(
         spec.job_id,
         False,
-        error_class="NotStarted",
+        error_class=NOT_STARTED,
         message="not started: the build was stopping",
         attempts=spec.attempt,
         input_at_fault=False,
