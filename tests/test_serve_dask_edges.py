@@ -4,6 +4,7 @@ connections but is no Dask scheduler."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -155,5 +156,36 @@ def test_an_address_that_accepts_but_is_no_dask_scheduler_exits_2_instead_of_han
     assert result.code == 2, result.describe()
     assert f"cannot connect to the Dask scheduler at {address}" in result.stderr, result.describe()
     assert "handshake" in result.stderr, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+    assert not (project.root / "_build").exists()
+
+
+def test_an_address_whose_server_speaks_another_protocol_exits_2_without_a_traceback(
+    project: Project,
+) -> None:
+    pytest.importorskip("distributed")
+    project.write({"batchit.yaml": HOLD_CONFIG, "hold.py": HOLD, "src/a.txt": "a\n"})
+    (project.root / "release-a.txt").touch()
+    with socket.create_server(("127.0.0.1", 0)) as ssh:  # an SSH server greets whoever connects
+
+        def greet() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    connection, _ = ssh.accept()
+                    with connection:
+                        connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                        connection.recv(1024)
+
+        threading.Thread(target=greet, daemon=True).start()
+        address = f"tcp://127.0.0.1:{ssh.getsockname()[1]}"
+        result = project.run(
+            "build", "--no-progress", "--executor", f"dask={address}",
+            env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "5s"},
+            timeout=90,
+        )  # fmt: skip
+
+    assert result.code == 2, result.describe()
+    assert f"cannot connect to the Dask scheduler at {address}" in result.stderr, result.describe()
+    assert "not as a Dask scheduler" in result.stderr, result.describe()
     assert "Traceback" not in result.stderr, result.describe()
     assert not (project.root / "_build").exists()

@@ -277,7 +277,9 @@ def _answers_as_a_scheduler(address: str) -> None:
     """Open one connection to `address` and exchange Dask's handshake: an OSError if no connection
     opens within the connect timeout (`distributed.comm.timeouts.connect`), a TimeoutError if the
     handshake takes as long again. `Client` bounds the connection alone, and waits forever for the
-    handshake of a port that accepts but never answers (a dashboard's HTTP port, say)."""
+    handshake of a port that accepts but never answers (a dashboard's HTTP port, say). A server
+    that answers in another protocol (an SSH banner, an HTTP 400) is a ValueError: Dask reads its
+    bytes as a message's length and fails however it fails (a MemoryError for a banner)."""
     import asyncio
 
     import dask.config
@@ -292,6 +294,12 @@ def _answers_as_a_scheduler(address: str) -> None:
             comm = await connect(address, timeout=seconds, **arguments)
         except TypeError as exc:  # `tls://` without Dask's TLS settings
             raise ValueError(str(exc)) from exc
+        except (OSError, TimeoutError, ValueError):  # no connection; a bad address (no port, say)
+            raise
+        except Exception as exc:  # its first bytes read as no Dask message (an SSH banner: MemoryError)
+            raise ValueError(
+                f"it answered, but not as a Dask scheduler ({type(exc).__name__} reading its reply)"
+            ) from exc
         await comm.close()
 
     async def bounded() -> None:
