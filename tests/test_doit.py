@@ -6,6 +6,7 @@ then runs `python -m doit ...` in a subprocess, as a user's terminal or CI would
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -465,6 +466,93 @@ def test_ctrl_c_stops_the_commands_doit_sub_tasks_run(tmp_path: Path, parallel: 
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
+
+
+def test_ctrl_c_that_the_system_gives_a_sub_tasks_thread_stops_doit_and_its_commands(tmp_path: Path) -> None:
+    """`-P thread`: the system may hand a Ctrl-C to any thread of doit's, whose Python handler then
+    waits for the main thread, which sleeps until a sub-task reports: the commands are told at once
+    all the same, and doit stops once they have."""
+    site = make_project(tmp_path)
+    site.config(
+        'version: 1\nout: _build\nrules:\n  copy:\n    inputs: ["images/*.png"]\n    output: "{name}"\n'
+        '    steps: [shell: {argv: [sh, -c, "echo $$ > started.$(basename {in}); sleep 300; cat {in}"]}]\n'
+    )
+    command = [sys.executable, "-m", "doit", "-n", "2", "-P", "thread"]
+    run = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL)
+    try:
+
+        def started() -> list[int]:
+            return [
+                int(text) for p in site.root.glob("started.*") if (text := p.read_text().strip()).isdigit()
+            ]
+
+        wait_until(lambda: len(started()) == 2, "both sub-tasks' commands to start")
+        for thread in Path(f"/proc/{run.pid}/task").iterdir():
+            if int(thread.name) != run.pid:
+                os.kill(int(thread.name), signal.SIGINT)  # taken by that thread, not doit's main one
+        run.wait(timeout=60)
+        for command_pid in started():
+            wait_until(lambda pid=command_pid: process_gone(pid), "the commands to stop")
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+            for command_pid in started():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(command_pid, signal.SIGKILL)
+
+
+COUNT_INTERRUPTS = """\
+import os, signal, sys, time
+
+name = os.path.basename(sys.argv[1])
+got = []
+
+
+def note(signum, frame):
+    got.append(signum)
+    with open(f"interrupts.{name}", "a") as log:
+        log.write("I")
+
+
+signal.signal(signal.SIGINT, note)
+with open(f"started.{name}", "w") as started:
+    started.write(str(os.getpid()))
+while not got:
+    time.sleep(0.01)
+time.sleep(1)  # a second SIGINT would come meanwhile
+"""
+
+
+def test_one_ctrl_c_reaches_each_command_of_doit_thread_sub_tasks_once(tmp_path: Path) -> None:
+    """The handler and the thread woken by the signal wakeup fd both see a Ctrl-C; the commands,
+    some of which take a second one as "stop now", get it once."""
+    site = make_project(tmp_path)
+    site.config(
+        'version: 1\nout: _build\nrules:\n  copy:\n    inputs: ["images/*.png"]\n    output: "{name}"\n'
+        f'    steps: [shell: {{argv: ["{sys.executable}", count.py, "{{in}}"]}}]\n'
+    )
+    site.write({"count.py": COUNT_INTERRUPTS})
+    command = [sys.executable, "-m", "doit", "-n", "2", "-P", "thread"]
+    run = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL)
+    try:
+
+        def started() -> list[int]:
+            texts = [p.read_text().strip() for p in site.root.glob("started.*")]
+            return [int(text) for text in texts if text.isdigit()]
+
+        wait_until(lambda: len(started()) == 2, "both sub-tasks' commands to start")
+        os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        run.wait(timeout=60)
+        for command_pid in started():
+            wait_until(lambda pid=command_pid: process_gone(pid), "the commands to stop")
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+
+    got = {p.name: p.read_text() for p in site.root.glob("interrupts.*")}
+    assert got and set(got.values()) == {"I"}, got
 
 
 def test_a_doit_run_alerts_as_a_build_does(site: Project, webhook: str) -> None:

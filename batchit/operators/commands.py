@@ -37,6 +37,12 @@ _stopping = False
 """A stop was forwarded to this process's commands: the next ones of a batch must not start."""
 _forwarding: set[int] = set()
 """The signals `forward_stop_signals` chained a handler for."""
+_watching = False
+"""`forward_stop_signals` started the thread that forwards them as the signal wakeup fd reports them."""
+_forwarded_at: dict[int, float] = {}
+"""When each signal was last forwarded (`time.monotonic()`), by `_forward_once`."""
+SAME_PRESS = 0.5
+"""Seconds within which the handler and the wakeup fd's thread see one signal, not two."""
 _starting = False
 """The main thread is starting a command: a KeyboardInterrupt raised inside `subprocess.Popen` would
 leave it running unregistered, so the chained handler defers the host's handling (`_deferred`)."""
@@ -155,13 +161,53 @@ def resume_commands() -> None:
 def forward_stop_signals() -> None:
     """Chain a handler in front of this process's SIGINT and SIGTERM handlers that first forwards
     the signal to the running commands (for hosts such as doit, whose worker threads and processes
-    would otherwise leave them running). Only from the main thread; once per signal."""
+    would otherwise leave them running). Only from the main thread; once per signal.
+
+    A thread of its own forwards them too, woken through the signal wakeup fd (unless the host
+    set one): a Python-level handler runs only once the main thread gets control, and doit's
+    (`-P thread`) blocks until a sub-task's thread reports, which one waiting for its command
+    does not. A signal the system gives another thread, or one landing just before the main
+    thread blocks, would not wake it: the commands would run on, and doit with them."""
     if threading.current_thread() is not threading.main_thread():
         return
     for signum in (signal.SIGINT, signal.SIGTERM):
         if signum not in _forwarding:
             _forwarding.add(signum)
             signal.signal(signum, functools.partial(_forward, signal.getsignal(signum)))
+    global _watching
+    if _watching:
+        return
+    wakeup, notify = os.pipe()
+    os.set_blocking(notify, False)
+    previous = signal.set_wakeup_fd(notify, warn_on_full_buffer=False)
+    if previous != -1:  # the host watches its signals through a wakeup fd of its own: keep it
+        signal.set_wakeup_fd(previous)
+        os.close(wakeup)
+        os.close(notify)
+        return
+    _watching = True
+    threading.Thread(target=_forward_when_woken, args=(wakeup,), name="batchit-forward", daemon=True).start()
+
+
+def _forward_when_woken(wakeup: int) -> None:
+    """Forward each stop signal to the running commands as the signal wakeup fd reports it,
+    whichever thread the system gave it to and whenever the main thread gets to its handler."""
+    while chunk := os.read(wakeup, 64):
+        for signum in chunk:
+            if signum in _forwarding:
+                _forward_once(signum)
+
+
+def _forward_once(signum: int) -> None:
+    """Forward `signum` to the running commands, unless it was forwarded within SAME_PRESS
+    seconds: one Ctrl-C reaches both the wakeup fd's thread and the Python handler, and a command
+    that takes a second SIGINT as "stop now" must not get two."""
+    now = time.monotonic()
+    last = _forwarded_at.get(signum)
+    if last is not None and now - last < SAME_PRESS:
+        return
+    _forwarded_at[signum] = now
+    signal_commands(signum)
 
 
 def ends_in_keyboard_interrupt(handler: Any) -> bool:
@@ -173,7 +219,7 @@ def ends_in_keyboard_interrupt(handler: Any) -> bool:
 
 
 def _forward(previous: Any, signum: int, frame: FrameType | None) -> None:
-    signal_commands(signum)
+    _forward_once(signum)
     if _starting:
         _deferred.append((previous, signum))
     else:
