@@ -149,6 +149,38 @@ def test_doit_after_batchit_build_runs_nothing(site: Project) -> None:
     assert executed(result) == []
 
 
+def test_a_task_of_the_users_reading_a_batchit_output_runs_after_the_job_writing_it(site: Project) -> None:
+    # The user's task comes first in dodo.py and names the output as doit users do, relative to
+    # the dodo.py's folder: doit makes it depend on the sub-task whose target that file is.
+    (site.root.parent / "dodo.py").write_text(
+        textwrap.dedent(
+            """\
+            import shutil
+            import batchit.doit
+
+            DOIT_CONFIG = {"verbosity": 2}
+
+            def task_publish():
+                return {
+                    "actions": [lambda: shutil.copyfile("site/_build/cdn.json", "published.json")],
+                    "file_dep": ["site/_build/cdn.json"],
+                    "targets": ["published.json"],
+                }
+
+            task_site = batchit.doit.tasks("site")
+            """
+        ),
+        encoding="utf-8",
+    )
+    result = doit(site, "publish")
+    assert result.code == 0, result.describe()
+    assert executed(result)[-2:] == ["site:cdn.json", "publish"]
+    assert (site.root.parent / "published.json").read_bytes() == (site.root / "_build/cdn.json").read_bytes()
+    by_target = doit(site, "site/_build/cdn.json")  # doit runs a task named by its target
+    assert by_target.code == 0, by_target.describe()
+    assert executed(by_target) == []
+
+
 def test_a_config_doit_built_with_keeps_the_state_from_any_other(site: Project) -> None:
     assert doit(site).code == 0
     site.write({"other.yaml": CONFIG.replace("cdn.json", "other.json")})

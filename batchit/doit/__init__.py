@@ -47,7 +47,7 @@ def tasks(
     def task_creator() -> Iterator[TaskDict]:
         forward_stop_signals()  # a Ctrl-C to doit reaches the commands of `shell` steps, in any -P mode
         try:
-            session = Session.open(root, config_file, group)
+            session = Session.open(root, config_file, group, os.fspath(project_dir))
             yield from session.tasks()
         except BatchitError as exc:  # doit prints its InvalidTask as one `ERROR:` line, exit 3
             raise InvalidTask(f"batchit: {exc}") from None

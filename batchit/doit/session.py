@@ -57,6 +57,9 @@ class Session:
     config: Config
     registry: OperatorRegistry
     basename: str
+    place: str
+    """The project folder as the dodo.py names it (relative to where doit runs, or absolute): the
+    sub-tasks' targets are spelled from it, as the user's own tasks spell their `file_dep`."""
     run_id: str
     """Minted when doit loads the tasks: the sub-tasks commit their rows and keep their logs under it;
     `_record` records the run under it too, unless another run was recorded meanwhile."""
@@ -82,12 +85,12 @@ class Session:
     """The pid of the process whose first job made a killed build's missing audit entry, if any."""
 
     @classmethod
-    def open(cls, root: Path, config_file: str, basename: str) -> Session:
+    def open(cls, root: Path, config_file: str, basename: str, place: str) -> Session:
         """Load the project's config (a config error stops doit with batchit's message)."""
         registry = OperatorRegistry.default()
         config = load_config(root, config_file, {}, registry)
         started = datetime.now(UTC)
-        return cls(config, registry, basename, new_run_id(started), started)
+        return cls(config, registry, basename, place, new_run_id(started), started)
 
     @property
     def state_db(self) -> Path:
@@ -133,7 +136,7 @@ class Session:
                 "name": task_names[id(job)],
                 "doc": f"{job.rule}: {job_label(job)}",
                 "actions": [(self.run, (job.job_id, job.rule, job.inputs))],
-                "targets": [str(self.config.out_dir / job.output)] if known else [],
+                "targets": [self._target(job.output)] if known else [],
                 "task_dep": depends,
                 "uptodate": [UpToDate(self, job.job_id, job.rule, job.inputs)],
             }
@@ -145,6 +148,12 @@ class Session:
             "task_dep": [name for names_of_rule in by_rule.values() for name in names_of_rule],
             "uptodate": [self.record_is_current],
         }
+
+    def _target(self, output: str) -> str:
+        """A job's output as its sub-task's target: under the project folder as the dodo.py names
+        it (`site/_build/cdn.json`), since doit matches a task's `file_dep` to the task whose
+        target it is by the string alone, and runs `doit site/_build/cdn.json` by it."""
+        return os.path.normpath(Path(self.place) / self.config.out / output)
 
     def plan(self, store: StateStore | None, rule: str | None = None) -> tuple[Planner, list[Job]]:
         """Plan every rule, or `rule` and the rules it reads, as `batchit plan` does."""
