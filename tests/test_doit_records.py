@@ -135,6 +135,17 @@ def test_a_config_error_under_doit_is_one_message_without_a_traceback(
         assert named in result.stderr and "fix:" in result.stderr, result.describe()
 
 
+def test_a_dodo_naming_a_folder_without_the_config_says_how_to_name_it_in_dodo_py(tmp_path: Path) -> None:
+    (tmp_path / "dodo.py").write_text('import batchit.doit\ntask_site = batchit.doit.tasks("sight")\n')
+    (tmp_path / "site").mkdir()
+    result = doit(tmp_path, "list")
+    assert result.code == 3, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+    assert result.stderr.startswith("ERROR: batchit: batchit.yaml: not found in "), result.describe()
+    assert "batchit.doit.tasks(" in result.stderr, result.describe()  # not batchit's -C DIR or -f FILE
+    assert "-C DIR" not in result.stderr, result.describe()
+
+
 def test_the_report_of_a_doit_run_shows_what_each_sub_task_did(tmp_path: Path) -> None:
     (tmp_path / "dodo.py").write_text('import batchit.doit\ntask_site = batchit.doit.tasks("site")\n')
     site = Project(tmp_path / "site")

@@ -23,7 +23,7 @@ from doit.exceptions import InvalidTask
 
 from batchit.doit.checker import Blake3Checker
 from batchit.doit.session import Session, TaskDict
-from batchit.errors import BatchitError
+from batchit.errors import BatchitError, ConfigError
 from batchit.operators.commands import forward_stop_signals
 
 __all__ = ["Blake3Checker", "tasks"]
@@ -47,6 +47,13 @@ def tasks(
     def task_creator() -> Iterator[TaskDict]:
         forward_stop_signals()  # a Ctrl-C to doit reaches the commands of `shell` steps, in any -P mode
         try:
+            if not (root / config_file).exists():  # batchit's own hint names -C and -f: not doit's
+                raise ConfigError(
+                    f"not found in {root}",
+                    file=config_file,
+                    hint=f"give batchit.doit.tasks() the project's folder, relative to {Path.cwd()} "
+                    "(where doit runs), and the config's name as config_file= if it is another",
+                )
             session = Session.open(root, config_file, group, os.fspath(project_dir))
             yield from session.tasks()
         except BatchitError as exc:  # doit prints its InvalidTask as one `ERROR:` line, exit 3
