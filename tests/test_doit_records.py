@@ -146,6 +146,31 @@ def test_a_dodo_naming_a_folder_without_the_config_says_how_to_name_it_in_dodo_p
     assert "-C DIR" not in result.stderr, result.describe()
 
 
+def test_a_signing_key_that_cannot_be_read_fails_the_first_sub_task_before_any_job_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As `batchit build` checks before any work (exit 2, nothing built), not after every job ran."""
+    (tmp_path / "dodo.py").write_text('import batchit.doit\ntask_site = batchit.doit.tasks("site")\n')
+    site = Project(tmp_path / "site")
+    site.config(COPY_AND_UPPER)
+    site.write({"tools.py": TOOLS, "src/a.txt": "alpha\n", "src/b.txt": "beta\n"})
+    monkeypatch.setenv("BATCHIT_SIGNING_KEY", str(tmp_path / "no-such.key"))
+    result = doit(site)
+    assert result.code == 1, result.describe()
+    assert "$BATCHIT_SIGNING_KEY names" in result.stdout + result.stderr, result.describe()
+    assert "Traceback" not in result.stdout + result.stderr, result.describe()
+    built = (
+        [p for p in (site.root / "_build").rglob("*") if p.is_file()]
+        if (site.root / "_build").exists()
+        else []
+    )
+    assert built == [], result.describe()
+    monkeypatch.delenv("BATCHIT_SIGNING_KEY")
+    again = doit(site)
+    assert again.code == 0, again.describe()
+    assert site.manifest()["summary"]["built"] == 5
+
+
 def test_the_report_of_a_doit_run_shows_what_each_sub_task_did(tmp_path: Path) -> None:
     (tmp_path / "dodo.py").write_text('import batchit.doit\ntask_site = batchit.doit.tasks("site")\n')
     site = Project(tmp_path / "site")

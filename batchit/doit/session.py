@@ -35,6 +35,7 @@ from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, PlanOptions, select_rules
 from batchit.record.manifest import new_run_id
+from batchit.record.recorder import check_recordable
 from batchit.record.runs import (
     IN_PROGRESS,
     UNFINISHED,
@@ -82,7 +83,8 @@ class Session:
     """(pid, store generation, job id, planner, job) of the job the last check planned alone: its
     action, which doit runs right after the check, reuses that plan while nothing was committed."""
     _audited: int | None = field(default=None, repr=False)
-    """The pid of the process whose first job made a killed build's missing audit entry, if any."""
+    """The pid of the process whose first job checked that the run can be recorded (its signing
+    key reads) and made a killed build's missing audit entry, if any (it comes first)."""
 
     @classmethod
     def open(cls, root: Path, config_file: str, basename: str, place: str) -> Session:
@@ -279,7 +281,8 @@ class Session:
         by_rule: dict[str, list[Job]] = {}
         for planned in jobs:
             by_rule.setdefault(planned.rule, []).append(planned)
-        if self._audited != os.getpid():  # a killed build's unaudited run: its entry comes first
+        if self._audited != os.getpid():  # this process's first job
+            check_recordable(self.config)  # as a build does before any work: not once every job ran
             audit_unaudited_run(self.config.state_dir, store, fsync=self.config.durability == "fsync")
             self._audited = os.getpid()
         mark_in_progress(self.config.state_dir / "runs" / self.run_id, self.pid)  # its logs go there

@@ -172,6 +172,13 @@ class Recorder:
         return key
 
 
+def check_recordable(config: Config) -> None:
+    """What `Recorder` checks before any work, for runs that record only after their jobs (doit's
+    sub-tasks): the signing key can be read, and the manifest copies can be written into `out`."""
+    load_signing_key(config.project_state_dir, os.environ)
+    _check_copy_paths(config)
+
+
 def _check_copy_paths(config: Config) -> None:
     """Refuse, before any work, a run whose manifest copies in `out` could not be written: a folder
     where one goes (a rename cannot replace it) would stop the record halfway, after the jobs ran."""
