@@ -225,6 +225,26 @@ def test_an_unreachable_scheduler_exits_2_naming_it_and_writes_nothing(shouting:
     assert shouting.snapshot(".batchit", "_build") == {}
 
 
+def test_a_scheduler_with_no_worker_exits_2_naming_it_instead_of_waiting_forever(shouting: Project) -> None:
+    with distributed.LocalCluster(
+        n_workers=0,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},
+        silence_logs=logging.CRITICAL,
+    ) as empty:
+        result = shouting.run(
+            "build", "--no-progress", "--executor", f"dask={empty.scheduler_address}",
+            env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"},
+            timeout=60,
+        )  # fmt: skip
+    assert result.code == 2, result.describe()
+    assert f"the Dask cluster at {empty.scheduler_address} has no worker" in result.stderr, result.describe()
+    assert "dask worker" in result.stderr and "Traceback" not in result.stderr, result.describe()
+    assert shouting.snapshot(".batchit", "_build") == {}
+
+
 def test_without_distributed_the_dask_executor_exits_2_naming_the_extra(shouting: Project) -> None:
     hide = "import sys; sys.modules['distributed'] = None; from batchit.cli import main; sys.exit(main())"
     proc = subprocess.run(

@@ -156,6 +156,9 @@ class DaskPools(Pools):
         fix = "install this batchit version on every worker and mount the project at the same path there"
         try:
             seen: dict[str, tuple[str, bool]] = client.run(sees_project, self.settings.root)
+            if not seen:  # a scheduler whose workers have not joined (yet): its tasks would wait forever
+                _wait_for_a_worker(client, where, f"`dask worker {self.address or 'ADDRESS'}`; {fix}")
+                seen = client.run(sees_project, self.settings.root)
         except ImportError as exc:
             raise UsageError(f"a worker of {where} cannot import batchit: {exc}", hint=fix) from exc
         wrong = sorted(
@@ -273,6 +276,28 @@ class DaskPools(Pools):
             self.shutdown(cancel=True)
 
 
+def _wait_for_a_worker(client: distributed.Client, where: str, fix: str) -> None:
+    """Give a cluster without workers the connect timeout for one to join (started with the
+    scheduler, workers take a moment), then refuse the build: nothing would ever run its jobs, and
+    no worker would have been checked."""
+    seconds = _connect_timeout()
+    try:
+        client.wait_for_workers(1, timeout=seconds)
+    except TimeoutError as exc:
+        raise UsageError(
+            f"{where} has no worker (none joined in {seconds:g} s); nothing was built",
+            hint=f"start workers with {fix}",
+        ) from exc
+
+
+def _connect_timeout() -> float:
+    """Seconds of Dask's `distributed.comm.timeouts.connect` (30 unless configured)."""
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s"))
+
+
 def _answers_as_a_scheduler(address: str) -> None:
     """Open one connection to `address` and exchange Dask's handshake: an OSError if no connection
     opens within the connect timeout (`distributed.comm.timeouts.connect`), a TimeoutError if the
@@ -282,11 +307,9 @@ def _answers_as_a_scheduler(address: str) -> None:
     bytes as a message's length and fails however it fails (a MemoryError for a banner)."""
     import asyncio
 
-    import dask.config
-    from dask.utils import parse_timedelta
     from distributed.comm.core import connect
 
-    seconds = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
+    seconds = _connect_timeout()
     arguments = distributed.Security().get_connection_args("client")
 
     async def handshake() -> None:
