@@ -587,6 +587,37 @@ def test_one_ctrl_c_reaches_each_command_of_doit_thread_sub_tasks_once(tmp_path:
     assert got and set(got.values()) == {"I"}, got
 
 
+def test_a_command_that_ignores_ctrl_c_does_not_outlive_doit_thread_sub_tasks(tmp_path: Path) -> None:
+    """doit leaves its `-P thread` workers, daemon threads, running as it exits after a Ctrl-C:
+    their commands are killed then, not left running on their own."""
+    site = make_project(tmp_path)
+    site.config(
+        'version: 1\nout: _build\nrules:\n  copy:\n    inputs: ["images/*.png"]\n    output: "{name}"\n'
+        "    steps: [shell: {argv: [sh, -c, \"trap '' INT; echo $$ > started.$(basename {in}); "
+        'sleep 300; cat {in}"]}]\n'
+    )
+    command = [sys.executable, "-m", "doit", "-n", "2", "-P", "thread"]
+    run = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL)
+
+    def started() -> list[int]:
+        texts = [p.read_text().strip() for p in site.root.glob("started.*")]
+        return [int(text) for text in texts if text.isdigit()]
+
+    try:
+        wait_until(lambda: len(started()) == 2, "both sub-tasks' commands to start")
+        os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        run.wait(timeout=60)
+        for command_pid in started():
+            wait_until(lambda pid=command_pid: process_gone(pid), "the commands to be killed", timeout=10)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        for command_pid in started():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(command_pid, signal.SIGKILL)
+
+
 def test_a_doit_run_alerts_as_a_build_does(site: Project, webhook: str) -> None:
     """`when: always`: the recorded run's summary; a failed job: the alert of the run recorded as
     doit exits, since doit runs no `_record` after a failure."""

@@ -11,6 +11,7 @@ no new command starts in that process until `resume_commands`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
@@ -38,11 +39,16 @@ _stopping = False
 _forwarding: set[int] = set()
 """The signals `forward_stop_signals` chained a handler for."""
 _watching = False
-"""`forward_stop_signals` started the thread that forwards them as the signal wakeup fd reports them."""
+"""`forward_stop_signals` hooked the host's exit and started the thread that forwards the signals
+as the signal wakeup fd reports them (unless the host has a wakeup fd)."""
 _forwarded_at: dict[int, float] = {}
 """When each signal was last forwarded (`time.monotonic()`), by `_forward_once`."""
+EXIT_WAIT = 1.0
+"""How long the host's exit waits for commands being started to register, to kill them too."""
 SAME_PRESS = 0.5
 """Seconds within which the handler and the wakeup fd's thread see one signal, not two."""
+_launching = 0
+"""Threads between their check of `_stopping` and their command's registration (`run_command`)."""
 _starting = False
 """The main thread is starting a command: a KeyboardInterrupt raised inside `subprocess.Popen` would
 leave it running unregistered, so the chained handler defers the host's handling (`_deferred`)."""
@@ -67,26 +73,32 @@ def run_command(
     Raises OSError when the program cannot be started, CommandTimeout on a timeout, CommandStopped
     once a stop was forwarded to this process.
     """
-    global _starting
-    if _stopping:
-        raise CommandStopped
-    main = threading.current_thread() is threading.main_thread()
-    if main:  # a forwarded signal's KeyboardInterrupt (raised here only) waits for the registration
-        _starting = True
+    global _starting, _launching
+    with _running_lock:
+        _launching += 1
     try:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            process_group=0,
-        )
-        _register(process.pid, running=True)
+        if _stopping:
+            raise CommandStopped
+        main = threading.current_thread() is threading.main_thread()
+        if main:  # a forwarded signal's KeyboardInterrupt (raised here only) waits for the registration
+            _starting = True
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=env,
+                process_group=0,
+            )
+            _register(process.pid, running=True)
+        finally:
+            if main:
+                _starting = False
     finally:
-        if main:
-            _starting = False
+        with _running_lock:
+            _launching -= 1
     try:
         if _stopping:  # the stop came between the check above and the registration
             _kill_group(process)
@@ -167,7 +179,8 @@ def forward_stop_signals() -> None:
     set one): a Python-level handler runs only once the main thread gets control, and doit's
     (`-P thread`) blocks until a sub-task's thread reports, which one waiting for its command
     does not. A signal the system gives another thread, or one landing just before the main
-    thread blocks, would not wake it: the commands would run on, and doit with them."""
+    thread blocks, would not wake it: the commands would run on, and doit with them. At the
+    host's exit, the commands still running are killed (`_kill_commands_at_exit`)."""
     if threading.current_thread() is not threading.main_thread():
         return
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -177,6 +190,8 @@ def forward_stop_signals() -> None:
     global _watching
     if _watching:
         return
+    _watching = True
+    atexit.register(_kill_commands_at_exit)
     wakeup, notify = os.pipe()
     os.set_blocking(notify, False)
     previous = signal.set_wakeup_fd(notify, warn_on_full_buffer=False)
@@ -185,8 +200,20 @@ def forward_stop_signals() -> None:
         os.close(wakeup)
         os.close(notify)
         return
-    _watching = True
     threading.Thread(target=_forward_when_woken, args=(wakeup,), name="batchit-forward", daemon=True).start()
+
+
+def _kill_commands_at_exit() -> None:
+    """At the host's exit, kill the commands still running, which nobody would wait for: doit's
+    `-P thread` workers are daemon threads it leaves behind after a Ctrl-C (a command that ignores
+    SIGINT, or one a thread was starting, would run on). Those being started are let register
+    first (at most EXIT_WAIT seconds); no further one starts."""
+    global _stopping
+    _stopping = True
+    deadline = time.monotonic() + EXIT_WAIT
+    while _launching and time.monotonic() < deadline:
+        time.sleep(0.01)
+    signal_commands(signal.SIGKILL)
 
 
 def _forward_when_woken(wakeup: int) -> None:
