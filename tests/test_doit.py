@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -500,6 +501,33 @@ def test_ctrl_c_stops_the_commands_doit_sub_tasks_run(tmp_path: Path, parallel: 
             run.wait()
 
 
+@contextlib.contextmanager
+def doit_thread_sub_tasks(tmp_path: Path, site: Project) -> Iterator[subprocess.Popen[bytes]]:
+    """`doit -n 2 -P thread` in `tmp_path`, handed over once both sub-tasks' commands have started
+    (each writes its pid to `started.<name>`); then doit must exit and the commands must be gone.
+    Whatever is left is killed."""
+    command = [sys.executable, "-m", "doit", "-n", "2", "-P", "thread"]
+    run = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL)
+
+    def started() -> list[int]:
+        texts = [p.read_text().strip() for p in site.root.glob("started.*")]
+        return [int(text) for text in texts if text.isdigit()]
+
+    try:
+        wait_until(lambda: len(started()) == 2, "both sub-tasks' commands to start")
+        yield run
+        run.wait(timeout=60)
+        for command_pid in started():
+            wait_until(lambda pid=command_pid: process_gone(pid), "the commands to stop", timeout=10)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        for command_pid in started():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(command_pid, signal.SIGKILL)
+
+
 def test_ctrl_c_that_the_system_gives_a_sub_tasks_thread_stops_doit_and_its_commands(tmp_path: Path) -> None:
     """`-P thread`: the system may hand a Ctrl-C to any thread of doit's, whose Python handler then
     waits for the main thread, which sleeps until a sub-task reports: the commands are told at once
@@ -509,29 +537,10 @@ def test_ctrl_c_that_the_system_gives_a_sub_tasks_thread_stops_doit_and_its_comm
         'version: 1\nout: _build\nrules:\n  copy:\n    inputs: ["images/*.png"]\n    output: "{name}"\n'
         '    steps: [shell: {argv: [sh, -c, "echo $$ > started.$(basename {in}); sleep 300; cat {in}"]}]\n'
     )
-    command = [sys.executable, "-m", "doit", "-n", "2", "-P", "thread"]
-    run = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL)
-    try:
-
-        def started() -> list[int]:
-            return [
-                int(text) for p in site.root.glob("started.*") if (text := p.read_text().strip()).isdigit()
-            ]
-
-        wait_until(lambda: len(started()) == 2, "both sub-tasks' commands to start")
+    with doit_thread_sub_tasks(tmp_path, site) as run:
         for thread in Path(f"/proc/{run.pid}/task").iterdir():
             if int(thread.name) != run.pid:
                 os.kill(int(thread.name), signal.SIGINT)  # taken by that thread, not doit's main one
-        run.wait(timeout=60)
-        for command_pid in started():
-            wait_until(lambda pid=command_pid: process_gone(pid), "the commands to stop")
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-            for command_pid in started():
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(command_pid, signal.SIGKILL)
 
 
 COUNT_INTERRUPTS = """\
@@ -565,23 +574,8 @@ def test_one_ctrl_c_reaches_each_command_of_doit_thread_sub_tasks_once(tmp_path:
         f'    steps: [shell: {{argv: ["{sys.executable}", count.py, "{{in}}"]}}]\n'
     )
     site.write({"count.py": COUNT_INTERRUPTS})
-    command = [sys.executable, "-m", "doit", "-n", "2", "-P", "thread"]
-    run = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL)
-    try:
-
-        def started() -> list[int]:
-            texts = [p.read_text().strip() for p in site.root.glob("started.*")]
-            return [int(text) for text in texts if text.isdigit()]
-
-        wait_until(lambda: len(started()) == 2, "both sub-tasks' commands to start")
+    with doit_thread_sub_tasks(tmp_path, site) as run:
         os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        run.wait(timeout=60)
-        for command_pid in started():
-            wait_until(lambda pid=command_pid: process_gone(pid), "the commands to stop")
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
 
     got = {p.name: p.read_text() for p in site.root.glob("interrupts.*")}
     assert got and set(got.values()) == {"I"}, got
@@ -596,26 +590,8 @@ def test_a_command_that_ignores_ctrl_c_does_not_outlive_doit_thread_sub_tasks(tm
         "    steps: [shell: {argv: [sh, -c, \"trap '' INT; echo $$ > started.$(basename {in}); "
         'sleep 300; cat {in}"]}]\n'
     )
-    command = [sys.executable, "-m", "doit", "-n", "2", "-P", "thread"]
-    run = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL)
-
-    def started() -> list[int]:
-        texts = [p.read_text().strip() for p in site.root.glob("started.*")]
-        return [int(text) for text in texts if text.isdigit()]
-
-    try:
-        wait_until(lambda: len(started()) == 2, "both sub-tasks' commands to start")
-        os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        run.wait(timeout=60)
-        for command_pid in started():
-            wait_until(lambda pid=command_pid: process_gone(pid), "the commands to be killed", timeout=10)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-        for command_pid in started():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(command_pid, signal.SIGKILL)
+    with doit_thread_sub_tasks(tmp_path, site) as run:
+        os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does; the commands ignore it
 
 
 def test_a_doit_run_alerts_as_a_build_does(site: Project, webhook: str) -> None:

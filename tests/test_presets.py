@@ -29,30 +29,6 @@ def test_a_param_used_only_by_a_replaced_key_needs_no_value(project: Project) ->
 
 
 @pytest.mark.parametrize(
-    ("widths", "error"),
-    [
-        ("320", "10:12: rule 'thumbs': 'matrix.width' must be a list, not an integer (320)"),
-        # a value of the list fills a step's parameter through the preset's matrix: still the user's line
-        (
-            "[320, abc]",
-            "10:26: rule 'thumbs': step 2 (image.resize) parameter 'width' must be an integer, "
-            "not a string ('abc')",
-        ),
-    ],
-    ids=["not-a-list", "a-bad-item"],
-)
-def test_a_bad_with_value_is_reported_where_it_is_written_naming_the_parameter(
-    project: Project, widths: str, error: str
-) -> None:
-    thumbs = f"  thumbs:\n    preset: responsive_images\n    with: {{widths: {widths}}}\n"
-    project.write({"pages/a.md": "# A\n", "batchit.yaml": PAGES + thumbs})
-    result = project.run("build", "--no-progress")
-    assert result.code == 2, result.describe()
-    assert f"error: batchit.yaml:{error} (from preset parameter 'widths')" in result.stderr, result.describe()
-    assert project.snapshot(".batchit", "_build") == {}
-
-
-@pytest.mark.parametrize(
     ("of", "error"),
     [
         ("nope", "inputs name unknown rule 'nope'"),
@@ -111,6 +87,17 @@ def test_a_file_a_preset_step_names_that_is_missing_is_blamed_on_the_preset_file
 @pytest.mark.parametrize(
     ("own", "error"),
     [
+        (
+            "    with: {widths: 320}\n",
+            "10:12: rule 'thumbs': 'matrix.width' must be a list, not an integer (320) "
+            "(from preset parameter 'widths')",
+        ),
+        # a value of the list fills a step's parameter through the preset's matrix: still the user's line
+        (
+            "    with: {widths: [320, abc]}\n",
+            "10:26: rule 'thumbs': step 2 (image.resize) parameter 'width' must be an integer, "
+            "not a string ('abc') (from preset parameter 'widths')",
+        ),
         # the bundled preset's output lacks the user's new matrix key: the user's matrix is to blame
         (
             "    matrix: {width: [320], q: [1, 2]}\n",
@@ -124,13 +111,14 @@ def test_a_file_a_preset_step_names_that_is_missing_is_blamed_on_the_preset_file
             "  fix: give the rule an output of its own without {path} (the preset's has it)",
         ),
     ],
-    ids=["a-new-matrix-key", "an-aggregate"],
+    ids=["with-not-a-list", "with-a-bad-item", "a-new-matrix-key", "an-aggregate"],
 )
-def test_a_rule_key_at_odds_with_a_bundled_preset_is_reported_in_the_users_file(
+def test_a_rules_mistake_in_using_a_bundled_preset_is_reported_in_the_users_file(
     project: Project, own: str, error: str
 ) -> None:
-    """The user cannot edit a bundled preset file (it is inside batchit): an error its skeleton
-    meets because of how a rule uses it names the rule's lines in batchit.yaml instead."""
+    """The user cannot edit a bundled preset file (it is inside batchit): a bad `with:` value, or an
+    error the preset's skeleton meets because of how a rule uses it, names the rule's lines in
+    batchit.yaml instead."""
     thumbs = "  thumbs:\n    preset: responsive_images\n" + own
     project.write({"pages/a.md": "# A\n", "batchit.yaml": PAGES + thumbs})
     result = project.run("build", "--no-progress")

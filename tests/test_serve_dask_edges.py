@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -138,54 +139,50 @@ def test_a_report_read_slowly_arrives_whole_past_the_idle_limit(project: Project
         server.server_close()
 
 
-@pytest.mark.slow
-def test_an_address_that_accepts_but_is_no_dask_scheduler_exits_2_instead_of_hanging(
-    project: Project,
+class NotAScheduler(NamedTuple):
+    """A server at the Dask address that is no scheduler: what it says to whoever connects
+    (nothing: connections wait in its backlog), the connect timeout, and the words batchit must say."""
+
+    greeting: bytes | None
+    timeout: str
+    said: str
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param(NotAScheduler(None, "1s", "handshake"), id="silent", marks=pytest.mark.slow),
+        # an SSH server greets whoever connects: Dask would read the banner as a message's length
+        pytest.param(NotAScheduler(b"SSH-2.0-OpenSSH_9.6\r\n", "5s", "not as a Dask scheduler"), id="ssh"),
+    ],
+)
+def test_an_address_whose_server_is_no_dask_scheduler_exits_2_without_hanging_or_a_traceback(
+    project: Project, server: NotAScheduler
 ) -> None:
     pytest.importorskip("distributed")
     project.write({"batchit.yaml": HOLD_CONFIG, "hold.py": HOLD, "src/a.txt": "a\n"})
     (project.root / "release-a.txt").touch()
-    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections wait in its backlog, unanswered
-        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
-        result = project.run(
-            "build", "--no-progress", "--executor", f"dask={address}",
-            env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"},
-            timeout=90,
-        )  # fmt: skip
-
-    assert result.code == 2, result.describe()
-    assert f"cannot connect to the Dask scheduler at {address}" in result.stderr, result.describe()
-    assert "handshake" in result.stderr, result.describe()
-    assert "Traceback" not in result.stderr, result.describe()
-    assert not (project.root / "_build").exists()
-
-
-def test_an_address_whose_server_speaks_another_protocol_exits_2_without_a_traceback(
-    project: Project,
-) -> None:
-    pytest.importorskip("distributed")
-    project.write({"batchit.yaml": HOLD_CONFIG, "hold.py": HOLD, "src/a.txt": "a\n"})
-    (project.root / "release-a.txt").touch()
-    with socket.create_server(("127.0.0.1", 0)) as ssh:  # an SSH server greets whoever connects
+    with socket.create_server(("127.0.0.1", 0)) as listening:
 
         def greet() -> None:
             with contextlib.suppress(OSError):
                 while True:
-                    connection, _ = ssh.accept()
+                    connection, _ = listening.accept()
                     with connection:
-                        connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                        connection.sendall(server.greeting or b"")
                         connection.recv(1024)
 
-        threading.Thread(target=greet, daemon=True).start()
-        address = f"tcp://127.0.0.1:{ssh.getsockname()[1]}"
+        if server.greeting is not None:
+            threading.Thread(target=greet, daemon=True).start()
+        address = f"tcp://127.0.0.1:{listening.getsockname()[1]}"
         result = project.run(
             "build", "--no-progress", "--executor", f"dask={address}",
-            env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "5s"},
+            env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": server.timeout},
             timeout=90,
         )  # fmt: skip
 
     assert result.code == 2, result.describe()
     assert f"cannot connect to the Dask scheduler at {address}" in result.stderr, result.describe()
-    assert "not as a Dask scheduler" in result.stderr, result.describe()
+    assert server.said in result.stderr, result.describe()
     assert "Traceback" not in result.stderr, result.describe()
     assert not (project.root / "_build").exists()
