@@ -19,6 +19,7 @@ from blake3 import blake3
 from conftest import COPY_CONFIG, HOLD, HOLD_CONFIG, Project, process_gone, wait_until
 
 from batchit.execute.pools import PROCESSES_FROM
+from batchit.record.runs import UNFINISHED_RUN
 
 GATED = """\
 version: 1
@@ -537,3 +538,18 @@ def test_what_an_unfinished_run_left_is_named_by_its_path_when_swept(copies: Pro
     result = copies.build()
     assert f"removed {stray.relative_to(copies.root)}, left by a run that did not finish" in result.stderr
     assert not stray.exists()
+
+
+def test_many_files_an_unfinished_run_left_are_named_a_few_and_counted(copies: Project) -> None:
+    """A build killed amid thousands of small jobs leaves hundreds of temporary and cache files: a
+    line each would bury the build's own output, so the first ten are named and the rest counted."""
+    copies.build()
+    (copies.root / ".batchit" / "build-in-progress").write_text("")
+    strays = [copies.root / "_build" / f".batchit-tmp-0123456789ab-{n}-a.txt" for n in range(30)]
+    for stray in strays:
+        stray.write_text("cut short")
+    result = copies.build()
+    removed = [line for line in result.stderr.splitlines() if line.startswith("warning: removed")]
+    assert len(removed) == 11, result.describe()
+    assert removed[-1] == f"warning: removed 20 more files left by {UNFINISHED_RUN}", result.describe()
+    assert not any(stray.exists() for stray in strays)

@@ -338,13 +338,23 @@ UNFINISHED_RUN = "a run that did not finish (killed, or stopped by an error)"
 """Who left the litter a build finds at its start, for `swept`."""
 
 
+SWEPT_NAMED = 10
+"""How many of the files a sweep removed its warnings name; the rest are counted in one more."""
+
+
 def swept(config: Config, store: StateStore, culprit: str = UNFINISHED_RUN) -> list[str]:
-    """`sweep_litter`, with a warning for each file removed, naming it and `culprit`."""
-    return [
+    """`sweep_litter`, with a warning naming each file removed and `culprit`: the first SWEPT_NAMED
+    of them, then one counting the rest (a build killed amid thousands of small jobs leaves
+    hundreds, which would bury the build's own output)."""
+    removed = sweep_litter(config, store)
+    warnings = [
         f"removed {path.relative_to(config.root) if path.is_relative_to(config.root) else path}, "
         f"left by {culprit}"
-        for path in sweep_litter(config, store)
+        for path in removed[:SWEPT_NAMED]
     ]
+    if len(removed) > SWEPT_NAMED:
+        warnings.append(f"removed {len(removed) - SWEPT_NAMED} more files left by {culprit}")
+    return warnings
 
 
 @dataclass(frozen=True)
