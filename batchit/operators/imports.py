@@ -165,13 +165,28 @@ def _absolute(module: str | None, level: int, package: list[str] | None) -> str 
 
 def _module_files(name: str, root: Path) -> list[Path]:
     """The files Python runs for `import name` when the project root is first on the import path: each
-    package's `__init__.py` and the module's own file, as far as they exist under the root. A
-    folder without `__init__.py` is a namespace package (PEP 420): its modules count all the same,
-    but a module file of that name comes first, as it does for `import`."""
-    files = []
+    package's `__init__.py` and the module's own file, as far as they exist under the root."""
+    return _module_lookup(name, root)[0]
+
+
+def _module_folders(name: str, root: Path) -> list[Path]:
+    """The folders Python looks in for `import name`: where each part of the name is looked up, as
+    far as the parts before it are packages under the root."""
+    return _module_lookup(name, root)[1]
+
+
+def _module_lookup(name: str, root: Path) -> tuple[list[Path], list[Path]]:
+    """`import name` followed under the project root: the files it runs and the folders it looks in.
+
+    A folder without `__init__.py` is a namespace package (PEP 420): its modules count all the same,
+    but a module file of that name comes first, as it does for `import`. A module has no submodules.
+    """
+    files: list[Path] = []
+    folders: list[Path] = []
     folder = root
     parts = name.split(".")
     for index, part in enumerate(parts):
+        folders.append(folder)
         package = folder / part
         init = package / "__init__.py"
         module = folder / f"{part}.py"
@@ -180,27 +195,11 @@ def _module_files(name: str, root: Path) -> list[Path]:
         elif module.is_file():
             if index == len(parts) - 1:
                 files.append(module)
-            break  # a module has no submodules
-        elif not package.is_dir():
             break
+        elif not package.is_dir():
+            break  # nothing of that name yet
         folder = package
-    return files
-
-
-def _module_folders(name: str, root: Path) -> list[Path]:
-    """The folders `_module_files` looks in for `import name`: where each part of the name is
-    looked up, as far as the parts before it are packages under the root."""
-    folders = []
-    folder = root
-    for part in name.split("."):
-        folders.append(folder)
-        package = folder / part
-        if not (package / "__init__.py").is_file() and (
-            (folder / f"{part}.py").is_file() or not package.is_dir()
-        ):
-            break  # a module (which has no submodules), or nothing yet
-        folder = package
-    return folders
+    return files, folders
 
 
 def may_define(module_file: Path, name: str) -> bool:
