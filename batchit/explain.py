@@ -11,7 +11,8 @@ from batchit.engine import BuildOptions, plan_build
 from batchit.errors import UsageError
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
-from batchit.plan.jobs import UNKNOWN, Job
+from batchit.plan.jobs import Job
+from batchit.plan.pruning import keeps_last_output
 from batchit.state.rows import Failure
 from batchit.state.store import StateStore
 
@@ -100,7 +101,7 @@ def _kept_by(job: Job | None, failure: Failure | None) -> str | None:
     """Why an output its job no longer writes stays (as pruning keeps it, `kept_outputs`): the job
     has no output of its own to show yet, held by its quarantined input, failed, or waiting for an
     upstream job; None when the next full build removes it."""
-    if job is None or (failure is None and job.key != UNKNOWN):
+    if job is None or not keeps_last_output(job, failure is not None):
         return None
     if failure is None:
         why = "its job waits for an upstream job"

@@ -54,7 +54,14 @@ def kept_outputs(store: StateStore | None, jobs: Iterable[Job]) -> set[str]:
     if store is None:
         return set()
     failing = store.load_failures()
-    return store.outputs_of_jobs(job.job_id for job in jobs if job.key == UNKNOWN or job.job_id in failing)
+    return store.outputs_of_jobs(job.job_id for job in jobs if keeps_last_output(job, job.job_id in failing))
+
+
+def keeps_last_output(job: Job, failed: bool) -> bool:
+    """Whether `job` has no output of its own to show, so the output it recorded last stays:
+    blocked before its key was known, or `failed` (a failure on record: failed, or held in
+    quarantine; its `{key8}` name moved with its input)."""
+    return failed or job.key == UNKNOWN
 
 
 def once_written(paths: Iterable[str], records: Mapping[str, Owned]) -> list[str]:
