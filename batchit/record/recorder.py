@@ -62,8 +62,7 @@ class Recorder:
         self.config = config
         self.run_id = run_id
         self.run_dir = runs_dir(config) / run_id
-        self.key: SigningKey | None = load_signing_key(config.project_state_dir, os.environ)
-        _check_copy_paths(config)
+        self.key = check_recordable(config)
         self.events = EventLog(self.run_dir, emit)
         """The event sink to hand the engine: it logs, then forwards to `emit`."""
         if self.key is not None:
@@ -172,11 +171,14 @@ class Recorder:
         return key
 
 
-def check_recordable(config: Config) -> None:
-    """What `Recorder` checks before any work, for runs that record only after their jobs (doit's
-    sub-tasks): the signing key can be read, and the manifest copies can be written into `out`."""
-    load_signing_key(config.project_state_dir, os.environ)
+def check_recordable(config: Config) -> SigningKey | None:
+    """What a run checks before any work, so that it can be recorded once its jobs ran: the signing
+    key can be read (it is returned; None when the run must mint one), and the manifest copies can
+    be written into `out`. A `Recorder` checks it as it is made; doit's sub-tasks, which record
+    only after their jobs, call it before the first one."""
+    key = load_signing_key(config.project_state_dir, os.environ)
     _check_copy_paths(config)
+    return key
 
 
 def _check_copy_paths(config: Config) -> None:
