@@ -109,8 +109,8 @@ class JobExpander:
         self.output_size = output_size
         """The size of an upstream output (path relative to `out`, blake3), for `input.size`."""
         self.named = NamedFiles(config, tree, hasher)
-        self._folders: dict[tuple[str, tuple[tuple[str, str], ...]], list[str]] = {}
-        """`key_folders` by operator and the module files it named (the hasher noted each)."""
+        self._asked_folders: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        """The operators and module files `key_folders` was asked about (the hasher noted each answer)."""
         self.filled = FilledParams(config)
         self.watched: dict[str, tuple[tuple[str, StatTuple | None], ...]] = {}
         """By recipe hash: the files its key hashed besides the inputs (files steps name, `deps`,
@@ -324,9 +324,9 @@ class JobExpander:
         """Have the hasher note the folders where `op` finds the modules it named (`key_folders`),
         asked once per set of module files: a step with per-job parameters names the same ones."""
         known = (name, tuple(sorted((label, str(path)) for label, path in named.items())))
-        if known not in self._folders:
-            self._folders[known] = op.key_folders(params, self.config.root)
-            for folder in self._folders[known]:
+        if known not in self._asked_folders:
+            self._asked_folders.add(known)
+            for folder in op.key_folders(params, self.config.root):
                 self.hasher.watch_folder(folder)
 
 
