@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 from batchit.fsutil import StatTuple, stat_identity
+from batchit.operators.imports import project_imports
 
 
 def put_project_on_path(root: Path) -> None:
@@ -32,8 +33,6 @@ def put_project_on_path(root: Path) -> None:
 def module_key_files(label: str, source: Path, root: Path) -> dict[str, Path]:
     """The files whose content decides what a project module does: its source, labelled `label`, and
     each project module it imports, labelled `<label> imports <path>`."""
-    from batchit.operators.imports import project_imports  # parses source: not for a replayed plan
-
     files = {label: source}
     for relative in project_imports(source, root):
         files[f"{label} imports {relative}"] = root / relative
@@ -94,8 +93,6 @@ def stale_helpers(changed: Iterable[Path], root: Path) -> list[str]:
 
 def _imported_by_another_step(file: Path, name: str, steps: Mapping[str, Path], root: Path) -> bool:
     """True when a step module other than `name` imports `file`, directly or through others."""
-    from batchit.operators.imports import project_imports  # parses source: only after an edit
-
     try:
         relative = file.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
