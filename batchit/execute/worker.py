@@ -64,13 +64,10 @@ def run_batch(
                 results.append(_not_started(spec))
                 continue
             done = _compute(settings, spec, operators)
-            if isinstance(done, JobResult):
-                results.append(done)
-                failed = settings.fail_fast and _failed_for_good(done)
-            elif not settings.overlap or done.seconds < OVERLAP_FROM:
-                published = done.publish()
-                results.append(published)
-                failed = settings.fail_fast and _failed_for_good(published)
+            if isinstance(done, JobResult) or not settings.overlap or done.seconds < OVERLAP_FROM:
+                result = done if isinstance(done, JobResult) else done.publish()
+                results.append(result)
+                failed = settings.fail_fast and _failed_for_good(result)
             else:
                 if publishing is not None:
                     publishing.result()  # one output at a time waits in memory
