@@ -44,7 +44,8 @@ from pathlib import Path
 started = time.perf_counter()
 from batchit.config import load_config
 from batchit.operators.registry import OperatorRegistry
-from batchit.plan.planner import Planner, PlanOptions, select_rules
+from batchit.plan.planner import Planner, PlanOptions
+from batchit.plan.selection import select_rules
 from batchit.state.store import StateStore
 imported = time.perf_counter()
 root = Path(sys.argv[1])

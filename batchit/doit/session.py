@@ -33,7 +33,8 @@ from batchit.model import RESERVED_OUTPUTS, Config
 from batchit.operators.commands import stop_requested
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
-from batchit.plan.planner import Planner, PlanOptions, select_rules
+from batchit.plan.planner import Planner, PlanOptions
+from batchit.plan.selection import select_rules
 from batchit.record.manifest import new_run_id
 from batchit.record.recorder import check_recordable
 from batchit.record.runs import (

@@ -14,14 +14,16 @@ from datetime import UTC, datetime
 from batchit.config.validation import record_checked
 from batchit.engine.closing import record_run, settled_outputs, write_replay
 from batchit.engine.options import BuildOptions, BuildOutcome, Event, EventSink
-from batchit.engine.running import RunningBuild, build_pools
+from batchit.engine.running import RunningBuild
 from batchit.engine.strangers import refuse_strangers
+from batchit.engine.workers import build_pools
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import Job
-from batchit.plan.planner import Planner, select_rules
+from batchit.plan.planner import Planner
 from batchit.plan.pruning import once_written, prunable
 from batchit.plan.remember import remember_plan
+from batchit.plan.selection import select_rules
 from batchit.plan.snapshot import forget_snapshot
 from batchit.record.alerts import alert, alert_failure
 from batchit.record.commits import quarantines

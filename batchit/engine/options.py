@@ -12,8 +12,9 @@ from batchit.execute.boundary import JobResult
 from batchit.execute.pools import ExecutorKind
 from batchit.model import Config
 from batchit.plan.jobs import Job
-from batchit.plan.planner import PlanOptions, select_rules
+from batchit.plan.planner import PlanOptions
 from batchit.plan.sample import DEFAULT_SEED, Sample
+from batchit.plan.selection import select_rules
 from batchit.record.recorder import RunRecord
 
 Event = dict[str, Any]

@@ -5,7 +5,6 @@ as they arrive; retries wait on the scheduler's timers, never in a worker.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from dataclasses import replace
@@ -14,7 +13,7 @@ from batchit.engine.options import BuildOptions, BuildOutcome, EventSink
 from batchit.engine.single import cache_restore_spec, job_spec, twin_failure, twin_restore_spec
 from batchit.engine.strangers import refuse_strangers
 from batchit.errors import UsageError
-from batchit.execute.boundary import NOT_STARTED, JobResult, JobSpec, WorkerSettings
+from batchit.execute.boundary import NOT_STARTED, JobResult, JobSpec
 from batchit.execute.pools import Pools
 from batchit.execute.retry import LONGEST_RETRY_AFTER, backoff_delay
 from batchit.execute.scheduler import Scheduler
@@ -22,37 +21,13 @@ from batchit.execute.signals import GRACE_SECONDS, StopSignals
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
-from batchit.plan.planner import Planner, select_rules
+from batchit.plan.planner import Planner
+from batchit.plan.selection import select_rules
 from batchit.record.commits import Committer, quarantines
 from batchit.record.events import FLUSH_EVERY
 from batchit.record.replays import write_job_log
 from batchit.record.runs import evict_cache
 from batchit.state.store import StateStore
-
-
-def build_pools(config: Config, registry: OperatorRegistry, options: BuildOptions) -> Pools:
-    """A build's worker pools: `-j`, else the config's `jobs`, else one worker per CPU; the
-    forkserver of the process pool preloads the operators of the selected `cpu` rules."""
-    cpu_operators = {
-        registry.targets[step.operator].partition(":")[0]
-        for rule in select_rules(config, options.rules)
-        if rule.resources == "cpu"
-        for step in rule.steps
-    }
-    workers = options.jobs or config.jobs or os.cpu_count() or 1
-    settings = WorkerSettings(
-        str(config.root),
-        config.out,
-        str(config.state_dir / "cache") if options.use_cache else None,
-        config.durability == "fsync",
-        overlap=workers < (os.cpu_count() or 1),
-        fail_fast=options.fail_fast,
-    )
-    if options.executor == "dask":
-        from batchit.execute.dask import DaskPools  # Dask only for the builds that run on it
-
-        return DaskPools(settings, workers, options.dask_address, sized=bool(options.jobs or config.jobs))
-    return Pools(settings, workers, options.executor, sorted(cpu_operators))
 
 
 class RunningBuild:

@@ -10,9 +10,7 @@ import functools
 import json
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
-from difflib import get_close_matches
 
-from batchit.errors import UsageError
 from batchit.fsutil import StatTuple, stat_identity
 from batchit.globs import compile_glob
 from batchit.model import Config, Rule
@@ -380,26 +378,3 @@ class Planner:
     def stat_updates(self) -> list[StatRow]:
         """Stat-cache rows learned while planning (files re-hashed because their stat changed)."""
         return list(self.hasher.updates.values()) if "hasher" in self.__dict__ else []
-
-
-def select_rules(config: Config, names: Iterable[str]) -> list[Rule]:
-    """The named rules and every rule they read from, in dependency order; all rules for no names."""
-    wanted = list(names)
-    if not wanted:
-        return list(config.rules.values())
-    needed: set[str] = set()
-    stack = []
-    for name in wanted:
-        if name not in config.rules:
-            close = get_close_matches(name, list(config.rules), n=1)
-            raise UsageError(
-                f"no rule named {name!r} in {config.file}",
-                hint=f"did you mean {close[0]!r}?" if close else f"rules: {', '.join(config.rules)}",
-            )
-        stack.append(name)
-    while stack:
-        name = stack.pop()
-        if name not in needed:
-            needed.add(name)
-            stack.extend(config.rules[name].from_rules)
-    return [rule for name, rule in config.rules.items() if name in needed]
