@@ -27,6 +27,13 @@ TEMP_NAME = re.compile(r"\.batchit-tmp-[0-9a-f]{12}-[0-9]+-")
 """How every temporary name `temp_name_for` makes begins: the sweep removes only those, never a
 user's file that merely starts with TEMP_MARK."""
 
+FINE_TICK_NS = 20_000_000
+"""The longest a timestamp tick lasts on a filesystem that keeps nanoseconds (the kernel's clock
+ticks every 1 to 10 ms), with room to spare."""
+
+COARSE_TICK_NS = 3_000_000_000
+"""The same for a filesystem whose timestamps are whole milliseconds or coarser (FAT's are 2 s)."""
+
 NAME_MAX = 255
 """The longest file name, in bytes, that Linux and macOS file systems take."""
 
@@ -183,6 +190,14 @@ def stat_identity(path: str) -> StatTuple | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def is_racy(stat: StatTuple, read_from: int) -> bool:
+    """True when a file with `stat`, read at or after `read_from` (ns since the epoch), may have
+    been rewritten since in the same timestamp tick, so its stat could not tell."""
+    _, mtime_ns, ctime_ns, _ = stat
+    tick = COARSE_TICK_NS if mtime_ns % 1_000_000 == 0 else FINE_TICK_NS
+    return max(mtime_ns, ctime_ns) >= read_from - tick
 
 
 def cache_entry(cache_dir: str | Path, key: str) -> Path:

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -265,6 +266,28 @@ def test_a_symlink_that_appears_in_out_is_refused_on_replay(remembered: Project)
     _replace_output_dir_by_symlink(remembered)
     result = remembered.build(expect=2)
     assert "leads outside `out` through a symlink" in result.stderr, result.describe()
+
+
+def test_an_input_whose_timestamp_is_not_older_than_its_read_is_read_again_next_time(
+    remembered: Project,
+) -> None:
+    """A file rewritten in the same timestamp tick as a build read it keeps its stat ("racy git"):
+    a timestamp that is not older than the read cannot vouch for the hash, so the next build reads
+    the file again instead of replaying a plan that trusts it. Once it is older, it is trusted."""
+    future = time.time_ns() + 3600 * 10**9  # a timestamp no read can be a tick older than
+    os.utime(remembered.root / "src/a.txt", ns=(future, future))
+    remembered.build()
+    assert work(remembered) == 0, "content unchanged: nothing runs"
+    remembered.build()
+    event = plan_event(remembered)
+    assert (event["replayed"], event["patched"]) == (False, True), "the file is read again, not trusted"
+    assert work(remembered) == 0
+
+    past = time.time_ns() - 3600 * 10**9
+    os.utime(remembered.root / "src/a.txt", ns=(past, past))
+    remembered.build()
+    remembered.build()
+    assert plan_event(remembered)["replayed"] is True, "an older timestamp vouches for the hash again"
 
 
 def test_a_damaged_snapshot_means_a_full_plan(remembered: Project) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from doit.dependency import FileChangedChecker
 
+from batchit.fsutil import is_racy
 from batchit.hashing import hash_file
 
 
@@ -15,6 +17,8 @@ class Blake3Checker(FileChangedChecker):  # type: ignore[misc]  # doit ships no 
 
     A file whose (size, mtime_ns, ctime_ns, inode) did not move is unchanged, one whose size changed
     is changed, and otherwise the BLAKE3 hash decides: a touch re-hashes a file and runs nothing.
+    A file hashed within a timestamp tick of its last write may be rewritten in that tick without
+    its stat moving, so its state then keeps no stat to compare (`batchit.fsutil.is_racy`).
     """
 
     def check_modified(self, file_path: str, file_stat: os.stat_result, state: Any) -> bool:
@@ -37,4 +41,8 @@ class Blake3Checker(FileChangedChecker):  # type: ignore[misc]  # doit ships no 
         identity = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         if current_state and list(current_state[:4]) == identity:
             return None
-        return [*identity, hash_file(dep)]
+        read_from = time.time_ns()
+        digest = hash_file(dep)
+        if is_racy((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino), read_from):
+            identity = [st.st_size, -1, -1, -1]  # matches no stat: the next check hashes the file
+        return [*identity, digest]

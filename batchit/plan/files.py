@@ -4,18 +4,26 @@ Globs compile to one regular expression each and are matched against project-rel
 by one `os.scandir` walk per glob base, so 100,000 inputs cost one walk and no per-file objects. The
 stat cache maps (size, mtime_ns, ctime_ns, inode) to a BLAKE3 hash: a checkout that moves mtimes
 backwards or a copy that preserves them still changes ctime or inode, so it is re-hashed.
+
+A file's timestamps come from a clock that ticks coarsely (a few milliseconds; a second or two on
+FAT, HFS+ or some network filesystems), so a file rewritten in the same tick as it was read, to the
+same size, keeps its stat. As git does for its index ("racy git"), a hash read from a file whose
+timestamps are not older than the read by more than a tick is not vouched for by its stat: it is not
+stored in the stat cache, and a plan snapshot treats the file as changed, so the next plan reads it
+again.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchit.errors import ConfigError
-from batchit.fsutil import StatTuple, resolves_inside
+from batchit.fsutil import StatTuple, is_racy, resolves_inside
 from batchit.globs import Glob
 from batchit.hashing import hash_file
 from batchit.state.rows import StatRow
@@ -141,6 +149,9 @@ class Hasher:
     """Every file hashed by path, with the stat it had (None: missing), for a plan snapshot."""
     key_files: set[str] = field(default_factory=set)
     """The files of `looked_up` hashed for a recipe (not only as a job's discovered dependency)."""
+    racy: set[str] = field(default_factory=set)
+    """Files read while their timestamps were within a tick of the read: their stat cannot vouch
+    for the hash, so it is not stored and a plan snapshot does not vouch for them either."""
 
     def __post_init__(self) -> None:
         self._root_text = str(self.root)
@@ -156,14 +167,19 @@ class Hasher:
                 result[path] = entry[5]
             else:
                 todo.append((path, stat))
+        read_from = time.time_ns()
         if sum(stat[0] for _, stat in todo) > PARALLEL_HASH_BYTES:
             with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
                 digests = list(pool.map(self._read, todo))
         else:
             digests = [self._read(item) for item in todo]
         for (path, stat), digest in zip(todo, digests, strict=True):
-            row = (path, *stat, digest)
-            self.updates[path] = cache[path] = row
+            row = cache[path] = (path, *stat, digest)
+            if is_racy(stat, read_from):
+                self.racy.add(path)
+                self.updates.pop(path, None)
+            else:
+                self.updates[path] = row
             result[path] = digest
         return result
 

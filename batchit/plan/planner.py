@@ -23,7 +23,7 @@ from batchit.plan.ownership import refuse_foreign_state
 from batchit.plan.patch import patch_plan
 from batchit.plan.rows import KeysOnDemand, RowsOnDemand, StoreView
 from batchit.plan.sample import Sample
-from batchit.plan.snapshot import PlanSnapshot, Reads, load_snapshot, pack_stats, plan_fingerprint
+from batchit.plan.snapshot import MISSING, PlanSnapshot, Reads, load_snapshot, pack_stats, plan_fingerprint
 from batchit.state.rows import Owned, StatRow
 from batchit.state.store import StateStore
 
@@ -322,14 +322,20 @@ class Planner:
     def snapshot_reads(self, output_stats: list[StatTuple]) -> Reads | None:
         """What planning read, with the stats of the jobs' outputs now, for a snapshot of a plan
         whose every job is up to date (None: a stat that cannot be packed)."""
-        tree = self._tree
-        stats, outputs = pack_stats(tree.stats.values()), pack_stats(output_stats)
+        tree, racy = self._tree, self.hasher.racy  # files read too soon after a write: not vouched for
+        walked_stats = (
+            tree.stats.values() if not racy else [MISSING if p in racy else s for p, s in tree.stats.items()]
+        )
+        stats, outputs = pack_stats(walked_stats), pack_stats(output_stats)
         if stats is None or outputs is None:
             return None
         hashed = {path: (stat, key) for path, stat, key in self._snapshot.reads[3]} if self._snapshot else {}
         key_files = self.hasher.key_files
         for path, stat in self.hasher.looked_up.items():  # a patch checked the snapshot's: still true
-            hashed[path] = (stat, path in key_files or hashed.get(path, (None, False))[1])
+            hashed[path] = (
+                MISSING if path in racy else stat,
+                path in key_files or hashed.get(path, (None, False))[1],
+            )
         return (
             list(tree.walked),
             list(tree.stats),
