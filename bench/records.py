@@ -80,7 +80,7 @@ def main() -> None:
 
     def sign_manifest() -> bytes:
         digest = hashlib.sha256(manifest).hexdigest()
-        return sign_envelope(key, manifest_statement(digest, info.run_id, key.key_id, None))
+        return sign_envelope(key, manifest_statement(digest, info.run_id, key.key_id, None, provenance=True))
 
     seconds, signature = timed(sign_manifest, args.repeat)
     results.append(("sha256 + sign manifest.json.sig", seconds, len(signature)))

@@ -58,7 +58,11 @@ class Tampering(NamedTuple):
 TAMPERINGS = [
     Tampering("edited", "does not verify with that trusted key"),
     Tampering("signed-by-another-key", "does not verify with any trusted key"),
-    Tampering("deleted", "is missing, though the run's run.json says it wrote one"),
+    Tampering("deleted", "is missing, though the manifest's signature says the run wrote one"),
+    Tampering(
+        "deleted-and-run-json-edited", "is missing, though the manifest's signature says the run wrote one"
+    ),
+    Tampering("deleted-from-an-older-record", "is missing, though the run's run.json says it wrote one"),
     Tampering("the-manifest-signature", "(https://batchit.dev/manifest/v1) is not SLSA provenance"),
     Tampering("not-json", "the signed payload is not an in-toto Statement"),
     Tampering("another-runs", "provenance, not run"),
@@ -87,6 +91,17 @@ def test_verify_names_what_is_wrong_with_the_provenance(copies: Project, tamperi
         seal(provenance, json.dumps(statement(provenance)).encode(), Ed25519PrivateKey.generate())
     elif tampering.name == "deleted":
         provenance.unlink()
+    elif tampering.name == "deleted-and-run-json-edited":  # the unsigned run.json cannot cover it up
+        provenance.unlink()
+        run_json = run_dir(copies) / "run.json"
+        run_json.write_text(run_json.read_text().replace('"provenance": true', '"provenance": false'))
+        assert '"provenance": false' in run_json.read_text()
+    elif tampering.name == "deleted-from-an-older-record":  # its signature did not say: run.json does
+        provenance.unlink()
+        signature = run_dir(copies) / "manifest.json.sig"
+        older = statement(signature)
+        del older["predicate"]["provenance"]
+        seal(signature, json.dumps(older).encode(), project_key(copies))
     elif tampering.name == "the-manifest-signature":
         shutil.copy(run_dir(copies) / "manifest.json.sig", provenance)
     elif tampering.name == "not-json":

@@ -44,11 +44,17 @@ class BuildRequest:
     flags: dict[str, Any]
 
 
-def manifest_statement(manifest_sha256: str, run_id: str, key_id: str, audit_head: str | None) -> bytes:
-    """The Statement the manifest's signature covers: one subject, `manifest.json` and its sha256."""
+def manifest_statement(
+    manifest_sha256: str, run_id: str, key_id: str, audit_head: str | None, *, provenance: bool
+) -> bytes:
+    """The Statement the manifest's signature covers: one subject, `manifest.json` and its sha256.
+
+    Its predicate also says whether the run wrote provenance, so `verify` knows from a signed
+    document, not from the unsigned `run.json`, whether a missing provenance file was removed.
+    """
     statement = {
         "_type": STATEMENT_TYPE,
-        "predicate": {"audit_head": audit_head, "key_id": key_id, "run_id": run_id},
+        "predicate": {"audit_head": audit_head, "key_id": key_id, "provenance": provenance, "run_id": run_id},
         "predicateType": MANIFEST_PREDICATE,
         "subject": [{"digest": {"sha256": manifest_sha256}, "name": MANIFEST_SUBJECT}],
     }

@@ -100,7 +100,10 @@ class Recorder:
         files = {
             MANIFEST: manifest,
             SIGNATURE: sign_envelope(
-                key, manifest_statement(digest, info.run_id, key.key_id, info.audit_head)
+                key,
+                manifest_statement(
+                    digest, info.run_id, key.key_id, info.audit_head, provenance=config.provenance
+                ),
             ),
         }
         if config.provenance:

@@ -66,6 +66,9 @@ class Verification:
     outputs: int = 0
     provenance: Path | None = None
     """The run's provenance, when one belongs to the manifest (checked, or missing)."""
+    signed_provenance: bool | None = None
+    """Whether the manifest's signed Statement says the run wrote provenance (None: it does not
+    say, as the records of older batchit versions do not)."""
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -141,6 +144,7 @@ def _check_signature(result: Verification, data: bytes, signature: Path, trusted
         subjects = statement["subject"]
         signed = subjects[0]["digest"]["sha256"]
         kind, predicate, name = statement["_type"], statement["predicateType"], subjects[0]["name"]
+        claims = statement.get("predicate")
     except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
         result.problems.append(
             Problem("signature", f"the signed payload is not an in-toto Statement ({exc})")
@@ -157,7 +161,10 @@ def _check_signature(result: Verification, data: bytes, signature: Path, trusted
         result.problems.append(
             Problem("signature", f"the signed Statement ({predicate}) is not a manifest's signature")
         )
-    elif signed != digest:
+        return
+    if isinstance(claims, dict) and isinstance(claims.get("provenance"), bool):
+        result.signed_provenance = claims["provenance"]
+    if signed != digest:
         result.problems.append(
             Problem(
                 "manifest",
@@ -189,12 +196,18 @@ def _check_provenance(
     try:
         envelope = path.read_bytes()
     except FileNotFoundError:
-        if not _run_wrote_provenance(path.parent):
-            result.provenance = None  # `provenance: false`, or no run record: nothing belongs here
-        else:
+        if result.signed_provenance:
+            result.problems.append(
+                Problem(
+                    "provenance", f"{path} is missing, though the manifest's signature says the run wrote one"
+                )
+            )
+        elif result.signed_provenance is None and _run_wrote_provenance(path.parent):
             result.problems.append(
                 Problem("provenance", f"{path} is missing, though the run's {RUN_FILE} says it wrote one")
             )
+        else:
+            result.provenance = None  # `provenance: false`, or no run record: nothing belongs here
         return
     except OSError as exc:
         result.problems.append(Problem("provenance", f"{path} cannot be read: {exc.strerror or exc}"))
@@ -267,8 +280,9 @@ def _subject_problems(subjects: list[tuple[str, str]], entries: list[dict[str, A
 
 
 def _run_wrote_provenance(run_dir: Path) -> bool:
-    """Whether the run recorded in `run_dir` says it wrote provenance (its `run.json`, as the
-    manifest does not record it); False when there is no readable run record."""
+    """Whether the run recorded in `run_dir` says it wrote provenance (its `run.json`, for the
+    records of batchit versions whose manifest signature does not say); False when there is no
+    readable run record."""
     document = read_json_object(run_dir / RUN_FILE)
     return document is not None and document.get("provenance") is True
 
