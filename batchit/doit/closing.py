@@ -1,8 +1,10 @@
-"""doit's `_record` sub-task: what a doit run leaves behind, as `batchit build` does at its end."""
+"""doit's `_record` sub-task: what a doit run leaves behind, as `batchit build` does at its end: its
+check, its action, and the record made as doit exits when no `_record` ran after a job."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -10,7 +12,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from doit.action import Writer
+from doit.exceptions import TaskFailed
 
+from batchit.errors import BatchitError
+from batchit.model import RESERVED_OUTPUTS
+from batchit.operators.commands import stop_requested
 from batchit.plan.jobs import Job
 from batchit.plan.remember import remember_plan, settled_plan
 from batchit.record.alerts import alert, alert_failure
@@ -20,17 +26,109 @@ from batchit.record.quarantine import rename_run_in_reasons
 from batchit.record.recorder import Recorder
 from batchit.record.replays import replay_entry, replay_record, write_replay_record
 from batchit.record.rundata import JobRow
-from batchit.record.runs import IN_PROGRESS, UNFINISHED, audit_unaudited_run, swept
+from batchit.record.runs import IN_PROGRESS, UNFINISHED, audit_unaudited_run, latest_run, swept
 from batchit.record.subtasks import Noted, read_job_results, tried_entries, with_job_results
+from batchit.state.lock import doit_record_locks
 from batchit.state.rows import Failure, OutputRecord
 from batchit.state.store import StateStore
 
 if TYPE_CHECKING:
     from batchit.doit.session import Session
 
+RECORD = "_record"
+"""The name of the sub-task that records a doit run."""
 RUNS = frozenset({"run", "restore"})
 """The actions of jobs still to run."""
 SUMMARY = ("built", "restored", "up_to_date", "failed", "quarantined", "deferred", "pruned")
+
+
+def record_is_current(session: Session) -> bool:
+    """`_record`'s check: no job ran in this doit run, nothing is left to prune, the latest
+    manifest matches the state, and its copies are in `out`."""
+    if not session.state_db.exists():
+        return True  # nothing was ever built: nothing to record
+    if (session.config.state_dir / UNFINISHED).exists():
+        return False  # a run was killed: `_record` sweeps what it left
+    if not all((session.config.out_dir / name).is_file() for name in RESERVED_OUTPUTS):
+        return False  # whoever receives `out` needs them to verify it
+    store = session.read_only()
+    if not session.predict()[2].issuperset(store.output_paths(session.config.out)):
+        return False
+    outputs, failures = store.load_outputs(), store.load_failures()
+    actions = session.predict()[1]
+    if (
+        any(r.run_id == session.run_id for r in outputs.values())
+        or any(f.run_id == session.run_id for f in failures.values())
+        or any(actions.get(job_id) == "skip" for job_id in failures)
+    ):
+        return False  # a job ran, failed, or is up to date again with its failure still on record
+    runs = session.config.state_dir / "runs"
+    latest = latest_run(runs)
+    try:
+        manifest = json.loads((runs / latest / "manifest.json").read_bytes()) if latest else None
+    except (OSError, ValueError):
+        manifest = None
+    if manifest is None or manifest.get("config_hash") != session.config.config_hash:
+        return False
+    recorded = {(o["path"], o["blake3"], o["action_key"]) for o in manifest.get("outputs", [])}
+    current = {(r.path, r.blake3, r.action_key or "") for r in outputs.values() if r.blake3}
+    recorded_failures = {
+        (f["rule"], f["input"], f["class"], f["message"]) for f in manifest.get("failures", [])
+    }
+    current_failures = {(f.rule, f.input, f.error_class, f.message) for f in failures.values()}
+    return recorded == current and recorded_failures == current_failures
+
+
+def record(session: Session) -> TaskFailed | None:
+    """`_record`'s action: the signed manifest and report of this doit run, unless it ran no job
+    and, once the locks are taken, another doit run has recorded the state this one would."""
+    try:
+        _write_record(session, complete=True, unless_current=not _ran_jobs(session))
+    except BatchitError as exc:
+        return TaskFailed(f"batchit: {exc}")
+    return None
+
+
+def record_at_exit(session: Session) -> None:
+    """At doit's exit, record this run if a sub-task ran a job and `_record` did not run after
+    it: doit runs no task whose dependency failed, and `doit site:<output>` selects no
+    `_record`. Else a quarantine, a failure and the job logs would name a run that `batchit
+    runs` does not know. A run stopped by Ctrl-C is left to the next run to sweep, as before."""
+    if os.getpid() != session.pid or stop_requested():
+        return  # a forked worker, or a stopped run: its workers may still be going
+    if not _ran_jobs(session):
+        return  # no job ran, or `_record` recorded the run (and took the mark away)
+    with doit_stderr():  # no sub-task runs now: what the record says goes to doit's stderr
+        try:
+            run_id = _write_record(session, complete=False, unless_current=False)
+        except BatchitError as exc:
+            warn(f"this doit run ran jobs but is not recorded: {exc}")
+            return
+        assert run_id is not None, "it records whether or not the latest record is current"
+        report = session.config.state_dir / "runs" / run_id / "report.html"
+        print(
+            f"batchit: doit ran no {session.basename}:{RECORD}; this run is recorded as {run_id} ({report})",
+            file=sys.stderr,
+        )
+
+
+def _ran_jobs(session: Session) -> bool:
+    """True when a sub-task of this run ran a job and no record of the run was written since."""
+    return (session.config.state_dir / "runs" / session.run_id / IN_PROGRESS).exists()
+
+
+def _write_record(session: Session, *, complete: bool, unless_current: bool) -> str | None:
+    """Write this run's record once no other doit run's sub-task runs; return its run id (None:
+    `unless_current` and the latest record is current). `complete`: every job sub-task ran
+    (`_record`'s case), so every rule's outputs that no job produces go."""
+    with doit_record_locks(session.config.state_dir):
+        if unless_current and record_is_current(session):
+            return None
+        store = StateStore.open(session.state_db, fsync=session.config.durability == "fsync")
+        try:
+            return write_doit_record(session, store, complete=complete)
+        finally:
+            store.close()
 
 
 def write_doit_record(session: Session, store: StateStore, *, complete: bool) -> str:

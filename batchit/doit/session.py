@@ -11,10 +11,8 @@ bytes again. So a doit run costs time in proportion to its jobs, and one edit co
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import secrets
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,12 +23,11 @@ from typing import Any
 from doit.exceptions import TaskFailed
 
 from batchit.config import load_config
-from batchit.doit.closing import doit_stderr, job_label, warn, write_doit_record
+from batchit.doit.closing import RECORD, job_label, record, record_at_exit, record_is_current, warn
 from batchit.doit.names import task_names as sub_task_names
 from batchit.engine import run_planned_job
 from batchit.errors import BatchitError
-from batchit.model import RESERVED_OUTPUTS, Config
-from batchit.operators.commands import stop_requested
+from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
 from batchit.plan.planner import Planner, PlanOptions
@@ -38,18 +35,14 @@ from batchit.plan.selection import select_rules
 from batchit.record.manifest import new_run_id
 from batchit.record.recorder import check_recordable
 from batchit.record.runs import (
-    IN_PROGRESS,
-    UNFINISHED,
     audit_unaudited_run,
-    latest_run,
     mark_in_progress,
     mark_unfinished,
 )
-from batchit.state.lock import doit_record_locks, doit_sub_task_locks
+from batchit.state.lock import doit_sub_task_locks
 from batchit.state.store import StateStore
 
 TaskDict = dict[str, Any]
-RECORD = "_record"
 
 
 @dataclass
@@ -103,7 +96,7 @@ class Session:
     def tasks(self) -> Iterator[TaskDict]:
         """A sub-task per job of the current plan, then `_record` depending on all of them; and, at
         doit's exit, the record of a run whose jobs ran but whose `_record` doit skipped."""
-        atexit.register(self.record_at_exit)
+        atexit.register(record_at_exit, self)
         store = StateStore.open_readonly(self.state_db)
         try:
             _, jobs = self.plan(store)
@@ -147,9 +140,9 @@ class Session:
             "basename": self.basename,
             "name": RECORD,
             "doc": "write the run's signed manifest and report when a job ran or the last one is stale",
-            "actions": [self.record],
+            "actions": [(record, (self,))],
             "task_dep": [name for names_of_rule in by_rule.values() for name in names_of_rule],
-            "uptodate": [self.record_is_current],
+            "uptodate": [(record_is_current, (self,))],
         }
 
     def _target(self, output: str) -> str:
@@ -196,7 +189,7 @@ class Session:
         sub-task runs: parallel sub-tasks then never race to create it. So does one whose `out`
         changed: the rows of the old `out` are forgotten before a sub-task claims the new one.
         """
-        if not self.state_db.exists() or not self._read_only().owns(self.config.out):
+        if not self.state_db.exists() or not self.read_only().owns(self.config.out):
             with doit_sub_task_locks(self.config.state_dir, None):
                 store = StateStore.open(self.state_db)
                 store.adopt_config(self.config.file)  # planning the tasks refused another config's state
@@ -206,10 +199,10 @@ class Session:
                 old = moved[0]
                 warn(f"`out` changed from {old} to {self.config.out}: the outputs under {old} are left there")
             return False
-        predicted = self._predicted or self._predict()
+        predicted = self._predicted or self.predict()
         if predicted[1].get(job_id) == "skip":
             return True  # a sub-task writes only its own output and rows: none makes this one stale
-        store = self._read_only()
+        store = self.read_only()
         generation = store.generation()
         if generation == predicted[0]:
             return False
@@ -218,7 +211,7 @@ class Session:
             self._checked = (os.getpid(), generation, job_id, planner, job)
         return job is not None and job.action == "skip"
 
-    def _read_only(self) -> StateStore:
+    def read_only(self) -> StateStore:
         """The read-only connection this process's checks share."""
         return self._connection(writable=False)
 
@@ -237,13 +230,13 @@ class Session:
             self._connections[slot] = store
         return store
 
-    def _predict(self) -> tuple[int, dict[str, str], frozenset[str]]:
+    def predict(self) -> tuple[int, dict[str, str], frozenset[str]]:
         """The current plan's actions and outputs, planned again only when the state store moved on.
 
         doit asks every sub-task in turn; between two commits the answer cannot change, so one plan
         serves them all.
         """
-        store = self._read_only()
+        store = self.read_only()
         generation = store.generation()
         if self._predicted is None or self._predicted[0] != generation:
             _, jobs = self.plan(store)
@@ -298,90 +291,6 @@ class Session:
                 f"{result.message}{deferred}"
             )
         return None
-
-    def record_is_current(self) -> bool:
-        """`_record`'s check: no job ran in this doit run, nothing is left to prune, the latest
-        manifest matches the state, and its copies are in `out`."""
-        if not self.state_db.exists():
-            return True  # nothing was ever built: nothing to record
-        if (self.config.state_dir / UNFINISHED).exists():
-            return False  # a run was killed: `_record` sweeps what it left
-        if not all((self.config.out_dir / name).is_file() for name in RESERVED_OUTPUTS):
-            return False  # whoever receives `out` needs them to verify it
-        store = self._read_only()
-        if not self._predict()[2].issuperset(store.output_paths(self.config.out)):
-            return False
-        outputs, failures = store.load_outputs(), store.load_failures()
-        actions = self._predict()[1]
-        if (
-            any(r.run_id == self.run_id for r in outputs.values())
-            or any(f.run_id == self.run_id for f in failures.values())
-            or any(actions.get(job_id) == "skip" for job_id in failures)
-        ):
-            return False  # a job ran, failed, or is up to date again with its failure still on record
-        runs = self.config.state_dir / "runs"
-        latest = latest_run(runs)
-        try:
-            manifest = json.loads((runs / latest / "manifest.json").read_bytes()) if latest else None
-        except (OSError, ValueError):
-            manifest = None
-        if manifest is None or manifest.get("config_hash") != self.config.config_hash:
-            return False
-        recorded = {(o["path"], o["blake3"], o["action_key"]) for o in manifest.get("outputs", [])}
-        current = {(r.path, r.blake3, r.action_key or "") for r in outputs.values() if r.blake3}
-        recorded_failures = {
-            (f["rule"], f["input"], f["class"], f["message"]) for f in manifest.get("failures", [])
-        }
-        current_failures = {(f.rule, f.input, f.error_class, f.message) for f in failures.values()}
-        return recorded == current and recorded_failures == current_failures
-
-    def record(self) -> TaskFailed | None:
-        """`_record`'s action: the signed manifest and report of this doit run, unless it ran no job
-        and, once the locks are taken, another doit run has recorded the state this one would."""
-        try:
-            self._write_record(complete=True, unless_current=not self._ran_jobs())
-        except BatchitError as exc:
-            return TaskFailed(f"batchit: {exc}")
-        return None
-
-    def record_at_exit(self) -> None:
-        """At doit's exit, record this run if a sub-task ran a job and `_record` did not run after
-        it: doit runs no task whose dependency failed, and `doit site:<output>` selects no
-        `_record`. Else a quarantine, a failure and the job logs would name a run that `batchit
-        runs` does not know. A run stopped by Ctrl-C is left to the next run to sweep, as before."""
-        if os.getpid() != self.pid or stop_requested():
-            return  # a forked worker, or a stopped run: its workers may still be going
-        if not self._ran_jobs():
-            return  # no job ran, or `_record` recorded the run (and took the mark away)
-        with doit_stderr():  # no sub-task runs now: what the record says goes to doit's stderr
-            try:
-                run_id = self._write_record(complete=False, unless_current=False)
-            except BatchitError as exc:
-                warn(f"this doit run ran jobs but is not recorded: {exc}")
-                return
-            assert run_id is not None, "it records whether or not the latest record is current"
-            report = self.config.state_dir / "runs" / run_id / "report.html"
-            print(
-                f"batchit: doit ran no {self.basename}:{RECORD}; this run is recorded as {run_id} ({report})",
-                file=sys.stderr,
-            )
-
-    def _ran_jobs(self) -> bool:
-        """True when a sub-task of this run ran a job and no record of the run was written since."""
-        return (self.config.state_dir / "runs" / self.run_id / IN_PROGRESS).exists()
-
-    def _write_record(self, *, complete: bool, unless_current: bool) -> str | None:
-        """Write this run's record once no other doit run's sub-task runs; return its run id (None:
-        `unless_current` and the latest record is current). `complete`: every job sub-task ran
-        (`_record`'s case), so every rule's outputs that no job produces go."""
-        with doit_record_locks(self.config.state_dir):
-            if unless_current and self.record_is_current():
-                return None
-            store = StateStore.open(self.state_db, fsync=self.config.durability == "fsync")
-            try:
-                return write_doit_record(self, store, complete=complete)
-            finally:
-                store.close()
 
 
 @dataclass(frozen=True)
