@@ -39,7 +39,7 @@ from batchit.record.runs import (
     mark_in_progress,
     mark_unfinished,
 )
-from batchit.state.lock import doit_sub_task_locks
+from batchit.state.lock import doit_store_locks, doit_sub_task_locks
 from batchit.state.store import StateStore
 
 TaskDict = dict[str, Any]
@@ -185,19 +185,10 @@ class Session:
     def is_up_to_date(self, job_id: str, rule: str, inputs: tuple[str, ...]) -> bool:
         """True exactly when `batchit plan` would say `skip` for the job now.
 
-        A project never built gets its empty state store here, in doit's main process, before any
-        sub-task runs: parallel sub-tasks then never race to create it. So does one whose `out`
-        changed: the rows of the old `out` are forgotten before a sub-task claims the new one.
+        It only reads, as `doit list --status` and `doit info` call it too: a project never built,
+        or one whose `out` changed, is stale here and readied by the first action (`_ready_store`).
         """
-        if not self.state_db.exists() or not self.read_only().owns(self.config.out):
-            with doit_sub_task_locks(self.config.state_dir, None):
-                store = StateStore.open(self.state_db)
-                store.adopt_config(self.config.file)  # planning the tasks refused another config's state
-                moved = store.adopt_out(self.config.out)  # `out` changed: its old rows are forgotten
-                store.close()
-            if moved is not None:
-                old = moved[0]
-                warn(f"`out` changed from {old} to {self.config.out}: the outputs under {old} are left there")
+        if not self._store_ready():
             return False
         predicted = self._predicted or self.predict()
         if predicted[1].get(job_id) == "skip":
@@ -210,6 +201,27 @@ class Session:
         if job is not None and not job.aggregate:
             self._checked = (os.getpid(), generation, job_id, planner, job)
         return job is not None and job.action == "skip"
+
+    def _store_ready(self) -> bool:
+        """True when the state store exists and its rows belong to the current `out`."""
+        return self.state_db.exists() and self.read_only().owns(self.config.out)
+
+    def _ready_store(self) -> None:
+        """Create the state store of a project never built, or forget the rows of an `out` changed
+        since, before a sub-task plans its job: alone (`doit_store_locks`), so parallel sub-tasks
+        never race to create it and none commits a row in the new `out` before the old rows go."""
+        if self._store_ready():
+            return
+        with doit_store_locks(self.config.state_dir):
+            store = StateStore.open(self.state_db)
+            try:
+                store.adopt_config(self.config.file)  # planning the tasks refused another config's state
+                moved = store.adopt_out(self.config.out)  # `out` changed: its old rows are forgotten
+            finally:
+                store.close()
+        if moved is not None:
+            old = moved[0]
+            warn(f"`out` changed from {old} to {self.config.out}: the outputs under {old} are left there")
 
     def read_only(self) -> StateStore:
         """The read-only connection this process's checks share."""
@@ -226,7 +238,7 @@ class Session:
                 store = StateStore.open(self.state_db, fsync=self.config.durability == "fsync")
             else:
                 store = StateStore.open_readonly(self.state_db)
-                assert store is not None, "the checks create the state store before they read it"
+                assert store is not None, "read only once the state store exists (`_store_ready`)"
             self._connections[slot] = store
         return store
 
@@ -248,6 +260,7 @@ class Session:
         locks and the job's own: a doit run going on beside this one that ran the job meanwhile
         leaves it up to date, and this plan finds it so."""
         try:
+            self._ready_store()
             with doit_sub_task_locks(self.config.state_dir, job_id):
                 return self._run(self._connection(writable=True), job_id, rule, inputs)
         except BatchitError as exc:

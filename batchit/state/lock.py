@@ -118,6 +118,16 @@ def doit_sub_task_locks(state_dir: Path, job_id: str | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def doit_store_locks(state_dir: Path) -> Iterator[None]:
+    """What a doit sub-task holds while it readies the state store before its job (creates it, or
+    forgets the rows of an `out` changed since): `DOIT_LOCK` exclusively, once no sub-task of any
+    doit run holds it (none starts meanwhile), and the project lock shared, failing at once while a
+    build or another command holds it."""
+    with ProjectLock(state_dir / DOIT_LOCK, wait=True), ProjectLock(state_dir / "lock", shared=True):
+        yield
+
+
+@contextlib.contextmanager
 def doit_record_locks(state_dir: Path) -> Iterator[None]:
     """What a doit run's record holds: `DOIT_LOCK` exclusively, once the sub-tasks of other doit
     runs that hold it are done (none starts meanwhile), and the project lock shared, failing at
