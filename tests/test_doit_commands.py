@@ -28,6 +28,19 @@ def test_a_doit_command_that_only_reads_leaves_a_project_never_built_as_it_was(
     assert site.snapshot(".") == before
 
 
+@pytest.mark.parametrize("task", ["site:cdn.json", "site:_record"])
+def test_doit_info_names_the_job_a_sub_task_checks_not_the_whole_config(tmp_path: Path, task: str) -> None:
+    site = make_project(tmp_path)
+    assert doit(site).code == 0
+    (site.root / "_build/cdn.json").unlink()
+    (site.root / "_build/batchit-manifest.json").unlink()  # `_record` is stale too
+    result = doit(site, "info", task)
+    assert result.code == 1, result.describe()  # doit's code for a task not up to date
+    assert "Config(" not in result.stdout and "Rule(" not in result.stdout, result.describe()
+    if task == "site:cdn.json":
+        assert "batchit job cdn:* (`batchit -C site plan` says why)" in result.stdout, result.describe()
+
+
 def test_doit_list_status_after_out_changed_writes_nothing_and_doit_then_builds_there(tmp_path: Path) -> None:
     site = make_project(tmp_path)
     assert doit(site).code == 0

@@ -45,7 +45,7 @@ from batchit.state.store import StateStore
 TaskDict = dict[str, Any]
 
 
-@dataclass
+@dataclass(repr=False)
 class Session:
     """One doit invocation's view of a batchit project: its config, and the run id its jobs commit as."""
 
@@ -79,6 +79,10 @@ class Session:
     _audited: int | None = field(default=None, repr=False)
     """The pid of the process whose first job checked that the run can be recorded (its signing
     key reads) and made a killed build's missing audit entry, if any (it comes first)."""
+
+    def __repr__(self) -> str:
+        """Short, as `doit info site:_record` shows it in the check it names: not the whole config."""
+        return f"Session({self.basename!r}, {self.place!r}, run {self.run_id})"
 
     @classmethod
     def open(cls, root: Path, config_file: str, basename: str, place: str) -> Session:
@@ -314,6 +318,10 @@ class UpToDate:
     job_id: str
     rule: str
     inputs: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        """What `doit info` names when the check says stale: the job, and where to read why."""
+        return f"batchit job {self.job_id} (`batchit -C {self.session.place} plan` says why)"
 
     def __call__(self) -> bool:
         """True when the job is up to date; an error in batchit's state counts as stale."""
