@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_doit import doit, make_project
+from conftest import COPY_AND_UPPER, TOOLS, Project
+from test_doit import DODO, KEYED_CHAIN, doit, make_project
 
 pytestmark = pytest.mark.slow  # each doit and batchit run is a fresh interpreter
 
@@ -54,3 +55,63 @@ def test_doit_list_status_after_out_changed_writes_nothing_and_doit_then_builds_
     assert "`out` changed from _build to _new" in built.stderr, built.describe()
     assert (site.root / "_new/cdn.json").is_file() and (site.root / "_build/cdn.json").is_file()
     assert site.run("verify", "_new").code == 0
+
+
+def test_doit_s_of_an_aggregate_whose_upstream_never_ran_fails_saying_what_to_run_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    site = make_project(tmp_path)
+    result = doit(site, "-s", "site:cdn.json")
+    assert result.code == 1, result.describe()
+    assert "batchit: site:cdn.json (cdn) reads upstream outputs not up to date yet: " in result.stdout
+    assert "_build/img/blue-16-274a9a66.webp" in result.stdout, result.describe()
+    assert "fix: run `doit site:cdn.json` without -s" in result.stdout, result.describe()
+    assert "FileNotFoundError" not in result.stdout + result.stderr, result.describe()
+    assert not (site.root / "_build").exists()
+    assert not (site.root / ".batchit/runs").exists() and not (site.root / ".batchit/audit.log").exists()
+    assert doit(site).code == 0
+    assert site.run("verify", "_build").code == 0
+
+
+@pytest.mark.parametrize(
+    "task, reads",
+    [("site:hashed/note-{key8}.txt", "_build/pages/note.txt"), ("site:mirror/note-{key8}.txt", "{key8}")],
+    ids=["input-not-built", "key8-name-not-known"],
+)
+def test_doit_s_of_a_job_whose_input_is_not_built_yet_fails_saying_what_to_run(
+    tmp_path: Path, task: str, reads: str
+) -> None:
+    site = make_project(tmp_path)
+    site.config(KEYED_CHAIN)
+    site.write({"src/note.txt": "hello world\n"})
+    result = doit(site, "-s", task)
+    assert result.code == 1, result.describe()
+    assert f"batchit: {task} " in result.stdout and "not up to date yet" in result.stdout, result.describe()
+    assert reads in result.stdout and "no longer exists" not in result.stdout, result.describe()
+    assert f"fix: run `doit {task}` without -s" in result.stdout, result.describe()
+    assert not (site.root / "_build").exists()
+
+
+def test_doit_s_of_an_aggregate_whose_upstream_is_stale_leaves_it_to_the_next_doit_run(
+    tmp_path: Path,
+) -> None:
+    """The aggregate's key is not known until its upstream job runs: run alone, it would be recorded
+    up to date with no key, and the doit run after it would leave it stale."""
+    (tmp_path / "dodo.py").write_text(DODO, encoding="utf-8")
+    site = Project(tmp_path / "site")
+    site.config(COPY_AND_UPPER)
+    site.write({"tools.py": TOOLS, "src/a.txt": "alpha\n", "src/b.txt": "beta\n"})
+    assert doit(site).code == 0
+    site.write({"src/a.txt": "gamma\n"})
+    alone = doit(site, "-s", "site:index.txt")
+    assert alone.code == 1, alone.describe()
+    assert (
+        "_build/upper/a.txt" in alone.stdout and "fix: run `doit site:index.txt` without -s" in alone.stdout
+    )
+    assert site.read("_build/index.txt") == "AlphA\nbetA\n"
+    result = doit(site)
+    assert result.code == 0, result.describe()
+    assert site.read("_build/index.txt") == "gAmmA\nbetA\n"
+    assert (site.root / ".batchit/cache").is_dir()
+    planned = site.run("plan")
+    assert "plan: 0 of 5 jobs to do" in planned.stdout, planned.describe()

@@ -26,7 +26,7 @@ from batchit.config import load_config
 from batchit.doit.closing import RECORD, job_label, record, record_at_exit, record_is_current, warn
 from batchit.doit.names import task_names as sub_task_names
 from batchit.engine import run_planned_job
-from batchit.errors import BatchitError
+from batchit.errors import BatchitError, UsageError
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.jobs import UNKNOWN, Job
@@ -135,7 +135,9 @@ class Session:
                 "basename": self.basename,
                 "name": task_names[id(job)],
                 "doc": f"{job.rule}: {job_label(job)}",
-                "actions": [(self.run, (job.job_id, job.rule, job.inputs))],
+                "actions": [
+                    (self.run, (f"{self.basename}:{task_names[id(job)]}", job.job_id, job.rule, job.inputs))
+                ],
                 "targets": [self._target(job.output)] if known else [],
                 "task_dep": depends,
                 "uptodate": [UpToDate(self, job.job_id, job.rule, job.inputs)],
@@ -259,18 +261,20 @@ class Session:
             self._predicted = (generation, *_actions_and_outputs(jobs))
         return self._predicted
 
-    def run(self, job_id: str, rule: str, inputs: tuple[str, ...]) -> TaskFailed | None:
+    def run(self, task: str, job_id: str, rule: str, inputs: tuple[str, ...]) -> TaskFailed | None:
         """The sub-task's action: plan the job again, run it here and commit it, under the shared
         locks and the job's own: a doit run going on beside this one that ran the job meanwhile
         leaves it up to date, and this plan finds it so."""
         try:
             self._ready_store()
             with doit_sub_task_locks(self.config.state_dir, job_id):
-                return self._run(self._connection(writable=True), job_id, rule, inputs)
+                return self._run(self._connection(writable=True), task, job_id, rule, inputs)
         except BatchitError as exc:
             return TaskFailed(f"batchit: {exc}")
 
-    def _run(self, store: StateStore, job_id: str, rule: str, inputs: tuple[str, ...]) -> TaskFailed | None:
+    def _run(
+        self, store: StateStore, task: str, job_id: str, rule: str, inputs: tuple[str, ...]
+    ) -> TaskFailed | None:
         checked, self._checked = self._checked, None
         job: Job | None
         if checked is not None and checked[:3] == (os.getpid(), store.generation(), job_id):
@@ -278,6 +282,10 @@ class Session:
             planner.view.store = store  # it reads any further rows through the action's connection
         else:
             planner, job, jobs = self._plan_job(store, job_id, rule, inputs)
+        if job is None or job.key == UNKNOWN:  # `doit -s`: the sub-tasks it depends on did not run
+            waiting = self._not_up_to_date(job, inputs)
+            if waiting:
+                return TaskFailed(f"batchit: {_upstream_not_run(task, rule, waiting)}")
         if job is None:
             return TaskFailed(f"batchit: job {job_id} no longer exists (its input is gone); run doit again")
         if job.output in planner.strangers:
@@ -308,6 +316,27 @@ class Session:
                 f"{result.message}{deferred}"
             )
         return None
+
+    def _not_up_to_date(self, job: Job | None, inputs: tuple[str, ...]) -> list[str]:
+        """The upstream outputs a job reads that no sub-task has brought up to date: those whose
+        hash the plan does not know (their job is stale), or, for a job the plan did not find,
+        those missing under `out` (never built, or named by a `{key8}` not known yet)."""
+        if job is not None:
+            return [
+                path for path, digest in zip(job.inputs, job.input_hashes, strict=True) if digest == UNKNOWN
+            ]
+        out = f"{self.config.out}/"
+        return [path for path in inputs if path.startswith(out) and not (self.config.root / path).is_file()]
+
+
+def _upstream_not_run(task: str, rule: str, paths: list[str]) -> UsageError:
+    """`doit -s TASK` of a job whose upstream sub-tasks have not run: it would read missing or stale
+    outputs (an aggregate's key is not known until they run), so it runs nothing, saying what does."""
+    shown = ", ".join(paths[:3]) + (f" ({len(paths)} in all)" if len(paths) > 3 else "")
+    return UsageError(
+        f"{task} ({rule}) reads upstream outputs not up to date yet: {shown}",
+        hint=f"run `doit {task}` without -s, which runs the sub-tasks it depends on first, or batchit build",
+    )
 
 
 @dataclass(frozen=True)
