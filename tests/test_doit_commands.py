@@ -115,3 +115,46 @@ def test_doit_s_of_an_aggregate_whose_upstream_is_stale_leaves_it_to_the_next_do
     assert (site.root / ".batchit/cache").is_dir()
     planned = site.run("plan")
     assert "plan: 0 of 5 jobs to do" in planned.stdout, planned.describe()
+
+
+TWINS = """\
+import batchit.doit
+
+task_site = batchit.doit.tasks("x/site")
+task_site_y = batchit.doit.tasks("y/site")
+"""
+
+
+@pytest.mark.parametrize("command", [("list",), ()], ids=["list", "run"])
+def test_two_projects_of_one_folder_name_in_a_dodo_py_are_told_to_give_one_a_basename(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    for place in ("x", "y"):
+        make_project(tmp_path / place)
+    (tmp_path / "dodo.py").write_text(TWINS, encoding="utf-8")
+    result = doit(tmp_path, *command)
+    assert result.code == 3, result.describe()  # doit's code for a task it cannot load
+    assert "Traceback" not in result.stderr, result.describe()
+    assert result.stderr.startswith("ERROR: batchit: x/site and y/site both name their doit tasks `site`"), (
+        result.describe()
+    )
+    assert (
+        'basename in dodo.py: task_site_y = batchit.doit.tasks("y/site", basename="y_site")' in result.stderr
+    )
+    named = TWINS.replace('tasks("y/site")', 'tasks("y/site", basename="y_site")')
+    (tmp_path / "dodo.py").write_text(named, encoding="utf-8")
+    fixed = doit(tmp_path, "list")
+    assert fixed.code == 0 and "y_site " in fixed.stdout, fixed.describe()
+
+
+def test_a_task_of_the_dodo_named_as_a_batchit_project_is_told_apart_by_a_basename(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    dodo = 'import batchit.doit\n\ndef task_site():\n    return {"actions": ["true"]}\n\n'
+    (tmp_path / "dodo.py").write_text(dodo + 'task_web = batchit.doit.tasks("site")\n', encoding="utf-8")
+    result = doit(tmp_path, "list")
+    assert result.code == 3, result.describe()
+    assert (
+        'dodo.py\'s task_site and batchit.doit.tasks("site") both make doit tasks named `site`'
+        in result.stderr
+    )
+    assert 'batchit.doit.tasks("site", basename="...")' in result.stderr, result.describe()
