@@ -318,3 +318,63 @@ def test_the_record_at_doit_exit_is_shown_when_a_capturing_writer_is_left_as_std
     result = doit(site, "-n", "2", "-P", "thread", "-v", "0", "site:a.txt", "site:b.txt")
     assert result.code == 0, result.describe()
     assert f"this run is recorded as {site.manifest()['run_id']}" in result.stderr, result.describe()
+
+
+KILLED_BETWEEN = """\
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from blake3 import blake3
+
+import batchit.doit
+
+DOIT_CONFIG = {"verbosity": 2}
+task_site = batchit.doit.tasks("site")
+
+
+def kill_a_build():
+    \"\"\"What a `batchit build` killed after it recorded its run, before its audit entry, leaves
+    (as test_records_history.unaudit_the_latest_run leaves it).\"\"\"
+    argv = [sys.executable, "-m", "batchit", "-C", "site", "build", "--no-progress", "copy"]
+    subprocess.run(argv, check=True)
+    log = Path("site/.batchit/audit.log")
+    *before, _ = log.read_bytes().splitlines()
+    log.write_bytes(b"".join(line + b"\\n" for line in before))
+    with sqlite3.connect("site/.batchit/state.db") as db:
+        head = [(blake3(before[-1]).hexdigest(), "audit_head"), (str(len(before)), "audit_seq")]
+        db.executemany("UPDATE meta SET value = ? WHERE key = ?", head)
+    db.close()
+    Path("site/.batchit/build-in-progress").touch()
+
+
+def task_killed_build():
+    return {"actions": [kill_a_build], "uptodate": [False]}
+"""
+"""A dodo.py with a task that leaves what a build killed after it recorded its run leaves."""
+
+
+def test_a_build_killed_between_two_sub_tasks_of_a_doit_run_is_audited_before_the_next_quarantine(
+    tmp_path: Path,
+) -> None:
+    """doit's process checked for a killed build's missing audit entry before its first job only:
+    one killed between two of its sub-tasks was never audited once the next one quarantined."""
+    (tmp_path / "dodo.py").write_text(KILLED_BETWEEN, encoding="utf-8")
+    site = Project(tmp_path / "site")
+    site.config(
+        PICKY
+        + '  copy:\n    inputs: ["src/*.txt"]\n    output: "copy/{stem}.txt"\n    steps: [file.copy: {}]\n'
+    )
+    site.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "src/c.txt": "c\n"})
+    site.build()
+    log = site.root / ".batchit/audit.log"
+    before = log.read_bytes().splitlines()
+    site.write({"in/a.txt": "A\n", "in/b.txt": "bad\n", "src/c.txt": "C\n"})
+    result = doit(site, "site:a.txt", "killed_build", "site:b.txt")
+    assert result.code != 0, result.describe()
+    entries = [json.loads(line) for line in log.read_bytes().splitlines()[len(before) :]]
+    assert [entry["kind"] for entry in entries] == ["run", "quarantine", "run"], result.describe()
+    assert entries[0]["details"]["recovered"] is True
+    checked = site.run("audit", "verify")
+    assert checked.code == 0 and "no entry in the log" not in checked.stdout, checked.describe()

@@ -76,9 +76,12 @@ class Session:
     _checked: tuple[int, int, str, Planner, Job] | None = field(default=None, repr=False)
     """(pid, store generation, job id, planner, job) of the job the last check planned alone: its
     action, which doit runs right after the check, reuses that plan while nothing was committed."""
-    _audited: int | None = field(default=None, repr=False)
+    _recordable: int | None = field(default=None, repr=False)
     """The pid of the process whose first job checked that the run can be recorded (its signing
-    key reads) and made a killed build's missing audit entry, if any (it comes first)."""
+    key reads)."""
+    _runs_seen: tuple[int, frozenset[str]] | None = field(default=None, repr=False)
+    """(pid, the names in `runs/`) when this process last looked for a killed build's missing
+    audit entry (`_audit_a_killed_build`)."""
 
     def __repr__(self) -> str:
         """Short, as `doit info site:_record` shows it in the check it names: not the whole config."""
@@ -300,10 +303,10 @@ class Session:
         by_rule: dict[str, list[Job]] = {}
         for planned in jobs:
             by_rule.setdefault(planned.rule, []).append(planned)
-        if self._audited != os.getpid():  # this process's first job
+        if self._recordable != os.getpid():  # this process's first job
             check_recordable(self.config)  # as a build does before any work: not once every job ran
-            audit_unaudited_run(self.config.state_dir, store, fsync=self.config.durability == "fsync")
-            self._audited = os.getpid()
+            self._recordable = os.getpid()
+        self._audit_a_killed_build(store)
         mark_in_progress(self.config.state_dir / "runs" / self.run_id, self.pid)  # its logs go there
         mark_unfinished(self.config.state_dir)  # until `_record`: a kill before it leaves litter to sweep
         result = run_planned_job(
@@ -316,6 +319,24 @@ class Session:
                 f"{result.message}{deferred}"
             )
         return None
+
+    def _audit_a_killed_build(self, store: StateStore) -> None:
+        """Make the audit entry a killed build left out, before a job that may append one of its own
+        (a quarantine), after which that run could no longer be told from an audited one.
+
+        Before each job, not once per process: a build (a `batchit watch` waiting for the lock,
+        say) can run and be killed between two sub-tasks of a long doit run. Such a build leaves a
+        run folder in `runs/` that was not there before, so while the names there are those seen
+        at the last look (and this run's own), there is nothing to look for: a job pays one
+        listing, not the reading of the latest run's record. No build runs while this sub-task
+        holds the project lock (shared), nor another doit run's record (`DOIT_LOCK`)."""
+        runs = self.config.state_dir / "runs"
+        names = frozenset(path.name for path in runs.iterdir()) if runs.is_dir() else frozenset()
+        seen = self._runs_seen
+        if seen is not None and seen[0] == os.getpid() and names <= seen[1]:
+            return
+        audit_unaudited_run(self.config.state_dir, store, fsync=self.config.durability == "fsync")
+        self._runs_seen = (os.getpid(), names | {self.run_id})
 
     def _not_up_to_date(self, job: Job | None, inputs: tuple[str, ...]) -> list[str]:
         """The upstream outputs a job reads that no sub-task has brought up to date: those whose

@@ -195,8 +195,9 @@ def audit_unaudited_run(state_dir: Path, store: StateStore, *, fsync: bool = Fal
     so the log names every recorded run; return that run's id, or None when there is none.
 
     Commands that take the project lock call it before they append an entry of their own (after
-    which the run could no longer be told from an audited one), and so does each doit process
-    before its sub-tasks run jobs, which hold the lock shared: outside a store transaction. The
+    which the run could no longer be told from an audited one), and so do doit sub-tasks before
+    each job they run (when `runs/` holds a folder they have not seen), holding the lock shared:
+    outside a store transaction. The
     check (one `stat` when no build was killed) is made again in the transaction that appends the
     entry, so of two sub-tasks asking at once one appends it. The entry is made from the run's
     files, with `recovered: true`: its `removed_runs` is empty, as the killed build's retention
