@@ -84,10 +84,12 @@ def test_a_second_config_in_one_root_is_refused_before_it_prunes_or_disowns_the_
     pages: Project, out: str
 ) -> None:
     pages.build()
-    other = f"version: 1\nout: {out}\nrules:\n" + MARKDOWN_RULE.replace("{stem}", "x-{stem}")
-    pages.write({"other.yaml": other})
+    other = f"version: 1\nout: {out}\nruns: {{keep: 1}}\ncache: {{max_size: 1}}\nrules:\n"
+    pages.write({"other.yaml": other + MARKDOWN_RULE.replace("{stem}", "x-{stem}")})
+    pages.build()  # two runs: other.yaml's runs.keep would remove one
     before = pages.recorded()
-    for command in (["build", "--no-progress"], ["plan"], ["explain", "x-a.html"], ["clean"]):
+    refused = (["build", "--no-progress"], ["plan"], ["explain", "x-a.html"], ["clean"], ["reconcile"])
+    for command in (*refused, ["gc"], ["verify"]):  # gc would apply other.yaml's runs.keep and cache
         result = pages.run("-f", "other.yaml", *command)
         assert result.code == 2, result.describe()
         assert "other.yaml: .batchit/ holds the state of batchit.yaml, which still exists" in result.stderr

@@ -22,7 +22,20 @@ from batchit.record.signing import PUBLIC_NAME, TrustedKey, generate_keys, keys_
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(project_root(), args.file, {}, OperatorRegistry.default())
+    """The project's config, refused when `.batchit` holds the state of another config file that
+    still exists: `gc` would apply this one's `runs.keep` and `cache.max_size` to that config's
+    records and cache, and `verify` would look for that config's outputs in this one's `out`."""
+    from batchit.plan.ownership import refuse_foreign_state
+    from batchit.state.store import StateStore
+
+    config = load_config(project_root(), args.file, {}, OperatorRegistry.default())
+    store = StateStore.open_readonly(config.state_dir / "state.db")
+    try:
+        refuse_foreign_state(config, store)
+    finally:
+        if store:
+            store.close()
+    return config
 
 
 def keygen(args: argparse.Namespace) -> int:
