@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shlex
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import jsonschema
+import pytest
 import yaml
 
 from batchit.config.yaml12 import Yaml12Loader
@@ -55,3 +57,123 @@ def test_operator_examples_pass_the_published_schema() -> None:
 
 def test_config_example_passes_the_published_schema() -> None:
     published_schema().validate(yaml_blocks("config.md")[-1])
+
+
+# The command lines the docs show, checked against the real argument parser: a flag renamed in the
+# code (or a typo in the docs) fails here instead of in a user's CI job.
+
+SAMPLE_VALUES = {
+    "N": "2",
+    "DIR": "_sample",
+    "NAME=VALUE": "drafts=true",
+    "COUNT": "5",
+    "FRACTION": "0.05",
+    "ADDRESS": "tcp://127.0.0.1:8786",
+    "RULE": "pages",
+    "PATH": "a.html",
+    "MANIFEST": "_build/batchit-manifest.json",
+    "PUBKEY": "ci.pub",
+    "RUN_ID": "20261129T150102123Z-3f9a1c",
+    "MS": "100",
+    "H": "127.0.0.1",
+    "P": "8000",
+}
+"""A value for each metavariable the docs' synopses use (`-j N`, `--flag NAME=VALUE`, ...)."""
+
+
+def command_lines(synopsis: str) -> list[list[str]]:
+    """The argument lists a synopsis such as `--sample COUNT|FRACTION [--out DIR]` stands for: each
+    optional `[...]` part with and without, each alternative of `a|b`, metavariables replaced by
+    SAMPLE_VALUES and `...` (more of the same) dropped."""
+    optional = re.search(r"\[([^\[\]]*)\]", synopsis)
+    if optional:
+        before, after = synopsis[: optional.start()], synopsis[optional.end() :]
+        return command_lines(before + optional.group(1) + after) + command_lines(before + after)
+    words = synopsis.replace("\\|", "|").replace("...", " ").split()
+    lines: list[list[str]] = [[]]
+    for word in words:
+        choices = [
+            re.sub(r"[A-Z][A-Z_]*(?:=[A-Z]+)?", lambda m: SAMPLE_VALUES[m.group()], c)
+            for c in word.split("|")
+        ]
+        lines = [[*line, choice] for line in lines for choice in choices]
+    return lines
+
+
+def assert_parses(argv: list[str], where: str) -> None:
+    """`batchit ARGV` is accepted by the real argument parser."""
+    from batchit.cli.parser import build_parser
+
+    try:
+        build_parser().parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"{where}: `batchit {shlex.join(argv)}` is refused by the argument parser")
+
+
+def markdown_table(text: str, header: str) -> list[list[str]]:
+    """The rows of the Markdown table whose header row starts with `header`, as lists of cells."""
+    lines = text[text.index(header) :].splitlines()
+    rows = []
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]])
+    return rows
+
+
+def test_every_command_of_the_readme_table_parses_as_written() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = markdown_table(readme, "| command | what it does |")
+    assert len(rows) >= 14
+    for row in rows:
+        for synopsis in re.findall(r"`([^`]+)`", row[0]):
+            for argv in command_lines(synopsis):
+                assert_parses(argv, f"README command table, `{synopsis}`")
+
+
+def test_every_build_flag_of_the_readme_table_parses_as_written() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = markdown_table(readme, "| flag | effect |")
+    assert len(rows) >= 15
+    for row in rows:
+        for synopsis in re.findall(r"`([^`]+)`", row[0]):
+            for argv in command_lines(synopsis):
+                assert_parses(["build", *argv], f"README build flags, `{synopsis}`")
+
+
+def documented_command_lines() -> list[tuple[str, str]]:
+    """Every `batchit ...` command line the README and docs/ show, as (file, arguments): the lines of
+    their `sh` blocks, and inline code that runs a command with arguments (not `batchit watch: ...`
+    output, nor a bare mention such as `batchit replay`); a pipe, a redirection or a comment cut off."""
+    found = []
+    for path in [REPO / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.DOTALL)
+        shown = [(line, True) for block in blocks for line in block.splitlines()]
+        shown += [(" ".join(span.split()), False) for span in re.findall(r"`(batchit [^`]+)`", text)]
+        for line, whole in shown:
+            words = re.split(r"\s[|>#]", line)[0].split()
+            if words[:1] != ["batchit"] or words[1].endswith(":") or words[1].startswith("["):
+                continue
+            if whole or len(words) > 2:
+                found.append((path.name, " ".join(words[1:])))
+    return found
+
+
+def test_every_batchit_command_line_in_the_docs_parses() -> None:
+    lines = documented_command_lines()
+    assert len(lines) >= 20
+    for name, line in lines:
+        for argv in command_lines(line):
+            assert_parses(argv, name)
+
+
+def test_readme_config_examples_pass_the_published_schema() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = [
+        yaml.load(block, Loader=Yaml12Loader)  # noqa: S506 - batchit's own safe YAML 1.2 loader
+        for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+    ]
+    assert len(blocks) >= 3
+    for block in blocks:
+        published_schema().validate({"version": 1, **block})
