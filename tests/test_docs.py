@@ -6,6 +6,7 @@ import importlib.util
 import json
 import re
 import shlex
+import textwrap
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -177,3 +178,35 @@ def test_readme_config_examples_pass_the_published_schema() -> None:
     assert len(blocks) >= 3
     for block in blocks:
         published_schema().validate({"version": 1, **block})
+
+
+BUNDLED_PRESETS = sorted((REPO / "rules").glob("*.yaml"))
+
+
+def test_every_bundled_preset_file_and_preset_is_documented() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    config = (DOCS / "config.md").read_text(encoding="utf-8")
+    assert len(BUNDLED_PRESETS) >= 4
+    for path in BUNDLED_PRESETS:
+        assert f"`batchit:{path.stem}`" in config, f"docs/config.md: `include` lists no batchit:{path.stem}"
+        assert f"`rules/{path.name}`" in config, f"docs/config.md: the bundled preset files omit {path.name}"
+        assert f"`include: [batchit:{path.stem}]`" in readme, f"README: the bundled presets omit {path.name}"
+        for name in yaml.safe_load(path.read_text(encoding="utf-8"))["presets"]:
+            assert re.search(rf"\b{name}\b", readme), f"README: the bundled presets omit {name} ({path.name})"
+
+
+@pytest.mark.parametrize(
+    "preset", [p for p in BUNDLED_PRESETS if "#   rules:" in p.read_text("utf-8")], ids=str
+)
+def test_the_example_in_a_bundled_preset_file_loads(preset: Path, tmp_path: Path) -> None:
+    """The commented example at the top of rules/NAME.yaml, with `include: [batchit:NAME]`, is a
+    config batchit loads: a parameter renamed in the preset fails here (an unknown `with:` name is
+    an error)."""
+    from batchit.config import load_config
+
+    header = preset.read_text(encoding="utf-8").split("\npresets:")[0]
+    example = header[header.index("#   rules:") :].split("\n#\n")[0]
+    rules = textwrap.dedent("\n".join(line.removeprefix("#") for line in example.splitlines()))
+    (tmp_path / "batchit.yaml").write_text(f"include: [batchit:{preset.stem}]\n{rules}\n", encoding="utf-8")
+    config = load_config(tmp_path)
+    assert config.rules
