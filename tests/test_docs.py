@@ -140,6 +140,8 @@ def test_every_build_flag_of_the_readme_table_parses_as_written() -> None:
         for synopsis in re.findall(r"`([^`]+)`", row[0]):
             for argv in command_lines(synopsis):
                 assert_parses(["build", *argv], f"README build flags, `{synopsis}`")
+                if argv[0] != "--dry-run":  # watch "takes the build flags but --dry-run"
+                    assert_parses(["watch", *argv], f"README build flags (for watch), `{synopsis}`")
 
 
 def documented_command_lines() -> list[tuple[str, str]]:
