@@ -212,3 +212,13 @@ def test_the_example_in_a_bundled_preset_file_loads(preset: Path, tmp_path: Path
     (tmp_path / "batchit.yaml").write_text(f"include: [batchit:{preset.stem}]\n{rules}\n", encoding="utf-8")
     config = load_config(tmp_path)
     assert config.rules
+
+
+def test_config_reference_tables_list_exactly_the_schema_keys() -> None:
+    """docs/config.md's top-level and rule key tables name every key the schema takes, and no other."""
+    text = (DOCS / "config.md").read_text(encoding="utf-8")
+    schema = json.loads((REPO / "batchit.schema.json").read_text("utf-8"))
+    rule = schema["properties"]["rules"]["additionalProperties"]["properties"]
+    for section, keys in (("## Top-level keys", schema["properties"]), ("## Rule keys", rule)):
+        rows = markdown_table(text[text.index(section) :], "| key | type | default | meaning |")
+        assert {re.findall(r"`([^`]+)`", row[0])[0] for row in rows} == set(keys), section
