@@ -8,6 +8,7 @@ or overwritten.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -279,6 +280,11 @@ def test_a_rule_whose_inputs_match_no_file_is_warned_about_before_it_prunes(proj
     project.write(THREE_SOURCES)
     project.build()
     project.config(COPY_CONFIG.replace('"src/**/*.txt"', '"scr/**/*.txt"'))  # a typo
+    warning = "warning: rule 'copy': its inputs (scr/**/*.txt) match no file, so it has no job"
+    for asked in (("plan",), ("plan", "--json"), ("build", "--dry-run")):  # seen before a build prunes
+        planned = project.run(*asked)
+        assert planned.code == 0 and warning in planned.stderr, planned.describe()
+    assert json.loads(project.run("plan", "--json").stdout)["summary"]["prune"] == 3
     result = project.build()
-    assert "warning: rule 'copy': its inputs (scr/**/*.txt) match no file, so it has no job" in result.stderr
+    assert warning in result.stderr
     assert project.manifest()["summary"]["pruned"] == 3

@@ -73,7 +73,8 @@ def build_loaded(args: argparse.Namespace, config: Config, registry: OperatorReg
 def plan(args: argparse.Namespace) -> int:
     """`batchit plan`: what a build would do and why, changing nothing."""
     config, registry = load(args)
-    outcome = plan_build(config, registry, _options(args), with_prunes=True)
+    with console.Console(log_format=args.log_format, progress=False) as screen:
+        outcome = plan_build(config, registry, _options(args), with_prunes=True, emit=screen.emit)
     if getattr(args, "json", False):
         print_json(_plan_json(outcome, config.out))
     else:

@@ -35,15 +35,23 @@ from batchit.state.store import StateStore
 
 
 def plan_build(
-    config: Config, registry: OperatorRegistry, options: BuildOptions, *, with_prunes: bool = False
+    config: Config,
+    registry: OperatorRegistry,
+    options: BuildOptions,
+    *,
+    with_prunes: bool = False,
+    emit: EventSink | None = None,
 ) -> BuildOutcome:
     """What a build would do and why, changing nothing (`plan`, `build --dry-run`): each job's
     action and, `with_prunes`, the outputs it would prune if every selected rule finished (that
-    reads every output's record, which `explain` and `clean` do without)."""
+    reads every output's record, which `explain` and `clean` do without). `emit` gets the
+    warnings the build would give about its plan (a rule whose globs match nothing)."""
     store = StateStore.open_readonly(config.state_dir / "state.db")
     pruned: list[str] = []
     try:
         planner, jobs = _plan(config, registry, options, store)
+        if emit is not None:
+            _warn_of_empty_rules(config, options, jobs, emit)
         # a replayed plan is the one a build left after pruning, with nothing changed since
         if with_prunes and not planner.replayed and not options.holds_others:
             by_rule: dict[str, list[Job]] = {rule.name: [] for rule in select_rules(config, options.rules)}
