@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -273,6 +274,49 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def blocked_on_pipe(pid: int, direction: str) -> bool:
+    """True while the main thread of process `pid` sleeps in a `direction` ("read" or "write") on
+    a pipe: an empty one, or a full one nobody reads (Linux tells through /proc; the name of the
+    kernel function it sleeps in varies: `pipe_write`, `anon_pipe_write`, or `pipe_wait` on old
+    kernels)."""
+    try:
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+    return wchan.endswith(f"pipe_{direction}") or wchan == "pipe_wait"
+
+
+def fill_pipe(write_end: int) -> None:
+    """Fill the pipe `write_end` belongs to, so that the next write to it, by any process, blocks
+    until the reader takes some out. The filler is NUL bytes (`drain` leaves them out). It goes
+    through a file description of its own: making `write_end` non-blocking would make the other
+    process's writes to that same description fail instead of waiting."""
+    filler = os.open(f"/proc/self/fd/{write_end}", os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        with contextlib.suppress(BlockingIOError):
+            os.write(filler, bytes(1 << 20))  # non-blocking: as much as fits
+        with contextlib.suppress(BlockingIOError):
+            while True:  # what a page left half full still takes, a byte at a time
+                os.write(filler, b"\0")
+    finally:
+        os.close(filler)
+
+
+def drain(read_end: int, timeout: float = 60) -> str:
+    """Read the pipe until every writer has closed it (failing after `timeout` seconds), and
+    return what was written to it but `fill_pipe`'s filler."""
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, _, _ = select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(read_end, 1 << 16) if ready else b""
+        if not chunk:
+            text = b"".join(chunks).replace(b"\0", b"").decode()
+            assert ready, f"timed out reading a pipe:\n{text}"
+            return text
+        chunks.append(chunk)
 
 
 @contextlib.contextmanager

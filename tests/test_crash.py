@@ -16,7 +16,17 @@ from pathlib import Path
 
 import pytest
 from blake3 import blake3
-from conftest import COPY_CONFIG, HOLD, HOLD_CONFIG, Project, process_gone, wait_until
+from conftest import (
+    COPY_CONFIG,
+    HOLD,
+    HOLD_CONFIG,
+    Project,
+    blocked_on_pipe,
+    drain,
+    fill_pipe,
+    process_gone,
+    wait_until,
+)
 
 from batchit.execute.pools import PROCESSES_FROM
 from batchit.record.runs import UNFINISHED_RUN
@@ -237,6 +247,40 @@ def test_a_second_sigint_exits_at_once_keeping_what_was_committed(gated: Project
     statuses = {o["path"]: o["status"] for o in gated.manifest()["outputs"]}
     assert statuses["a.txt"] == statuses["b.txt"] == "up_to_date"
     assert statuses["c.txt"] == "built"
+
+
+def test_ctrl_c_while_a_slow_reader_holds_a_log_line_stops_the_build_cleanly(gated: Project) -> None:
+    """The first Ctrl-C's warning goes through the event log to stderr; landing while the build is
+    blocked writing the line before it there (`batchit build --log-format json 2>&1 | slow-reader`),
+    it waits for that line instead of re-entering the stream's write, which raised "reentrant
+    call": exit 1 and a traceback instead of a clean stop."""
+    os.mkfifo(gated.root / "gate")
+    read_end, write_end = os.pipe()
+    command = [sys.executable, "-m", "batchit", "build", "--no-progress", "-j", "1", "--executor", "thread"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stderr buffered, as usual
+    build = subprocess.Popen([*command, "--log-format", "json"], cwd=gated.root, stderr=write_end, env=env)
+    os.close(write_end)
+    try:
+        wait_until(lambda: (gated.root / "started").exists(), "the blocking job to start")
+        fill_pipe(read_end)  # the reader stops reading: c's job line will wait for room
+        open_gate(gated)
+        wait_until(lambda: blocked_on_pipe(build.pid, "write"), "the build to block writing c's line")
+        build.send_signal(signal.SIGINT)
+        stderr = drain(read_end)  # the reader goes on
+        build.wait(timeout=60)
+    finally:
+        os.close(read_end)
+        if build.poll() is None:
+            build.kill()
+            build.wait()
+    assert build.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    lines = [json.loads(line) for line in stderr.splitlines()]
+    said = [line.get("message", "") for line in lines if line["event"] == "warning"]
+    assert any(message.startswith("interrupted (SIGINT)") for message in said), stderr
+    manifest = gated.manifest()
+    assert manifest["status"] == "interrupted"
+    assert {"a.txt", "b.txt", "c.txt"} <= {o["path"] for o in manifest["outputs"]}
 
 
 SLOW_IMPORT = """\
