@@ -404,6 +404,45 @@ def test_sigterm_before_the_jobs_run_exits_130_saying_so(project: Project) -> No
     assert "interrupted" in stderr
 
 
+def test_a_second_ctrl_c_while_batchit_says_interrupted_prints_no_traceback(project: Project) -> None:
+    """Outside the job loop, the first Ctrl-C ends batchit with 130 and 'batchit: interrupted'; a
+    second, landing while that line is being written (to a reader slower than batchit, here one
+    that reads nothing until then), changes nothing. It escaped as a KeyboardInterrupt traceback."""
+    fifo = project.root / "batchit.yaml"
+    os.mkfifo(fifo)
+    read_end, write_end = os.pipe()
+    fill_pipe(write_end)  # batchit's first line to stderr waits until the test reads
+    command = [sys.executable, "-m", "batchit", "build", "--no-progress"]
+    build = subprocess.Popen(command, cwd=project.root, stderr=write_end)
+    os.close(write_end)
+    writer = None
+
+    def reading() -> bool:  # opening a FIFO's write end without blocking works once a reader has it
+        nonlocal writer
+        with contextlib.suppress(OSError):
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        return writer is not None
+
+    try:
+        wait_until(reading, "batchit to read its config")
+        build.send_signal(signal.SIGINT)
+        assert writer is not None
+        with contextlib.suppress(BrokenPipeError):  # batchit may have stopped reading already
+            os.write(writer, COPY_CONFIG.encode())  # else the read returns: the Ctrl-C is handled
+        os.close(writer)
+        wait_until(lambda: blocked_on_pipe(build.pid, "write"), "batchit to say it was interrupted")
+        build.send_signal(signal.SIGINT)
+        stderr = drain(read_end)
+        build.wait(timeout=60)
+    finally:
+        os.close(read_end)
+        if build.poll() is None:
+            build.kill()
+            build.wait()
+    assert build.returncode == 130, stderr
+    assert stderr == "batchit: interrupted\n"
+
+
 def test_a_stopped_build_starts_no_further_command_of_a_batch(project: Project) -> None:
     """Jobs travel in batches: once stopped, a worker thread finishing one job's command must not
     start the next job's."""
