@@ -540,6 +540,92 @@ def test_no_command_a_worker_process_runs_outlives_a_stopped_build(project: Proj
         wait_until(lambda pid=pid: process_gone(pid), f"process {pid} to stop")
 
 
+GATED_PRELOAD = """\
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from batchit.operators.base import JobContext, Operator
+
+if sys.argv[:1] == ["-c"]:  # the forkserver preloading it ('python -c'), not batchit loading the rule
+    Path("preloading").touch()
+    while not Path("release").exists():
+        time.sleep(0.01)
+
+
+class Same(Operator):
+    name = "test.same"
+    version = "1"
+    resources = "cpu"
+    params_schema: ClassVar[dict[str, Any]] = {"type": "object", "additionalProperties": False}
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        return value
+"""
+"""An installed operator whose module holds up the forkserver that preloads it until `release` exists."""
+
+
+@contextlib.contextmanager
+def build_waiting_for_its_forkserver(project: Project, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """A first build of PROCESSES_FROM `cpu` jobs, in a session of its own, once its main thread is
+    inside the process pool's first `submit`, waiting for the forkserver to fork the workers while
+    the forkserver still imports the build's operators (GATED_PRELOAD). Released at the end."""
+    site = tmp_path / "site"
+    info = site / "same_op-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "gated_preload.py").write_text(GATED_PRELOAD)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: same-op\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[batchit.operators]\ntest.same = gated_preload:Same\n")
+    project.config(
+        'version: 1\nrules:\n  same:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        "    steps: [test.same: {}]\n"
+    )
+    project.write({f"in/{n:03}.txt": f"{n}\n" for n in range(PROCESSES_FROM)})
+    build = subprocess.Popen(
+        [sys.executable, "-m", "batchit", "build", "--no-progress", "-j", "2"],
+        cwd=project.root,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])},
+    )
+    try:
+        wait_until(lambda: (project.root / "preloading").exists(), "the forkserver to preload the operator")
+        wait_until(lambda: blocked_on_pipe(build.pid, "read"), "the build to wait for its first worker")
+        yield build
+    finally:
+        if build.poll() is None:  # a failed check: leave no build running behind the test
+            os.killpg(build.pid, signal.SIGKILL)
+        (project.root / "release").touch()  # the forkserver then sees its build gone, and ends
+        build.communicate(timeout=60)  # its pipes close once the forkserver has ended too
+
+
+def test_a_second_ctrl_c_while_the_workers_start_exits_at_once(project: Project, tmp_path: Path) -> None:
+    """The main thread holds the process pool's lock while it starts the workers (in `submit`): the
+    second Ctrl-C's handler waited for that lock, inside its holder, and the build hung for good."""
+    with build_waiting_for_its_forkserver(project, tmp_path) as build:
+        build.send_signal(signal.SIGINT)
+        read_stderr_until(build, "interrupted (SIGINT)")
+        build.send_signal(signal.SIGINT)
+        assert build.wait(timeout=60) == 130  # the forkserver still holds up the workers
+
+
+def test_ctrl_c_while_the_forkserver_preloads_spares_it(project: Project, tmp_path: Path) -> None:
+    """The forkserver starts with SIGINT ignored: a Ctrl-C to the whole process group while it
+    imports the build's operators would end it with a KeyboardInterrupt (or, earlier in its start,
+    a 'Fatal Python error'), and the build with it. The build itself stops as on any Ctrl-C."""
+    with build_waiting_for_its_forkserver(project, tmp_path) as build:
+        os.killpg(build.pid, signal.SIGINT)  # Ctrl-C: the build, the forkserver, the resource tracker
+        said = read_stderr_until(build, "interrupted (SIGINT)")
+        (project.root / "release").touch()
+        out, err = build.communicate(timeout=60)
+    assert build.returncode == 130, said + err
+    assert "Traceback" not in said + err and "Fatal Python error" not in said + err
+    assert "not finished (the next build runs them)" in out, out
+
+
 SIGNAL_INSIDE_FORWARDING = """\
 import os, signal, sys
 from pathlib import Path
