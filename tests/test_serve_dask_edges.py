@@ -9,10 +9,12 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import httpx
@@ -137,6 +139,46 @@ def test_a_report_read_slowly_arrives_whole_past_the_idle_limit(project: Project
     finally:
         server.shutdown()
         server.server_close()
+
+
+def server_threads(pid: int) -> int:
+    """How many threads the server process runs (Linux tells through /proc)."""
+    return sum(1 for _ in Path(f"/proc/{pid}/task").iterdir())
+
+
+@pytest.mark.parametrize("when", ["reading_the_body", "sending_the_answer"])
+def test_a_client_resetting_its_connection_leaves_no_traceback(project: Project, when: str) -> None:
+    """A client that goes away mid-request (killed, timed out, cut by a proxy) is no fault of the
+    server's; each one printed a socketserver traceback on serve's terminal."""
+    project.write({"batchit.yaml": HOLD_CONFIG, "hold.py": HOLD})
+    run_dir = project.root / ".batchit/runs/20260101T000000000Z-abcdef"
+    run_dir.mkdir(parents=True)
+    (run_dir / "report.html").write_bytes(bytes(16 << 20))  # more than the kernel's socket buffers hold
+    (run_dir / "manifest.json").write_text("{}", encoding="utf-8")
+    process, url = started_serve(project)
+    try:
+        idle = 2  # the server's own threads: the one serving and the build queue's
+        wait_until(lambda: server_threads(process.pid) == idle, "the server to start its threads")
+        with socket.socket() as conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # no kernel autotuning
+            conn.settimeout(30)
+            conn.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+            if when == "reading_the_body":  # the server says it waits for the body, which never comes
+                conn.sendall(
+                    b"POST /runs HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+                )
+                assert conn.recv(65536).startswith(b"HTTP/1.1 100 ")
+            else:  # the server sends a report nobody reads
+                conn.sendall(f"GET /runs/{run_dir.name}/report HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close: reset
+        wait_until(lambda: server_threads(process.pid) == idle, "the server to be done with the connection")
+        assert httpx.get(f"{url}/healthz", timeout=30).json() == {"status": "ok"}
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert err == ""
 
 
 class NotAScheduler(NamedTuple):
