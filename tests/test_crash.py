@@ -147,6 +147,42 @@ def test_sigkill_mid_build_loses_nothing_and_resumes_with_the_rest(gated: Projec
     assert gated.read("_build/c.txt") == "BLOCK V2\n"
 
 
+SLOW_MODULE = """\
+import time
+
+def work(value, ctx):
+    if (ctx.root / "slow").exists():
+        time.sleep(0.3)  # a slow job: the build measures how long its jobs take
+    if value.startswith(b"hold"):
+        (ctx.root / "started").touch()
+        while not (ctx.root / "release").exists():
+            time.sleep(0.01)
+    return value.upper()
+"""
+
+
+def test_a_build_killed_during_a_slow_job_keeps_the_slow_jobs_finished_before_it(project: Project) -> None:
+    """Results come back, and are committed, a batch at a time: a batch of slow jobs holds no more
+    than finish in about half a second. Sized from the queue alone, 20 jobs on one worker went five
+    to a batch, and a build killed in the fifth lost the four finished before it."""
+    project.config(GATED.replace("gated:work", "slow_jobs:work"))
+    inputs = {f"in/{n:02}.txt": f"{n}\n" for n in range(20)}
+    project.write({"slow_jobs.py": SLOW_MODULE, **inputs, "in/04.txt": "hold\n", "slow": ""})
+    build = start_build(project)
+    try:
+        wait_until(lambda: (project.root / "started").exists(), "the fifth job to start")
+        for n in range(4):
+            wait_until(lambda n=n: committed_blake3(project, f"{n:02}.txt") is not None, f"job {n} to commit")
+    finally:
+        build.kill()
+        build.communicate(timeout=60)
+
+    (project.root / "slow").unlink()
+    (project.root / "release").touch()
+    project.build()
+    assert project.manifest()["summary"]["up_to_date"] == 4
+
+
 def test_input_changed_while_its_job_ran_is_not_recorded_up_to_date(gated: Project) -> None:
     os.mkfifo(gated.root / "gate")
     build = start_build(gated)
