@@ -138,6 +138,30 @@ def test_a_burst_of_changes_gives_one_rebuild(project: Project, watching: Watch)
     assert watching.stop() == 0
 
 
+def test_writes_to_version_control_caches_and_state_start_no_rebuild(
+    project: Project, watching: Watch
+) -> None:
+    """A commit (`.git`), Python's bytecode and tools' caches, and batchit's own state change
+    nothing that is built: written before a real edit, they are neither a rebuild of their own nor
+    named in the edit's."""
+    project.write(
+        {
+            ".git/index": "x",
+            ".git/objects/ab/cdef": "x",
+            "src/__pycache__/tool.cpython-311.pyc": "x",
+            ".mypy_cache/3.11/tool.data.json": "{}",
+            ".pytest_cache/v/cache/lastfailed": "{}",
+            ".batchit/scratch.txt": "x",
+        }
+    )
+    project.write({"src/b.txt": "b"})
+    assert (
+        watching.wait_for("batchit watch: rebuild") == "batchit watch: rebuild 1 after changes to src/b.txt"
+    )
+    assert watching.wait_for("batchit: ok").startswith("batchit: ok: 1 built, 1 up to date")
+    assert watching.stop() == 0
+
+
 def test_a_config_error_is_reported_and_the_watch_goes_on(project: Project, watching: Watch) -> None:
     project.write({"batchit.yaml": CONFIG.replace("file.copy", "file.cpy")})
     watching.wait_for("batchit: error:")
