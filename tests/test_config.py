@@ -122,8 +122,8 @@ CASES = [
     Case(
         "cycle_between_rules",
         "version: 1\nrules:\n  a:\n    inputs: {rule: b}\n    aggregate: true\n    output: a.txt\n"
-        "    steps: [file.copy: {}]\n  b:\n    inputs: {rule: a}\n    aggregate: true\n    output: b.txt\n"
-        "    steps: [file.copy: {}]\n",
+        "    steps: [cdn.manifest: {}]\n  b:\n    inputs: {rule: a}\n    aggregate: true\n    output: b.txt\n"
+        "    steps: [cdn.manifest: {}]\n",
         "batchit.yaml:4:5",
         "cycle: a -> b -> a",
         "remove one of the {rule: ...} inputs",
@@ -297,7 +297,7 @@ CASES = [
     ),
     Case(
         "path_placeholder_in_aggregate_output",
-        rule('aggregate: true\noutput: "{dir}/index.html"\nsteps: [file.copy: {}]\n'),
+        rule('aggregate: true\noutput: "{dir}/index.html"\nsteps: [cdn.manifest: {}]\n'),
         "batchit.yaml:6:5",
         "unknown placeholder {dir} in output",
         "aggregate: {by: '{dir}'}",

@@ -167,12 +167,12 @@ def test_partition_names_are_placeholders_of_an_aggregate(tmp_path: Path) -> Non
             inputs: ["logs/*.log"]
             aggregate: {partition: '(?P<day>\\d{4}-\\d{2}-\\d{2})'}
             output: "daily/{day}.log"
-            steps: [text.replace: {pattern: x, replacement: "{day}"}]
+            steps: [shell: {argv: [echo, "{day}"]}]
           dirs:
             inputs: ["logs/**/*.log"]
             aggregate: {by: "{dir}"}
             output: "{dir}/index.txt"
-            steps: [file.copy: {}]
+            steps: [cdn.manifest: {}]
         """,
     )
     assert config.rules["days"].aggregate == Aggregate(partition=r"(?P<day>\d{4}-\d{2}-\d{2})")
@@ -198,7 +198,7 @@ def test_rules_come_after_the_rules_they_read_from(tmp_path: Path) -> None:
         tmp_path,
         """\
         rules:
-          site: {inputs: {rule: pages}, aggregate: true, output: index.html, steps: [file.copy: {}]}
+          site: {inputs: {rule: pages}, aggregate: true, output: index.html, steps: [cdn.manifest: {}]}
           notes: {inputs: ["*.txt"], output: "{path}", steps: [file.copy: {}]}
           pages: {inputs: ["*.md"], output: "{path}.html", steps: [file.copy: {}]}
         """,

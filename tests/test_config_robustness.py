@@ -226,7 +226,7 @@ CASES = [
     ),
     Case(
         "output_inside_the_manifest_copy_name",
-        HEAD + "    aggregate: true\n    output: batchit-manifest.json/x\n    steps: [file.copy: {}]\n",
+        HEAD + "    aggregate: true\n    output: batchit-manifest.json/x\n    steps: [cdn.manifest: {}]\n",
         "batchit.yaml:6:",
         "output 'batchit-manifest.json/x' is inside batchit-manifest.json, a name reserved for batchit's "
         "manifest copy",
@@ -283,3 +283,82 @@ def test_nesting_below_the_limit_builds(project: Project) -> None:
     project.build()
     assert project.read("_build/a.html") == "hello\n"
     assert project.run("build", "--no-progress", "--force").code == 0
+
+
+AGGREGATE = HEAD + "    aggregate: true\n    output: all.txt\n    steps:\n"
+"""The rule `pages` as one aggregate job over src/*.txt writing all.txt; a case adds its steps."""
+
+INPUT_MISTAKES = [
+    Case(
+        "aggregate_starting_with_a_one_file_step",
+        AGGREGATE + "      - text.load: {}\n",
+        "batchit.yaml:8:9",
+        "step 1 (text.load) takes one input file, but gets the list of its input files (an aggregate)",
+        "start with a step that takes the list: cdn.manifest, data.load, python, shell, template.render",
+    ),
+    Case(
+        "aggregate_copying_its_files",
+        AGGREGATE + "      - file.copy: {}\n",
+        "batchit.yaml:8:9",
+        "step 1 (file.copy) takes one input file, but gets the list",
+        "or remove `aggregate:` for one job per input",
+    ),
+    Case(
+        "image_step_without_image_load",
+        steps("image.resize: {width: 10}", "image.save: {format: png}"),
+        "batchit.yaml:7:9",
+        "step 1 (image.resize) needs a value an earlier step makes, but gets its input file",
+        "put image.load before it",
+    ),
+    Case(
+        "record_step_without_data_load",
+        steps('http.enrich: {url: "http://127.0.0.1:9/{id}"}', "data.dump: {format: json}"),
+        "batchit.yaml:7:9",
+        "step 1 (http.enrich) needs a value an earlier step makes, but gets its input file",
+        "put a step that reads the input before it: cdn.manifest, data.load,",
+    ),
+    Case(
+        "a_conditional_first_step_hands_the_input_on",
+        "version: 1\nflags: {parse: true}\n"
+        + AGGREGATE.removeprefix("version: 1\n")
+        + "      - data.load: {when: flags.parse}\n      - data.dump: {format: json}\n",
+        "batchit.yaml:10:9",
+        "step 2 (data.dump) needs a value an earlier step makes, but gets the list of its input files "
+        "(an aggregate) when the `when:` of the steps before it skips them",
+        "put data.load before it, or remove the `when:` before it",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", INPUT_MISTAKES, ids=[case.id for case in INPUT_MISTAKES])
+@pytest.mark.parametrize("command", ["plan", "build"])
+def test_a_step_that_cannot_take_the_jobs_input_is_refused_as_the_config_loads(
+    project: Project, case: Case, command: str
+) -> None:
+    """Every job would fail on it at run time (an aggregate's list handed to text.load, a file to
+    image.resize): refused before anything is built, exit 2, by `plan` as by `build`."""
+    project.write({"batchit.yaml": case.config, "src/a.txt": "hello\n", "src/b.txt": "world\n"})
+    result = project.run(command, *(["--no-progress"] if command == "build" else []))
+    assert result.code == 2, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+    assert f"error: {case.where}: rule 'pages': {case.message}" in result.stderr, result.describe()
+    assert case.fix in result.stderr.split("fix:", 1)[1], result.describe()
+    assert project.snapshot(".batchit", "_build") == {}
+
+
+def test_steps_that_take_the_jobs_input_as_it_is_given_still_build(project: Project) -> None:
+    """The check refuses only what cannot work: an aggregate starting with data.load (or a step
+    skipped in favour of one that takes the files) builds."""
+    project.write(
+        {
+            "batchit.yaml": "version: 1\nflags: {fancy: false}\n"
+            + AGGREGATE.removeprefix("version: 1\n").replace("all.txt", "all.json")
+            + "      - template.render: {template: t.j2, when: flags.fancy}\n"
+            + "      - data.load: {format: json}\n      - data.dump: {format: json, indent: 0}\n",
+            "t.j2": "{{ items | length }}",
+            "src/a.txt": "1\n",
+            "src/b.txt": "2\n",
+        }
+    )
+    project.build()
+    assert project.read("_build/all.json") == "[1,2]\n"

@@ -110,8 +110,15 @@ def test_a_file_a_preset_step_names_that_is_missing_is_blamed_on_the_preset_file
             "10:5: rule 'thumbs': unknown placeholder {path} in output\n"
             "  fix: give the rule an output of its own without {path} (the preset's has it)",
         ),
+        # the bundled preset's steps start with image.load, which cannot take an aggregate's files
+        (
+            '    aggregate: true\n    output: "all-{width}.webp"\n',
+            "10:5: rule 'thumbs': step 1 (image.load) takes one input file, but gets the list of its "
+            "input files (an aggregate)\n  fix: write the rule's own `steps:` instead of the preset's; "
+            "start with a step that takes the list:",
+        ),
     ],
-    ids=["with-not-a-list", "with-a-bad-item", "a-new-matrix-key", "an-aggregate"],
+    ids=["with-not-a-list", "with-a-bad-item", "a-new-matrix-key", "an-aggregate", "aggregate-steps"],
 )
 def test_a_rules_mistake_in_using_a_bundled_preset_is_reported_in_the_users_file(
     project: Project, own: str, error: str

@@ -17,7 +17,7 @@ from typing import Any
 
 from batchit.config.hints import did_you_mean, listing
 from batchit.config.paths import escapes, normalise, unusable, unusable_value
-from batchit.config.steps import Operators, RuleScope, build_steps
+from batchit.config.steps import Operators, RuleScope, build_steps, check_inputs
 from batchit.config.units import parse_size
 from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
@@ -90,7 +90,7 @@ class _RuleBuilder:
                 "remove `resources: cpu` (a rule with this step is `io` by default)",
             )
         mark = self.marks.get(())
-        return Rule(
+        rule = Rule(
             name=self.name,
             globs=globs,
             from_rules=upstream,
@@ -110,6 +110,8 @@ class _RuleBuilder:
             validate=self.checks(raw["validate"], "validate", "checksums") if "validate" in raw else None,
             line=mark.line if mark else None,
         )
+        check_inputs(steps, scope, context.operators)  # after the output's checks, which tell more
+        return rule
 
     def own(self, path: YamlPath) -> bool:
         """True when the value at `path` is written in the rule itself, not taken from a preset:

@@ -21,7 +21,7 @@ from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Mark, Marks, YamlPath, error_at, nearest
 from batchit.errors import ConfigError
 from batchit.model import Step
-from batchit.operators.base import Operator
+from batchit.operators.base import InputKind, Operator
 from batchit.operators.registry import OperatorRegistry
 from batchit.placeholders import PATH_PLACEHOLDERS, names_in, names_in_value, text
 
@@ -131,6 +131,59 @@ def _check_when(when: Any, scope: RuleScope, where: YamlPath) -> None:
         check_condition(when, [key for key, _ in scope.matrix], scope.flags)
     except ConditionError as exc:
         raise _fail(scope, where, f"{_step_label(where[:3])}: {exc.message}", exc.hint) from None
+
+
+def check_inputs(steps: Sequence[Step], scope: RuleScope, operators: Operators) -> None:
+    """Each step that may get the job's input as it is (the first, and those after steps a `when:`
+    may skip) must take it: one input file, or an aggregate's list of them (`Operator.takes`).
+    Else every job of the rule would fail on the same mistake as it runs."""
+    kind: InputKind = "files" if scope.aggregate else "file"
+    for index, step in enumerate(steps):
+        operator = operators.get(step.operator)
+        if kind not in operator.takes:
+            raise _cannot_take(operator, kind, scope, ("steps", index, step.operator), operators)
+        if step.when is None:  # this step runs, and what it makes is the next step's value
+            return
+
+
+def _cannot_take(
+    operator: type[Operator], kind: InputKind, scope: RuleScope, where: YamlPath, operators: Operators
+) -> ConfigError:
+    """The error for a step that gets the job's input as it is (`kind`) but cannot take it."""
+    skipped = " when the `when:` of the steps before it skips them" if int(where[1]) else ""
+    given = "the list of its input files (an aggregate)" if kind == "files" else "its input file"
+    names = [name for name in operators.registry.names() if kind in _taken(operators, name)]
+    able = listing(names)
+    if not operator.takes:
+        message = f"{_step_label(where)} needs a value an earlier step makes, but gets {given}{skipped}"
+        family = [name for name in names if name.partition(".")[0] == operator.name.partition(".")[0]]
+        hint = (
+            f"put {family[0]} before it" if family else f"put a step that reads the input before it: {able}"
+        )
+    elif kind == "files":
+        message = f"{_step_label(where)} takes one input file, but gets {given}{skipped}"
+        hint = f"start with a step that takes the list: {able}; or remove `aggregate:` for one job per input"
+    else:
+        message = f"{_step_label(where)} takes an aggregate's input files, but gets {given}{skipped}"
+        hint = (
+            f"make the rule an aggregate (aggregate: true), or start with a step that takes one file: {able}"
+        )
+    if skipped:
+        hint += ", or remove the `when:` before it"
+    own = scope.marks.get(())
+    step, setting = nearest(scope.marks, where[:2]), scope.marks.get(("aggregate",))
+    if own and step and setting and (step.file, step.via) != (own.file, None) == (setting.file, setting.via):
+        where = ("aggregate",)  # the preset's steps meet the rule's own aggregate: the user's to fix
+        hint = f"write the rule's own `steps:` instead of the preset's; {hint}"
+    return _fail(scope, where[:2], message, hint)
+
+
+def _taken(operators: Operators, name: str) -> frozenset[InputKind]:
+    """What operator `name` takes as a job's input; nothing when it cannot be loaded."""
+    try:
+        return operators.get(name).takes
+    except ConfigError:
+        return frozenset()
 
 
 def _check_placeholders(

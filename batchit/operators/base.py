@@ -31,6 +31,11 @@ JSON_INDENT: dict[str, Any] = {
 }
 """The schema of an `indent` parameter of an operator that writes JSON (cdn.manifest, data.dump)."""
 
+InputKind = Literal["file", "files"]
+"""What a job's pipeline starts from: "file", its one input file; "files", an aggregate's list of them."""
+
+BOTH_KINDS: frozenset[InputKind] = frozenset({"file", "files"})
+
 RUN_TIME_PASS = frozenset({"-"})
 """Kept by `Operator.fill_params` in a record parameter: no placeholder is named `-`, but a keep
 set that is not empty leaves the escapes `{{` and `}}` for the operator's pass at run time."""
@@ -158,6 +163,12 @@ class Operator:
     cheap: ClassVar[bool] = False
     """True when re-running costs no more than restoring a copy: a pipeline of only cheap steps is
     not kept in the cache (its result would just duplicate bytes already on disk)."""
+    takes: ClassVar[frozenset[InputKind]] = BOTH_KINDS
+    """Which of a job's inputs, as they are, the operator can take: a rule's first step (or one after
+    steps a `when:` may skip) gets "file" (one input file) or, in an aggregate, "files" (the list
+    of them). Empty when it needs a value an earlier step makes (image.resize needs image.load's
+    picture). The config refuses a rule whose steps would hand one an input it cannot take: every
+    job would fail on it."""
 
     @classmethod
     def param_problem(cls, params: Mapping[str, Any], root: Path) -> ParamProblem | None:

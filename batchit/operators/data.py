@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from batchit.errors import PermanentError, RecipeError
-from batchit.operators.base import JSON_INDENT, InputFile, JobContext, Operator
+from batchit.operators.base import JSON_INDENT, InputFile, InputKind, JobContext, Operator
 from batchit.operators.data_formats import (
     FORMATS,
     decoded_text,
@@ -107,6 +107,7 @@ class DataDump(Operator):
     """
 
     name = "data.dump"
+    takes: ClassVar[frozenset[InputKind]] = frozenset()
     version = "1"
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
@@ -154,6 +155,7 @@ class DataValidate(Operator):
     """
 
     name = "data.validate"
+    takes: ClassVar[frozenset[InputKind]] = frozenset()
     version = "1"
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",

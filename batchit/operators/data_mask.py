@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from blake3 import blake3
 
 from batchit.hashing import blake3_hex, canonical_json
-from batchit.operators.base import JobContext, Operator
+from batchit.operators.base import InputKind, JobContext, Operator
 from batchit.operators.data_formats import require_data
 
 REDACTED = "***"
@@ -105,6 +105,7 @@ class DataMask(Operator):
     """
 
     name = "data.mask"
+    takes: ClassVar[frozenset[InputKind]] = frozenset()
     version = "1"
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",

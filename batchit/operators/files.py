@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from batchit.operators.base import InputFile, JobContext, Operator, as_bytes
+from batchit.operators.base import InputFile, InputKind, JobContext, Operator, as_bytes
 
 
 class FileCopy(Operator):
@@ -18,6 +18,7 @@ class FileCopy(Operator):
     name = "file.copy"
     version = "1"
     cheap = True
+    takes: ClassVar[frozenset[InputKind]] = frozenset({"file"})
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "description": "Copy the input's bytes unchanged. Takes no parameters.",

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import httpx
 
 from batchit.errors import PermanentError, RecipeError, ServiceUnreachable
-from batchit.operators.base import JobContext, Operator
+from batchit.operators.base import InputKind, JobContext, Operator
 from batchit.operators.data_formats import loads_json
 from batchit.operators.http_cache import Answer, cache_key, entry_path, read_entry, write_entry
 from batchit.operators.rate_limit import HostLimiter, limiter_for
@@ -55,6 +55,7 @@ class HttpEnrich(Operator):
     """GET a URL made from the record; merge the JSON answer into a copy of the record."""
 
     name = "http.enrich"
+    takes: ClassVar[frozenset[InputKind]] = frozenset()
     version = "1"
     resources = "io"
     libraries = ("httpx",)

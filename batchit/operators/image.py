@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, ClassVar
 from PIL import Image, UnidentifiedImageError
 
 from batchit.errors import PermanentError, RecipeError
-from batchit.operators.base import InputFile, JobContext, Operator
+from batchit.operators.base import InputFile, InputKind, JobContext, Operator
 from batchit.operators.image_modes import working_mode
 from batchit.operators.image_names import JPEG_LIKE, format_accepted, formats_schema
 
@@ -84,6 +84,7 @@ class ImageOperator(Operator):
     """Base of the image operators: Pillow's version and its codecs' versions enter the key."""
 
     libraries = ("pillow",)
+    takes: ClassVar[frozenset[InputKind]] = frozenset()  # a picture image.load makes
 
     def library_versions(self) -> dict[str, str]:
         """Pillow's version plus libjpeg, libwebp, libavif, zlib and FreeType as Pillow reports them."""
@@ -229,6 +230,7 @@ class ImageLoad(ImageOperator):
     """
 
     name = "image.load"
+    takes: ClassVar[frozenset[InputKind]] = frozenset({"file"})
     version = "3"  # 2: CMYK through its ICC profile; 3: a TIFF's tags and orientation, a PNG's comment
     validate_section = "image"
     params_schema: ClassVar[dict[str, Any]] = {

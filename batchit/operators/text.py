@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from batchit.errors import PermanentError, RecipeError
-from batchit.operators.base import LARGEST_COUNT, InputFile, JobContext, Operator, ParamProblem, as_text
+from batchit.operators.base import (
+    LARGEST_COUNT,
+    InputFile,
+    InputKind,
+    JobContext,
+    Operator,
+    ParamProblem,
+    as_text,
+)
 from batchit.operators.imports import project_folders
 from batchit.operators.project_modules import current_module, module_key_files, put_project_on_path
 
@@ -29,6 +37,7 @@ class TextLoad(Operator):
     """
 
     name = "text.load"
+    takes: ClassVar[frozenset[InputKind]] = frozenset({"file"})
     version = "1"
     cheap = True
     params_schema: ClassVar[dict[str, Any]] = {
@@ -78,6 +87,7 @@ class TextReplace(Operator):
     """
 
     name = "text.replace"
+    takes: ClassVar[frozenset[InputKind]] = frozenset({"file"})
     version = "1"
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
@@ -125,6 +135,7 @@ class MarkdownRender(Operator):
     """
 
     name = "markdown.render"
+    takes: ClassVar[frozenset[InputKind]] = frozenset({"file"})
     version = "1"
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
