@@ -5,6 +5,7 @@ record even when they hold a character no header may carry."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from collections.abc import Iterator
@@ -22,9 +23,11 @@ SECRET = "edge-7c1e-never-written"  # noqa: S105 - a made-up secret the test loo
 
 
 class Answers(BaseHTTPRequestHandler):
-    """/PATH answers `bodies[PATH]` (200, application/json); notes each path asked."""
+    """/PATH answers `bodies[PATH]` (200, application/json), sent with the Content-Encoding
+    `encodings[PATH]` when it has one (the body is then written encoded); notes each path asked."""
 
     bodies: ClassVar[dict[str, bytes]] = {}
+    encodings: ClassVar[dict[str, str]] = {}
     asked: ClassVar[list[str]] = []
     lock = threading.Lock()
 
@@ -32,8 +35,11 @@ class Answers(BaseHTTPRequestHandler):
         with Answers.lock:
             Answers.asked.append(self.path)
             body = Answers.bodies.get(self.path, b'{"ok": true}')
+            encoding = Answers.encodings.get(self.path)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -45,7 +51,7 @@ class Answers(BaseHTTPRequestHandler):
 @pytest.fixture
 def answers() -> Iterator[str]:
     """A fresh Answers server on 127.0.0.1: its base URL."""
-    Answers.bodies, Answers.asked = {}, []
+    Answers.bodies, Answers.encodings, Answers.asked = {}, {}, []
     with serving(Answers, "") as url:
         yield url
 
@@ -358,3 +364,63 @@ def test_a_kept_answer_is_fresh_only_while_younger_than_its_ttl(
     write_entry(entry, "GET", "http://127.0.0.1/x", Answer(200, "application/json", b"{}", 1_000_000.0))
 
     assert (read_entry(entry, 60, now=1_000_000.0 + age) is not None) is fresh
+
+
+def gzipped(data: bytes, times: int = 1) -> bytes:
+    """`data` gzip-compressed `times` over, as a server sends `Content-Encoding: gzip[, gzip]`."""
+    for _ in range(times):
+        data = gzip.compress(data, mtime=0)
+    return data
+
+
+PADDED = b'{"pad": "' + b"0" * 20_000_000 + b'"}'
+"""A 20 MB JSON answer that gzip shrinks to ~20 KB: over the default max_bytes (10 MB) once inflated."""
+
+
+@pytest.mark.parametrize(
+    ("extra", "encoding", "told"),
+    [
+        (
+            ", max_bytes: 1000",
+            "gzip",
+            "more than 1,000 bytes once decompressed, over the step's max_bytes (1,000)",
+        ),
+        (
+            "",
+            "gzip, gzip",
+            "more than 10,000,000 bytes once decompressed, over the step's max_bytes (10,000,000)",
+        ),
+        ("", "", "20,000,011 bytes, over the step's max_bytes (10,000,000)"),
+    ],
+    ids=["gzip-over-a-small-cap", "gzip-twice-over-the-default", "plain-over-the-default"],
+)
+def test_an_answer_over_max_bytes_quarantines_the_input_and_is_never_kept(
+    project: Project, answers: str, extra: str, encoding: str, told: str
+) -> None:
+    """A gzip bomb (or just a huge answer) is refused as it is read, counted once decoded: the job
+    fails with a permanent error naming the URL, the size and the parameter to raise, the input is
+    quarantined, and no answer is kept in the response cache. Below the cap the same answer builds."""
+    project.config(ENRICH.replace("BASE", answers).replace("}}", f"}}{extra}}}", 1))
+    project.write({"items/a.json": '{"id": 1}'})
+    Answers.bodies = {"/items/1": gzipped(PADDED, encoding.count("gzip")) if encoding else PADDED}
+    Answers.encodings = {"/items/1": encoding} if encoding else {}
+    result = project.run("build", "--no-progress", env={"EDGE_TOKEN": SECRET})
+    assert result.code == 1, result.describe()
+    (failure,) = project.manifest()["failures"]
+    assert failure["class"] == "PermanentError", failure
+    assert f"GET {answers}/items/1: the answer is {told}" in failure["message"], failure
+    assert "raise the http.enrich step's max_bytes" in failure["message"], failure
+    reason = json.loads(project.read(".batchit/quarantine/enrich/items/a.json.reason.json"))
+    assert told in reason["message"], reason
+    assert [path for path in (project.root / ".batchit/http").rglob("*") if path.is_file()] == []
+
+
+def test_a_gzip_answer_under_max_bytes_is_inflated_and_merged(project: Project, answers: str) -> None:
+    project.config(ENRICH.replace("BASE", answers).replace("}}", "}, max_bytes: 64}", 1))
+    project.write({"items/a.json": '{"id": 1}', "items/b.json": '{"id": 2}'})
+    Answers.bodies = {"/items/1": gzipped(b'{"title": "one"}'), "/items/2": gzipped(b'{"title": "two"}', 2)}
+    Answers.encodings = {"/items/1": "gzip", "/items/2": "gzip, gzip"}
+    result = project.run("build", "--no-progress", env={"EDGE_TOKEN": SECRET})
+    assert result.code == 0, result.describe()
+    assert json.loads(project.read("_build/a.json")) == {"id": 1, "title": "one"}
+    assert json.loads(project.read("_build/b.json")) == {"id": 2, "title": "two"}

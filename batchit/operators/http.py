@@ -17,6 +17,7 @@ answers are kept in the response cache (batchit.operators.http_cache).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -27,8 +28,9 @@ from typing import Any, ClassVar
 import httpx
 
 from batchit.errors import PermanentError, RecipeError, ServiceUnreachable
-from batchit.operators.base import InputKind, JobContext, Operator
+from batchit.operators.base import LARGEST_COUNT, InputKind, JobContext, Operator
 from batchit.operators.data_formats import loads_json
+from batchit.operators.http_body import ACCEPTED, TooLarge, read_body
 from batchit.operators.http_cache import Answer, cache_key, entry_path, read_entry, write_entry
 from batchit.operators.rate_limit import HostLimiter, limiter_for
 from batchit.placeholders import PATH_PLACEHOLDERS, UnknownPlaceholder, substitute, text
@@ -50,13 +52,17 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 WEEK = 604_800
 TEN_YEARS = 315_360_000
 
+MAX_BYTES = 10_000_000
+"""The default cap on an answer's size once decoded (10 MB): far above any record's enrichment,
+far below what a worker can hold."""
+
 
 class HttpEnrich(Operator):
     """GET a URL made from the record; merge the JSON answer into a copy of the record."""
 
     name = "http.enrich"
     takes: ClassVar[frozenset[InputKind]] = frozenset()
-    version = "1"
+    version = "2"  # 2: an answer over max_bytes (10 MB by default) fails the job
     resources = "io"
     libraries = ("httpx",)
     record_params = frozenset({"url"})
@@ -103,6 +109,14 @@ class HttpEnrich(Operator):
                 "description": "Seconds an answer in .batchit/http/ is reused when the job runs again "
                 "(0: never). Without it, forever.",
             },
+            "max_bytes": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": LARGEST_COUNT,
+                "default": MAX_BYTES,
+                "description": "The largest answer taken, in bytes once decompressed (a gzip answer "
+                "is counted as it inflates); a larger one is a permanent error, never kept.",
+            },
             "into": {
                 "type": "string",
                 "minLength": 1,
@@ -137,11 +151,14 @@ class HttpEnrich(Operator):
         target = request_url(params["url"], value)
         templates: dict[str, str] = dict(params.get("headers") or {})
         entry = entry_path(ctx.root, cache_key("GET", target, templates))
+        max_bytes: int = params.get("max_bytes", MAX_BYTES)
         answer = read_entry(entry, params.get("cache_ttl"))
         if answer is not None:
+            if len(answer.body) > max_bytes:  # kept before the cap was lowered: as if fetched now
+                raise too_large(target, max_bytes, len(answer.body))
             return merge(value, parse_answer(target, answer), params.get("into"), target)
         limit = (limiter_for(ctx.root), params.get("rate"))
-        answer = fetch(target, expand_headers(templates), params.get("timeout", 30), limit)
+        answer = fetch(target, expand_headers(templates), params.get("timeout", 30), limit, max_bytes)
         # merged before it is kept: an answer the rule cannot use (no JSON, or no object to merge)
         # is not kept, so the next build asks the service again once it is fixed
         merged = merge(value, parse_answer(target, answer), params.get("into"), target)
@@ -197,23 +214,33 @@ def fetch(
     headers: tuple[dict[str, str], tuple[str, ...]],
     timeout: float,
     limit: tuple[HostLimiter, float | None],
+    max_bytes: int,
 ) -> Answer:
     """GET `url` with `headers` (and the secrets they hold) within the host's rate (`limit`: the
-    project's limiter and the step's rate): a 2xx answer; anything else raises (see the module).
-    No message quotes a secret, whatever the library says."""
+    project's limiter and the step's rate): a 2xx answer of at most `max_bytes` once decoded;
+    anything else raises (see the module). No message quotes a secret, whatever the library says."""
     sent, secrets = headers
     limiter, rate = limit
+    if not any(name.lower() == "accept-encoding" for name in sent):
+        sent = {"Accept-Encoding": ACCEPTED, **sent}  # no coding read_body cannot count as it decodes
+    body = b""
     try:
         with httpx.Client(timeout=timeout) as client:
             request = client.build_request("GET", url, headers=sent)
             for _ in range(MAX_REDIRECTS + 1):  # each hop is a request of its own to the rate
-                with limiter.slot(host_of(str(request.url)), rate):
-                    response = client.send(request)
+                with (
+                    limiter.slot(host_of(str(request.url)), rate),
+                    contextlib.closing(client.send(request, stream=True)) as response,
+                ):
+                    if response.next_request is None and 200 <= response.status_code < 300:
+                        body = read_body(response, url, max_bytes)
                 if response.next_request is None:
                     break
                 request = response.next_request
             else:
                 raise httpx.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects", request=request)
+    except TooLarge as exc:
+        raise too_large(url, max_bytes, exc.size) from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.TooManyRedirects) as exc:
         raise PermanentError(f"GET {url}: {_told(exc, secrets)}") from None
     except httpx.TransportError as exc:  # refused, reset, timed out: the service cannot be reached
@@ -228,7 +255,16 @@ def fetch(
         )
     if not 200 <= status < 300:
         raise PermanentError(f"GET {url} answered {status} {response.reason_phrase}")
-    return Answer(status, response.headers.get("Content-Type", ""), response.content, time.time())
+    return Answer(status, response.headers.get("Content-Type", ""), body, time.time())
+
+
+def too_large(url: str, max_bytes: int, size: int | None) -> PermanentError:
+    """The error for an answer over `max_bytes`: `size` bytes when known, else more than the cap."""
+    told = f"{size:,} bytes" if size is not None else f"more than {max_bytes:,} bytes once decompressed"
+    return PermanentError(
+        f"GET {url}: the answer is {told}, over the step's max_bytes ({max_bytes:,})",
+        hint="raise the http.enrich step's max_bytes if answers this large are expected",
+    )
 
 
 def host_of(url: str) -> str:
