@@ -631,17 +631,37 @@ def test_transient_exit_codes_are_codes_a_failing_command_can_exit_with(
 @pytest.mark.parametrize(
     ("step", "said"),
     [
-        ("image.watermark: {opacity: 0.3}", "step 2 (image.watermark) needs exactly one of 'text', 'image'"),
-        ("image.resize: {}", "step 2 (image.resize) needs at least one of 'width', 'height'"),
-        ("image.crop: {box: [0, 0, 1, 1], width: 3}", "needs exactly one of 'box', 'width' or 'height'"),
+        (
+            "image.watermark: {opacity: 0.3}",
+            "step 2 (image.watermark) needs exactly one of 'text', 'image'\n  fix: add 'text:', or 'image:'",
+        ),
+        (
+            "image.watermark: {text: hi, image: logo.png}",
+            "exactly one of 'text', 'image'\n  fix: keep only one of 'text', 'image': they are alternatives",
+        ),
+        (
+            "image.resize: {}",
+            "(image.resize) needs at least one of 'width', 'height'\n  fix: add 'width:', or 'height:'",
+        ),
+        (
+            "image.crop: {box: [0, 0, 1, 1], width: 3}",
+            "needs exactly one of 'box', 'width' or 'height'\n  fix: keep only one of 'box', 'width'",
+        ),
+        # the alternative `width or height` inside crop's choice is not the whole choice
+        (
+            "image.crop: {gravity: top}",
+            "needs exactly one of 'box', 'width' or 'height'\n  fix: add 'box:', or 'width:' or 'height:'",
+        ),
         (
             "shell: {argv: [cat], transient_exit_codes: [0]}",
             "fix: Exit codes (1 to 255) that mean 'retry later'",
         ),
     ],
-    ids=["watermark", "resize", "crop", "hint-of-the-enclosing-list"],
+    ids=["watermark", "watermark-both", "resize", "crop", "crop-neither", "hint-of-the-enclosing-list"],
 )
 def test_a_step_missing_one_of_its_alternatives_is_told_which(tmp_path: Path, step: str, said: str) -> None:
+    """The fix says which keys to add (or that only one of them may stay), not the operator's
+    description."""
     assert said in refusal(tmp_path, rule(f'output: "{{path}}"\nsteps: [image.load: {{}}, {step}]\n'))
 
 

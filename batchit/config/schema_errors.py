@@ -7,8 +7,9 @@ unknown key 'ouput'` with `fix: did you mean 'output'?`, using the marks `yaml12
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from jsonschema import Draft202012Validator, TypeChecker, ValidationError
 from jsonschema.exceptions import best_match
@@ -67,6 +68,8 @@ def check(
     error = unknown[0] if unknown else best_match(errors)
     if error is None:
         return
+    while _is_choice(error.parent):  # best_match goes down into `width or height` of crop's
+        error = error.parent  # `box, or width or height`: name every alternative
     path: YamlPath = (*prefix, *error.absolute_path)
     relative, owner = path, ""
     if rule is None and len(path) >= 2 and path[0] in ("rules", "presets"):
@@ -105,6 +108,8 @@ def _explain(
         missing = next(n for n in needs if n not in instance)
         message = f"{_prefix(path, label)}'{key}' means nothing without '{missing}'"
         return message, f"add '{missing}:', or remove '{key}:'", (key,)
+    if _is_choice(error):
+        return f"{label} {_phrase(error)}", _choice_hint(error), ()
     if "propertyNames" in error.schema_path:
         return f"{_prefix(path, label)}invalid name {instance!r}", _description(error), (instance,)
     hint = _description(error) or _enclosing_description(root, error) or _where_documented(path)
@@ -163,6 +168,36 @@ def _required_choices(schemas: Any) -> list[str] | None:
         else:
             return None
     return choices
+
+
+def _is_choice(error: object) -> TypeGuard[ValidationError]:
+    """True for an anyOf/oneOf error whose alternatives only require keys (`width` or `height`)."""
+    return (
+        isinstance(error, ValidationError)
+        and error.validator in ("anyOf", "oneOf")
+        and _required_choices(error.validator_value) is not None
+    )
+
+
+def _choice_hint(error: ValidationError) -> str:
+    """The fix for a mapping that gives none of the alternative keys (add one), or, for a oneOf,
+    more than one alternative (jsonschema then gives no sub-errors: keep one)."""
+    if error.validator == "oneOf" and not error.context:
+        instance: Any = error.instance
+        given = [key for key in _choice_keys(error.validator_value) if key in instance]
+        return f"keep only one of {', '.join(f'{key!r}' for key in given)}: they are alternatives"
+    choices = _required_choices(error.validator_value) or []
+    return "add " + ", or ".join(re.sub(r"'([^']*)'", r"'\1:'", choice) for choice in choices)
+
+
+def _choice_keys(schemas: Any) -> list[str]:
+    """Every key an anyOf/oneOf of required keys names, in order."""
+    keys: list[str] = []
+    for schema in schemas:
+        for key in schema.get("required", []):
+            keys.append(key)
+        keys.extend(_choice_keys(schema.get("anyOf", [])))
+    return keys
 
 
 def _description(error: ValidationError) -> str | None:
