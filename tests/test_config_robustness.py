@@ -330,13 +330,44 @@ INPUT_MISTAKES = [
 ]
 
 
-@pytest.mark.parametrize("case", INPUT_MISTAKES, ids=[case.id for case in INPUT_MISTAKES])
+ENDING_MISTAKES = [
+    Case(
+        "image_steps_without_image_save",
+        steps("image.load: {}", "image.resize: {width: 10}"),
+        "batchit.yaml:8:9",
+        "step 2 (image.resize) ends the steps, but what it makes cannot be written (only bytes or text can)",
+        "end the steps with image.save",
+    ),
+    Case(
+        "a_conditional_last_step_leaves_a_picture",
+        "version: 1\nflags: {save: false}\n"
+        + steps("image.load: {}", "image.save: {format: png, when: flags.save}").removeprefix("version: 1\n"),
+        "batchit.yaml:8:9",
+        "step 1 (image.load) ends the steps when the `when:` of the steps after it skips them, but what "
+        "it makes cannot be written",
+        "end the steps with image.save, or remove the `when:` after it",
+    ),
+    Case(
+        "an_enriched_record_never_dumped",
+        steps("data.load: {}", 'http.enrich: {url: "http://127.0.0.1:9/{id}"}'),
+        "batchit.yaml:8:9",
+        "step 2 (http.enrich) ends the steps, but what it makes cannot be written",
+        "end the steps with data.dump",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "case", INPUT_MISTAKES + ENDING_MISTAKES, ids=[case.id for case in INPUT_MISTAKES + ENDING_MISTAKES]
+)
 @pytest.mark.parametrize("command", ["plan", "build"])
-def test_a_step_that_cannot_take_the_jobs_input_is_refused_as_the_config_loads(
+def test_steps_every_job_would_fail_on_are_refused_as_the_config_loads(
     project: Project, case: Case, command: str
 ) -> None:
-    """Every job would fail on it at run time (an aggregate's list handed to text.load, a file to
-    image.resize): refused before anything is built, exit 2, by `plan` as by `build`."""
+    """A step that cannot take what it gets (an aggregate's list handed to text.load, a file to
+    image.resize), or a last step whose value cannot be written (a picture, a record): every job
+    would fail on it at run time, and the last two would quarantine every input, which is not at
+    fault. Refused before anything is built, exit 2, by `plan` as by `build`."""
     project.write({"batchit.yaml": case.config, "src/a.txt": "hello\n", "src/b.txt": "world\n"})
     result = project.run(command, *(["--no-progress"] if command == "build" else []))
     assert result.code == 2, result.describe()

@@ -17,7 +17,7 @@ from typing import Any
 
 from batchit.config.hints import did_you_mean, listing
 from batchit.config.paths import escapes, normalise, unusable, unusable_value
-from batchit.config.steps import Operators, RuleScope, build_steps, check_inputs
+from batchit.config.steps import Operators, RuleScope, build_steps, check_ending, check_inputs
 from batchit.config.units import parse_size
 from batchit.config.validation import SchemaChecks
 from batchit.config.yaml12 import Marks, YamlPath, error_at, nearest
@@ -111,6 +111,7 @@ class _RuleBuilder:
             line=mark.line if mark else None,
         )
         check_inputs(steps, scope, context.operators)  # after the output's checks, which tell more
+        check_ending(steps, scope, context.operators)
         return rule
 
     def own(self, path: YamlPath) -> bool:

@@ -146,6 +146,27 @@ def check_inputs(steps: Sequence[Step], scope: RuleScope, operators: Operators) 
             return
 
 
+def check_ending(steps: Sequence[Step], scope: RuleScope, operators: Operators) -> None:
+    """The last step to run must make a value that can be written (bytes or text): the last step
+    without `when:`, and each step after it, which a `when:` may let run last. An operator whose
+    value never is (`Operator.ends_with`: image.resize's picture) would fail every job as it ends,
+    and quarantine every input, although the rule is at fault."""
+    for index in range(len(steps) - 1, -1, -1):
+        step = steps[index]
+        operator = operators.get(step.operator)
+        if operator.ends_with is not None:
+            later = " when the `when:` of the steps after it skips them" if index < len(steps) - 1 else ""
+            message = f"{_step_label(('steps', index, step.operator))} ends the steps{later}, but what it "
+            fix = f"end the steps with {operator.ends_with}" + (
+                ", or remove the `when:` after it" if later else ""
+            )
+            raise _fail(
+                scope, ("steps", index), message + "makes cannot be written (only bytes or text can)", fix
+            )
+        if step.when is None:
+            return
+
+
 def _cannot_take(
     operator: type[Operator], kind: InputKind, scope: RuleScope, where: YamlPath, operators: Operators
 ) -> ConfigError:

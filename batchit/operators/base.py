@@ -169,6 +169,10 @@ class Operator:
     of them). Empty when it needs a value an earlier step makes (image.resize needs image.load's
     picture). The config refuses a rule whose steps would hand one an input it cannot take: every
     job would fail on it."""
+    ends_with: ClassVar[str | None] = None
+    """The operator that must come after this one when its value is never bytes or text, whatever
+    the input (image.resize makes a picture, which image.save encodes); None when its value may end
+    a pipeline. The config refuses a rule whose last step to run would be such an operator."""
 
     @classmethod
     def param_problem(cls, params: Mapping[str, Any], root: Path) -> ParamProblem | None:

@@ -62,6 +62,7 @@ class HttpEnrich(Operator):
 
     name = "http.enrich"
     takes: ClassVar[frozenset[InputKind]] = frozenset()
+    ends_with = "data.dump"  # its value is always a record
     version = "2"  # 2: an answer over max_bytes (10 MB by default) fails the job
     resources = "io"
     libraries = ("httpx",)

@@ -85,6 +85,7 @@ class ImageOperator(Operator):
 
     libraries = ("pillow",)
     takes: ClassVar[frozenset[InputKind]] = frozenset()  # a picture image.load makes
+    ends_with: ClassVar[str | None] = "image.save"  # which alone makes bytes of the picture
 
     def library_versions(self) -> dict[str, str]:
         """Pillow's version plus libjpeg, libwebp, libavif, zlib and FreeType as Pillow reports them."""

@@ -96,6 +96,7 @@ class ImageSave(ImageOperator):
     """
 
     name = "image.save"
+    ends_with = None
     version = "1"
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
