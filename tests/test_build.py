@@ -977,6 +977,32 @@ def test_an_input_symlink_leaving_the_project_exits_2(project: Project, tmp_path
     assert not (project.root / "_build").exists()
 
 
+def test_an_input_folder_symlinked_out_of_the_project_exits_2(project: Project, tmp_path: Path) -> None:
+    """`in` linked to a folder elsewhere: the glob `in/*.txt` would read every file there (a symlinked
+    file is refused; a symlinked glob base was followed). Refused by plan and build, naming the rule."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "secret.txt").write_text("secret\n")
+    project.config(SUB_COPY)
+    (project.root / "in").symlink_to(elsewhere)
+    for command in (["plan"], ["build", "--no-progress"]):
+        result = project.run(*command)
+        assert result.code == 2, result.describe()
+        assert (
+            "batchit.yaml:3: rule 'copy': input glob 'in/*.txt' starts in in, which leads outside the "
+            "project through a symlink" in result.stderr
+        ), result.describe()
+    assert not (project.root / "_build").exists()
+
+
+def test_an_input_folder_symlinked_inside_the_project_builds(project: Project) -> None:
+    project.config(SUB_COPY)
+    project.write({"real/x.txt": "x\n"})
+    (project.root / "in").symlink_to("real")
+    project.build()
+    assert project.read("_build/a/b/x.txt") == "x\n"
+
+
 @pytest.mark.parametrize(
     ("target", "message"),
     [

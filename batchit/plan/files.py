@@ -75,6 +75,7 @@ class FileTree:
         found: dict[str, str] = {}
         candidates = None if among is None else list(among)
         for glob in globs:
+            self._inside(glob)
             files = self.files_under(glob.base) if candidates is None else candidates
             matching: Iterable[str] = filter(glob.regex.fullmatch, files)
             if excluded:
@@ -88,6 +89,17 @@ class FileTree:
                         hint=f"{fix}, or leave it out with an `exclude:` pattern of the rule that matches it",
                     )
         return sorted(found.items())
+
+    def _inside(self, glob: Glob) -> None:
+        """Refuse a glob whose base folder leads out of the project through a symlink (`photos`
+        linked to a folder elsewhere): the walk would read every file there. A symlinked folder
+        met below the base is not walked at all."""
+        if glob.base and not resolves_inside(self.root.resolve(), self.root / glob.base):
+            raise ConfigError(
+                f"input glob {glob.pattern!r} starts in {glob.base}, which leads outside the project "
+                "through a symlink",
+                hint="copy the files into the project, or make the link point inside it",
+            )
 
     def _walk(self, base: str) -> None:
         start = self.root / base if base else self.root

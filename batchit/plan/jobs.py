@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from batchit.config import ConditionError, compile_condition, flags_read
-from batchit.errors import RecipeError
+from batchit.errors import ConfigError, RecipeError
 from batchit.fsutil import StatTuple, normalise_relative
 from batchit.globs import compile_glob
 from batchit.hashing import json_text
@@ -199,9 +199,12 @@ class JobExpander:
         self, rule: Rule, upstream: Mapping[str, list[tuple[str, str]]], only: frozenset[str] | None
     ) -> Iterable[Unit]:
         found: list[tuple[str, str, str, int]] = []  # path, base, hash, size
-        matches = self.tree.match(
-            [compile_glob(g) for g in rule.globs], [compile_glob(g) for g in rule.exclude], only
-        )
+        try:
+            matches = self.tree.match(
+                [compile_glob(g) for g in rule.globs], [compile_glob(g) for g in rule.exclude], only
+            )
+        except ConfigError as exc:  # a file or a glob no job may read: the rule's line names it
+            raise rule_error(self.config, rule, exc.message, exc.hint or "") from None
         stats = self.tree.stats
         hashes = self.hasher.hash_many([(p, stats[p]) for p, _ in matches])
         found.extend((p, base, hashes[p], stats[p][0]) for p, base in matches)

@@ -83,7 +83,10 @@ class NamedFiles:
         if rule.name not in self._deps:
             deps: dict[str, str] = {}
             for pattern in rule.deps:
-                matches = self.tree.match([compile_glob(pattern)], [])
+                try:
+                    matches = self.tree.match([compile_glob(pattern)], [])
+                except ConfigError as exc:  # a file no job may read: the rule's line names it
+                    raise rule_error(self.config, rule, f"deps: {exc.message}", exc.hint or "") from None
                 if not matches:
                     raise rule_error(
                         self.config,
