@@ -59,7 +59,6 @@ RECIPE_FAULTS = {
     "replace-bad-group": ('text.replace: {pattern: "(a)", replacement: "\\\\2"}', {}, {}),
     "replace-unknown-group-name": ('text.replace: {pattern: "(?P<t>a)", replacement: "\\\\g<nope>"}', {}, {}),
     "load-unknown-encoding": ("text.load: {encoding: nope}", {}, {}),
-    "image-step-before-image-load": ("image.resize: {width: 10}", {}, {}),
     "python-parameters-not-matching": (
         'python: {function: "kw:kw", version: "1", extra: 2}',
         {"kw.py": "def kw(value, ctx, needed):\n    return value\n"},
