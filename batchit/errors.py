@@ -160,3 +160,17 @@ class WorkerCrashed(PermanentError):
     """The worker process running a job died (a crash in native code, the out-of-memory killer, a
     step calling `os._exit`). The jobs of its batch run again one at a time; the one whose worker
     dies again while it runs alone fails with this error, and its input is quarantined."""
+
+
+class ClusterLost(JobError):
+    """A job's batch never came back from the Dask cluster (`--executor dask`): its scheduler went
+    away mid-build, or cancelled the batch. The job fails, and its input, which is not at fault, is
+    never quarantined; the next build runs it again. What finished before is committed and the run
+    is recorded as usual."""
+
+
+class WrongWorker(JobError):
+    """A Dask worker that joined the cluster after the build checked it cannot run the build's jobs
+    (another batchit version, or the project is not at its path there): it refuses each batch before
+    running any job of it. The jobs fail, their inputs are never quarantined, and the next build
+    refuses the cluster at connect time, naming the worker."""

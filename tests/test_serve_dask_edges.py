@@ -1,6 +1,7 @@
 """Edge cases of `batchit serve` and `build --executor dask=ADDRESS`, through the real CLI and real
 processes: a Ctrl-C in the server's terminal, a chunked request body, an address that accepts
-connections but is no Dask scheduler."""
+connections but is no Dask scheduler, a worker of another batchit version joining mid-build, a
+scheduler lost mid-build."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -228,3 +230,130 @@ def test_an_address_whose_server_is_no_dask_scheduler_exits_2_without_hanging_or
     assert server.said in result.stderr, result.describe()
     assert "Traceback" not in result.stderr, result.describe()
     assert not (project.root / "_build").exists()
+
+
+class DaskProcesses:
+    """A Dask scheduler and workers as `dask scheduler` and `dask worker` processes of their own,
+    which a test can kill one by one (a LocalCluster's nannies would restart a killed worker)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        scheduler_file = folder / "scheduler.json"
+        self.scheduler = self._start("dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                                     "--no-dashboard", "--scheduler-file", str(scheduler_file))  # fmt: skip
+        wait_until(lambda: _address(scheduler_file) is not None, "the Dask scheduler to start")
+        self.address = str(_address(scheduler_file))
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def _start(self, program: str, *args: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", f"distributed.cli.{program}", *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def add_worker(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start one single-threaded worker and wait until the scheduler counts it."""
+        worker = self._start("dask_worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                             *args)  # fmt: skip
+        self.workers.append(worker)
+        distributed = pytest.importorskip("distributed")
+        with distributed.Client(self.address, set_as_default=False, timeout=60) as client:
+            client.wait_for_workers(len(self.workers), timeout=60)
+        return worker
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.scheduler]:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def _address(scheduler_file: Path) -> str | None:
+    try:
+        return str(json.loads(scheduler_file.read_text())["address"])
+    except (OSError, ValueError, KeyError):
+        return None  # not written (whole) yet
+
+
+@pytest.fixture
+def dask_processes(tmp_path: Path) -> Iterator[DaskProcesses]:
+    """A scheduler with one worker, in processes of their own."""
+    pytest.importorskip("distributed")
+    cluster = DaskProcesses(tmp_path)
+    try:
+        cluster.add_worker()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def hold_build(project: Project, address: str) -> subprocess.Popen[str]:
+    """`build --executor dask=ADDRESS` of HOLD_CONFIG over a, b and c, one job per batch, saying
+    each event on stderr as it happens (`--log-format json`)."""
+    project.write({"batchit.yaml": HOLD_CONFIG, "hold.py": HOLD, **{f"src/{n}.txt": f"{n}\n" for n in "abc"}})
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchit", "build", "--no-progress", "--executor", f"dask={address}",
+         "--batch-size", "1", "--log-format", "json"],
+        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_worker_of_another_batchit_that_joins_mid_build_refuses_its_jobs(
+    project: Project, dask_processes: DaskProcesses, tmp_path: Path
+) -> None:
+    """The build checked the cluster's workers when it connected; a worker that joins later is
+    checked by each batch it gets, before any job of it runs."""
+    other = tmp_path / "other_batchit.py"  # a worker whose batchit is another release
+    other.write_text("import batchit\nbatchit.__version__ = '0.0.0+other'\n", encoding="utf-8")
+    build = hold_build(project, dask_processes.address)
+    try:
+        wait_until(lambda: (project.root / "started-a.txt").exists(), "the first job to start")
+        dask_processes.add_worker("--preload", str(other))
+        dask_processes.workers[0].kill()  # its batches go to the worker that joined
+        for name in "abc":
+            (project.root / f"release-{name}.txt").touch()
+        out, err = build.communicate(timeout=120)
+    finally:
+        build.kill()
+    assert build.returncode == 1, out + err
+    assert sorted(path.name for path in project.root.glob("started-*")) == ["started-a.txt"], out + err
+    failures = project.manifest()["failures"]
+    assert [f["input"] for f in failures] == ["src/a.txt", "src/b.txt", "src/c.txt"], failures
+    for failure in failures:
+        assert failure["class"] == "WrongWorker" and failure["quarantine"] is None, failure
+        assert "runs batchit 0.0.0+other; this build runs batchit" in failure["message"], failure
+        assert "install this batchit version on every worker" in failure["message"], failure
+    assert not (project.root / ".batchit/quarantine").exists()
+    assert all(line.startswith("{") for line in err.splitlines()), err  # no traceback
+
+
+@pytest.mark.slow
+def test_a_scheduler_lost_mid_build_fails_the_jobs_not_back_and_records_the_run(
+    project: Project, dask_processes: DaskProcesses
+) -> None:
+    build = hold_build(project, dask_processes.address)
+    try:
+        (project.root / "release-a.txt").touch()
+        assert build.stderr is not None
+        while (said := json.loads(build.stderr.readline())).get("output") != "_build/a.txt":
+            assert said["event"] != "summary", said  # the build took a's result in
+        wait_until(lambda: (project.root / "started-b.txt").exists(), "the second job to start")
+        dask_processes.scheduler.kill()
+        for name in "bc":
+            (project.root / f"release-{name}.txt").touch()
+        out, err = build.communicate(timeout=120)
+    finally:
+        build.kill()
+    assert build.returncode == 1, out + err
+    assert all(line.startswith("{") for line in err.splitlines()), err  # no traceback
+    manifest = project.manifest()
+    assert [o["path"] for o in manifest["outputs"]] == ["a.txt"]
+    assert [(f["input"], f["class"]) for f in manifest["failures"]] == [
+        ("src/b.txt", "ClusterLost"),
+        ("src/c.txt", "ClusterLost"),
+    ]
+    assert "the scheduler went away" in manifest["failures"][0]["message"]
+    assert not (project.root / ".batchit/build-in-progress").exists()  # the run ended in order
+    assert not (project.root / ".batchit/quarantine").exists()
+    project.build("--executor", "local")  # the next build goes on from there
+    assert [o["path"] for o in project.manifest()["outputs"]] == ["a.txt", "b.txt", "c.txt"]

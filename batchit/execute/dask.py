@@ -1,14 +1,18 @@
 """`--executor dask[=ADDRESS]`: `cpu` jobs on a Dask distributed cluster (SPEC section 10).
 
-The only module that imports Dask, and only a build with this executor imports it. `DaskPools` is
-`Pools` with its process pool swapped for a cluster, so the scheduler dispatches, retries and stops
-as it does locally: the same `run_batch` of the same picklable job specs goes to a worker as one
-task per batch, its results come back as it completes, and `io` jobs (rate-limited HTTP) stay in
-the coordinator's threads. The coordinator alone writes the state store.
+With `dask_tasks` (what its workers run), the only module that imports Dask, and only a build
+with this executor imports it. `DaskPools` is `Pools` with its process pool swapped for a cluster,
+so the scheduler dispatches, retries and stops as it does locally: the same `run_batch` of the
+same picklable job specs goes to a worker as one task per batch, its results come back as it
+completes, and `io` jobs (rate-limited HTTP) stay in the coordinator's threads. The coordinator
+alone writes the state store.
 
 `dask=ADDRESS` connects to a running scheduler; `dask` alone starts a `LocalCluster` of `-j`
 single-threaded worker processes for the build. Workers read inputs and write `out` at the project's
-absolute path, so they share its storage and run the same batchit version (checked on connect).
+absolute path, so they share its storage and run the same batchit version: checked on connect,
+and again by every batch on the worker that runs it, before its first job (`checked_batch`), since
+workers may join the cluster later. A worker that does not fit refuses the batch, whose jobs fail
+(`WrongWorker`) without running.
 
 A batch becomes a `concurrent.futures.Future` the scheduler waits on like a process pool's. It stays
 cancellable until a worker reports (an event on STARTED) that the batch began: stopping the build
@@ -16,7 +20,9 @@ cancellable until a worker reports (an event on STARTED) that the batch began: s
 locally. A worker that dies mid-batch is dask's to handle: it runs the batch again elsewhere (its key
 yields one result, committed once); after `distributed.scheduler.allowed-failures` deaths the task
 fails with KilledWorker, which the scheduler treats as a broken process pool: the batch's jobs run
-again one at a time, and the one that kills its worker again fails (`WorkerCrashed`).
+again one at a time, and the one that kills its worker again fails (`WorkerCrashed`). A batch that
+comes back with no results (the scheduler went away) fails its jobs (`ClusterLost`), and so does
+every later one at once: the build ends as any build with failures, its run recorded.
 """
 
 from __future__ import annotations
@@ -24,21 +30,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import pickle
 import signal
 import threading
 import uuid
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import Any
 
 from batchit import __version__
-from batchit.errors import BatchitError, UsageError
+from batchit.errors import ClusterLost, JobError, UsageError, WrongWorker
 from batchit.execute.boundary import JobResult, JobSpec, WorkerSettings
 from batchit.execute.pools import Pools
 from batchit.execute.signals import spawned_ignoring_ctrl_c
-from batchit.execute.worker import run_batch
-from batchit.operators.commands import signal_commands, stop_requested
+from batchit.operators.commands import signal_commands
 
 try:
     import distributed
@@ -48,14 +53,15 @@ except ModuleNotFoundError as missing:  # Dask is an optional extra
         hint="pip install 'batchit[dask]' (on the workers too), or build with --executor local",
     ) from missing
 
-STARTED = "batchit-batch-started"
-"""The event topic on which a worker announces each batch it starts (its task key)."""
+from batchit.execute.dask_tasks import STARTED, LeaveInterruptsToTheCoordinator, checked_batch, sees_project
 
 CLOSE_SECONDS = 10
 """How long closing the client or the local cluster may take."""
 
-Task = distributed.Future[list[JobResult]]
-"""A batch's task on the cluster."""
+Task = distributed.Future[list[JobResult] | str]
+"""A batch's task on the cluster: its results, or why its worker refused it (`checked_batch`)."""
+
+FIX = "install this batchit version on every worker and mount the project at the same path there"
 
 
 class DaskPools(Pools):
@@ -70,8 +76,10 @@ class DaskPools(Pools):
         self._client: distributed.Client | None = None
         self._cluster: distributed.LocalCluster | None = None
         self._lock = threading.RLock()  # a signal handler (`abandon`) may interrupt its holder
-        self._batches: dict[str, tuple[Task, Future[list[JobResult]]]] = {}
-        """Batches in flight by task key: the Dask future and the one the scheduler waits on."""
+        self._batches: dict[str, tuple[Task, Future[list[JobResult]], list[JobSpec]]] = {}
+        """Batches in flight by task key: the Dask future, the one the scheduler waits on, its jobs."""
+        self._gone: ClusterLost | None = None
+        """Why no batch can come back from the cluster any more (its scheduler went away)."""
         self._stop = f"batchit-stop-{uuid.uuid4().hex}"
         """The name of the Dask event that says this build stopped (see `_say_stop`)."""
         self._stopped = False
@@ -86,11 +94,16 @@ class DaskPools(Pools):
         if resources != "cpu":
             return super().submit(resources, batch)
         client = self._connect()
-        key = f"batchit-batch-{uuid.uuid4().hex}"
         waited: Future[list[JobResult]] = Future()
-        task = client.submit(run_on_worker, self.settings, batch, self._stop, key=key, pure=False)
+        if self._gone is not None:  # a client whose scheduler is gone would hold the batch forever
+            waited.set_result(_failed(batch, self._gone))
+            return waited
+        key = f"batchit-batch-{uuid.uuid4().hex}"
+        payload = pickle.dumps((self.settings, batch, self._stop), protocol=pickle.HIGHEST_PROTOCOL)
+        check = checked_batch(__version__)
+        task = client.submit(check, self.settings.root, payload, key=key, pure=False)
         with self._lock:
-            self._batches[key] = (task, waited)
+            self._batches[key] = (task, waited, batch)
         task.add_done_callback(self._settle)
         waited.add_done_callback(functools.partial(self._cancel_task, task))
         # Each batch is a pool generation of its own: a worker's death (KilledWorker) breaks that
@@ -153,7 +166,7 @@ class DaskPools(Pools):
     def _check_workers(self, client: distributed.Client) -> None:
         """Every worker must run this batchit version and see the project at its absolute path."""
         where = f"the Dask cluster at {self.address}" if self.address else "the local Dask cluster"
-        fix = "install this batchit version on every worker and mount the project at the same path there"
+        fix = FIX
         try:
             seen: dict[str, tuple[str, bool]] = client.run(sees_project, self.settings.root)
             if not seen:  # a scheduler whose workers have not joined (yet): its tasks would wait forever
@@ -193,17 +206,23 @@ class DaskPools(Pools):
                     self.worker_lost = True
 
     def _settle(self, task: Task) -> None:
-        """Hand a finished task's results (or why it failed) to the future the scheduler waits on."""
+        """Hand a finished task's results (or why it failed) to the future the scheduler waits on:
+        a batch that came back with no results fails its jobs, so the build goes on to record its
+        run (a BrokenProcessPool, the batch's jobs run again one at a time, for a KilledWorker)."""
         with self._lock:
             entry = self._batches.pop(str(task.key), None)
         if entry is None or entry[1].cancelled():
             return
-        waited = entry[1]
+        _, waited, batch = entry
         error: BaseException | None = None
         with contextlib.suppress(InvalidStateError):  # the build cancelled it meanwhile
             try:
                 if task.status == "finished":
-                    waited.set_result(task.result())
+                    answer = task.result()
+                    if isinstance(answer, str):  # its worker refused it
+                        waited.set_result(_failed(batch, WrongWorker(answer, hint=FIX)))
+                    else:
+                        waited.set_result(answer)
                     return
                 error = task.exception() if task.status == "error" else None
             except Exception as exc:  # the results could not be fetched
@@ -211,15 +230,19 @@ class DaskPools(Pools):
             if isinstance(error, distributed.KilledWorker):
                 self.worker_lost = True
                 waited.set_exception(BrokenProcessPool(str(error)))
-            else:
-                waited.set_exception(self._lost(str(task.status), error))
+                return
+            lost = self._lost(str(task.status), error)
+            if error is None:  # cancelled by no one but the cluster: its scheduler went away
+                self._gone = lost
+                self.worker_lost = True  # its workers may have left temporary files
+            waited.set_result(_failed(batch, lost))
 
-    def _lost(self, status: str, error: BaseException | None) -> BatchitError:
+    def _lost(self, status: str, error: BaseException | None) -> ClusterLost:
         """Why a batch came back with no results: the worker could not run it, or the cluster is gone."""
         where = self.address or "the local cluster"
-        return BatchitError(
-            f"a batch of jobs sent to the Dask cluster ({where}) came back {status}: "
-            + (f"{type(error).__name__}: {error}" if error else "did the scheduler go away?"),
+        return ClusterLost(
+            f"its batch, sent to the Dask cluster ({where}), came back {status}: "
+            + (f"{type(error).__name__}: {error}" if error else "the scheduler went away"),
             hint="what finished is committed: build again once the cluster and its workers are up",
         )
 
@@ -265,7 +288,7 @@ class DaskPools(Pools):
         client = self._client
         if client is not None:
             with self._lock:
-                tasks = [task for task, _ in self._batches.values()]
+                tasks = [task for task, _, _ in self._batches.values()]
                 self._batches.clear()
             with contextlib.suppress(Exception):
                 client.cancel(tasks)
@@ -334,26 +357,18 @@ def _answers_as_a_scheduler(address: str) -> None:
     asyncio.run(bounded())
 
 
-def run_on_worker(settings: WorkerSettings, specs: list[JobSpec], stop: str) -> list[JobResult]:
-    """A batch as a Dask task: unless the build has stopped (event `stop`), say it started (the
-    coordinator may no longer cancel it) and run it."""
-    if distributed.Event(stop).is_set():
-        return []  # cancelled by the build; its cancellation has not reached this worker yet
-    worker = distributed.get_worker()
-    worker.log_event(STARTED, worker.get_current_task())
-    event = distributed.Event(stop)  # asked before each job: a round trip of about 1 ms
-    return run_batch(settings, specs, lambda: stop_requested() or event.is_set())
-
-
-def sees_project(root: str) -> tuple[str, bool]:
-    """On a worker: its batchit version, and whether it sees the project root."""
-    return __version__, Path(root).is_dir()
-
-
-class LeaveInterruptsToTheCoordinator(distributed.WorkerPlugin):
-    """A Ctrl-C in the terminal reaches the local cluster's workers too; they ignore it, so the
-    coordinator stops the build in order (as the local process pool's workers do)."""
-
-    def setup(self, worker: distributed.Worker) -> None:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _failed(batch: list[JobSpec], error: JobError) -> list[JobResult]:
+    """The results of a batch none of whose jobs ran, because of `error`: failures that are no
+    fault of their inputs (never quarantined), tried again by the next build."""
+    message = str(error)
+    return [
+        JobResult(
+            spec.job_id,
+            False,
+            error_class=type(error).__name__,
+            message=message,
+            attempts=spec.attempt,
+            input_at_fault=False,
+        )
+        for spec in batch
+    ]
