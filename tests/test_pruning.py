@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import COPY_CONFIG, THREE_SOURCES, Project
+from conftest import COPY_CONFIG, HOLD, HOLD_CONFIG, THREE_SOURCES, Project, wait_until
 
 
 def summary(project: Project) -> dict[str, int]:
@@ -288,3 +290,99 @@ def test_a_rule_whose_inputs_match_no_file_is_warned_about_before_it_prunes(proj
     result = project.build()
     assert warning in result.stderr
     assert project.manifest()["summary"]["pruned"] == 3
+
+
+PAUSED_AT_THE_LOCK = """\
+import sys, time
+from pathlib import Path
+
+from batchit.state import lock
+
+taking = lock.ProjectLock.acquire
+
+def acquire(self):
+    if self.path.name == "lock":  # the project lock: say so, and wait until the test lets it go on
+        Path("at-the-lock").touch()
+        while not Path("go").exists():
+            time.sleep(0.01)
+    taking(self)
+
+lock.ProjectLock.acquire = acquire
+from batchit.cli import main
+sys.exit(main())
+"""
+"""`python -m batchit` whose command waits just before taking the project lock, until the file `go`
+exists: what another run may do in that moment (build), it then does, deterministically."""
+
+
+def paused_at_the_lock(project: Project, *args: str) -> subprocess.Popen[str]:
+    """`batchit ARGS` started, once it waits at the project lock (PAUSED_AT_THE_LOCK)."""
+    command = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_AT_THE_LOCK, *args],
+        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_until(lambda: (project.root / "at-the-lock").exists() or command.poll() is not None, "the lock")
+    return command
+
+
+def test_clean_removes_the_outputs_of_a_build_that_ran_just_before_it_took_the_lock(copies: Project) -> None:
+    """clean decides what to remove under the project lock: a build that finished just before
+    clean took it is cleaned as the outputs it wrote are batchit's."""
+    copies.build()
+    cleaning = paused_at_the_lock(copies, "clean")
+    copies.write({"src/d.txt": "delta\n"})
+    copies.build()
+    (copies.root / "go").touch()
+    out, err = cleaning.communicate(timeout=60)
+    assert cleaning.returncode == 0, out + err
+    assert "removed _build/d.txt" in out, out
+    assert not (copies.root / "_build/d.txt").exists()
+    built = copies.build()
+    assert summary(copies)["built"] + summary(copies)["restored"] == 4, built.describe()
+
+
+def test_clean_orphans_keeps_a_file_a_build_made_its_output_just_before_clean_took_the_lock(
+    copies: Project,
+) -> None:
+    """clean --orphans decides under the project lock: a file that was no output of any rule when
+    it started, but that a build made its output meanwhile, is no orphan any more."""
+    copies.build()
+    copies.write({"_build/d.txt": "someone's\n"})  # no rule makes it: an orphan
+    cleaning = paused_at_the_lock(copies, "clean", "--orphans")
+    copies.write({"src/d.txt": "delta\n"})
+    copies.build("--overwrite")  # now src/d.txt makes it
+    (copies.root / "go").touch()
+    out, err = cleaning.communicate(timeout=60)
+    assert cleaning.returncode == 0, out + err
+    assert copies.read("_build/d.txt") == "delta\n", out
+    assert copies.run("reconcile").code == 0
+
+
+def test_clean_while_a_build_holds_the_lock_exits_3_and_removes_nothing(project: Project) -> None:
+    project.write({"batchit.yaml": HOLD_CONFIG, "hold.py": HOLD, "src/a.txt": "a\n", "src/b.txt": "b\n"})
+    for name in ("release-a.txt", "release-b.txt"):
+        (project.root / name).touch()
+    project.build()
+    for name in ("release-b.txt", "started-a.txt", "started-b.txt"):
+        (project.root / name).unlink()
+    (project.root / "src/b.txt").write_text("b2\n")
+    build = subprocess.Popen(
+        [sys.executable, "-m", "batchit", "build", "--no-progress"],
+        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: (project.root / "started-b.txt").exists(), "the build to run b")
+        before = project.snapshot("_build")
+        for args in (("clean",), ("clean", "--orphans")):
+            result = project.run(*args)
+            assert result.code == 3, result.describe()
+            assert f"pid {build.pid}" in result.stderr, result.describe()
+            assert project.snapshot("_build") == before
+        dry = project.run("clean", "--dry-run")  # reads only: no lock needed
+        assert dry.code == 0 and "would remove _build/a.txt" in dry.stdout, dry.describe()
+        (project.root / "release-b.txt").touch()
+        out, err = build.communicate(timeout=60)
+    finally:
+        build.kill()
+    assert build.returncode == 0, out + err
+    assert project.read("_build/b.txt") == "b2\n"
