@@ -2,21 +2,27 @@
 
 The request carries `Idempotency-Key: <run id>` so a receiver can drop duplicates of a retried
 delivery. Delivery is retried with backoff for at most 30 s (after a connection error, a 429 or a
-5xx, never waiting less than the answer's Retry-After); an alert that cannot be delivered is
-reported to the caller and never changes the build's exit code.
+5xx, never waiting less than the answer's Retry-After), a deadline on the whole delivery however
+slowly the webhook answers; an alert that cannot be delivered is reported to the caller and never
+changes the build's exit code.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchit.execute.retry import retry_after_seconds
 from batchit.model import Alerts, Config
+
+if TYPE_CHECKING:
+    import httpx  # imported when an alert is sent: most runs send none
 
 DEADLINE = 30.0
 """Seconds spent trying to deliver one alert, retries included."""
@@ -82,31 +88,75 @@ def shown_webhook(webhook: str) -> str:
 
 
 def send_alert(webhook: str, run_id: str, payload: dict[str, Any], deadline: float = DEADLINE) -> str | None:
-    """POST `payload` as JSON; return None when delivered, else why not (after retrying to `deadline`)."""
-    import httpx
+    """POST `payload` as JSON; return None when delivered, else why not (after retrying to `deadline`).
 
-    headers = {"Idempotency-Key": run_id, "User-Agent": "batchit"}
-    give_up = time.monotonic() + deadline
-    attempt = 0
-    problem = "not attempted"
-    while True:
-        attempt += 1
-        remaining = give_up - time.monotonic()
-        try:
-            response = httpx.post(
-                webhook, json=payload, headers=headers, timeout=min(10.0, max(remaining, 0.1))
-            )
-            if response.status_code < 300:
-                return None
-            problem = f"HTTP {response.status_code}"
-            if response.status_code != 429 and response.status_code < 500:
-                return problem  # refused or sent elsewhere (3xx): retrying cannot help
-            floor = retry_after_seconds(response.headers.get("Retry-After")) or 0.0
-        except httpx.HTTPError as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-            floor = 0.0
-        jitter = random.uniform(0, min(5.0, 0.25 * 2**attempt))  # noqa: S311 - jitter, not crypto
-        pause = max(jitter, floor)
-        if time.monotonic() + pause >= give_up:
-            return f"{problem} (gave up after {attempt} attempts)"
-        time.sleep(pause)
+    The deadline bounds the whole delivery, httpx's import and client included. httpx's timeouts
+    bound each phase of a request (connecting, each read), never a whole one: a server that sends
+    its answer a byte at a time would hold the build for as long as it trickles. So the attempts run
+    in a thread of their own, which this one waits for until the deadline and then leaves behind
+    (a daemon: it makes no further attempt, and its request ends with its own timeouts)."""
+    delivery = _Delivery(webhook, run_id, payload, time.monotonic() + deadline)
+    thread = threading.Thread(target=delivery.run, name="batchit-alert", daemon=True)
+    thread.start()
+    thread.join(max(0.0, delivery.give_up - time.monotonic()))
+    late = f"{delivery.problem} (gave up after {delivery.attempts} attempts, {deadline:g} s)"
+    delivery.settle(late)  # unless it ended meanwhile
+    delivery.stop.set()
+    return delivery.outcome
+
+
+@dataclass
+class _Delivery:
+    """One alert's attempts, made by the thread that calls `run`, until `give_up` (monotonic)."""
+
+    webhook: str
+    run_id: str
+    payload: dict[str, Any]
+    give_up: float
+    attempts: int = 0
+    problem: str = "no answer"
+    """Why the last attempt failed (while one is under way: no answer yet)."""
+    outcome: str | None = None
+    """None when delivered, else why not; settled once `over`."""
+    over: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set once the caller stopped waiting: no further attempt starts."""
+
+    def run(self) -> None:
+        import httpx
+
+        with httpx.Client(headers={"Idempotency-Key": self.run_id, "User-Agent": "batchit"}) as client:
+            self.settle(self._attempts(client))
+
+    def _attempts(self, client: httpx.Client) -> str | None:
+        """Attempt the delivery until it succeeds, is refused, or the next attempt would start
+        past the deadline: None when delivered, else why not."""
+        import httpx
+
+        while not self.stop.is_set():
+            self.attempts += 1
+            timeout = min(10.0, max(self.give_up - time.monotonic(), 0.1))
+            try:
+                response = client.post(self.webhook, json=self.payload, timeout=timeout)
+                if response.status_code < 300:
+                    return None
+                self.problem = f"HTTP {response.status_code}"
+                if response.status_code != 429 and response.status_code < 500:
+                    return self.problem  # refused or sent elsewhere (3xx): retrying cannot help
+                floor = retry_after_seconds(response.headers.get("Retry-After")) or 0.0
+            except httpx.HTTPError as exc:
+                self.problem = f"{type(exc).__name__}: {exc}"
+                floor = 0.0
+            jitter = random.uniform(0, min(5.0, 0.25 * 2**self.attempts))  # noqa: S311 - jitter, not crypto
+            pause = max(jitter, floor)
+            if time.monotonic() + pause >= self.give_up:
+                break
+            self.stop.wait(pause)
+        return f"{self.problem} (gave up after {self.attempts} attempts)"
+
+    def settle(self, outcome: str | None) -> None:
+        """Say how the delivery ended, unless that was said first (by the other thread)."""
+        with self.lock:
+            if not self.over:
+                self.over, self.outcome = True, outcome
