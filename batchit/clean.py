@@ -10,6 +10,7 @@ from batchit.engine import BuildOptions, plan_build
 from batchit.fsutil import removal_refused, remove_outputs
 from batchit.model import RESERVED_OUTPUTS, Config
 from batchit.operators.registry import OperatorRegistry
+from batchit.plan.files import shown_path
 from batchit.plan.ownership import refuse_foreign_state
 from batchit.plan.pruning import kept_outputs
 from batchit.record.audit import append_audit
@@ -59,10 +60,15 @@ def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run:
         store = StateStore.open(config.state_dir / "state.db")
         try:
             audit_unaudited_run(config.state_dir, store, fsync=config.durability == "fsync")
+            recorded = [path for path in removed if _recordable(path)]  # the store holds UTF-8 text
             with store.transaction():
-                store.forget_outputs(removed)
-                store.drop_stats(f"{config.out}/{p}" for p in removed)
-            details = {"orphans": orphans, "removed": len(removed), "first": removed[:20]}
+                store.forget_outputs(recorded)
+                store.drop_stats(f"{config.out}/{p}" for p in recorded)
+            details = {
+                "orphans": orphans,
+                "removed": len(removed),
+                "first": [shown_path(p) for p in removed[:20]],
+            }
             append_audit(config.state_dir, store, "clean", details, fsync=config.durability == "fsync")
         finally:
             store.close()
@@ -104,6 +110,15 @@ def _decide(
     doomed = sorted(owned)
     doomed += [p for p in sorted(RESERVED_OUTPUTS) if (config.out_dir / p).exists()]
     return _Decision(doomed, generation)
+
+
+def _recordable(path: str) -> bool:
+    """False for a name whose bytes are not UTF-8 (an orphan's): no record can name it."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _orphans(config: Config, produced: frozenset[str]) -> list[str]:

@@ -98,3 +98,19 @@ def test_a_bracket_in_a_glob_matches_one_character_of_one_segment(
     assert sorted(job["output"] for job in json.loads(result.stdout)["jobs"]) == [
         f"_build/{b}" for b in built
     ]
+
+
+def test_clean_orphans_removes_a_file_whose_name_is_not_utf8_and_records_the_clean(copies: Project) -> None:
+    copies.build()
+    make_undecodable(copies, b"_build/stray\xff.txt")  # no rule made it: an orphan, and no record names it
+    dry = copies.run("clean", "--orphans", "--dry-run")
+    assert dry.code == 0 and "would remove _build/stray\\xff.txt" in dry.stdout, dry.describe()
+    result = copies.run("clean", "--orphans")
+    assert result.code == 0, result.describe()
+    assert "removed _build/stray\\xff.txt" in result.stdout, result.describe()
+    assert not os.path.lexists(os.fsencode(copies.root) + b"/_build/stray\xff.txt")
+    audit = (copies.root / ".batchit/audit.log").read_text().splitlines()
+    entry = json.loads(audit[-1])
+    assert (entry["kind"], entry["details"]["first"]) == ("clean", ["stray\\xff.txt"]), entry
+    assert copies.run("audit", "verify").code == 0
+    assert copies.read("_build/a.txt") == THREE_SOURCES["src/a.txt"]

@@ -149,15 +149,16 @@ def explain(args: argparse.Namespace) -> int:
 def clean(args: argparse.Namespace) -> int:
     """`batchit clean [--orphans] [--dry-run]`: remove outputs."""
     from batchit.clean import clean as clean_outputs
+    from batchit.plan.files import shown_path
 
     config, registry = load(args)
     cleaned = clean_outputs(config, registry, orphans=args.orphans, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for path in cleaned.removed:
-        print(f"{verb} {config.out}/{path}")
+        print(f"{verb} {config.out}/{shown_path(path)}")
     print(f"clean: {verb} {len(cleaned.removed)} file(s)")
     if cleaned.kept:
-        listed = "\n  ".join(f"{config.out}/{path}: {why}" for path, why in cleaned.kept.items())
+        listed = "\n  ".join(f"{config.out}/{shown_path(path)}: {why}" for path, why in cleaned.kept.items())
         raise OutputConflictError(
             f"clean {'would leave' if args.dry_run else 'left'} {len(cleaned.kept)} path(s) that may not "
             f"hold a file batchit wrote:\n  {listed}",
