@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchit.engine import BuildOptions, plan_build
-from batchit.fsutil import removal_refused, remove_outputs
+from batchit.fsutil import removal_refused, remove_outputs, shown_path
 from batchit.model import RESERVED_OUTPUTS, Config
 from batchit.operators.registry import OperatorRegistry
-from batchit.plan.files import shown_path
 from batchit.plan.ownership import refuse_foreign_state
 from batchit.plan.pruning import kept_outputs
 from batchit.record.audit import append_audit

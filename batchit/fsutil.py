@@ -200,6 +200,11 @@ def is_racy(stat: StatTuple, read_from: int) -> bool:
     return max(mtime_ns, ctime_ns) >= read_from - tick
 
 
+def shown_path(path: str) -> str:
+    """A path as a message can print it: bytes that are not UTF-8 written as `\\xff`."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def cache_entry(cache_dir: str | Path, key: str) -> Path:
     """Where the content-addressed cache keeps the output of action key `key`.
 

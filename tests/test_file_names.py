@@ -103,6 +103,8 @@ def test_a_bracket_in_a_glob_matches_one_character_of_one_segment(
 def test_clean_orphans_removes_a_file_whose_name_is_not_utf8_and_records_the_clean(copies: Project) -> None:
     copies.build()
     make_undecodable(copies, b"_build/stray\xff.txt")  # no rule made it: an orphan, and no record names it
+    found = copies.run("reconcile")
+    assert found.code == 1 and "orphan: _build/stray\\xff.txt" in found.stdout, found.describe()
     dry = copies.run("clean", "--orphans", "--dry-run")
     assert dry.code == 0 and "would remove _build/stray\\xff.txt" in dry.stdout, dry.describe()
     result = copies.run("clean", "--orphans")

@@ -25,6 +25,7 @@ from types import FrameType
 from batchit.cli.parser import build_parser
 from batchit.cli.streams import escaped_controls, pipe_safe_streams
 from batchit.errors import BatchitError, BuildInterrupted, SystemFailure, UsageError
+from batchit.fsutil import shown_path
 from batchit.state.store import unreadable
 
 INTERRUPTED = BuildInterrupted.exit_code
@@ -161,8 +162,9 @@ def _say_error(args: argparse.Namespace, text: str, fields: dict[str, str | int]
 
 def one_line(text: str) -> str:
     """`text` with its control characters escaped (a newline as \\n), for a line of text output
-    that names a file: a file name may hold a newline, which would split the line in two."""
-    return escaped_controls(text)
+    that names a file: a file name may hold a newline, which would split the line in two. Bytes of
+    a name that are not UTF-8 are shown as `\\xff`, as every message shows them."""
+    return escaped_controls(shown_path(text))
 
 
 def print_json(value: object) -> None:

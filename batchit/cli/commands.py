@@ -149,7 +149,7 @@ def explain(args: argparse.Namespace) -> int:
 def clean(args: argparse.Namespace) -> int:
     """`batchit clean [--orphans] [--dry-run]`: remove outputs."""
     from batchit.clean import clean as clean_outputs
-    from batchit.plan.files import shown_path
+    from batchit.fsutil import shown_path
 
     config, registry = load(args)
     cleaned = clean_outputs(config, registry, orphans=args.orphans, dry_run=args.dry_run)

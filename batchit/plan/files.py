@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchit.errors import ConfigError
-from batchit.fsutil import StatTuple, is_racy, resolves_inside
+from batchit.fsutil import StatTuple, is_racy, resolves_inside, shown_path
 from batchit.globs import Glob
 from batchit.hashing import hash_file
 from batchit.state.rows import StatRow
@@ -133,11 +133,6 @@ def _decodable(path: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def shown_path(path: str) -> str:
-    """A path as a message can print it: bytes that are not UTF-8 written as `\\xff`."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _is_under(path: str, base: str) -> bool:
