@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard
 
-from jsonschema import Draft202012Validator, TypeChecker, ValidationError
+from jsonschema import Draft202012Validator, SchemaError, TypeChecker, ValidationError
 from jsonschema.exceptions import best_match
 from jsonschema.protocols import Validator
 from jsonschema.validators import extend, validator_for
@@ -42,6 +42,17 @@ def validator(schema: Mapping[str, Any]) -> Validator:
         base, type_checker=base.TYPE_CHECKER.redefine("integer", _is_integer)
     )
     return cls(schema, format_checker=base.FORMAT_CHECKER)
+
+
+def schema_problem(schema: Mapping[str, Any]) -> str | None:
+    """Why `schema` is not a valid JSON Schema (against its `$schema`'s metaschema, 2020-12 when
+    it names none), or None: an operator's parameter schema is checked before any value is."""
+    try:
+        validator_for(schema, default=Draft202012Validator).check_schema(dict(schema))
+    except SchemaError as exc:
+        where = "/".join(str(part) for part in exc.absolute_path)
+        return f"{exc.message}" + (f" (at {where})" if where else "")
+    return None
 
 
 def _is_integer(_checker: TypeChecker, instance: object) -> bool:

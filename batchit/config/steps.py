@@ -22,7 +22,7 @@ from batchit.config.yaml12 import Mark, Marks, YamlPath, error_at, nearest
 from batchit.errors import ConfigError
 from batchit.model import Step
 from batchit.operators.base import InputKind, Operator
-from batchit.operators.registry import OperatorRegistry
+from batchit.operators.registry import BrokenOperator, OperatorRegistry
 from batchit.placeholders import PATH_PLACEHOLDERS, names_in, names_in_value, text
 
 if TYPE_CHECKING:
@@ -45,11 +45,26 @@ class Operators:
         """The operator class; a name the registry cannot import is a config error naming it."""
         try:
             return self.registry.get(name)
-        except (ImportError, AttributeError, TypeError) as exc:
-            raise ConfigError(
-                f"operator '{name}' cannot be loaded: {exc}",
-                hint="reinstall the package that provides it, or remove the steps that use it",
-            ) from None
+        except BrokenOperator as exc:
+            raise self.broken(name, str(exc)) from None
+
+    def check_schema(self, name: str, checks: SchemaChecks) -> None:
+        """An operator whose parameter schema is no valid JSON Schema is a config error naming it
+        (else jsonschema's traceback as the first step's parameters are checked)."""
+        problem = checks.schema_problem(self.get(name).params_schema)
+        if problem is not None:
+            target = self.registry.targets[name]
+            reason = f"{target} has a params_schema that is not a valid JSON Schema: {problem}"
+            raise self.broken(name, reason)
+
+    def broken(self, name: str, reason: str) -> ConfigError:
+        """The error for operator `name` that cannot be used, naming the plugin that installs it."""
+        origin = self.registry.origins.get(name)
+        provider = f"the plugin that provides it ({origin})" if origin else "the package that provides it"
+        return ConfigError(
+            f"operator '{name}' cannot be loaded: {reason}",
+            hint=f"fix or reinstall {provider}, or remove the steps that use it",
+        )
 
     def resolve(self, name: str) -> tuple[str, type[Operator]]:
         """The operator's import target and class; an unknown name is a config error too."""
@@ -88,6 +103,7 @@ def build_steps(
             raise _fail(scope, where, f"step {index + 1}: unknown operator '{name}'", hint)
         try:
             operator = operators.get(name)
+            operators.check_schema(name, checks)
         except ConfigError as exc:
             raise _fail(scope, where, f"step {index + 1}: {exc.message}", exc.hint) from None
         params = dict(raw_params or {})

@@ -42,6 +42,7 @@ class SchemaChecks:
         self.vouched = vouched
         """True when an earlier build's record covers this config as it is: every check passes."""
         self._validators: dict[int, tuple[Mapping[str, Any], Validator]] = {}
+        self._problems: dict[int, tuple[Mapping[str, Any], str | None]] = {}
 
     def check(
         self,
@@ -66,6 +67,17 @@ class SchemaChecks:
             self._validators[id(schema)] = (schema, schema_errors.validator(schema))
         against = self._validators[id(schema)][1]
         schema_errors.check(instance, against, marks, prefix=prefix, rule=rule, skip=skip)
+
+    def schema_problem(self, schema: Mapping[str, Any]) -> str | None:
+        """Why `schema` (an operator's parameter schema) is no valid JSON Schema, or None; None as
+        well when the config is vouched for: the record covers each operator's schema."""
+        if self.vouched:
+            return None
+        from batchit.config import schema_errors  # imports jsonschema: see the module docstring
+
+        if id(schema) not in self._problems:
+            self._problems[id(schema)] = (schema, schema_errors.schema_problem(schema))
+        return self._problems[id(schema)][1]
 
 
 def checked_config(

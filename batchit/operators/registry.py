@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
-from batchit.operators.base import Operator
+from batchit.operators.base import BOTH_KINDS, Operator
 
 ENTRY_POINT_GROUP = "batchit.operators"
 
@@ -40,6 +40,11 @@ BUILTIN_OPERATORS: dict[str, str] = {
 """Built-in operator names and the classes that implement them."""
 
 
+class BrokenOperator(Exception):
+    """An installed operator that cannot be used as it is: its module fails to import (whatever
+    its top level raises, `sys.exit` included), or its class lacks what every operator declares."""
+
+
 def load_target(target: str) -> type[Operator]:
     """Import the operator class named by a "module:Class" target."""
     module_name, _, attr = target.partition(":")
@@ -47,6 +52,53 @@ def load_target(target: str) -> type[Operator]:
     if not (isinstance(cls, type) and issubclass(cls, Operator)):
         raise TypeError(f"{target} is not a batchit Operator subclass")
     return cls
+
+
+def checked_target(target: str) -> type[Operator]:
+    """The operator class named by `target`, imported and checked (`class_problem`); anything that
+    goes wrong is a BrokenOperator saying what, never the import's own traceback."""
+    module_name, colon, attr = target.partition(":")
+    if not (colon and attr):
+        raise BrokenOperator(f"{target!r} names no class: an operator's target is 'module:Class'")
+    try:
+        found = getattr(importlib.import_module(module_name), attr)
+    except (Exception, SystemExit) as exc:  # a plugin's top level may raise anything, exit too
+        told = str(exc) if isinstance(exc, ImportError) else f"{type(exc).__name__}: {exc}"
+        raise BrokenOperator(f"importing {target} failed: {told}") from None
+    if not (isinstance(found, type) and issubclass(found, Operator)):
+        raise BrokenOperator(f"{target} is not a subclass of batchit.operators.base.Operator")
+    problem = class_problem(found)
+    if problem is not None:
+        raise BrokenOperator(f"{target} {problem}")
+    return found
+
+
+def class_problem(cls: type[Operator]) -> str | None:
+    """What the operator class lacks of what batchit reads from every operator, or None.
+
+    Checked as the config loads, so a plugin's mistake is refused there, naming the plugin, rather
+    than met as a traceback in the middle of a plan or as the same failure in every job."""
+    for attr in ("name", "version"):
+        value = getattr(cls, attr, None)
+        if not (isinstance(value, str) and value):
+            return f'sets no {attr} (a class attribute {attr} = "...", a non-empty string)'
+    if cls.resources not in ("cpu", "io"):
+        return f'sets resources = {cls.resources!r}: it must be "cpu" or "io"'
+    if not isinstance(cls.params_schema, dict):
+        return "sets a params_schema that is not a dict (a JSON Schema of the step's parameters)"
+    if not (isinstance(cls.takes, frozenset) and cls.takes <= BOTH_KINDS):
+        return f'sets takes = {cls.takes!r}: it must be a frozenset of "file" and "files"'
+    if not (isinstance(cls.libraries, tuple) and all(isinstance(lib, str) for lib in cls.libraries)):
+        return "sets libraries to something other than a tuple of distribution names"
+    if not (cls.ends_with is None or isinstance(cls.ends_with, str)):
+        return "sets ends_with to something other than None or an operator's name"
+    if cls.run is Operator.run:
+        return "defines no run(self, value, ctx, **params) method"
+    try:
+        cls()
+    except Exception as exc:
+        return f"cannot be made without arguments ({type(exc).__name__}: {exc}): operators take none"
+    return None
 
 
 @dataclass
@@ -57,6 +109,8 @@ class OperatorRegistry:
     """Every name known so far (all of them once the entry points are read)."""
     entry_points_pending: bool = False
     """True until the `batchit.operators` entry points are added to `targets`."""
+    origins: dict[str, str] = field(default_factory=dict, compare=False)
+    """For a name an entry point added: which entry point of which distribution, for messages."""
     _loaded: dict[str, type[Operator]] = field(default_factory=dict, repr=False, compare=False)
     _libraries: dict[str, dict[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -76,11 +130,12 @@ class OperatorRegistry:
         return name in self.targets
 
     def get(self, name: str) -> type[Operator]:
-        """The operator class registered as `name` (KeyError when there is none)."""
+        """The operator class registered as `name` (KeyError when there is none, BrokenOperator
+        when it cannot be imported or is not a usable operator class)."""
         if name not in self._loaded:
             if name not in self.targets:
                 self._read_entry_points()
-            self._loaded[name] = load_target(self.targets[name])
+            self._loaded[name] = checked_target(self.targets[name])
         return self._loaded[name]
 
     def library_versions(self, name: str) -> dict[str, str]:
@@ -97,7 +152,10 @@ class OperatorRegistry:
         import importlib.metadata  # only here: see the module docstring
 
         for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            self.targets.setdefault(entry.name, entry.value)
+            if entry.name not in self.targets:
+                self.targets[entry.name] = entry.value
+                dist = f"distribution {entry.dist.name} {entry.dist.version}, " if entry.dist else ""
+                self.origins[entry.name] = f"{dist}entry point {entry.name} = {entry.value}"
         self.entry_points_pending = False
 
     def __getstate__(self) -> tuple[dict[str, str], bool]:
@@ -105,4 +163,4 @@ class OperatorRegistry:
 
     def __setstate__(self, state: tuple[dict[str, str], bool]) -> None:
         self.targets, self.entry_points_pending = state
-        self._loaded, self._libraries = {}, {}
+        self.origins, self._loaded, self._libraries = {}, {}, {}

@@ -1,0 +1,116 @@
+"""Third-party operators, as their authors meet batchit: installed through the `batchit.operators`
+entry points (a `.dist-info` on the path, as pip would leave it), checked when a config uses them,
+and run in the build's pools."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import Project
+
+HEADER = """\
+from typing import Any, ClassVar
+
+from batchit.operators.base import JobContext, Operator, as_text
+"""
+
+GOOD = """\
+class Upper(Operator):
+    name = "my.upper"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {"type": "object", "additionalProperties": False}
+    takes = frozenset({"file"})
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        return as_text(value, self.name).upper()
+"""
+
+
+def install(site: Path, module: str, source: str, entry_points: dict[str, str]) -> dict[str, str]:
+    """Install distribution `myops` 1.0 into `site`: module `module` with `source`, and the entry
+    points `name -> target` of the group `batchit.operators`; return the environment that sees it."""
+    site.mkdir(exist_ok=True)
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / "myops-1.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: myops\nVersion: 1.0\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text("[batchit.operators]\n" + lines)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+
+
+def config(operator: str, rule: str = "") -> str:
+    """A project with one rule (with `rule`'s lines added) whose one step is `operator`."""
+    return f"""\
+version: 1
+out: _build
+rules:
+  loud:
+    inputs: ["src/*.txt"]
+    output: "{{stem}}.txt"
+{rule}    steps:
+      - {operator}: {{}}
+"""
+
+
+def op_class(body: str) -> str:
+    """An operator class `Op` named `my.op` with `body` (class attribute lines) and a `run`."""
+    lines = ["class Op(Operator):", '    name = "my.op"', *(f"    {line}" for line in body.splitlines())]
+    return "\n".join([*lines, "    def run(self, value, ctx, **params):", '        return b""', ""])
+
+
+BROKEN = {
+    "no-version": (op_class(""), "plugin:Op sets no version"),
+    "number-version": (op_class("version = 2"), "plugin:Op sets no version"),
+    "bad-schema": (
+        op_class('version = "1"\nparams_schema = {"type": "objekt"}'),
+        "plugin:Op has a params_schema that is not a valid JSON Schema",
+    ),
+    "not-an-operator": ("class Op:\n    pass\n", "plugin:Op is not a subclass of batchit.operators.base"),
+    "raises-at-import": ('raise RuntimeError("no licence file")\n', "RuntimeError: no licence file"),
+    "exits-at-import": ('import sys\nsys.exit("cannot start")\n', "SystemExit: cannot start"),
+    "syntax-error": ("def run(:\n", "SyntaxError: invalid syntax"),
+    "gpu-resources": (op_class('version = "1"\nresources = "gpu"'), "resources = 'gpu': it must be"),
+    "takes-a-string": (op_class('version = "1"\ntakes = "file"'), "takes = 'file': it must be a frozenset"),
+    "needs-arguments": (
+        op_class('version = "1"\ndef __init__(self, size):\n    self.size = size'),
+        "cannot be made without arguments",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_broken_plugin_operator_is_a_config_error_naming_the_plugin(
+    project: Project, tmp_path: Path, case: str
+) -> None:
+    source, reason = BROKEN[case]
+    env = install(tmp_path / "site", "plugin", HEADER + source, {"my.op": "plugin:Op"})
+    project.config(config("my.op"))
+    project.write({"src/a.txt": "a\n"})
+    result = project.run("build", "--no-progress", env=env)
+    assert result.code == 2, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+    assert "batchit.yaml:8:9: rule 'loud': step 1: operator 'my.op' cannot be loaded" in result.stderr
+    assert reason in result.stderr, result.describe()
+    assert "(distribution myops 1.0, entry point my.op = plugin:Op)" in result.stderr, result.describe()
+    assert not (project.root / ".batchit").exists()
+
+
+def test_a_plugin_that_exits_as_it_imports_spoils_no_error_about_another(
+    project: Project, tmp_path: Path
+) -> None:
+    """Telling which operators can start an aggregate imports every one: one whose module exits
+    as it imports must not replace that config error with its own exit."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "exiting.py").write_text("import sys\nsys.exit('bye')\n")
+    env = install(site, "plugin", HEADER + GOOD, {"my.upper": "plugin:Upper", "my.gone": "exiting:Op"})
+    project.config(config("my.upper", "    aggregate: true\n").replace("{stem}.txt", "all.txt"))
+    project.write({"src/a.txt": "a\n"})
+    result = project.run("build", "--no-progress", env=env)
+    assert result.code == 2, result.describe()
+    assert "step 1 (my.upper) takes one input file, but gets the list of its input files" in result.stderr
+    assert "bye" not in result.stderr, result.describe()
