@@ -831,6 +831,8 @@ EXITS = {
     "KeyboardInterrupt in a thread": Exit("raise KeyboardInterrupt", 3),
     "sys.exit(3) in a worker process": Exit("sys.exit(3)", PROCESSES_FROM),
     "KeyboardInterrupt in a worker process": Exit("raise KeyboardInterrupt", PROCESSES_FROM),
+    "asyncio's CancelledError in a thread": Exit("raise __import__('asyncio').CancelledError()", 3),
+    "a bare BaseException in a worker process": Exit("raise BaseException('odd')", PROCESSES_FROM),
 }
 
 

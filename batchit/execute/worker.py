@@ -81,7 +81,8 @@ def run_job(
 ) -> JobResult:
     """Run one job to a result; never raises (but for a real Ctrl-C in a doit sub-task).
 
-    A step's code that raises SystemExit or KeyboardInterrupt fails its job like any other exception.
+    A step's code that raises SystemExit, KeyboardInterrupt or any other BaseException (an asyncio
+    CancelledError) fails its job like any other exception.
 
     `operators` shares operator instances between the jobs of a batch (they hold no state).
     """
@@ -310,13 +311,20 @@ def _pipeline(
             exc.message = f"step {number} ({call.operator}): {told}"
             exc.args = (exc.message,)
             raise
-        except (SystemExit, KeyboardInterrupt) as exc:
+        except Exception:
+            raise
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt, an asyncio CancelledError, ...
             if isinstance(exc, KeyboardInterrupt) and _ctrl_c_raises_here():
                 raise  # a real Ctrl-C (a doit sub-task in the main thread): the user stops the run
+            why = (
+                "never try to end the process"
+                if isinstance(exc, SystemExit | KeyboardInterrupt)
+                else f"which {type(exc).__name__} is not (it derives from BaseException only)"
+            )
             raise PermanentError(
                 f"step {number} ({call.operator}) raised {type(exc).__name__}"
                 f"({', '.join(map(repr, exc.args))}): a step must "
-                "return its value or raise an exception, never try to end the process"
+                f"return its value or raise an exception, {why}"
                 + "\n"
                 + "".join(traceback.format_exception(exc)[-3:]).rstrip()
             ) from exc
