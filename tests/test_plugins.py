@@ -114,3 +114,28 @@ def test_a_plugin_that_exits_as_it_imports_spoils_no_error_about_another(
     assert result.code == 2, result.describe()
     assert "step 1 (my.upper) takes one input file, but gets the list of its input files" in result.stderr
     assert "bye" not in result.stderr, result.describe()
+
+
+TAGGING = """\
+class Tag(Operator):
+    name = "my.tag"
+    version = "1"
+    params_schema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {"tags": {"type": "array"}}}
+
+    def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
+        params["tags"].append("seen")  # careless, but its own business
+        return as_text(value, self.name).strip() + " " + " ".join(params["tags"])
+"""
+
+
+def test_an_operator_changing_its_parameters_changes_nothing_for_the_next_job(
+    project: Project, tmp_path: Path
+) -> None:
+    """The rule's jobs share one set of parameters: a list an operator appends to must not grow
+    from job to job, or each output would depend on how many jobs ran before it in its worker."""
+    env = install(tmp_path / "site", "plugin", HEADER + TAGGING, {"my.tag": "plugin:Tag"})
+    project.config(config("my.tag").replace("my.tag: {}", "my.tag: {tags: [new]}"))
+    project.write({f"src/{n}.txt": f"{n}\n" for n in range(3)})
+    result = project.run("build", "--no-progress", "-j", "1", env=env)
+    assert result.code == 0, result.describe()
+    assert [project.read(f"_build/{n}.txt") for n in range(3)] == [f"{n} new seen" for n in range(3)]

@@ -8,13 +8,14 @@ file, verify, rename) and copy it into the content-addressed cache (batchit.exec
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -305,7 +306,7 @@ def _pipeline(
             operator = operators[call.target] = load_target(call.target)()
         step_started = time.perf_counter()
         try:
-            value = operator.run(value, ctx, **call.params)
+            value = operator.run(value, ctx, **_own_params(call.params))
         except JobError as exc:  # an operator naming itself ("step data.dump: ...") is named once
             told = exc.message.removeprefix(f"step {call.operator}: ").removeprefix(f"step {call.operator} ")
             exc.message = f"step {number} ({call.operator}): {told}"
@@ -349,6 +350,17 @@ def _pipeline(
                 f"{value[exc.start]!r} at character {exc.start}): it cannot be written as UTF-8"
             ) from None
     return value
+
+
+def _own_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A step's parameters for one call, each list or mapping among them a copy: the rule's jobs
+    (and a job's attempts) share one set, so an operator that changes one it was given (appends to
+    a list) would hand the next job a value its key does not show, and outputs would depend on
+    the order jobs ran in."""
+    return {
+        name: copy.deepcopy(value) if isinstance(value, list | dict) else value
+        for name, value in params.items()
+    }
 
 
 def _ctrl_c_raises_here() -> bool:
