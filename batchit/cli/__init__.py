@@ -72,6 +72,7 @@ def _run(argv: list[str] | None) -> int:
     """Parse the arguments, run the command's handler, and map its errors to exit codes."""
     args = _parse(sys.argv[1:] if argv is None else argv)
     args.started_in = _current_directory()
+    before = set(threading.enumerate())
     try:
         for directory in args.directories:
             try:
@@ -89,9 +90,18 @@ def _run(argv: list[str] | None) -> int:
         _ignore_further_stops()  # a second Ctrl-C while this is said would print a traceback
         _say_error(args, "batchit: interrupted", {"message": "interrupted", "exit_code": INTERRUPTED})
         code = INTERRUPTED
-    if code == INTERRUPTED:
-        # Jobs abandoned after the grace period may still occupy worker threads, which an ordinary
-        # exit would wait for; everything committed is already durable, so leave now.
+    stray = [t for t in threading.enumerate() if t not in before and not t.daemon and t.is_alive()]
+    if stray and code != INTERRUPTED:
+        names = ", ".join(thread.name for thread in stray[:3]) + (", ..." if len(stray) > 3 else "")
+        message = f"a step left {len(stray)} thread(s) running ({names}); batchit exits without them"
+        if getattr(args, "log_format", "text") == "json":
+            print(json.dumps({"event": "warning", "message": message}, sort_keys=True), file=sys.stderr)
+        else:
+            print(f"warning: {message}", file=sys.stderr)
+    if code == INTERRUPTED or stray:
+        # Jobs abandoned after the grace period may still occupy worker threads, and a step may
+        # have started a thread of its own that never ends: an ordinary exit would wait for them.
+        # Everything committed is already durable, so leave now.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -16,6 +16,7 @@ import os
 import select
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from types import FrameType
@@ -36,6 +37,10 @@ ExecutorKind = Literal["local", "thread", "dask"]
 PROCESSES_FROM = 100
 """`cpu` jobs to run from which worker processes pay off. Starting them costs about 80 ms here (the
 forkserver, its imports, the forks); a few dozen jobs finish sooner in the coordinator's threads."""
+
+WORKER_EXIT_GRACE = 2.0
+"""Seconds a worker process gets to exit once its pool shuts down, all its batches done: it takes
+milliseconds, unless a step left a thread running that Python waits for (`Pools.shutdown`)."""
 
 
 class Pools:
@@ -123,10 +128,24 @@ class Pools:
         return self._thread
 
     def shutdown(self, *, cancel: bool = False) -> None:
-        """Stop the pools; with `cancel`, queued batches are dropped instead of run."""
-        for pool in (self._process, self._thread):
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=cancel)
+        """Stop the pools; with `cancel`, queued batches are dropped instead of run.
+
+        A worker process told to end exits at once, unless a step left a thread of its own running
+        (not a daemon): Python waits for such a thread before the process ends, and the pool's
+        shutdown for the process, so the build would hang, its record unwritten, for as long as the
+        thread lives. Its batches are done by then, so a worker still there after WORKER_EXIT_GRACE
+        seconds is terminated."""
+        if self._process is not None:
+            workers = self._workers()
+            self._process.shutdown(wait=False, cancel_futures=cancel)
+            deadline = time.monotonic() + WORKER_EXIT_GRACE
+            for process in workers:
+                process.join(max(0.0, deadline - time.monotonic()))
+                if process.is_alive():
+                    process.terminate()
+            self._process.shutdown(wait=True)  # the pool's own threads, now that its workers ended
+        if self._thread is not None:
+            self._thread.shutdown(wait=True, cancel_futures=cancel)
         self._process = self._thread = None
 
     def _workers(self) -> list[Any]:
