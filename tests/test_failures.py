@@ -134,6 +134,41 @@ def test_an_async_python_function_is_named_and_the_json_log_stays_json(project: 
 
 
 @pytest.mark.parametrize(
+    ("definition", "message", "fix"),
+    [
+        (
+            "def f(value):",
+            "pick:f cannot take the value and the job's context: too many positional arguments",
+            "define it as `def f(value, ctx, **params)`",
+        ),
+        (
+            "def f(value, ctx):",
+            "pick:f cannot take this step's keys: got an unexpected keyword argument 'size'",
+            "give f a parameter for each of the step's keys (besides function and version)",
+        ),
+        (
+            "def f(value, ctx, size, name):",
+            "pick:f cannot take this step's keys: missing a required argument: 'name'",
+            "add the key to the step, or give f's parameter a default",
+        ),
+    ],
+    ids=["no-ctx", "no-parameter-for-a-key", "a-parameter-no-key-gives"],
+)
+def test_a_python_function_of_the_wrong_signature_is_told_how_it_is_called(
+    project: Project, definition: str, message: str, fix: str
+) -> None:
+    project.config(
+        'version: 1\nrules:\n  r:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        '    steps: [python: {function: "pick:f", version: "1", size: 3}]\n'
+    )
+    project.write({"in/a.txt": "a\n", "pick.py": f"{definition}\n    return b'x'\n"})
+    result = project.build(expect=1)
+    [failure] = project.manifest()["failures"]
+    assert failure["class"] == "RecipeError" and message in failure["message"], failure
+    assert f"fix: {fix}" in result.stderr, result.describe()
+
+
+@pytest.mark.parametrize(
     ("returned", "message"),
     [
         ("{'a': 1}", "the last step (python) returned dict; a pipeline must end in bytes or str"),

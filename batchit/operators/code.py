@@ -147,13 +147,26 @@ def _check_call(function: Callable[..., Any], name: str, kwargs: Mapping[str, An
         signature = _signature(function)
     except (TypeError, ValueError):  # a builtin or C function without one: let the call decide
         return
+    attr = name.partition(":")[2]
+    try:
+        signature.bind_partial(None, None)
+    except TypeError as exc:
+        raise RecipeError(
+            f"{name} cannot take the value and the job's context: {exc}",
+            hint=f"define it as `def {attr}(value, ctx, **params)`: a python step's function gets the "
+            "value and the job's context first, then the step's other keys by name",
+        ) from None
     try:
         signature.bind(None, None, **kwargs)
     except TypeError as exc:
-        raise RecipeError(
-            f"{name} cannot be called with this step's keys: {exc}",
-            hint="make the step's keys (besides function and version) match the function's parameters",
-        ) from None
+        if str(exc).startswith("missing"):
+            hint = f"add the key to the step, or give {attr}'s parameter a default"
+        else:
+            hint = (
+                f"give {attr} a parameter for each of the step's keys (besides function and version), "
+                "or **params; or remove the keys it does not take"
+            )
+        raise RecipeError(f"{name} cannot take this step's keys: {exc}", hint=hint) from None
 
 
 @functools.lru_cache(maxsize=256)
