@@ -5,6 +5,7 @@ and run in the build's pools."""
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -139,3 +140,19 @@ def test_an_operator_changing_its_parameters_changes_nothing_for_the_next_job(
     result = project.run("build", "--no-progress", "-j", "1", env=env)
     assert result.code == 0, result.describe()
     assert [project.read(f"_build/{n}.txt") for n in range(3)] == [f"{n} new seen" for n in range(3)]
+
+
+def test_the_readme_plugin_example_installs_and_builds(project: Project, tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Your own operators: plugins", 1)[1].split("\n## ", 1)[0]
+    entry = re.search(r'^"(acme\.\w+)" = "(\w+):(\w+)"$', section, flags=re.MULTILINE)
+    assert entry is not None
+    source = section.split("```python\n", 1)[1].split("```", 1)[0]
+    env = install(tmp_path / "site", entry[2], source, {entry[1]: f"{entry[2]}:{entry[3]}"})
+    project.config(config(entry[1]).replace(": {}", ': {end: "!"}'))
+    project.write({"src/a.txt": "alpha\n", "src/b.txt": ""})
+    result = project.run("build", "--no-progress", env=env)
+    assert result.code == 1, result.describe()
+    assert project.read("_build/a.txt") == "ALPHA\n!"
+    [failure] = project.manifest()["failures"]
+    assert failure["input"] == "src/b.txt" and failure["quarantine"], failure
