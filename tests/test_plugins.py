@@ -100,6 +100,36 @@ def test_a_broken_plugin_operator_is_a_config_error_naming_the_plugin(
     assert not (project.root / ".batchit").exists()
 
 
+FAULTY_HOOKS = {
+    "key_files": "def key_files(self, params, root):\n    raise ValueError('no index')",
+    "key_folders": (
+        "imports_user_code = True\ndef key_folders(self, params, root):\n    raise ValueError('no index')"
+    ),
+    "library_versions": "def library_versions(self):\n    raise ValueError('no index')",
+    "param_problem": "@classmethod\ndef param_problem(cls, params, root):\n    raise ValueError('no index')",
+}
+
+
+@pytest.mark.parametrize("hook", sorted(FAULTY_HOOKS))
+def test_an_operator_method_that_raises_as_the_build_plans_is_blamed_on_its_package(
+    project: Project, tmp_path: Path, hook: str
+) -> None:
+    """The methods batchit calls before any job runs (what enters the key, what the parameters
+    may not be) are the plugin's code: one that raises stops the command with exit 2 naming the
+    operator and its package, never with a traceback."""
+    source = op_class('version = "1"\n' + FAULTY_HOOKS[hook])
+    env = install(tmp_path / "site", "plugin", HEADER + source, {"my.op": "plugin:Op"})
+    project.config(config("my.op"))
+    project.write({"src/a.txt": "a\n"})
+    for command in ("plan", "build"):
+        result = project.run(command, env=env)
+        assert result.code == 2, result.describe()
+        assert "Traceback" not in result.stderr, result.describe()
+        assert f"its {hook}() raised ValueError: no index" in result.stderr, result.describe()
+        assert "fix or reinstall" in result.stderr, result.describe()
+    assert not (project.root / "_build").exists()
+
+
 def test_a_plugin_that_exits_as_it_imports_spoils_no_error_about_another(
     project: Project, tmp_path: Path
 ) -> None:

@@ -312,7 +312,15 @@ def _check_params(
                 key = mistyped[0]
                 exc.hint = f"quote {{{key}}}'s values in matrix: ('{chosen[key]}'), which makes them strings"
             raise
-        problem = operator.param_problem(concrete, scope.root)
+        try:
+            problem = operator.param_problem(concrete, scope.root)
+        except Exception as exc:  # a fault of the operator's own code, not of the config
+            raise error_at(
+                nearest(marks, where),
+                f"{_step_label(where)}: its param_problem() raised {type(exc).__name__}: {exc}",
+                rule=scope.rule,
+                hint="fix or reinstall the package that provides it, or remove the steps that use it",
+            ) from None
         if problem is not None and not _uses_per_job(params, problem.path, scope.per_job):
             message = f"{_step_label(where)} parameter '{problem.path[0]}' {problem.message}"
             raise error_at(

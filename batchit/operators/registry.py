@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+from batchit.errors import UsageError
 from batchit.operators.base import BOTH_KINDS, Operator
 
 ENTRY_POINT_GROUP = "batchit.operators"
@@ -142,8 +143,21 @@ class OperatorRegistry:
         """`name`'s library versions, looked up once per registry (keys and plan fingerprints both
         ask, and each lookup reads package metadata)."""
         if name not in self._libraries:
-            self._libraries[name] = self.get(name)().library_versions()
+            try:
+                self._libraries[name] = self.get(name)().library_versions()
+            except Exception as exc:  # an installed operator's own code: its fault, told as such
+                raise self.fault_in(name, "library_versions", exc) from None
         return self._libraries[name]
+
+    def fault_in(self, name: str, hook: str, exc: Exception) -> UsageError:
+        """The error for operator `name`'s method `hook` raising `exc` as a build plans: a fault of
+        the package that provides the operator, not of the config (exit 2, before any job runs)."""
+        origin = self.origins.get(name)
+        provider = f"the plugin that provides it ({origin})" if origin else "the package that provides it"
+        return UsageError(
+            f"operator '{name}': its {hook}() raised {type(exc).__name__}: {exc}",
+            hint=f"fix or reinstall {provider}, or remove the steps that use it",
+        )
 
     def _read_entry_points(self) -> None:
         """Add the installed operators to `targets`, once; a built-in name keeps its built-in class."""

@@ -286,6 +286,12 @@ class JobExpander:
             except RecipeError as exc:  # every job would fail on it: a mistake in the config
                 message = f"step {number} ({step.operator}): {exc.message}"
                 raise rule_error(self.config, rule, message, exc.hint or "correct the step", step) from None
+            except Exception as exc:  # a fault of the operator's own code
+                hint = self.registry.fault_in(step.operator, "key_files", exc).hint or ""
+                message = (
+                    f"step {number} ({step.operator}): its key_files() raised {type(exc).__name__}: {exc}"
+                )
+                raise rule_error(self.config, rule, message, hint, step) from None
             for label, path in named.items():
                 paths.append(self.named.path_of(path))
                 files[label] = self.named.hash(rule, paths[-1], f"step {number} ({step.operator})", step)
@@ -329,7 +335,11 @@ class JobExpander:
         known = (name, tuple(sorted((label, str(path)) for label, path in named.items())))
         if known not in self._asked_folders:
             self._asked_folders.add(known)
-            for folder in op.key_folders(params, self.config.root):
+            try:
+                folders = op.key_folders(params, self.config.root)
+            except Exception as exc:  # a fault of the operator's own code
+                raise self.registry.fault_in(name, "key_folders", exc) from None
+            for folder in folders:
                 self.hasher.watch_folder(folder)
 
 
