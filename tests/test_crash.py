@@ -301,14 +301,9 @@ def test_ctrl_c_while_a_slow_reader_holds_a_log_line_stops_the_build_cleanly(gat
         fill_pipe(read_end)  # the reader stops reading: c's job line will wait for room
         open_gate(gated)
         wait_until(lambda: blocked_on_pipe(build.pid, "write"), "the build to block writing c's line")
-        build.send_signal(signal.SIGINT)
-        stderr = drain(read_end)  # the reader goes on
-        build.wait(timeout=60)
+        stderr = interrupt_and_drain(build, read_end)  # the reader goes on
     finally:
-        os.close(read_end)
-        if build.poll() is None:
-            build.kill()
-            build.wait()
+        reap(build, read_end)
     assert build.returncode == 130, stderr
     assert "Traceback" not in stderr
     lines = [json.loads(line) for line in stderr.splitlines()]
@@ -467,14 +462,9 @@ def test_a_second_ctrl_c_while_batchit_says_interrupted_prints_no_traceback(proj
             os.write(writer, COPY_CONFIG.encode())  # else the read returns: the Ctrl-C is handled
         os.close(writer)
         wait_until(lambda: blocked_on_pipe(build.pid, "write"), "batchit to say it was interrupted")
-        build.send_signal(signal.SIGINT)
-        stderr = drain(read_end)
-        build.wait(timeout=60)
+        stderr = interrupt_and_drain(build, read_end)
     finally:
-        os.close(read_end)
-        if build.poll() is None:
-            build.kill()
-            build.wait()
+        reap(build, read_end)
     assert build.returncode == 130, stderr
     assert stderr == "batchit: interrupted\n"
 
@@ -758,3 +748,20 @@ def test_many_files_an_unfinished_run_left_are_named_a_few_and_counted(copies: P
     assert len(removed) == 11, result.describe()
     assert removed[-1] == f"warning: removed 20 more files left by {UNFINISHED_RUN}", result.describe()
     assert not any(stray.exists() for stray in strays)
+
+
+def interrupt_and_drain(build: subprocess.Popen[bytes], read_end: int) -> str:
+    """Send `build` a Ctrl-C, read its stderr (the pipe `read_end` reads) until it ends, and wait
+    for it to exit; return what it said."""
+    build.send_signal(signal.SIGINT)
+    said = drain(read_end)
+    build.wait(timeout=60)
+    return said
+
+
+def reap(build: subprocess.Popen[bytes], read_end: int) -> None:
+    """Close the test's end of `build`'s stderr pipe and kill `build` if it is still running."""
+    os.close(read_end)
+    if build.poll() is None:
+        build.kill()
+        build.wait()
