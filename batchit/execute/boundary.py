@@ -131,7 +131,7 @@ def crashed(spec: JobSpec) -> JobResult:
     error = WorkerCrashed(
         "its worker process died while running it, twice: in a batch, then alone",
         hint="a crash in native code (a decoder), the system's out-of-memory killer, or os._exit in a "
-        "python step; the other jobs of its batch ran again",
+        "python step or an operator plugin; the other jobs of its batch ran again",
     )
     return JobResult(
         spec.job_id, False, error_class=type(error).__name__, message=str(error), attempts=spec.attempt
