@@ -28,6 +28,7 @@ from conftest import (
     wait_until,
 )
 
+from batchit.errors import BuildInterrupted
 from batchit.execute.pools import PROCESSES_FROM
 from batchit.record.runs import UNFINISHED_RUN
 
@@ -467,6 +468,53 @@ def test_a_second_ctrl_c_while_batchit_says_interrupted_prints_no_traceback(proj
         reap(build, read_end)
     assert build.returncode == 130, stderr
     assert stderr == "batchit: interrupted\n"
+
+
+STOP_AT_START = """\
+import importlib.abc, os, runpy, signal, sys
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever started us
+where, signum = sys.argv[1], getattr(signal, sys.argv[2])
+
+class StopWhileImporting(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if where == "import" and name == "batchit.cli.parser":  # a module `batchit.cli` imports
+            os.kill(os.getpid(), signum)
+        return None
+
+def stop_while_parsing(frame, event, arg):
+    if where == "parse" and event == "call" and frame.f_code.co_name == "build_parser":
+        os.kill(os.getpid(), signum)
+
+sys.meta_path.insert(0, StopWhileImporting())
+sys.setprofile(stop_while_parsing)
+sys.argv = ["batchit", "build"]
+runpy.run_module("batchit", run_name="__main__", alter_sys=True)
+"""
+"""`python -m batchit build`, sent `argv[2]` (SIGINT, SIGTERM) by itself as it starts: while it
+imports its command line (`import`) or while it parses the arguments (`parse`)."""
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("where", ["import", "parse"])
+def test_a_stop_signal_as_batchit_starts_exits_130_saying_so(
+    project: Project, where: str, signum: str
+) -> None:
+    """A Ctrl-C or a CI runner's SIGTERM landing in the first tenth of a second printed a
+    traceback, and the build ended as killed by SIGINT (-2) or SIGTERM (-15) instead of 130."""
+    script = project.root / "start.py"
+    script.write_text(STOP_AT_START)
+    started = subprocess.run(
+        [sys.executable, str(script), where, signum],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 130 == BuildInterrupted.exit_code, started.stderr
+    assert started.stderr == "batchit: interrupted\n"
+    assert not (project.root / ".batchit").exists()
 
 
 def test_a_stopped_build_starts_no_further_command_of_a_batch(project: Project) -> None:

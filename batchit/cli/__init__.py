@@ -69,11 +69,14 @@ def _ignore_further_stops() -> None:
 
 
 def _run(argv: list[str] | None) -> int:
-    """Parse the arguments, run the command's handler, and map its errors to exit codes."""
-    args = _parse(sys.argv[1:] if argv is None else argv)
-    args.started_in = _current_directory()
+    """Parse the arguments, run the command's handler, and map its errors to exit codes. A stop
+    signal while the arguments are parsed exits 130 like one later: no traceback."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = argparse.Namespace(log_format="json" if _wants_json(argv) else "text")
     before = set(threading.enumerate())
     try:
+        args = _parse(argv)
+        args.started_in = _current_directory()
         for directory in args.directories:
             try:
                 os.chdir(directory)
@@ -111,8 +114,7 @@ def _run(argv: list[str] | None) -> int:
 def _parse(argv: list[str]) -> argparse.Namespace:
     """The parsed command line. argparse writes its usage errors as text; under `--log-format json`
     such an error becomes one JSON object on stderr, as every other line batchit writes there."""
-    pairs = zip(argv, [*argv[1:], ""], strict=True)
-    if not any(a == "--log-format=json" or (a == "--log-format" and b == "json") for a, b in pairs):
+    if not _wants_json(argv):
         return build_parser().parse_args(argv)
     written = io.StringIO()
     try:
@@ -124,6 +126,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
             code = exc.code if isinstance(exc.code, int) else 2
             _say_error(argparse.Namespace(log_format="json"), "", {"message": lines[-1], "exit_code": code})
         raise
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """True when the command line asks for `--log-format json` (told before it is parsed)."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return any(a == "--log-format=json" or (a == "--log-format" and b == "json") for a, b in pairs)
 
 
 def _current_directory() -> Path | None:
