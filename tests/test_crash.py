@@ -184,6 +184,24 @@ def test_a_build_killed_during_a_slow_job_keeps_the_slow_jobs_finished_before_it
     assert project.manifest()["summary"]["up_to_date"] == 4
 
 
+def test_report_of_a_killed_run_says_it_never_wrote_its_record(gated: Project) -> None:
+    gated.build()
+    gated.write({"in/c.txt": "block v2\n"})
+    os.mkfifo(gated.root / "gate")
+    build = start_build(gated)
+    wait_until(lambda: (gated.root / "started").exists(), "the blocking job to start")
+    build.send_signal(signal.SIGKILL)
+    build.communicate(timeout=60)
+    runs = gated.root / ".batchit/runs"
+    killed = max(p.name for p in runs.iterdir() if p.is_dir())
+
+    shown = gated.run("report", killed)
+    assert shown.code == 2, shown.describe()
+    assert f"run {killed} has no record: it stopped before writing it" in shown.stderr, shown.describe()
+    assert f".batchit/runs/{killed}/events.jsonl" in shown.stderr, "what it did is there"
+    assert "Traceback" not in shown.stderr
+
+
 def test_input_changed_while_its_job_ran_is_not_recorded_up_to_date(gated: Project) -> None:
     os.mkfifo(gated.root / "gate")
     build = start_build(gated)

@@ -17,7 +17,7 @@ from batchit.errors import UsageError
 from batchit.model import MANIFEST_COPY, STATE_DIR, Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.record.recorder import MANIFEST
-from batchit.record.runs import latest_run, read_json_object
+from batchit.record.runs import in_progress, latest_run, read_json_object
 from batchit.record.signing import PUBLIC_NAME, TrustedKey, generate_keys, keys_dir, load_public_key
 
 
@@ -201,9 +201,31 @@ def report(args: argparse.Namespace) -> int:
 
     run_dir = find_run(project_root() / STATE_DIR / "runs", args.run_id)
     if not (run_dir / RUN_FILE).is_file():
-        raise UsageError(f"run {run_dir.name} kept no report data ({RUN_FILE})", hint="pick another run")
+        raise _no_record(run_dir)
     print(write_report(run_dir))
     return 0
+
+
+def _no_record(run_dir: Path) -> UsageError:
+    """Why a run folder without its record (`run.json`) has no report: its run is still going (a
+    doit run before `_record`), or it stopped before writing it (killed, or stopped by an error;
+    the next build removes the folder), and where what it did so far is logged."""
+    from batchit.record.events import EVENTS_FILE
+
+    if in_progress(run_dir):
+        why = "it is still running; its report is written when it ends"
+    else:
+        why = "it stopped before writing it (it was killed, or stopped by an error)"
+    events = run_dir / EVENTS_FILE
+    logged = (
+        f"what it did is logged in {STATE_DIR}/runs/{run_dir.name}/{EVENTS_FILE}; "
+        if events.is_file()
+        else ""
+    )
+    return UsageError(
+        f"run {run_dir.name} has no record: {why}",
+        hint=logged + "`batchit runs` lists the runs with a report",
+    )
 
 
 def gc(args: argparse.Namespace) -> int:

@@ -252,7 +252,7 @@ def apply_retention(directory: Path, keep: int) -> list[str]:
     litter = [
         name
         for name in folders
-        if name != latest and name not in recorded and not _in_progress(directory / name)
+        if name != latest and name not in recorded and not in_progress(directory / name)
     ]
     for run_id in removed + litter:
         shutil.rmtree(directory / run_id, ignore_errors=True)
@@ -281,7 +281,7 @@ def mark_in_progress(run_dir: Path, pid: int) -> None:
         atomic_write_text(marker, f"{pid}\n")
 
 
-def _in_progress(run_dir: Path) -> bool:
+def in_progress(run_dir: Path) -> bool:
     """True while the process that marked `run_dir` (`mark_in_progress`) is alive."""
     try:
         os.kill(int((run_dir / IN_PROGRESS).read_text(encoding="utf-8")), 0)
