@@ -285,6 +285,59 @@ def test_a_stop_signal_lets_running_jobs_finish_and_exits_130(gated: Project, si
     assert gated.manifest()["summary"]["up_to_date"] == 3
 
 
+STOP_AFTER_THE_JOBS = """\
+import os, signal, sys
+
+from batchit.cli import main
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever started us
+where, signum = sys.argv[1], getattr(signal, sys.argv[2])
+
+def stop_there(frame, event, arg):
+    if event == "call" and frame.f_code.co_name == where:
+        sys.setprofile(None)
+        os.kill(os.getpid(), signum)
+
+sys.setprofile(stop_there)
+sys.exit(main(["build", "--no-progress"]))
+"""
+"""`batchit build`, sent `argv[2]` by itself once its jobs have run, as it enters function `argv[1]`."""
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "where",
+    ["forget_failures_of_current", "prune", "write_replay", "render_manifest", "remember_plan"],
+)
+def test_a_stop_signal_once_the_jobs_ran_still_records_the_run(
+    copies: Project, where: str, signum: str
+) -> None:
+    """Between the last job and the run's record (committing, pruning, rendering a manifest of many
+    outputs) a Ctrl-C ended the build with no manifest or report, and results not yet committed
+    were lost; the run is recorded first, then the build exits 130."""
+    copies.build()
+    copies.write({"src/a.txt": "alpha, edited\n"})
+    (copies.root / "src/sub/c.txt").unlink()  # an output to prune
+    script = copies.root / "stop.py"
+    script.write_text(STOP_AFTER_THE_JOBS)
+    stopped = subprocess.run(
+        [sys.executable, str(script), where, signum],
+        cwd=copies.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert stopped.returncode == 130, stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    manifest = copies.manifest()
+    assert (manifest["summary"]["built"], manifest["summary"]["pruned"]) == (1, 1), manifest["summary"]
+    assert (copies.root / ".batchit/runs/LATEST").read_text().strip() == manifest["run_id"]
+    assert copies.run("verify").code == 0
+    assert copies.run("audit", "verify").code == 0
+    assert copies.build().stdout.startswith("batchit: ok: 2 up to date"), "nothing is built again"
+
+
 def test_a_second_sigint_exits_at_once_keeping_what_was_committed(gated: Project) -> None:
     os.mkfifo(gated.root / "gate")
     build = start_build(gated)

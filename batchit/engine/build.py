@@ -121,18 +121,20 @@ def run_build(
                 refuse_strangers(config, planner.strangers, overwrite=True)  # not even --overwrite
             planner.view.store = store
             build = RunningBuild(config, registry, options, store, emit, run_id, planner, predicted, pools)
-            outcome = build.run()
-            if (build.scheduler.pool_broke or pools.worker_lost) and not build.abandoned:
-                _sweep(config, store, emit, "a worker that died")
-            write_replay(build)
-            outcome.manifest = record_run(build, started, outcome, recorder)
-            _remember_plan(config, planner, build, outcome)
+            with build.signals:  # a stop after the last job still lets the run commit and be recorded
+                outcome = build.run()
+                if (build.scheduler.pool_broke or pools.worker_lost) and not build.abandoned:
+                    _sweep(config, store, emit, "a worker that died")
+                build.interrupted = build.interrupted or build.signals.requested
+                write_replay(build)
+                outcome.manifest = record_run(build, started, outcome, recorder)
+                _remember_plan(config, planner, build, outcome)
         finally:
             store.close()
         if not build.abandoned:  # else threads left running may still write: the next build sweeps
             unfinished.unlink()
     outcome.seconds = time.perf_counter() - clock
-    outcome.interrupted = build.interrupted
+    outcome.interrupted = build.interrupted or build.signals.requested  # also while it was recorded
     outcome.conflict = build.conflict
     _alert(config, outcome, emit)
     if outcome.conflict is not None:  # found once an upstream rule had run; what ran is recorded

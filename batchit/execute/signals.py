@@ -24,7 +24,11 @@ INTERRUPTED_EXIT = 130
 
 class StopSignals:
     """Turns SIGINT and SIGTERM into a flag for the duration of a `with` block; `wake` interrupts
-    the build loop's wait so the flag is seen at once, before a free worker starts queued work."""
+    the build loop's wait so the flag is seen at once, before a free worker starts queued work.
+
+    Blocks may nest: the build keeps the flag from its job loop until the run is recorded, so a
+    signal after the last job (while results are committed, outputs pruned, the record written)
+    stops nothing half-done either; only the outermost block puts the previous handlers back."""
 
     def __init__(
         self,
@@ -42,8 +46,12 @@ class StopSignals:
         may have interrupted its holder)."""
         self.requested = False
         self._previous: dict[int, object] = {}
+        self._depth = 0
 
     def __enter__(self) -> StopSignals:
+        self._depth += 1
+        if self._depth > 1:
+            return self
         resume_commands()  # an earlier build in this process (a watch) may have stopped them
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -53,6 +61,9 @@ class StopSignals:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()
