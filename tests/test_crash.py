@@ -818,6 +818,48 @@ def test_a_second_ctrl_c_inside_the_forwarding_of_the_first_never_hangs_a_worker
     assert worker.stdout in ("ended 130\n", "stopped\n"), worker.stderr
 
 
+FORKSERVER_DIES = """\
+import os, signal, sys
+from multiprocessing import forkserver
+
+from batchit.cli import main
+
+real = forkserver.read_signed
+
+def read_signed(fd):  # the forkserver reports a worker it started: it is killed just before
+    forkserver.read_signed = real
+    os.kill(forkserver._forkserver._forkserver_pid, signal.SIGKILL)
+    return real(fd)
+
+if __name__ == "__main__":  # not in the processes the forkserver starts
+    forkserver.read_signed = read_signed
+    sys.exit(main(["build", "--no-progress", "-j", "2", "--executor", "local"]))
+"""
+
+
+def test_a_forkserver_killed_as_it_starts_the_workers_is_started_again(project: Project) -> None:
+    """The process that forks the worker processes (the out-of-memory killer's pick, say) died
+    while the pool started them: the build crashed with an EOFError traceback, recording nothing."""
+    project.config(
+        'version: 1\nrules:\n  work:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        "    resources: cpu\n    steps: [text.load: {}, text.replace: {pattern: a, replacement: A}]\n"
+    )
+    project.write({f"in/{n:03}.txt": f"a{n}\n" for n in range(PROCESSES_FROM)})
+    (project.root / "build.py").write_text(FORKSERVER_DIES)
+    build = subprocess.run(
+        [sys.executable, "build.py"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    assert "Traceback" not in build.stderr
+    assert project.read("_build/007.txt") == "A7\n"
+    assert project.build().stdout.startswith(f"batchit: ok: {PROCESSES_FROM} up to date")
+
+
 def test_a_killed_build_leaves_no_worker_process_or_command_running(project: Project) -> None:
     """SIGKILL (the out-of-memory killer, a CI runner's hard stop) gives the coordinator no chance
     to stop anything: its worker processes notice it is gone, and end with their commands."""

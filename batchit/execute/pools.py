@@ -68,8 +68,21 @@ class Pools:
         """A remote worker died running a batch (`DaskPools`): it may have left a temporary file."""
 
     def submit(self, resources: str, batch: list[JobSpec]) -> Future[list[JobResult]]:
-        """Run a batch of jobs on the pool their resource class belongs to."""
-        return self._pool(resources).submit(run_batch, self.settings, batch)
+        """Run a batch of jobs on the pool their resource class belongs to.
+
+        A process pool starts its workers with its first batch, through the forkserver: one that
+        dies meanwhile (killed from outside) fails the start with EOFError or a broken pipe. That
+        pool is broken as if a worker had died (`renew_processes`); the next starts the forkserver
+        again."""
+        pool = self._pool(resources)
+        try:
+            return pool.submit(run_batch, self.settings, batch)
+        except (EOFError, ConnectionError) as exc:
+            if pool is not self._process:
+                raise
+            from concurrent.futures.process import BrokenProcessPool  # the pool imported it
+
+            raise BrokenProcessPool(f"the worker processes could not be started: {exc}") from exc
 
     def renew_processes(self, broken: int) -> None:
         """Replace the process pool of generation `broken`, one of whose workers died (every batch
