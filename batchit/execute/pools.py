@@ -81,7 +81,13 @@ class Pools:
             if pool is not self._process:
                 raise
             from concurrent.futures.process import BrokenProcessPool  # the pool imported it
+            from multiprocessing import forkserver
 
+            # The dead forkserver may not be reaped yet (its socket closes before it exits), and
+            # until it is, multiprocessing takes it for alive and sends the next pool to it again:
+            # reap it now (a private method, the only way multiprocessing offers to stop it).
+            with contextlib.suppress(OSError):
+                forkserver._forkserver._stop()  # type: ignore[attr-defined]
             raise BrokenProcessPool(f"the worker processes could not be started: {exc}") from exc
 
     def renew_processes(self, broken: int) -> None:
