@@ -14,6 +14,7 @@ import atexit
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,10 @@ from batchit.state.lock import doit_store_locks, doit_sub_task_locks
 from batchit.state.store import StateStore
 
 TaskDict = dict[str, Any]
+
+STORE_POLL_SECONDS = 0.02
+"""How often a sub-task whose state store is not ready looks again while another sub-task holds the
+doit lock (`doit_store_locks`): that one readies the store in milliseconds, then may run a long job."""
 
 
 @dataclass(repr=False)
@@ -219,15 +224,18 @@ class Session:
         """Create the state store of a project never built, or forget the rows of an `out` changed
         since, before a sub-task plans its job: alone (`doit_store_locks`), so parallel sub-tasks
         never race to create it and none commits a row in the new `out` before the old rows go."""
-        if self._store_ready():
-            return
-        with doit_store_locks(self.config.state_dir):
-            store = StateStore.open(self.state_db)
-            try:
-                store.adopt_config(self.config.file)  # planning the tasks refused another config's state
-                moved = store.adopt_out(self.config.out)  # `out` changed: its old rows are forgotten
-            finally:
-                store.close()
+        moved = None
+        while not self._store_ready():
+            with doit_store_locks(self.config.state_dir) as held:
+                if held and not self._store_ready():
+                    store = StateStore.open(self.state_db)
+                    try:
+                        store.adopt_config(self.config.file)  # the tasks refused another config's state
+                        moved = store.adopt_out(self.config.out)  # `out` changed: old rows forgotten
+                    finally:
+                        store.close()
+            if not held:  # another sub-task holds the doit lock: it may have readied the store
+                time.sleep(STORE_POLL_SECONDS)
         if moved is not None:
             old = moved[0]
             warn(f"`out` changed from {old} to {self.config.out}: the outputs under {old} are left there")

@@ -118,13 +118,23 @@ def doit_sub_task_locks(state_dir: Path, job_id: str | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def doit_store_locks(state_dir: Path) -> Iterator[None]:
+def doit_store_locks(state_dir: Path) -> Iterator[bool]:
     """What a doit sub-task holds while it readies the state store before its job (creates it, or
-    forgets the rows of an `out` changed since): `DOIT_LOCK` exclusively, once no sub-task of any
-    doit run holds it (none starts meanwhile), and the project lock shared, failing at once while a
-    build or another command holds it."""
-    with ProjectLock(state_dir / DOIT_LOCK, wait=True), ProjectLock(state_dir / "lock", shared=True):
-        yield
+    forgets the rows of an `out` changed since): `DOIT_LOCK` exclusively, and the project lock
+    shared, failing at once while a build or another command holds it. Yields False, holding
+    nothing, while another sub-task holds `DOIT_LOCK`: that one may be running a long job after
+    readying the store itself, so the caller looks again rather than wait for the job to end."""
+    doit_lock = ProjectLock(state_dir / DOIT_LOCK)
+    try:
+        doit_lock.acquire()
+    except LockHeldError:
+        yield False
+        return
+    try:
+        with ProjectLock(state_dir / "lock", shared=True):
+            yield True
+    finally:
+        doit_lock.release()
 
 
 @contextlib.contextmanager
