@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchit.engine import BuildOptions, plan_build
-from batchit.fsutil import removal_refused, remove_outputs, shown_path
+from batchit.fsutil import is_utf8_name, removal_refused, remove_outputs, shown_path
 from batchit.model import RESERVED_OUTPUTS, Config
 from batchit.operators.registry import OperatorRegistry
 from batchit.plan.ownership import refuse_foreign_state
@@ -59,7 +59,7 @@ def clean(config: Config, registry: OperatorRegistry, *, orphans: bool, dry_run:
         store = StateStore.open(config.state_dir / "state.db")
         try:
             audit_unaudited_run(config.state_dir, store, fsync=config.durability == "fsync")
-            recorded = [path for path in removed if _recordable(path)]  # the store holds UTF-8 text
+            recorded = [path for path in removed if is_utf8_name(path)]  # the store holds UTF-8 text
             with store.transaction():
                 store.forget_outputs(recorded)
                 store.drop_stats(f"{config.out}/{p}" for p in recorded)
@@ -109,15 +109,6 @@ def _decide(
     doomed = sorted(owned)
     doomed += [p for p in sorted(RESERVED_OUTPUTS) if (config.out_dir / p).exists()]
     return _Decision(doomed, generation)
-
-
-def _recordable(path: str) -> bool:
-    """False for a name whose bytes are not UTF-8 (an orphan's): no record can name it."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _orphans(config: Config, produced: frozenset[str]) -> list[str]:

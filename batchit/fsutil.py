@@ -200,6 +200,16 @@ def is_racy(stat: StatTuple, read_from: int) -> bool:
     return max(mtime_ns, ctime_ns) >= read_from - tick
 
 
+def is_utf8_name(path: str) -> bool:
+    """False for a name whose bytes are not UTF-8 (Python holds them as lone surrogates): no key,
+    record or report can hold it."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def shown_path(path: str) -> str:
     """A path as a message can print it: bytes that are not UTF-8 written as `\\xff`."""
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

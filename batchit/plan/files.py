@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchit.errors import ConfigError
-from batchit.fsutil import StatTuple, is_racy, resolves_inside, shown_path
+from batchit.fsutil import StatTuple, is_racy, is_utf8_name, resolves_inside, shown_path
 from batchit.globs import Glob
 from batchit.hashing import hash_file
 from batchit.state.rows import StatRow
@@ -116,7 +116,7 @@ class FileTree:
                         if entry.name not in SKIPPED_DIRS and rel not in self.skip:
                             stack.append((entry.path, rel + "/"))
                     elif entry.is_file():
-                        if not _decodable(rel):
+                        if not is_utf8_name(rel):
                             self.refused[rel] = UNDECODABLE
                             continue
                         if entry.is_symlink() and not resolves_inside(root_resolved, Path(entry.path)):
@@ -124,15 +124,6 @@ class FileTree:
                             continue
                         st = entry.stat()
                         self.stats[rel] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-
-
-def _decodable(path: str) -> bool:
-    """False for a name whose bytes are not UTF-8 (Python holds them as lone surrogates)."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _is_under(path: str, base: str) -> bool:
