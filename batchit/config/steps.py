@@ -22,7 +22,7 @@ from batchit.config.yaml12 import Mark, Marks, YamlPath, error_at, nearest
 from batchit.errors import ConfigError
 from batchit.model import Step
 from batchit.operators.base import InputKind, Operator
-from batchit.operators.registry import BrokenOperator, OperatorRegistry
+from batchit.operators.registry import BrokenOperator, OperatorRegistry, raised
 from batchit.placeholders import PATH_PLACEHOLDERS, names_in, names_in_value, text
 
 if TYPE_CHECKING:
@@ -59,11 +59,8 @@ class Operators:
 
     def broken(self, name: str, reason: str) -> ConfigError:
         """The error for operator `name` that cannot be used, naming the plugin that installs it."""
-        origin = self.registry.origins.get(name)
-        provider = f"the plugin that provides it ({origin})" if origin else "the package that provides it"
         return ConfigError(
-            f"operator '{name}' cannot be loaded: {reason}",
-            hint=f"fix or reinstall {provider}, or remove the steps that use it",
+            f"operator '{name}' cannot be loaded: {reason}", hint=self.registry.repair_hint(name)
         )
 
     def resolve(self, name: str) -> tuple[str, type[Operator]]:
@@ -112,7 +109,7 @@ def build_steps(
             _check_when(when, scope, (*where, "when"))
         _check_placeholders(params, operator, scope, where)
         _check_file_params(params, operator, scope, where)
-        _check_params(params, operator, checks, scope, where)
+        _check_params(params, operator, checks, scope, where, operators.registry)
         mark = _step_mark(scope, where, operator)
         steps.append(Step(name, params, when, mark.line if mark else None, mark.file if mark else None))
     return tuple(steps)
@@ -275,9 +272,11 @@ def _check_params(
     checks: SchemaChecks,
     scope: RuleScope,
     where: YamlPath,
+    registry: OperatorRegistry,
 ) -> None:
     """Validate the parameters once per combination of the matrix values they use: against the
-    schema, then by the operator itself (`Operator.param_problem`)."""
+    schema, then by the operator itself (`Operator.param_problem`; `registry` names its package
+    when that method raises)."""
     if checks.vouched:
         return
     used = names_in_value(params)
@@ -317,9 +316,9 @@ def _check_params(
         except Exception as exc:  # a fault of the operator's own code, not of the config
             raise error_at(
                 nearest(marks, where),
-                f"{_step_label(where)}: its param_problem() raised {type(exc).__name__}: {exc}",
+                f"{_step_label(where)}: {raised('param_problem', exc)}",
                 rule=scope.rule,
-                hint="fix or reinstall the package that provides it, or remove the steps that use it",
+                hint=registry.repair_hint(str(where[2])),
             ) from None
         if problem is not None and not _uses_per_job(params, problem.path, scope.per_job):
             message = f"{_step_label(where)} parameter '{problem.path[0]}' {problem.message}"

@@ -46,6 +46,11 @@ class BrokenOperator(Exception):
     its top level raises, `sys.exit` included), or its class lacks what every operator declares."""
 
 
+def raised(hook: str, exc: Exception) -> str:
+    """How a message says that an operator's method `hook` raised `exc` (a fault of its code)."""
+    return f"its {hook}() raised {type(exc).__name__}: {exc}"
+
+
 def load_target(target: str) -> type[Operator]:
     """Import the operator class named by a "module:Class" target."""
     module_name, _, attr = target.partition(":")
@@ -152,12 +157,13 @@ class OperatorRegistry:
     def fault_in(self, name: str, hook: str, exc: Exception) -> UsageError:
         """The error for operator `name`'s method `hook` raising `exc` as a build plans: a fault of
         the package that provides the operator, not of the config (exit 2, before any job runs)."""
+        return UsageError(f"operator '{name}': {raised(hook, exc)}", hint=self.repair_hint(name))
+
+    def repair_hint(self, name: str) -> str:
+        """The fix for operator `name` that cannot be used: its package's, named when a plugin's."""
         origin = self.origins.get(name)
         provider = f"the plugin that provides it ({origin})" if origin else "the package that provides it"
-        return UsageError(
-            f"operator '{name}': its {hook}() raised {type(exc).__name__}: {exc}",
-            hint=f"fix or reinstall {provider}, or remove the steps that use it",
-        )
+        return f"fix or reinstall {provider}, or remove the steps that use it"
 
     def _read_entry_points(self) -> None:
         """Add the installed operators to `targets`, once; a built-in name keeps its built-in class."""

@@ -23,7 +23,7 @@ from batchit.globs import compile_glob
 from batchit.hashing import json_text
 from batchit.model import Config, Rule
 from batchit.operators.base import Operator
-from batchit.operators.registry import OperatorRegistry
+from batchit.operators.registry import OperatorRegistry, raised
 from batchit.placeholders import (
     PATH_PLACEHOLDERS,
     PLACEHOLDER,
@@ -287,11 +287,10 @@ class JobExpander:
                 message = f"step {number} ({step.operator}): {exc.message}"
                 raise rule_error(self.config, rule, message, exc.hint or "correct the step", step) from None
             except Exception as exc:  # a fault of the operator's own code
-                hint = self.registry.fault_in(step.operator, "key_files", exc).hint or ""
-                message = (
-                    f"step {number} ({step.operator}): its key_files() raised {type(exc).__name__}: {exc}"
-                )
-                raise rule_error(self.config, rule, message, hint, step) from None
+                message = f"step {number} ({step.operator}): {raised('key_files', exc)}"
+                raise rule_error(
+                    self.config, rule, message, self.registry.repair_hint(step.operator), step
+                ) from None
             for label, path in named.items():
                 paths.append(self.named.path_of(path))
                 files[label] = self.named.hash(rule, paths[-1], f"step {number} ({step.operator})", step)
