@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from batchit.errors import WorkerCrashed
+from batchit.errors import JobError, WorkerCrashed
 from batchit.fsutil import StatTuple
 from batchit.operators.base import UpstreamSource
 from batchit.plan.keys import StepCall
@@ -133,6 +133,17 @@ def crashed(spec: JobSpec) -> JobResult:
         hint="a crash in native code (a decoder), the system's out-of-memory killer, or os._exit in a "
         "python step or an operator plugin; the other jobs of its batch ran again",
     )
+    return failed_as(spec, error, input_at_fault=True)
+
+
+def failed_as(spec: JobSpec, error: JobError, *, input_at_fault: bool) -> JobResult:
+    """The failure of a job that left no result of its own (its worker died, its batch never came
+    back): `error` says why, and `input_at_fault` whether its input is quarantined for it."""
     return JobResult(
-        spec.job_id, False, error_class=type(error).__name__, message=str(error), attempts=spec.attempt
+        spec.job_id,
+        False,
+        error_class=type(error).__name__,
+        message=str(error),
+        attempts=spec.attempt,
+        input_at_fault=input_at_fault,
     )

@@ -40,7 +40,7 @@ from typing import Any
 
 from batchit import __version__
 from batchit.errors import ClusterLost, JobError, UsageError, WrongWorker
-from batchit.execute.boundary import JobResult, JobSpec, WorkerSettings
+from batchit.execute.boundary import JobResult, JobSpec, WorkerSettings, failed_as
 from batchit.execute.pools import Pools
 from batchit.execute.signals import spawned_ignoring_ctrl_c
 from batchit.operators.commands import signal_commands
@@ -166,14 +166,13 @@ class DaskPools(Pools):
     def _check_workers(self, client: distributed.Client) -> None:
         """Every worker must run this batchit version and see the project at its absolute path."""
         where = f"the Dask cluster at {self.address}" if self.address else "the local Dask cluster"
-        fix = FIX
         try:
             seen: dict[str, tuple[str, bool]] = client.run(sees_project, self.settings.root)
             if not seen:  # a scheduler whose workers have not joined (yet): its tasks would wait forever
-                _wait_for_a_worker(client, where, f"`dask worker {self.address or 'ADDRESS'}`; {fix}")
+                _wait_for_a_worker(client, where, f"`dask worker {self.address or 'ADDRESS'}`; {FIX}")
                 seen = client.run(sees_project, self.settings.root)
         except ImportError as exc:
-            raise UsageError(f"a worker of {where} cannot import batchit: {exc}", hint=fix) from exc
+            raise UsageError(f"a worker of {where} cannot import batchit: {exc}", hint=FIX) from exc
         wrong = sorted(
             f"{worker} ({'batchit ' + version if version != __version__ else 'no ' + self.settings.root})"
             for worker, (version, visible) in seen.items()
@@ -183,7 +182,7 @@ class DaskPools(Pools):
             raise UsageError(
                 f"workers of {where} cannot run this build (batchit {__version__} at "
                 f"{self.settings.root}): {', '.join(wrong)}",
-                hint=fix,
+                hint=FIX,
             )
         if self.address is not None and not self._sized:
             threads = (info["nthreads"] for info in client.scheduler_info()["workers"].values())
@@ -360,15 +359,4 @@ def _answers_as_a_scheduler(address: str) -> None:
 def _failed(batch: list[JobSpec], error: JobError) -> list[JobResult]:
     """The results of a batch none of whose jobs ran, because of `error`: failures that are no
     fault of their inputs (never quarantined), tried again by the next build."""
-    message = str(error)
-    return [
-        JobResult(
-            spec.job_id,
-            False,
-            error_class=type(error).__name__,
-            message=message,
-            attempts=spec.attempt,
-            input_at_fault=False,
-        )
-        for spec in batch
-    ]
+    return [failed_as(spec, error, input_at_fault=False) for spec in batch]
