@@ -38,11 +38,11 @@ class Blake3Checker(FileChangedChecker):  # type: ignore[misc]  # doit ships no 
     def get_state(self, dep: str, current_state: Any) -> list[Any] | None:
         """The state to save after a successful run (None: unchanged since `current_state`)."""
         st = os.stat(dep)
-        identity = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-        if current_state and list(current_state[:4]) == identity:
+        stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        if current_state and tuple(current_state[:4]) == stat:
             return None
         read_from = time.time_ns()
         digest = hash_file(dep)
-        if is_racy((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino), read_from):
-            identity = [st.st_size, -1, -1, -1]  # matches no stat: the next check hashes the file
-        return [*identity, digest]
+        if is_racy(stat, read_from):
+            stat = (st.st_size, -1, -1, -1)  # matches no stat: the next check hashes the file
+        return [*stat, digest]
