@@ -433,6 +433,39 @@ def test_edited_helper_module_rebuilds_the_python_steps_that_import_it(
     assert project.read("_build/a.txt") == "v2:+a"
 
 
+@pytest.mark.parametrize("edited", ["steps/tag.py", "steps/words.py"])
+def test_a_module_rewritten_within_the_second_of_its_bytecode_runs_as_now_written(
+    project: Project, edited: str
+) -> None:
+    """Python trusts cached bytecode whose source has the recorded mtime (in whole seconds) and size:
+    a same-size rewrite in that second, or one given its old mtime back, must still run the new code."""
+    project.config(
+        'version: 1\nrules:\n  tag:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        '    steps: [python: {function: "steps.tag:tag", version: "1"}]\n'
+    )
+    project.write(
+        {
+            "steps/__init__.py": "",
+            "steps/tag.py": "from .words import PREFIX\n\ndef tag(value, ctx):\n"
+            "    return PREFIX + b'1' + value\n",
+            "steps/words.py": "PREFIX = b'v1:'\n",
+            "in/a.txt": "a",
+        }
+    )
+    writing_bytecode = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": ""}  # empty: unset
+    assert project.run("build", "--no-progress", env=writing_bytecode).code == 0
+    assert project.read("_build/a.txt") == "v1:1a"
+    source = project.root / edited
+    compiled = source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
+    assert compiled.exists(), "the build's worker cached the module's bytecode"
+    before = source.stat()
+    source.write_text(source.read_text().replace("1", "2"))
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))  # as an edit in the same second
+    built = project.run("build", "--no-progress", env=writing_bytecode)
+    assert built.stdout.startswith("batchit: ok: 1 built"), built.describe()
+    assert project.read("_build/a.txt") == ("v2:1a" if edited == "steps/words.py" else "v1:2a")
+
+
 MARKDOWN_EXTENSION = """\
 from markdown.extensions import Extension
 from markdown.postprocessors import Postprocessor

@@ -12,22 +12,63 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.machinery
 import importlib.util
+import os
 import sys
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from batchit.fsutil import StatTuple, stat_identity
 from batchit.operators.imports import project_imports
 
 
 def put_project_on_path(root: Path) -> None:
-    """Make the project's modules importable, ahead of installed ones as a script's directory is."""
+    """Make the project's modules importable, ahead of installed ones as a script's directory is, and
+    never from bytecode that may predate their source (see `FreshProjectBytecode`)."""
     entry = str(root)
     if entry not in sys.path:
         sys.path.insert(0, entry)
+    if not any(isinstance(finder, FreshProjectBytecode) and finder.root == entry for finder in sys.meta_path):
+        finders = [type(finder) for finder in sys.meta_path]
+        at = finders.index(importlib.machinery.PathFinder) if importlib.machinery.PathFinder in finders else 0
+        sys.meta_path.insert(at, FreshProjectBytecode(entry))
+
+
+class FreshProjectBytecode:
+    """Finds modules as Python's path finder does, first removing a project module's cached bytecode
+    when the source may have changed after it was written.
+
+    Python trusts a `.pyc` whose recorded source mtime, in whole seconds, and size match the source:
+    a module rewritten to the same size within the second it was compiled in (a script, a checkout,
+    a test) or given back its old mtime runs its old code, and the job's key, which holds the new
+    source, would record that output as up to date. Bytecode written no later than the second of
+    the source's last change (its ctime, which no tool sets back) is compiled again.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._inside = root.rstrip(os.sep) + os.sep
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        """The path finder's spec for `fullname`, with a project module's doubtful bytecode removed."""
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        origin = spec.origin if spec is not None else None
+        if origin and origin.startswith(self._inside) and origin.endswith(".py"):
+            drop_doubtful_bytecode(origin)
+        return spec
+
+
+def drop_doubtful_bytecode(source: str) -> None:
+    """Remove the cached bytecode of `source` unless it was written in a later second than the
+    source's last change (see `FreshProjectBytecode`)."""
+    with contextlib.suppress(OSError, NotImplementedError, ValueError):
+        cached = Path(importlib.util.cache_from_source(source))
+        if cached.stat().st_mtime_ns // 10**9 <= os.stat(source).st_ctime_ns // 10**9:
+            cached.unlink()
 
 
 def module_key_files(label: str, source: Path, root: Path) -> dict[str, Path]:
@@ -58,9 +99,6 @@ def current_module(module_name: str) -> ModuleType:
             now = stat_identity(origin) if origin else None
             if now == seen:
                 return module
-            if origin:  # bytecode cached within the same second as the edit would pass for current
-                with contextlib.suppress(OSError, NotImplementedError, ValueError):
-                    Path(importlib.util.cache_from_source(origin)).unlink(missing_ok=True)
             module = importlib.reload(module)
         else:
             importlib.invalidate_caches()  # the module may have been written after this process started
