@@ -154,7 +154,7 @@ class Picture:
             image = opened
             if self.orientation in TRANSPOSES:
                 image = image.transpose(TRANSPOSES[self.orientation])
-            image = working_mode(image, self.metadata.get("icc_profile"))
+            image = working_mode(image, self.metadata.get("icc_profile"), self.format)
             if getattr(opened, "fp", None) is not None or getattr(opened, "_fp", None) is not None:
                 image = opened.copy() if image is opened else image
                 opened.close()
@@ -232,7 +232,7 @@ class ImageLoad(ImageOperator):
 
     name = "image.load"
     takes: ClassVar[frozenset[InputKind]] = frozenset({"file"})
-    version = "3"  # 2: CMYK through its ICC profile; 3: a TIFF's tags and orientation, a PNG's comment
+    version = "4"  # 2: CMYK via its ICC profile; 3: a TIFF's tags, a PNG's comment; 4: wide grey
     validate_section = "image"
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",

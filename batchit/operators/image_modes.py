@@ -1,32 +1,32 @@
 """The working modes image steps compute in (L, RGB, RGBA), and how a decoded image reaches one:
-16-bit grey scaled, colour keys made alpha, CMYK through its ICC profile."""
+wide grey (16-bit, 32-bit, float) scaled, colour keys made alpha, CMYK through its ICC profile."""
 
 from __future__ import annotations
 
 import functools
 import io
-from typing import Any
+from typing import Any, cast
 
 from PIL import Image, ImageMath
 
 
-def working_mode(image: Image.Image, profile: bytes | None = None) -> Image.Image:
-    """L, RGB or RGBA: CMYK and YCbCr become RGB, palettes RGB(A), 16-bit grey 8-bit, LA RGBA.
+def working_mode(image: Image.Image, profile: bytes | None = None, kind: str = "") -> Image.Image:
+    """L, RGB or RGBA: CMYK and YCbCr become RGB, palettes RGB(A), wide grey 8-bit, LA RGBA.
 
     CMYK pixels mean a colour only through the printing conditions their ICC `profile` describes:
     with one, they are converted to sRGB through it (see `cmyk_to_srgb`); without one, by Pillow's
     plain formula, as browsers and most tools do.
 
     A colour key (PNG's tRNS: `transparency` in `info`, on a palette, grey or RGB image) becomes an
-    alpha channel, RGBA: the working modes have no other way to keep it. Integer grey (I;16, and I
-    as 16-bit PGM and PNG open) holds 16-bit values, scaled to 8 bits (clipping would turn every
-    value over 255 white).
+    alpha channel, RGBA: the working modes have no other way to keep it. Grey wider than 8 bits
+    (16- and 32-bit integers, floats) is scaled to 8 bits by `wide_grey`; `kind` is the file's
+    format, which tells how wide its integers are.
     """
     mode = image.mode
     keyed = "transparency" in image.info
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        grey = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
-        if not keyed:
+    if mode in WIDE_GREY:
+        grey = wide_grey(image, kind)
+        if not keyed or mode == "F":
             return grey
         key = image.info["transparency"]  # a 16-bit grey value, which convert("LA") would ignore
         alpha = ImageMath.lambda_eval(lambda args: (args["im"] != key) * 255, im=image.convert("I"))
@@ -35,7 +35,7 @@ def working_mode(image: Image.Image, profile: bytes | None = None) -> Image.Imag
         return image.convert("RGBA")
     if mode in ("L", "RGB", "RGBA"):
         return image
-    if mode in ("1", "F"):
+    if mode == "1":
         return image.convert("L")
     if mode == "P":
         return image.convert("RGB")
@@ -44,6 +44,53 @@ def working_mode(image: Image.Image, profile: bytes | None = None) -> Image.Imag
     if mode == "CMYK" and profile:
         return cmyk_to_srgb(image, profile)
     return image.convert("RGB")
+
+
+WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+"""Grey modes with more than 8 bits a sample: 16-bit integers, 32-bit integers, 32-bit floats."""
+
+SIXTEEN_BIT_INTEGERS = frozenset({"PPM"})
+"""Formats whose `I` pixels are 16-bit whatever their values: Pillow scales a PGM's to 0..65535."""
+
+LARGEST_FLOAT = 3.4e38
+"""Just under the largest 32-bit float: a value beyond it is infinite."""
+
+
+def wide_grey(image: Image.Image, kind: str = "") -> Image.Image:
+    """8-bit grey of wide grey pixels, white at the top of the range the file holds them in.
+
+    16-bit integers (I;16, a 16-bit PNG, TIFF or PGM) are divided by 256. A 32-bit integer image
+    (TIFF's `I`) rarely fills 32 bits, and its values decide: up to 255 they are 8-bit grey (what
+    Pillow writes for `convert("I")`), up to 65535 16-bit, beyond that 0..the largest is scaled to
+    0..255. Floats are 0.0 (black) to 1.0 (white), as TIFF, PFM and ImageMagick take them; where a
+    value is over 1.0 (counts, 0..255 data) 0..the largest finite value is. Negative values and NaN
+    are black, infinities white (in a float image NaN usually marks a pixel without data).
+    """
+    if image.mode == "F":
+        top = _largest_finite(image)
+        scale = 255.0 if top <= 1.0 else 255.0 / top
+        return image.point(lambda value: value * scale + 0.5).convert("L")
+    integers = image.convert("I")
+    top = 65535 if image.mode != "I" or kind in SIXTEEN_BIT_INTEGERS else _largest(integers)
+    if top <= 255:
+        return integers.convert("L")
+    factor = 1 / 256 if top <= 65535 else 255 / top
+    return integers.point(lambda value: value * factor).convert("L")
+
+
+def _largest_finite(image: Image.Image) -> float:
+    """The largest value of a float image but NaN and infinities (getextrema gives NaN for any NaN)."""
+    finite = ImageMath.lambda_eval(
+        lambda args: (args["im"] < LARGEST_FLOAT) * (args["im"] > -LARGEST_FLOAT) * 255, im=image
+    )
+    values = Image.new("F", image.size, 0.0)
+    values.paste(image, mask=finite.convert("L"))
+    return _largest(values)
+
+
+def _largest(image: Image.Image) -> float:
+    """The largest value of a one-band image."""
+    return cast(tuple[float, float], image.getextrema())[1]
 
 
 def cmyk_to_srgb(image: Image.Image, profile: bytes) -> Image.Image:
