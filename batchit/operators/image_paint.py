@@ -37,11 +37,12 @@ class ImageWatermark(ImageOperator):
     `opacity` scales the mark's own alpha (0 invisible, 1 opaque); `margin` is the distance in pixels
     from the picked edges (ignored for `center`). A text's default size is 1/20 of the picture's
     height (at least 12 px); a logo keeps its size unless `scale` sets its width as a fraction of the
-    picture's width. Use `when:` to skip small variants (`when: "width > 320"`).
+    picture's width. A mark that would not show whole between its margins and the picture's far
+    edges is drawn smaller, to fit there. Use `when:` to skip small variants (`when: "width > 320"`).
     """
 
     name = "image.watermark"
-    version = "2"  # 2: the logo read as image.load reads an input; a text larger than the picture fit
+    version = "3"  # 2: the logo read as image.load reads an input, a large text fit; 3: fit in margins
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "description": "Composite a text or a logo onto the image.",
@@ -62,8 +63,8 @@ class ImageWatermark(ImageOperator):
             "size": {
                 "type": "integer",
                 "minimum": 1,
-                "description": "Text height in pixels; a text wider or taller than the picture is drawn "
-                "smaller, to fit it.",
+                "description": "Text height in pixels; a text wider or taller than the picture less "
+                "its margins is drawn smaller, to fit there.",
             },
             "color": {
                 "type": "string",
@@ -95,7 +96,8 @@ class ImageWatermark(ImageOperator):
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 1,
-                "description": "A logo's width as a fraction of the picture's width (default: its own size).",
+                "description": "A logo's width as a fraction of the picture's width (default: its own "
+                "size); a logo larger than the picture less its margins is drawn smaller, to fit there.",
             },
         },
         "oneOf": [{"required": ["text"]}, {"required": ["image"]}],
@@ -107,16 +109,24 @@ class ImageWatermark(ImageOperator):
         """The picture with the mark composited onto it."""
         picture = picture_of(value, self.name)
         base = picture.pixels()
-        mark = self._logo(ctx, params, base.width) if "image" in params else self._text(ctx, params, base)
+        position, margin = params.get("position", "bottom-right"), params.get("margin", 16)
+        room = room_for_mark(base.size, position, margin)
+        if "image" in params:
+            mark = self._logo(ctx, params, base.width, room)
+        else:
+            mark = self._text(ctx, params, params.get("size") or max(12, base.height // 20), room)
         opacity: float = params.get("opacity", 0.5)
         mark.putalpha(mark.getchannel("A").point(lambda alpha: alpha * opacity))
-        corner = place(base.size, mark.size, params.get("position", "bottom-right"), params.get("margin", 16))
+        corner = place(base.size, mark.size, position, margin)
         layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
         layer.paste(mark, corner)
         painted = Image.alpha_composite(base.convert("RGBA"), layer)
         return picture.replace(painted if base.mode == "RGBA" else painted.convert(base.mode))
 
-    def _logo(self, ctx: JobContext, params: dict[str, Any], width: int) -> Image.Image:
+    def _logo(
+        self, ctx: JobContext, params: dict[str, Any], width: int, room: tuple[int, int]
+    ) -> Image.Image:
+        """The logo, read as an input is, at `scale` of the picture's `width`, and no larger than `room`."""
         logo = InputFile(params["image"], ctx.project_path(params["image"]))
         try:  # read as image.load reads an input: upright, 16-bit grey scaled, CMYK through its profile
             mark: Image.Image = ImageLoad().run(logo, ctx).pixels().convert("RGBA")
@@ -131,16 +141,19 @@ class ImageWatermark(ImageOperator):
             target = max(1, round(width * scale))
             height = max(1, round(mark.height * target / mark.width))
             mark = mark.resize((target, height), Image.Resampling.LANCZOS)
+        fit = min(room[0] / mark.width, room[1] / mark.height)
+        if fit < 1:
+            smaller = (max(1, int(mark.width * fit)), max(1, int(mark.height * fit)))
+            mark = mark.resize(smaller, Image.Resampling.LANCZOS)
         return mark
 
-    def _text(self, ctx: JobContext, params: dict[str, Any], base: Image.Image) -> Image.Image:
-        """The text drawn on a transparent mark of its own size, at most about the picture's: a text
-        that would not fit is drawn smaller, to fit (drawn at its given size, it could take gigabytes
-        only to be cut off)."""
-        size = params.get("size") or max(12, base.height // 20)
+    def _text(self, ctx: JobContext, params: dict[str, Any], size: int, room: tuple[int, int]) -> Image.Image:
+        """The text drawn at `size` on a transparent mark of its own size, at most about `room`: a
+        text that would not fit is drawn smaller, to fit (drawn at its given size, it could take
+        gigabytes only to be cut off)."""
         font = self._font(ctx, params, size)
         left, top, right, bottom = font.getbbox(params["text"])
-        fit = min(base.width / max(1, right - left), base.height / max(1, bottom - top))
+        fit = min(room[0] / max(1, right - left), room[1] / max(1, bottom - top))
         if fit < 1 and size > 1:
             font = self._font(ctx, params, max(1, int(size * fit)))
             left, top, right, bottom = font.getbbox(params["text"])
@@ -168,3 +181,11 @@ class ImageWatermark(ImageOperator):
                 f"cannot load font {params.get('font', '(bundled)')}: {exc}",
                 hint="point font: at a TrueType or OpenType file in the project",
             ) from exc
+
+
+def room_for_mark(size: tuple[int, int], position: str, margin: int) -> tuple[int, int]:
+    """The largest mark that shows whole at `position`: the picture's size less the margin on each
+    axis the mark is placed against an edge (a `center` mark has no margin)."""
+    across = margin if "left" in position or "right" in position else 0
+    down = margin if "top" in position or "bottom" in position else 0
+    return max(1, size[0] - across), max(1, size[1] - down)
