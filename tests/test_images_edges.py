@@ -1,6 +1,6 @@
 """Image inputs and steps at their edges, built through the real `batchit` command: wide grey (16-bit,
-32-bit integer, float) reaches 8 bits scaled, never black; a watermark too large for its picture
-is drawn smaller, whole, between its margins.
+32-bit integer, float) reaches 8 bits scaled, never black; a 16-bit colour key stays transparent; a
+watermark too large for its picture is drawn smaller, whole, between its margins.
 
 The inputs are drawn in the test, most as two flat halves, a dark one and a bright one, so a
 resize keeps the value in the middle of each half and the test reads what 8-bit grey each became.
@@ -9,6 +9,8 @@ resize keeps the value in the middle of each half and the test reads what 8-bit 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from typing import NamedTuple
 
 from conftest import Project
@@ -42,32 +44,58 @@ def halves(mode: str, left: float, right: float, fmt: str) -> bytes:
     return encoded(image, fmt)
 
 
-class Grey(NamedTuple):
+def png_rgb16(left: tuple[int, int, int], right: tuple[int, int, int], key: tuple[int, int, int]) -> bytes:
+    """A 64x16 16-bit RGB PNG (which Pillow cannot write) of two halves, with a tRNS colour key."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + struct.pack(">3H", *left) * 32 + struct.pack(">3H", *right) * 32
+    header = struct.pack(">IIBBBBB", 64, 16, 16, 2, 0, 0, 0)
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", header),
+            chunk(b"tRNS", struct.pack(">3H", *key)),
+            chunk(b"IDAT", zlib.compress(row * 16)),
+            chunk(b"IEND", b""),
+        )
+    )
+
+
+class Halves(NamedTuple):
     name: str
     image: bytes
-    expected: tuple[int, int]
-    """The 8-bit grey of the left and the right half."""
+    mode: str
+    expected: tuple[object, object]
+    """The built image's pixel in the middle of its left and of its right half."""
 
 
-WIDE_GREYS = [
-    Grey("int32-holding-8-bit.tif", halves("I", 64, 192, "TIFF"), (64, 192)),  # what convert("I") saves
-    Grey("int32-holding-16-bit.tif", halves("I", 64 * 256, 192 * 256, "TIFF"), (64, 192)),
-    Grey("int32-beyond-16-bit.tif", halves("I", 2**20, 2**22, "TIFF"), (63, 255)),
-    Grey("float-0-to-1.tif", halves("F", 0.25, 1.0, "TIFF"), (64, 255)),
-    Grey("float-hdr-over-1.tif", halves("F", 2.0, 8.0, "TIFF"), (64, 255)),
-    Grey("float-nan-no-data.tif", halves("F", float("nan"), 0.5, "TIFF"), (0, 128)),
-    Grey("16-bit.png", halves("I;16", 64 * 256, 65535, "PNG"), (64, 255)),
+SKY, GRASS = (0x4000, 0x8000, 0xC000), (0x2000, 0xC000, 0x2000)
+"""Two 16-bit colours: 8-bit (64, 128, 192) and (32, 192, 32)."""
+
+UNUSUAL_PIXELS = [
+    Halves("int32-holding-8-bit.tif", halves("I", 64, 192, "TIFF"), "L", (64, 192)),  # convert("I") saves it
+    Halves("int32-holding-16-bit.tif", halves("I", 64 * 256, 192 * 256, "TIFF"), "L", (64, 192)),
+    Halves("int32-beyond-16-bit.tif", halves("I", 2**20, 2**22, "TIFF"), "L", (63, 255)),
+    Halves("float-0-to-1.tif", halves("F", 0.25, 1.0, "TIFF"), "L", (64, 255)),
+    Halves("float-hdr-over-1.tif", halves("F", 2.0, 8.0, "TIFF"), "L", (64, 255)),
+    Halves("float-nan-no-data.tif", halves("F", float("nan"), 0.5, "TIFF"), "L", (0, 128)),
+    Halves("16-bit.png", halves("I;16", 64 * 256, 65535, "PNG"), "L", (64, 255)),
+    Halves("16-bit-keyed.png", png_rgb16(SKY, GRASS, key=SKY), "RGBA", ((0, 0, 0, 0), (32, 192, 32, 255))),
 ]
 
 
-def test_wide_grey_is_scaled_to_8_bits_by_the_range_its_values_are_in(project: Project) -> None:
+def test_unusual_pixels_reach_8_bits_as_a_viewer_shows_them(project: Project) -> None:
+    """Wide grey is scaled by the range its values are in, never black; a 16-bit colour key is
+    transparent (Pillow decodes 16-bit RGB to 8 bits and kept the key in 16, matching nothing)."""
     project.config(HALVES_RULE)
-    project.write({f"images/{grey.name}": grey.image for grey in WIDE_GREYS})
+    project.write({f"images/{case.name}": case.image for case in UNUSUAL_PIXELS})
     project.build()
-    for grey in WIDE_GREYS:
-        with Image.open(project.root / "_build" / f"{grey.name.rsplit('.', 1)[0]}.png") as built:
-            assert built.mode == "L", grey.name
-            assert (built.getpixel((8, 4)), built.getpixel((24, 4))) == grey.expected, grey.name
+    for case in UNUSUAL_PIXELS:
+        with Image.open(project.root / "_build" / f"{case.name.rsplit('.', 1)[0]}.png") as built:
+            assert built.mode == case.mode, case.name
+            assert (built.getpixel((8, 4)), built.getpixel((24, 4))) == case.expected, case.name
 
 
 MARK_RULES = """\

@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from batchit.errors import PermanentError, RecipeError
 from batchit.operators.base import InputFile, InputKind, JobContext, Operator
-from batchit.operators.image_modes import working_mode
+from batchit.operators.image_modes import match_key_to_pixels, working_mode
 from batchit.operators.image_names import JPEG_LIKE, format_accepted, formats_schema
 
 CODECS = {
@@ -232,7 +232,7 @@ class ImageLoad(ImageOperator):
 
     name = "image.load"
     takes: ClassVar[frozenset[InputKind]] = frozenset({"file"})
-    version = "4"  # 2: CMYK via its ICC profile; 3: a TIFF's tags, a PNG's comment; 4: wide grey
+    version = "4"  # 2: CMYK via its ICC profile; 3: a TIFF's tags, a PNG's comment; 4: wide grey, 16-bit keys
     validate_section = "image"
     params_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
@@ -286,6 +286,7 @@ class ImageLoad(ImageOperator):
         frames = int(getattr(image, "n_frames", 1))
         if frames > 1 and kind not in JPEG_LIKE and params.get("animated", "first") == "error":
             raise PermanentError(f"{source} is animated ({frames} frames)", hint="use animated: first")
+        match_key_to_pixels(image)
         orientation, exif = _orientation_and_exif(image, source)
         width, height = _stored_size(image)
         upright = (height, width) if orientation in (5, 6, 7, 8) else (width, height)

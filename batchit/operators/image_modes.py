@@ -46,6 +46,20 @@ def working_mode(image: Image.Image, profile: bytes | None = None, kind: str = "
     return image.convert("RGB")
 
 
+def match_key_to_pixels(image: Image.Image) -> None:
+    """Give an opened, not yet decoded, 16-bit RGB PNG the colour key its decoded pixels can match.
+
+    Pillow decodes 16-bit RGB to 8 bits a channel (the high byte) but keeps the tRNS key in 16 bits,
+    which no decoded pixel then equals: the transparency was lost. The key's high bytes match each
+    pixel whose 16-bit colour lies within 1/256 of it (a 16-bit key marks a flat background colour).
+    """
+    key = image.info.get("transparency")
+    tiles = getattr(image, "tile", None)  # an opened file's: what its decoder will make of it
+    rawmode = tiles[0].args if tiles else None
+    if image.format == "PNG" and rawmode == "RGB;16B" and isinstance(key, tuple):
+        image.info["transparency"] = tuple(value >> 8 for value in key)
+
+
 WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 """Grey modes with more than 8 bits a sample: 16-bit integers, 32-bit integers, 32-bit floats."""
 
