@@ -63,8 +63,9 @@ def failures_by_input(project: Project) -> dict[str, dict[str, object]]:
         ("bomb.png", png_declaring(100_000, 100_000), "decompression bomb"),
         ("almost.png", png_declaring(10_000, 9_000), "decompression bomb"),
         ("cut.jpg", jpeg()[:1500], "cannot decode"),
+        ("empty.jpg", b"", "images/empty.jpg is empty (0 bytes), not an image"),
     ],
-    ids=["over-twice-pillows-limit", "over-pillows-limit-a-warning-made-an-error", "truncated-jpeg"],
+    ids=["over-twice-pillows-limit", "over-pillows-limit-a-warning-made-an-error", "truncated-jpeg", "empty"],
 )
 def test_a_bad_image_is_a_permanent_failure_and_the_rest_is_built(
     project: Project, name: str, data: bytes, message: str

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, ClassVar
 
 from PIL import Image, UnidentifiedImageError
 
@@ -263,15 +263,14 @@ class ImageLoad(ImageOperator):
         """A Picture of the input (a file or the bytes of an earlier step), not yet decoded."""
         if isinstance(value, Picture):
             return value
-        opened: Path | BinaryIO
+        opened: Path | io.BytesIO
         if isinstance(value, InputFile):
             source, opened = value.path, value.absolute
         elif isinstance(value, bytes):
             source, opened = f"the image from {ctx.input}", io.BytesIO(value)
         else:
             raise PermanentError(f"step {self.name} needs an image file or bytes, got {type(value).__name__}")
-        with decoding(source):
-            image = Image.open(opened)
+        image = open_image(opened, source)
         try:
             picture = self._checked(image, source, params)
         except BaseException:
@@ -332,8 +331,24 @@ def check_header(image: Image.Image, source: str, limits: Mapping[str, Any], ori
 
 def check_image_file(path: Path, source: str, limits: Mapping[str, Any]) -> None:
     """A rule's `validate.image` on an input file: its header only is read, nothing is decoded."""
-    with decoding(source), Image.open(path) as image:
+    with decoding(source), open_image(path, source) as image:
         check_header(image, source, limits, origin=" (validate.image)")
+
+
+EMPTY_HINT = "an interrupted copy, upload or download leaves an empty file: copy the image again"
+
+
+def open_image(opened: Path | io.BytesIO, source: str) -> Image.Image:
+    """Pillow's image of `opened`, only its header read. A file Pillow cannot identify is a
+    permanent error; an empty one says so, as an empty file is no image in any format."""
+    with decoding(source):
+        try:
+            return Image.open(opened)
+        except UnidentifiedImageError:
+            size = opened.stat().st_size if isinstance(opened, Path) else len(opened.getbuffer())
+            if size == 0:
+                raise PermanentError(f"{source} is empty (0 bytes), not an image", hint=EMPTY_HINT) from None
+            raise
 
 
 def _orientation_and_exif(image: Image.Image, source: str) -> tuple[int, Image.Exif]:
