@@ -134,3 +134,20 @@ def test_a_watermark_larger_than_its_picture_shows_whole_within_the_margin(proje
     assert inked["logo"] == (100, 0, 184, 84)
     box = inked["text"]
     assert box is not None and box[0] > 0 and box[2] <= 184 and box[3] <= 84, box
+
+
+def test_animated_error_refuses_an_animation_not_a_tiff_of_several_pages(project: Project) -> None:
+    """A scanner's TIFF of two pages is no animation: `animated: error` builds its first page, and
+    refuses the GIF of two frames beside it."""
+    project.config(HALVES_RULE.replace("image.load: {}", "image.load: {animated: error}"))
+    red, green = Image.new("RGB", (64, 16), "red"), Image.new("RGB", (64, 16), "green")
+    pages, frames = io.BytesIO(), io.BytesIO()
+    red.save(pages, "TIFF", save_all=True, append_images=[green])
+    red.save(frames, "GIF", save_all=True, append_images=[green], duration=100)
+    project.write({"images/scan.tif": pages.getvalue(), "images/clip.gif": frames.getvalue()})
+    project.build(expect=1)
+    with Image.open(project.root / "_build" / "scan.png") as built:
+        assert built.getpixel((16, 4)) == (255, 0, 0)
+    [failure] = project.manifest()["failures"]
+    assert failure["input"] == "images/clip.gif"
+    assert "images/clip.gif is animated (2 frames)" in str(failure["message"])

@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from batchit.errors import PermanentError, RecipeError
 from batchit.operators.base import InputFile, InputKind, JobContext, Operator
 from batchit.operators.image_modes import match_key_to_pixels, working_mode
-from batchit.operators.image_names import JPEG_LIKE, format_accepted, formats_schema
+from batchit.operators.image_names import ANIMATIONS, JPEG_LIKE, format_accepted, formats_schema
 
 CODECS = {
     "libjpeg": "jpg",
@@ -225,8 +225,9 @@ class ImageLoad(ImageOperator):
     """`image.load`: open an image without decoding it; check its format and size from the header.
 
     EXIF orientation is applied when the pixels are decoded, so later steps see the image upright.
-    An animated GIF or WebP gives its first frame (`animated: first`, the default) or is refused
-    (`animated: error`). Pillow's decompression-bomb limit always applies; `max_pixels` is a tighter
+    An animated GIF, PNG, WebP or AVIF gives its first frame (`animated: first`, the default) or is
+    refused (`animated: error`); a TIFF's pages or a PSD's layers are no animation: the first page,
+    the composite, is the image. Pillow's decompression-bomb limit always applies; `max_pixels` is a tighter
     one of your own, checked before a single pixel is decoded.
     """
 
@@ -253,7 +254,8 @@ class ImageLoad(ImageOperator):
             "animated": {
                 "enum": ["first", "error"],
                 "default": "first",
-                "description": "An animated GIF or WebP: keep its first frame, or refuse it.",
+                "description": "An animated GIF, PNG, WebP or AVIF: keep its first frame, or refuse it "
+                "(a TIFF of several pages always gives its first).",
             },
         },
         "additionalProperties": False,
@@ -282,9 +284,10 @@ class ImageLoad(ImageOperator):
     def _checked(self, image: Image.Image, source: str, params: dict[str, Any]) -> Picture:
         check_header(image, source, params)
         kind = image.format or ""
-        frames = int(getattr(image, "n_frames", 1))
-        if frames > 1 and kind not in JPEG_LIKE and params.get("animated", "first") == "error":
-            raise PermanentError(f"{source} is animated ({frames} frames)", hint="use animated: first")
+        if kind in ANIMATIONS and params.get("animated", "first") == "error":
+            frames = int(getattr(image, "n_frames", 1))
+            if frames > 1:
+                raise PermanentError(f"{source} is animated ({frames} frames)", hint="use animated: first")
         match_key_to_pixels(image)
         orientation, exif = _orientation_and_exif(image, source)
         width, height = _stored_size(image)

@@ -22,6 +22,11 @@ phone's gain map, a camera's preview), which Pillow opens as JPEG but reports as
 JPEG_LIKE = frozenset({"JPEG", "MPO"})
 """Formats that are JPEG files: `formats: [JPEG]` accepts both, and both decode at a reduced scale."""
 
+ANIMATIONS = frozenset({"GIF", "PNG", "WEBP", "AVIF", "FLI"})
+"""Formats whose frames are an animation (APNG's in PNG, AVIF's image sequences): `animated` applies to
+them. Other files of several frames hold pages (TIFF), layers after their composite (PSD) or a
+second image (MPO), and their first frame is the image, whatever `animated` says."""
+
 
 def any_case(word: str) -> str:
     """A regular expression matching `word` in any case, written with character classes only, so
