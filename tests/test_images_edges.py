@@ -15,19 +15,10 @@ from typing import NamedTuple
 
 from conftest import Project
 from PIL import Image, ImageChops
+from test_images_build import RESIZE_RULE
 
-HALVES_RULE = """\
-version: 1
-out: _build
-rules:
-  thumbs:
-    inputs: ["images/*"]
-    output: "{stem}.png"
-    steps:
-      - image.load: {}
-      - image.resize: {width: 32}
-      - image.save: {format: png}
-"""
+HALVES_RULE = RESIZE_RULE.replace("webp", "png").replace("{width: 64}", "{width: 32}")
+"""Each image resized to 32 px wide, saved as PNG (lossless, so the test reads the pixels made)."""
 
 
 def encoded(image: Image.Image, fmt: str) -> bytes:
