@@ -161,12 +161,24 @@ def test_max_pixels_refuses_an_image_before_decoding_it(project: Project) -> Non
     assert (project.root / "_build" / "small.webp").is_file()
 
 
-def test_a_numeric_quality_for_png_is_a_config_error(project: Project) -> None:
-    project.config(RESIZE_RULE.replace("{format: webp}", "{format: png, quality: 80}"))
+@pytest.mark.parametrize(
+    ("options", "fix"),
+    [
+        ("format: png, quality: 80", "png is lossless: its quality is a compression effort, low, medium"),
+        ("format: avif, lossless: true", "jpeg and avif cannot be lossless: remove `lossless: true`"),
+        ("format: webp, progressive: true", "only jpeg is progressive: remove `progressive: true`"),
+    ],
+    ids=["png-quality", "avif-lossless", "webp-progressive"],
+)
+def test_an_option_the_format_cannot_take_is_a_config_error_saying_why(
+    project: Project, options: str, fix: str
+) -> None:
+    project.config(RESIZE_RULE.replace("{format: webp}", "{" + options + "}"))
     project.write({"images/a.jpg": jpeg()})
     result = project.run("build", "--no-progress")
     assert result.code == 2, result.describe()
-    assert "image.save" in result.stderr
+    assert "rule 'thumbs': step 3 (image.save) parameter" in result.stderr, result.describe()
+    assert f"fix: {fix}" in result.stderr, result.describe()
 
 
 def test_the_image_preset_saves_png_when_asked(project: Project) -> None:

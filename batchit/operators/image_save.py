@@ -137,9 +137,22 @@ class ImageSave(ImageOperator):
         },
         "required": ["format"],
         "allOf": [
-            {"if": _format_is("png"), "then": {"properties": {"quality": {"enum": list(PNG_COMPRESSION)}}}},
-            {"if": _format_is("jpeg", "avif"), "then": {"properties": {"lossless": {"const": False}}}},
-            {"if": {"not": _format_is("jpeg")}, "then": {"properties": {"progressive": {"const": False}}}},
+            {
+                "if": _format_is("png"),
+                "then": {"properties": {"quality": {"enum": list(PNG_COMPRESSION)}}},
+                "description": "png is lossless: its quality is a compression effort, low, medium or high",
+            },
+            {
+                "if": _format_is("jpeg", "avif"),
+                "then": {"properties": {"lossless": {"const": False}}},
+                "description": "jpeg and avif cannot be lossless: remove `lossless: true`, "
+                "or save as webp or png",
+            },
+            {
+                "if": {"not": _format_is("jpeg")},
+                "then": {"properties": {"progressive": {"const": False}}},
+                "description": "only jpeg is progressive: remove `progressive: true`",
+            },
         ],
         "additionalProperties": False,
     }
