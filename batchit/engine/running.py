@@ -103,24 +103,11 @@ class RunningBuild:
             }
         )
         with self.signals as stop:
-            self._release_ready()
-            deadline = None
-            while self.scheduler.busy():
-                if stop.requested and deadline is None:
-                    self.interrupted = True
-                    for dropped in self.scheduler.stop():
-                        self.open_jobs[dropped.rule].discard(dropped.job_id)
-                    deadline = time.monotonic() + GRACE_SECONDS
-                if deadline is not None and time.monotonic() > deadline:
-                    self.pools.abandon()  # running jobs did not finish in time: their outputs stay as before
-                    self.abandoned = True
-                    break
-                self.committer.flush_claims()
-                for result in self.scheduler.next_results(timeout=FLUSH_EVERY):
-                    self._finish(self.jobs[result.job_id], result)
-                self.committer.flush_if_due()
-                if not stop.requested:
-                    self._release_ready()
+            try:
+                self._run_jobs(stop)
+            except Exception:  # a write the build needs failed (the state store, a job's log): it
+                self.pools.shutdown(cancel=True)  # starts no job, and those running end first
+                raise
             if not self.abandoned:
                 self.pools.shutdown()
             self.interrupted = self.interrupted or stop.requested  # also a Ctrl-C once nothing ran
@@ -236,6 +223,28 @@ class RunningBuild:
             path for path, digest in zip(job.inputs, job.input_hashes, strict=True) if digest == UNKNOWN
         ]
         return bool(unknown) and all(path in self.deferred_outputs for path in unknown)
+
+    def _run_jobs(self, stop: StopSignals) -> None:
+        """Dispatch jobs as they become ready and settle their results, until none is left, the
+        build is stopped, or running jobs outlive the grace period after a stop (abandoned)."""
+        self._release_ready()
+        deadline = None
+        while self.scheduler.busy():
+            if stop.requested and deadline is None:
+                self.interrupted = True
+                for dropped in self.scheduler.stop():
+                    self.open_jobs[dropped.rule].discard(dropped.job_id)
+                deadline = time.monotonic() + GRACE_SECONDS
+            if deadline is not None and time.monotonic() > deadline:
+                self.pools.abandon()  # running jobs did not finish in time: their outputs stay as before
+                self.abandoned = True
+                return
+            self.committer.flush_claims()
+            for result in self.scheduler.next_results(timeout=FLUSH_EVERY):
+                self._finish(self.jobs[result.job_id], result)
+            self.committer.flush_if_due()
+            if not stop.requested:
+                self._release_ready()
 
     def _rebuilt(self, job: Job) -> bool:
         """True when this build wrote the job's output."""

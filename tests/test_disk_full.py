@@ -1,0 +1,84 @@
+"""A write batchit must make fails (SPEC section 7, README's exit code 1): as on a full disk, here by
+a file size limit on the `batchit` process (writes past it fail with EFBIG, as they would with
+ENOSPC), the build stops with one line naming the file, no traceback, and what it committed stays
+committed: the next build, given room, finishes the rest and leaves what a clean build leaves."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+
+from conftest import Project, Result
+
+LOUD = """\
+version: 1
+out: _build
+rules:
+  loud:
+    inputs: ["src/*.txt"]
+    output: "{stem}.txt"
+    steps:
+      - python: {function: "loud:loud", version: "1"}
+"""
+"""One 1:1 rule whose `python` step logs 300 KB for an input that says "loud", nothing otherwise."""
+
+LOUD_MODULE = """\
+def loud(value, ctx):
+    if value.startswith(b"loud"):
+        ctx.log.info("x" * 300_000)
+    return value.upper()
+"""
+
+
+def limited(project: Project, limit: int, *args: str) -> Result:
+    """Run `batchit ARGS` in the project with no file of its growing past `limit` bytes."""
+
+    def cap_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails instead of killing
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchit", *args],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=120,
+        check=False,
+        preexec_fn=cap_file_size,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def integrity(project: Project) -> list[tuple[str]]:
+    """What SQLite's own check says of the state store."""
+    db = sqlite3.connect(project.root / ".batchit/state.db")
+    try:
+        return db.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        db.close()
+
+
+def test_a_job_log_that_cannot_be_written_stops_the_build_cleanly(project: Project) -> None:
+    """The jobs already running end before batchit does: none of its own worker threads is
+    mistaken for a step's, and nothing is half written."""
+    project.config(LOUD)
+    project.write({"loud.py": LOUD_MODULE, "src/b.txt": "loud\n"})
+    project.write({f"src/{name}.txt": f"{name}\n" for name in "acdef"})
+    stopped = limited(project, 200_000, "build", "--no-progress")
+    assert stopped.code == 1, stopped.describe()
+    assert "File too large: " in stopped.stderr and "/logs/b.txt.log" in stopped.stderr, stopped.describe()
+    assert "thread" not in stopped.stderr and "Traceback" not in stopped.stderr, stopped.describe()
+    assert not list((project.root / "_build").glob(".batchit-tmp-*"))
+    assert integrity(project) == [("ok",)]
+    project.build()
+    assert {p.name: p.read_text() for p in (project.root / "_build").glob("?.txt")} == {
+        f"{name}.txt": ("LOUD\n" if name == "b" else f"{name.upper()}\n") for name in "abcdef"
+    }
+    assert "x" * 300_000 in next((project.root / ".batchit/runs").glob("*/logs/b.txt.log")).read_text()
+    assert project.build().stdout.startswith("batchit: ok: 6 up to date")
+
