@@ -82,3 +82,22 @@ def test_a_job_log_that_cannot_be_written_stops_the_build_cleanly(project: Proje
     assert "x" * 300_000 in next((project.root / ".batchit/runs").glob("*/logs/b.txt.log")).read_text()
     assert project.build().stdout.startswith("batchit: ok: 6 up to date")
 
+
+def test_an_event_log_that_cannot_be_written_is_named(project: Project) -> None:
+    """A deferred job's 300 KB message goes to the run's events.jsonl, not to the state store."""
+    project.config(LOUD.replace("loud:loud", "far:far"))
+    far = (
+        "from batchit.errors import ServiceUnreachable\n\ndef far(value, ctx):\n"
+        "    if value.startswith(b'far'):\n        raise ServiceUnreachable('x' * 300_000)\n"
+        "    return value.upper()\n"
+    )
+    project.write({"far.py": far, "src/a.txt": "a\n", "src/b.txt": "far\n"})
+    stopped = limited(project, 200_000, "build", "--no-progress")
+    assert stopped.code == 1, stopped.describe()
+    assert stopped.stderr.startswith("batchit: error: File too large: "), stopped.describe()
+    assert stopped.stderr.splitlines()[0].endswith("/events.jsonl"), stopped.describe()
+    assert "Traceback" not in stopped.stderr
+    assert integrity(project) == [("ok",)]
+    project.build()
+    assert project.read("_build/a.txt") == "A\n"
+    assert project.manifest()["summary"]["deferred"] == 1

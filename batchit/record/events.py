@@ -7,11 +7,14 @@ fails before doing anything (a config error, a held lock) leaves no run director
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from batchit.fsutil import naming
 
 EVENTS_FILE = "events.jsonl"
 
@@ -61,14 +64,15 @@ class EventLog:
             self._busy = False
 
     def _handle_event(self, event: dict[str, Any]) -> None:
-        if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
-        self._handle.write(_ENCODER.encode(event) + "\n")
-        now = time.monotonic()
-        if event.get("event") != "job" or now - self._flushed >= FLUSH_EVERY:
-            self._handle.flush()
-            self._flushed = now
+        with self._named():
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
+            self._handle.write(_ENCODER.encode(event) + "\n")
+            now = time.monotonic()
+            if event.get("event") != "job" or now - self._flushed >= FLUSH_EVERY:
+                self._handle.flush()
+                self._flushed = now
         if event.get("event") == "warning":
             self.warnings.append(str(event.get("message")))
         elif event.get("event") == "retry":
@@ -78,5 +82,15 @@ class EventLog:
     def close(self) -> None:
         """Close the file (further events open it again and append)."""
         if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+            handle, self._handle = self._handle, None
+            with self._named():
+                handle.close()  # it writes what is buffered
+
+    @contextlib.contextmanager
+    def _named(self) -> Iterator[None]:
+        """Name the log in an OSError a write to it raises (a full disk): the error of a write to an
+        open file names no file, and the user needs to know which one could not be written."""
+        try:
+            yield
+        except OSError as exc:
+            raise naming(exc, self.path) from exc
