@@ -101,3 +101,34 @@ def test_an_event_log_that_cannot_be_written_is_named(project: Project) -> None:
     project.build()
     assert project.read("_build/a.txt") == "A\n"
     assert project.manifest()["summary"]["deferred"] == 1
+
+
+def test_reading_commands_work_on_a_full_disk(copies: Project) -> None:
+    """A reader of the state store needs a shared-memory file beside it (32 KB, here past the
+    limit): `plan`, `verify`, `explain` and the rest only read, and on a full disk (or a read-only
+    file system) they still say what they know."""
+    copies.build()
+    for command in (["plan"], ["verify"], ["reconcile"], ["explain", "a.txt"], ["audit", "verify"]):
+        said = limited(copies, 20_000, *command)
+        assert said.code == 0, said.describe()
+    assert "0 of 3 jobs to do" in limited(copies, 20_000, "plan").stdout
+    assert limited(copies, 20_000, "build").code == 1, "a build must write"
+
+
+def test_a_commit_waiting_in_the_wal_is_never_read_past(copies: Project) -> None:
+    """Without its shared-memory file, a store whose -wal holds a commit cannot be read whole on a
+    full disk: the command says the store cannot be written, rather than plan from stale rows."""
+    copies.build()
+    db = copies.root / ".batchit/state.db"
+    commit_and_die = (
+        "import os, sqlite3, sys\ndb = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('PRAGMA wal_autocheckpoint=0')\n"
+        "db.execute(\"UPDATE outputs SET action_key = '0' WHERE path = 'a.txt'\")\nos._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", commit_and_die, str(db)], check=True)
+    db.with_name("state.db-shm").unlink()
+    db.with_name("plan-snapshot.json").unlink()  # a plan from the store's rows, not the last build's
+    refused = limited(copies, 20_000, "plan")
+    assert refused.code == 1, refused.describe()
+    assert "state.db cannot be written: disk I/O error" in refused.stderr
+    assert "1 of 3 jobs to do" in copies.run("plan").stdout

@@ -26,7 +26,7 @@ from batchit.cli.parser import build_parser
 from batchit.cli.streams import escaped_controls, pipe_safe_streams
 from batchit.errors import BatchitError, BuildInterrupted, SystemFailure, UsageError
 from batchit.fsutil import shown_path
-from batchit.state.store import unreadable
+from batchit.state.opening import unreadable
 
 INTERRUPTED = BuildInterrupted.exit_code
 

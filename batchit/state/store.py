@@ -8,17 +8,14 @@ process writes it, in batched transactions, as job results arrive.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from operator import attrgetter
 from pathlib import Path
-from urllib.parse import quote
 
-from batchit.errors import BatchitError, DamagedStateError, LockHeldError, SystemFailure
-from batchit.model import STATE_DIR
+from batchit.state.opening import reader, unreadable
 from batchit.state.rows import Failure, ListedOutput, OutputRecord, Owned, StatRow
-from batchit.state.schema import create_schema, missing_tables_read_as_empty
+from batchit.state.schema import create_schema
 
 _STAT_ROWS = "SELECT path, size, mtime_ns, ctime_ns, inode, blake3 FROM stats"
 """Stat-cache rows as `StatRow`s (a WHERE clause may follow)."""
@@ -35,24 +32,6 @@ _LISTED_ROWS = (
     "WHERE blake3 <> '' ORDER BY path"
 )
 """Every finished output's `ListedOutput` fields, in path order."""
-
-
-def unreadable(path: Path | None, exc: sqlite3.DatabaseError) -> BatchitError:
-    """The error to report for a state store SQLite refused: busy past the wait, a disk that
-    cannot take a write (full, read-only, failing), or damage."""
-    where = str(path) if path is not None else f"{STATE_DIR}/state.db"
-    said = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and "locked" in said:
-        return LockHeldError(
-            f"the state store {where} stayed locked by another process: {exc}",
-            hint="wait for the other batchit command to finish, then run this one again",
-        )
-    if isinstance(exc, sqlite3.OperationalError) and any(w in said for w in ("full", "readonly", "I/O")):
-        return SystemFailure(
-            f"the state store {where} cannot be written: {exc}",
-            hint="free space or fix the permissions there, then run the command again (a build resumes)",
-        )
-    return DamagedStateError(where, said)
 
 
 class StateStore:
@@ -78,20 +57,11 @@ class StateStore:
 
     @classmethod
     def open_readonly(cls, path: Path) -> StateStore | None:
-        """Open an existing store for reading only (for `plan`), or None when there is none."""
+        """Open an existing store for reading only (for `plan`), or None when there is none; on a
+        full disk or a read-only file system too, where `plan`, `verify` and `explain` still work."""
         if not path.exists():
             return None
-        # A URI's path is percent-decoded and ends at '?' or '#': quote it, or a project (or a
-        # `--sample --out a/b` store, `samples/a%2Fb/`) whose path holds '%', '?' or '#' opens
-        # another file or none.
-        db = sqlite3.connect(f"file:{quote(os.fsencode(path))}?mode=ro", uri=True, isolation_level=None)
-        try:
-            db.execute("PRAGMA busy_timeout=30000")
-            missing_tables_read_as_empty(db)
-        except sqlite3.DatabaseError as exc:
-            db.close()
-            raise unreadable(path, exc) from exc
-        return cls(db)
+        return cls(reader(path))
 
     def close(self) -> None:
         """Close the connection (a WAL checkpoint happens on the last close)."""
