@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import Project, Result
 
@@ -36,14 +37,19 @@ def loud(value, ctx):
 
 def limited(project: Project, limit: int, *args: str) -> Result:
     """Run `batchit ARGS` in the project with no file of its growing past `limit` bytes."""
+    return limited_run([sys.executable, "-m", "batchit", *args], project.root, limit)
+
+
+def limited_run(command: list[str], cwd: Path, limit: int) -> Result:
+    """Run `command` in `cwd` with no file of its growing past `limit` bytes."""
 
     def cap_file_size() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails instead of killing
 
     proc = subprocess.run(
-        [sys.executable, "-m", "batchit", *args],
-        cwd=project.root,
+        command,
+        cwd=cwd,
         capture_output=True,
         text=True,
         env={**os.environ, "NO_COLOR": "1"},
@@ -132,3 +138,21 @@ def test_a_commit_waiting_in_the_wal_is_never_read_past(copies: Project) -> None
     assert refused.code == 1, refused.describe()
     assert "state.db cannot be written: disk I/O error" in refused.stderr
     assert "1 of 3 jobs to do" in copies.run("plan").stdout
+
+
+def test_a_doit_sub_task_that_cannot_write_fails_with_one_line(tmp_path: Path) -> None:
+    """Under doit too: the sub-task fails naming the file, as `batchit build` does, not with a
+    traceback; the others run, and the next build does the rest."""
+    project = Project(tmp_path / "site")
+    project.config(LOUD)
+    project.write({"loud.py": LOUD_MODULE, "src/a.txt": "a\n", "src/b.txt": "loud\n"})
+    (tmp_path / "dodo.py").write_text('import batchit.doit\n\ntask_site = batchit.doit.tasks("site")\n')
+    stopped = limited_run([sys.executable, "-m", "doit"], tmp_path, 200_000)
+    said = stopped.stdout + stopped.stderr
+    assert stopped.code != 0, stopped.describe()
+    assert "TaskFailed - taskid:site:b.txt" in said and "batchit: File too large: " in said, said
+    assert "/logs/b.txt.log" in said and "Traceback" not in said, said
+    assert project.read("_build/a.txt") == "A\n"
+    project.build()
+    assert project.read("_build/b.txt") == "LOUD\n"
+

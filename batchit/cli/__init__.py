@@ -15,7 +15,6 @@ import io
 import json
 import os
 import signal
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -24,9 +23,9 @@ from types import FrameType
 
 from batchit.cli.parser import build_parser
 from batchit.cli.streams import escaped_controls, pipe_safe_streams
-from batchit.errors import BatchitError, BuildInterrupted, SystemFailure, UsageError
+from batchit.errors import BatchitError, BuildInterrupted, UsageError
 from batchit.fsutil import shown_path
-from batchit.state.opening import unreadable
+from batchit.state.opening import REFUSALS, as_failure
 
 INTERRUPTED = BuildInterrupted.exit_code
 
@@ -83,12 +82,8 @@ def _run(argv: list[str] | None) -> int:
             except OSError as exc:
                 raise UsageError(f"cannot change into {directory}: {exc.strerror}") from exc
         code = _handler(args.handler)(args)
-    except BatchitError as exc:
-        code = report_error(args, exc)
-    except OSError as exc:  # a full disk or a permission, met where no code could do better than say so
-        code = report_error(args, SystemFailure.from_os_error(exc))
-    except sqlite3.DatabaseError as exc:  # damage met after the state store opened
-        code = report_error(args, unreadable(None, exc))
+    except REFUSALS as exc:
+        code = report_error(args, as_failure(exc))
     except KeyboardInterrupt:
         _ignore_further_stops()  # a second Ctrl-C while this is said would print a traceback
         _say_error(args, "batchit: interrupted", {"message": "interrupted", "exit_code": INTERRUPTED})

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from doit.action import Writer
 from doit.exceptions import TaskFailed
 
-from batchit.errors import BatchitError
 from batchit.model import RESERVED_OUTPUTS
 from batchit.operators.commands import stop_requested
 from batchit.plan.jobs import Job
@@ -29,6 +28,7 @@ from batchit.record.rundata import JobRow
 from batchit.record.runs import IN_PROGRESS, UNFINISHED, audit_unaudited_run, latest_run, swept
 from batchit.record.subtasks import Noted, read_job_results, tried_entries, with_job_results
 from batchit.state.lock import doit_record_locks
+from batchit.state.opening import REFUSALS, as_failure
 from batchit.state.rows import Failure, OutputRecord
 from batchit.state.store import StateStore
 
@@ -84,8 +84,8 @@ def record(session: Session) -> TaskFailed | None:
     and, once the locks are taken, another doit run has recorded the state this one would."""
     try:
         _write_record(session, complete=True, unless_current=not _ran_jobs(session))
-    except BatchitError as exc:
-        return TaskFailed(f"batchit: {exc}")
+    except REFUSALS as exc:
+        return TaskFailed(f"batchit: {as_failure(exc)}")
     return None
 
 
@@ -101,8 +101,8 @@ def record_at_exit(session: Session) -> None:
     with doit_stderr():  # no sub-task runs now: what the record says goes to doit's stderr
         try:
             run_id = _write_record(session, complete=False, unless_current=False)
-        except BatchitError as exc:
-            warn(f"this doit run ran jobs but is not recorded: {exc}")
+        except REFUSALS as exc:
+            warn(f"this doit run ran jobs but is not recorded: {as_failure(exc)}")
             return
         assert run_id is not None, "it records whether or not the latest record is current"
         report = session.config.state_dir / "runs" / run_id / "report.html"

@@ -41,6 +41,7 @@ from batchit.record.runs import (
     mark_unfinished,
 )
 from batchit.state.lock import doit_store_locks, doit_sub_task_locks
+from batchit.state.opening import REFUSALS, as_failure
 from batchit.state.store import StateStore
 
 TaskDict = dict[str, Any]
@@ -280,8 +281,8 @@ class Session:
             self._ready_store()
             with doit_sub_task_locks(self.config.state_dir, job_id):
                 return self._run(self._connection(writable=True), task, job_id, rule, inputs)
-        except BatchitError as exc:
-            return TaskFailed(f"batchit: {exc}")
+        except REFUSALS as exc:  # a full disk too: one line naming the file, no traceback
+            return TaskFailed(f"batchit: {as_failure(exc)}")
 
     def _run(
         self, store: StateStore, task: str, job_id: str, rule: str, inputs: tuple[str, ...]

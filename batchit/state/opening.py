@@ -68,3 +68,18 @@ def _readable_alone(path: Path, exc: sqlite3.DatabaseError) -> bool:
         return Path(f"{path}-wal").stat().st_size == 0
     except FileNotFoundError:
         return True
+
+
+REFUSALS = (BatchitError, OSError, sqlite3.DatabaseError)
+"""What a command or a doit sub-task reports as one error naming its file, never as a traceback:
+batchit's own errors, and a refusal of the disk's or of SQLite's met where no code could do better
+than say so (a full disk, a permission, a damaged state store)."""
+
+
+def as_failure(exc: BatchitError | OSError | sqlite3.DatabaseError) -> BatchitError:
+    """The batchit error one of REFUSALS stands for, with its exit code and fix."""
+    if isinstance(exc, BatchitError):
+        return exc
+    if isinstance(exc, OSError):
+        return SystemFailure.from_os_error(exc)
+    return unreadable(None, exc)  # damage met after the state store opened
