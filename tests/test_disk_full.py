@@ -156,3 +156,14 @@ def test_a_doit_sub_task_that_cannot_write_fails_with_one_line(tmp_path: Path) -
     project.build()
     assert project.read("_build/b.txt") == "LOUD\n"
 
+
+def test_a_lock_whose_pid_cannot_be_written_is_held_all_the_same(copies: Project) -> None:
+    """The pid in `.batchit/lock` only tells the next taker who holds it: where not even it can be
+    written, a command goes on to the write it needs, and names that file if it fails."""
+    copies.build()
+    refused = limited(copies, 0, "clean")
+    assert refused.code == 1, refused.describe()
+    assert refused.stderr.startswith("batchit: error: the state store "), refused.describe()
+    assert "state.db cannot be written" in refused.stderr, refused.describe()
+    assert copies.run("clean").code == 0
+    assert not (copies.root / "_build/a.txt").exists()

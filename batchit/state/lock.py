@@ -54,9 +54,10 @@ class ProjectLock:
         except BaseException:  # a Ctrl-C ended the wait
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+        with contextlib.suppress(OSError):  # on a full disk the lock is held all the same, its pid
+            os.ftruncate(fd, 0)  # only a courtesy to the next taker: `clean`, which frees space, runs
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
 
     def release(self) -> None:
         """Give the lock back."""
