@@ -5,15 +5,18 @@ committed: the next build, given room, finishes the rest and leaves what a clean
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import Project, Result
+import pytest
+from conftest import COPY_CONFIG, Project, Result
 
 LOUD = """\
 version: 1
@@ -167,3 +170,47 @@ def test_a_lock_whose_pid_cannot_be_written_is_held_all_the_same(copies: Project
     assert "state.db cannot be written" in refused.stderr, refused.describe()
     assert copies.run("clean").code == 0
     assert not (copies.root / "_build/a.txt").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 8 MiB file system (tmpfs), for what a file size limit cannot show: space that deleting
+    files gives back. Skipped where this process may not mount one."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_gc_on_a_full_disk_frees_old_runs_first(small_disk: Path) -> None:
+    """On a disk so full that SQLite cannot open the state store, `gc` still removes the run
+    records past `runs.keep` (then does the rest), as it is what a user runs to make room."""
+    project = Project(small_disk)
+    project.config(COPY_CONFIG.replace("version: 1\n", "version: 1\nruns: {keep: 5}\n"))
+    project.write({f"src/{n}.txt": os.urandom(20_000) for n in range(40)})
+    for _ in range(5):
+        project.build("--force")
+    project.config(COPY_CONFIG.replace("version: 1\n", "version: 1\nruns: {keep: 1}\n"))
+    with (small_disk / "filler").open("wb") as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(b"\0" * 65536)
+            filler.flush()
+    full = project.run("plan")
+    assert full.code == 0, "reading still works on the full disk"
+    collected = project.run("gc")
+    assert collected.code == 0, collected.describe()
+    assert collected.stdout.startswith("gc: removed 4 run record(s)"), collected.describe()
+    assert len([p for p in (small_disk / ".batchit" / "runs").iterdir() if p.is_dir()]) == 1
+    (small_disk / "filler").unlink()
+    assert project.build().stdout.startswith("batchit: ok: 40 up to date")
+    audited = project.run("audit", "verify")
+    assert audited.code == 0 and "gc" in (small_disk / ".batchit" / "audit.log").read_text(), (
+        audited.describe()
+    )

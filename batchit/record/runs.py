@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchit.errors import UsageError
+from batchit.errors import SystemFailure, UsageError
 from batchit.fsutil import atomic_write_text, cache_entry, sweep_temp_files
 from batchit.model import Config
 from batchit.record.audit import append_audit, audit_head, settle_audit
@@ -372,12 +372,12 @@ class Collected:
 def collect_garbage(config: Config) -> Collected:
     """Apply `runs.keep` and `cache.max_size` now, under the project lock, and audit what went."""
     with ProjectLock(config.state_dir / "lock"):
-        store = StateStore.open(config.state_dir / "state.db", fsync=config.durability == "fsync")
+        store, removed = _open_making_room(config)
         try:
             audit_unaudited_run(config.state_dir, store, fsync=config.durability == "fsync")
             litter = sweep_litter(config, store)
             (config.state_dir / UNFINISHED).unlink(missing_ok=True)
-            removed = apply_retention(runs_dir(config), config.runs_keep)
+            removed += apply_retention(runs_dir(config), config.runs_keep)
             entries, freed = evict_cache(store, config.state_dir / "cache", config.cache_max_size)
             if not entries:  # else eviction has already forgotten what nothing keeps any more
                 with store.transaction():  # what outputs `clean` removed kept, say
@@ -387,3 +387,20 @@ def collect_garbage(config: Config) -> Collected:
         finally:
             store.close()
     return Collected(removed, entries, freed, len(litter))
+
+
+def _open_making_room(config: Config) -> tuple[StateStore, list[str]]:
+    """The state store, open for writing, and the runs removed to open it: on a disk too full for
+    SQLite to open a store (its WAL files need room), the run records past `runs.keep` go first, the
+    one thing `gc` can free without the store. Not after a killed build (`UNFINISHED`): the run it
+    left unaudited could be among them, and its audit entry needs the store first."""
+    path, fsync = config.state_dir / "state.db", config.durability == "fsync"
+    try:
+        return StateStore.open(path, fsync=fsync), []
+    except SystemFailure:
+        if (config.state_dir / UNFINISHED).exists():
+            raise
+        removed = apply_retention(runs_dir(config), config.runs_keep)
+        if not removed:
+            raise
+    return StateStore.open(path, fsync=fsync), removed
