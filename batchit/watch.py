@@ -1,19 +1,24 @@
 """Watching a project for changes and rebuilding after a quiet spell (`batchit watch`).
 
 watchdog reports file events from its own thread; they are filtered (nothing under `out`, `.batchit`,
-version control or bytecode) and queued. The main thread waits for the first event, then for
-`debounce` seconds without a new one, so saving ten files or a checkout triggers one rebuild, not
-ten. Events that arrive during a rebuild start the next one.
+version control or bytecode, no editor's scratch file) and queued. The main thread waits for the
+first event, then for `debounce` seconds without a new one, so saving ten files or a checkout
+triggers one rebuild, not ten. A file that appeared during the burst and is gone at its end (the
+temporary file of an atomic save) was no change. Events that arrive during a rebuild start the next
+one.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import logging
+import os
 import queue
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -24,16 +29,44 @@ IGNORED_DIRS = frozenset(
 )
 """Directories whose changes never trigger a rebuild, wherever they are (besides `out` and `.batchit`)."""
 
+EDITOR_SCRATCH = (
+    ".*.sw[a-px]",  # vim's (and nano's) swap files, and the .swx vim probes with
+    "*~",  # vim's, emacs's and gedit's backups
+    ".#*",  # emacs's lock links
+    "#*#",  # emacs's auto-saves
+    "*___jb_tmp___",  # JetBrains' safe write: the new text...
+    "*___jb_old___",  # ...and the old file, until the new one is in place
+    ".goutputstream-*",  # GLib's (gedit's, GNOME's) atomic save
+    ".*.kate-swp",  # Kate's swap files
+    ".DS_Store",  # macOS Finder's folder settings
+)
+"""Names (shell patterns) of the files editors write beside the ones they edit, which never trigger a
+rebuild: saving `a.txt` from vim changes `a.txt` alone."""
+
+VIM_PROBE_FIRST, VIM_PROBE_STEP = 4913, 123
+"""vim checks it may create files in a folder by creating and deleting one named 4913 (or, when that
+exists, 5036, 5159 and so on)."""
+
 
 STOP_SECONDS = 5.0
 """How long the watch waits for watchdog's threads to stop before it exits anyway."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """A counted event's path (project-relative, or absolute outside the project)."""
+
+    path: str
+    appeared: bool
+    """Whether the event made the path appear (created, or moved there): when such a path is gone
+    again at the end of the burst, it was never a change."""
 
 
 class _Collector(FileSystemEventHandler):
     """Queues the project-relative paths of relevant events (watchdog calls it from its thread)."""
 
     def __init__(
-        self, root: Path, ignored: Sequence[str], changes: queue.Queue[str], outside: Sequence[Path] = ()
+        self, root: Path, ignored: Sequence[str], changes: queue.Queue[Change], outside: Sequence[Path] = ()
     ) -> None:
         self.root = root
         self.outside = frozenset(str(path) for path in outside)
@@ -49,12 +82,15 @@ class _Collector(FileSystemEventHandler):
             event.is_directory and event.event_type == "modified"
         ):
             return
-        for raw in (event.src_path, getattr(event, "dest_path", "")):
+        for raw, appeared in (
+            (event.src_path, event.event_type == "created"),
+            (getattr(event, "dest_path", ""), True),
+        ):
             path = raw.decode() if isinstance(raw, bytes) else raw
             if path in self.outside:
-                self.changes.put(path)
+                self.changes.put(Change(path, appeared))
             elif path and (relative := self._relative(path)) is not None:
-                self.changes.put(relative)
+                self.changes.put(Change(relative, appeared))
 
     def _relative(self, path: str) -> str | None:
         try:
@@ -62,7 +98,12 @@ class _Collector(FileSystemEventHandler):
         except ValueError:
             return None
         text = relative.as_posix()
-        if not relative.parts or IGNORED_DIRS.intersection(relative.parts) or self.ignores(text):
+        if (
+            not relative.parts
+            or IGNORED_DIRS.intersection(relative.parts)
+            or is_editor_scratch(relative.name)
+            or self.ignores(text)
+        ):
             return None
         return text
 
@@ -72,6 +113,13 @@ class _Collector(FileSystemEventHandler):
         return any(
             text == top or text.startswith(f"{top}/") or top.startswith(f"{text}/") for top in self.ignored
         )
+
+
+def is_editor_scratch(name: str) -> bool:
+    """True when a file name is one an editor gives its swap, lock, backup or temporary files."""
+    if name.isdigit():
+        return int(name) >= VIM_PROBE_FIRST and (int(name) - VIM_PROBE_FIRST) % VIM_PROBE_STEP == 0
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in EDITOR_SCRATCH)
 
 
 def watch(
@@ -95,7 +143,7 @@ def watch(
     caller after the observer is stopped.
     """
     _quiet_watchdog_races()
-    changes: queue.Queue[str] = queue.Queue()
+    changes: queue.Queue[Change] = queue.Queue()
     observer = Observer()
     collector = _Collector(root, ignored, changes, outside)
     observer.schedule(collector, str(root), recursive=True)
@@ -107,17 +155,22 @@ def watch(
             return
         ready()
         while True:
-            burst = {_next_change(changes)}
+            change = _next_change(changes)
+            burst = {change.path: change.appeared}  # each path, and whether it was new to the burst
             quiet_until = time.monotonic() + debounce
             while (left := quiet_until - time.monotonic()) > 0:
                 try:
-                    burst.add(changes.get(timeout=left))
-                    quiet_until = time.monotonic() + debounce
+                    change = changes.get(timeout=left)
                 except queue.Empty:
                     break
+                burst.setdefault(change.path, change.appeared)
+                quiet_until = time.monotonic() + debounce
             counted = sorted(
-                path for path in burst if not collector.ignores(path)
-            )  # `ignored` may have grown
+                path
+                for path, new in burst.items()
+                if not collector.ignores(path)  # `ignored` may have grown
+                and not (new and not os.path.lexists(root / path))  # came and went: no change
+            )
             if counted and not rebuild(counted):
                 return
     finally:
@@ -136,8 +189,8 @@ def _quiet_watchdog_races() -> None:
     )
 
 
-def _next_change(changes: queue.Queue[str]) -> str:
-    """The next changed path, however long it takes. The wait wakes every half second: a Ctrl-C
+def _next_change(changes: queue.Queue[Change]) -> Change:
+    """The next change, however long it takes. The wait wakes every half second: a Ctrl-C
     that lands just before an untimed wait blocks would only be handled at the next change."""
     while True:
         try:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -159,6 +159,72 @@ def test_writes_to_version_control_caches_and_state_start_no_rebuild(
         watching.wait_for("batchit watch: rebuild") == "batchit watch: rebuild 1 after changes to src/b.txt"
     )
     assert watching.wait_for("batchit: ok").startswith("batchit: ok: 1 built, 1 up to date")
+    assert watching.stop() == 0
+
+
+def save_as_vim(src: Path, text: str) -> None:
+    """vim: a swap file while the buffer is open, a probe file `4913`, the old file kept as `a.txt~`
+    until the new one is written."""
+    (src / ".a.txt.swp").write_bytes(b"swap")
+    (src / ".a.txt.swx").write_bytes(b"probe")
+    (src / ".a.txt.swx").unlink()
+    (src / "4913").write_bytes(b"")
+    (src / "4913").unlink()
+    (src / "a.txt").rename(src / "a.txt~")
+    (src / "a.txt").write_text(text)
+    (src / "a.txt~").unlink()
+
+
+def save_as_emacs(src: Path, text: str) -> None:
+    """emacs: a lock link and an auto-save while the buffer is modified, a backup kept after."""
+    (src / ".#a.txt").symlink_to("user@host.1234:1700000000")
+    (src / "#a.txt#").write_text(text)
+    (src / "a.txt").rename(src / "a.txt~")
+    (src / "a.txt").write_text(text)
+    (src / "#a.txt#").unlink()
+    (src / ".#a.txt").unlink()
+
+
+def save_as_jetbrains(src: Path, text: str) -> None:
+    """JetBrains' safe write: the new text beside the file, the old file moved aside, then swapped."""
+    (src / "a.txt___jb_tmp___").write_text(text)
+    (src / "a.txt").rename(src / "a.txt___jb_old___")
+    (src / "a.txt___jb_tmp___").rename(src / "a.txt")
+    (src / "a.txt___jb_old___").unlink()
+
+
+def save_as_gedit(src: Path, text: str) -> None:
+    """GLib's atomic save (gedit, GNOME): a `.goutputstream-*` file renamed over the file."""
+    (src / ".goutputstream-Q1ZK7V").write_text(text)
+    (src / ".goutputstream-Q1ZK7V").rename(src / "a.txt")
+
+
+def save_atomically(src: Path, text: str) -> None:
+    """Any tool's atomic save (`sed -i`, an editor's "safe write"): a temporary file of any name
+    renamed into place."""
+    (src / "sedXk3p9a").write_text(text)
+    (src / "sedXk3p9a").replace(src / "a.txt")
+
+
+@pytest.mark.parametrize(
+    "save", [save_as_vim, save_as_emacs, save_as_jetbrains, save_as_gedit, save_atomically]
+)
+def test_saving_from_an_editor_rebuilds_for_the_saved_file_alone(
+    project: Project, watching: Watch, save: Callable[[Path, str], None]
+) -> None:
+    """Editors' swap, lock, backup and temporary files are no change of the user's: however the
+    saves fall into bursts, each rebuild names the saved file (and the edit made after them) only."""
+    save(project.root / "src", "saved once")
+    save(project.root / "src", "saved twice")
+    project.write({"src/z.txt": "z"})  # made last: its rebuild comes after the saves'
+    changed: set[str] = set()
+    while "src/z.txt" not in changed:
+        line = watching.wait_for("batchit watch: rebuild ")
+        assert " more" not in line, watching.seen  # more than the two names
+        changed |= set(line.split(" after changes to ")[1].split(", "))
+    assert changed == {"src/a.txt", "src/z.txt"}, watching.seen
+    watching.wait_for("batchit: ok")
+    assert project.read("_build/a.txt") == "saved twice"
     assert watching.stop() == 0
 
 
@@ -428,9 +494,23 @@ def wait_for_text(path: Path, text: str) -> None:
         (".git/index", False),
         ("src/__pycache__/x.pyc", False),
         ("_buildings/a.txt", True),
+        ("src/.a.txt.swp", False),
+        ("src/.a.txt.swo", False),
+        ("src/4913", False),
+        ("src/5036", False),
+        ("src/2024", True),
+        ("src/a.txt~", False),
+        ("src/.#a.txt", False),
+        ("src/#a.txt#", False),
+        ("src/notes#1.txt", True),
+        ("src/a.txt___jb_tmp___", False),
+        ("src/.goutputstream-Q1ZK7V", False),
+        ("src/.a.txt.kate-swp", False),
     ],
 )
-def test_changes_under_out_and_state_do_not_count(tmp_path: Path, path: str, counts: bool) -> None:
+def test_changes_under_out_state_and_to_editor_scratch_files_do_not_count(
+    tmp_path: Path, path: str, counts: bool
+) -> None:
     collector = _Collector(tmp_path, ["_build", ".batchit"], queue.Queue())
     assert (collector._relative(str(tmp_path / path)) is not None) is counts
 
