@@ -515,8 +515,21 @@ def test_changes_under_out_state_and_to_editor_scratch_files_do_not_count(
     assert (collector._relative(str(tmp_path / path)) is not None) is counts
 
 
-def test_a_debounce_longer_than_an_hour_is_refused_before_watching(project: Project) -> None:
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--debounce", "100000000000000"), "must be 0 to 3600000 (an hour)"),
+        (("--flag", "watermark"), "--flag 'watermark' is not NAME=VALUE"),
+        (("--sample", "some"), "--sample 'some' is neither a count nor a fraction"),
+        (("--out", "_sample"), "--out DIR is where a sample is built"),
+    ],
+)
+def test_a_flag_no_edit_can_fix_is_refused_before_watching(
+    project: Project, flags: tuple[str, ...], message: str
+) -> None:
+    """A config error waits for its fix; a wrong command line would wait for ever."""
     project.config(CONFIG)
-    result = project.run("watch", "--debounce", "100000000000000")
+    result = project.run("watch", *flags, timeout=DEADLINE)
     assert result.code == 2, result.describe()
-    assert "must be 0 to 3600000 (an hour)" in result.stderr
+    assert message in result.stderr
+    assert "batchit watch: watching" not in result.stdout

@@ -23,14 +23,24 @@ def _flags(pairs: list[str]) -> dict[str, str]:
     return flags
 
 
+def check_command_line(args: argparse.Namespace) -> None:
+    """Raise the UsageError of a build flag that is wrong whatever the project holds (`--flag` not
+    NAME=VALUE, `--sample` no size, `--out` without `--sample`): `watch` refuses it before it
+    waits for changes, none of which could fix it."""
+    _flags(getattr(args, "flag", []))
+    if getattr(args, "sample", None) is not None:
+        parse_sample(args.sample)
+    if getattr(args, "sample_out", None) is not None and args.sample is None:
+        raise UsageError("--out DIR is where a sample is built", hint="add --sample (--sample 5%)")
+
+
 def load(args: argparse.Namespace) -> tuple[Config, OperatorRegistry]:
     """The config the command line names (`-f`, `--flag`), with the operator registry it uses."""
+    check_command_line(args)
     registry = OperatorRegistry.default()
     config = load_config(project_root(), args.file, _flags(getattr(args, "flag", [])), registry)
     into = getattr(args, "sample_out", None)
     if into is not None:
-        if args.sample is None:
-            raise UsageError("--out DIR is where a sample is built", hint="add --sample (--sample 5%)")
         config = sample_into(config, into)
     return config, registry
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from batchit.cli import INTERRUPTED, commands, project_root, report_error
-from batchit.errors import BatchitError, LockHeldError
+from batchit.errors import BatchitError, LockHeldError, UsageError
 from batchit.model import STATE_DIR
 from batchit.operators.project_modules import stale_helpers
 from batchit.state.lock import ProjectLock
@@ -26,7 +26,12 @@ SHOWN_CHANGES = 3
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build once, then watch the project and rebuild on change; exit 0 on Ctrl-C."""
+    """Build once, then watch the project and rebuild on change; exit 0 on Ctrl-C. A wrong flag
+    is exit 2 at once (no edit could fix it); a config error is reported and waits for its fix."""
+    try:
+        commands.check_command_line(args)
+    except UsageError as exc:
+        return report_error(args, exc)
     root = project_root()
     own = _own_output_files(root)
     ignored = [STATE_DIR, *own]
