@@ -24,6 +24,8 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from batchit.errors import SystemFailure
+
 IGNORED_DIRS = frozenset(
     {".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 )
@@ -140,9 +142,11 @@ def watch(
     it); `ready()` is called after `first()`. `outside` are absolute paths of files outside
     `root` whose changes count too (a config named with `-f ../site.yaml`), named by that path;
     their folders are watched, not recursively. KeyboardInterrupt (Ctrl-C) propagates to the
-    caller after the observer is stopped.
+    caller after the observer is stopped; SystemFailure is raised when `root` was removed or moved
+    away (its watch then sees nothing more, and there is nothing left to build).
     """
     _quiet_watchdog_races()
+    watched = _identity(root)
     changes: queue.Queue[Change] = queue.Queue()
     observer = Observer()
     collector = _Collector(root, ignored, changes, outside)
@@ -171,11 +175,26 @@ def watch(
                 if not collector.ignores(path)  # `ignored` may have grown
                 and not (new and not os.path.lexists(root / path))  # came and went: no change
             )
+            if _identity(root) != watched:
+                raise SystemFailure(
+                    f"the project folder {root} was removed or moved away while watched",
+                    hint="start `batchit watch` again in the project",
+                )
             if counted and not rebuild(counted):
                 return
     finally:
         observer.stop()
         observer.join(timeout=STOP_SECONDS)  # its threads are daemons: a stuck one cannot hold the exit
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """The folder's device and inode, None when it is gone: a folder made anew at its path is
+    another, which the watch does not see into."""
+    try:
+        found = os.stat(folder)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 @functools.cache  # once per process

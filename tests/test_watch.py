@@ -414,6 +414,23 @@ def test_a_config_file_outside_the_project_is_watched_too(project: Project) -> N
         watch.close()
 
 
+def test_a_watch_whose_project_folder_is_removed_stops_saying_so(project: Project) -> None:
+    project.config(CONFIG)
+    project.write({"src/a.txt": "a"})
+    watch = Watch(project, "--debounce", "100")
+    try:
+        watch.wait_for("batchit watch: watching")
+        subprocess.run(["rm", "-rf", str(project.root)], check=True)
+        error = watch.wait_for("batchit: error:")
+        assert (
+            error
+            == f"batchit: error: the project folder {project.root} was removed or moved away while watched"
+        )
+        assert watch.proc.wait(timeout=DEADLINE) == 1
+    finally:
+        watch.close()
+
+
 BLOCKING_TOOL = """\
 def tag(value, ctx):
     if value.startswith(b"block"):  # waits on the FIFO `gate` until someone writes to it
