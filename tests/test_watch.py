@@ -290,11 +290,18 @@ def test_an_edited_helper_module_restarts_the_watch_which_rebuilds_with_it(proje
         watch.close()
 
 
-def test_a_watch_writing_its_lines_into_the_project_is_not_woken_by_them(project: Project) -> None:
+@pytest.mark.parametrize("way", ["redirected", "piped_through_tee"])
+def test_a_watch_writing_its_lines_into_the_project_is_not_woken_by_them(project: Project, way: str) -> None:
+    """`batchit watch > watch.log` or `batchit watch | tee watch.log`: each line it prints changes
+    the log, which would otherwise start a rebuild, which prints lines, for ever."""
     project.config(CONFIG)
     project.write({"src/a.txt": "a"})
     log = project.root / "watch.log"
-    with log.open("w") as out:
+    tee = None
+    if way == "piped_through_tee":
+        tee = subprocess.Popen(["tee", str(log)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        wait_for_text(log, "")  # tee has it open
+    with tee.stdin if tee and tee.stdin else log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "batchit", "watch", "--no-progress", "--debounce", "100"],
             cwd=project.root,
@@ -308,9 +315,12 @@ def test_a_watch_writing_its_lines_into_the_project_is_not_woken_by_them(project
         wait_for_text(log, "batchit watch: rebuild ")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=DEADLINE) == 0
+        assert tee is None or tee.wait(timeout=DEADLINE) == 0
     finally:
-        proc.kill()
-        proc.wait()
+        for process in (proc, tee):
+            if process is not None:
+                process.kill()
+                process.wait()
     rebuilds = [line for line in log.read_text().splitlines() if line.startswith("batchit watch: rebuild ")]
     assert rebuilds == ["batchit watch: rebuild 1 after changes to src/b.txt"]
 

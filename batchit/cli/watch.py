@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from batchit.cli import INTERRUPTED, commands, project_root, report_error
+from batchit.cli.output_files import own_output_files
 from batchit.errors import BatchitError, LockHeldError, UsageError
 from batchit.model import STATE_DIR
 from batchit.operators.project_modules import stale_helpers
@@ -33,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         return report_error(args, exc)
     root = project_root()
-    own = _own_output_files(root)
+    own = own_output_files(root)
     ignored = [STATE_DIR, *own]
-    """What no change counts in: `.batchit`, the files this command writes its lines to (`batchit
-    watch > watch.log` would otherwise rebuild after each line it prints), and `out` as the config
+    """What no change counts in: `.batchit`, the files this command's lines end up in (`batchit
+    watch | tee watch.log` would otherwise rebuild after each line it prints), and `out` as the config
     last named it (refreshed after each build: a changed `out` must not trigger builds forever)."""
     count = 0
     interrupted = False
@@ -98,19 +99,6 @@ def _outside(root: Path, file: str) -> list[Path]:
     config = (root / file).resolve()
     inside = config.is_relative_to(root.resolve())
     return [] if inside or not config.parent.is_dir() else [config]
-
-
-def _own_output_files(root: Path) -> list[str]:
-    """The project-relative files this process's stdout and stderr write to, if any (Linux tells
-    through /proc; elsewhere none are known)."""
-    found = []
-    for fd in (1, 2):
-        try:
-            target = Path(f"/proc/self/fd/{fd}").readlink()
-            found.append(target.resolve().relative_to(root.resolve()).as_posix())
-        except (OSError, ValueError):
-            continue
-    return found
 
 
 class _Restart(Exception):
