@@ -476,6 +476,27 @@ def test_ctrl_c_during_a_job_that_outlasts_the_grace_period_exits_0_once_it_is_o
         watch.close()
 
 
+def test_a_second_ctrl_c_during_a_rebuild_exits_0_at_once(project: Project) -> None:
+    """Ctrl-C stops a watch with 0, also pressed twice not to wait for a running job; nothing the
+    job had not finished is left in `out`."""
+    project.config(
+        CONFIG.replace("steps: [file.copy: {}]", 'steps: [python: {function: "tool:tag", version: "1"}]')
+    )
+    project.write({"src/a.txt": "a", "tool.py": BLOCKING_TOOL})
+    os.mkfifo(project.root / "gate")
+    watch = Watch(project, "--debounce", "100", "--executor", "thread", "-j", "1")
+    try:
+        watch.wait_for("batchit watch: watching")
+        project.write({"src/a.txt": "block"})
+        wait_for_text(project.root / "started", "")
+        watch.proc.send_signal(signal.SIGINT)
+        watch.wait_for("warning: interrupted (SIGINT)")
+        assert watch.stop() == 0
+        assert project.read("_build/a.txt") == "A"  # the first build's output, as it was
+    finally:
+        watch.close()
+
+
 @pytest.mark.parametrize("layout", ["out_is_a_symlink", "out_is_nested"])
 def test_the_builds_own_writes_never_start_a_rebuild(project: Project, layout: str) -> None:
     """Through a symlinked `out` the system names the real folder; a nested `out`'s parent is

@@ -62,6 +62,7 @@ def _options(args: argparse.Namespace) -> BuildOptions:
         seed=args.seed,
         sample=parse_sample(args.sample) if args.sample is not None else None,
         sample_apart=args.sample_out is not None,
+        second_signal_exit=args.second_signal_exit,
     )
 
 

@@ -11,6 +11,7 @@ import argparse
 from typing import Any
 
 from batchit import __version__
+from batchit.errors import BuildInterrupted
 from batchit.model import MOST_WORKERS
 
 
@@ -117,7 +118,7 @@ def _watch_command(sub: Any) -> None:
         metavar="MS",
         help="wait until no change arrived for MS milliseconds before rebuilding (default: 200)",
     )
-    watch.set_defaults(handler="watch:run", dry_run=False)
+    watch.set_defaults(handler="watch:run", dry_run=False, second_signal_exit=0)  # Ctrl-C stops it
 
 
 def _serve_command(sub: Any) -> None:
@@ -150,6 +151,7 @@ def _build_flags(parser: argparse.ArgumentParser) -> None:
     )
     going.add_argument("--fail-fast", dest="fail_fast", action="store_true", help="stop at the first failure")
     parser.set_defaults(fail_fast=False)  # keep going unless asked (both flags share the destination)
+    parser.set_defaults(second_signal_exit=BuildInterrupted.exit_code)  # a second Ctrl-C exits at once
     parser.add_argument("--force", action="store_true", help="rebuild the selected jobs")
     parser.add_argument(
         "--no-cache", dest="use_cache", action="store_false", help="neither use nor fill the cache"

@@ -10,6 +10,7 @@ from typing import Any
 from batchit.errors import BuildInterrupted, UsageError
 from batchit.execute.boundary import JobResult
 from batchit.execute.pools import ExecutorKind
+from batchit.execute.signals import INTERRUPTED_EXIT
 from batchit.model import Config
 from batchit.plan.jobs import Job
 from batchit.plan.planner import PlanOptions
@@ -47,6 +48,9 @@ class BuildOptions:
     """`--sample`: build the jobs of this many inputs (a count, or a fraction), drawn with `seed`."""
     sample_apart: bool = False
     """The sample builds into a folder of its own (`--out DIR`): its aggregates are built too."""
+    second_signal_exit: int = INTERRUPTED_EXIT
+    """The code a second SIGINT or SIGTERM exits with at once: 130, or 0 for `watch`, whose
+    Ctrl-C is how it is stopped."""
 
     @property
     def holds_others(self) -> bool:

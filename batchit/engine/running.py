@@ -84,7 +84,11 @@ class RunningBuild:
         """Why the build stopped releasing rules: an output conflict found only once an upstream
         rule had run (a `{key8}` name). What ran is committed and recorded; the build then raises it."""
         self.signals = StopSignals(
-            self._warn, self.scheduler.wake, self.pools.interrupt, self.pools.kill_running
+            self._warn,
+            self.scheduler.wake,
+            self.pools.interrupt,
+            self.pools.kill_running,
+            options.second_signal_exit,
         )
 
     def run(self) -> BuildOutcome:

@@ -36,6 +36,7 @@ class StopSignals:
         wake: Callable[[], None],
         forward: Callable[[int], None],
         abandon: Callable[[], None],
+        second_exit: int = INTERRUPTED_EXIT,
     ) -> None:
         self.announce = announce
         self.wake = wake
@@ -44,6 +45,8 @@ class StopSignals:
         self.abandon = abandon
         """Kills what still runs, before a second signal exits at once (taking no lock: the signal
         may have interrupted its holder)."""
+        self.second_exit = second_exit
+        """The code a second signal exits with: 130, or 0 for `watch`, which a Ctrl-C stops."""
         self.requested = False
         self._previous: dict[int, object] = {}
         self._depth = 0
@@ -71,7 +74,7 @@ class StopSignals:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
             self.abandon()
-            os._exit(INTERRUPTED_EXIT)
+            os._exit(self.second_exit)
         self.requested = True
         self.forward(signum)  # commands run in groups of their own: they stop as they would have
         self.wake()
