@@ -563,6 +563,14 @@ def test_changes_under_out_state_and_to_editor_scratch_files_do_not_count(
     assert (collector._relative(str(tmp_path / path)) is not None) is counts
 
 
+def test_a_watch_started_outside_a_project_is_refused_before_watching(project: Project) -> None:
+    """In the wrong folder (a home folder), a watch would only wait, on every folder below."""
+    result = project.run("watch", timeout=DEADLINE)
+    assert result.code == 2, result.describe()
+    assert f"batchit.yaml: not found in {project.root}" in result.stderr
+    assert "batchit watch: watching" not in result.stdout
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

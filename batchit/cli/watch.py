@@ -28,12 +28,15 @@ SHOWN_CHANGES = 3
 
 def run(args: argparse.Namespace) -> int:
     """Build once, then watch the project and rebuild on change; exit 0 on Ctrl-C. A wrong flag
-    is exit 2 at once (no edit could fix it); a config error is reported and waits for its fix."""
+    (no edit could fix it) or a folder without the config (no project: a watch of a home folder
+    would only wait) is exit 2 at once; a config error is reported and waits for its fix."""
+    root = project_root()
     try:
         commands.check_command_line(args)
+        if not (root / args.file).exists():
+            commands.load(args)  # which says the config is not there, and how to name the project
     except UsageError as exc:
         return report_error(args, exc)
-    root = project_root()
     own = own_output_files(root)
     ignored = [STATE_DIR, *own]
     """What no change counts in: `.batchit`, the files this command's lines end up in (`batchit
