@@ -21,7 +21,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from batchit.errors import SystemFailure
@@ -49,6 +61,25 @@ VIM_PROBE_FIRST, VIM_PROBE_STEP = 4913, 123
 """vim checks it may create files in a folder by creating and deleting one named 4913 (or, when that
 exists, 5036, 5159 and so on)."""
 
+
+WATCHED_EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+]
+"""What the system is asked to report: changes, not a file opened or closed unwritten (each build
+reads its inputs: with thousands, their flood overflowed the system's queue, which drops events
+then, the user's edits among them), nor a folder's own mtime."""
+
+LOST = "(what the system could not report: its queue of events overflowed)"
+"""The change a rebuild names when the system dropped events (too many at once, as a big build
+writes): any change may have been among them, and only a build can tell."""
 
 STOP_SECONDS = 5.0
 """How long the watch waits for watchdog's threads to stop before it exits anyway."""
@@ -79,11 +110,7 @@ class _Collector(FileSystemEventHandler):
         self.changes = changes
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        """Queue each path an event names, unless it is ignored or only a directory's mtime moved."""
-        if event.event_type in ("opened", "closed_no_write") or (
-            event.is_directory and event.event_type == "modified"
-        ):
-            return
+        """Queue each path an event (one of WATCHED_EVENTS) names, unless it is ignored."""
         for raw, appeared in (
             (event.src_path, event.event_type == "created"),
             (getattr(event, "dest_path", ""), True),
@@ -148,11 +175,13 @@ def watch(
     _quiet_watchdog_races()
     watched = _identity(root)
     changes: queue.Queue[Change] = queue.Queue()
+    overflows = _OverflowsToChanges(changes)
+    logging.getLogger(INOTIFY_LOGGER).addFilter(overflows)
     observer = Observer()
     collector = _Collector(root, ignored, changes, outside)
-    observer.schedule(collector, str(root), recursive=True)
+    observer.schedule(collector, str(root), recursive=True, event_filter=WATCHED_EVENTS)
     for folder in sorted({str(path.parent) for path in outside}):
-        observer.schedule(collector, folder, recursive=False)
+        observer.schedule(collector, folder, recursive=False, event_filter=WATCHED_EVENTS)
     observer.start()
     try:
         if not first():
@@ -185,6 +214,7 @@ def watch(
     finally:
         observer.stop()
         observer.join(timeout=STOP_SECONDS)  # its threads are daemons: a stuck one cannot hold the exit
+        logging.getLogger(INOTIFY_LOGGER).removeFilter(overflows)
 
 
 def _identity(folder: Path) -> tuple[int, int] | None:
@@ -197,14 +227,37 @@ def _identity(folder: Path) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
+INOTIFY_LOGGER = "watchdog.observers.inotify_c"
+"""Where watchdog says that Linux dropped events; it tells no handler."""
+
+
+class _OverflowsToChanges(logging.Filter):
+    """Turns watchdog's warning that the system dropped events into a change (LOST), which starts a
+    rebuild: the user's edit may have been dropped, and the build finds it. The warning itself
+    ("filesystem events were lost") is not shown: the rebuild line says it."""
+
+    def __init__(self, changes: queue.Queue[Change]) -> None:
+        super().__init__()
+        self.changes = changes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False (not shown) for the overflow, which is queued as LOST; True for anything else."""
+        if "queue overflowed" not in record.getMessage():
+            return True
+        self.changes.put(Change(LOST, appeared=False))
+        return False
+
+
 @functools.cache  # once per process
 def _quiet_watchdog_races() -> None:
     """Silence what watchdog says about its own harmless races, which a user can do nothing about:
     a warning when a folder created during the watch is added to it twice (with a long dump of the
-    watch), and an error logged when an event arrives as the observer stops."""
+    watch), an error logged when an event arrives as the observer stops, and that it adds its
+    watches again after the system dropped events (which the rebuild line says)."""
     warnings.filterwarnings("ignore", message="Callback with id .* already exists", category=RuntimeWarning)
+    said = ("called when the thread is inactive", "queue overflowed; reconciling")
     logging.getLogger("watchdog.observers.inotify").addFilter(
-        lambda record: "called when the thread is inactive" not in record.getMessage()
+        lambda record: not any(text in record.getMessage() for text in said)
     )
 
 
