@@ -3,7 +3,8 @@
 watchdog reports file events from its own thread; they are filtered (nothing under `out`, `.batchit`,
 version control or bytecode, no editor's scratch file) and queued. The main thread waits for the
 first event, then for `debounce` seconds without a new one, so saving ten files or a checkout
-triggers one rebuild, not ten. A file that appeared during the burst and is gone at its end (the
+triggers one rebuild, not ten (a burst that never goes quiet is rebuilt after LONGEST_BURST
+periods). A file that appeared during the burst and is gone at its end (the
 temporary file of an atomic save) was no change. Events that arrive during a rebuild start the next
 one.
 """
@@ -80,6 +81,11 @@ then, the user's edits among them), nor a folder's own mtime."""
 LOST = "(what the system could not report: its queue of events overflowed)"
 """The change a rebuild names when the system dropped events (too many at once, as a big build
 writes): any change may have been among them, and only a build can tell."""
+
+LONGEST_BURST = 10
+"""Debounce periods (2 s by default) after which a burst is rebuilt though changes keep coming: a
+program writing a file in the project every 100 ms (a server's log) would otherwise hold back the
+user's edits for as long as it runs."""
 
 STOP_SECONDS = 5.0
 """How long the watch waits for watchdog's threads to stop before it exits anyway."""
@@ -191,7 +197,8 @@ def watch(
             change = _next_change(changes)
             burst = {change.path: change.appeared}  # each path, and whether it was new to the burst
             quiet_until = time.monotonic() + debounce
-            while (left := quiet_until - time.monotonic()) > 0:
+            ends_by = quiet_until + debounce * (LONGEST_BURST - 1)
+            while (left := min(quiet_until, ends_by) - time.monotonic()) > 0:
                 try:
                     change = changes.get(timeout=left)
                 except queue.Empty:

@@ -138,6 +138,38 @@ def test_a_burst_of_changes_gives_one_rebuild(project: Project, watching: Watch)
     assert watching.stop() == 0
 
 
+SERVER_LOGGING = """\
+import time
+with open("server.log", "a") as log:
+    while True:
+        log.write("GET /\\n")
+        log.flush()
+        time.sleep(0.01)
+"""
+"""A server appending a line to its log in the project every 10 ms, for ever."""
+
+
+def test_a_file_written_without_pause_does_not_hold_back_an_edit(project: Project) -> None:
+    """A log written every few milliseconds never lets the changes go quiet; the edit made
+    meanwhile is built within LONGEST_BURST debounce periods all the same."""
+    project.config(CONFIG)
+    project.write({"src/a.txt": "a"})
+    watch = Watch(project, "--debounce", "250")
+    server = subprocess.Popen([sys.executable, "-c", SERVER_LOGGING], cwd=project.root)
+    try:
+        watch.wait_for("batchit watch: watching")
+        project.write({"src/a.txt": "edited"})
+        assert "src/a.txt" in watch.wait_for("batchit watch: rebuild 1")
+        watch.wait_for("batchit: ok")
+        assert project.read("_build/a.txt") == "edited"
+        assert server.poll() is None, "built while the log is still written"
+        assert watch.stop() == 0
+    finally:
+        server.kill()
+        server.wait()
+        watch.close()
+
+
 def test_writes_to_version_control_caches_and_state_start_no_rebuild(
     project: Project, watching: Watch
 ) -> None:
