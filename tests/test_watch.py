@@ -489,21 +489,13 @@ def test_a_config_file_outside_the_project_is_watched_too(project: Project) -> N
         watch.close()
 
 
-def test_a_watch_whose_project_folder_is_removed_stops_saying_so(project: Project) -> None:
-    project.config(CONFIG)
-    project.write({"src/a.txt": "a"})
-    watch = Watch(project, "--debounce", "100")
-    try:
-        watch.wait_for("batchit watch: watching")
-        subprocess.run(["rm", "-rf", str(project.root)], check=True)
-        error = watch.wait_for("batchit: error:")
-        assert (
-            error
-            == f"batchit: error: the project folder {project.root} was removed or moved away while watched"
-        )
-        assert watch.proc.wait(timeout=DEADLINE) == 1
-    finally:
-        watch.close()
+def test_a_watch_whose_project_folder_is_removed_stops_saying_so(project: Project, watching: Watch) -> None:
+    subprocess.run(["rm", "-rf", str(project.root)], check=True)
+    error = watching.wait_for("batchit: error:")
+    assert (
+        error == f"batchit: error: the project folder {project.root} was removed or moved away while watched"
+    )
+    assert watching.proc.wait(timeout=DEADLINE) == 1
 
 
 BLOCKING_TOOL = """\
@@ -516,50 +508,44 @@ def tag(value, ctx):
 """
 
 
+@pytest.fixture
+def blocked_rebuild(project: Project) -> Iterator[Watch]:
+    """A watch (jobs on threads of its own process) whose rebuild's job waits for ever."""
+    project.config(
+        CONFIG.replace("steps: [file.copy: {}]", 'steps: [python: {function: "tool:tag", version: "1"}]')
+    )
+    project.write({"src/a.txt": "a", "tool.py": BLOCKING_TOOL})
+    os.mkfifo(project.root / "gate")
+    watch = Watch(project, "--debounce", "100", "--executor", "thread", "-j", "1")
+    try:
+        watch.wait_for("batchit watch: watching")
+        project.write({"src/a.txt": "block"})
+        wait_for_text(project.root / "started", "")
+        yield watch
+    finally:
+        watch.close()
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_a_job_that_outlasts_the_grace_period_exits_0_once_it_is_over(
-    project: Project,
+    project: Project, blocked_rebuild: Watch
 ) -> None:
     """As `build` does, the watch leaves when the grace period is over: the abandoned job's thread
     would otherwise hold the exit for as long as the job runs (here: for ever)."""
-    project.config(
-        CONFIG.replace("steps: [file.copy: {}]", 'steps: [python: {function: "tool:tag", version: "1"}]')
-    )
-    project.write({"src/a.txt": "a", "tool.py": BLOCKING_TOOL})
-    os.mkfifo(project.root / "gate")
-    watch = Watch(project, "--debounce", "100", "--executor", "thread", "-j", "1")
-    try:
-        watch.wait_for("batchit watch: watching")
-        project.write({"src/a.txt": "block"})
-        wait_for_text(project.root / "started", "")
-        watch.proc.send_signal(signal.SIGINT)
-        assert "1 not finished" in watch.wait_for("batchit: INTERRUPTED")
-        watch.wait_for("batchit watch: stopped")
-        assert watch.proc.wait(timeout=DEADLINE) == 0
-        assert project.read("_build/a.txt") == "A"  # the first build's output, as it was
-    finally:
-        watch.close()
+    blocked_rebuild.proc.send_signal(signal.SIGINT)
+    assert "1 not finished" in blocked_rebuild.wait_for("batchit: INTERRUPTED")
+    blocked_rebuild.wait_for("batchit watch: stopped")
+    assert blocked_rebuild.proc.wait(timeout=DEADLINE) == 0
+    assert project.read("_build/a.txt") == "A"  # the first build's output, as it was
 
 
-def test_a_second_ctrl_c_during_a_rebuild_exits_0_at_once(project: Project) -> None:
+def test_a_second_ctrl_c_during_a_rebuild_exits_0_at_once(project: Project, blocked_rebuild: Watch) -> None:
     """Ctrl-C stops a watch with 0, also pressed twice not to wait for a running job; nothing the
     job had not finished is left in `out`."""
-    project.config(
-        CONFIG.replace("steps: [file.copy: {}]", 'steps: [python: {function: "tool:tag", version: "1"}]')
-    )
-    project.write({"src/a.txt": "a", "tool.py": BLOCKING_TOOL})
-    os.mkfifo(project.root / "gate")
-    watch = Watch(project, "--debounce", "100", "--executor", "thread", "-j", "1")
-    try:
-        watch.wait_for("batchit watch: watching")
-        project.write({"src/a.txt": "block"})
-        wait_for_text(project.root / "started", "")
-        watch.proc.send_signal(signal.SIGINT)
-        watch.wait_for("warning: interrupted (SIGINT)")
-        assert watch.stop() == 0
-        assert project.read("_build/a.txt") == "A"  # the first build's output, as it was
-    finally:
-        watch.close()
+    blocked_rebuild.proc.send_signal(signal.SIGINT)
+    blocked_rebuild.wait_for("warning: interrupted (SIGINT)")
+    assert blocked_rebuild.stop() == 0
+    assert project.read("_build/a.txt") == "A"  # the first build's output, as it was
 
 
 @pytest.mark.parametrize("layout", ["out_is_a_symlink", "out_is_nested"])
