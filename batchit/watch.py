@@ -4,9 +4,8 @@ watchdog reports file events from its own thread; they are filtered (nothing und
 version control or bytecode, no editor's scratch file) and queued. The main thread waits for the
 first event, then for `debounce` seconds without a new one, so saving ten files or a checkout
 triggers one rebuild, not ten (a burst that never goes quiet is rebuilt after LONGEST_BURST
-periods). A file that appeared during the burst and is gone at its end (the
-temporary file of an atomic save) was no change. Events that arrive during a rebuild start the next
-one.
+periods). A file that appeared during the burst and is gone at its end (the temporary file of an
+atomic save) was no change. Events that arrive during a rebuild start the next one.
 """
 
 from __future__ import annotations
