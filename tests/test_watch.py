@@ -170,6 +170,25 @@ def test_a_file_written_without_pause_does_not_hold_back_an_edit(project: Projec
         watch.close()
 
 
+def test_a_changed_file_whose_name_is_not_utf8_is_named_escaped(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Printed as it is, the name would stop the watch on an output that takes only UTF-8."""
+    monkeypatch.setenv("PYTHONIOENCODING", "utf-8")
+    project.config(CONFIG)
+    project.write({"src/a.txt": "a", "notes/read.me": ""})
+    watch = Watch(project, "--debounce", "100")
+    try:
+        watch.wait_for("batchit watch: watching")
+        Path(os.fsdecode(os.fsencode(project.root / "notes") + b"/caf\xe9.md")).write_text("x")
+        line = watch.wait_for("batchit watch: rebuild 1")
+        assert line == "batchit watch: rebuild 1 after changes to notes/caf\\xe9.md"
+        watch.wait_for("batchit: ok")
+        assert watch.stop() == 0
+    finally:
+        watch.close()
+
+
 def test_writes_to_version_control_caches_and_state_start_no_rebuild(
     project: Project, watching: Watch
 ) -> None:

@@ -17,6 +17,7 @@ from typing import NoReturn
 from batchit.cli import INTERRUPTED, commands, project_root, report_error
 from batchit.cli.output_files import own_output_files
 from batchit.errors import BatchitError, LockHeldError, UsageError
+from batchit.fsutil import shown_path
 from batchit.model import STATE_DIR
 from batchit.operators.project_modules import stale_helpers
 from batchit.state.lock import ProjectLock
@@ -142,4 +143,7 @@ def _build(args: argparse.Namespace) -> tuple[int, str | None]:
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    """Print one of the watch's own lines; a file name that is not UTF-8 (a changed file's, the
+    project's) shows its odd bytes as `\\xff`, as batchit's messages do, where printing them
+    would stop the watch on an output that takes only UTF-8."""
+    print(shown_path(line), flush=True)
