@@ -154,7 +154,7 @@ def test_a_file_written_without_pause_does_not_hold_back_an_edit(project: Projec
     meanwhile is built within LONGEST_BURST debounce periods all the same."""
     project.config(CONFIG)
     project.write({"src/a.txt": "a"})
-    watch = Watch(project, "--debounce", "250")
+    watch = Watch(project, "--debounce", "150")
     server = subprocess.Popen([sys.executable, "-c", SERVER_LOGGING], cwd=project.root)
     try:
         watch.wait_for("batchit watch: watching")
