@@ -354,6 +354,27 @@ ENDING_MISTAKES = [
         "step 2 (http.enrich) ends the steps, but what it makes cannot be written",
         "end the steps with data.dump",
     ),
+    Case(
+        "a_loaded_record_never_dumped",
+        steps("data.load: {format: json}"),
+        "batchit.yaml:7:9",
+        "step 1 (data.load) ends the steps, but what it makes cannot be written (only bytes or text can)",
+        "end the steps with data.dump",
+    ),
+    Case(
+        "a_masked_record_never_dumped",
+        steps("data.load: {format: json}", "data.mask: {fields: [email]}"),
+        "batchit.yaml:8:9",
+        "step 2 (data.mask) ends the steps, but what it makes cannot be written",
+        "end the steps with data.dump",
+    ),
+    Case(
+        "a_validated_record_never_dumped",
+        steps("data.load: {format: json}", "data.validate: {schema: src/a.txt}"),
+        "batchit.yaml:8:9",
+        "step 2 (data.validate) ends the steps, but what it makes cannot be written",
+        "end the steps with data.dump",
+    ),
 ]
 
 

@@ -68,6 +68,7 @@ class DataLoad(Operator):
         "additionalProperties": False,
     }
     libraries = ("pyyaml",)
+    ends_with = "data.dump"  # its value is data, which only data.dump writes as text
 
     def sees_paths(self, params: Mapping[str, Any]) -> bool:
         """With `format: auto`, the input's extension decides what the step does."""
@@ -172,6 +173,7 @@ class DataValidate(Operator):
     }
     file_params = ("schema",)
     libraries = ("jsonschema", "pyyaml")
+    ends_with = "data.dump"  # it passes the data on: only data.dump writes it as text
 
     def run(self, value: Any, ctx: JobContext, **params: Any) -> Any:
         """`value` itself, when it is valid."""

@@ -131,6 +131,7 @@ class DataMask(Operator):
         "additionalProperties": False,
     }
     libraries = ("blake3",)
+    ends_with = "data.dump"  # its value is data, which only data.dump writes as text
 
     def library_versions(self) -> dict[str, str]:
         """BLAKE3's version, and an identifier of the hash key (a hash of it; "unset" without one)."""
