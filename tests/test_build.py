@@ -346,6 +346,43 @@ def test_python_steps_on_threads_print_into_their_own_job_logs(project: Project)
         assert f"printed by in/{other}.txt" not in log
 
 
+BELOW_PYTHON_MODULE = """\
+import ctypes, os, subprocess
+
+def noisy(value, ctx):
+    os.write(1, f"fd 1 of {ctx.input}\\n".encode())
+    os.write(2, f"fd 2 of {ctx.input}\\n".encode())
+    if ctx.input == "in/000.txt":
+        subprocess.run(["sh", "-c", "echo child out; echo child err >&2"], check=True)
+        ctypes.CDLL(None).printf(b"printf from C\\n")  # left in the C library's buffer
+    return value
+"""
+
+
+def test_what_a_python_step_writes_below_python_goes_to_its_job_log_in_worker_processes(
+    project: Project,
+) -> None:
+    """A worker process runs one job at a time: what its step writes to file descriptors 1 and 2
+    (a child process, os.write, C code's printf) is that job's, kept in its log, never shown
+    among the build's progress and summary."""
+    project.config(SHOUT + '      - python: {function: "below:noisy", version: "1"}\n')
+    project.write({"below.py": BELOW_PYTHON_MODULE, **{f"in/{n:03}.txt": "x" for n in range(PROCESSES_FROM)}})
+    # buffered, as Python's own streams are unless PYTHONUNBUFFERED is set: so is C's stdout then
+    result = project.run("build", "--no-progress", "-j", "2", env={"PYTHONUNBUFFERED": ""})
+    assert result.code == 0, result.describe()
+    for written in ("fd 1 of", "fd 2 of", "child", "printf"):
+        assert written not in result.stdout + result.stderr, result.describe()
+    logs = project.root / ".batchit/runs" / project.manifest()["run_id"] / "logs"
+    first, second = (logs / "000.txt.log").read_text(), (logs / "001.txt.log").read_text()
+    stdout, stderr = first.split("stderr:")
+    for text in ("fd 1 of in/000.txt", "child out", "printf from C"):
+        assert text in stdout, first
+    for text in ("fd 2 of in/000.txt", "child err"):
+        assert text in stderr, first
+    assert "fd 1 of in/001.txt" in second
+    assert "child" not in second and "printf" not in second
+
+
 def test_what_a_template_sees_of_its_job_keeps_matrix_variants_and_renamed_rules_apart(
     project: Project,
 ) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from batchit.execute.boundary import JobResult, JobSpec, WorkerSettings
 from batchit.execute.signals import spawned_ignoring_ctrl_c
 from batchit.execute.worker import run_batch
+from batchit.operators.capture import own_descriptors
 from batchit.operators.commands import signal_commands
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class Pools:
                 self._process = ProcessPoolExecutor(
                     max_workers=self._process_count,
                     mp_context=self._context(),
-                    initializer=_leave_interrupts_to_the_coordinator,
+                    initializer=_start_worker,
                 )
                 # Start every worker with the first batch, as the pool does under `fork`, never one
                 # later from `submit`: a worker started while the pool breaks (another one died)
@@ -198,6 +199,14 @@ class Pools:
         for process in self._workers():
             process.terminate()  # ProcessPoolExecutor has no public way to stop a running call
         signal_commands(signal.SIGKILL)  # a thread waiting on a command then returns at once
+
+
+def _start_worker() -> None:
+    """Set up a worker process: it runs one job at a time, in its main thread, so a `python` step
+    may have its file descriptors 1 and 2 captured for its job's log (`own_descriptors`); and it
+    leaves interrupts to the coordinator."""
+    own_descriptors()
+    _leave_interrupts_to_the_coordinator()
 
 
 def _leave_interrupts_to_the_coordinator() -> None:

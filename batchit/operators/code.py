@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import io
 import os
 import signal
 import tempfile
@@ -123,13 +124,14 @@ class PythonCall(Operator):
         kwargs = {key: copy.deepcopy(arg) for key, arg in params.items() if key not in NOT_PASSED}
         _check_call(function, params["function"], kwargs)
         argument = value.read_bytes() if isinstance(value, InputFile) else value
-        with captured_output() as (printed, complained):
-            try:
+        printed, complained = io.StringIO(), io.StringIO()
+        try:
+            with captured_output(printed, complained):
                 result = function(argument, ctx, **kwargs)
-            finally:
-                for stream, text in (("stdout", printed.getvalue()), ("stderr", complained.getvalue())):
-                    if text:
-                        ctx.log.debug("%s %s:\n%s", params["function"], stream, text.rstrip("\n"))
+        finally:  # once the capture has ended: what went to the file descriptors is in the buffers
+            for stream, text in (("stdout", printed.getvalue()), ("stderr", complained.getvalue())):
+                if text:
+                    ctx.log.debug("%s %s:\n%s", params["function"], stream, text.rstrip("\n"))
         if inspect.iscoroutine(result):
             result.close()  # never awaited: closed, Python does not warn about it on stderr
             raise RecipeError(
