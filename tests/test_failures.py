@@ -700,19 +700,26 @@ def test_a_step_leaving_a_thread_running_neither_hangs_the_build_nor_loses_its_r
     project: Project, inputs: int
 ) -> None:
     """Python waits for every thread that is no daemon before a process ends: a worker process, which
-    the pool's shutdown waits for (the record then waits too), or batchit itself once it is done."""
+    the pool's shutdown waits for (the record then waits too), or batchit itself once it is done.
+    The author is told, whether the step or its module's import started the thread."""
     project.config(
         'version: 1\nrules:\n  r:\n    inputs: ["in/*.txt"]\n    output: "{stem}.out"\n'
         '    steps: [python: {function: "lingering:f", version: "1"}]\n'
     )
-    lingering = "import threading, time\n\ndef f(value, ctx):\n"
-    lingering += "    threading.Thread(target=time.sleep, args=(120,)).start()\n    return value\n"
+    lingering = "import threading, time\n\n"
+    lingering += 'threading.Thread(target=time.sleep, args=(120,), name="imported").start()\n\n'
+    lingering += "def f(value, ctx):\n"
+    lingering += '    threading.Thread(target=time.sleep, args=(120,), name="stepped").start()\n'
+    lingering += "    return value\n"
     project.write({"lingering.py": lingering, **{f"in/{n:03}.txt": str(n) for n in range(inputs)}})
     result = project.run("build", "--no-progress", "-j", "2", timeout=60)
     assert result.code == 0, result.describe()
     assert project.manifest()["summary"]["built"] == inputs
-    if inputs < PROCESSES_FROM:  # in batchit's own process: the author is told
-        assert "warning: a step left 3 thread(s) running" in result.stderr, result.describe()
+    if inputs < PROCESSES_FROM:  # in batchit's own process, which exits without them
+        assert "warning: a step left 4 thread(s) running" in result.stderr, result.describe()
+    else:  # in worker processes, ended at once rather than waited for
+        warning = "warning: a step left threads running in worker processes (imported, stepped)"
+        assert warning in result.stderr, result.describe()
 
 
 SUSPECTS_MODULE = """\

@@ -10,7 +10,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from conftest import Project, wait_until
+
+from batchit.execute.pools import PROCESSES_FROM
 
 HEADER = """\
 from typing import Any, ClassVar
@@ -186,3 +188,34 @@ def test_the_readme_plugin_example_installs_and_builds(project: Project, tmp_pat
     assert project.read("_build/a.txt") == "ALPHA\n!"
     [failure] = project.manifest()["failures"]
     assert failure["input"] == "src/b.txt" and failure["quarantine"], failure
+
+
+def test_a_plugin_starting_a_thread_as_it_imports_leaves_no_forkserver_behind(
+    project: Project, tmp_path: Path
+) -> None:
+    """The forkserver of the worker processes imports the build's operators once: a thread, not a
+    daemon, that a plugin starts at its top level would keep it running after batchit is gone."""
+    source = "import threading, time\n" + HEADER + GOOD
+    source += 'threading.Thread(target=time.sleep, args=(3600,), name="plugin-sleeper").start()\n'
+    site = tmp_path / "site"
+    env = install(site, "plugin", source, {"my.upper": "plugin:Upper"})
+    project.config(config("my.upper"))
+    project.write({f"src/{n:03}.txt": "a\n" for n in range(PROCESSES_FROM)})
+    result = project.run("build", "--no-progress", "-j", "2", env=env)
+    assert result.code == 0, result.describe()
+    assert project.read("_build/000.txt") == "A\n"
+    assert "warning: a step left 1 thread(s) running (plugin-sleeper)" in result.stderr, result.describe()
+
+    def forkservers() -> list[str]:
+        """The command lines of this test's forkservers (they name the plugin's folder)."""
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().decode(errors="replace")
+            except OSError:  # the process ended meanwhile
+                continue
+            if "forkserver" in text and str(site) in text:
+                found.append(text)
+        return found
+
+    wait_until(lambda: not forkservers(), "the forkserver to end with batchit", timeout=10)

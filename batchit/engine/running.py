@@ -114,6 +114,7 @@ class RunningBuild:
                 raise
             if not self.abandoned:
                 self.pools.shutdown()
+                self._warn_of_threads_left()
             self.interrupted = self.interrupted or stop.requested  # also a Ctrl-C once nothing ran
         self.committer.flush()
         self.committer.forget_failures_of_current(j for jobs in self.by_rule.values() for j in jobs)
@@ -157,6 +158,17 @@ class RunningBuild:
 
     def _warn(self, text: str) -> None:
         self.emit({"event": "warning", "message": text})
+
+    def _warn_of_threads_left(self) -> None:
+        """Say that steps left threads running in worker processes, which were ended without them
+        (as batchit itself exits without those left in its own process)."""
+        left = sorted(self.pools.threads_left)
+        if left:
+            names = ", ".join(left[:3]) + (", ..." if len(left) > 3 else "")
+            self._warn(
+                f"a step left threads running in worker processes ({names}); "
+                "the workers were ended without them"
+            )
 
     def _restored(self, result: JobResult) -> bool:
         return self.jobs[result.job_id].action == "restore"

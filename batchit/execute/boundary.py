@@ -119,6 +119,9 @@ class JobResult:
     input_at_fault: bool = True
     """For a permanent failure of a one-input job: whether it quarantines the input (not when the
     output could not be written, nor for a RecipeError)."""
+    threads_left: tuple[str, ...] = ()
+    """On the last result of a batch a worker process ran: the names of the threads (not daemons)
+    that its steps, or the modules they imported, left running there (`Pools.shutdown`)."""
 
     @property
     def deferred(self) -> bool:

@@ -12,6 +12,7 @@ an interpreter start and its imports.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import select
 import signal
@@ -43,6 +44,9 @@ WORKER_EXIT_GRACE = 2.0
 """Seconds a worker process gets to exit once its pool shuts down, all its batches done: it takes
 milliseconds, unless a step left a thread running that Python waits for (`Pools.shutdown`)."""
 
+PRELOAD_LAST = "batchit.execute.forkserver_exit"
+"""The module the forkserver imports after the operators it preloads (see there)."""
+
 
 class Pools:
     """The executors of one build, created on first use and shut down together."""
@@ -57,8 +61,10 @@ class Pools:
         self.settings = settings
         self.workers = workers
         self.kind = kind
-        self.preload = ["batchit.execute.worker", *preload]
+        self.preload = ["batchit.execute.pools", *preload, PRELOAD_LAST]
         """Modules the forkserver imports once, so that no worker process imports them itself."""
+        self.threads_left: set[str] = set()
+        """Names of the threads, not daemons, that steps left running in worker processes."""
         self._process: ProcessPoolExecutor | None = None
         self.generation = 0
         """Counts the process pools replaced after a worker died (`renew_processes`)."""
@@ -77,7 +83,11 @@ class Pools:
         again."""
         pool = self._pool(resources)
         try:
-            return pool.submit(run_batch, self.settings, batch)
+            if pool is not self._process:
+                return pool.submit(run_batch, self.settings, batch)
+            future = pool.submit(_run_batch_in_worker, self.settings, batch)
+            future.add_done_callback(self._note_threads_left)
+            return future
         except (EOFError, ConnectionError) as exc:
             if pool is not self._process:
                 raise
@@ -90,6 +100,12 @@ class Pools:
             with contextlib.suppress(OSError):
                 forkserver._forkserver._stop()  # type: ignore[attr-defined]
             raise BrokenProcessPool(f"the worker processes could not be started: {exc}") from exc
+
+    def _note_threads_left(self, future: Future[list[JobResult]]) -> None:
+        """Keep the names of the threads a worker process reports left running after a batch."""
+        if not future.cancelled() and future.exception() is None:
+            for result in future.result():
+                self.threads_left.update(result.threads_left)
 
     def renew_processes(self, broken: int) -> None:
         """Replace the process pool of generation `broken`, one of whose workers died (every batch
@@ -154,11 +170,11 @@ class Pools:
         (not a daemon): Python waits for such a thread before the process ends, and the pool's
         shutdown for the process, so the build would hang, its record unwritten, for as long as the
         thread lives. Its batches are done by then, so a worker still there after WORKER_EXIT_GRACE
-        seconds is terminated."""
+        seconds is terminated; at once, when a worker reported such a thread (`threads_left`)."""
         if self._process is not None:
             workers = self._workers()
             self._process.shutdown(wait=False, cancel_futures=cancel)
-            deadline = time.monotonic() + WORKER_EXIT_GRACE
+            deadline = time.monotonic() + (0.0 if self.threads_left else WORKER_EXIT_GRACE)
             for process in workers:
                 process.join(max(0.0, deadline - time.monotonic()))
                 if process.is_alive():
@@ -199,6 +215,17 @@ class Pools:
         for process in self._workers():
             process.terminate()  # ProcessPoolExecutor has no public way to stop a running call
         signal_commands(signal.SIGKILL)  # a thread waiting on a command then returns at once
+
+
+def _run_batch_in_worker(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]:
+    """`run_batch` in a worker process, its last result naming the threads (not daemons) left
+    running in the process: the coordinator then ends the worker instead of waiting for them."""
+    results = run_batch(settings, specs)
+    main = threading.main_thread()
+    left = tuple(t.name for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive())
+    if left and results:
+        results[-1] = dataclasses.replace(results[-1], threads_left=left)
+    return results
 
 
 def _start_worker() -> None:
