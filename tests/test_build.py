@@ -383,6 +383,34 @@ def test_what_a_python_step_writes_below_python_goes_to_its_job_log_in_worker_pr
     assert "child" not in second and "printf" not in second
 
 
+STDIN_READER_MODULE = """\
+import subprocess, sys
+
+def read(value, ctx):
+    typed = sys.stdin.read()
+    child = subprocess.run(["cat"], stdout=subprocess.PIPE, check=True).stdout.decode()
+    return f"{value.decode()}[{typed}|{child}]"
+"""
+
+
+def test_a_python_step_reading_stdin_reads_nothing_rather_than_wait_for_the_terminal(
+    project: Project,
+) -> None:
+    """batchit's stdin is a terminal nobody types into during a build (here, a pipe held open): a
+    step, or a program it starts, that reads it gets an empty input, as in a worker process."""
+    project.config(SHOUT + '      - python: {function: "reader:read", version: "1"}\n')
+    project.write({"reader.py": STDIN_READER_MODULE, "in/a.txt": "a"})
+    command = [sys.executable, "-m", "batchit", "build", "--no-progress"]
+    with subprocess.Popen(command, cwd=project.root, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as build:
+        try:
+            assert build.wait(timeout=30) == 0
+        finally:
+            assert build.stdin is not None
+            build.stdin.close()
+            build.kill()
+    assert project.read("_build/a.txt") == "a[|]"
+
+
 def test_what_a_template_sees_of_its_job_keeps_matrix_variants_and_renamed_rules_apart(
     project: Project,
 ) -> None:

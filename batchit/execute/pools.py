@@ -44,6 +44,12 @@ WORKER_EXIT_GRACE = 2.0
 """Seconds a worker process gets to exit once its pool shuts down, all its batches done: it takes
 milliseconds, unless a step left a thread running that Python waits for (`Pools.shutdown`)."""
 
+_stdin_lock = threading.Lock()
+_stdin_users = 0
+"""Thread pools running now in this process, which keep its stdin detached (`_detach_stdin`)."""
+_stdin_saved: int | None = None
+"""A duplicate of the descriptor that was stdin before the first of them detached it."""
+
 PRELOAD_LAST = "batchit.execute.forkserver_exit"
 """The module the forkserver imports after the operators it preloads (see there)."""
 
@@ -160,6 +166,7 @@ class Pools:
                 self._process._safe_to_dynamically_spawn_children = False  # type: ignore[attr-defined]
             return self._process
         if self._thread is None:
+            _detach_stdin()
             self._thread = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="batchit-io")
         return self._thread
 
@@ -182,6 +189,7 @@ class Pools:
             self._process.shutdown(wait=True)  # the pool's own threads, now that its workers ended
         if self._thread is not None:
             self._thread.shutdown(wait=True, cancel_futures=cancel)
+            _attach_stdin()
         self._process = self._thread = None
 
     def _workers(self) -> list[Any]:
@@ -206,6 +214,7 @@ class Pools:
             self._process.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:
             self._thread.shutdown(wait=False, cancel_futures=True)
+            _attach_stdin()
         self._process = self._thread = None
 
     def kill_running(self) -> None:
@@ -215,6 +224,40 @@ class Pools:
         for process in self._workers():
             process.terminate()  # ProcessPoolExecutor has no public way to stop a running call
         signal_commands(signal.SIGKILL)  # a thread waiting on a command then returns at once
+
+
+def _detach_stdin() -> None:
+    """Point this process's stdin (descriptor 0) at /dev/null while jobs run on its threads, as it
+    is in worker processes: a step that reads it (`input()`, `sys.stdin.read()`, a program it starts
+    without giving it an input, as ffmpeg reads keys) would wait for the terminal, holding up the
+    build until someone types."""
+    global _stdin_users, _stdin_saved
+    with _stdin_lock:
+        _stdin_users += 1
+        if _stdin_users > 1:
+            return
+        try:
+            _stdin_saved = os.dup(0)
+        except OSError:  # started with stdin closed
+            _stdin_saved = None
+        nothing = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(nothing, 0)
+        os.close(nothing)
+
+
+def _attach_stdin() -> None:
+    """Give the process its stdin back, once the last thread pool that detached it is done."""
+    global _stdin_users, _stdin_saved
+    with _stdin_lock:
+        _stdin_users -= 1
+        if _stdin_users > 0:
+            return
+        if _stdin_saved is None:
+            os.close(0)
+        else:
+            os.dup2(_stdin_saved, 0)
+            os.close(_stdin_saved)
+            _stdin_saved = None
 
 
 def _run_batch_in_worker(settings: WorkerSettings, specs: list[JobSpec]) -> list[JobResult]:
