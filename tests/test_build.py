@@ -411,6 +411,29 @@ def test_a_python_step_reading_stdin_reads_nothing_rather_than_wait_for_the_term
     assert project.read("_build/a.txt") == "a[|]"
 
 
+MOVER_MODULE = """\
+import os
+
+def move(value, ctx):
+    seen = f"{os.path.relpath(os.getcwd(), ctx.root)} {os.environ.get('SET_BY_A_STEP')}"
+    (ctx.root / "elsewhere").mkdir(exist_ok=True)
+    os.chdir(ctx.root / "elsewhere")
+    os.environ["SET_BY_A_STEP"] = ctx.input
+    return seen
+"""
+
+
+def test_a_python_step_changing_its_directory_or_environment_changes_nothing_for_the_next_job(
+    project: Project,
+) -> None:
+    """One worker runs both jobs, one after the other: each step finds the project root and
+    batchit's environment, whatever the step before it did, so no output depends on job order."""
+    project.config(SHOUT + '      - python: {function: "mover:move", version: "1"}\n')
+    project.write({"mover.py": MOVER_MODULE, "in/a.txt": "a", "in/b.txt": "b"})
+    project.build("-j", "1")
+    assert [project.read(f"_build/{stem}.txt") for stem in "ab"] == [". None", ". None"]
+
+
 def test_what_a_template_sees_of_its_job_keeps_matrix_variants_and_renamed_rules_apart(
     project: Project,
 ) -> None:

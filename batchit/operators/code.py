@@ -19,6 +19,7 @@ from batchit.operators.capture import captured_output
 from batchit.operators.commands import CommandStopped, CommandTimeout, run_command
 from batchit.operators.imports import function_source, project_folders, unimportable
 from batchit.operators.project_modules import current_module, module_key_files, put_project_on_path
+from batchit.operators.step_state import process_state_kept
 from batchit.placeholders import names_in, names_in_value, substitute
 
 IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -51,7 +52,8 @@ class PythonCall(Operator):
     function or a helper of the project rebuilds its outputs; bump `version` when an installed
     package, or a module imported by a computed name, changes what it computes. A module is
     imported once per process and reused, until its source file changes (`batchit watch` builds in
-    one process).
+    one process). What the call prints is kept for the job's log (batchit.operators.capture); the
+    working directory and environment it changes are put back (batchit.operators.step_state).
     """
 
     name = "python"
@@ -126,7 +128,7 @@ class PythonCall(Operator):
         argument = value.read_bytes() if isinstance(value, InputFile) else value
         printed, complained = io.StringIO(), io.StringIO()
         try:
-            with captured_output(printed, complained):
+            with captured_output(printed, complained), process_state_kept():
                 result = function(argument, ctx, **kwargs)
         finally:  # once the capture has ended: what went to the file descriptors is in the buffers
             for stream, text in (("stdout", printed.getvalue()), ("stderr", complained.getvalue())):
