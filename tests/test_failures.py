@@ -476,6 +476,38 @@ def test_python_job_output_is_kept_in_the_run_logs(picky: Project) -> None:
     assert "parsed in/a.txt" in log.read_text()
 
 
+SURROGATES_MODULE = """\
+import os
+from batchit.errors import PermanentError
+
+def f(value, ctx):
+    name = os.fsdecode(b"caf\\xe9.txt")  # a Latin-1 file name, as Python decodes it: caf\\udce9.txt
+    print("read", name)
+    if value == b"bad":
+        raise PermanentError(f"cannot parse {name}")
+    return value
+"""
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_lone_surrogate_in_a_jobs_log_or_error_is_kept_escaped(project: Project, log_format: str) -> None:
+    """A step naming a file whose name is not UTF-8 prints or raises a lone surrogate, which UTF-8
+    has no bytes for: the events, the manifest, the log and the terminal get its escape instead
+    of the build crashing unrecorded."""
+    project.config(
+        'version: 1\nrules:\n  r:\n    inputs: ["in/*.txt"]\n    output: "{stem}.txt"\n'
+        '    steps: [python: {function: "surrogates:f", version: "1"}]\n'
+    )
+    project.write({"surrogates.py": SURROGATES_MODULE, "in/a.txt": "good", "in/b.txt": "bad"})
+    result = project.build("--log-format", log_format, expect=1)
+    assert "Traceback" not in result.stderr, result.describe()
+    [failure] = project.manifest()["failures"]
+    assert "cannot parse caf\\udce9.txt" in failure["message"], failure
+    logs = project.root / ".batchit/runs" / project.manifest()["run_id"] / "logs"
+    for stem in "ab":
+        assert "read caf\\udce9.txt" in (logs / f"{stem}.txt.log").read_text(encoding="utf-8")
+
+
 def test_failed_run_posts_an_alert_with_the_run_id_as_idempotency_key(picky: Project, webhook: str) -> None:
     picky.config(PICKY + f'alerts: {{webhook: "{webhook}", when: failure}}\n')
     picky.build(expect=1)

@@ -131,7 +131,7 @@ class _Computed:
                 cached=cache_dir is not None and not cache_error,
                 cache_error=cache_error,
                 step_seconds=tuple(self.timings),
-                log=self.log.getvalue() if self.log else "",
+                log=_writable(self.log.getvalue()) if self.log else "",
                 read_hashes=tuple(sorted(self.ctx.read_hashes.items())),
             )
         except Exception as exc:
@@ -228,15 +228,26 @@ def _failed(
         spec.job_id,
         False,
         error_class=name,
-        message=message,
+        message=_writable(message),
         transient=transient,
         attempts=spec.attempt,
         duration=time.perf_counter() - started,
         retry_after=retry_after_of(exc) if transient else None,
         defers=transient and isinstance(exc, JobError) and exc.defers,
-        log=log.getvalue() if log else "",
+        log=_writable(log.getvalue()) if log else "",
         input_at_fault=not input_gone and not isinstance(exc, OutputError | RecipeError),
     )
+
+
+def _writable(text: str) -> str:
+    """`text` with each lone surrogate in it (a file name Python decoded from bytes that are not
+    UTF-8: `\\udcff`) written as its escape: a job's message and log are written as UTF-8 (the
+    events, the manifest, the log file, the terminal), which has no bytes for one."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return text
 
 
 def _failed_for_good(result: JobResult) -> bool:
