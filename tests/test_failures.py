@@ -469,6 +469,29 @@ def test_every_job_keeps_its_own_log_whatever_its_output_is_named(project: Proje
     ]
 
 
+def test_a_job_log_keeps_the_start_and_end_of_a_flood_of_output(project: Project) -> None:
+    """A step printing megabytes (here 3 MB on a stream) has its log keep the first and the last
+    half megabyte, saying how much was left out between: what explains a job is at its start (a
+    tool's version, its settings) and its end (the error), and the rest would cost memory."""
+    flood = "yes x | head -c 3000000"
+    project.config(
+        'version: 1\nrules:\n  sh:\n    inputs: ["in/*.txt"]\n    output: "sh/{stem}.txt"\n'
+        f"    steps: [shell: {{argv: [sh, -c, 'echo FIRST >&2; {flood} >&2; echo LAST >&2; cat {{in}}']}}]\n"
+        '  py:\n    inputs: ["in/*.txt"]\n    output: "py/{stem}.txt"\n'
+        '    steps: [python: {function: "flood:f", version: "1"}]\n'
+    )
+    module = 'def f(value, ctx):\n    print("FIRST")\n    print("x" * 3_000_000)\n'
+    module += '    print("LAST")\n    return value\n'
+    project.write({"flood.py": module, "in/a.txt": "a\n"})
+    project.build()
+    logs = project.root / ".batchit/runs" / project.manifest()["run_id"] / "logs"
+    for rule, unit in (("sh", "bytes"), ("py", "characters")):
+        log = (logs / rule / "a.txt.log").read_text()
+        assert len(log) < 1_100_000, rule
+        assert "FIRST\n" in log and "LAST\n" in log, rule
+        assert re.search(rf"\n\[\.\.\. \d+ {unit} left out \.\.\.\]\n", log), rule
+
+
 def test_python_job_output_is_kept_in_the_run_logs(picky: Project) -> None:
     picky.build(expect=1)
     run_id = picky.manifest()["run_id"]

@@ -9,7 +9,6 @@ file, verify, rename) and copy it into the content-addressed cache (batchit.exec
 from __future__ import annotations
 
 import copy
-import io
 import logging
 import signal
 import threading
@@ -31,6 +30,7 @@ from batchit.execute.retry import classify, retry_after_of
 from batchit.fsutil import StatTuple, cache_entry, stat_identity
 from batchit.operators.base import InputFile, JobContext, Operator
 from batchit.operators.commands import ends_in_keyboard_interrupt, stop_requested
+from batchit.operators.kept import LOG_KEEPS, KeptText
 from batchit.operators.registry import load_target
 
 OVERLAP_FROM = 0.001
@@ -99,7 +99,7 @@ class _Computed:
     spec: JobSpec
     value: bytes | str | InputFile
     ctx: JobContext
-    log: io.StringIO | None
+    log: KeptText | None
     timings: list[tuple[str, float]]
     started: float
     seconds: float
@@ -144,7 +144,7 @@ def _compute(
     """Run a job's steps: a value to publish, or the job's result already (a restored copy, a failure)."""
     started = time.perf_counter()
     root = _root_path(settings.root)
-    buffer: io.StringIO | None = None
+    buffer: KeptText | None = None
     try:
         if spec.restore_from is not None:
             dest = Path(f"{settings.root}/{settings.out}/{spec.output}")
@@ -217,7 +217,7 @@ def _keep_in_cache(entry: Path, dest: str, data: bytes | None) -> str:
 
 
 def _failed(
-    spec: JobSpec, exc: Exception, started: float, log: io.StringIO | None, *, input_gone: bool = False
+    spec: JobSpec, exc: Exception, started: float, log: KeptText | None, *, input_gone: bool = False
 ) -> JobResult:
     """The result of a job that raised `exc` (`input_gone`: while an input of it was missing)."""
     transient, name = classify(exc)
@@ -283,14 +283,15 @@ def _stats_after(settings: WorkerSettings, spec: JobSpec, dest: str | Path) -> _
     }
 
 
-def _capture_log(spec: JobSpec, operators: dict[str, Operator], ctx: JobContext) -> io.StringIO | None:
-    """Give a job whose steps run user code or commands a private debug-level log, and return it."""
+def _capture_log(spec: JobSpec, operators: dict[str, Operator], ctx: JobContext) -> KeptText | None:
+    """Give a job whose steps run user code or commands a private debug-level log, and return it
+    (its first and last LOG_KEEPS characters: a step logging without end costs no memory)."""
     for call in spec.steps:
         if call.target not in operators:
             operators[call.target] = load_target(call.target)()
     if not any(operators[call.target].logs_output for call in spec.steps):
         return None
-    buffer = io.StringIO()
+    buffer = KeptText(LOG_KEEPS)
     logger = logging.Logger(f"batchit.job.{spec.rule}", logging.DEBUG)  # not registered: dies with the job
     handler = logging.StreamHandler(buffer)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))

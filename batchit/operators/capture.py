@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import os
 import sys
 import tempfile
@@ -25,6 +24,8 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
+
+from batchit.operators.kept import KeptText, kept_bytes
 
 _install_lock = threading.Lock()
 _descriptors_owned = False
@@ -39,9 +40,9 @@ class ThreadStream:
         self._local = threading.local()
 
     @property
-    def target(self) -> TextIO:
+    def target(self) -> TextIO | KeptText:
         """Where the calling thread's text goes now."""
-        buffer: TextIO | None = getattr(self._local, "buffer", None)
+        buffer: KeptText | None = getattr(self._local, "buffer", None)
         return self.real if buffer is None else buffer
 
     def write(self, text: str) -> int:
@@ -56,7 +57,7 @@ class ThreadStream:
         return getattr(self.real, name)  # encoding, isatty, fileno, ... of the real stream
 
     @contextlib.contextmanager
-    def capturing(self, buffer: TextIO) -> Iterator[None]:
+    def capturing(self, buffer: KeptText) -> Iterator[None]:
         """Send what this thread writes to `buffer` while the block runs."""
         previous = getattr(self._local, "buffer", None)
         self._local.buffer = buffer
@@ -84,7 +85,7 @@ def own_descriptors() -> None:
 
 
 @contextlib.contextmanager
-def captured_output(printed: io.StringIO, complained: io.StringIO) -> Iterator[None]:
+def captured_output(printed: KeptText, complained: KeptText) -> Iterator[None]:
     """Keep in `printed` and `complained` what this thread prints while the block runs to stdout and
     stderr, and, in a process that runs one job at a time, what is written to its file descriptors
     1 and 2 (added as the block ends, also when it raises)."""
@@ -97,7 +98,7 @@ def captured_output(printed: io.StringIO, complained: io.StringIO) -> Iterator[N
 
 
 @contextlib.contextmanager
-def _descriptors_captured(printed: io.StringIO, complained: io.StringIO) -> Iterator[None]:
+def _descriptors_captured(printed: KeptText, complained: KeptText) -> Iterator[None]:
     """Point file descriptors 1 and 2 at temporary files while the block runs, then put them back
     and add what was written there to `printed` and `complained` (as UTF-8, a bad byte replaced).
     Files rather than pipes: nothing needs to read while the step writes, however much. The two
@@ -117,9 +118,9 @@ def _descriptors_captured(printed: io.StringIO, complained: io.StringIO) -> Iter
             os.dup2(kept, fd)
             os.close(kept)
         for file, buffer in zip(files, (printed, complained), strict=True):
-            size = os.fstat(file).st_size
-            if size:
-                buffer.write(os.pread(file, size, 0).decode("utf-8", errors="replace"))
+            written = kept_bytes(file)
+            if written:
+                buffer.write(written.decode("utf-8", errors="replace"))
                 os.ftruncate(file, 0)
                 os.lseek(file, 0, os.SEEK_SET)
 

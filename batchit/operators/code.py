@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-import io
 import os
 import signal
 import tempfile
@@ -18,6 +17,7 @@ from batchit.operators.base import InputFile, JobContext, Operator, as_bytes
 from batchit.operators.capture import captured_output
 from batchit.operators.commands import CommandStopped, CommandTimeout, run_command
 from batchit.operators.imports import function_source, project_folders, unimportable
+from batchit.operators.kept import KeptText
 from batchit.operators.project_modules import current_module, module_key_files, put_project_on_path
 from batchit.operators.step_state import process_state_kept
 from batchit.placeholders import names_in, names_in_value, substitute
@@ -126,7 +126,7 @@ class PythonCall(Operator):
         kwargs = {key: copy.deepcopy(arg) for key, arg in params.items() if key not in NOT_PASSED}
         _check_call(function, params["function"], kwargs)
         argument = value.read_bytes() if isinstance(value, InputFile) else value
-        printed, complained = io.StringIO(), io.StringIO()
+        printed, complained = KeptText(), KeptText()
         try:
             with captured_output(printed, complained), process_state_kept():
                 result = function(argument, ctx, **kwargs)
@@ -284,7 +284,14 @@ class ShellCommand(Operator):
         env: Mapping[str, str] | None = params.get("env")
         timeout: float | None = params.get("timeout")
         try:
-            done = run_command(command, stdin, ctx.root, {**os.environ, **env} if env else None, timeout)
+            done = run_command(
+                command,
+                stdin,
+                ctx.root,
+                {**os.environ, **env} if env else None,
+                timeout,
+                stdout_logged="out" in names_in_value(params["argv"]),
+            )
         except OSError as exc:  # not found, not executable
             raise RecipeError(
                 f"cannot run {command[0]!r}: {exc.strerror or exc}",

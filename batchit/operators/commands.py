@@ -17,12 +17,15 @@ import functools
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
+
+from batchit.operators.kept import kept_bytes
 
 WAKE_EVERY = 0.2
 """Seconds between the checks for a pending signal while a command runs (see `_wait`)."""
@@ -64,15 +67,45 @@ class CommandStopped(Exception):
 
 
 def run_command(
-    argv: list[str], stdin: bytes, cwd: Path, env: Mapping[str, str] | None, timeout: float | None
+    argv: list[str],
+    stdin: bytes,
+    cwd: Path,
+    env: Mapping[str, str] | None,
+    timeout: float | None,
+    *,
+    stdout_logged: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `argv` to completion in its own process group and return its exit code and output.
+
+    Its stderr, and its stdout when `stdout_logged` (it is not the step's value), go to a temporary
+    file, of which only the first and last part are read (`kept_bytes`): a command writing
+    gigabytes there costs no memory.
 
     On a timeout, or when the waiting thread is interrupted (a Ctrl-C under `doit`), the whole group
     is killed and reaped before this returns or raises, so no process of the command is left behind.
     Raises OSError when the program cannot be started, CommandTimeout on a timeout, CommandStopped
     once a stop was forwarded to this process.
     """
+    with contextlib.ExitStack() as files:
+        complained = files.enter_context(tempfile.TemporaryFile())
+        printed = files.enter_context(tempfile.TemporaryFile()) if stdout_logged else None
+        done = _run(argv, stdin, cwd, env, timeout, printed, complained)
+        if printed is not None:
+            done.stdout = kept_bytes(printed.fileno())
+        done.stderr = kept_bytes(complained.fileno())
+        return done
+
+
+def _run(
+    argv: list[str],
+    stdin: bytes,
+    cwd: Path,
+    env: Mapping[str, str] | None,
+    timeout: float | None,
+    printed: IO[bytes] | None,
+    complained: IO[bytes],
+) -> subprocess.CompletedProcess[bytes]:
+    """`run_command`, its stdout going to `printed` (None: a pipe), its stderr to `complained`."""
     global _starting, _launching
     with _running_lock:
         _launching += 1
@@ -86,8 +119,8 @@ def run_command(
             process = subprocess.Popen(
                 argv,
                 stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=subprocess.PIPE if printed is None else printed,
+                stderr=complained,
                 cwd=cwd,
                 env=env,
                 process_group=0,
@@ -106,7 +139,7 @@ def run_command(
                 _chain(*_deferred.pop(), None)  # the host's own handling (a KeyboardInterrupt)
             raise CommandStopped
         try:
-            stdout, stderr = _wait(process, stdin, timeout)
+            stdout = _wait(process, stdin, timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
             raise CommandTimeout from None
@@ -117,12 +150,12 @@ def run_command(
         _signal_group(process.pid, signal.SIGKILL)
     finally:
         _register(process.pid, running=False)
-    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(argv, process.returncode, stdout or b"", b"")
 
 
-def _wait(process: subprocess.Popen[bytes], stdin: bytes, timeout: float | None) -> tuple[bytes, bytes]:
-    """`process.communicate(stdin, timeout)`, waking every WAKE_EVERY seconds, and no longer than
-    the command itself runs.
+def _wait(process: subprocess.Popen[bytes], stdin: bytes, timeout: float | None) -> bytes | None:
+    """`process.communicate(stdin, timeout)`'s stdout, waking every WAKE_EVERY seconds, and no
+    longer than the command itself runs.
 
     `communicate` waits for the command's pipes to close, and a process it left running (a daemon,
     a `cmd &`) holds them open: once the command has exited, its group is killed and what is left in
@@ -134,11 +167,11 @@ def _wait(process: subprocess.Popen[bytes], stdin: bytes, timeout: float | None)
     while True:
         left = WAKE_EVERY if deadline is None else min(WAKE_EVERY, deadline - time.monotonic())
         try:
-            return process.communicate(stdin, timeout=max(left, 0))
+            return process.communicate(stdin, timeout=max(left, 0))[0]
         except subprocess.TimeoutExpired:
             if process.poll() is not None:  # exited: what still holds its pipes goes with it
                 _signal_group(process.pid, signal.SIGKILL)
-                return process.communicate()
+                return process.communicate()[0]
             if deadline is not None and time.monotonic() >= deadline:
                 raise
 
