@@ -434,6 +434,33 @@ def test_a_python_step_changing_its_directory_or_environment_changes_nothing_for
     assert [project.read(f"_build/{stem}.txt") for stem in "ab"] == [". None", ". None"]
 
 
+STREAM_TAMPERING_MODULE = """\
+import os, sys
+
+def tamper(value, ctx):
+    print("printed by", ctx.input)
+    if ctx.input == "in/a.txt":
+        sys.stdout.close()
+        sys.stderr.close()
+    else:
+        sys.stdout = sys.stderr = open(os.devnull, "w")
+    return value
+"""
+
+
+def test_a_python_step_closing_or_replacing_its_streams_leaves_the_builds_output_alone(
+    project: Project,
+) -> None:
+    """The steps run in batchit's own process here (on its threads): what they close is their own
+    stream, and the streams they set are put back when they return, so the summary is shown."""
+    project.config(SHOUT + '      - python: {function: "tamper:tamper", version: "1"}\n')
+    project.write({"tamper.py": STREAM_TAMPERING_MODULE, "in/a.txt": "a", "in/b.txt": "b"})
+    result = project.build("-j", "1")
+    assert result.stdout.startswith("batchit: ok: 2 built"), result.describe()
+    logs = project.root / ".batchit/runs" / project.manifest()["run_id"] / "logs"
+    assert "printed by in/a.txt" in (logs / "a.txt.log").read_text()
+
+
 def test_what_a_template_sees_of_its_job_keeps_matrix_variants_and_renamed_rules_apart(
     project: Project,
 ) -> None:

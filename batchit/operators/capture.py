@@ -53,6 +53,12 @@ class ThreadStream:
         """Flush the calling thread's target."""
         self.target.flush()
 
+    def close(self) -> None:
+        """Close the real stream, unless a step running in the calling thread asks: batchit's own
+        output goes through it (the step's text still reaches its log)."""
+        if getattr(self._local, "buffer", None) is None:
+            self.real.close()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)  # encoding, isatty, fileno, ... of the real stream
 

@@ -1,5 +1,5 @@
-"""What a `python` step changes in its process, put back once it returns: the working directory and
-the environment (`os.chdir`, `os.environ[...] = ...`).
+"""What a `python` step changes in its process, put back once it returns: the working directory, the
+environment and the standard streams (`os.chdir`, `os.environ[...] = ...`, `sys.stdout = ...`).
 
 A worker runs job after job: a change one job's step made would otherwise be seen by every later
 step in that worker (and, on the coordinator's threads, by batchit itself), so an output would
@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,8 @@ class _Saved:
     cwd: str | None
     """None when the working directory no longer existed."""
     environ: dict[str, str]
+    streams: tuple[TextIO, TextIO]
+    """`sys.stdout` and `sys.stderr`, which batchit's own output goes through."""
 
 
 _lock = threading.Lock()
@@ -38,7 +42,7 @@ def process_state_kept() -> Iterator[None]:
     global _running, _saved
     with _lock:
         if _running == 0:
-            _saved = _Saved(_cwd(), dict(os.environ))
+            _saved = _Saved(_cwd(), dict(os.environ), (sys.stdout, sys.stderr))
         _running += 1
     try:
         yield
@@ -58,7 +62,8 @@ def _cwd() -> str | None:
 
 
 def _restore(saved: _Saved) -> None:
-    """Go back to `saved`'s directory (if it still exists) and variables."""
+    """Go back to `saved`'s directory (if it still exists), variables and streams."""
+    sys.stdout, sys.stderr = saved.streams
     if saved.cwd is not None and _cwd() != saved.cwd:
         with contextlib.suppress(OSError):
             os.chdir(saved.cwd)
