@@ -461,6 +461,22 @@ def test_a_python_step_closing_or_replacing_its_streams_leaves_the_builds_output
     assert "printed by in/a.txt" in (logs / "a.txt.log").read_text()
 
 
+def test_a_build_started_with_its_stdout_closed_builds_and_logs_as_any_other(project: Project) -> None:
+    """Started with `>&-` (as cron may start it), batchit has no stdout: what it says there goes
+    nowhere, and its jobs build and keep their logs as usual (had descriptor 1 gone to a pipe batchit
+    opened, the worker processes capturing a step's stdout would have broken it)."""
+    project.config(SHOUT + '      - python: {function: "noisy:f", version: "1"}\n')
+    module = 'import os\n\ndef f(value, ctx):\n    os.write(2, b"to fd 2\\n")\n    return value\n'
+    project.write({"noisy.py": module, **{f"in/{n:03}.txt": "x" for n in range(PROCESSES_FROM)}})
+    command = 'exec "$0" -m batchit build --no-progress -j 2 >&-'
+    shell = ["sh", "-c", command, sys.executable]
+    done = subprocess.run(shell, cwd=project.root, stderr=subprocess.PIPE, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert project.manifest()["summary"]["built"] == PROCESSES_FROM
+    logs = project.root / ".batchit/runs" / project.manifest()["run_id"] / "logs"
+    assert "to fd 2" in (logs / "000.txt.log").read_text()
+
+
 def test_what_a_template_sees_of_its_job_keeps_matrix_variants_and_renamed_rules_apart(
     project: Project,
 ) -> None:

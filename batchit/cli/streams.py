@@ -58,15 +58,24 @@ class PipeSafe:
 @contextlib.contextmanager
 def pipe_safe_streams() -> Iterator[None]:
     """Make `sys.stdout` and `sys.stderr` `PipeSafe` while the block runs, flushing them at its end
-    (a pipe found closed then is no error either)."""
+    (a pipe found closed then is no error either). A stream Python has none for, its descriptor
+    closed as batchit started (`batchit build >&-`, as cron may run it), writes to /dev/null: what
+    is said there goes nowhere, as to a reader that has gone."""
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = cast(TextIO, PipeSafe(sys.stdout)), cast(TextIO, PipeSafe(sys.stderr))
+    sys.stdout, sys.stderr = (cast(TextIO, PipeSafe(_or_nowhere(stream))) for stream in saved)
     try:
         yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         sys.stdout, sys.stderr = saved
+
+
+def _or_nowhere(stream: TextIO | None) -> TextIO:
+    """`stream`, or a stream to /dev/null when there is none."""
+    if stream is not None:
+        return stream
+    return open(os.devnull, "w", encoding="utf-8")  # open for the whole command
 
 
 def escaped_controls(text: str, keep: str = "") -> str:
