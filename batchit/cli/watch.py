@@ -146,4 +146,5 @@ def _say(line: str) -> None:
     """Print one of the watch's own lines; a file name that is not UTF-8 (a changed file's, the
     project's) shows its odd bytes as `\\xff`, as batchit's messages do, where printing them
     would stop the watch on an output that takes only UTF-8."""
-    print(shown_path(line), flush=True)
+    sys.stdout.write(f"{shown_path(line)}\n")  # one write: a Ctrl-C between text and newline
+    sys.stdout.flush()  # would run the next line into this one
