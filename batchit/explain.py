@@ -50,7 +50,7 @@ def explain(config: Config, registry: OperatorRegistry, path: str) -> Explanatio
     `./_build/a.html`), or absolute. An output that no current job produces but batchit recorded
     (its input is gone, or its `{key8}` name moved) is explained as one the next build prunes, or
     as one kept while its job has no output of its own (a quarantined input, a failure)."""
-    outcome = plan_build(config, registry, BuildOptions(overwrite=True))  # a stranger is explained, too
+    outcome = plan_build(config, registry, BuildOptions())  # a stranger's job is explained as `refuse`
     jobs = {job.output: job for job in outcome.jobs}
     candidates = _candidates(config, path)
     job = next((jobs[c] for c in candidates if c in jobs), None)
@@ -83,8 +83,6 @@ def explain(config: Config, registry: OperatorRegistry, path: str) -> Explanatio
     if failure is not None and job.action != "skip":  # why it is still to do: it failed, not "not built"
         first_line = failure.message.splitlines()[0] if failure.message else ""
         reasons.append(f"failed in run {failure.run_id}: {failure.error_class}: {first_line}")
-    if job.output in outcome.strangers:
-        reasons.insert(0, "a file batchit did not write is there: a build stops (exit 2) unless --overwrite")
     return Explanation(
         output=f"{config.out}/{job.output}",
         rule=job.rule,

@@ -898,6 +898,18 @@ def test_byte_identical_upstream_outputs_naming_one_key8_output_stop_the_build_a
 
 def test_file_batchit_did_not_write_is_never_overwritten(texts: Project) -> None:
     texts.write({"_build/copy/a.txt": "mine\n"})
+    planned = texts.run("plan", "--json")
+    assert planned.code == 0, "a plan shows what would stop the build; it does not stop itself"
+    plan = json.loads(planned.stdout)
+    assert plan["summary"]["refuse"] == 1 and plan["summary"]["run"] == 6, plan["summary"]
+    refused = [job for job in plan["jobs"] if job["action"] == "refuse"]
+    assert [job["output"] for job in refused] == ["_build/copy/a.txt"]
+    assert "did not write" in refused[0]["reasons"][0] and "--overwrite" in refused[0]["reasons"][0]
+    shown = texts.run("build", "--dry-run")
+    assert shown.code == 0 and "refuse   _build/copy/a.txt" in shown.stdout, shown.describe()
+    assert "1 refused: a build stops (exit 2)" in shown.stdout, shown.describe()
+    overwriting = json.loads(texts.run("plan", "--json", "--overwrite").stdout)
+    assert overwriting["summary"]["refuse"] == 0 and overwriting["summary"]["run"] == 7
     result = texts.build(expect=2)
     assert "_build/copy/a.txt" in result.stderr
     assert "--overwrite" in result.stderr

@@ -253,7 +253,13 @@ def test_a_non_file_at_an_output_path_is_refused_by_plan_and_build_even_with_ove
     built: Project, make: object
 ) -> None:
     make(built.root / "_build/b.out")  # type: ignore[operator]
-    for command in (("plan",), ("build", "--no-progress"), ("build", "--no-progress", "--overwrite")):
+    for asked in (("plan", "--json"), ("plan", "--json", "--overwrite")):
+        planned = built.run(*asked, timeout=30)
+        assert planned.code == 0, planned.describe()
+        refused = [job for job in json.loads(planned.stdout)["jobs"] if job["action"] == "refuse"]
+        assert [job["output"] for job in refused] == ["_build/b.out"], planned.describe()
+        assert "even with --overwrite" in refused[0]["reasons"][0]
+    for command in (("build", "--no-progress"), ("build", "--no-progress", "--overwrite")):
         result = built.run(*command, timeout=30)
         assert result.code == 2, result.describe()
         assert "_build/b.out" in result.stderr and "not a regular file" in result.stderr, result.describe()

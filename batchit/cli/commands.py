@@ -121,7 +121,12 @@ def _print_plan(outcome: BuildOutcome, out: str) -> None:
             why = "; ".join(job.reasons)
             by_rule.setdefault(job.rule, []).append(f"  {job.action:<8} {out}/{job.output}  ({why})")
     for rule, tally in counts.items():
-        words = {"run": "to run", "restore": "to restore from cache", "skip": "up to date"}
+        words = {
+            "run": "to run",
+            "restore": "to restore from cache",
+            "skip": "up to date",
+            "refuse": "refused (the build stops)",
+        }
         print(f"{rule}: " + ", ".join(f"{n} {words.get(a, a)}" for a, n in sorted(tally.items())))
         for line in by_rule.get(rule, []):
             print(line)
@@ -129,7 +134,11 @@ def _print_plan(outcome: BuildOutcome, out: str) -> None:
         print(f"  prune    {out}/{path}  (no current job produces it)")
     todo = outcome.counts.get("run", 0) + outcome.counts.get("restore", 0)
     line = f"plan: {todo} of {len(outcome.jobs)} jobs to do" if outcome.jobs else "plan: no jobs"
-    print(line + (f", {len(outcome.pruned)} output(s) to prune" if outcome.pruned else ""))
+    line += f", {len(outcome.pruned)} output(s) to prune" if outcome.pruned else ""
+    refused = outcome.counts.get("refuse", 0)
+    if refused:
+        line += f"; {refused} refused: a build stops (exit 2), as each one's reason says"
+    print(line)
 
 
 def explain(args: argparse.Namespace) -> int:

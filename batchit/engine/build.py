@@ -15,7 +15,7 @@ from batchit.config.validation import record_checked
 from batchit.engine.closing import record_run, settled_outputs, write_replay
 from batchit.engine.options import BuildOptions, BuildOutcome, Event, EventSink
 from batchit.engine.running import RunningBuild
-from batchit.engine.strangers import refuse_strangers
+from batchit.engine.strangers import mark_refused, refuse_strangers
 from batchit.engine.workers import build_pools
 from batchit.model import Config
 from batchit.operators.registry import OperatorRegistry
@@ -44,12 +44,14 @@ def plan_build(
 ) -> BuildOutcome:
     """What a build would do and why, changing nothing (`plan`, `build --dry-run`): each job's
     action and, `with_prunes`, the outputs it would prune if every selected rule finished (that
-    reads every output's record, which `explain` and `clean` do without). `emit` gets the
-    warnings the build would give about its plan (a rule whose globs match nothing)."""
+    reads every output's record, which `explain` and `clean` do without). A job whose output path
+    holds something the build would stop for is `refuse` (a plan never stops for it). `emit` gets
+    the warnings the build would give about its plan (a rule whose globs match nothing)."""
     store = StateStore.open_readonly(config.state_dir / "state.db")
     pruned: list[str] = []
     try:
         planner, jobs = _plan(config, registry, options, store)
+        mark_refused(jobs, planner.strangers, overwrite=options.overwrite)
         if emit is not None:
             _warn_of_empty_rules(config, options, jobs, emit)
         # a replayed plan is the one a build left after pruning, with nothing changed since
@@ -64,10 +66,10 @@ def plan_build(
     finally:
         if store:
             store.close()
-    counts = {"run": 0, "restore": 0, "skip": 0}
+    counts = {"run": 0, "restore": 0, "skip": 0, "refuse": 0}
     for job in jobs:
         counts[job.action] = counts.get(job.action, 0) + 1
-    return BuildOutcome(jobs, counts, pruned=sorted(pruned), strangers=frozenset(planner.strangers))
+    return BuildOutcome(jobs, counts, pruned=sorted(pruned))
 
 
 def run_build(
@@ -97,7 +99,7 @@ def run_build(
     if cpu_rules and not (config.state_dir / "state.db").exists():
         pools.warm_up()  # a first build: every job will run
     planner, predicted = _plan_read_only(config, registry, options)
-    refuse_strangers(config, planner.strangers, overwrite=True)  # not even --overwrite
+    refuse_strangers(config, planner.strangers, overwrite=options.overwrite)
     _warn_of_empty_rules(config, options, predicted, emit)
     cpu_jobs = sum(1 for job in predicted if job.action == "run" and job.rule in cpu_rules)
     pools.expect(cpu_jobs)
@@ -118,7 +120,7 @@ def run_build(
             _adopt_out(config, store, emit)
             if store.generation() != planner.generation:
                 planner, predicted = _plan(config, registry, options, store)
-                refuse_strangers(config, planner.strangers, overwrite=True)  # not even --overwrite
+                refuse_strangers(config, planner.strangers, overwrite=options.overwrite)
             planner.view.store = store
             build = RunningBuild(config, registry, options, store, emit, run_id, planner, predicted, pools)
             with build.signals:  # a stop after the last job still lets the run commit and be recorded
@@ -237,7 +239,4 @@ def _plan(
         store,
         options.plan_options(config),
     )
-    jobs = planner.predict(select_rules(config, options.rules))
-    if not options.overwrite:  # else only a build refuses non-files (plan, explain and clean show them)
-        refuse_strangers(config, planner.strangers, overwrite=False)
-    return planner, jobs
+    return planner, planner.predict(select_rules(config, options.rules))

@@ -101,8 +101,6 @@ class BuildOutcome:
     matrix rule runs several jobs on one input."""
     pruned: list[str] = field(default_factory=list)
     """For a plan: the outputs (relative to `out`) the build would prune."""
-    strangers: frozenset[str] = frozenset()
-    """For a plan: output paths holding something batchit did not write (a build stops for them)."""
     conflict: UsageError | None = None
     """An output conflict that stopped the build once a `{key8}` name was known: raised after the
     run was recorded (and alerted)."""
