@@ -139,6 +139,19 @@ def test_a_transient_upstream_failure_keeps_the_downstream_key8_output(project: 
     assert statuses[f"down/{before.name}"] == "blocked", "counted as failed: the manifest says why"
 
 
+def test_plan_prunes_the_key8_output_whose_upstream_runs_first_as_the_build_does(project: Project) -> None:
+    project.config(UPSTREAM_DOWNSTREAM)
+    project.write({"src/a.txt": "abc\n", "upstep.py": UPSTEP.replace("FAIL", "pass")})
+    project.build()
+    (before,) = (project.root / "_build/down").iterdir()
+    project.write({"upstep.py": UPSTEP.replace("FAIL", "value = value.upper()")})  # new bytes upstream
+    plan = json.loads(project.run("plan", "--json").stdout)
+    assert plan["prune"] == [f"_build/down/{before.name}"], "its new name holds the key its new input gives"
+    project.build()
+    assert summary(project)["pruned"] == plan["summary"]["prune"] == 1
+    assert not before.exists()
+
+
 PAGE_COPY = """\
 version: 1
 out: OUT

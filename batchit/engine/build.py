@@ -61,7 +61,7 @@ def plan_build(
                 by_rule[job.rule].append(job)
             owned = planner.owned_rules()
             full = options.prunes_as_full_build(config)
-            doomed = prunable(owned, config.rules, store, by_rule, by_rule, full=full)
+            doomed = prunable(owned, config.rules, store, by_rule, by_rule, full=full, foretold=True)
             pruned = once_written(doomed, planner.records)  # as the build counts what it pruned
     finally:
         if store:

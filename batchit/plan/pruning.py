@@ -22,6 +22,7 @@ def prunable(
     finished: Iterable[str],
     *,
     full: bool,
+    foretold: bool = False,
 ) -> list[str]:
     """The outputs (paths relative to `out`) that no planned job produces, among those `owned`
     (recorded, path -> rule) by the `finished` rules and, on a `full` build, by rules that are not
@@ -32,10 +33,10 @@ def prunable(
     now has no output of its own to show: blocked before its key was known, failed, or held in
     quarantine (its `{key8}` name moved with its input, but the old output stays, as any failed
     job's does). A build of some rules leaves any path a rule it did not plan may write to the next
-    full build.
+    full build. `foretold`: the jobs are a plan's, not yet run (see `keeps_last_output`).
     """
     jobs = [job for planned in by_rule.values() for job in planned]
-    current = {job.output for job in jobs} | kept_outputs(store, jobs)
+    current = {job.output for job in jobs} | kept_outputs(store, jobs, foretold=foretold)
     done = set(finished)
     unplanned = [template_pattern(rules[name].output).fullmatch for name in rules if name not in by_rule]
     return [
@@ -47,20 +48,29 @@ def prunable(
     ]
 
 
-def kept_outputs(store: StateStore | None, jobs: Iterable[Job]) -> set[str]:
+def kept_outputs(store: StateStore | None, jobs: Iterable[Job], *, foretold: bool = False) -> set[str]:
     """The outputs that jobs with no output of their own to show recorded last and keep: a job
     blocked before its key was known, or one with a failure on record (failed, or held in
-    quarantine; its `{key8}` name moved with its input)."""
+    quarantine; its `{key8}` name moved with its input). `foretold`: see `keeps_last_output`."""
     if store is None:
         return set()
     failing = store.load_failures()
-    return store.outputs_of_jobs(job.job_id for job in jobs if keeps_last_output(job, job.job_id in failing))
+    return store.outputs_of_jobs(
+        job.job_id for job in jobs if keeps_last_output(job, job.job_id in failing, foretold=foretold)
+    )
 
 
-def keeps_last_output(job: Job, failed: bool) -> bool:
+def keeps_last_output(job: Job, failed: bool, *, foretold: bool = False) -> bool:
     """Whether `job` has no output of its own to show, so the output it recorded last stays:
     blocked before its key was known, or `failed` (a failure on record: failed, or held in
-    quarantine; its `{key8}` name moved with its input)."""
+    quarantine; its `{key8}` name moved with its input).
+
+    `foretold`: `job` is a plan's, not yet run. A job the plan runs or restores is foretold to
+    write its output, as the plan says: one waiting for its upstream job gets its key once that
+    ran (new bytes upstream, a new key, so a new `{key8}` name), and one that failed is retried.
+    """
+    if foretold and job.action in ("run", "restore"):
+        return False
     return failed or job.key == UNKNOWN
 
 
