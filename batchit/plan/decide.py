@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Container
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,8 +45,8 @@ class Decider:
     recorded: Callable[[str], tuple[str, str, str | None]]
     """An output's recorded inputs and discovered dependencies (JSON) and recipe hash, read only for
     a stale output."""
-    cache_keys: Container[str]
-    """The action keys the content-addressed cache holds."""
+    cache: Mapping[str, tuple[str, int]]
+    """The content-addressed cache's index: action key -> (blake3, size)."""
     failed: dict[str, str | None] = field(default_factory=dict)
     """Jobs whose last attempt failed: job id -> the input hashes of a quarantine (None: not quarantined)."""
     force: bool = False
@@ -121,7 +121,7 @@ class Decider:
             job.action = "skip"
             return
         job.reasons = tuple(reasons)
-        cached = self.use_cache and not self.force and not retrying and job.key in self.cache_keys
+        cached = self.use_cache and not self.force and not retrying and self.cache.get(job.key) is not None
         job.action = "restore" if cached else "run"
 
     def _only_outputs_below(self, output: str) -> bool:

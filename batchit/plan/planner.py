@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from batchit.fsutil import StatTuple, stat_identity
@@ -21,7 +21,7 @@ from batchit.plan.files import FileTree, Hasher
 from batchit.plan.jobs import NOTHING_DISCOVERED, UNKNOWN, Job, JobExpander
 from batchit.plan.ownership import refuse_foreign_state
 from batchit.plan.patch import patch_plan
-from batchit.plan.rows import KeysOnDemand, RowsOnDemand, StoreView
+from batchit.plan.rows import RowsOnDemand, StoreView
 from batchit.plan.sample import Sample
 from batchit.plan.snapshot import MISSING, PlanSnapshot, Reads, load_snapshot, pack_stats, plan_fingerprint
 from batchit.state.rows import Owned, StatRow
@@ -131,11 +131,6 @@ class Planner:
         """Decides each job against the records, failures and cache index."""
         store, options = self.view.store, self.options
         failures = store.load_failures().values() if store else ()
-        cache_keys: Container[str]
-        if self._on_demand:
-            cache_keys = KeysOnDemand(self.view.reader(StateStore.cache_one))
-        else:
-            cache_keys = set(store.cache_entries()) if store else set()
         return Decider(
             self.config.out_dir,
             self.config.out,
@@ -143,7 +138,7 @@ class Planner:
             self.hasher,
             self.view.recipe,
             self.view.recorded,
-            cache_keys,
+            self.cache_index,
             failed={f.job_id: f.inputs_key if f.quarantine else None for f in failures},
             force=options.force,
             use_cache=options.use_cache,
@@ -151,6 +146,15 @@ class Planner:
             only_jobs=options.only_jobs,
             hold_aggregates=options.sample is not None and options.sample.hold_aggregates,
         )
+
+    @functools.cached_property
+    def cache_index(self) -> Mapping[str, tuple[str, int]]:
+        """The content-addressed cache's index: action key -> (blake3, size) of the output it keeps
+        (read as asked in a patched plan)."""
+        store = self.view.store
+        if self._on_demand:
+            return RowsOnDemand(self.view.reader(StateStore.cache_one))
+        return store.cache_entries() if store else {}
 
     @functools.cached_property
     def expander(self) -> JobExpander:
@@ -307,7 +311,7 @@ class Planner:
         """Drop the snapshot and what a patch read row by row: a full plan loads the store at once."""
         self._snapshot = None
         self._on_demand = False
-        for name in ("records", "hasher", "decider", "expander"):
+        for name in ("records", "hasher", "decider", "expander", "cache_index"):
             self.__dict__.pop(name, None)
 
     def _replan(
@@ -372,12 +376,17 @@ class Planner:
         return self._predicted_hash(job)
 
     def _predicted_hash(self, job: Job) -> str:
+        """The BLAKE3 `job`'s output will have once the build did it, as its downstream jobs'
+        input hash: the one the cache keeps for a restore; the recorded one for a job left as
+        it is, or redone with the key it was recorded with (an output deleted or edited: the same
+        recipe and inputs give the same bytes); else UNKNOWN (its key changed: new bytes)."""
+        cached = self.cache_index.get(job.key) if job.action == "restore" else None
+        if cached is not None:
+            return cached[0]
         record = self.records.get(job.output)
         if record is None or not record.blake3:
             return UNKNOWN
-        if job.action in ("skip", "held"):
-            return record.blake3
-        if job.action == "restore" and record.action_key == job.key:  # the cache gives back those bytes
+        if job.action in ("skip", "held") or (job.key != UNKNOWN and record.action_key == job.key):
             return record.blake3
         return UNKNOWN
 

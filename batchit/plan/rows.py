@@ -68,13 +68,3 @@ class StoreView:
         if self.store is None:
             return "[]", "{}", None
         return self.store.output_basis(output)
-
-
-class KeysOnDemand:
-    """Membership in a state store table, each key looked up when it is asked for."""
-
-    def __init__(self, read: Callable[[str], object | None]) -> None:
-        self._read = read
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._read(key) is not None
