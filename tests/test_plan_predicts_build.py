@@ -254,3 +254,26 @@ def test_plan_knows_a_job_redone_with_its_recorded_key_writes_the_bytes_it_wrote
     plan = json.loads(project.run("plan", "--json", "--no-cache").stdout)
     assert plan["summary"]["run"] == 1 and plan["summary"]["skip"] == 3, plan["jobs"]
     check_plan_then_build(project, recorded_outputs(project), "an output deleted", "--no-cache")
+
+
+def test_plan_knows_the_bytes_a_key_gave_before_when_the_job_runs_again(project: Project) -> None:
+    project.config(UP_AND_KEYED)
+    project.write({"src/a.txt": "a\n", "src/b.txt": "b\n"})
+    project.build()
+    project.config(UP_AND_KEYED.replace("A:", "B:"))
+    project.build("up")  # keyed's outputs of the A bytes stay
+    project.config(UP_AND_KEYED)
+    plan = json.loads(project.run("plan", "--json", "--no-cache").stdout)
+    assert plan["summary"]["run"] == 2 and plan["summary"]["skip"] == 2, "the cache index knows A's bytes"
+    check_plan_then_build(project, recorded_outputs(project), "a parameter changed back", "--no-cache")
+
+
+def test_plan_knows_the_bytes_of_an_output_moved_to_a_new_path(project: Project) -> None:
+    project.config(UP_AND_KEYED)
+    project.write({"src/a.txt": "a\n", "src/b.txt": "b\n"})
+    project.build("--no-cache")  # nothing in the cache: only the records know the bytes
+    project.config(UP_AND_KEYED.replace('"up/{stem}.txt"', '"moved/{stem}.txt"'))
+    plan = json.loads(project.run("plan", "--json", "--no-cache").stdout)
+    assert plan["summary"]["run"] == 2 and plan["summary"]["skip"] == 2, plan["jobs"]
+    assert plan["prune"] == ["_build/up/a.txt", "_build/up/b.txt"]
+    check_plan_then_build(project, recorded_outputs(project), "an output template changed", "--no-cache")

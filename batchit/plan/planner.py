@@ -311,7 +311,7 @@ class Planner:
         """Drop the snapshot and what a patch read row by row: a full plan loads the store at once."""
         self._snapshot = None
         self._on_demand = False
-        for name in ("records", "hasher", "decider", "expander", "cache_index"):
+        for name in ("records", "hasher", "decider", "expander", "cache_index", "_built_keys"):
             self.__dict__.pop(name, None)
 
     def _replan(
@@ -377,18 +377,28 @@ class Planner:
 
     def _predicted_hash(self, job: Job) -> str:
         """The BLAKE3 `job`'s output will have once the build did it, as its downstream jobs'
-        input hash: the one the cache keeps for a restore; the recorded one for a job left as
-        it is, or redone with the key it was recorded with (an output deleted or edited: the same
-        recipe and inputs give the same bytes); else UNKNOWN (its key changed: new bytes)."""
-        cached = self.cache_index.get(job.key) if job.action == "restore" else None
+        input hash: the recorded one for a job left as it is; for a job restored or run, the
+        bytes its key gave before (the same recipe and inputs give the same bytes), as the cache
+        index or an output's record knows them; else UNKNOWN (a key never built: new bytes)."""
+        record = self.records.get(job.output)
+        if job.action in ("skip", "held"):
+            return record.blake3 if record is not None and record.blake3 else UNKNOWN
+        if job.key == UNKNOWN:
+            return UNKNOWN
+        if record is not None and record.action_key == job.key and record.blake3:
+            return record.blake3
+        cached = self.cache_index.get(job.key)
         if cached is not None:
             return cached[0]
-        record = self.records.get(job.output)
-        if record is None or not record.blake3:
-            return UNKNOWN
-        if job.action in ("skip", "held") or (job.key != UNKNOWN and record.action_key == job.key):
-            return record.blake3
-        return UNKNOWN
+        return self._built_keys.get(job.key, UNKNOWN)
+
+    @functools.cached_property
+    def _built_keys(self) -> Mapping[str, str]:
+        """The bytes each recorded output's key gave (action key -> BLAKE3), for a job whose output
+        moved to a new path; known only when planning loaded every record (a full plan)."""
+        if self._on_demand:
+            return {}
+        return {r.action_key: r.blake3 for r in self.records.values() if r.action_key and r.blake3}
 
     def stat_updates(self) -> list[StatRow]:
         """Stat-cache rows learned while planning (files re-hashed because their stat changed)."""
