@@ -393,14 +393,18 @@ def read(value, ctx):
 """
 
 
+@pytest.mark.parametrize("runner", ["batchit build", "doit"])
 def test_a_python_step_reading_stdin_reads_nothing_rather_than_wait_for_the_terminal(
-    project: Project,
+    project: Project, runner: str
 ) -> None:
     """batchit's stdin is a terminal nobody types into during a build (here, a pipe held open): a
-    step, or a program it starts, that reads it gets an empty input, as in a worker process."""
+    step, or a program it starts, that reads it gets an empty input, as in a worker process; in a
+    doit sub-task, which runs its job in doit's own process, too."""
     project.config(SHOUT + '      - python: {function: "reader:read", version: "1"}\n')
     project.write({"reader.py": STDIN_READER_MODULE, "in/a.txt": "a"})
-    command = [sys.executable, "-m", "batchit", "build", "--no-progress"]
+    project.write({"dodo.py": 'import batchit.doit\n\ntask_site = batchit.doit.tasks(".")\n'})
+    arguments = ["doit"] if runner == "doit" else ["batchit", "build", "--no-progress"]
+    command = [sys.executable, "-m", *arguments]
     with subprocess.Popen(command, cwd=project.root, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as build:
         try:
             assert build.wait(timeout=30) == 0

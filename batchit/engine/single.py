@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from batchit.execute.boundary import JobResult, JobSpec, WorkerSettings
+from batchit.execute.pools import stdin_detached
 from batchit.execute.retry import backoff_delay
 from batchit.execute.worker import run_job
 from batchit.fsutil import cache_entry
@@ -124,17 +125,18 @@ def run_planned_job(
         spec = cache_restore_spec(spec, job, cache_dir, committer.cached_blake3(job.key))
     committer.claim(job)
     committer.flush_claims()
-    result = run_job(settings, spec)
-    if not result.ok and job.action == "restore" and result.error_class == "CacheMiss":
-        committer.drop_cache(job.key)
-        job.action = "run"
-        spec = job_spec(config, registry, job, by_rule)
+    with stdin_detached():  # doit's stdin may be a terminal: a step reading it would wait for ever
         result = run_job(settings, spec)
-    policy = config.rules[job.rule].retry
-    while not result.ok and result.transient and spec.attempt < policy.attempts:
-        time.sleep(backoff_delay(policy, spec.attempt, f"{seed}:{job.key}", result.retry_after))
-        spec = replace(spec, attempt=spec.attempt + 1)
-        result = run_job(settings, spec)
+        if not result.ok and job.action == "restore" and result.error_class == "CacheMiss":
+            committer.drop_cache(job.key)
+            job.action = "run"
+            spec = job_spec(config, registry, job, by_rule)
+            result = run_job(settings, spec)
+        policy = config.rules[job.rule].retry
+        while not result.ok and result.transient and spec.attempt < policy.attempts:
+            time.sleep(backoff_delay(policy, spec.attempt, f"{seed}:{job.key}", result.retry_after))
+            spec = replace(spec, attempt=spec.attempt + 1)
+            result = run_job(settings, spec)
     committer.add(job, result)
     committer.flush()
     run_dir = config.state_dir / "runs" / run_id

@@ -18,7 +18,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
@@ -224,6 +224,17 @@ class Pools:
         for process in self._workers():
             process.terminate()  # ProcessPoolExecutor has no public way to stop a running call
         signal_commands(signal.SIGKILL)  # a thread waiting on a command then returns at once
+
+
+@contextlib.contextmanager
+def stdin_detached() -> Iterator[None]:
+    """This process's stdin at /dev/null while the block runs jobs in it (a doit sub-task's), as it
+    is while a build's thread pool runs (`_detach_stdin`)."""
+    _detach_stdin()
+    try:
+        yield
+    finally:
+        _attach_stdin()
 
 
 def _detach_stdin() -> None:
