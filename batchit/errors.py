@@ -6,6 +6,7 @@ exit-code literal, and a `hint` that tells the user how to fix the problem.
 
 from __future__ import annotations
 
+import errno
 from typing import ClassVar
 
 
@@ -31,10 +32,13 @@ class SystemFailure(BatchitError):
     def from_os_error(cls, exc: OSError) -> SystemFailure:
         """The failure an unexpected OSError stands for, with the file it names and a fix."""
         where = f": {exc.filename}" if exc.filename else ""
-        return cls(
-            f"{exc.strerror or exc}{where}",
-            hint="free space or fix the permissions there, then run the command again (a build resumes)",
-        )
+        in_the_way = {
+            errno.ENOTDIR: "a file on that path stands where a folder must be: move it aside",
+            errno.EISDIR: "a folder stands where that file must be: move it aside",
+        }
+        fix = in_the_way.get(exc.errno or 0, "free space or fix the permissions there")
+        hint = f"{fix}, then run the command again (a build resumes)"
+        return cls(f"{exc.strerror or exc}{where}", hint=hint)
 
 
 class UsageError(BatchitError):

@@ -408,6 +408,17 @@ def test_a_state_store_replaced_by_a_folder_is_named(copies: Project, command: t
     assert "Traceback" not in result.stderr
 
 
+def test_a_file_where_the_runs_folder_goes_is_named_as_in_the_way(copies: Project) -> None:
+    """A file where batchit needs a folder is no full disk: the fix says to move it aside."""
+    (copies.root / ".batchit").mkdir()
+    (copies.root / ".batchit" / "runs").write_text("notes\n")
+    result = copies.run("build", "--no-progress")
+    assert result.code == 1, result.describe()
+    assert "Not a directory: " in result.stderr and "Traceback" not in result.stderr, result.describe()
+    assert "fix: a file on that path stands where a folder must be: move it aside" in result.stderr
+    assert not (copies.root / "_build").exists()
+
+
 # --- the latest run, when LATEST or its manifest is damaged ----------------------------------------
 
 
