@@ -24,6 +24,10 @@ class BatchitError(Exception):
         return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
 
 
+DISK_REFUSED_FIX = "free space or fix the permissions there, then run the command again (a build resumes)"
+"""The fix for a write a full, read-only or forbidding disk refused; what was committed stays."""
+
+
 class SystemFailure(BatchitError):
     """A file batchit had to read or write failed at the system level (a full disk, a permission, a
     read-only file system): exit 1, naming the file. What was committed before it stays committed."""
@@ -36,8 +40,8 @@ class SystemFailure(BatchitError):
             errno.ENOTDIR: "a file on that path stands where a folder must be: move it aside",
             errno.EISDIR: "a folder stands where that file must be: move it aside",
         }
-        fix = in_the_way.get(exc.errno or 0, "free space or fix the permissions there")
-        hint = f"{fix}, then run the command again (a build resumes)"
+        fix = in_the_way.get(exc.errno or 0)
+        hint = f"{fix}, then run the command again (a build resumes)" if fix else DISK_REFUSED_FIX
         return cls(f"{exc.strerror or exc}{where}", hint=hint)
 
 

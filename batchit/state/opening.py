@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
-from batchit.errors import BatchitError, DamagedStateError, LockHeldError, SystemFailure
+from batchit.errors import DISK_REFUSED_FIX, BatchitError, DamagedStateError, LockHeldError, SystemFailure
 from batchit.model import STATE_DIR
 from batchit.state.schema import missing_tables_read_as_empty
 
@@ -27,7 +27,7 @@ def unreadable(path: Path | None, exc: sqlite3.DatabaseError) -> BatchitError:
     if isinstance(exc, sqlite3.OperationalError) and any(w in said for w in ("full", "readonly", "I/O")):
         return SystemFailure(
             f"the state store {where} cannot be written: {exc}",
-            hint="free space or fix the permissions there, then run the command again (a build resumes)",
+            hint=DISK_REFUSED_FIX,
         )
     return DamagedStateError(where, said)
 
