@@ -33,8 +33,8 @@ def put_project_on_path(root: Path) -> None:
     if entry not in sys.path:
         sys.path.insert(0, entry)
     if not any(isinstance(finder, FreshProjectBytecode) and finder.root == entry for finder in sys.meta_path):
-        finders = [type(finder) for finder in sys.meta_path]
-        at = finders.index(importlib.machinery.PathFinder) if importlib.machinery.PathFinder in finders else 0
+        path_finder = importlib.machinery.PathFinder  # in sys.meta_path as the class itself
+        at = sys.meta_path.index(path_finder) if path_finder in sys.meta_path else 0
         sys.meta_path.insert(at, FreshProjectBytecode(entry))
 
 
