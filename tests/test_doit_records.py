@@ -303,15 +303,24 @@ import batchit.doit
 
 # What two actions overlapping in doit's threads (`-P thread`) can leave as doit exits: each puts
 # its Writer over `sys.stderr` and puts back what it found, so the one ending last may put back
-# the other's, which at verbosity 0 only captures. Left here, it is left whatever the timing.
+# the other's, which at verbosity 0 only captures; or, when a python step put batchit's per-thread
+# stand-in over that Writer, the stand-in. Left here, it is left whatever the timing.
 sys.stderr = Writer(io.StringIO())
 task_site = batchit.doit.tasks("site")
 """
 
+LEFT_STAND_IN = LEFT_WRITER.replace(
+    "sys.stderr = Writer(io.StringIO())",
+    "from batchit.operators.capture import ThreadStream\n\nsys.stderr = ThreadStream(Writer(io.StringIO()))",
+)
 
-def test_the_record_at_doit_exit_is_shown_when_a_capturing_writer_is_left_as_stderr(tmp_path: Path) -> None:
+
+@pytest.mark.parametrize("dodo", [LEFT_WRITER, LEFT_STAND_IN], ids=["writer", "stand-in over a writer"])
+def test_the_record_at_doit_exit_is_shown_when_a_capturing_writer_is_left_as_stderr(
+    tmp_path: Path, dodo: str
+) -> None:
     """The record made as doit exits (no `_record` selected) says where it is on doit's real stderr."""
-    (tmp_path / "dodo.py").write_text(LEFT_WRITER, encoding="utf-8")
+    (tmp_path / "dodo.py").write_text(dodo, encoding="utf-8")
     site = Project(tmp_path / "site")
     site.config(PICKY)
     site.write({"picky.py": PICKY_MODULE, "in/a.txt": "a\n", "in/b.txt": "b\n"})

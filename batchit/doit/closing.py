@@ -15,6 +15,7 @@ from doit.action import Writer
 from doit.exceptions import TaskFailed
 
 from batchit.model import RESERVED_OUTPUTS
+from batchit.operators.capture import ThreadStream
 from batchit.operators.commands import stop_requested
 from batchit.plan.jobs import Job
 from batchit.plan.remember import remember_plan, settled_plan
@@ -283,8 +284,11 @@ def job_label(job: Job) -> str:
 def doit_stderr() -> Iterator[None]:
     """`sys.stderr` as doit's own stream while the block runs: at doit's exit after `-P thread`,
     it can still be the Writer of one sub-task's action (doit's threads swap it in and put back
-    what they found, in any order), which at verbosity 0 only captures what is written."""
-    if isinstance(sys.stderr, Writer) and sys.__stderr__ is not None:
+    what they found, in any order), which at verbosity 0 only captures what is written. A python
+    step may have put batchit's per-thread stand-in over such a Writer (`ThreadStream`), which
+    doit's threads then put back in its place: the Writer is looked for behind it too."""
+    stream = sys.stderr.real if isinstance(sys.stderr, ThreadStream) else sys.stderr
+    if isinstance(stream, Writer) and sys.__stderr__ is not None:
         with contextlib.redirect_stderr(sys.__stderr__):
             yield
     else:
